@@ -1,0 +1,324 @@
+package accesscontrol
+
+import (
+	"net/netip"
+	"net/url"
+	"path"
+	"strings"
+)
+
+// Request is what the rules see of an HTTP request. Build it once per request.
+type Request struct {
+	// Host is the lowercase host name without port.
+	Host string
+	// Path is the request path as sent (it is cleaned for resources).
+	Path string
+	// RawQuery is the query string without "?".
+	RawQuery string
+	// Method is the uppercase HTTP method.
+	Method string
+	// IP is the client address as the server's trusted proxies settle it.
+	IP netip.Addr
+
+	target      string
+	targetReady bool
+	query       url.Values
+	queryReady  bool
+}
+
+// Target is the string resources match: the cleaned path (trailing slash kept) plus "?query".
+func (r *Request) Target() string {
+	if !r.targetReady {
+		r.target = CleanTarget(r.Path, r.RawQuery)
+		r.targetReady = true
+	}
+	return r.target
+}
+
+// CleanTarget cleans p as path.Clean does, keeps a trailing slash, and appends "?" and the
+// query when there is one.
+func CleanTarget(p, rawQuery string) string {
+	if p == "" {
+		p = "/"
+	}
+	c := path.Clean(p)
+	if c != "/" && strings.HasSuffix(p, "/") {
+		c += "/"
+	}
+	if rawQuery != "" {
+		return c + "?" + rawQuery
+	}
+	return c
+}
+
+func (r *Request) queryValues() url.Values {
+	if !r.queryReady {
+		r.query, _ = url.ParseQuery(r.RawQuery)
+		r.queryReady = true
+	}
+	return r.query
+}
+
+// Subject is the caller the rules are evaluated for. The zero value is anonymous.
+type Subject struct {
+	// Username is the user's name, or "" for none.
+	Username string
+	// Groups are the user's groups.
+	Groups []string
+	// ClientID is the OAuth 2.0 client of a client_credentials token, or "".
+	ClientID string
+}
+
+// IsAnonymous reports whether the subject names no user, group or client.
+func (s *Subject) IsAnonymous() bool {
+	return s == nil || (s.Username == "" && len(s.Groups) == 0 && s.ClientID == "")
+}
+
+func (s *Subject) hasGroup(g string, fold bool) bool {
+	for _, x := range s.Groups {
+		if x == g || (fold && strings.EqualFold(x, g)) {
+			return true
+		}
+	}
+	return false
+}
+
+// Decision is the outcome of evaluating the rules.
+type Decision struct {
+	// Policy is the policy of the matched rule, or the default policy.
+	Policy Policy
+	// Rule is the zero-based index of the matched rule in the engine's list, or -1 for the
+	// default policy.
+	Rule int
+	// HasSubjects is true when the matched rule carries subjects, so an anonymous caller "may
+	// match" it and is to be sent to log in rather than denied.
+	HasSubjects bool
+}
+
+// Engine evaluates an ordered, compiled list of rules. It is immutable and safe for concurrent use.
+type Engine struct {
+	rules         []*compiledRule
+	defaultPolicy Policy
+}
+
+// NewEngine returns an engine over the given compiled lists, evaluated in order (for example a
+// site's rules, then the global ones), ending in defaultPolicy.
+func NewEngine(defaultPolicy Policy, sets ...*RuleSet) *Engine {
+	e := &Engine{defaultPolicy: defaultPolicy}
+	for _, s := range sets {
+		if s != nil {
+			e.rules = append(e.rules, s.rules...)
+		}
+	}
+	if e.defaultPolicy == 0 {
+		e.defaultPolicy = Deny
+	}
+	return e
+}
+
+// Rules is the number of rules in the engine.
+func (e *Engine) Rules() int { return len(e.rules) }
+
+// RuleName describes the i-th rule for logs.
+func (e *Engine) RuleName(i int) string {
+	if i < 0 || i >= len(e.rules) {
+		return "default_policy"
+	}
+	return e.rules[i].desc
+}
+
+// Decide evaluates the rules for the request and subject: the first rule whose criteria all hold
+// decides. For an anonymous subject, subject criteria "may match", so the first rule that matches
+// on everything else is chosen and HasSubjects tells the caller to ask for a login.
+func (e *Engine) Decide(req *Request, subj *Subject) Decision {
+	anon := subj.IsAnonymous()
+	if subj == nil {
+		subj = &Subject{}
+	}
+	for i, r := range e.rules {
+		if r.matches(req, subj, anon) {
+			return Decision{Policy: r.policy, Rule: i, HasSubjects: r.hasSubjects}
+		}
+	}
+	return Decision{Policy: e.defaultPolicy, Rule: -1}
+}
+
+func (r *compiledRule) matches(req *Request, s *Subject, anon bool) bool {
+	if (len(r.domains) > 0 || len(r.domainRegex) > 0) && !r.matchDomain(req.Host, s, anon) {
+		return false
+	}
+	if len(r.resources) > 0 {
+		target := req.Target()
+		ok := false
+		for i := range r.resources {
+			if r.resources[i].match(target, s, anon) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	if len(r.query) > 0 && !r.matchQuery(req) {
+		return false
+	}
+	if len(r.methods) > 0 && !containsString(r.methods, req.Method) {
+		return false
+	}
+	if len(r.networks) > 0 && !r.matchNetwork(req.IP) {
+		return false
+	}
+	if len(r.subjects) > 0 && !anon && !r.matchSubjects(s) {
+		return false
+	}
+	return true
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *compiledRule) matchDomain(host string, s *Subject, anon bool) bool {
+	for _, d := range r.domains {
+		switch d.kind {
+		case domainExact:
+			if host == d.name {
+				return true
+			}
+		case domainWildcard:
+			if len(host) > len(d.suffix) && strings.HasSuffix(host, d.suffix) {
+				return true
+			}
+		case domainUser, domainGroup:
+			if len(host) <= len(d.suffix) || !strings.HasSuffix(host, d.suffix) {
+				continue
+			}
+			label := host[:len(host)-len(d.suffix)]
+			if strings.Contains(label, ".") {
+				continue
+			}
+			if anon {
+				return true // may match: the caller will be asked to log in
+			}
+			if d.kind == domainUser && s.Username != "" && strings.EqualFold(label, s.Username) {
+				return true
+			}
+			if d.kind == domainGroup && s.hasGroup(label, true) {
+				return true
+			}
+		}
+	}
+	for i := range r.domainRegex {
+		if r.domainRegex[i].match(host, s, anon) {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *namedRegexp) match(subject string, s *Subject, anon bool) bool {
+	if !n.bindsSubject {
+		return n.re.MatchString(subject)
+	}
+	m := n.re.FindStringSubmatch(subject)
+	if m == nil {
+		return false
+	}
+	if anon {
+		return true
+	}
+	if n.userIndex >= 0 && (s.Username == "" || !strings.EqualFold(m[n.userIndex], s.Username)) {
+		return false
+	}
+	if n.groupIdx >= 0 && !s.hasGroup(m[n.groupIdx], true) {
+		return false
+	}
+	return true
+}
+
+func (r *compiledRule) matchQuery(req *Request) bool {
+	q := req.queryValues()
+	for _, alt := range r.query {
+		ok := true
+		for _, c := range alt {
+			if !c.match(q) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *queryMatcher) match(q url.Values) bool {
+	vs, present := q[c.key]
+	first := ""
+	if len(vs) > 0 {
+		first = vs[0]
+	}
+	switch c.op {
+	case opPresent:
+		return present
+	case opAbsent:
+		return !present
+	case opEqual:
+		return present && first == c.value
+	case opNotEqual:
+		return !present || first != c.value
+	case opPattern:
+		return present && c.re.MatchString(first)
+	case opNotPattern:
+		return !present || !c.re.MatchString(first)
+	}
+	return false
+}
+
+func (r *compiledRule) matchNetwork(ip netip.Addr) bool {
+	if !ip.IsValid() {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, p := range r.networks {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *compiledRule) matchSubjects(s *Subject) bool {
+	for _, alt := range r.subjects {
+		ok := true
+		for _, m := range alt {
+			if !m.match(s) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *subjectMatcher) match(s *Subject) bool {
+	switch m.kind {
+	case SubjectUser:
+		return s.Username != "" && s.Username == m.name
+	case SubjectGroup:
+		return s.Username != "" && s.hasGroup(m.name, false)
+	case SubjectClient:
+		return s.ClientID != "" && s.ClientID == m.name
+	}
+	return false
+}

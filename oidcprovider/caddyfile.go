@@ -1,0 +1,430 @@
+package oidcprovider
+
+import (
+	"slices"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	"github.com/portcullis-auth/portcullis/accesscontrol"
+)
+
+// Options of Authelia's that Portcullis will take but does not serve yet: naming one is an error
+// that says so, rather than a silent no-op.
+var (
+	pendingProviderOptions = []string{"users_file", "session", "regulation", "totp", "webauthn", "claims_policies", "scopes", "cors", "authorization_policies", "require_pushed_authorization_requests", "enable_pkce_plain_challenge", "minimum_parameter_entropy", "enable_client_debug_messages", "discovery_signed_response_alg"}
+	pendingClientOptions   = []string{"sector_identifier_uri", "redirect_uris", "request_uris", "response_types", "response_modes", "authorization_policy", "consent_mode", "pre_configured_consent_duration", "require_pushed_authorization_requests", "require_pkce", "pkce_challenge_method", "authorization_signed_response_alg", "authorization_signed_response_key_id", "id_token_signed_response_alg", "id_token_signed_response_key_id", "access_token_signed_response_alg", "access_token_signed_response_key_id", "userinfo_signed_response_alg", "userinfo_signed_response_key_id", "introspection_signed_response_alg", "introspection_signed_response_key_id", "request_object_signing_alg", "token_endpoint_auth_signing_alg", "jwks_uri", "jwks", "claims_policy"}
+)
+
+// parseGlobalOption parses the global oidc option. Syntax:
+//
+//	oidc {
+//		issuer <url>
+//		storage <directory>
+//		hmac_secret <secret>
+//		signing_key [<key_id>] {
+//			algorithm <alg>
+//			key_file <path>
+//		}
+//		lifespans {
+//			access_token <duration>
+//			authorize_code <duration>
+//			id_token <duration>
+//			refresh_token <duration>
+//			custom <name> {
+//				access_token <duration>
+//				...
+//			}
+//		}
+//		enforce_pkce never|public_clients_only|always
+//		client <client_id> {
+//			name <client_name>
+//			secret <digest>
+//			public [true|false]
+//			scopes <scope...>
+//			audience <audience...>
+//			grant_types <grant...>
+//			requested_audience_mode explicit|implicit
+//			token_endpoint_auth_method client_secret_basic|client_secret_post|none
+//			lifespan <custom lifespan name>
+//		}
+//		access_control {
+//			default_policy bypass|one_factor|two_factor|deny
+//			network <name> <cidr|ip...>
+//			rule { ... }
+//		}
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		return nil, d.Err("the oidc option is given twice; merge the two blocks")
+	}
+	app := new(App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: AppName, Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile reads the oidc global option into the app.
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		switch opt {
+		case "issuer":
+			if err := oneArg(d, &a.Issuer); err != nil {
+				return err
+			}
+		case "storage":
+			if err := oneArg(d, &a.Storage); err != nil {
+				return err
+			}
+		case "hmac_secret":
+			if err := oneArg(d, &a.HMACSecret); err != nil {
+				return err
+			}
+		case "enforce_pkce":
+			if err := oneArg(d, &a.EnforcePKCE); err != nil {
+				return err
+			}
+		case "signing_key":
+			k, err := unmarshalSigningKey(d)
+			if err != nil {
+				return err
+			}
+			a.SigningKeys = append(a.SigningKeys, k)
+		case "lifespans":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if err := unmarshalLifespans(d, &a.Lifespans, true); err != nil {
+				return err
+			}
+		case "client":
+			c, err := unmarshalClient(d)
+			if err != nil {
+				return err
+			}
+			a.Clients = append(a.Clients, c)
+		case "access_control":
+			if a.AccessControl != nil {
+				return d.Err("access_control is given twice; merge the two blocks")
+			}
+			ac, err := unmarshalAccessControl(d)
+			if err != nil {
+				return err
+			}
+			a.AccessControl = ac
+		default:
+			if slices.Contains(pendingProviderOptions, opt) {
+				return d.Errf("oidc: option %q is not available yet in this release of Portcullis; remove it", opt)
+			}
+			return d.Errf("oidc: unknown option %q (see the README for the options of the oidc block)", opt)
+		}
+	}
+	return nil
+}
+
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	opt := d.Val()
+	if !d.NextArg() {
+		return d.Errf("%s needs a value", opt)
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.Errf("%s takes one value, got another: %q", opt, d.Val())
+	}
+	return nil
+}
+
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	v, err := caddy.ParseDuration(s)
+	if err != nil {
+		return d.Errf("%s: %q is not a duration such as 90s, 1m, 1h or 30d: %v", d.Val(), s, err)
+	}
+	if v <= 0 {
+		return d.Errf("%s must be positive", s)
+	}
+	*dst = caddy.Duration(v)
+	return nil
+}
+
+func unmarshalSigningKey(d *caddyfile.Dispenser) (SigningKey, error) {
+	var k SigningKey
+	if d.NextArg() {
+		k.KeyID = d.Val()
+		if d.NextArg() {
+			return k, d.ArgErr()
+		}
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "algorithm":
+			if err := oneArg(d, &k.Algorithm); err != nil {
+				return k, err
+			}
+		case "key_file":
+			if err := oneArg(d, &k.KeyFile); err != nil {
+				return k, err
+			}
+		default:
+			return k, d.Errf("signing_key: unknown option %q (algorithm, key_file)", d.Val())
+		}
+	}
+	if k.KeyFile == "" {
+		return k, d.Err("signing_key: key_file is required (a PEM private key); leave signing_key out to use a generated RS256 key")
+	}
+	return k, nil
+}
+
+func unmarshalLifespans(d *caddyfile.Dispenser, l *Lifespans, allowCustom bool) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch opt := d.Val(); opt {
+		case "access_token":
+			if err := durationArg(d, &l.AccessToken); err != nil {
+				return err
+			}
+		case "authorize_code":
+			if err := durationArg(d, &l.AuthorizeCode); err != nil {
+				return err
+			}
+		case "id_token":
+			if err := durationArg(d, &l.IDToken); err != nil {
+				return err
+			}
+		case "refresh_token":
+			if err := durationArg(d, &l.RefreshToken); err != nil {
+				return err
+			}
+		case "custom":
+			if !allowCustom {
+				return d.Err("lifespans: custom sets do not nest")
+			}
+			if !d.NextArg() {
+				return d.Err("lifespans: custom needs a name: custom <name> { access_token 2h }")
+			}
+			name := d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			var set Lifespans
+			if err := unmarshalLifespans(d, &set, false); err != nil {
+				return err
+			}
+			if l.Custom == nil {
+				l.Custom = map[string]Lifespans{}
+			}
+			if _, dup := l.Custom[name]; dup {
+				return d.Errf("lifespans: custom %q is defined twice", name)
+			}
+			l.Custom[name] = set
+		default:
+			return d.Errf("lifespans: unknown option %q (access_token, authorize_code, id_token, refresh_token, custom)", opt)
+		}
+	}
+	return nil
+}
+
+func unmarshalClient(d *caddyfile.Dispenser) (ClientConfig, error) {
+	var c ClientConfig
+	if !d.NextArg() {
+		return c, d.Err("client needs its client_id: client <client_id> { … }")
+	}
+	c.ID = d.Val()
+	if d.NextArg() {
+		return c, d.Errf("client %s: unexpected argument %q; options go inside the block", c.ID, d.Val())
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		var err error
+		switch opt {
+		case "name", "client_name":
+			err = oneArg(d, &c.Name)
+		case "secret", "client_secret":
+			err = oneArg(d, &c.Secret)
+		case "public":
+			c.Public = true
+			if d.NextArg() {
+				c.Public, err = strconv.ParseBool(d.Val())
+				if err != nil {
+					return c, d.Errf("client %s: public takes true or false, not %q", c.ID, d.Val())
+				}
+			}
+		case "scopes":
+			c.Scopes, err = appendArgs(d, c.Scopes)
+		case "audience":
+			c.Audience, err = appendArgs(d, c.Audience)
+		case "grant_types":
+			c.GrantTypes, err = appendArgs(d, c.GrantTypes)
+		case "requested_audience_mode":
+			err = oneArg(d, &c.RequestedAudienceMode)
+		case "token_endpoint_auth_method":
+			err = oneArg(d, &c.TokenEndpointAuthMethod)
+		case "lifespan":
+			err = oneArg(d, &c.Lifespan)
+		default:
+			if slices.Contains(pendingClientOptions, opt) {
+				return c, d.Errf("client %s: option %q is not available yet in this release of Portcullis; remove it", c.ID, opt)
+			}
+			return c, d.Errf("client %s: unknown option %q (name, secret, public, scopes, audience, grant_types, requested_audience_mode, token_endpoint_auth_method, lifespan)", c.ID, opt)
+		}
+		if err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+func appendArgs(d *caddyfile.Dispenser, list []string) ([]string, error) {
+	opt := d.Val()
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return nil, d.Errf("%s needs at least one value", opt)
+	}
+	return append(list, args...), nil
+}
+
+func unmarshalAccessControl(d *caddyfile.Dispenser) (*accesscontrol.Config, error) {
+	ac := &accesscontrol.Config{}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch opt := d.Val(); opt {
+		case "default_policy":
+			if err := oneArg(d, &ac.DefaultPolicy); err != nil {
+				return nil, err
+			}
+		case "network":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return nil, d.Err("access_control: network needs a name and at least one CIDR or address: network internal 10.0.0.0/8")
+			}
+			if ac.Networks == nil {
+				ac.Networks = map[string][]string{}
+			}
+			if _, dup := ac.Networks[args[0]]; dup {
+				return nil, d.Errf("access_control: network %q is defined twice", args[0])
+			}
+			ac.Networks[args[0]] = args[1:]
+		case "rule":
+			r, err := UnmarshalRule(d)
+			if err != nil {
+				return nil, err
+			}
+			ac.Rules = append(ac.Rules, r)
+		default:
+			return nil, d.Errf("access_control: unknown option %q (default_policy, network, rule)", opt)
+		}
+	}
+	return ac, nil
+}
+
+// UnmarshalRule reads one "rule { … }" block; the dispenser is on the "rule" token. Syntax:
+//
+//	rule {
+//		domain <host...>
+//		domain_regex <regex...>
+//		resources <regex...>
+//		methods <method...>
+//		networks <cidr|ip|name...>
+//		subject <subject...>                # one line = one alternative; all on it must hold
+//		query <key> [<operator>] [<value>]  # one line = one alternative of one condition
+//		query {                             # one block = one alternative; all must hold
+//			<key> [<operator>] [<value>]
+//		}
+//		policy bypass|one_factor|two_factor|deny
+//	}
+func UnmarshalRule(d *caddyfile.Dispenser) (accesscontrol.Rule, error) {
+	var r accesscontrol.Rule
+	if d.NextArg() {
+		return r, d.Errf("rule takes no argument (got %q); put its criteria inside the block", d.Val())
+	}
+	var err error
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch opt := d.Val(); opt {
+		case "domain":
+			r.Domain, err = appendArgs(d, r.Domain)
+		case "domain_regex":
+			r.DomainRegex, err = appendArgs(d, r.DomainRegex)
+		case "resources":
+			r.Resources, err = appendArgs(d, r.Resources)
+		case "methods":
+			r.Methods, err = appendArgs(d, r.Methods)
+		case "networks":
+			r.Networks, err = appendArgs(d, r.Networks)
+		case "subject":
+			var alt []string
+			alt, err = appendArgs(d, nil)
+			if err == nil {
+				r.Subject = append(r.Subject, alt)
+			}
+		case "query":
+			args := d.RemainingArgs()
+			if len(args) > 0 {
+				c, cerr := queryCondition(d, args)
+				if cerr != nil {
+					return r, cerr
+				}
+				r.Query = append(r.Query, []accesscontrol.QueryCondition{c})
+				continue
+			}
+			var alt []accesscontrol.QueryCondition
+			for n := d.Nesting(); d.NextBlock(n); {
+				c, cerr := queryCondition(d, append([]string{d.Val()}, d.RemainingArgs()...))
+				if cerr != nil {
+					return r, cerr
+				}
+				alt = append(alt, c)
+			}
+			if len(alt) == 0 {
+				return r, d.Err("rule: query needs a condition: query <key> [<operator>] [<value>] or a block of them")
+			}
+			r.Query = append(r.Query, alt)
+		case "policy":
+			err = oneArg(d, &r.Policy)
+		default:
+			return r, d.Errf("rule: unknown criterion %q (domain, domain_regex, resources, methods, networks, subject, query, policy)", opt)
+		}
+		if err != nil {
+			return r, err
+		}
+	}
+	if r.Policy == "" {
+		return r, d.Err("rule: policy is required (bypass, one_factor, two_factor or deny)")
+	}
+	return r, nil
+}
+
+// queryCondition reads "<key>", "<key> <value>", "<key> <operator>" or "<key> <operator> <value>".
+func queryCondition(d *caddyfile.Dispenser, args []string) (accesscontrol.QueryCondition, error) {
+	c := accesscontrol.QueryCondition{Key: args[0]}
+	switch len(args) {
+	case 1:
+	case 2:
+		if op := accesscontrol.NormalizeOperator(args[1]); op == "present" || op == "absent" {
+			c.Operator = op
+		} else {
+			c.Value = args[1]
+		}
+	case 3:
+		c.Operator = accesscontrol.NormalizeOperator(args[1])
+		if c.Operator == "" {
+			return c, d.Errf("rule: query %s: unknown operator %q (present, absent, equal, \"not equal\", pattern, \"not pattern\")", args[0], args[1])
+		}
+		c.Value = args[2]
+	default:
+		return c, d.Errf("rule: query %s: too many values; quote operators with spaces, e.g. \"not equal\"", args[0])
+	}
+	return c, nil
+}
