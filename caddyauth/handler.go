@@ -1,0 +1,154 @@
+package caddyauth
+
+import (
+	"errors"
+	"fmt"
+	"html"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/portcullis-auth/portcullis/oidcprovider"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+	httpcaddyfile.RegisterHandlerDirective("oidc_auth", parseHandlerCaddyfile)
+}
+
+// Handler is the oidc_auth gate: it identifies the caller, applies the access-control rules and
+// either passes the request on, with identity headers and placeholders, or answers it (401/407
+// with an RFC 6750 challenge, 403, or a redirect to the login portal).
+type Handler struct {
+	GateConfig
+
+	gate   *gate
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "http.handlers.oidc_auth", New: func() caddy.Module { return new(Handler) }}
+}
+
+// Provision compiles the site's rules against the oidc app.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	g, err := h.GateConfig.provision(ctx, "oidc_auth")
+	if err != nil {
+		return err
+	}
+	h.gate = g
+	return nil
+}
+
+// ServeHTTP gates the request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	stripRemoteHeaders(r.Header)
+	target := requestURL(r)
+	id, failure, err := h.gate.identify(r, target)
+	if err != nil {
+		if errors.Is(err, oidcprovider.ErrUnavailable) {
+			w.Header().Set("Retry-After", "1")
+			return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		}
+		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("oidc_auth: checking credentials: %w", err))
+	}
+	req := accessRequest(r)
+	v, d := h.gate.decide(&req, id, failure != nil)
+	if c := h.logger.Check(zapcore.DebugLevel, "access decision"); c != nil {
+		c.Write(zap.String("host", req.Host), zap.String("rule", h.gate.engine.RuleName(d.Rule)), zap.Stringer("policy", d.Policy), zap.Bool("authenticated", id != nil))
+	}
+	switch v {
+	case verdictAllow:
+		if id != nil {
+			applyIdentity(r, id)
+		}
+		return next.ServeHTTP(w, r)
+	case verdictInvalid:
+		w.Header().Set(failure.strategy.challenge, bearerChallenge("invalid_token", failure.description))
+		return caddyhttp.Error(failure.strategy.status, errors.New("invalid credentials: "+failure.description))
+	case verdictForbidden:
+		w.Header().Set(id.strategy.challenge, bearerChallenge("insufficient_scope", "The rule for this URL asks more than this token can prove ("+d.Policy.String()+")."))
+		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("forbidden by %s", h.gate.engine.RuleName(d.Rule)))
+	case verdictDeny:
+		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("denied by %s", h.gate.engine.RuleName(d.Rule)))
+	}
+	// Anonymous: browsers go to the portal; API clients get 401 with the same Location.
+	loc := h.gate.portalURL(r)
+	w.Header().Set("Location", loc)
+	if isBrowser(r) {
+		status := http.StatusFound
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions {
+			status = http.StatusSeeOther
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		if r.Method == http.MethodHead {
+			w.WriteHeader(status)
+			return nil
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(status)
+		_, _ = fmt.Fprintf(w, "<a href=\"%s\">%d %s</a>\n", html.EscapeString(loc), status, http.StatusText(status))
+		return nil
+	}
+	w.Header().Set("WWW-Authenticate", bearerChallenge("", ""))
+	return caddyhttp.Error(http.StatusUnauthorized, errors.New("authentication required"))
+}
+
+// UnmarshalCaddyfile reads the directive. Syntax:
+//
+//	oidc_auth [<matcher>] {
+//		strategies authorization|proxy_authorization...
+//		rule {
+//			...
+//		}
+//	}
+//
+// Rules use the syntax of the global access_control rules and run before them.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	return h.GateConfig.unmarshalCaddyfile(d, "oidc_auth")
+}
+
+func (c *GateConfig) unmarshalCaddyfile(d *caddyfile.Dispenser, directive string) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.Errf("%s takes no argument (got %q); put options in its block", directive, d.Val())
+	}
+	for d.NextBlock(0) {
+		switch opt := d.Val(); opt {
+		case "strategies":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.Errf("%s: strategies needs at least one of authorization, proxy_authorization", directive)
+			}
+			c.Strategies = append(c.Strategies, args...)
+		case "rule":
+			r, err := oidcprovider.UnmarshalRule(d)
+			if err != nil {
+				return err
+			}
+			c.Rules = append(c.Rules, r)
+		default:
+			return d.Errf("%s: unknown option %q (strategies, rule)", directive, opt)
+		}
+	}
+	return nil
+}
+
+func parseHandlerCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var m Handler
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return &m, err
+}
+
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+	_ caddyfile.Unmarshaler       = (*Handler)(nil)
+)

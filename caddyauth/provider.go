@@ -1,0 +1,92 @@
+package caddyauth
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	caddyauthstd "github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
+
+	"github.com/portcullis-auth/portcullis/accesscontrol"
+	"github.com/portcullis-auth/portcullis/oidcprovider"
+)
+
+func init() {
+	caddy.RegisterModule(Provider{})
+}
+
+// Provider is http.authentication.providers.oidc, for Caddy's stock authentication handler. It
+// shares oidc_auth's identification and rules, within that handler's limits: it can only accept
+// a caller or not (the handler then answers 401), so it sets the challenge header and never
+// answers 302, 403 or 407 itself, and a bypass rule cannot admit an anonymous caller. Prefer the
+// oidc_auth directive unless you compose several providers.
+type Provider struct {
+	GateConfig
+
+	gate *gate
+}
+
+// CaddyModule returns the Caddy module information.
+func (Provider) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "http.authentication.providers.oidc", New: func() caddy.Module { return new(Provider) }}
+}
+
+// Provision compiles the rules against the oidc app.
+func (p *Provider) Provision(ctx caddy.Context) error {
+	g, err := p.GateConfig.provision(ctx, "http.authentication.providers.oidc")
+	if err != nil {
+		return err
+	}
+	p.gate = g
+	return nil
+}
+
+// UnmarshalCaddyfile reads the provider's options (strategies, rule) like oidc_auth's.
+func (p *Provider) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	return p.GateConfig.unmarshalCaddyfile(d, "oidc")
+}
+
+// Authenticate implements caddyauth.Authenticator. It returns an error only for technical
+// failures (the store not open), never for bad credentials.
+func (p *Provider) Authenticate(w http.ResponseWriter, r *http.Request) (caddyauthstd.User, bool, error) {
+	stripRemoteHeaders(r.Header)
+	id, failure, err := p.gate.identify(r, requestURL(r))
+	if err != nil {
+		if errors.Is(err, oidcprovider.ErrUnavailable) {
+			w.Header().Set("Retry-After", "1")
+		}
+		return caddyauthstd.User{}, false, err
+	}
+	if failure != nil {
+		w.Header().Set("WWW-Authenticate", bearerChallenge("invalid_token", failure.description))
+		return caddyauthstd.User{}, false, nil
+	}
+	if id == nil {
+		w.Header().Set("WWW-Authenticate", bearerChallenge("", ""))
+		return caddyauthstd.User{}, false, nil
+	}
+	req := accessRequest(r)
+	if v, _ := p.gate.decide(&req, id, false); v != verdictAllow {
+		w.Header().Set("WWW-Authenticate", bearerChallenge("insufficient_scope", "The rule for this URL does not admit this token."))
+		return caddyauthstd.User{}, false, nil
+	}
+	applyIdentity(r, id)
+	user := caddyauthstd.User{Metadata: map[string]string{"auth_level": "one_factor"}}
+	if id.level == accesscontrol.TwoFactor {
+		user.Metadata["auth_level"] = "two_factor"
+	}
+	if id.subject.ClientID != "" {
+		user.ID = "oauth2:client:" + id.subject.ClientID
+		user.Metadata["client_id"] = id.subject.ClientID
+	} else {
+		user.ID = id.subject.Username
+	}
+	return user, true, nil
+}
+
+var (
+	_ caddy.Provisioner          = (*Provider)(nil)
+	_ caddyauthstd.Authenticator = (*Provider)(nil)
+	_ caddyfile.Unmarshaler      = (*Provider)(nil)
+)
