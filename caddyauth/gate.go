@@ -58,8 +58,10 @@ type strategy struct {
 
 func (c *GateConfig) provision(ctx caddy.Context, directive string) (*gate, error) {
 	appIface, err := ctx.AppIfConfigured(oidcprovider.AppName)
-	if err != nil {
-		return nil, fmt.Errorf("%s: the global 'oidc' option is missing; add '{ oidc { issuer https://auth.example.com … } }' at the top of the Caddyfile: %w", directive, err)
+	if errors.Is(err, caddy.ErrNotConfigured) {
+		return nil, fmt.Errorf("%s: the global 'oidc' option is missing; add '{ oidc { issuer https://auth.example.com … } }' at the top of the Caddyfile", directive)
+	} else if err != nil {
+		return nil, fmt.Errorf("%s: %w", directive, err)
 	}
 	app := appIface.(*oidcprovider.App)
 	site, err := app.CompileRules(c.Rules, directive, false)

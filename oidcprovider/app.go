@@ -58,7 +58,7 @@ type App struct {
 	SigningKeys []SigningKey `json:"signing_keys,omitempty"`
 	// Lifespans of tokens. JSON: "lifespans"; defaults: access_token 1h, authorize_code 1m,
 	// id_token 1h, refresh_token 90m.
-	Lifespans Lifespans `json:"lifespans,omitempty"`
+	Lifespans Lifespans `json:"lifespans,omitzero"`
 	// EnforcePKCE is never, public_clients_only or always (for the authorization code flow).
 	// JSON: "enforce_pkce"; default public_clients_only.
 	EnforcePKCE string `json:"enforce_pkce,omitempty"`

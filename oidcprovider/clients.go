@@ -87,7 +87,7 @@ func newClient(cfg ClientConfig, global Lifespans) (*Client, error) {
 		cfg.Name = cfg.ID
 	}
 	if len(cfg.GrantTypes) == 0 {
-		cfg.GrantTypes = []string{grantAuthorizationCode}
+		return nil, fail("grant_types", "authorization_code (the default) is not available yet; set 'grant_types client_credentials'")
 	}
 	for _, g := range cfg.GrantTypes {
 		if !slices.Contains(knownGrants, g) {

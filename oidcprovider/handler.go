@@ -57,8 +57,10 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	app, err := ctx.AppIfConfigured(AppName)
-	if err != nil {
-		return fmt.Errorf("oidc_provider: the global 'oidc' option is missing; add '{ oidc { issuer https://auth.example.com } }' at the top of the Caddyfile: %w", err)
+	if errors.Is(err, caddy.ErrNotConfigured) {
+		return errors.New("oidc_provider: the global 'oidc' option is missing; add '{ oidc { issuer https://auth.example.com } }' at the top of the Caddyfile")
+	} else if err != nil {
+		return fmt.Errorf("oidc_provider: %w", err)
 	}
 	h.app = app.(*App)
 	return nil
