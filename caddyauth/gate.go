@@ -63,7 +63,11 @@ func (c *GateConfig) provision(ctx caddy.Context, directive string) (*gate, erro
 	} else if err != nil {
 		return nil, fmt.Errorf("%s: %w", directive, err)
 	}
-	app := appIface.(*oidcprovider.App)
+	return c.newGate(appIface.(*oidcprovider.App), directive)
+}
+
+// newGate compiles the site's rules against a provisioned oidc app.
+func (c *GateConfig) newGate(app *oidcprovider.App, directive string) (*gate, error) {
 	site, err := app.CompileRules(c.Rules, directive, false)
 	if err != nil {
 		return nil, err

@@ -53,6 +53,15 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{ID: "http.handlers.oidc_provider", New: func() caddy.Module { return new(Handler) }}
 }
 
+// NewHandler returns a provider handler for an app that is already provisioned, for embedding
+// the endpoints outside a Caddy config (tests, tools).
+func NewHandler(app *App, logger *zap.Logger) *Handler {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	return &Handler{app: app, logger: logger}
+}
+
 // Provision finds the oidc app.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
