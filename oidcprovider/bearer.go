@@ -2,6 +2,8 @@ package oidcprovider
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"net/url"
@@ -61,10 +63,41 @@ func (a *App) CheckBearer(ctx context.Context, token string, target *url.URL) (*
 		return nil, ErrUnavailable
 	}
 	raw := token[len(TokenPrefix)+len(kindAccess)+1:]
+	sig := st.provider.strategy.AccessTokenSignature(ctx, raw)
+	key := bearerCacheKey(a.dir, sig)
+	hash := sha256.Sum256([]byte(token))
+	e, gen := bearerTokens.get(key)
+	if e == nil || subtle.ConstantTimeCompare(e.tokenHash[:], hash[:]) != 1 {
+		var err error
+		if e, err = a.loadBearer(ctx, st, raw, sig); err != nil {
+			return nil, err
+		}
+		e.tokenHash = hash
+		bearerTokens.put(key, e, gen)
+	}
+	if !e.identity.ExpiresAt.IsZero() && !time.Now().Before(e.identity.ExpiresAt) {
+		bearerTokens.forget(key)
+		return nil, &InvalidTokenError{"The access token is expired."}
+	}
+	client, ok := a.clients[e.identity.ClientID]
+	if !ok {
+		return nil, &InvalidTokenError{"The client of this access token is no longer registered."}
+	}
+	if !e.hasScope || !client.HasScope(ScopeBearerAuthz) {
+		return nil, &InvalidTokenError{"The access token does not carry the " + ScopeBearerAuthz + " scope."}
+	}
+	if !audienceCovers(e.audience, target) || !audienceCovers(client.audienceURLs, target) {
+		return nil, &InvalidTokenError{"The access token's audience does not include this URL."}
+	}
+	id := e.identity
+	return &id, nil
+}
+
+// loadBearer reads, authenticates and decodes a token record from the store.
+func (a *App) loadBearer(ctx context.Context, st *runtimeState, raw, sig string) (*bearerEntry, error) {
 	if err := st.provider.strategy.Enigma.Validate(ctx, raw); err != nil {
 		return nil, &InvalidTokenError{"The access token is malformed or was not issued by this provider."}
 	}
-	sig := st.provider.strategy.AccessTokenSignature(ctx, raw)
 	data, err := st.kv.Get(tokenKey(kindAccess, sig))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -78,36 +111,34 @@ func (a *App) CheckBearer(ctx context.Context, token string, target *url.URL) (*
 	if err := json.Unmarshal(data, &rec); err != nil || rec.Session == nil {
 		return nil, &InvalidTokenError{"The access token record is unreadable."}
 	}
-	exp := rec.Session.GetExpiresAt(fosite.AccessToken)
-	if !exp.IsZero() && !time.Now().Before(exp) {
-		return nil, &InvalidTokenError{"The access token is expired."}
+	e := &bearerEntry{
+		identity: BearerIdentity{
+			ClientID:          rec.ClientID,
+			Username:          rec.Session.Username,
+			ClientCredentials: rec.Session.ClientCredentials,
+			Scopes:            rec.GrantedScopes,
+			ExpiresAt:         rec.Session.GetExpiresAt(fosite.AccessToken),
+		},
+		hasScope: slices.Contains(rec.GrantedScopes, ScopeBearerAuthz),
+		audience: parseAudienceURLs(rec.GrantedAudience),
 	}
-	client, ok := a.clients[rec.ClientID]
-	if !ok {
-		return nil, &InvalidTokenError{"The client of this access token is no longer registered."}
-	}
-	if !slices.Contains(rec.GrantedScopes, ScopeBearerAuthz) || !client.HasScope(ScopeBearerAuthz) {
-		return nil, &InvalidTokenError{"The access token does not carry the " + ScopeBearerAuthz + " scope."}
-	}
-	if !audienceCovers(rec.GrantedAudience, target) || !audienceCovers(client.cfg.Audience, target) {
-		return nil, &InvalidTokenError{"The access token's audience does not include this URL."}
-	}
-	return &BearerIdentity{
-		ClientID:          rec.ClientID,
-		Username:          rec.Session.Username,
-		ClientCredentials: rec.Session.ClientCredentials,
-		Scopes:            rec.GrantedScopes,
-		ExpiresAt:         exp,
-	}, nil
+	return e, nil
 }
 
-// audienceCovers reports whether any URL entry of list authorizes target under AudienceMatches.
-func audienceCovers(list []string, target *url.URL) bool {
+// parseAudienceURLs keeps the entries that are absolute URLs, parsed.
+func parseAudienceURLs(list []string) []*url.URL {
+	out := make([]*url.URL, 0, len(list))
 	for _, a := range list {
-		u, err := url.Parse(a)
-		if err != nil || u.Host == "" {
-			continue
+		if u, err := url.Parse(a); err == nil && u.Host != "" {
+			out = append(out, u)
 		}
+	}
+	return out
+}
+
+// audienceCovers reports whether any entry of list authorizes target under AudienceMatches.
+func audienceCovers(list []*url.URL, target *url.URL) bool {
+	for _, u := range list {
 		if AudienceMatches(u, target) {
 			return true
 		}

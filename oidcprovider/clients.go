@@ -45,6 +45,8 @@ type Client struct {
 	fingerprint secretcache.Key  // identifies the configured digest
 	plaintext   bool
 	lifespans   Lifespans // effective, custom set merged over the global one
+	// audienceURLs are the audience entries that are URLs, parsed once for the gateway.
+	audienceURLs []*url.URL
 }
 
 var digestDecoder = mustDecoder()
@@ -185,6 +187,7 @@ func newClient(cfg ClientConfig, global Lifespans) (*Client, error) {
 		}
 		c.lifespans = mergeLifespans(set, global)
 	}
+	c.audienceURLs = parseAudienceURLs(cfg.Audience)
 	c.cfg = cfg
 	return c, nil
 }

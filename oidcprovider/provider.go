@@ -90,7 +90,7 @@ func newProvider(a *App, kv KV, hmacSecret []byte) *provider {
 		SendDebugMessagesToClients:   false,
 	}
 	st := &prefixedStrategy{HMACSHAStrategyUnPrefixed: oauth2.NewHMACSHAStrategyUnPrefixed(&hmac.HMACStrategy{Config: cfg}, cfg)}
-	storage := &tokenStorage{kv: kv, clients: a.client}
+	storage := &tokenStorage{kv: kv, dir: a.dir, clients: a.client}
 	cfg.TokenEndpointHandlers = fosite.TokenEndpointHandlers{
 		&oauth2.ClientCredentialsGrantHandler{
 			HandleHelper: &oauth2.HandleHelper{AccessTokenStrategy: st, AccessTokenStorage: storage, Config: cfg},

@@ -63,6 +63,7 @@ func requestIndexPrefix(requestID, kind string) []byte {
 // current registry.
 type tokenStorage struct {
 	kv      KV
+	dir     string // the store directory, keying the process-wide bearer cache
 	clients func(id string) (*Client, bool)
 }
 
@@ -179,6 +180,9 @@ func (s *tokenStorage) load(kind, signature string, into fosite.Session) (*fosit
 }
 
 func (s *tokenStorage) delete(kind, signature string) error {
+	if kind == kindAccess {
+		defer bearerTokens.forget(bearerCacheKey(s.dir, signature))
+	}
 	_, rec, err := s.load(kind, signature, nil)
 	keys := [][]byte{tokenKey(kind, signature)}
 	if err == nil {
@@ -195,7 +199,11 @@ func (s *tokenStorage) revokeRequest(requestID, kind string) error {
 	keys := make([][]byte, 0, 2*len(idx))
 	prefix := len(requestIndexPrefix(requestID, kind))
 	for _, k := range idx {
-		keys = append(keys, k, tokenKey(kind, string(k[prefix:])))
+		sig := string(k[prefix:])
+		keys = append(keys, k, tokenKey(kind, sig))
+		if kind == kindAccess {
+			defer bearerTokens.forget(bearerCacheKey(s.dir, sig))
+		}
 	}
 	if len(keys) == 0 {
 		return nil
