@@ -1,0 +1,158 @@
+// Package e2e runs the built Caddy binary with Portcullis on loopback and drives it with real
+// OAuth 2.0 clients, as an administrator and a monitor would.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// caddyBin is the binary under test: $PORTCULLIS_CADDY, or one built from ./cmd/caddy.
+var caddyBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	caddyBin = os.Getenv("PORTCULLIS_CADDY")
+	if caddyBin == "" {
+		dir, err := os.MkdirTemp("", "portcullis-e2e-bin")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		caddyBin = filepath.Join(dir, "caddy")
+		build := exec.Command("go", "build", "-o", caddyBin, "../cmd/caddy")
+		build.Stdout, build.Stderr = os.Stdout, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building caddy:", err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// server is one running Caddy process.
+type server struct {
+	t         *testing.T
+	cmd       *exec.Cmd
+	config    string // Caddyfile path
+	env       []string
+	adminPort int
+	httpPort  int
+	log       *bytes.Buffer
+}
+
+// newServer writes the Caddyfile and prepares a process with its own data and config dirs.
+func newServer(t *testing.T, caddyfile string, adminPort, httpPort int, extraEnv ...string) *server {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(cfg, []byte(caddyfile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "HOME="+dir)
+	return &server{t: t, config: cfg, env: append(env, extraEnv...), adminPort: adminPort, httpPort: httpPort}
+}
+
+// start runs `caddy run` and waits until the admin endpoint and the HTTP port answer.
+func (s *server) start() {
+	s.t.Helper()
+	s.log = &bytes.Buffer{}
+	s.cmd = exec.Command(caddyBin, "run", "--config", s.config, "--adapter", "caddyfile")
+	s.cmd.Env = s.env
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(s.stop)
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(fmt.Sprintf("http://localhost:%d/config/", s.adminPort)); err == nil {
+			resp.Body.Close()
+			if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.httpPort)); err == nil {
+				c.Close()
+				return
+			}
+		}
+		if s.cmd.ProcessState != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.t.Fatalf("caddy did not start:\n%s", s.log.String())
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (s *server) stop() {
+	if s.cmd == nil || s.cmd.Process == nil || s.cmd.ProcessState != nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- s.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// client is an HTTP client that sends every *.localhost name to 127.0.0.1.
+func client() *http.Client {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			_, port, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, err
+			}
+			return d.DialContext(ctx, network, net.JoinHostPort("127.0.0.1", port))
+		},
+	}
+	return &http.Client{Transport: tr, Timeout: 20 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+var siteLabel = regexp.MustCompile(`(?m)^([a-z0-9-]+)\.example\.com \{`)
+
+// loopback rewrites a Caddyfile written for https://*.example.com to http://*.localhost:<port>
+// on this machine, with its own admin port, upstreams and storage. Nothing else changes.
+func loopback(caddyfile string, adminPort, httpPort int, upstreams map[string]string, replace map[string]string) string {
+	out := caddyfile
+	for from, to := range replace {
+		out = strings.ReplaceAll(out, from, to)
+	}
+	for from, to := range upstreams {
+		out = strings.ReplaceAll(out, "reverse_proxy "+from, "reverse_proxy "+to)
+	}
+	out = regexp.MustCompile(`https://([a-z0-9-]+)\.example\.com`).ReplaceAllString(out, fmt.Sprintf("http://$1.localhost:%d", httpPort))
+	out = siteLabel.ReplaceAllString(out, fmt.Sprintf("http://$1.localhost:%d {", httpPort))
+	out = regexp.MustCompile(`([a-z0-9-]+)\.example\.com`).ReplaceAllString(out, "$1.localhost")
+	global := fmt.Sprintf("{\n\tadmin localhost:%d\n\thttp_port %d\n\tlog {\n\t\tlevel INFO\n\t}\n", adminPort, httpPort)
+	return strings.Replace(out, "{\n", global, 1)
+}
