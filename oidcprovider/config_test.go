@@ -15,7 +15,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
-	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddytest"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
@@ -227,4 +227,22 @@ func FuzzCaddyfile(f *testing.F) {
 		}
 		_ = caddy.Validate(&cfg)
 	})
+}
+
+// TestExamples checks that the shipped Caddyfiles are formatted as `caddy fmt` wants and pass
+// `caddy validate`.
+func TestExamples(t *testing.T) {
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	for _, f := range []string{"../Caddyfile.example", "../examples/uptime-kuma/Caddyfile"} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if formatted := caddyfile.Format(data); string(formatted) != string(data) {
+			t.Errorf("%s is not formatted; run: caddy fmt --overwrite %s", f, f)
+		}
+		if err := validate(t, strings.Replace(string(data), "{\n", "{\n\tadmin off\n", 1)); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
 }
