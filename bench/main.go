@@ -1,0 +1,344 @@
+// Command bench measures what the Bearer gate costs: in one run against one Caddy process it
+// loads a reverse-proxied site without the gate and the same upstream behind oidc_auth, in
+// alternating rounds, and reports requests per second and their ratio. It then fills the store
+// with live tokens and measures the gated site again, to show the check costs the same with 10
+// and with 100,000 tokens.
+//
+//	go run ./bench -caddy ./caddy -duration 5s -rounds 3 -connections 32 -tokens 100000
+//
+// Every request goes to 127.0.0.1; the run is bounded by -rounds and -duration.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+func main() {
+	caddyBin := flag.String("caddy", "", "Caddy binary with Portcullis (default: build ./cmd/caddy)")
+	duration := flag.Duration("duration", 5*time.Second, "length of one measuring round")
+	rounds := flag.Int("rounds", 3, "rounds per site (alternating)")
+	conns := flag.Int("connections", 32, "concurrent keep-alive connections")
+	tokens := flag.Int("tokens", 100000, "live tokens in the store for the second phase")
+	loader := flag.String("loader", "", "load generator: wrk (default when installed) or go")
+	flag.Parse()
+	if *loader == "" {
+		*loader = "go"
+		if _, err := exec.LookPath("wrk"); err == nil {
+			*loader = "wrk"
+		}
+	}
+	useWrk = *loader == "wrk"
+	if err := run(*caddyBin, *duration, *rounds, *conns, *tokens); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+const digest = "$pbkdf2-sha512$310000$c8p78n7pUMln0jzvd4aK4Q$JNRBzwAo0ek5qKn50cFzzvE9RXV88h1wJn5KGiHrD0YKtZaR/nCb2CJPOsKaPK0hjf.9yHxzQGZziziccp6Yng"
+
+func config(admin, port int, upstream, dir string) string {
+	return fmt.Sprintf(`{
+	admin localhost:%[1]d
+	http_port %[2]d
+	log {
+		level ERROR
+	}
+	oidc {
+		issuer http://auth.localhost:%[2]d
+		storage %[4]s
+		client monitor {
+			secret "%[5]s"
+			scopes authelia.bearer.authz
+			audience http://gated.localhost:%[2]d/
+			grant_types client_credentials
+			requested_audience_mode implicit
+		}
+		access_control {
+			default_policy deny
+			rule {
+				domain gated.localhost
+				subject oauth2:client:monitor
+				policy one_factor
+			}
+		}
+	}
+}
+http://auth.localhost:%[2]d {
+	oidc_provider
+}
+http://plain.localhost:%[2]d {
+	reverse_proxy %[3]s
+}
+http://gated.localhost:%[2]d {
+	oidc_auth
+	reverse_proxy %[3]s
+}
+`, admin, port, upstream, dir, digest)
+}
+
+func run(caddyBin string, duration time.Duration, rounds, conns, nTokens int) error {
+	work, err := os.MkdirTemp("", "portcullis-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	if caddyBin == "" {
+		caddyBin = filepath.Join(work, "caddy")
+		b := exec.Command("go", "build", "-o", caddyBin, "./cmd/caddy")
+		b.Stdout, b.Stderr = os.Stderr, os.Stderr
+		if err := b.Run(); err != nil {
+			return fmt.Errorf("building caddy: %w", err)
+		}
+	}
+
+	// the upstream: a small fixed answer, in this process
+	ul, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	body := bytes.Repeat([]byte("x"), 256)
+	go func() {
+		_ = http.Serve(ul, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(body) }))
+	}()
+
+	admin, port := freePort(), freePort()
+	cfgPath := filepath.Join(work, "Caddyfile")
+	if err := os.WriteFile(cfgPath, []byte(config(admin, port, ul.Addr().String(), filepath.Join(work, "store"))), 0o600); err != nil {
+		return err
+	}
+	cmd := exec.Command(caddyBin, "run", "--config", cfgPath, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+work, "XDG_CONFIG_HOME="+work)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+
+	hc := loopbackClient(conns)
+	base := func(h string) string { return fmt.Sprintf("http://%s.localhost:%d", h, port) }
+	if err := waitUp(hc, base("plain")+"/"); err != nil {
+		return err
+	}
+	mint := func() (string, error) {
+		req, _ := http.NewRequest("POST", base("auth")+"/api/oidc/token", strings.NewReader(url.Values{"grant_type": {"client_credentials"}, "scope": {"authelia.bearer.authz"}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("monitor", "insecure_secret")
+		resp, err := hc.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		var t struct {
+			AccessToken string `json:"access_token"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&t); err != nil || t.AccessToken == "" {
+			return "", fmt.Errorf("token endpoint answered %d", resp.StatusCode)
+		}
+		return t.AccessToken, nil
+	}
+	token, err := mint()
+	if err != nil {
+		return err
+	}
+	for i := 1; i < 10; i++ {
+		if _, err := mint(); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("portcullis bench: %d connections, %d rounds of %s per site, alternating\n", conns, rounds, duration)
+	fmt.Printf("GOMAXPROCS of the load generator and Caddy share this machine's %d cores\n\n", runtime.NumCPU())
+
+	measure := func(host, tok string) float64 {
+		if useWrk {
+			return wrk(port, fmt.Sprintf("%s.localhost:%d", host, port), tok, conns, duration)
+		}
+		return load(hc, base(host)+"/", tok, conns, duration)
+	}
+	plain := func() float64 { return measure("plain", "") }
+	gated := func() float64 { return measure("gated", token) }
+	fmt.Printf("load generator: %s\n", map[bool]string{true: "wrk (1 thread)", false: "Go, in this process"}[useWrk])
+
+	plain10, gated10 := alternate(rounds, plain, gated)
+	report("10 live tokens", plain10, gated10)
+
+	fmt.Printf("\nminting tokens up to %d live ones…\n", nTokens)
+	start := time.Now()
+	if err := mintMany(nTokens-10, conns, mint); err != nil {
+		return err
+	}
+	fmt.Printf("minted %d tokens in %s\n\n", nTokens-10, time.Since(start).Round(time.Millisecond))
+	plainN, gatedN := alternate(rounds, plain, gated)
+	report(fmt.Sprintf("%d live tokens", nTokens), plainN, gatedN)
+	fmt.Printf("\ngated throughput with %d tokens / with 10 tokens: %.3f\n", nTokens, median(gatedN)/median(gated10))
+	return nil
+}
+
+var useWrk bool
+
+var wrkRate = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+
+// wrk runs wrk against 127.0.0.1:port with the given Host header and returns requests per
+// second; any non-2xx answer is fatal.
+func wrk(port int, host, token string, conns int, d time.Duration) float64 {
+	args := []string{"-t1", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", int(d.Seconds())), "-H", "Host: " + host}
+	if token != "" {
+		args = append(args, "-H", "Authorization: Bearer "+token)
+	}
+	args = append(args, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	out, err := exec.Command("wrk", args...).CombinedOutput()
+	if err != nil {
+		log.Fatalf("wrk: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), "Non-2xx") {
+		log.Fatalf("wrk saw failed requests for %s:\n%s", host, out)
+	}
+	m := wrkRate.FindSubmatch(out)
+	if m == nil {
+		log.Fatalf("wrk output without a rate:\n%s", out)
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
+}
+
+func loopbackClient(conns int) *http.Client {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	return &http.Client{Transport: &http.Transport{
+		MaxIdleConns:        conns * 2,
+		MaxIdleConnsPerHost: conns * 2,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			_, p, _ := net.SplitHostPort(addr)
+			return d.DialContext(ctx, network, "127.0.0.1:"+p)
+		},
+	}, Timeout: 10 * time.Second}
+}
+
+func waitUp(hc *http.Client, u string) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := hc.Get(u); err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("caddy did not come up")
+}
+
+// load sends GETs on conns connections for d and returns requests per second; every answer must
+// be 200.
+func load(hc *http.Client, u, token string, conns int, d time.Duration) float64 {
+	var n, bad atomic.Int64
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for i := 0; i < conns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("GET", u, nil)
+			if token != "" {
+				req.Header.Set("Authorization", "Bearer "+token)
+			}
+			for time.Now().Before(deadline) {
+				resp, err := hc.Do(req)
+				if err != nil {
+					bad.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					bad.Add(1)
+					continue
+				}
+				n.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if bad.Load() > 0 {
+		log.Fatalf("%s: %d failed requests", u, bad.Load())
+	}
+	return float64(n.Load()) / d.Seconds()
+}
+
+func alternate(rounds int, a, b func() float64) (as, bs []float64) {
+	for i := 0; i < rounds; i++ {
+		as = append(as, a())
+		bs = append(bs, b())
+	}
+	return as, bs
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+func report(title string, plain, gated []float64) {
+	fmt.Printf("%s\n", title)
+	fmt.Printf("  plain reverse_proxy : %s req/s (median %.0f)\n", fmtAll(plain), median(plain))
+	fmt.Printf("  oidc_auth + proxy   : %s req/s (median %.0f)\n", fmtAll(gated), median(gated))
+	fmt.Printf("  gated / plain       : %.3f\n", median(gated)/median(plain))
+}
+
+func fmtAll(v []float64) string {
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = fmt.Sprintf("%.0f", x)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func mintMany(n, conns int, mint func() (string, error)) error {
+	var next atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	for i := 0; i < conns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(n) {
+				if _, err := mint(); err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}
