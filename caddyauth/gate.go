@@ -159,9 +159,10 @@ func (g *gate) identify(r *http.Request, target *url.URL) (*identity, *credentia
 // accessRequest builds what the rules see of r.
 func accessRequest(r *http.Request) accesscontrol.Request {
 	host := r.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+		host = host[:i]
 	}
+	host = strings.TrimPrefix(strings.TrimSuffix(host, "]"), "[")
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	req := accesscontrol.Request{Host: host, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Method: r.Method}
 	ipStr, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
@@ -239,20 +240,17 @@ func applyIdentity(r *http.Request, id *identity) {
 		level = "two_factor"
 	}
 	if id.subject.ClientID != "" {
-		r.Header.Set(headerClientID, id.subject.ClientID)
-		if repl != nil {
-			repl.Set("http.auth.user.id", "oauth2:client:"+id.subject.ClientID)
-			repl.Set("http.auth.user.client_id", id.subject.ClientID)
-		}
+		r.Header[headerClientID] = []string{id.subject.ClientID}
 	} else {
-		r.Header.Set(headerUser, id.subject.Username)
-		if repl != nil {
-			repl.Set("http.auth.user.id", id.subject.Username)
-		}
+		r.Header[headerUser] = []string{id.subject.Username}
 	}
 	if repl != nil {
+		repl.Set("http.auth.user.id", id.bearer.SubjectID)
+		if id.subject.ClientID != "" {
+			repl.Set("http.auth.user.client_id", id.subject.ClientID)
+		}
 		repl.Set("http.auth.user.auth_level", level)
-		repl.Set("http.auth.user.scopes", strings.Join(id.bearer.Scopes, " "))
+		repl.Set("http.auth.user.scopes", id.bearer.ScopeString)
 	}
 }
 

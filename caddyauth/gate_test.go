@@ -388,3 +388,20 @@ func BenchmarkBearerCheck(b *testing.B) {
 type okHandler struct{}
 
 func (okHandler) ServeHTTP(http.ResponseWriter, *http.Request) error { return nil }
+
+func TestAccessRequestHost(t *testing.T) {
+	for host, want := range map[string]string{
+		"Secure.Example.com":      "secure.example.com",
+		"secure.example.com:8443": "secure.example.com",
+		"secure.example.com.":     "secure.example.com",
+		"[::1]:8080":              "::1",
+		"[::1]":                   "::1",
+		"127.0.0.1:80":            "127.0.0.1",
+	} {
+		r := httptest.NewRequest("GET", "http://x/", nil)
+		r.Host = host
+		if got := accessRequest(r).Host; got != want {
+			t.Errorf("host %q → %q, want %q", host, got, want)
+		}
+	}
+}

@@ -32,8 +32,14 @@ type InvalidTokenError struct {
 
 func (e *InvalidTokenError) Error() string { return "invalid_token: " + e.Description }
 
-// BearerIdentity is who an accepted access token speaks for.
+// BearerIdentity is who an accepted access token speaks for. CheckBearer returns a shared,
+// immutable value: do not modify it.
 type BearerIdentity struct {
+	// SubjectID is "oauth2:client:<id>" for client_credentials tokens, else the username: the
+	// value for {http.auth.user.id}.
+	SubjectID string
+	// ScopeString is Scopes joined with spaces.
+	ScopeString string
 	// ClientID is the client the token was issued to.
 	ClientID string
 	// Username is the user of a user token; empty for client_credentials tokens.
@@ -63,7 +69,10 @@ func (a *App) CheckBearer(ctx context.Context, token string, target *url.URL) (*
 		return nil, ErrUnavailable
 	}
 	raw := token[len(TokenPrefix)+len(kindAccess)+1:]
-	sig := st.provider.strategy.AccessTokenSignature(ctx, raw)
+	_, sig, ok := strings.Cut(raw, ".")
+	if !ok || sig == "" || strings.Contains(sig, ".") {
+		return nil, &InvalidTokenError{"The access token is malformed or was not issued by this provider."}
+	}
 	key := bearerCacheKey(a.dir, sig)
 	hash := sha256.Sum256([]byte(token))
 	e, gen := bearerTokens.get(key)
@@ -79,18 +88,18 @@ func (a *App) CheckBearer(ctx context.Context, token string, target *url.URL) (*
 		bearerTokens.forget(key)
 		return nil, &InvalidTokenError{"The access token is expired."}
 	}
-	client, ok := a.clients[e.identity.ClientID]
-	if !ok {
+	client, known := a.clients[e.identity.ClientID]
+	if !known {
 		return nil, &InvalidTokenError{"The client of this access token is no longer registered."}
 	}
 	if !e.hasScope || !client.HasScope(ScopeBearerAuthz) {
 		return nil, &InvalidTokenError{"The access token does not carry the " + ScopeBearerAuthz + " scope."}
 	}
-	if !audienceCovers(e.audience, target) || !audienceCovers(client.audienceURLs, target) {
+	t := newAudienceURL(target)
+	if !audienceCovers(e.audience, t) || !audienceCovers(client.audienceURLs, t) {
 		return nil, &InvalidTokenError{"The access token's audience does not include this URL."}
 	}
-	id := e.identity
-	return &id, nil
+	return &e.identity, nil
 }
 
 // loadBearer reads, authenticates and decodes a token record from the store.
@@ -118,28 +127,33 @@ func (a *App) loadBearer(ctx context.Context, st *runtimeState, raw, sig string)
 			ClientCredentials: rec.Session.ClientCredentials,
 			Scopes:            rec.GrantedScopes,
 			ExpiresAt:         rec.Session.GetExpiresAt(fosite.AccessToken),
+			ScopeString:       strings.Join(rec.GrantedScopes, " "),
 		},
 		hasScope: slices.Contains(rec.GrantedScopes, ScopeBearerAuthz),
 		audience: parseAudienceURLs(rec.GrantedAudience),
 	}
+	e.identity.SubjectID = e.identity.Username
+	if e.identity.ClientCredentials {
+		e.identity.SubjectID = "oauth2:client:" + e.identity.ClientID
+	}
 	return e, nil
 }
 
-// parseAudienceURLs keeps the entries that are absolute URLs, parsed.
-func parseAudienceURLs(list []string) []*url.URL {
-	out := make([]*url.URL, 0, len(list))
+// parseAudienceURLs keeps the entries that are absolute URLs, reduced for the audience rule.
+func parseAudienceURLs(list []string) []audienceURL {
+	out := make([]audienceURL, 0, len(list))
 	for _, a := range list {
 		if u, err := url.Parse(a); err == nil && u.Host != "" {
-			out = append(out, u)
+			out = append(out, newAudienceURL(u))
 		}
 	}
 	return out
 }
 
 // audienceCovers reports whether any entry of list authorizes target under AudienceMatches.
-func audienceCovers(list []*url.URL, target *url.URL) bool {
+func audienceCovers(list []audienceURL, target audienceURL) bool {
 	for _, u := range list {
-		if AudienceMatches(u, target) {
+		if u.covers(target) {
 			return true
 		}
 	}

@@ -2,7 +2,6 @@ package oidcprovider
 
 import (
 	"crypto/sha256"
-	"net/url"
 	"sync"
 	"time"
 )
@@ -12,7 +11,7 @@ type bearerEntry struct {
 	tokenHash [sha256.Size]byte // SHA-256 of the whole token: a hit proves the same token was verified
 	identity  BearerIdentity
 	hasScope  bool
-	audience  []*url.URL
+	audience  []audienceURL
 }
 
 // bearerCache remembers decoded access tokens so the gate does not read and decode the store on
@@ -22,19 +21,22 @@ type bearerEntry struct {
 // revoked or expired token is refused on the next request.
 type bearerCache struct {
 	mu      sync.RWMutex
-	entries map[string]*bearerEntry
+	entries map[bearerKey]*bearerEntry
 	max     int
 	// forgets counts forget calls: a record read from the store before a revocation must not
 	// be cached after it, so put only stores when no forget happened since the read began.
 	forgets uint64
 }
 
-var bearerTokens = &bearerCache{entries: map[string]*bearerEntry{}, max: 1 << 14}
+var bearerTokens = &bearerCache{entries: map[bearerKey]*bearerEntry{}, max: 1 << 14}
 
-func bearerCacheKey(dir, signature string) string { return dir + "\x00" + signature }
+// bearerKey identifies a token by store directory and signature.
+type bearerKey struct{ dir, signature string }
+
+func bearerCacheKey(dir, signature string) bearerKey { return bearerKey{dir, signature} }
 
 // get returns the entry under key, if any, and the forget count to hand to put.
-func (c *bearerCache) get(key string) (*bearerEntry, uint64) {
+func (c *bearerCache) get(key bearerKey) (*bearerEntry, uint64) {
 	c.mu.RLock()
 	e, gen := c.entries[key], c.forgets
 	c.mu.RUnlock()
@@ -42,7 +44,7 @@ func (c *bearerCache) get(key string) (*bearerEntry, uint64) {
 }
 
 // put stores e unless a forget happened after the get that returned gen.
-func (c *bearerCache) put(key string, e *bearerEntry, gen uint64) {
+func (c *bearerCache) put(key bearerKey, e *bearerEntry, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.forgets != gen {
@@ -62,7 +64,7 @@ func (c *bearerCache) put(key string, e *bearerEntry, gen uint64) {
 	c.entries[key] = e
 }
 
-func (c *bearerCache) forget(key string) {
+func (c *bearerCache) forget(key bearerKey) {
 	c.mu.Lock()
 	delete(c.entries, key)
 	c.forgets++

@@ -46,7 +46,7 @@ type Client struct {
 	plaintext   bool
 	lifespans   Lifespans // effective, custom set merged over the global one
 	// audienceURLs are the audience entries that are URLs, parsed once for the gateway.
-	audienceURLs []*url.URL
+	audienceURLs []audienceURL
 }
 
 var digestDecoder = mustDecoder()

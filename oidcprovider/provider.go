@@ -110,44 +110,42 @@ func newProvider(a *App, kv KV, hmacSecret []byte) *provider {
 // host are equal (host case-insensitive, default ports normalised) and the entry's path is a
 // prefix of the target's path at a "/" boundary. The query of either is ignored.
 func AudienceMatches(entry, target *url.URL) bool {
-	if !strings.EqualFold(entry.Scheme, target.Scheme) {
-		return false
-	}
-	if normalizedHost(entry) != normalizedHost(target) {
-		return false
-	}
-	ep, tp := entry.EscapedPath(), target.EscapedPath()
-	if ep == "" {
-		ep = "/"
-	}
-	if tp == "" {
-		tp = "/"
-	}
-	if ep == tp {
-		return true
-	}
-	if !strings.HasPrefix(tp, ep) {
-		return false
-	}
-	return strings.HasSuffix(ep, "/") || tp[len(ep)] == '/'
+	return newAudienceURL(entry).covers(newAudienceURL(target))
 }
 
-// normalizedHost lowercases the host and drops the scheme's default port.
+// audienceURL is a URL reduced to what the audience rule compares.
+type audienceURL struct {
+	scheme, host, path string
+}
+
+func newAudienceURL(u *url.URL) audienceURL {
+	p := u.EscapedPath()
+	if p == "" {
+		p = "/"
+	}
+	return audienceURL{scheme: strings.ToLower(u.Scheme), host: normalizedHost(u), path: p}
+}
+
+func (e audienceURL) covers(t audienceURL) bool {
+	if e.scheme != t.scheme || e.host != t.host {
+		return false
+	}
+	if e.path == t.path {
+		return true
+	}
+	if !strings.HasPrefix(t.path, e.path) {
+		return false
+	}
+	return strings.HasSuffix(e.path, "/") || t.path[len(e.path)] == '/'
+}
+
+// normalizedHost lowercases host[:port] and drops the scheme's default port.
 func normalizedHost(u *url.URL) string {
-	host, port := strings.ToLower(u.Hostname()), u.Port()
-	if (port == "443" && strings.EqualFold(u.Scheme, "https")) || (port == "80" && strings.EqualFold(u.Scheme, "http")) {
-		port = ""
+	h := u.Host
+	if port := u.Port(); (port == "443" && strings.EqualFold(u.Scheme, "https")) || (port == "80" && strings.EqualFold(u.Scheme, "http")) {
+		h = h[:len(h)-len(port)-1]
 	}
-	if port == "" {
-		if strings.Contains(host, ":") {
-			return "[" + host + "]"
-		}
-		return host
-	}
-	if strings.Contains(host, ":") {
-		return "[" + host + "]:" + port
-	}
-	return host + ":" + port
+	return strings.ToLower(h)
 }
 
 // audienceAllowed reports whether a requested audience is allowed by the client's list: an exact
