@@ -135,5 +135,5 @@ func ParseSubject(s string) (SubjectKind, string, error) {
 			return p.kind, name, nil
 		}
 	}
-	return 0, "", fmt.Errorf("subject %q must start with user:, group: or oauth2:client:", s)
+	return 0, "", fmt.Errorf("subject %q must start with one of user:, group: or oauth2:client: (e.g. group:admins)", s)
 }

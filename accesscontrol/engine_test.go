@@ -156,7 +156,7 @@ func TestCompileErrors(t *testing.T) {
 		{Rule{Domain: []string{"a"}, Methods: []string{"GET", "get"}, Policy: "deny"}, "listed twice"},
 		{Rule{Domain: []string{"a"}, Networks: []string{"office"}, Policy: "deny"}, `networks: "office" is not an IP address, a CIDR or a defined network name`},
 		{Rule{Domain: []string{"a"}, Networks: []string{"10.0.0.0/33"}, Policy: "deny"}, "not a CIDR"},
-		{Rule{Domain: []string{"a"}, Subject: [][]string{{"admin"}}, Policy: "deny"}, "must start with user:"},
+		{Rule{Domain: []string{"a"}, Subject: [][]string{{"admin"}}, Policy: "deny"}, "must start with one of user:"},
 		{Rule{Domain: []string{"a"}, Subject: [][]string{{"group:"}}, Policy: "deny"}, "names no one"},
 		{Rule{Domain: []string{"a"}, Subject: [][]string{{}}, Policy: "deny"}, "empty list"},
 		{Rule{Domain: []string{"a"}, Query: [][]QueryCondition{{{Key: "k", Operator: "like", Value: "v"}}}, Policy: "deny"}, "unknown operator"},

@@ -152,21 +152,13 @@ func run(caddyBin string, duration time.Duration, rounds, conns, nTokens int) er
 		return err
 	}
 	mint := func() (string, error) {
-		req, _ := http.NewRequest("POST", base("auth")+"/api/oidc/token", strings.NewReader(url.Values{"grant_type": {"client_credentials"}, "scope": {"authelia.bearer.authz"}}.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.SetBasicAuth("monitor", "insecure_secret")
-		resp, err := hc.Do(req)
-		if err != nil {
-			return "", err
+		for attempt := 0; ; attempt++ {
+			tok, retry, err := mintOnce(hc, base("auth"))
+			if !retry || attempt == 50 {
+				return tok, err
+			}
+			time.Sleep(100 * time.Millisecond) // 503 while the oidc app starts: Retry-After
 		}
-		defer resp.Body.Close()
-		var t struct {
-			AccessToken string `json:"access_token"`
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&t); err != nil || t.AccessToken == "" {
-			return "", fmt.Errorf("token endpoint answered %d", resp.StatusCode)
-		}
-		return t.AccessToken, nil
 	}
 	token, err := mint()
 	if err != nil {
@@ -230,6 +222,28 @@ func wrk(port int, host, token string, conns int, d time.Duration) float64 {
 	}
 	v, _ := strconv.ParseFloat(string(m[1]), 64)
 	return v
+}
+
+// mintOnce asks the token endpoint for a token; retry is true on 503.
+func mintOnce(hc *http.Client, auth string) (token string, retry bool, err error) {
+	req, _ := http.NewRequest("POST", auth+"/api/oidc/token", strings.NewReader(url.Values{"grant_type": {"client_credentials"}, "scope": {"authelia.bearer.authz"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("monitor", "insecure_secret")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		return "", true, fmt.Errorf("token endpoint answered 503")
+	}
+	var t struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&t); err != nil || t.AccessToken == "" {
+		return "", false, fmt.Errorf("token endpoint answered %d", resp.StatusCode)
+	}
+	return t.AccessToken, false, nil
 }
 
 func loopbackClient(conns int) *http.Client {
