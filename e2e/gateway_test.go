@@ -74,6 +74,7 @@ func TestUptimeKumaMonitor(t *testing.T) {
 	adminPort, httpPort := freePort(t), freePort(t)
 	cf := loopback(string(example), adminPort, httpPort, map[string]string{"127.0.0.1:8080": up, "127.0.0.1:8081": up}, nil)
 	s := newServer(t, cf, adminPort, httpPort)
+	s.readyURL = fmt.Sprintf("http://auth.localhost:%d/.well-known/openid-configuration", httpPort)
 	s.start()
 
 	hc := client()

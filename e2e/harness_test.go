@@ -65,6 +65,9 @@ type server struct {
 	adminPort int
 	httpPort  int
 	log       *bytes.Buffer
+	// readyURL, when set, must answer something other than 503 before start returns: the oidc
+	// app answers 503 until its store is open and its keys are ready.
+	readyURL string
 }
 
 // newServer writes the Caddyfile and prepares a process with its own data and config dirs.
@@ -96,7 +99,15 @@ func (s *server) start() {
 			resp.Body.Close()
 			if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.httpPort)); err == nil {
 				c.Close()
-				return
+				if s.readyURL == "" {
+					return
+				}
+				if resp, err := client().Get(s.readyURL); err == nil {
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusServiceUnavailable {
+						return
+					}
+				}
 			}
 		}
 		if s.cmd.ProcessState != nil {

@@ -73,6 +73,7 @@ func TestProviderLifecycle(t *testing.T) {
 		"/var/lib/caddy/portcullis": store,
 	})
 	s := newServer(t, cf, adminPort, httpPort, "PORTCULLIS_HMAC_SECRET="+strings.Repeat("k", 48))
+	s.readyURL = fmt.Sprintf("http://auth.localhost:%d/.well-known/openid-configuration", httpPort)
 	s.start()
 
 	hc := client()
