@@ -325,7 +325,11 @@ func report(title string, plain, gated []float64) {
 	fmt.Printf("%s\n", title)
 	fmt.Printf("  plain reverse_proxy : %s req/s (median %.0f)\n", fmtAll(plain), median(plain))
 	fmt.Printf("  oidc_auth + proxy   : %s req/s (median %.0f)\n", fmtAll(gated), median(gated))
-	fmt.Printf("  gated / plain       : %.3f\n", median(gated)/median(plain))
+	ratios := make([]float64, len(plain))
+	for i := range plain {
+		ratios[i] = gated[i] / plain[i]
+	}
+	fmt.Printf("  gated / plain       : %.3f (median of the %d paired rounds; ratio of medians %.3f)\n", median(ratios), len(ratios), median(gated)/median(plain))
 }
 
 func fmtAll(v []float64) string {
