@@ -41,7 +41,17 @@ func main() {
 	conns := flag.Int("connections", 32, "concurrent keep-alive connections")
 	tokens := flag.Int("tokens", 100000, "live tokens in the store for the second phase")
 	loader := flag.String("loader", "", "load generator: wrk (default when installed) or go")
+	pin := flag.Bool("pin", true, "with taskset and 2+ cores: Caddy on core 0, load generator and upstream on core 1")
 	flag.Parse()
+	if *pin && runtime.NumCPU() >= 2 {
+		if _, err := exec.LookPath("taskset"); err == nil {
+			pinned = true
+			// this process (the upstream, and the Go load generator) and its threads go to core 1
+			if out, err := exec.Command("taskset", "-a", "-cp", "1", strconv.Itoa(os.Getpid())).CombinedOutput(); err != nil {
+				log.Fatalf("taskset: %v %s", err, out)
+			}
+		}
+	}
 	if *loader == "" {
 		*loader = "go"
 		if _, err := exec.LookPath("wrk"); err == nil {
@@ -136,6 +146,9 @@ func run(caddyBin string, duration time.Duration, rounds, conns, nTokens int) er
 		return err
 	}
 	cmd := exec.Command(caddyBin, "run", "--config", cfgPath, "--adapter", "caddyfile")
+	if pinned {
+		cmd = exec.Command("taskset", "-c", "0", caddyBin, "run", "--config", cfgPath, "--adapter", "caddyfile")
+	}
 	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+work, "XDG_CONFIG_HOME="+work)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -170,7 +183,11 @@ func run(caddyBin string, duration time.Duration, rounds, conns, nTokens int) er
 		}
 	}
 	fmt.Printf("portcullis bench: %d connections, %d rounds of %s per site, alternating\n", conns, rounds, duration)
-	fmt.Printf("GOMAXPROCS of the load generator and Caddy share this machine's %d cores\n\n", runtime.NumCPU())
+	if pinned {
+		fmt.Printf("Caddy pinned to core 0; load generator and upstream to core 1 (of %d)\n\n", runtime.NumCPU())
+	} else {
+		fmt.Printf("Caddy, the load generator and the upstream share this machine's %d cores\n\n", runtime.NumCPU())
+	}
 
 	measure := func(host, tok string) float64 {
 		if useWrk {
@@ -178,7 +195,9 @@ func run(caddyBin string, duration time.Duration, rounds, conns, nTokens int) er
 		}
 		return load(hc, base(host)+"/", tok, conns, duration)
 	}
-	plain := func() float64 { return measure("plain", "") }
+	// Both sites get the same request, Authorization header included, so the difference is the
+	// gate's work and nothing else.
+	plain := func() float64 { return measure("plain", token) }
 	gated := func() float64 { return measure("gated", token) }
 	fmt.Printf("load generator: %s\n", map[bool]string{true: "wrk (1 thread)", false: "Go, in this process"}[useWrk])
 
@@ -197,7 +216,7 @@ func run(caddyBin string, duration time.Duration, rounds, conns, nTokens int) er
 	return nil
 }
 
-var useWrk bool
+var useWrk, pinned bool
 
 var wrkRate = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 
@@ -209,7 +228,11 @@ func wrk(port int, host, token string, conns int, d time.Duration) float64 {
 		args = append(args, "-H", "Authorization: Bearer "+token)
 	}
 	args = append(args, fmt.Sprintf("http://127.0.0.1:%d/", port))
-	out, err := exec.Command("wrk", args...).CombinedOutput()
+	name := "wrk"
+	if pinned {
+		name, args = "taskset", append([]string{"-c", "1", "wrk"}, args...)
+	}
+	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
 		log.Fatalf("wrk: %v\n%s", err, out)
 	}

@@ -112,17 +112,17 @@ type credentialFailure struct {
 }
 
 // requestURL is the URL the caller asked for, as the audience rule sees it.
-func requestURL(r *http.Request) *url.URL {
+func requestURL(r *http.Request) url.URL {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	return &url.URL{Scheme: scheme, Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	return url.URL{Scheme: scheme, Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
 }
 
 // identify runs the strategies in order. No credentials → next strategy; a Bearer value that is
 // not ours counts as absent; present but invalid credentials end the search.
-func (g *gate) identify(r *http.Request, target *url.URL) (*identity, *credentialFailure, error) {
+func (g *gate) identify(r *http.Request) (*identity, *credentialFailure, error) {
 	for i := range g.strategies {
 		s := &g.strategies[i]
 		v := r.Header.Get(s.header)
@@ -134,24 +134,24 @@ func (g *gate) identify(r *http.Request, target *url.URL) (*identity, *credentia
 			continue // Basic and other schemes are not ours (yet): pass them on untouched
 		}
 		cred = strings.TrimSpace(cred)
-		b, err := g.app.CheckBearer(r.Context(), cred, target)
-		var inv *oidcprovider.InvalidTokenError
-		switch {
-		case err == nil:
-			id := &identity{bearer: b, level: accesscontrol.OneFactor, strategy: s}
+		target := requestURL(r)
+		b, err := g.app.CheckBearer(r.Context(), cred, &target)
+		if err == nil {
+			id := identity{bearer: b, level: accesscontrol.OneFactor, strategy: s}
 			if b.ClientCredentials {
 				id.subject.ClientID = b.ClientID
 			} else {
 				id.subject.Username = b.Username
 			}
-			return id, nil, nil
-		case errors.Is(err, oidcprovider.ErrNotOurToken):
-			continue
-		case errors.As(err, &inv):
-			return nil, &credentialFailure{strategy: s, description: inv.Description}, nil
-		default:
-			return nil, nil, err
+			return &id, nil, nil
 		}
+		if errors.Is(err, oidcprovider.ErrNotOurToken) {
+			continue
+		}
+		if inv := (*oidcprovider.InvalidTokenError)(nil); errors.As(err, &inv) {
+			return nil, &credentialFailure{strategy: s, description: inv.Description}, nil
+		}
+		return nil, nil, err
 	}
 	return nil, nil, nil
 }

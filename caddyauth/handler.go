@@ -50,8 +50,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // ServeHTTP gates the request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	stripRemoteHeaders(r.Header)
-	target := requestURL(r)
-	id, failure, err := h.gate.identify(r, target)
+	id, failure, err := h.gate.identify(r)
 	if err != nil {
 		if errors.Is(err, oidcprovider.ErrUnavailable) {
 			w.Header().Set("Retry-After", "1")

@@ -51,7 +51,7 @@ func (p *Provider) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // failures (the store not open), never for bad credentials.
 func (p *Provider) Authenticate(w http.ResponseWriter, r *http.Request) (caddyauthstd.User, bool, error) {
 	stripRemoteHeaders(r.Header)
-	id, failure, err := p.gate.identify(r, requestURL(r))
+	id, failure, err := p.gate.identify(r)
 	if err != nil {
 		if errors.Is(err, oidcprovider.ErrUnavailable) {
 			w.Header().Set("Retry-After", "1")

@@ -74,7 +74,8 @@ func (a *App) CheckBearer(ctx context.Context, token string, target *url.URL) (*
 		return nil, &InvalidTokenError{"The access token is malformed or was not issued by this provider."}
 	}
 	key := bearerCacheKey(a.dir, sig)
-	hash := sha256.Sum256([]byte(token))
+	var buf [160]byte
+	hash := sha256.Sum256(append(buf[:0], token...))
 	e, gen := bearerTokens.get(key)
 	if e == nil || subtle.ConstantTimeCompare(e.tokenHash[:], hash[:]) != 1 {
 		var err error
