@@ -189,16 +189,22 @@ func run(caddyBin string, duration time.Duration, rounds, conns, nTokens int) er
 		fmt.Printf("Caddy, the load generator and the upstream share this machine's %d cores\n\n", runtime.NumCPU())
 	}
 
-	measure := func(host, tok string) float64 {
+	pid := caddyPID(cmd.Process.Pid)
+	measure := func(host, tok string) sample {
+		cpu0 := processCPU(pid)
+		var rate float64
 		if useWrk {
-			return wrk(port, fmt.Sprintf("%s.localhost:%d", host, port), tok, conns, duration)
+			rate = wrk(port, fmt.Sprintf("%s.localhost:%d", host, port), tok, conns, duration)
+		} else {
+			rate = load(hc, base(host)+"/", tok, conns, duration)
 		}
-		return load(hc, base(host)+"/", tok, conns, duration)
+		cpu := processCPU(pid) - cpu0
+		return sample{rate: rate, cpuPerReq: cpu.Seconds() * 1e6 / (rate * duration.Seconds())}
 	}
 	// Both sites get the same request, Authorization header included, so the difference is the
 	// gate's work and nothing else.
-	plain := func() float64 { return measure("plain", token) }
-	gated := func() float64 { return measure("gated", token) }
+	plain := func() sample { return measure("plain", token) }
+	gated := func() sample { return measure("gated", token) }
 	fmt.Printf("load generator: %s\n", map[bool]string{true: "wrk (1 thread)", false: "Go, in this process"}[useWrk])
 
 	plain10, gated10 := alternate(rounds, plain, gated)
@@ -212,7 +218,8 @@ func run(caddyBin string, duration time.Duration, rounds, conns, nTokens int) er
 	fmt.Printf("minted %d tokens in %s\n\n", nTokens-10, time.Since(start).Round(time.Millisecond))
 	plainN, gatedN := alternate(rounds, plain, gated)
 	report(fmt.Sprintf("%d live tokens", nTokens), plainN, gatedN)
-	fmt.Printf("\ngated throughput with %d tokens / with 10 tokens: %.3f\n", nTokens, median(gatedN)/median(gated10))
+	fmt.Printf("\ngated throughput with %d tokens / with 10 tokens: %.3f\n", nTokens, median(rates(gatedN))/median(rates(gated10)))
+	fmt.Printf("gated Caddy CPU per request with %d tokens / with 10 tokens: %.3f\n", nTokens, median(cpus(gatedN))/median(cpus(gated10)))
 	return nil
 }
 
@@ -330,7 +337,50 @@ func load(hc *http.Client, u, token string, conns int, d time.Duration) float64 
 	return float64(n.Load()) / d.Seconds()
 }
 
-func alternate(rounds int, a, b func() float64) (as, bs []float64) {
+// sample is one measuring round: requests per second, and Caddy's CPU time per request (µs).
+type sample struct {
+	rate, cpuPerReq float64
+}
+
+func rates(s []sample) []float64 {
+	out := make([]float64, len(s))
+	for i, x := range s {
+		out[i] = x.rate
+	}
+	return out
+}
+
+func cpus(s []sample) []float64 {
+	out := make([]float64, len(s))
+	for i, x := range s {
+		out[i] = x.cpuPerReq
+	}
+	return out
+}
+
+// caddyPID is the Caddy process: the child of taskset when pinned (taskset execs, so it is
+// the same pid).
+func caddyPID(pid int) int { return pid }
+
+// processCPU is the CPU time all threads of pid have used, from /proc/<pid>/task/*/schedstat.
+func processCPU(pid int) time.Duration {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	var total int64
+	for _, t := range tasks {
+		data, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(data))
+		if len(f) > 0 {
+			n, _ := strconv.ParseInt(f[0], 10, 64)
+			total += n
+		}
+	}
+	return time.Duration(total)
+}
+
+func alternate(rounds int, a, b func() sample) (as, bs []sample) {
 	for i := 0; i < rounds; i++ {
 		as = append(as, a())
 		bs = append(bs, b())
@@ -344,15 +394,19 @@ func median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
-func report(title string, plain, gated []float64) {
+func report(title string, plainS, gatedS []sample) {
+	plain, gated := rates(plainS), rates(gatedS)
 	fmt.Printf("%s\n", title)
-	fmt.Printf("  plain reverse_proxy : %s req/s (median %.0f)\n", fmtAll(plain), median(plain))
-	fmt.Printf("  oidc_auth + proxy   : %s req/s (median %.0f)\n", fmtAll(gated), median(gated))
+	fmt.Printf("  plain reverse_proxy : %s req/s (median %.0f), Caddy CPU %.1f µs/request\n", fmtAll(plain), median(plain), median(cpus(plainS)))
+	fmt.Printf("  oidc_auth + proxy   : %s req/s (median %.0f), Caddy CPU %.1f µs/request\n", fmtAll(gated), median(gated), median(cpus(gatedS)))
 	ratios := make([]float64, len(plain))
+	cpuRatios := make([]float64, len(plain))
 	for i := range plain {
 		ratios[i] = gated[i] / plain[i]
+		cpuRatios[i] = plainS[i].cpuPerReq / gatedS[i].cpuPerReq
 	}
-	fmt.Printf("  gated / plain       : %.3f (median of the %d paired rounds; ratio of medians %.3f)\n", median(ratios), len(ratios), median(gated)/median(plain))
+	fmt.Printf("  gated / plain throughput : %.3f (median of %d paired rounds; ratio of medians %.3f)\n", median(ratios), len(ratios), median(gated)/median(plain))
+	fmt.Printf("  plain / gated CPU cost   : %.3f (median of paired rounds: the throughput ratio a CPU-bound Caddy would see)\n", median(cpuRatios))
 }
 
 func fmtAll(v []float64) string {
