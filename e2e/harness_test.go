@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,6 +46,24 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
+// syncBuffer is a bytes.Buffer the process writes while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // freePort returns a loopback TCP port that was free a moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -64,7 +83,7 @@ type server struct {
 	env       []string
 	adminPort int
 	httpPort  int
-	log       *bytes.Buffer
+	log       *syncBuffer
 	// readyURL, when set, must answer something other than 503 before start returns: the oidc
 	// app answers 503 until its store is open and its keys are ready.
 	readyURL string
@@ -85,7 +104,7 @@ func newServer(t *testing.T, caddyfile string, adminPort, httpPort int, extraEnv
 // start runs `caddy run` and waits until the admin endpoint and the HTTP port answer.
 func (s *server) start() {
 	s.t.Helper()
-	s.log = &bytes.Buffer{}
+	s.log = &syncBuffer{}
 	s.cmd = exec.Command(caddyBin, "run", "--config", s.config, "--adapter", "caddyfile")
 	s.cmd.Env = s.env
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
