@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/portcullis-auth/portcullis/accesscontrol"
@@ -436,4 +437,27 @@ func BenchmarkGateFreshRequest(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestNetworksUseCaddysClientIP checks that networks rules see the client IP Caddy settled
+// (trusted_proxies), not the TCP peer.
+func TestNetworksUseCaddysClientIP(t *testing.T) {
+	app := startApp(t, t.TempDir(), kumaClient())
+	h := newHandler(t, app, GateConfig{Rules: []accesscontrol.Rule{{Networks: []string{"10.0.0.0/8"}, Policy: "bypass"}}})
+	for ip, want := range map[string]int{"10.1.2.3": 200, "192.0.2.7": 401} {
+		r := httptest.NewRequest("GET", "https://secure.example.com/", nil)
+		r.TLS = &tls.ConnectionState{}
+		r.RemoteAddr = "10.9.9.9:1234" // a trusted proxy inside the network
+		r.Header.Set("Accept", "application/json")
+		ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer())
+		ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: ip})
+		w := httptest.NewRecorder()
+		status := 200
+		if err := h.ServeHTTP(w, r.WithContext(ctx), okHandler{}); err != nil {
+			status = statusOf(err)
+		}
+		if status != want {
+			t.Errorf("client IP %s: %d, want %d", ip, status, want)
+		}
+	}
 }

@@ -246,3 +246,31 @@ func TestExamples(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthenticationProviderJSON loads http.authentication.providers.oidc inside Caddy's stock
+// authentication handler, and checks that its rules are validated like oidc_auth's.
+func TestAuthenticationProviderJSON(t *testing.T) {
+	cfg := func(rules string) string {
+		return `{"admin":{"disabled":true},"apps":{
+			"oidc":{"issuer":"https://auth.example.com","storage":"` + t.TempDir() + `"},
+			"http":{"servers":{"s":{"listen":[":0"],"routes":[{"handle":[
+				{"handler":"authentication","providers":{"oidc":{"strategies":["authorization"],"rules":` + rules + `}}}
+			]}]}}}}}`
+	}
+	load := func(js string) error {
+		var c caddy.Config
+		if err := json.Unmarshal([]byte(js), &c); err != nil {
+			return err
+		}
+		return caddy.Validate(&c)
+	}
+	if err := load(cfg(`[{"resources":["^/api/"],"policy":"one_factor"}]`)); err != nil {
+		t.Fatalf("valid provider config: %v", err)
+	}
+	if err := load(cfg(`[{"networks":["office"],"policy":"one_factor"}]`)); err == nil || !strings.Contains(err.Error(), `networks: "office"`) {
+		t.Fatalf("bad rule: %v", err)
+	}
+	if err := load(cfg(`[{"policy":"one_factor","colour":"blue"}]`)); err == nil || !strings.Contains(err.Error(), "colour") {
+		t.Fatalf("unknown JSON field: %v", err)
+	}
+}
