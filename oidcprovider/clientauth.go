@@ -12,6 +12,18 @@ import (
 	"go.uber.org/zap"
 )
 
+// unknownClientDigest is checked against the secret of an unknown client id, at the cost of the
+// digest Authelia documents (pbkdf2-sha512, 310000 iterations).
+var unknownClientDigest = mustDigest("$pbkdf2-sha512$310000$c8p78n7pUMln0jzvd4aK4Q$JNRBzwAo0ek5qKn50cFzzvE9RXV88h1wJn5KGiHrD0YKtZaR/nCb2CJPOsKaPK0hjf.9yHxzQGZziziccp6Yng")
+
+func mustDigest(s string) interface{ Match(string) bool } {
+	d, _, err := decodeSecret(s)
+	if err != nil {
+		panic(err)
+	}
+	return d
+}
+
 // presentedCredentials is what a request offers to authenticate a client.
 type presentedCredentials struct {
 	method   string // client_secret_basic, client_secret_post or none
@@ -76,6 +88,10 @@ func (a *App) authenticateClient(_ context.Context, r *http.Request, form url.Va
 	ip := clientIP(r)
 	c, ok := a.client(creds.clientID)
 	if !ok {
+		if t, _ := a.ipFailures.Throttled(ip); !t && creds.secret != "" {
+			// cost an unknown id as much as a wrong secret, so timing does not list the clients
+			unknownClientDigest.Match(creds.secret)
+		}
 		a.recordClientFailure("", ip, "unknown client")
 		return nil, fosite.ErrInvalidClient
 	}
