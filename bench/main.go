@@ -214,11 +214,11 @@ func run(caddyBin string, duration time.Duration, rounds, conns, nTokens int) er
 	// Calibration: what one more no-op handler (vars) costs in Caddy's chain, measured the same way.
 	noop := func() sample { return measure("noop", token) }
 	plainC, noopC := alternate(rounds, plain, noop)
-	report("calibration: one no-op handler (vars) before reverse_proxy", plainC, noopC)
+	report("calibration: one no-op handler (vars) before reverse_proxy", "vars + proxy", plainC, noopC)
 	fmt.Println()
 
 	plain10, gated10 := alternate(rounds, plain, gated)
-	report("10 live tokens", plain10, gated10)
+	report("10 live tokens", "oidc_auth + proxy", plain10, gated10)
 
 	fmt.Printf("\nminting tokens up to %d live ones…\n", nTokens)
 	start := time.Now()
@@ -227,7 +227,7 @@ func run(caddyBin string, duration time.Duration, rounds, conns, nTokens int) er
 	}
 	fmt.Printf("minted %d tokens in %s\n\n", nTokens-10, time.Since(start).Round(time.Millisecond))
 	plainN, gatedN := alternate(rounds, plain, gated)
-	report(fmt.Sprintf("%d live tokens", nTokens), plainN, gatedN)
+	report(fmt.Sprintf("%d live tokens", nTokens), "oidc_auth + proxy", plainN, gatedN)
 	// The two phases run minutes apart, and a shared machine drifts more than the gate costs, so
 	// the robust comparison is the gate's paired cost within each phase.
 	fmt.Printf("\ngate's paired throughput ratio with %d tokens / with 10 tokens: %.3f\n", nTokens, pairedRatio(plainN, gatedN)/pairedRatio(plain10, gated10))
@@ -415,19 +415,19 @@ func pairedRatio(plainS, gatedS []sample) float64 {
 	return median(r)
 }
 
-func report(title string, plainS, gatedS []sample) {
+func report(title, label string, plainS, gatedS []sample) {
 	plain, gated := rates(plainS), rates(gatedS)
 	fmt.Printf("%s\n", title)
-	fmt.Printf("  plain reverse_proxy : %s req/s (median %.0f), Caddy CPU %.1f µs/request\n", fmtAll(plain), median(plain), median(cpus(plainS)))
-	fmt.Printf("  oidc_auth + proxy   : %s req/s (median %.0f), Caddy CPU %.1f µs/request\n", fmtAll(gated), median(gated), median(cpus(gatedS)))
+	fmt.Printf("  %-20s: %s req/s (median %.0f), Caddy CPU %.1f µs/request\n", "plain reverse_proxy", fmtAll(plain), median(plain), median(cpus(plainS)))
+	fmt.Printf("  %-20s: %s req/s (median %.0f), Caddy CPU %.1f µs/request\n", label, fmtAll(gated), median(gated), median(cpus(gatedS)))
 	ratios := make([]float64, len(plain))
 	cpuRatios := make([]float64, len(plain))
 	for i := range plain {
 		ratios[i] = gated[i] / plain[i]
 		cpuRatios[i] = plainS[i].cpuPerReq / gatedS[i].cpuPerReq
 	}
-	fmt.Printf("  gated / plain throughput : %.3f (median of %d paired rounds; ratio of medians %.3f)\n", median(ratios), len(ratios), median(gated)/median(plain))
-	fmt.Printf("  plain / gated CPU cost   : %.3f (median of paired rounds: the throughput ratio a CPU-bound Caddy would see)\n", median(cpuRatios))
+	fmt.Printf("  with / without throughput : %.3f (median of %d paired rounds; ratio of medians %.3f)\n", median(ratios), len(ratios), median(gated)/median(plain))
+	fmt.Printf("  without / with CPU cost   : %.3f (median of paired rounds: the throughput ratio a CPU-bound Caddy would see)\n", median(cpuRatios))
 }
 
 func fmtAll(v []float64) string {
