@@ -245,12 +245,22 @@ func applyIdentity(r *http.Request, id *identity) {
 		r.Header[headerUser] = []string{id.subject.Username}
 	}
 	if repl != nil {
-		repl.Set("http.auth.user.id", id.bearer.SubjectID)
-		if id.subject.ClientID != "" {
-			repl.Set("http.auth.user.client_id", id.subject.ClientID)
-		}
-		repl.Set("http.auth.user.auth_level", level)
-		repl.Set("http.auth.user.scopes", id.bearer.ScopeString)
+		// One provider answers every identity placeholder on demand: cheaper than four static
+		// entries, which would grow the replacer's map on every request.
+		b, clientID := id.bearer, id.subject.ClientID
+		repl.Map(func(key string) (any, bool) {
+			switch key {
+			case "http.auth.user.id":
+				return b.SubjectID, true
+			case "http.auth.user.client_id":
+				return clientID, clientID != ""
+			case "http.auth.user.auth_level":
+				return level, true
+			case "http.auth.user.scopes":
+				return b.ScopeString, true
+			}
+			return nil, false
+		})
 	}
 }
 
