@@ -19,6 +19,9 @@ type Request struct {
 	Method string
 	// IP is the client address as the server's trusted proxies settle it.
 	IP netip.Addr
+	// RawIP, when IP is not set, is the client address as text, parsed only if a rule has a
+	// networks criterion.
+	RawIP string
 
 	target      string
 	targetReady bool
@@ -49,6 +52,16 @@ func CleanTarget(p, rawQuery string) string {
 		return c + "?" + rawQuery
 	}
 	return c
+}
+
+func (r *Request) clientIP() netip.Addr {
+	if !r.IP.IsValid() && r.RawIP != "" {
+		if ip, err := netip.ParseAddr(r.RawIP); err == nil {
+			r.IP = ip.Unmap()
+		}
+		r.RawIP = ""
+	}
+	return r.IP
 }
 
 func (r *Request) queryValues() url.Values {
@@ -166,7 +179,7 @@ func (r *compiledRule) matches(req *Request, s *Subject, anon bool) bool {
 	if len(r.methods) > 0 && !containsString(r.methods, req.Method) {
 		return false
 	}
-	if len(r.networks) > 0 && !r.matchNetwork(req.IP) {
+	if len(r.networks) > 0 && !r.matchNetwork(req.clientIP()) {
 		return false
 	}
 	if len(r.subjects) > 0 && !anon && !r.matchSubjects(s) {

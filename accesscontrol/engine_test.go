@@ -222,3 +222,13 @@ func BenchmarkDecide(b *testing.B) {
 		}
 	}
 }
+
+func TestRawIPParsedForNetworks(t *testing.T) {
+	e := mustEngine(t, Deny, []Rule{{Domain: []string{"a"}, Networks: []string{"10.0.0.0/8"}, Policy: "bypass"}}, nil)
+	for raw, want := range map[string]Policy{"10.2.3.4": Bypass, "::ffff:10.2.3.4": Bypass, "192.0.2.1": Deny, "not-an-ip": Deny, "": Deny} {
+		r := &Request{Host: "a", Path: "/", Method: "GET", RawIP: raw}
+		if d := e.Decide(r, nil); d.Policy != want {
+			t.Errorf("RawIP %q: %s, want %s", raw, d.Policy, want)
+		}
+	}
+}

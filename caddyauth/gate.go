@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strings"
 
@@ -165,12 +164,9 @@ func accessRequest(r *http.Request) accesscontrol.Request {
 	host = strings.TrimPrefix(strings.TrimSuffix(host, "]"), "[")
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	req := accesscontrol.Request{Host: host, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Method: r.Method}
-	ipStr, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-	if ipStr == "" {
-		ipStr, _, _ = net.SplitHostPort(r.RemoteAddr)
-	}
-	if ip, err := netip.ParseAddr(ipStr); err == nil {
-		req.IP = ip.Unmap()
+	req.RawIP, _ = caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	if req.RawIP == "" {
+		req.RawIP, _, _ = net.SplitHostPort(r.RemoteAddr)
 	}
 	return req
 }

@@ -2,7 +2,6 @@ package oidcprovider
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -74,15 +73,13 @@ func (a *App) CheckBearer(ctx context.Context, token string, target *url.URL) (*
 		return nil, &InvalidTokenError{"The access token is malformed or was not issued by this provider."}
 	}
 	key := bearerCacheKey(a.dir, sig)
-	var buf [160]byte
-	hash := sha256.Sum256(append(buf[:0], token...))
 	e, gen := bearerTokens.get(key)
-	if e == nil || subtle.ConstantTimeCompare(e.tokenHash[:], hash[:]) != 1 {
+	if e == nil || subtle.ConstantTimeCompare([]byte(e.token), []byte(token)) != 1 {
 		var err error
 		if e, err = a.loadBearer(ctx, st, raw, sig); err != nil {
 			return nil, err
 		}
-		e.tokenHash = hash
+		e.token = token
 		bearerTokens.put(key, e, gen)
 	}
 	if !e.identity.ExpiresAt.IsZero() && !time.Now().Before(e.identity.ExpiresAt) {

@@ -1,17 +1,19 @@
 package oidcprovider
 
 import (
-	"crypto/sha256"
 	"sync"
 	"time"
 )
 
 // bearerEntry is a decoded, checked access-token record kept for the gateway's hot path.
 type bearerEntry struct {
-	tokenHash [sha256.Size]byte // SHA-256 of the whole token: a hit proves the same token was verified
-	identity  BearerIdentity
-	hasScope  bool
-	audience  []audienceURL
+	// token is the whole token that was verified, compared in constant time on a hit. Keeping it
+	// in memory exposes nothing new: a reader of this process's memory also reads the HMAC
+	// secret, with which any token can be made.
+	token    string
+	identity BearerIdentity
+	hasScope bool
+	audience []audienceURL
 }
 
 // bearerCache remembers decoded access tokens so the gate does not read and decode the store on
