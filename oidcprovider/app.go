@@ -66,7 +66,7 @@ type App struct {
 	Clients []ClientConfig `json:"clients,omitempty"`
 	// AccessControl holds the gateway's global rules, applied by oidc_auth. JSON:
 	// "access_control"; default: no rules and default_policy deny.
-	AccessControl *accessControlConfig `json:"access_control,omitempty"`
+	AccessControl *accesscontrol.Config `json:"access_control,omitempty"`
 
 	issuer      string
 	issuerURL   *url.URL

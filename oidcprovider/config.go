@@ -2,8 +2,6 @@ package oidcprovider
 
 import (
 	"github.com/caddyserver/caddy/v2"
-
-	"github.com/portcullis-auth/portcullis/accesscontrol"
 )
 
 // Lifespans are how long each kind of token lives. A zero value takes the default.
@@ -69,8 +67,6 @@ type ClientConfig struct {
 	Lifespan string `json:"lifespan,omitempty"`
 }
 
-// Config fields of the oidc app live on App; this file holds the nested types and defaults.
-
 // Default lifespans (Authelia's).
 var defaultLifespans = Lifespans{
 	AccessToken:   caddy.Duration(3600e9),
@@ -78,6 +74,3 @@ var defaultLifespans = Lifespans{
 	IDToken:       caddy.Duration(3600e9),
 	RefreshToken:  caddy.Duration(5400e9),
 }
-
-// accessControlConfig is a type alias kept short for the App field.
-type accessControlConfig = accesscontrol.Config

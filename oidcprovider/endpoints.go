@@ -49,8 +49,7 @@ func (h *Handler) serveJWKS(w http.ResponseWriter, r *http.Request, st *runtimeS
 	}
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	w.Header().Set("Content-Type", "application/jwk-set+json")
-	set := jwks(st.keys)
-	writeJSONKeepType(w, set)
+	writeJSON(w, http.StatusOK, jwks(st.keys))
 }
 
 // allowGet answers CORS pre-flights and refuses methods other than GET and HEAD.

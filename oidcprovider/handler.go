@@ -140,9 +140,11 @@ func writeUnavailable(w http.ResponseWriter) {
 	_, _ = w.Write([]byte(`{"error":"temporarily_unavailable","error_description":"The provider is starting or reloading; retry shortly."}`))
 }
 
-// writeJSON writes v as a JSON response.
+// writeJSON writes v as a JSON response (Content-Type application/json unless already set).
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	if w.Header().Get("Content-Type") == "" {
+		w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	}
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
@@ -190,9 +192,3 @@ var (
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 	_ caddyfile.Unmarshaler       = (*Handler)(nil)
 )
-
-// writeJSONKeepType writes v as JSON without overriding a Content-Type already set.
-func writeJSONKeepType(w http.ResponseWriter, v any) {
-	w.WriteHeader(http.StatusOK)
-	_ = json.NewEncoder(w).Encode(v)
-}

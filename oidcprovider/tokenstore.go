@@ -246,9 +246,11 @@ func (s *tokenStorage) InvalidateAuthorizeCodeSession(_ context.Context, code st
 	if err != nil {
 		return err
 	}
-	ttl := time.Until(rec.Session.GetExpiresAt(fosite.AuthorizeCode))
-	if ttl <= 0 {
-		ttl = time.Minute
+	ttl := time.Minute
+	if rec.Session != nil {
+		if until := time.Until(rec.Session.GetExpiresAt(fosite.AuthorizeCode)); until > 0 {
+			ttl = until
+		}
 	}
 	return s.kv.Put(store.Entry{Key: tokenKey(kindCode, code), Value: data, TTL: ttl})
 }
