@@ -160,17 +160,23 @@ func (s *RuleSet) Len() int {
 	return len(s.rules)
 }
 
+// isIPLiteral reports an IP address, with or without IPv6 brackets.
+func isIPLiteral(d string) bool {
+	_, err := netip.ParseAddr(strings.Trim(d, "[]"))
+	return err == nil
+}
+
 // Compile checks and compiles rules. Errors name the rule and the field.
 func Compile(rules []Rule, opts CompileOptions) (*RuleSet, error) {
 	out := make([]*compiledRule, 0, len(rules))
-	scope := opts.Scope
-	if scope == "" {
-		scope = "access_control"
+	prefix := ""
+	if opts.Scope != "" {
+		prefix = opts.Scope + ": "
 	}
 	for i, r := range rules {
 		cr, err := compileRule(i, r, opts)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", scope, r.Describe(i), err)
+			return nil, fmt.Errorf("%s%s: %w", prefix, r.Describe(i), err)
 		}
 		out = append(out, cr)
 	}
@@ -191,6 +197,9 @@ func compileRule(i int, r Rule, opts CompileOptions) (*compiledRule, error) {
 	}
 	for _, d := range r.Domain {
 		d = strings.ToLower(strings.TrimSpace(d))
+		if d != "" && (strings.HasPrefix(d, "*.") || strings.HasPrefix(d, "{user}.") || strings.HasPrefix(d, "{group}.")) && (strings.HasSuffix(d, ".") || strings.Contains(d, ":")) {
+			return nil, fmt.Errorf("domain: %q must be a host name without a port or a trailing dot", d)
+		}
 		switch {
 		case d == "":
 			return nil, fmt.Errorf("domain: empty entry")
@@ -204,6 +213,12 @@ func compileRule(i int, r Rule, opts CompileOptions) (*compiledRule, error) {
 			cr.hasSubjects = true
 		case strings.ContainsAny(d, "*{}/ "):
 			return nil, fmt.Errorf("domain: %q is not a host name; use *.example.com for subdomains or domain_regex", d)
+		case strings.HasSuffix(d, "."):
+			return nil, fmt.Errorf("domain: %q ends with a dot; write the host name without it (%s), hosts are compared without their trailing dot", d, strings.TrimSuffix(d, "."))
+		case isIPLiteral(d):
+			cr.domains = append(cr.domains, domainMatcher{kind: domainExact, name: strings.Trim(d, "[]")})
+		case strings.Contains(d, ":"):
+			return nil, fmt.Errorf("domain: %q has a port; rules match the host name alone, so drop the port (give each port its own site block if they differ)", d)
 		default:
 			cr.domains = append(cr.domains, domainMatcher{kind: domainExact, name: d})
 		}

@@ -3,6 +3,7 @@ package caddyauth
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/portcullis-auth/portcullis/accesscontrol"
 	"github.com/portcullis-auth/portcullis/oidcprovider"
+	"github.com/portcullis-auth/portcullis/oidcprovider/audience"
 )
 
 // Strategy names, in the order a site tries them by default.
@@ -34,10 +36,10 @@ const realm = "Portcullis"
 type GateConfig struct {
 	// Rules are this site's access-control rules, evaluated before the global access_control
 	// list of the oidc app. A rule here may omit domain: it applies to the site it is in.
-	// JSON: "rules"; default none.
+	// JSON: "rules". Default: none.
 	Rules []accesscontrol.Rule `json:"rules,omitempty"`
 	// Strategies are the credential sources tried in order: "authorization" and
-	// "proxy_authorization". JSON: "strategies"; default both, in that order.
+	// "proxy_authorization". JSON: "strategies". Default: both, in that order.
 	Strategies []string `json:"strategies,omitempty"`
 }
 
@@ -55,19 +57,19 @@ type strategy struct {
 	status    int    // status of a failed authentication
 }
 
-func (c *GateConfig) provision(ctx caddy.Context, directive string) (*gate, error) {
+func (c *GateConfig) provision(ctx caddy.Context) (*gate, error) {
 	appIface, err := ctx.AppIfConfigured(oidcprovider.AppName)
 	if errors.Is(err, caddy.ErrNotConfigured) {
-		return nil, fmt.Errorf("%s: the global 'oidc' option is missing; add '{ oidc { issuer https://auth.example.com … } }' at the top of the Caddyfile", directive)
+		return nil, errors.New("the global 'oidc' option is missing; add '{ oidc { issuer https://auth.example.com … } }' at the top of the Caddyfile")
 	} else if err != nil {
-		return nil, fmt.Errorf("%s: %w", directive, err)
+		return nil, err
 	}
-	return c.newGate(appIface.(*oidcprovider.App), directive)
+	return c.newGate(appIface.(*oidcprovider.App))
 }
 
 // newGate compiles the site's rules against a provisioned oidc app.
-func (c *GateConfig) newGate(app *oidcprovider.App, directive string) (*gate, error) {
-	site, err := app.CompileRules(c.Rules, directive, false)
+func (c *GateConfig) newGate(app *oidcprovider.App) (*gate, error) {
+	site, err := app.CompileRules(c.Rules, "", false)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +81,7 @@ func (c *GateConfig) newGate(app *oidcprovider.App, directive string) (*gate, er
 	seen := map[string]bool{}
 	for _, n := range names {
 		if seen[n] {
-			return nil, fmt.Errorf("%s: strategies: %q is listed twice", directive, n)
+			return nil, fmt.Errorf("strategies: %q is listed twice", n)
 		}
 		seen[n] = true
 		switch n {
@@ -88,12 +90,82 @@ func (c *GateConfig) newGate(app *oidcprovider.App, directive string) (*gate, er
 		case StrategyProxyAuthorization:
 			g.strategies = append(g.strategies, strategy{n, "Proxy-Authorization", "Proxy-Authenticate", http.StatusProxyAuthRequired})
 		case "session", "cookie":
-			return nil, fmt.Errorf("%s: strategies: %q is not available yet (it comes with the login portal); use authorization and/or proxy_authorization", directive, n)
+			return nil, fmt.Errorf("strategies: %q is not available yet (it comes with the login portal); use authorization and/or proxy_authorization", n)
 		default:
-			return nil, fmt.Errorf("%s: strategies: unknown strategy %q (authorization, proxy_authorization)", directive, n)
+			return nil, fmt.Errorf("strategies: unknown strategy %q (authorization, proxy_authorization)", n)
 		}
 	}
 	return g, nil
+}
+
+// target is the URL the caller asked for, as every check sees it: the rules (host, decoded
+// path, query, method), the audience rule and the portal's return URL.
+type target struct {
+	scheme   string
+	hostport string // as asked for, for the return URL
+	method   string
+	access   accesscontrol.Request
+	audience audience.URL
+	escaped  string // the escaped path
+}
+
+// errUnsafePath refuses a request whose path servers may read differently (400).
+var errUnsafePath = errors.New("refused a request path with a dot segment, an encoded slash or backslash, or a control character")
+
+// requestTarget builds the target from the request Caddy received, before any rewrite: path,
+// query and method from Caddy's original request; scheme and host from the connection, or from
+// X-Forwarded-Proto and X-Forwarded-Host when Caddy trusts the peer as a proxy (trusted_proxies).
+// A path that CheckPath refuses is errUnsafePath.
+func requestTarget(r *http.Request) (target, error) {
+	u, method := r.URL, r.Method
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil {
+		u, method = orig.URL, orig.Method
+	}
+	escaped := u.EscapedPath()
+	decoded, err := audience.CheckPath(escaped)
+	if err != nil {
+		return target{}, errUnsafePath
+	}
+	scheme, hostport := "http", r.Host
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
+		if p := strings.ToLower(firstValue(r.Header.Get("X-Forwarded-Proto"))); p == "http" || p == "https" {
+			scheme = p
+		}
+		if h := firstValue(r.Header.Get("X-Forwarded-Host")); h != "" {
+			hostport = h
+		}
+	}
+	host, _ := audience.SplitHost(hostport)
+	t := target{
+		scheme:   scheme,
+		hostport: hostport,
+		method:   method,
+		escaped:  escaped,
+		access:   accesscontrol.Request{Host: host, Path: decoded, RawQuery: u.RawQuery, Method: method},
+		audience: audience.Target(scheme, hostport, escaped),
+	}
+	t.access.RawIP, _ = caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	if t.access.RawIP == "" {
+		t.access.RawIP, _, _ = net.SplitHostPort(r.RemoteAddr)
+	}
+	return t, nil
+}
+
+// firstValue is the first entry of a comma-separated header value, trimmed.
+func firstValue(v string) string {
+	if i := strings.IndexByte(v, ','); i >= 0 {
+		v = v[:i]
+	}
+	return strings.TrimSpace(v)
+}
+
+// url is the target as an absolute URL string, for the portal's return URL.
+func (t *target) url() string {
+	u := url.URL{Scheme: t.scheme, Host: t.hostport, RawPath: t.escaped, Path: t.access.Path, RawQuery: t.access.RawQuery}
+	return u.String()
 }
 
 // identity is an authenticated caller.
@@ -110,18 +182,20 @@ type credentialFailure struct {
 	description string
 }
 
-// requestURL is the URL the caller asked for, as the audience rule sees it.
-func requestURL(r *http.Request) url.URL {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return url.URL{Scheme: scheme, Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+// identification is what the strategies found.
+type identification struct {
+	id      *identity
+	failure *credentialFailure
+	// foreign is the first strategy that carried a Bearer value that is not ours: it counts as
+	// absent, but if nothing authenticates on a rule that needs a caller it gets 401 invalid_token
+	// rather than a portal redirect.
+	foreign *strategy
 }
 
 // identify runs the strategies in order. No credentials → next strategy; a Bearer value that is
 // not ours counts as absent; present but invalid credentials end the search.
-func (g *gate) identify(r *http.Request) (*identity, *credentialFailure, error) {
+func (g *gate) identify(r *http.Request, t *target) (identification, error) {
+	var found identification
 	for i := range g.strategies {
 		s := &g.strategies[i]
 		v := r.Header.Get(s.header)
@@ -133,8 +207,7 @@ func (g *gate) identify(r *http.Request) (*identity, *credentialFailure, error) 
 			continue // Basic and other schemes are not ours (yet): pass them on untouched
 		}
 		cred = strings.TrimSpace(cred)
-		target := requestURL(r)
-		b, err := g.app.CheckBearer(r.Context(), cred, &target)
+		b, err := g.app.CheckBearer(r.Context(), cred, t.audience)
 		if err == nil {
 			id := identity{bearer: b, level: accesscontrol.OneFactor, strategy: s}
 			if b.ClientCredentials {
@@ -142,33 +215,22 @@ func (g *gate) identify(r *http.Request) (*identity, *credentialFailure, error) 
 			} else {
 				id.subject.Username = b.Username
 			}
-			return &id, nil, nil
+			found.id = &id
+			return found, nil
 		}
 		if errors.Is(err, oidcprovider.ErrNotOurToken) {
+			if found.foreign == nil {
+				found.foreign = s
+			}
 			continue
 		}
 		if inv := (*oidcprovider.InvalidTokenError)(nil); errors.As(err, &inv) {
-			return nil, &credentialFailure{strategy: s, description: inv.Description}, nil
+			found.failure = &credentialFailure{strategy: s, description: inv.Description}
+			return found, nil
 		}
-		return nil, nil, err
+		return found, err
 	}
-	return nil, nil, nil
-}
-
-// accessRequest builds what the rules see of r.
-func accessRequest(r *http.Request) accesscontrol.Request {
-	host := r.Host
-	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
-		host = host[:i]
-	}
-	host = strings.TrimPrefix(strings.TrimSuffix(host, "]"), "[")
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	req := accesscontrol.Request{Host: host, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Method: r.Method}
-	req.RawIP, _ = caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-	if req.RawIP == "" {
-		req.RawIP, _, _ = net.SplitHostPort(r.RemoteAddr)
-	}
-	return req
+	return found, nil
 }
 
 // verdict is what the gate decided.
@@ -182,35 +244,43 @@ const (
 	verdictDeny                 // anonymous on a rule without subjects: 403
 )
 
+// foreignTokenDescription explains a 401 to a caller whose Bearer token is not ours.
+const foreignTokenDescription = "The Bearer token was not issued by this provider."
+
 // decide applies the rules, following Authelia: bypass lets everyone through (even with invalid
 // credentials); deny is 403 unless an anonymous caller may match the rule's subjects; the factor
-// policies need a caller of that level.
-func (g *gate) decide(req *accesscontrol.Request, id *identity, failed bool) (verdict, accesscontrol.Decision) {
+// policies need a caller of that level. A caller who sent only a Bearer token that is not ours is
+// anonymous, but where the rule needs a caller it gets 401 invalid_token, never the portal.
+func (g *gate) decide(req *accesscontrol.Request, found *identification) (verdict, accesscontrol.Decision) {
 	var subj *accesscontrol.Subject
-	if id != nil {
-		subj = &id.subject
+	if found.id != nil {
+		subj = &found.id.subject
 	}
 	d := g.engine.Decide(req, subj)
 	switch {
 	case d.Policy == accesscontrol.Bypass:
 		return verdictAllow, d
-	case failed:
+	case found.failure != nil:
 		return verdictInvalid, d
-	case id == nil:
+	case found.id == nil:
 		if d.Policy == accesscontrol.Deny && !d.HasSubjects {
 			return verdictDeny, d
+		}
+		if found.foreign != nil {
+			found.failure = &credentialFailure{strategy: found.foreign, description: foreignTokenDescription}
+			return verdictInvalid, d
 		}
 		return verdictUnauthorized, d
 	case d.Policy == accesscontrol.Deny:
 		return verdictForbidden, d
-	case d.Policy == accesscontrol.TwoFactor && id.level < accesscontrol.TwoFactor:
+	case d.Policy == accesscontrol.TwoFactor && found.id.level < accesscontrol.TwoFactor:
 		return verdictForbidden, d
 	}
 	return verdictAllow, d
 }
 
-// identityHeaders are the request headers the gate sets; every client-supplied Remote-* header
-// is removed first.
+// identityHeaders are the request headers the gate sets; every client-supplied header whose name
+// starts with "Remote-", "Remote_" or "Remote." is removed first.
 const (
 	headerUser     = "Remote-User"
 	headerGroups   = "Remote-Groups"
@@ -219,13 +289,58 @@ const (
 	headerClientID = "Remote-Client-Id"
 )
 
-// stripRemoteHeaders removes every Remote-* header the caller sent.
-func stripRemoteHeaders(h http.Header) {
-	for k := range h {
-		if len(k) > 7 && strings.EqualFold(k[:7], "remote-") {
-			delete(h, k)
+// isRemoteHeader reports a header name in the Remote-* family, whatever its separator and case:
+// servers that allow underscores in header names, or that map '.' to '_', would read
+// "Remote_User" or "Remote.User" as Remote-User.
+func isRemoteHeader(k string) bool {
+	if len(k) < 7 || !strings.EqualFold(k[:6], "remote") {
+		return false
+	}
+	switch k[6] {
+	case '-', '_', '.':
+		return true
+	}
+	return false
+}
+
+// stripRemoteHeaders removes every Remote-* header the caller sent, and the request trailers of
+// those names, both those declared now and those that arrive after the body.
+func stripRemoteHeaders(r *http.Request) {
+	for k := range r.Header {
+		if isRemoteHeader(k) {
+			delete(r.Header, k)
 		}
 	}
+	if r.Trailer == nil {
+		return
+	}
+	for k := range r.Trailer {
+		if isRemoteHeader(k) {
+			delete(r.Trailer, k)
+		}
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &trailerFilter{ReadCloser: r.Body, r: r}
+	}
+}
+
+// trailerFilter removes Remote-* trailers once the body has been read to its end, which is when
+// net/http fills in the request's trailers.
+type trailerFilter struct {
+	io.ReadCloser
+	r *http.Request
+}
+
+func (f *trailerFilter) Read(p []byte) (int, error) {
+	n, err := f.ReadCloser.Read(p)
+	if err == io.EOF {
+		for k := range f.r.Trailer {
+			if isRemoteHeader(k) {
+				delete(f.r.Trailer, k)
+			}
+		}
+	}
+	return n, err
 }
 
 // applyIdentity sets the upstream headers and Caddy placeholders for an allowed caller.
@@ -284,7 +399,6 @@ func isBrowser(r *http.Request) bool {
 
 // portalURL is where an anonymous browser is sent to log in: the issuer with rd (the URL it
 // asked for) and rm (its method).
-func (g *gate) portalURL(r *http.Request) string {
-	target := requestURL(r)
-	return g.app.IssuerURL() + "/?rd=" + url.QueryEscape(target.String()) + "&rm=" + url.QueryEscape(r.Method)
+func (g *gate) portalURL(t *target) string {
+	return g.app.IssuerURL() + "/?rd=" + url.QueryEscape(t.url()) + "&rm=" + url.QueryEscape(t.method)
 }

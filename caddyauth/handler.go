@@ -24,6 +24,23 @@ func init() {
 // Handler is the oidc_auth gate: it identifies the caller, applies the access-control rules and
 // either passes the request on, with identity headers and placeholders, or answers it (401/407
 // with an RFC 6750 challenge, 403, or a redirect to the login portal).
+//
+// It judges the URL the caller asked for: Caddy's original request (before rewrite or uri), with
+// scheme and host from X-Forwarded-Proto/-Host only when Caddy trusts the peer as a proxy. A path
+// with a "." or ".." segment (also percent-encoded or with a ";param" suffix), an encoded "/" or
+// "", a "" or a control character is refused with 400 before any check, so the rules, the
+// audience check and the upstream see one target.
+//
+// Before anything else it removes every request header and trailer named Remote-*, Remote_* or
+// Remote.*. For an allowed caller it sets Remote-Client-Id (clients) or Remote-User (users) and
+// these placeholders:
+//
+//	{http.auth.user.id}         oauth2:client:<id> for a client, the username for a user
+//	{http.auth.user.client_id}  the OAuth 2.0 client id, when there is one
+//	{http.auth.user.auth_level} one_factor or two_factor
+//	{http.auth.user.scopes}     the token's scopes, space-separated
+//
+// 400, 401, 403, 407 and 503 are returned as handler errors, so handle_errors can shape them.
 type Handler struct {
 	GateConfig
 
@@ -39,7 +56,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision compiles the site's rules against the oidc app.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	g, err := h.GateConfig.provision(ctx, "oidc_auth")
+	g, err := h.GateConfig.provision(ctx)
 	if err != nil {
 		return err
 	}
@@ -49,19 +66,23 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 // ServeHTTP gates the request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	stripRemoteHeaders(r.Header)
-	id, failure, err := h.gate.identify(r)
+	stripRemoteHeaders(r)
+	t, err := requestTarget(r)
+	if err != nil {
+		return caddyhttp.Error(http.StatusBadRequest, err)
+	}
+	found, err := h.gate.identify(r, &t)
 	if err != nil {
 		if errors.Is(err, oidcprovider.ErrUnavailable) {
 			w.Header().Set("Retry-After", "1")
 			return caddyhttp.Error(http.StatusServiceUnavailable, err)
 		}
-		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("oidc_auth: checking credentials: %w", err))
+		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("checking credentials: %w", err))
 	}
-	req := accessRequest(r)
-	v, d := h.gate.decide(&req, id, failure != nil)
+	v, d := h.gate.decide(&t.access, &found)
+	id := found.id
 	if c := h.logger.Check(zapcore.DebugLevel, "access decision"); c != nil {
-		c.Write(zap.String("host", req.Host), zap.String("rule", h.gate.engine.RuleName(d.Rule)), zap.Stringer("policy", d.Policy), zap.Bool("authenticated", id != nil))
+		c.Write(zap.String("host", t.access.Host), zap.String("rule", h.gate.engine.RuleName(d.Rule)), zap.Stringer("policy", d.Policy), zap.Bool("authenticated", id != nil))
 	}
 	switch v {
 	case verdictAllow:
@@ -70,8 +91,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		return next.ServeHTTP(w, r)
 	case verdictInvalid:
-		w.Header().Set(failure.strategy.challenge, bearerChallenge("invalid_token", failure.description))
-		return caddyhttp.Error(failure.strategy.status, errors.New("invalid credentials: "+failure.description))
+		f := found.failure
+		w.Header().Set(f.strategy.challenge, bearerChallenge("invalid_token", f.description))
+		return caddyhttp.Error(f.strategy.status, errors.New("invalid credentials: "+f.description))
 	case verdictForbidden:
 		w.Header().Set(id.strategy.challenge, bearerChallenge("insufficient_scope", "The rule for this URL asks more than this token can prove ("+d.Policy.String()+")."))
 		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("forbidden by %s", h.gate.engine.RuleName(d.Rule)))
@@ -79,11 +101,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("denied by %s", h.gate.engine.RuleName(d.Rule)))
 	}
 	// Anonymous: browsers go to the portal; API clients get 401 with the same Location.
-	loc := h.gate.portalURL(r)
+	loc := h.gate.portalURL(&t)
 	w.Header().Set("Location", loc)
 	if isBrowser(r) {
 		status := http.StatusFound
-		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions {
+		if t.method != http.MethodGet && t.method != http.MethodHead && t.method != http.MethodOptions {
 			status = http.StatusSeeOther
 		}
 		w.Header().Set("Cache-Control", "no-store")

@@ -34,7 +34,7 @@ func (Provider) CaddyModule() caddy.ModuleInfo {
 
 // Provision compiles the rules against the oidc app.
 func (p *Provider) Provision(ctx caddy.Context) error {
-	g, err := p.GateConfig.provision(ctx, "http.authentication.providers.oidc")
+	g, err := p.GateConfig.provision(ctx)
 	if err != nil {
 		return err
 	}
@@ -50,24 +50,33 @@ func (p *Provider) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // Authenticate implements caddyauth.Authenticator. It returns an error only for technical
 // failures (the store not open), never for bad credentials.
 func (p *Provider) Authenticate(w http.ResponseWriter, r *http.Request) (caddyauthstd.User, bool, error) {
-	stripRemoteHeaders(r.Header)
-	id, failure, err := p.gate.identify(r)
+	stripRemoteHeaders(r)
+	t, err := requestTarget(r)
+	if err != nil {
+		// the stock handler can only refuse: 401
+		return caddyauthstd.User{}, false, nil
+	}
+	found, err := p.gate.identify(r, &t)
 	if err != nil {
 		if errors.Is(err, oidcprovider.ErrUnavailable) {
 			w.Header().Set("Retry-After", "1")
 		}
 		return caddyauthstd.User{}, false, err
 	}
-	if failure != nil {
-		w.Header().Set("WWW-Authenticate", bearerChallenge("invalid_token", failure.description))
+	if found.failure != nil {
+		w.Header().Set("WWW-Authenticate", bearerChallenge("invalid_token", found.failure.description))
 		return caddyauthstd.User{}, false, nil
 	}
+	id := found.id
 	if id == nil {
-		w.Header().Set("WWW-Authenticate", bearerChallenge("", ""))
+		if found.foreign != nil {
+			w.Header().Set("WWW-Authenticate", bearerChallenge("invalid_token", foreignTokenDescription))
+		} else {
+			w.Header().Set("WWW-Authenticate", bearerChallenge("", ""))
+		}
 		return caddyauthstd.User{}, false, nil
 	}
-	req := accessRequest(r)
-	if v, _ := p.gate.decide(&req, id, false); v != verdictAllow {
+	if v, _ := p.gate.decide(&t.access, &found); v != verdictAllow {
 		w.Header().Set("WWW-Authenticate", bearerChallenge("insufficient_scope", "The rule for this URL does not admit this token."))
 		return caddyauthstd.User{}, false, nil
 	}

@@ -2,9 +2,9 @@ package oidcprovider
 
 import (
 	"fmt"
-	"net/netip"
 
 	"github.com/portcullis-auth/portcullis/accesscontrol"
+	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
 )
 
 func (a *App) provisionAccessControl() error {
@@ -16,16 +16,16 @@ func (a *App) provisionAccessControl() error {
 	if cfg.DefaultPolicy != "" {
 		p, err := accesscontrol.ParsePolicy(cfg.DefaultPolicy)
 		if err != nil {
-			return fmt.Errorf("oidc: access_control: default_policy: %w", err)
+			return fmt.Errorf("access_control: default_policy: %w", err)
 		}
 		a.defaultPol = p
 	}
 	nets, err := accesscontrol.ParseNetworks(cfg.Networks)
 	if err != nil {
-		return fmt.Errorf("oidc: %w", err)
+		return fmt.Errorf("access_control: %w", err)
 	}
 	a.networks = nets
-	rules, err := a.CompileRules(cfg.Rules, "oidc: access_control", true)
+	rules, err := a.CompileRules(cfg.Rules, "access_control", true)
 	if err != nil {
 		return err
 	}
@@ -35,19 +35,24 @@ func (a *App) provisionAccessControl() error {
 
 // CompileRules compiles rules against this app's network definitions and registered clients:
 // besides accesscontrol's own checks, every "oauth2:client:<id>" subject must name a registered
-// client that has the client_credentials grant. scope prefixes error messages.
+// client that has the client_credentials grant. scope prefixes error messages ("access_control"
+// for the global list; "" for a site's rules, whose module Caddy already names).
 func (a *App) CompileRules(rules []accesscontrol.Rule, scope string, requireDomain bool) (*accesscontrol.RuleSet, error) {
 	set, err := accesscontrol.Compile(rules, accesscontrol.CompileOptions{RequireDomain: requireDomain, Networks: a.networks, Scope: scope})
 	if err != nil {
 		return nil, err
 	}
+	prefix := ""
+	if scope != "" {
+		prefix = scope + ": "
+	}
 	for id, rule := range accesscontrol.SubjectClients(rules) {
 		c, ok := a.clients[id]
 		if !ok {
-			return nil, fmt.Errorf("%s: %s: subject: oauth2:client:%s names no registered client; add a 'client %s { … }' block to the oidc option", scope, rule, id, id)
+			return nil, fmt.Errorf("%s%s: subject: oauth2:client:%s names no registered client; add a 'client %s { … }' block to the oidc option", prefix, rule, id, id)
 		}
-		if !c.HasGrant(grantClientCredentials) {
-			return nil, fmt.Errorf("%s: %s: subject: client %s does not have the client_credentials grant, so it can never call a protected site as itself", scope, rule, id)
+		if !c.HasGrant(clients.GrantClientCredentials) {
+			return nil, fmt.Errorf("%s%s: subject: client %s does not have the client_credentials grant, so it can never call a protected site as itself", prefix, rule, id)
 		}
 	}
 	return set, nil
@@ -58,6 +63,3 @@ func (a *App) GlobalRules() *accesscontrol.RuleSet { return a.globalRules }
 
 // DefaultPolicy is the access_control default_policy (deny when not set).
 func (a *App) DefaultPolicy() accesscontrol.Policy { return a.defaultPol }
-
-// Networks are the named network definitions of access_control.
-func (a *App) Networks() map[string][]netip.Prefix { return a.networks }

@@ -1,6 +1,9 @@
 // Package oidcprovider is Portcullis's OpenID Connect 1.0 provider for Caddy: the "oidc" app,
 // which owns the configuration, the registered clients, the keys and the store, and the
-// http.handlers.oidc_provider handler that serves the protocol endpoints.
+// http.handlers.oidc_provider handler that routes the protocol endpoints. It is the Caddy
+// integration only: the protocol lives in oauth, clients in clients, keys in keys, the audience
+// rule in audience and the database in store. The gateway (package caddyauth) talks to it through
+// CheckBearer, CompileRules, GlobalRules, DefaultPolicy, IssuerURL and UnmarshalRule.
 package oidcprovider
 
 import (
@@ -8,20 +11,24 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/portcullis-auth/portcullis/accesscontrol"
-	"github.com/portcullis-auth/portcullis/oidcprovider/secretcache"
+	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
+	"github.com/portcullis-auth/portcullis/oidcprovider/keys"
+	"github.com/portcullis-auth/portcullis/oidcprovider/oauth"
 	"github.com/portcullis-auth/portcullis/oidcprovider/store"
-	"github.com/portcullis-auth/portcullis/oidcprovider/throttle"
 )
 
 func init() {
@@ -37,60 +44,57 @@ var (
 	keySigningKey = []byte("meta/signing_key/default")
 )
 
-// verifiedSecrets remembers client secrets that passed a digest check, across config reloads.
-var verifiedSecrets = secretcache.New(4096, time.Hour)
-
 // App is the oidc app: one per Caddy config, shared by the provider's site and every protected
 // site. Configure it with the global "oidc" Caddyfile option or under "apps" → "oidc" in JSON.
 type App struct {
 	// Issuer is the provider's issuer URL, e.g. https://auth.example.com. It must be https, except
-	// for loopback hosts (localhost, *.localhost, 127.0.0.0/8, ::1). JSON: "issuer"; required.
+	// for loopback hosts (localhost, *.localhost, 127.0.0.0/8, ::1). JSON: "issuer". Required.
 	Issuer string `json:"issuer"`
-	// Storage is the directory of the embedded Badger database. JSON: "storage"; default
-	// <caddy data dir>/portcullis.
-	Storage string `json:"storage,omitempty"`
+	// Storage is the embedded Badger database: its directory and, optionally, its memory
+	// settings. JSON: "storage", either the directory as a string or an object
+	// {"dir": …, "memtable_size": …}. Default: directory <caddy data dir>/portcullis with the
+	// gateway-sized settings of store.Options.
+	Storage StorageConfig `json:"storage,omitzero"`
 	// HMACSecret keys the HMAC of opaque tokens; at least 32 bytes. {env.*} and {file.*}
-	// placeholders are resolved at start. JSON: "hmac_secret"; default: generated on first start
-	// and kept in the store.
+	// placeholders are resolved at start. Changing it ends every token minted under the old one.
+	// JSON: "hmac_secret". Default: generated on first start and kept in the store.
 	HMACSecret string `json:"hmac_secret,omitempty"`
-	// SigningKeys are the keys published in the JWKS and used to sign. JSON: "signing_keys";
-	// default: one RSA-2048 RS256 key generated on first start and kept in the store.
+	// SigningKeys are the keys published in the JWKS and used to sign. JSON: "signing_keys".
+	// Default: one RSA-2048 RS256 key generated on first start and kept in the store.
 	SigningKeys []SigningKey `json:"signing_keys,omitempty"`
-	// Lifespans of tokens. JSON: "lifespans"; defaults: access_token 1h, authorize_code 1m,
+	// Lifespans of tokens. JSON: "lifespans". Default: access_token 1h, authorize_code 1m,
 	// id_token 1h, refresh_token 90m.
 	Lifespans Lifespans `json:"lifespans,omitzero"`
 	// EnforcePKCE is never, public_clients_only or always (for the authorization code flow).
-	// JSON: "enforce_pkce"; default public_clients_only.
+	// JSON: "enforce_pkce". Default: public_clients_only.
 	EnforcePKCE string `json:"enforce_pkce,omitempty"`
-	// Clients are the registered clients. JSON: "clients".
+	// Clients are the registered clients. JSON: "clients". Default: none.
 	Clients []ClientConfig `json:"clients,omitempty"`
 	// AccessControl holds the gateway's global rules, applied by oidc_auth. JSON:
-	// "access_control"; default: no rules and default_policy deny.
+	// "access_control". Default: no rules and default_policy deny.
 	AccessControl *accesscontrol.Config `json:"access_control,omitempty"`
 
 	issuer      string
 	issuerURL   *url.URL
 	dir         string
+	storeOpts   store.Options
 	hmacSecret  []byte
-	fileKeys    []*signingKey
-	clients     map[string]*Client
-	networks    map[string][]netip.Prefix
+	fileKeys    []*keys.Key
+	clients     map[string]*clients.Client
 	globalRules *accesscontrol.RuleSet
 	defaultPol  accesscontrol.Policy
+	networks    map[string][]netip.Prefix
 	logger      *zap.Logger
 
+	mu       sync.Mutex // guards acquired
 	acquired bool
 	state    atomic.Pointer[runtimeState]
-
-	clientFailures *throttle.Limiter
-	ipFailures     *throttle.Limiter
 }
 
 // runtimeState is what Start builds once the store is open.
 type runtimeState struct {
-	kv       KV
-	provider *provider
-	keys     []*signingKey
+	backend  *backend
+	provider *oauth.Provider
 }
 
 // CaddyModule returns the Caddy module information.
@@ -106,61 +110,35 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 	issuer, err := repl.ReplaceOrErr(a.Issuer, true, true)
 	if err != nil {
-		return fmt.Errorf("oidc: issuer: %w", err)
+		return fmt.Errorf("issuer: %w", err)
 	}
 	if a.issuerURL, err = parseIssuer(issuer); err != nil {
 		return err
 	}
 	a.issuer = strings.TrimSuffix(a.issuerURL.String(), "/")
 
-	dir := a.Storage
-	if dir == "" {
-		dir = filepath.Join(caddy.AppDataDir(), "portcullis")
-	}
-	if dir, err = repl.ReplaceOrErr(dir, true, true); err != nil {
-		return fmt.Errorf("oidc: storage: %w", err)
-	}
-	if a.dir, err = store.Key(dir); err != nil {
-		return fmt.Errorf("oidc: storage: %w", err)
+	if err := a.provisionStorage(repl); err != nil {
+		return err
 	}
 
 	if a.HMACSecret != "" {
 		s, err := repl.ReplaceOrErr(a.HMACSecret, false, true)
 		if err != nil {
-			return fmt.Errorf("oidc: hmac_secret: %w", err)
+			return fmt.Errorf("hmac_secret: %w", err)
 		}
 		switch {
 		case s == "":
 			a.logger.Warn("hmac_secret resolved to an empty value (is its environment variable set?); using the secret generated and kept in the store")
 		case len(s) < 32:
-			return fmt.Errorf("oidc: hmac_secret must be at least 32 bytes (it has %d); generate one with: openssl rand -hex 32", len(s))
+			return fmt.Errorf("hmac_secret must be at least 32 bytes (it has %d); generate one with: openssl rand -hex 32", len(s))
 		default:
 			a.hmacSecret = []byte(s)
 		}
 	}
 
-	seen := map[string]bool{}
-	hasRS256 := false
-	for i, kc := range a.SigningKeys {
-		kc.KeyFile, err = repl.ReplaceOrErr(kc.KeyFile, true, true)
-		if err != nil {
-			return fmt.Errorf("oidc: signing_key #%d: key_file: %w", i+1, err)
-		}
-		k, err := loadSigningKey(kc)
-		if err != nil {
-			return fmt.Errorf("oidc: signing_key #%d: %w", i+1, err)
-		}
-		if seen[k.id] {
-			return fmt.Errorf("oidc: signing_key #%d: key_id %q is used twice", i+1, k.id)
-		}
-		seen[k.id] = true
-		hasRS256 = hasRS256 || k.algorithm == "RS256"
-		a.fileKeys = append(a.fileKeys, k)
+	if err := a.provisionKeys(repl); err != nil {
+		return err
 	}
-	if len(a.fileKeys) > 0 && !hasRS256 {
-		return errors.New("oidc: signing_key: at least one RS256 key is required (OpenID Connect mandates RS256); add an RSA key with 'algorithm RS256'")
-	}
-
 	if err := a.provisionLifespans(); err != nil {
 		return err
 	}
@@ -169,34 +147,89 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.EnforcePKCE = "public_clients_only"
 	case "never", "public_clients_only", "always":
 	default:
-		return fmt.Errorf("oidc: enforce_pkce %q must be never, public_clients_only or always", a.EnforcePKCE)
+		return fmt.Errorf("enforce_pkce %q must be never, public_clients_only or always", a.EnforcePKCE)
 	}
+	if err := a.provisionClients(repl); err != nil {
+		return err
+	}
+	return a.provisionAccessControl()
+}
 
-	a.clients = make(map[string]*Client, len(a.Clients))
+func (a *App) provisionStorage(repl *caddy.Replacer) error {
+	dir := a.Storage.Dir
+	if dir == "" {
+		dir = filepath.Join(caddy.AppDataDir(), "portcullis")
+	}
+	dir, err := repl.ReplaceOrErr(dir, true, true)
+	if err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("storage: resolving directory %q: %w", dir, err)
+	}
+	a.dir = filepath.Clean(abs)
+	a.storeOpts = a.Storage.Options.WithDefaults()
+	if err := a.storeOpts.Validate(); err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	return nil
+}
+
+func (a *App) provisionKeys(repl *caddy.Replacer) error {
+	seen := map[string]bool{}
+	hasRS256 := false
+	for i, kc := range a.SigningKeys {
+		file, err := repl.ReplaceOrErr(kc.KeyFile, true, true)
+		if err != nil {
+			return fmt.Errorf("signing_key #%d: key_file: %w", i+1, err)
+		}
+		k, err := keys.Load(file, kc.Algorithm, kc.KeyID)
+		if err != nil {
+			return fmt.Errorf("signing_key #%d: %w", i+1, err)
+		}
+		if seen[k.ID] {
+			return fmt.Errorf("signing_key #%d: key_id %q is used twice", i+1, k.ID)
+		}
+		seen[k.ID] = true
+		hasRS256 = hasRS256 || k.Algorithm == "RS256"
+		a.fileKeys = append(a.fileKeys, k)
+	}
+	if len(a.fileKeys) > 0 && !hasRS256 {
+		return errors.New("signing_key: at least one RS256 key is required (OpenID Connect mandates RS256); add an RSA key with 'algorithm RS256'")
+	}
+	return nil
+}
+
+func (a *App) provisionClients(repl *caddy.Replacer) error {
+	a.clients = make(map[string]*clients.Client, len(a.Clients))
 	for _, cc := range a.Clients {
 		if cc.Secret != "" {
+			var err error
 			if cc.Secret, err = repl.ReplaceOrErr(cc.Secret, true, true); err != nil {
-				return fmt.Errorf("oidc: client %s: client_secret: %w", cc.ID, err)
+				return fmt.Errorf("client %s: client_secret: %w", cc.ID, err)
 			}
 		}
-		c, err := newClient(cc, a.Lifespans)
+		lifespans := a.Lifespans
+		if cc.Lifespan != "" {
+			set, ok := a.Lifespans.Custom[cc.Lifespan]
+			if !ok {
+				return fmt.Errorf("client %s: lifespan: no custom lifespan named %q; define it with 'custom %s { access_token 2h }' inside lifespans", cc.ID, cc.Lifespan, cc.Lifespan)
+			}
+			lifespans = mergeLifespans(set, a.Lifespans)
+		}
+		c, err := clients.New(cc, lifespans.durations())
 		if err != nil {
-			return fmt.Errorf("oidc: %w", err)
+			return err
 		}
 		if _, dup := a.clients[c.ID()]; dup {
-			return fmt.Errorf("oidc: client %s: client_id is registered twice", c.ID())
+			return fmt.Errorf("client %s: client_id is registered twice", c.ID())
 		}
-		if c.plaintext {
+		if c.PlaintextSecret() {
 			a.logger.Warn("client secret is stored as plaintext; store a digest instead (e.g. $pbkdf2-sha512$…)", zap.String("client_id", c.ID()))
 		}
 		a.clients[c.ID()] = c
 	}
-
-	if err := a.provisionAccessControl(); err != nil {
-		return err
-	}
-	a.clientFailures = throttle.New(10, 6*time.Second, 1<<16)
-	a.ipFailures = throttle.New(20, 3*time.Second, 1<<16)
 	return nil
 }
 
@@ -204,7 +237,7 @@ func (a *App) provisionLifespans() error {
 	check := func(name string, l *Lifespans) error {
 		for opt, d := range map[string]caddy.Duration{"access_token": l.AccessToken, "authorize_code": l.AuthorizeCode, "id_token": l.IDToken, "refresh_token": l.RefreshToken} {
 			if d < 0 {
-				return fmt.Errorf("oidc: lifespans%s: %s must be positive", name, opt)
+				return fmt.Errorf("lifespans%s: %s must be positive", name, opt)
 			}
 		}
 		return nil
@@ -214,10 +247,10 @@ func (a *App) provisionLifespans() error {
 	}
 	for n, set := range a.Lifespans.Custom {
 		if n == "" {
-			return errors.New("oidc: lifespans: custom lifespan with an empty name")
+			return errors.New("lifespans: custom lifespan with an empty name")
 		}
 		if set.Custom != nil {
-			return fmt.Errorf("oidc: lifespans: custom %s: custom sets do not nest", n)
+			return fmt.Errorf("lifespans: custom %s: custom sets do not nest", n)
 		}
 		if err := check(" custom "+n, &set); err != nil {
 			return err
@@ -233,17 +266,17 @@ func (a *App) provisionLifespans() error {
 // query, fragment or user info.
 func parseIssuer(s string) (*url.URL, error) {
 	if s == "" {
-		return nil, errors.New("oidc: issuer is required, e.g. 'issuer https://auth.example.com'")
+		return nil, errors.New("issuer is required, e.g. 'issuer https://auth.example.com'")
 	}
 	u, err := url.Parse(s)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, fmt.Errorf("oidc: issuer %q must be an absolute URL such as https://auth.example.com", s)
+		return nil, fmt.Errorf("issuer %q must be an absolute URL such as https://auth.example.com", s)
 	}
 	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, fmt.Errorf("oidc: issuer %q may not carry a query, a fragment or user info", s)
+		return nil, fmt.Errorf("issuer %q may not carry a query, a fragment or user info", s)
 	}
 	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
-		return nil, fmt.Errorf("oidc: issuer %q must use https (http is only allowed for localhost and loopback addresses)", s)
+		return nil, fmt.Errorf("issuer %q must use https (http is only allowed for localhost and loopback addresses)", s)
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	return u, nil
@@ -258,83 +291,161 @@ func isLoopbackHost(h string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// Validate is called after Provision.
-func (a *App) Validate() error { return nil }
-
-// Start opens (or shares) the store and prepares secrets, keys and the fosite composition.
+// Start opens (or shares) the store and prepares secrets, keys and the fosite composition. On
+// any error it lets the store go again.
 func (a *App) Start() error {
-	kv, err := store.Acquire(a.dir)
+	b, loaded, err := acquireBackend(a.dir, a.storeOpts)
 	if err != nil {
-		return fmt.Errorf("oidc: opening store %s: %w (if another Caddy process uses this directory, stop it or use 'caddy reload')", a.dir, err)
+		return fmt.Errorf("opening store %s: %w (if another Caddy process uses this directory, stop it or use 'caddy reload')", a.dir, err)
 	}
+	a.mu.Lock()
 	a.acquired = true
-
-	secret := a.hmacSecret
-	if secret == nil {
-		secret, err = kv.GetOrCreate(keyHMACSecret, func() ([]byte, error) {
-			b := make([]byte, 64)
-			_, err := rand.Read(b)
-			return b, err
-		})
-		if err != nil {
-			return fmt.Errorf("oidc: hmac secret: %w", err)
-		}
+	a.mu.Unlock()
+	if loaded && b.opts != a.storeOpts {
+		a.logger.Warn("storage settings changed while the store is open; they take effect at the next start", zap.String("storage", a.dir))
 	}
-	keys := a.fileKeys
-	if len(keys) == 0 {
-		pemData, err := kv.GetOrCreate(keySigningKey, generateDefaultKeyPEM)
-		if err != nil {
-			return fmt.Errorf("oidc: default signing key: %w", err)
-		}
-		priv, err := parsePrivateKeyPEM(pemData)
-		if err != nil {
-			return fmt.Errorf("oidc: default signing key in store: %w", err)
-		}
-		k, err := newSigningKey(priv, "RS256", "")
-		if err != nil {
-			return fmt.Errorf("oidc: default signing key: %w", err)
-		}
-		keys = []*signingKey{k}
+	st, err := a.prepare(b)
+	if err != nil {
+		return errors.Join(err, a.release())
 	}
-
-	current := make(map[string]secretcache.Key, len(a.clients))
-	for id, c := range a.clients {
-		current[id] = c.fingerprint
-	}
-	verifiedSecrets.Retain(current)
-
-	a.state.Store(&runtimeState{kv: kv, provider: newProvider(a, kv, secret), keys: keys})
+	a.state.Store(st)
 	a.logger.Info("oidc provider started", zap.String("issuer", a.issuer), zap.String("storage", a.dir), zap.Int("clients", len(a.clients)))
 	return nil
+}
+
+// prepare builds the running state on an open backend.
+func (a *App) prepare(b *backend) (*runtimeState, error) {
+	secret := a.hmacSecret
+	if secret == nil {
+		var err error
+		secret, err = b.kv.GetOrCreate(keyHMACSecret, func() ([]byte, error) {
+			s := make([]byte, 64)
+			_, err := rand.Read(s)
+			return s, err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("hmac secret: %w", err)
+		}
+	}
+	signing := a.fileKeys
+	if len(signing) == 0 {
+		pemData, err := b.kv.GetOrCreate(keySigningKey, keys.GenerateDefaultPEM)
+		if err != nil {
+			return nil, fmt.Errorf("default signing key: %w", err)
+		}
+		priv, err := keys.ParsePEM(pemData)
+		if err != nil {
+			return nil, fmt.Errorf("default signing key in store: %w", err)
+		}
+		k, err := keys.New(priv, "RS256", "")
+		if err != nil {
+			return nil, fmt.Errorf("default signing key: %w", err)
+		}
+		signing = []*keys.Key{k}
+	}
+
+	current := make(map[string]clients.Fingerprint, len(a.clients))
+	for id, c := range a.clients {
+		current[id] = c.Fingerprint()
+	}
+	b.secrets.Retain(current)
+
+	p := oauth.New(oauth.Config{
+		Issuer:     a.issuer,
+		Lifespans:  a.Lifespans.durations(),
+		HMACSecret: secret,
+		KV:         b.kv,
+		Clients:    a.client,
+		Authenticator: &clients.Authenticator{
+			Lookup:  a.client,
+			Secrets: b.secrets,
+			Limits:  b.limits,
+			Logger:  a.logger,
+		},
+		ClientIP: clientIP,
+		Keys:     signing,
+		Tokens:   b.tokens,
+		Logger:   a.logger,
+	})
+	return &runtimeState{backend: b, provider: p}, nil
 }
 
 // Stop releases the store; the database closes when no config uses it any more.
 func (a *App) Stop() error {
 	a.state.Store(nil)
+	return a.release()
+}
+
+// Cleanup releases the store if Stop did not (a config that failed to start); it implements
+// caddy.CleanerUpper.
+func (a *App) Cleanup() error {
+	a.state.Store(nil)
+	return a.release()
+}
+
+func (a *App) release() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if !a.acquired {
 		return nil
 	}
 	a.acquired = false
-	return store.Release(a.dir)
+	return releaseBackend(a.dir)
 }
 
 // IssuerURL is the issuer without a trailing slash.
 func (a *App) IssuerURL() string { return a.issuer }
 
 // client returns the registered client with the id.
-func (a *App) client(id string) (*Client, bool) {
+func (a *App) client(id string) (*clients.Client, bool) {
 	c, ok := a.clients[id]
 	return c, ok
 }
 
-// Client returns the registered client with the id, for the gateway.
-func (a *App) Client(id string) (*Client, bool) { return a.client(id) }
-
 // running returns the started state, or nil while the store is not open.
 func (a *App) running() *runtimeState { return a.state.Load() }
 
+// clientIP is the client address as Caddy settled it (trusted_proxies), or the peer address.
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// durations are the lifespans as the oauth and clients packages take them.
+func (l Lifespans) durations() clients.Lifespans {
+	return clients.Lifespans{
+		AccessToken:   time.Duration(l.AccessToken),
+		AuthorizeCode: time.Duration(l.AuthorizeCode),
+		IDToken:       time.Duration(l.IDToken),
+		RefreshToken:  time.Duration(l.RefreshToken),
+	}
+}
+
+func mergeLifespans(over, base Lifespans) Lifespans {
+	if over.AccessToken != 0 {
+		base.AccessToken = over.AccessToken
+	}
+	if over.AuthorizeCode != 0 {
+		base.AuthorizeCode = over.AuthorizeCode
+	}
+	if over.IDToken != 0 {
+		base.IDToken = over.IDToken
+	}
+	if over.RefreshToken != 0 {
+		base.RefreshToken = over.RefreshToken
+	}
+	base.Custom = nil
+	return base
+}
+
 var (
-	_ caddy.App         = (*App)(nil)
-	_ caddy.Provisioner = (*App)(nil)
-	_ caddy.Validator   = (*App)(nil)
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
 )

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/dustin/go-humanize"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -23,7 +25,14 @@ var (
 //
 //	oidc {
 //		issuer <url>
-//		storage <directory>
+//		storage [<directory>] {
+//			memtable_size <size>
+//			num_memtables <n>
+//			block_cache_size <size>
+//			index_cache_size <size>
+//			value_log_file_size <size>
+//			gc_interval <duration>
+//		}
 //		hmac_secret <secret>
 //		signing_key [<key_id>] {
 //			algorithm <alg>
@@ -82,7 +91,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "storage":
-			if err := oneArg(d, &a.Storage); err != nil {
+			if err := unmarshalStorage(d, &a.Storage); err != nil {
 				return err
 			}
 		case "hmac_secret":
@@ -123,9 +132,9 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			a.AccessControl = ac
 		default:
 			if slices.Contains(pendingProviderOptions, opt) {
-				return d.Errf("oidc: option %q is not available yet in this release of Portcullis; remove it", opt)
+				return d.Errf("option %q is not available yet in this release of Portcullis; remove it", opt)
 			}
-			return d.Errf("oidc: unknown option %q (see the README for the options of the oidc block)", opt)
+			return d.Errf("unknown option %q (see the README for the options of the oidc block)", opt)
 		}
 	}
 	return nil
@@ -144,18 +153,72 @@ func oneArg(d *caddyfile.Dispenser, dst *string) error {
 }
 
 func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	opt := d.Val()
 	var s string
 	if err := oneArg(d, &s); err != nil {
 		return err
 	}
 	v, err := caddy.ParseDuration(s)
 	if err != nil {
-		return d.Errf("%s: %q is not a duration such as 90s, 1m, 1h or 30d: %v", d.Val(), s, err)
+		return d.Errf("%s: %q is not a duration such as 90s, 1m, 1h or 30d", opt, s)
 	}
 	if v <= 0 {
-		return d.Errf("%s must be positive", s)
+		return d.Errf("%s: %q must be positive", opt, s)
 	}
 	*dst = caddy.Duration(v)
+	return nil
+}
+
+// sizeArg reads a byte size such as 16MiB or 8MB.
+func sizeArg(d *caddyfile.Dispenser, dst *int64) error {
+	opt := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	v, err := humanize.ParseBytes(s)
+	if err != nil || v == 0 || v > 1<<40 {
+		return d.Errf("%s: %q is not a size such as 8MiB, 16MiB or 64MB", opt, s)
+	}
+	*dst = int64(v)
+	return nil
+}
+
+// unmarshalStorage reads 'storage [<dir>] [{ … }]'.
+func unmarshalStorage(d *caddyfile.Dispenser, s *StorageConfig) error {
+	if d.NextArg() {
+		s.Dir = d.Val()
+		if d.NextArg() {
+			return d.Errf("storage takes one directory, got another: %q; settings go in its block", d.Val())
+		}
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch opt := d.Val(); opt {
+		case "memtable_size":
+			err = sizeArg(d, &s.MemTableSize)
+		case "block_cache_size":
+			err = sizeArg(d, &s.BlockCacheSize)
+		case "index_cache_size":
+			err = sizeArg(d, &s.IndexCacheSize)
+		case "value_log_file_size":
+			err = sizeArg(d, &s.ValueLogFileSize)
+		case "num_memtables":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				if s.NumMemtables, err = strconv.Atoi(v); err != nil || s.NumMemtables < 1 {
+					return d.Errf("num_memtables: %q must be a whole number of at least 1", v)
+				}
+			}
+		case "gc_interval":
+			err = durationArg(d, &s.GCInterval)
+		default:
+			return d.Errf("storage: unknown option %q (memtable_size, num_memtables, block_cache_size, index_cache_size, value_log_file_size, gc_interval)", opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -1,21 +1,28 @@
 package oidcprovider
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
+	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 )
 
 // Lifespans are how long each kind of token lives. A zero value takes the default.
 type Lifespans struct {
-	// AccessToken is the access token lifespan. JSON: "access_token"; default 1h.
+	// AccessToken is the access token lifespan. JSON: "access_token". Default: 1h.
 	AccessToken caddy.Duration `json:"access_token,omitempty"`
-	// AuthorizeCode is the authorization code lifespan. JSON: "authorize_code"; default 1m.
+	// AuthorizeCode is the authorization code lifespan. JSON: "authorize_code". Default: 1m.
 	AuthorizeCode caddy.Duration `json:"authorize_code,omitempty"`
-	// IDToken is the ID token lifespan. JSON: "id_token"; default 1h.
+	// IDToken is the ID token lifespan. JSON: "id_token". Default: 1h.
 	IDToken caddy.Duration `json:"id_token,omitempty"`
-	// RefreshToken is the refresh token lifespan. JSON: "refresh_token"; default 90m.
+	// RefreshToken is the refresh token lifespan. JSON: "refresh_token". Default: 90m.
 	RefreshToken caddy.Duration `json:"refresh_token,omitempty"`
 	// Custom holds named lifespan sets that a client selects with its "lifespan" option; a zero
-	// value in a set falls back to the global one. JSON: "custom"; default none.
+	// value in a set falls back to the global one. JSON: "custom". Default: none.
 	Custom map[string]Lifespans `json:"custom,omitempty"`
 }
 
@@ -33,39 +40,8 @@ type SigningKey struct {
 	KeyFile string `json:"key_file"`
 }
 
-// ClientConfig is one registered client. JSON names are Authelia's (seed 004).
-type ClientConfig struct {
-	// ID is the client identifier: 1 to 100 RFC 3986 unreserved characters, unique.
-	// JSON: "client_id"; required.
-	ID string `json:"client_id"`
-	// Name is shown to people. JSON: "client_name"; default: the client id.
-	Name string `json:"client_name,omitempty"`
-	// Secret is the client secret as a go-crypt digest ($pbkdf2-sha512$…, $argon2id$…, $2b$…,
-	// $scrypt$…, $6$…), "$plaintext$<secret>", or a bare secret (taken as plaintext, with a
-	// warning). Placeholders {env.*} and {file.*} are resolved at start. JSON: "client_secret";
-	// required for confidential clients, forbidden for public ones.
-	Secret string `json:"client_secret,omitempty"`
-	// Public marks a client that cannot keep a secret. JSON: "public"; default false.
-	Public bool `json:"public,omitempty"`
-	// Scopes the client may request. JSON: "scopes"; default none for client_credentials clients.
-	Scopes []string `json:"scopes,omitempty"`
-	// Audience lists the audiences the client may request (for the gateway, URLs of protected
-	// sites). JSON: "audience"; default none.
-	Audience []string `json:"audience,omitempty"`
-	// GrantTypes the client may use. JSON: "grant_types"; default "authorization_code", which is
-	// not available yet: set "client_credentials".
-	GrantTypes []string `json:"grant_types,omitempty"`
-	// RequestedAudienceMode is "explicit" (grant only the audiences asked for) or "implicit"
-	// (grant the whole audience list when the request names none). JSON:
-	// "requested_audience_mode"; default "explicit".
-	RequestedAudienceMode string `json:"requested_audience_mode,omitempty"`
-	// TokenEndpointAuthMethod is how the client authenticates: client_secret_basic,
-	// client_secret_post, or none for public clients. A request using another method is refused.
-	// JSON: "token_endpoint_auth_method"; default client_secret_basic (none for public clients).
-	TokenEndpointAuthMethod string `json:"token_endpoint_auth_method,omitempty"`
-	// Lifespan names a set under lifespans.custom. JSON: "lifespan"; default: the global lifespans.
-	Lifespan string `json:"lifespan,omitempty"`
-}
+// ClientConfig is one registered client; see clients.Config for its fields.
+type ClientConfig = clients.Config
 
 // Default lifespans (Authelia's).
 var defaultLifespans = Lifespans{
@@ -73,4 +49,41 @@ var defaultLifespans = Lifespans{
 	AuthorizeCode: caddy.Duration(60e9),
 	IDToken:       caddy.Duration(3600e9),
 	RefreshToken:  caddy.Duration(5400e9),
+}
+
+// StorageConfig is the embedded Badger database: where it lives and how much memory it may use.
+// In JSON it is either the directory as a string or an object with "dir" and the settings of
+// store.Options.
+type StorageConfig struct {
+	// Dir is the database directory. One database per directory is shared by every config of
+	// the process. JSON: "dir". Default: <caddy data dir>/portcullis.
+	Dir string `json:"dir,omitempty"`
+	// Options size the database's memory; zero values take the gateway-sized defaults.
+	store.Options
+}
+
+// MarshalJSON writes the directory alone as a string when no setting is given.
+func (s StorageConfig) MarshalJSON() ([]byte, error) {
+	if s.Options == (store.Options{}) {
+		return json.Marshal(s.Dir)
+	}
+	type plain StorageConfig
+	return json.Marshal(plain(s))
+}
+
+// UnmarshalJSON reads a directory string or an object; unknown keys are an error.
+func (s *StorageConfig) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		*s = StorageConfig{}
+		return json.Unmarshal(b, &s.Dir)
+	}
+	type plain StorageConfig
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var p plain
+	if err := dec.Decode(&p); err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	*s = StorageConfig(p)
+	return nil
 }

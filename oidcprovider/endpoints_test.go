@@ -8,27 +8,26 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"go.uber.org/zap"
 
-	"github.com/portcullis-auth/portcullis/oidcprovider/secretcache"
+	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
+	"github.com/portcullis-auth/portcullis/oidcprovider/oauth"
 )
 
 const seedDigest = "$pbkdf2-sha512$310000$c8p78n7pUMln0jzvd4aK4Q$JNRBzwAo0ek5qKn50cFzzvE9RXV88h1wJn5KGiHrD0YKtZaR/nCb2CJPOsKaPK0hjf.9yHxzQGZziziccp6Yng"
 
 var testClients = []ClientConfig{
-	{ID: "uptime-kuma-monitor", Secret: seedDigest, Scopes: []string{ScopeBearerAuthz}, Audience: []string{"https://secure.example.com/"}, GrantTypes: []string{"client_credentials"}, RequestedAudienceMode: "implicit"},
-	{ID: "explicit", Secret: "$plaintext$explicit-secret", Scopes: []string{ScopeBearerAuthz}, Audience: []string{"https://secure.example.com/api", "https://other.example.com/"}, GrantTypes: []string{"client_credentials"}},
+	{ID: "uptime-kuma-monitor", Secret: seedDigest, Scopes: []string{clients.ScopeBearerAuthz}, Audience: []string{"https://secure.example.com/"}, GrantTypes: []string{"client_credentials"}, RequestedAudienceMode: "implicit"},
+	{ID: "explicit", Secret: "$plaintext$explicit-secret", Scopes: []string{clients.ScopeBearerAuthz}, Audience: []string{"https://secure.example.com/api", "https://other.example.com/"}, GrantTypes: []string{"client_credentials"}},
 	{ID: "poster", Secret: "poster-secret", Scopes: []string{"custom"}, Audience: []string{"urn:api"}, GrantTypes: []string{"client_credentials"}, TokenEndpointAuthMethod: "client_secret_post"},
 	{ID: "p.c~x", Secret: "a:b%c&d +é", Scopes: []string{"custom"}, GrantTypes: []string{"client_credentials"}},
 }
 
 // startApp provisions and starts a real oidc app on a temporary Badger directory.
-func startApp(t testing.TB, clients []ClientConfig) (*App, *Handler) {
+func startApp(t testing.TB, list []ClientConfig) (*App, *Handler) {
 	t.Helper()
-	a := &App{Issuer: "https://auth.example.com", Storage: t.TempDir(), Clients: clients}
+	a := &App{Issuer: "https://auth.example.com", Storage: StorageConfig{Dir: t.TempDir()}, Clients: list}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
 	if err := a.Provision(ctx); err != nil {
@@ -38,7 +37,7 @@ func startApp(t testing.TB, clients []ClientConfig) (*App, *Handler) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = a.Stop() })
-	return a, &Handler{app: a, logger: zap.NewNop()}
+	return a, NewHandler(a)
 }
 
 type result struct {
@@ -80,49 +79,6 @@ func (nextNotFound) ServeHTTP(w http.ResponseWriter, _ *http.Request) error {
 	return nil
 }
 
-func TestSeedDigestVerifies(t *testing.T) {
-	d, plain, err := decodeSecret(seedDigest)
-	if err != nil || plain {
-		t.Fatal(err, plain)
-	}
-	if !d.Match("insecure_secret") || d.Match("insecure_secreT") {
-		t.Fatal("the seed's pbkdf2-sha512 digest must verify insecure_secret and nothing else")
-	}
-	d, plain, err = decodeSecret("bare")
-	if err != nil || !plain || !d.Match("bare") {
-		t.Fatal("a bare secret is plaintext", err)
-	}
-}
-
-func TestAudienceMatches(t *testing.T) {
-	cases := []struct {
-		entry, target string
-		want          bool
-	}{
-		{"https://secure.example.com/", "https://secure.example.com/", true},
-		{"https://secure.example.com/", "https://secure.example.com/anything?x=1", true},
-		{"https://secure.example.com", "https://secure.example.com/x", true},
-		{"https://SECURE.example.com:443/", "https://secure.example.com/x", true},
-		{"http://secure.example.com/", "http://secure.example.com:80/x", true},
-		{"https://secure.example.com/", "http://secure.example.com/", false},
-		{"https://secure.example.com/", "https://secure.example.com:8443/", false},
-		{"https://secure.example.com/", "https://evil.example.com/", false},
-		{"https://secure.example.com/", "https://secure.example.com.evil.com/", false},
-		{"https://host/api", "https://host/api", true},
-		{"https://host/api", "https://host/api/x", true},
-		{"https://host/api", "https://host/apix", false},
-		{"https://host/api/", "https://host/api", false},
-		{"https://host/api?q=1", "https://host/api/x", true},
-	}
-	for _, c := range cases {
-		e, _ := url.Parse(c.entry)
-		tg, _ := url.Parse(c.target)
-		if got := AudienceMatches(e, tg); got != c.want {
-			t.Errorf("AudienceMatches(%s, %s) = %v, want %v", c.entry, c.target, got, c.want)
-		}
-	}
-}
-
 func TestTokenEndpoint(t *testing.T) {
 	_, h := startApp(t, testClients)
 	cc := func(extra ...string) url.Values {
@@ -133,8 +89,8 @@ func TestTokenEndpoint(t *testing.T) {
 		return v
 	}
 	// the seed client, as Uptime-Kuma calls it
-	res := call(t, h, "POST", PathToken, cc("scope", ScopeBearerAuthz), "uptime-kuma-monitor", "insecure_secret")
-	if res.status != 200 || res.body["token_type"] != "bearer" || res.body["scope"] != ScopeBearerAuthz || res.header.Get("Cache-Control") != "no-store" {
+	res := call(t, h, "POST", oauth.PathToken, cc("scope", clients.ScopeBearerAuthz), "uptime-kuma-monitor", "insecure_secret")
+	if res.status != 200 || res.body["token_type"] != "bearer" || res.body["scope"] != clients.ScopeBearerAuthz || res.header.Get("Cache-Control") != "no-store" {
 		t.Fatalf("token: %+v", res)
 	}
 	tok, _ := res.body["access_token"].(string)
@@ -144,41 +100,41 @@ func TestTokenEndpoint(t *testing.T) {
 	if exp, _ := res.body["expires_in"].(float64); exp < 3500 || exp > 3600 {
 		t.Fatalf("expires_in %v", res.body["expires_in"])
 	}
-	in := call(t, h, "POST", PathIntrospection, url.Values{"token": {tok}}, "uptime-kuma-monitor", "insecure_secret")
+	in := call(t, h, "POST", oauth.PathIntrospection, url.Values{"token": {tok}}, "uptime-kuma-monitor", "insecure_secret")
 	aud, _ := in.body["aud"].([]any)
 	if in.body["active"] != true || in.body["sub"] != "uptime-kuma-monitor" || in.body["client_id"] != "uptime-kuma-monitor" || len(aud) != 1 || aud[0] != "https://secure.example.com/" || in.body["token_type"] != "bearer" || in.body["exp"] == nil || in.body["iat"] == nil {
 		t.Fatalf("introspection (implicit audience): %+v", in.body)
 	}
 
 	// explicit mode: only what is asked, via audience (space-separated or repeated) or resource
-	res = call(t, h, "POST", PathToken, cc("scope", ScopeBearerAuthz, "audience", "https://secure.example.com/api/v1 https://other.example.com/"), "explicit", "explicit-secret")
+	res = call(t, h, "POST", oauth.PathToken, cc("scope", clients.ScopeBearerAuthz, "audience", "https://secure.example.com/api/v1 https://other.example.com/"), "explicit", "explicit-secret")
 	if res.status != 200 {
 		t.Fatalf("explicit: %+v", res)
 	}
-	in = call(t, h, "POST", PathIntrospectAlias, url.Values{"token": {res.body["access_token"].(string)}}, "explicit", "explicit-secret")
-	if aud, _ := in.body["aud"].([]any); len(aud) != 2 || in.body["scope"] != ScopeBearerAuthz {
+	in = call(t, h, "POST", oauth.PathIntrospectAlias, url.Values{"token": {res.body["access_token"].(string)}}, "explicit", "explicit-secret")
+	if aud, _ := in.body["aud"].([]any); len(aud) != 2 || in.body["scope"] != clients.ScopeBearerAuthz {
 		t.Fatalf("explicit audience: %+v", in.body)
 	}
-	res = call(t, h, "POST", PathToken, cc("scope", ScopeBearerAuthz, "resource", "https://secure.example.com/api/x"), "explicit", "explicit-secret")
-	in = call(t, h, "POST", PathIntrospection, url.Values{"token": {res.body["access_token"].(string)}}, "explicit", "explicit-secret")
+	res = call(t, h, "POST", oauth.PathToken, cc("scope", clients.ScopeBearerAuthz, "resource", "https://secure.example.com/api/x"), "explicit", "explicit-secret")
+	in = call(t, h, "POST", oauth.PathIntrospection, url.Values{"token": {res.body["access_token"].(string)}}, "explicit", "explicit-secret")
 	if aud, _ := in.body["aud"].([]any); len(aud) != 1 || aud[0] != "https://secure.example.com/api/x" {
 		t.Fatalf("resource audience: %+v", in.body)
 	}
-	res = call(t, h, "POST", PathToken, cc("scope", ScopeBearerAuthz), "explicit", "explicit-secret")
-	in = call(t, h, "POST", PathIntrospection, url.Values{"token": {res.body["access_token"].(string)}}, "explicit", "explicit-secret")
+	res = call(t, h, "POST", oauth.PathToken, cc("scope", clients.ScopeBearerAuthz), "explicit", "explicit-secret")
+	in = call(t, h, "POST", oauth.PathIntrospection, url.Values{"token": {res.body["access_token"].(string)}}, "explicit", "explicit-secret")
 	if in.body["aud"] != nil && len(in.body["aud"].([]any)) != 0 {
 		t.Fatalf("explicit mode without a request grants no audience: %+v", in.body)
 	}
 	// no scope requested: none implied
-	res = call(t, h, "POST", PathToken, cc(), "uptime-kuma-monitor", "insecure_secret")
+	res = call(t, h, "POST", oauth.PathToken, cc(), "uptime-kuma-monitor", "insecure_secret")
 	if res.status != 200 || res.body["scope"] != "" {
 		t.Fatalf("no scope: %+v", res)
 	}
 	// client_secret_post, and RFC 6749 §2.3.1 form-encoding of Basic credentials
-	if res := call(t, h, "POST", PathToken, cc("client_id", "poster", "client_secret", "poster-secret", "scope", "custom", "audience", "urn:api"), "", ""); res.status != 200 {
+	if res := call(t, h, "POST", oauth.PathToken, cc("client_id", "poster", "client_secret", "poster-secret", "scope", "custom", "audience", "urn:api"), "", ""); res.status != 200 {
 		t.Fatalf("client_secret_post: %+v", res)
 	}
-	if res := call(t, h, "POST", PathToken, cc("scope", "custom"), "p.c~x", "a:b%c&d +é"); res.status != 200 {
+	if res := call(t, h, "POST", oauth.PathToken, cc("scope", "custom"), "p.c~x", "a:b%c&d +é"); res.status != 200 {
 		t.Fatalf("form-encoded basic credentials: %+v", res)
 	}
 
@@ -202,7 +158,7 @@ func TestTokenEndpoint(t *testing.T) {
 		{"two methods", "POST", cc("client_secret", "x"), "poster", "poster-secret", 400, "invalid_request"},
 		{"assertion", "POST", cc("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", "client_assertion", "x.y.z"), "", "", 401, "invalid_client"},
 		{"scope not registered", "POST", cc("scope", "openid"), "uptime-kuma-monitor", "insecure_secret", 400, "invalid_scope"},
-		{"bearer scope with another", "POST", cc("scope", ScopeBearerAuthz+" offline_access"), "explicit", "explicit-secret", 400, "invalid_scope"},
+		{"bearer scope with another", "POST", cc("scope", clients.ScopeBearerAuthz+" offline_access"), "explicit", "explicit-secret", 400, "invalid_scope"},
 		{"audience not allowed", "POST", cc("audience", "https://evil.example.com/"), "uptime-kuma-monitor", "insecure_secret", 400, "invalid_target"},
 		{"audience path outside", "POST", cc("audience", "https://secure.example.com/apix"), "explicit", "explicit-secret", 400, "invalid_target"},
 		{"resource not absolute", "POST", cc("resource", "/relative"), "uptime-kuma-monitor", "insecure_secret", 400, "invalid_target"},
@@ -211,7 +167,7 @@ func TestTokenEndpoint(t *testing.T) {
 	}
 	for _, c := range errs {
 		t.Run(c.name, func(t *testing.T) {
-			res := call(t, h, c.method, PathToken, c.form, c.user, c.pass)
+			res := call(t, h, c.method, oauth.PathToken, c.form, c.user, c.pass)
 			if res.status != c.status || res.body["error"] != c.code {
 				t.Fatalf("got %d %v, want %d %s", res.status, res.body, c.status, c.code)
 			}
@@ -225,54 +181,54 @@ func TestTokenEndpoint(t *testing.T) {
 func TestIntrospectionAndRevocation(t *testing.T) {
 	_, h := startApp(t, testClients)
 	get := func(id, secret string) string {
-		res := call(t, h, "POST", PathToken, url.Values{"grant_type": {"client_credentials"}, "scope": {ScopeBearerAuthz}}, id, secret)
+		res := call(t, h, "POST", oauth.PathToken, url.Values{"grant_type": {"client_credentials"}, "scope": {clients.ScopeBearerAuthz}}, id, secret)
 		return res.body["access_token"].(string)
 	}
 	kumaTok, otherTok := get("uptime-kuma-monitor", "insecure_secret"), get("explicit", "explicit-secret")
 
-	if res := call(t, h, "POST", PathIntrospection, url.Values{"token": {kumaTok}}, "", ""); res.status != 401 || res.body["error"] != "invalid_client" {
+	if res := call(t, h, "POST", oauth.PathIntrospection, url.Values{"token": {kumaTok}}, "", ""); res.status != 401 || res.body["error"] != "invalid_client" {
 		t.Fatalf("introspection needs client authentication: %+v", res)
 	}
 	for _, bogus := range []string{"garbage", "portcullis_at_x.y", kumaTok + "x", strings.Replace(kumaTok, "_at_", "_rt_", 1)} {
-		if res := call(t, h, "POST", PathIntrospection, url.Values{"token": {bogus}}, "explicit", "explicit-secret"); res.status != 200 || res.body["active"] != false {
+		if res := call(t, h, "POST", oauth.PathIntrospection, url.Values{"token": {bogus}}, "explicit", "explicit-secret"); res.status != 200 || res.body["active"] != false {
 			t.Fatalf("bogus token %q: %+v", bogus, res)
 		}
 	}
 	// a client revokes only its own tokens
-	if res := call(t, h, "POST", PathRevocation, url.Values{"token": {kumaTok}}, "explicit", "explicit-secret"); res.status == 200 {
+	if res := call(t, h, "POST", oauth.PathRevocation, url.Values{"token": {kumaTok}}, "explicit", "explicit-secret"); res.status == 200 {
 		t.Fatalf("revoking another client's token must be refused: %+v", res)
 	}
-	if res := call(t, h, "POST", PathIntrospection, url.Values{"token": {kumaTok}}, "explicit", "explicit-secret"); res.body["active"] != true {
+	if res := call(t, h, "POST", oauth.PathIntrospection, url.Values{"token": {kumaTok}}, "explicit", "explicit-secret"); res.body["active"] != true {
 		t.Fatal("a refused revocation must leave the token active")
 	}
-	if res := call(t, h, "POST", PathRevokeAlias, url.Values{"token": {kumaTok}}, "uptime-kuma-monitor", "insecure_secret"); res.status != 200 {
+	if res := call(t, h, "POST", oauth.PathRevokeAlias, url.Values{"token": {kumaTok}}, "uptime-kuma-monitor", "insecure_secret"); res.status != 200 {
 		t.Fatalf("revocation: %+v", res)
 	}
-	if res := call(t, h, "POST", PathIntrospection, url.Values{"token": {kumaTok}}, "uptime-kuma-monitor", "insecure_secret"); res.body["active"] != false {
+	if res := call(t, h, "POST", oauth.PathIntrospection, url.Values{"token": {kumaTok}}, "uptime-kuma-monitor", "insecure_secret"); res.body["active"] != false {
 		t.Fatal("revoked token still active")
 	}
-	if res := call(t, h, "POST", PathIntrospection, url.Values{"token": {otherTok}}, "uptime-kuma-monitor", "insecure_secret"); res.body["active"] != true {
+	if res := call(t, h, "POST", oauth.PathIntrospection, url.Values{"token": {otherTok}}, "uptime-kuma-monitor", "insecure_secret"); res.body["active"] != true {
 		t.Fatal("revoking one token touched another")
 	}
 	for _, tok := range []string{"unknown-token", kumaTok, "portcullis_at_x.y"} {
-		if res := call(t, h, "POST", PathRevocation, url.Values{"token": {tok}}, "uptime-kuma-monitor", "insecure_secret"); res.status != 200 {
+		if res := call(t, h, "POST", oauth.PathRevocation, url.Values{"token": {tok}}, "uptime-kuma-monitor", "insecure_secret"); res.status != 200 {
 			t.Fatalf("RFC 7009: unknown or revoked tokens get 200, got %+v", res)
 		}
 	}
-	if res := call(t, h, "POST", PathRevocation, url.Values{}, "uptime-kuma-monitor", "insecure_secret"); res.status != 400 {
+	if res := call(t, h, "POST", oauth.PathRevocation, url.Values{}, "uptime-kuma-monitor", "insecure_secret"); res.status != 400 {
 		t.Fatalf("missing token: %+v", res)
 	}
 }
 
 func TestDiscoveryAndUnavailable(t *testing.T) {
 	a, h := startApp(t, testClients)
-	for _, p := range []string{PathDiscoveryOIDC, PathDiscoveryOAuth} {
+	for _, p := range []string{oauth.PathDiscoveryOIDC, oauth.PathDiscoveryOAuth} {
 		res := call(t, h, "GET", p, nil, "", "")
 		if res.status != 200 || res.body["issuer"] != "https://auth.example.com" || res.body["token_endpoint"] != "https://auth.example.com/api/oidc/token" || res.body["authorization_endpoint"] != nil {
 			t.Fatalf("%s: %+v", p, res)
 		}
 	}
-	for _, p := range []string{PathJWKS, PathJWKSAlias} {
+	for _, p := range []string{oauth.PathJWKS, oauth.PathJWKSAlias} {
 		res := call(t, h, "GET", p, nil, "", "")
 		keys, _ := res.body["keys"].([]any)
 		if res.status != 200 || len(keys) != 1 || keys[0].(map[string]any)["alg"] != "RS256" {
@@ -283,7 +239,7 @@ func TestDiscoveryAndUnavailable(t *testing.T) {
 		t.Fatalf("other paths pass to the next handler: %d", res.status)
 	}
 	_ = a.Stop()
-	res := call(t, h, "POST", PathToken, url.Values{"grant_type": {"client_credentials"}}, "uptime-kuma-monitor", "insecure_secret")
+	res := call(t, h, "POST", oauth.PathToken, url.Values{"grant_type": {"client_credentials"}}, "uptime-kuma-monitor", "insecure_secret")
 	if res.status != 503 || res.header.Get("Retry-After") == "" {
 		t.Fatalf("a stopped store answers 503 with Retry-After: %+v", res)
 	}
@@ -292,7 +248,7 @@ func TestDiscoveryAndUnavailable(t *testing.T) {
 func TestDefaultKeyAndSecretPersist(t *testing.T) {
 	dir := t.TempDir()
 	kid := func() string {
-		a := &App{Issuer: "https://auth.example.com", Storage: dir}
+		a := &App{Issuer: "https://auth.example.com", Storage: StorageConfig{Dir: dir}}
 		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 		defer cancel()
 		if err := a.Provision(ctx); err != nil {
@@ -302,50 +258,12 @@ func TestDefaultKeyAndSecretPersist(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer a.Stop()
-		return a.running().keys[0].id
+		return a.running().provider.Keys()[0].ID
 	}
 	first, second := kid(), kid()
 	if first != second || !strings.HasSuffix(first, "-rs256") || len(first) != len("0000000-rs256") {
 		t.Fatalf("default key must be generated once and kept: %q vs %q", first, second)
 	}
-}
-
-func TestSecretCacheAndThrottle(t *testing.T) {
-	verifiedSecrets = secretcache.New(4096, time.Hour)
-	_, h := startApp(t, testClients)
-	form := url.Values{"grant_type": {"client_credentials"}}
-	start := time.Now()
-	if res := call(t, h, "POST", PathToken, form, "uptime-kuma-monitor", "insecure_secret"); res.status != 200 {
-		t.Fatal(res)
-	}
-	first := time.Since(start)
-	start = time.Now()
-	for i := 0; i < 20; i++ {
-		if res := call(t, h, "POST", PathToken, form, "uptime-kuma-monitor", "insecure_secret"); res.status != 200 {
-			t.Fatal(res)
-		}
-	}
-	remembered := time.Since(start) / 20
-	if remembered*5 > first {
-		t.Fatalf("remembered secret not faster: first %v, remembered %v", first, remembered)
-	}
-	// wrong guesses: each costs a digest until the client is throttled, then answers at once
-	var last time.Duration
-	for i := 0; i < 12; i++ {
-		start = time.Now()
-		if res := call(t, h, "POST", PathToken, form, "uptime-kuma-monitor", "guess"); res.status != 401 {
-			t.Fatal(res)
-		}
-		last = time.Since(start)
-	}
-	if last*5 > first {
-		t.Fatalf("throttled guesses should be refused quickly: %v vs digest %v", last, first)
-	}
-	// the monitor's remembered secret still works while its id is being guessed at
-	if res := call(t, h, "POST", PathToken, form, "uptime-kuma-monitor", "insecure_secret"); res.status != 200 {
-		t.Fatalf("good secret locked out by guessing: %+v", res)
-	}
-	t.Logf("first request %v, remembered %v, throttled guess %v", first, remembered, last)
 }
 
 // FuzzTokenEndpoint sends arbitrary bodies, content types and Authorization headers to the token,
@@ -358,7 +276,7 @@ func FuzzTokenEndpoint(f *testing.F) {
 	f.Add("token=portcullis_at_a.b", "Basic %%%", "multipart/form-data; boundary=x", uint8(1))
 	f.Add("%zz=&&&", "Bearer x", "text/plain", uint8(2))
 	f.Fuzz(func(t *testing.T, body, authz, ctype string, which uint8) {
-		path := []string{PathToken, PathIntrospection, PathRevocation}[int(which)%3]
+		path := []string{oauth.PathToken, oauth.PathIntrospection, oauth.PathRevocation}[int(which)%3]
 		r := httptest.NewRequest("POST", "https://auth.example.com"+path, strings.NewReader(body))
 		r.Header.Set("Content-Type", ctype)
 		if authz != "" {
@@ -380,15 +298,15 @@ func FuzzTokenEndpoint(f *testing.F) {
 // BenchmarkTokenEndpoint measures a token request with the seed's pbkdf2-sha512 client secret:
 // the first request of a client (full digest check) and a remembered one.
 func BenchmarkTokenEndpoint(b *testing.B) {
-	_, h := startApp(b, testClients)
-	form := url.Values{"grant_type": {"client_credentials"}, "scope": {ScopeBearerAuthz}}
+	a, h := startApp(b, testClients)
+	form := url.Values{"grant_type": {"client_credentials"}, "scope": {clients.ScopeBearerAuthz}}
 	run := func(b *testing.B, forget bool) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if forget {
-				verifiedSecrets.Retain(nil)
+				a.running().backend.secrets.Retain(nil)
 			}
-			if res := call(b, h, "POST", PathToken, form, "uptime-kuma-monitor", "insecure_secret"); res.status != 200 {
+			if res := call(b, h, "POST", oauth.PathToken, form, "uptime-kuma-monitor", "insecure_secret"); res.status != 200 {
 				b.Fatal(res)
 			}
 		}

@@ -1,22 +1,23 @@
-package oidcprovider
+package oauth
 
 import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/ory/fosite"
 
+	"github.com/portcullis-auth/portcullis/oidcprovider/audience"
+	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
 	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 )
 
 // ErrNotOurToken means a Bearer value is not an access token of this provider (an upstream's own
-// API token, say). A gateway treats it as if no credentials were sent.
+// API token, say).
 var ErrNotOurToken = errors.New("oidc: not a Portcullis access token")
 
 // ErrUnavailable means the store is not open (start-up, reload, shutdown); answer 503.
@@ -51,61 +52,56 @@ type BearerIdentity struct {
 	ExpiresAt time.Time
 }
 
-// CheckBearer validates an access token presented to a protected site at target (scheme, host
-// and path of the request): it must be ours and authentic, stored (not revoked) and unexpired,
-// carry the gateway scope, and hold an audience that authorizes target; its client must still be
-// registered with the gateway scope and an audience entry that authorizes target, so removing a
-// client, its scope or its audience from the config takes effect on the next request.
-func (a *App) CheckBearer(ctx context.Context, token string, target *url.URL) (*BearerIdentity, error) {
+// CheckBearer validates an access token presented to a protected site at target (the canonical
+// URL the caller asked for): it must be ours and authentic under the current HMAC secret, stored
+// (not revoked) and unexpired, carry the gateway scope, and hold an audience that authorizes
+// target; its client must still be registered with the gateway scope and an audience entry that
+// authorizes target, so removing a client, its scope or its audience from the config takes effect
+// on the next request.
+func (p *Provider) CheckBearer(ctx context.Context, token string, target audience.URL) (*BearerIdentity, error) {
 	if !strings.HasPrefix(token, TokenPrefix) {
 		return nil, ErrNotOurToken
 	}
-	if !strings.HasPrefix(token, TokenPrefix+kindAccess+"_") {
+	raw, ok := strings.CutPrefix(token, TokenPrefix+kindAccess+"_")
+	if !ok {
 		return nil, &InvalidTokenError{"The token is not an access token."}
 	}
-	st := a.running()
-	if st == nil {
-		return nil, ErrUnavailable
-	}
-	raw := token[len(TokenPrefix)+len(kindAccess)+1:]
 	_, sig, ok := strings.Cut(raw, ".")
 	if !ok || sig == "" || strings.Contains(sig, ".") {
 		return nil, &InvalidTokenError{"The access token is malformed or was not issued by this provider."}
 	}
-	key := bearerCacheKey(a.dir, sig)
-	e, gen := bearerTokens.get(key)
-	if e == nil || subtle.ConstantTimeCompare([]byte(e.token), []byte(token)) != 1 {
+	e, gen := p.cfg.Tokens.get(sig)
+	if e == nil || e.secret != p.secretID || subtle.ConstantTimeCompare([]byte(e.token), []byte(token)) != 1 {
 		var err error
-		if e, err = a.loadBearer(ctx, st, raw, sig); err != nil {
+		if e, err = p.loadBearer(ctx, raw, sig); err != nil {
 			return nil, err
 		}
-		e.token = token
-		bearerTokens.put(key, e, gen)
+		e.token, e.secret = token, p.secretID
+		p.cfg.Tokens.put(sig, e, gen)
 	}
 	if !e.identity.ExpiresAt.IsZero() && !time.Now().Before(e.identity.ExpiresAt) {
-		bearerTokens.forget(key)
+		p.cfg.Tokens.Forget(sig)
 		return nil, &InvalidTokenError{"The access token is expired."}
 	}
-	client, known := a.clients[e.identity.ClientID]
+	client, known := p.cfg.Clients(e.identity.ClientID)
 	if !known {
 		return nil, &InvalidTokenError{"The client of this access token is no longer registered."}
 	}
-	if !e.hasScope || !client.HasScope(ScopeBearerAuthz) {
-		return nil, &InvalidTokenError{"The access token does not carry the " + ScopeBearerAuthz + " scope."}
+	if !e.hasScope || !client.HasScope(clients.ScopeBearerAuthz) {
+		return nil, &InvalidTokenError{"The access token does not carry the " + clients.ScopeBearerAuthz + " scope."}
 	}
-	t := newAudienceURL(target)
-	if !audienceCovers(e.audience, t) || !audienceCovers(client.audienceURLs, t) {
+	if !e.audience.Covers(target) || !client.AudienceURLs().Covers(target) {
 		return nil, &InvalidTokenError{"The access token's audience does not include this URL."}
 	}
 	return &e.identity, nil
 }
 
 // loadBearer reads, authenticates and decodes a token record from the store.
-func (a *App) loadBearer(ctx context.Context, st *runtimeState, raw, sig string) (*bearerEntry, error) {
-	if err := st.provider.strategy.Enigma.Validate(ctx, raw); err != nil {
+func (p *Provider) loadBearer(ctx context.Context, raw, sig string) (*cachedToken, error) {
+	if err := p.strategy.Enigma.Validate(ctx, raw); err != nil {
 		return nil, &InvalidTokenError{"The access token is malformed or was not issued by this provider."}
 	}
-	data, err := st.kv.Get(tokenKey(kindAccess, sig))
+	data, err := p.cfg.KV.Get(tokenKey(kindAccess, sig))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, &InvalidTokenError{"The access token is expired, revoked, or unknown."}
@@ -118,7 +114,7 @@ func (a *App) loadBearer(ctx context.Context, st *runtimeState, raw, sig string)
 	if err := json.Unmarshal(data, &rec); err != nil || rec.Session == nil {
 		return nil, &InvalidTokenError{"The access token record is unreadable."}
 	}
-	e := &bearerEntry{
+	e := &cachedToken{
 		identity: BearerIdentity{
 			ClientID:          rec.ClientID,
 			Username:          rec.Session.Username,
@@ -127,33 +123,12 @@ func (a *App) loadBearer(ctx context.Context, st *runtimeState, raw, sig string)
 			ExpiresAt:         rec.Session.GetExpiresAt(fosite.AccessToken),
 			ScopeString:       strings.Join(rec.GrantedScopes, " "),
 		},
-		hasScope: slices.Contains(rec.GrantedScopes, ScopeBearerAuthz),
-		audience: parseAudienceURLs(rec.GrantedAudience),
+		hasScope: slices.Contains(rec.GrantedScopes, clients.ScopeBearerAuthz),
+		audience: audience.ParseList(rec.GrantedAudience),
 	}
 	e.identity.SubjectID = e.identity.Username
 	if e.identity.ClientCredentials {
 		e.identity.SubjectID = "oauth2:client:" + e.identity.ClientID
 	}
 	return e, nil
-}
-
-// parseAudienceURLs keeps the entries that are absolute URLs, reduced for the audience rule.
-func parseAudienceURLs(list []string) []audienceURL {
-	out := make([]audienceURL, 0, len(list))
-	for _, a := range list {
-		if u, err := url.Parse(a); err == nil && u.Host != "" {
-			out = append(out, newAudienceURL(u))
-		}
-	}
-	return out
-}
-
-// audienceCovers reports whether any entry of list authorizes target under AudienceMatches.
-func audienceCovers(list []audienceURL, target audienceURL) bool {
-	for _, u := range list {
-		if u.covers(target) {
-			return true
-		}
-	}
-	return false
 }

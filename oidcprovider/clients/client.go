@@ -1,8 +1,11 @@
-package oidcprovider
+// Package clients holds the provider's registered clients: their validated configuration, the
+// fosite.Client view of them, and client authentication at the token, introspection and
+// revocation endpoints (credential parsing, digest checks through the verified-secret cache,
+// failure throttling and the process-wide cap on digest work).
+package clients
 
 import (
 	"fmt"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -13,7 +16,7 @@ import (
 	"github.com/go-crypt/crypt/algorithm/plaintext"
 	"github.com/ory/fosite"
 
-	"github.com/portcullis-auth/portcullis/oidcprovider/secretcache"
+	"github.com/portcullis-auth/portcullis/oidcprovider/audience"
 )
 
 // Scope and grant names the provider knows.
@@ -22,31 +25,40 @@ const (
 	// protected by oidc_auth. The name is Authelia's, the one Uptime-Kuma's docs tell users to type.
 	ScopeBearerAuthz = "authelia.bearer.authz"
 
-	grantClientCredentials = "client_credentials"
+	// GrantClientCredentials is the client_credentials grant (RFC 6749 §4.4).
+	GrantClientCredentials = "client_credentials"
 	grantAuthorizationCode = "authorization_code"
 
-	authMethodBasic = "client_secret_basic"
-	authMethodPost  = "client_secret_post"
-	authMethodNone  = "none"
+	// AuthMethodBasic is client_secret_basic: id and secret in HTTP Basic credentials.
+	AuthMethodBasic = "client_secret_basic"
+	// AuthMethodPost is client_secret_post: id and secret in the form body.
+	AuthMethodPost = "client_secret_post"
+	// AuthMethodNone is a public client's method: the id alone.
+	AuthMethodNone = "none"
 )
 
 var (
 	clientIDPattern = regexp.MustCompile(`^[A-Za-z0-9._~-]{1,100}$`)
 	// knownGrants are the seed's grant types; only client_credentials is served so far.
-	knownGrants = []string{grantAuthorizationCode, "implicit", "refresh_token", grantClientCredentials, "urn:ietf:params:oauth:grant-type:device_code"}
+	knownGrants = []string{grantAuthorizationCode, "implicit", "refresh_token", GrantClientCredentials, "urn:ietf:params:oauth:grant-type:device_code"}
 	// forbiddenCCScopes may not be registered on a client that has the client_credentials grant.
 	forbiddenCCScopes = []string{"openid", "offline", "offline_access"}
 )
 
+// Lifespans are a client's effective token lifespans; zero falls back to the provider's.
+type Lifespans struct {
+	AccessToken, AuthorizeCode, IDToken, RefreshToken time.Duration
+}
+
 // Client is a registered client, ready for fosite. It is immutable after provisioning.
 type Client struct {
-	cfg         ClientConfig
+	cfg         Config
 	digest      algorithm.Digest // nil for public clients
-	fingerprint secretcache.Key  // identifies the configured digest
+	fingerprint Fingerprint      // identifies the configured digest
 	plaintext   bool
-	lifespans   Lifespans // effective, custom set merged over the global one
+	lifespans   Lifespans // effective: the named set merged over the global one
 	// audienceURLs are the audience entries that are URLs, parsed once for the gateway.
-	audienceURLs []audienceURL
+	audienceURLs audience.List
 }
 
 var digestDecoder = mustDecoder()
@@ -62,9 +74,9 @@ func mustDecoder() *crypt.Decoder {
 	return d
 }
 
-// decodeSecret turns a configured secret into a digest. Values without a leading "$" are bare
+// DecodeSecret turns a configured secret into a digest. Values without a leading "$" are bare
 // plaintext secrets.
-func decodeSecret(s string) (d algorithm.Digest, isPlain bool, err error) {
+func DecodeSecret(s string) (d algorithm.Digest, isPlain bool, err error) {
 	if !strings.HasPrefix(s, "$") {
 		s = "$plaintext$" + s
 	}
@@ -76,9 +88,9 @@ func decodeSecret(s string) (d algorithm.Digest, isPlain bool, err error) {
 	return d, isPlain, nil
 }
 
-// newClient validates cfg (with the secret already resolved) and returns the client. Errors name
-// the client and the option.
-func newClient(cfg ClientConfig, global Lifespans) (*Client, error) {
+// New validates cfg (with the secret already resolved) and returns the client, with lifespans its
+// effective token lifespans. Errors name the client and the option.
+func New(cfg Config, lifespans Lifespans) (*Client, error) {
 	fail := func(opt, f string, a ...any) error {
 		return fmt.Errorf("client %s: %s: %s", cfg.ID, opt, fmt.Sprintf(f, a...))
 	}
@@ -95,11 +107,11 @@ func newClient(cfg ClientConfig, global Lifespans) (*Client, error) {
 		if !slices.Contains(knownGrants, g) {
 			return nil, fail("grant_types", "unknown grant type %q", g)
 		}
-		if g != grantClientCredentials {
+		if g != GrantClientCredentials {
 			return nil, fail("grant_types", "%q is not available yet (only client_credentials is); set 'grant_types client_credentials'", g)
 		}
 	}
-	hasCC := slices.Contains(cfg.GrantTypes, grantClientCredentials)
+	hasCC := slices.Contains(cfg.GrantTypes, GrantClientCredentials)
 
 	switch cfg.RequestedAudienceMode {
 	case "":
@@ -115,9 +127,9 @@ func newClient(cfg ClientConfig, global Lifespans) (*Client, error) {
 			return nil, fail("client_secret", "a public client has no secret; remove it or drop 'public'")
 		}
 		if cfg.TokenEndpointAuthMethod == "" {
-			cfg.TokenEndpointAuthMethod = authMethodNone
+			cfg.TokenEndpointAuthMethod = AuthMethodNone
 		}
-		if cfg.TokenEndpointAuthMethod != authMethodNone {
+		if cfg.TokenEndpointAuthMethod != AuthMethodNone {
 			return nil, fail("token_endpoint_auth_method", "a public client must use none, not %q", cfg.TokenEndpointAuthMethod)
 		}
 		if hasCC {
@@ -125,13 +137,13 @@ func newClient(cfg ClientConfig, global Lifespans) (*Client, error) {
 		}
 	} else {
 		if cfg.TokenEndpointAuthMethod == "" {
-			cfg.TokenEndpointAuthMethod = authMethodBasic
+			cfg.TokenEndpointAuthMethod = AuthMethodBasic
 		}
 		switch cfg.TokenEndpointAuthMethod {
-		case authMethodBasic, authMethodPost:
+		case AuthMethodBasic, AuthMethodPost:
 		case "client_secret_jwt", "private_key_jwt":
 			return nil, fail("token_endpoint_auth_method", "%q is not available yet; use client_secret_basic or client_secret_post", cfg.TokenEndpointAuthMethod)
-		case authMethodNone:
+		case AuthMethodNone:
 			return nil, fail("token_endpoint_auth_method", "none is only for public clients; use client_secret_basic")
 		default:
 			return nil, fail("token_endpoint_auth_method", "unknown method %q (client_secret_basic, client_secret_post, none)", cfg.TokenEndpointAuthMethod)
@@ -139,12 +151,12 @@ func newClient(cfg ClientConfig, global Lifespans) (*Client, error) {
 		if cfg.Secret == "" {
 			return nil, fail("client_secret", "a confidential client needs a secret; generate a digest with 'caddy hash-password' style tools or go-crypt, e.g. $pbkdf2-sha512$…")
 		}
-		d, isPlain, err := decodeSecret(cfg.Secret)
+		d, isPlain, err := DecodeSecret(cfg.Secret)
 		if err != nil {
 			return nil, fmt.Errorf("client %s: %w", cfg.ID, err)
 		}
 		c.digest, c.plaintext = d, isPlain
-		c.fingerprint = secretcache.Fingerprint(cfg.Secret)
+		c.fingerprint = fingerprintOf(cfg.Secret)
 	}
 
 	for _, s := range cfg.Scopes {
@@ -164,11 +176,11 @@ func newClient(cfg ClientConfig, global Lifespans) (*Client, error) {
 		if len(cfg.Audience) == 0 {
 			return nil, fail("audience", "a client with %s needs at least one audience: the URL of each site it may call, e.g. https://secure.example.com/", ScopeBearerAuthz)
 		}
-		if cfg.TokenEndpointAuthMethod == authMethodPost {
+		if cfg.TokenEndpointAuthMethod == AuthMethodPost {
 			return nil, fail("token_endpoint_auth_method", "a client with %s must use client_secret_basic", ScopeBearerAuthz)
 		}
 		for _, a := range cfg.Audience {
-			if _, err := parseAudience(a); err != nil {
+			if _, err := audience.ParseEntry(a); err != nil {
 				return nil, fail("audience", "%v", err)
 			}
 		}
@@ -179,54 +191,34 @@ func newClient(cfg ClientConfig, global Lifespans) (*Client, error) {
 		}
 	}
 
-	c.lifespans = global
-	if cfg.Lifespan != "" {
-		set, ok := global.Custom[cfg.Lifespan]
-		if !ok {
-			return nil, fail("lifespan", "no custom lifespan named %q; define it with 'custom %s { access_token 2h }' inside lifespans", cfg.Lifespan, cfg.Lifespan)
-		}
-		c.lifespans = mergeLifespans(set, global)
-	}
-	c.audienceURLs = parseAudienceURLs(cfg.Audience)
+	c.lifespans = lifespans
+	c.audienceURLs = audience.ParseList(cfg.Audience)
 	c.cfg = cfg
 	return c, nil
-}
-
-func mergeLifespans(over, base Lifespans) Lifespans {
-	if over.AccessToken != 0 {
-		base.AccessToken = over.AccessToken
-	}
-	if over.AuthorizeCode != 0 {
-		base.AuthorizeCode = over.AuthorizeCode
-	}
-	if over.IDToken != 0 {
-		base.IDToken = over.IDToken
-	}
-	if over.RefreshToken != 0 {
-		base.RefreshToken = over.RefreshToken
-	}
-	base.Custom = nil
-	return base
-}
-
-// parseAudience checks that an audience entry used by the gateway is an absolute http(s) URL
-// with no query or fragment.
-func parseAudience(a string) (*url.URL, error) {
-	u, err := url.Parse(a)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("%q must be an absolute http(s) URL such as https://secure.example.com/", a)
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, fmt.Errorf("%q may not carry a query, a fragment or user info", a)
-	}
-	return u, nil
 }
 
 // ID returns the client id.
 func (c *Client) ID() string { return c.cfg.ID }
 
 // Config returns the client's effective configuration (defaults applied).
-func (c *Client) Config() ClientConfig { return c.cfg }
+func (c *Client) Config() Config { return c.cfg }
+
+// AuthMethod is the client's token_endpoint_auth_method.
+func (c *Client) AuthMethod() string { return c.cfg.TokenEndpointAuthMethod }
+
+// ImplicitAudience reports requested_audience_mode implicit: the whole audience list is granted
+// when a request names none.
+func (c *Client) ImplicitAudience() bool { return c.cfg.RequestedAudienceMode == "implicit" }
+
+// AudienceURLs are the client's audience entries that are URLs, parsed for the audience rule.
+func (c *Client) AudienceURLs() audience.List { return c.audienceURLs }
+
+// PlaintextSecret reports a secret configured as plaintext rather than a digest.
+func (c *Client) PlaintextSecret() bool { return c.plaintext }
+
+// Fingerprint identifies the configured secret digest (without revealing it), so remembered
+// secrets of a client whose secret changed are forgotten.
+func (c *Client) Fingerprint() Fingerprint { return c.fingerprint }
 
 // HasScope reports whether the client is currently registered with scope s.
 func (c *Client) HasScope(s string) bool { return slices.Contains(c.cfg.Scopes, s) }
@@ -264,13 +256,13 @@ func (c *Client) GetEffectiveLifespan(_ fosite.GrantType, tt fosite.TokenType, f
 	var d time.Duration
 	switch tt {
 	case fosite.AccessToken:
-		d = time.Duration(c.lifespans.AccessToken)
+		d = c.lifespans.AccessToken
 	case fosite.RefreshToken:
-		d = time.Duration(c.lifespans.RefreshToken)
+		d = c.lifespans.RefreshToken
 	case fosite.AuthorizeCode:
-		d = time.Duration(c.lifespans.AuthorizeCode)
+		d = c.lifespans.AuthorizeCode
 	case fosite.IDToken:
-		d = time.Duration(c.lifespans.IDToken)
+		d = c.lifespans.IDToken
 	}
 	if d <= 0 {
 		return fallback

@@ -1,4 +1,4 @@
-package secretcache
+package clients
 
 import (
 	"bytes"
@@ -9,7 +9,7 @@ import (
 )
 
 func TestVerifyRemembersOnlyMatches(t *testing.T) {
-	c := New(8, time.Hour)
+	c := NewSecretCache(8, time.Hour)
 	calls := 0
 	check := func(ok bool) func() bool { return func() bool { calls++; return ok } }
 	if ok, cached := c.Verify("kuma", "$digest", "wrong", check(false)); ok || cached {
@@ -30,7 +30,7 @@ func TestVerifyRemembersOnlyMatches(t *testing.T) {
 }
 
 func TestNoPlaintextInKeys(t *testing.T) {
-	c := New(8, time.Hour)
+	c := NewSecretCache(8, time.Hour)
 	c.Verify("kuma", "$digest", "insecure_secret", func() bool { return true })
 	want := c.key("kuma", "$digest", "insecure_secret")
 	for k, e := range c.entries {
@@ -38,13 +38,13 @@ func TestNoPlaintextInKeys(t *testing.T) {
 			t.Fatal("the entry must be keyed by the keyed hash, and hold no secret")
 		}
 	}
-	if New(8, time.Hour).key("kuma", "$digest", "insecure_secret") == want {
+	if NewSecretCache(8, time.Hour).key("kuma", "$digest", "insecure_secret") == want {
 		t.Fatal("the hash key must differ per process (per cache)")
 	}
 }
 
 func TestBoundedAndExpiring(t *testing.T) {
-	c := New(3, time.Minute)
+	c := NewSecretCache(3, time.Minute)
 	now := time.Unix(1000, 0)
 	c.now = func() time.Time { return now }
 	for _, s := range []string{"a", "b", "c", "d", "e"} {
@@ -64,7 +64,7 @@ func TestBoundedAndExpiring(t *testing.T) {
 }
 
 func TestWrongGuessesDoNotEvict(t *testing.T) {
-	c := New(2, time.Hour)
+	c := NewSecretCache(2, time.Hour)
 	c.Verify("kuma", "$d", "good", func() bool { return true })
 	for i := 0; i < 1000; i++ {
 		c.Verify("kuma", "$d", string(rune('a'+i%26))+"guess", func() bool { return false })
@@ -75,18 +75,18 @@ func TestWrongGuessesDoNotEvict(t *testing.T) {
 }
 
 func TestRetainForgetsChangedClients(t *testing.T) {
-	c := New(8, time.Hour)
+	c := NewSecretCache(8, time.Hour)
 	c.Verify("a", "$old", "s", func() bool { return true })
 	c.Verify("b", "$same", "s", func() bool { return true })
 	c.Verify("gone", "$x", "s", func() bool { return true })
-	c.Retain(map[string]Key{"a": Fingerprint("$new"), "b": Fingerprint("$same")})
+	c.Retain(map[string]Fingerprint{"a": fingerprintOf("$new"), "b": fingerprintOf("$same")})
 	if c.Lookup("a", "$old", "s") || !c.Lookup("b", "$same", "s") || c.Lookup("gone", "$x", "s") || c.Len() != 1 {
 		t.Fatalf("retain kept the wrong entries (len %d)", c.Len())
 	}
 }
 
 func TestConcurrentIdenticalChecksShareOne(t *testing.T) {
-	c := New(8, time.Hour)
+	c := NewSecretCache(8, time.Hour)
 	var calls atomic.Int32
 	start := make(chan struct{})
 	var wg sync.WaitGroup
@@ -105,5 +105,23 @@ func TestConcurrentIdenticalChecksShareOne(t *testing.T) {
 	wg.Wait()
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("digest ran %d times for 16 identical concurrent checks", n)
+	}
+}
+
+func TestUseKeepsAnEntryRemembered(t *testing.T) {
+	c := NewSecretCache(8, time.Hour)
+	now := time.Unix(1000, 0)
+	c.now = func() time.Time { return now }
+	c.Verify("kuma", "$d", "good", func() bool { return true })
+	c.Verify("kuma", "$d", "idle", func() bool { return true })
+	// a monitor polling every 50 minutes keeps its secret remembered for ten hours
+	for i := 0; i < 12; i++ {
+		now = now.Add(50 * time.Minute)
+		if ok, cached := c.Verify("kuma", "$d", "good", func() bool { return false }); !ok || !cached {
+			t.Fatalf("a secret in use was forgotten after %d polls", i)
+		}
+	}
+	if c.Lookup("kuma", "$d", "idle") {
+		t.Fatal("an unused entry must still expire after its TTL")
 	}
 }

@@ -1,4 +1,6 @@
-package oidcprovider
+// Package keys holds the provider's signing keys: loading them from PEM files, generating the
+// default key, deriving key ids, and publishing the JWKS.
+package keys
 
 import (
 	"crypto"
@@ -17,17 +19,20 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 )
 
-// signingKey is a loaded private key with its JWK metadata.
-type signingKey struct {
-	id        string
-	algorithm string
-	private   crypto.Signer
+// Key is a loaded private key with its JWK metadata. It is immutable.
+type Key struct {
+	// ID is the JWK "kid".
+	ID string
+	// Algorithm is the JWS algorithm the key signs with (RS256, ES256, PS256, ...).
+	Algorithm string
+	// Signer is the private key.
+	Signer crypto.Signer
 }
 
 var rsaAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 
-// parsePrivateKeyPEM reads the first private key of a PEM document: PKCS#1, SEC 1 or PKCS#8.
-func parsePrivateKeyPEM(data []byte) (crypto.Signer, error) {
+// ParsePEM reads the first private key of a PEM document: PKCS#1, SEC 1 or PKCS#8.
+func ParsePEM(data []byte) (crypto.Signer, error) {
 	for {
 		var block *pem.Block
 		block, data = pem.Decode(data)
@@ -53,8 +58,10 @@ func parsePrivateKeyPEM(data []byte) (crypto.Signer, error) {
 	}
 }
 
-// newSigningKey checks the key against the algorithm (defaulting it) and derives the key id.
-func newSigningKey(priv crypto.Signer, alg, kid string) (*signingKey, error) {
+// New checks the key against the algorithm (defaulting it: RS256 for RSA keys, the curve's
+// algorithm for EC keys) and derives the key id when kid is empty: the first 7 hex digits of the
+// key's SHA-256 JWK thumbprint, "-", and the lowercase algorithm.
+func New(priv crypto.Signer, alg, kid string) (*Key, error) {
 	switch k := priv.(type) {
 	case *rsa.PrivateKey:
 		if k.N.BitLen() < 2048 {
@@ -89,7 +96,7 @@ func newSigningKey(priv crypto.Signer, alg, kid string) (*signingKey, error) {
 		}
 		kid = hex.EncodeToString(tp)[:7] + "-" + strings.ToLower(alg)
 	}
-	return &signingKey{id: kid, algorithm: alg, private: priv}, nil
+	return &Key{ID: kid, Algorithm: alg, Signer: priv}, nil
 }
 
 func containsFold(list []string, s string) bool {
@@ -101,28 +108,28 @@ func containsFold(list []string, s string) bool {
 	return false
 }
 
-// loadSigningKey reads a configured key file.
-func loadSigningKey(cfg SigningKey) (*signingKey, error) {
-	if cfg.KeyFile == "" {
+// Load reads a PEM key file and checks it against alg, with kid as in New.
+func Load(keyFile, alg, kid string) (*Key, error) {
+	if keyFile == "" {
 		return nil, errors.New("key_file is required: a PEM file with the private key")
 	}
-	data, err := os.ReadFile(cfg.KeyFile)
+	data, err := os.ReadFile(keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("key_file: %w", err)
 	}
-	priv, err := parsePrivateKeyPEM(data)
+	priv, err := ParsePEM(data)
 	if err != nil {
-		return nil, fmt.Errorf("key_file %s: %w", cfg.KeyFile, err)
+		return nil, fmt.Errorf("key_file %s: %w", keyFile, err)
 	}
-	k, err := newSigningKey(priv, cfg.Algorithm, cfg.KeyID)
+	k, err := New(priv, alg, kid)
 	if err != nil {
-		return nil, fmt.Errorf("key_file %s: %w", cfg.KeyFile, err)
+		return nil, fmt.Errorf("key_file %s: %w", keyFile, err)
 	}
 	return k, nil
 }
 
-// generateDefaultKeyPEM makes the default RSA-2048 key, PKCS#8 PEM encoded for the store.
-func generateDefaultKeyPEM() ([]byte, error) {
+// GenerateDefaultPEM makes the default RSA-2048 key, PKCS#8 PEM encoded for the store.
+func GenerateDefaultPEM() ([]byte, error) {
 	k, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return nil, fmt.Errorf("generating RSA key: %w", err)
@@ -134,11 +141,22 @@ func generateDefaultKeyPEM() ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
-// jwks is the public key set.
-func jwks(keys []*signingKey) jose.JSONWebKeySet {
-	set := jose.JSONWebKeySet{}
+// JWKS is the public key set of keys.
+func JWKS(keys []*Key) jose.JSONWebKeySet {
+	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{}}
 	for _, k := range keys {
-		set.Keys = append(set.Keys, jose.JSONWebKey{Key: k.private.Public(), KeyID: k.id, Algorithm: k.algorithm, Use: "sig"})
+		set.Keys = append(set.Keys, jose.JSONWebKey{Key: k.Signer.Public(), KeyID: k.ID, Algorithm: k.Algorithm, Use: "sig"})
 	}
 	return set
+}
+
+// Algorithms lists the distinct algorithms of keys, in order.
+func Algorithms(keys []*Key) []string {
+	algs := []string{}
+	for _, k := range keys {
+		if !containsFold(algs, k.Algorithm) {
+			algs = append(algs, k.Algorithm)
+		}
+	}
+	return algs
 }

@@ -1,4 +1,4 @@
-package oidcprovider
+package oauth
 
 import (
 	"context"
@@ -11,26 +11,8 @@ import (
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/oauth2"
 
+	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
 	"github.com/portcullis-auth/portcullis/oidcprovider/store"
-)
-
-// KV is the storage the provider needs: byte keys and values with per-key time-to-live, atomic
-// multi-key writes, and prefix listing. store.Badger is the embedded implementation.
-type KV interface {
-	Get(key []byte) ([]byte, error)
-	Put(entries ...store.Entry) error
-	Delete(keys ...[]byte) error
-	Keys(prefix []byte) ([][]byte, error)
-	GetOrCreate(key []byte, create func() ([]byte, error)) ([]byte, error)
-}
-
-var _ KV = (*store.Badger)(nil)
-
-// Token kinds, used in storage keys.
-const (
-	kindAccess  = "at"
-	kindRefresh = "rt"
-	kindCode    = "ac"
 )
 
 // tokenRecord is a stored fosite request.
@@ -62,9 +44,9 @@ func requestIndexPrefix(requestID, kind string) []byte {
 // tokenStorage implements fosite's storage interfaces on a KV, resolving clients through the
 // current registry.
 type tokenStorage struct {
-	kv      KV
-	dir     string // the store directory, keying the process-wide bearer cache
-	clients func(id string) (*Client, bool)
+	kv      store.KV
+	tokens  *TokenCache // forgets an access token the moment it is deleted
+	clients func(id string) (*clients.Client, bool)
 }
 
 var (
@@ -181,7 +163,7 @@ func (s *tokenStorage) load(kind, signature string, into fosite.Session) (*fosit
 
 func (s *tokenStorage) delete(kind, signature string) error {
 	if kind == kindAccess {
-		defer bearerTokens.forget(bearerCacheKey(s.dir, signature))
+		defer s.tokens.Forget(signature)
 	}
 	_, rec, err := s.load(kind, signature, nil)
 	keys := [][]byte{tokenKey(kind, signature)}
@@ -202,7 +184,7 @@ func (s *tokenStorage) revokeRequest(requestID, kind string) error {
 		sig := string(k[prefix:])
 		keys = append(keys, k, tokenKey(kind, sig))
 		if kind == kindAccess {
-			defer bearerTokens.forget(bearerCacheKey(s.dir, sig))
+			defer s.tokens.Forget(sig)
 		}
 	}
 	if len(keys) == 0 {

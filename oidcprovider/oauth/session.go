@@ -1,4 +1,4 @@
-package oidcprovider
+package oauth
 
 import (
 	"maps"

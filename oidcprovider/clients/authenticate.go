@@ -1,0 +1,180 @@
+package clients
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/go-crypt/crypt/algorithm"
+	"github.com/ory/fosite"
+	"go.uber.org/zap"
+)
+
+// unknownClientDigest is checked against the secret presented for an unknown client id or with
+// the wrong method, at the cost of the digest Authelia documents (pbkdf2-sha512, 310000
+// iterations), so neither answers faster than a wrong secret.
+var unknownClientDigest = mustDigest("$pbkdf2-sha512$310000$c8p78n7pUMln0jzvd4aK4Q$JNRBzwAo0ek5qKn50cFzzvE9RXV88h1wJn5KGiHrD0YKtZaR/nCb2CJPOsKaPK0hjf.9yHxzQGZziziccp6Yng")
+
+func mustDigest(s string) algorithm.Digest {
+	d, _, err := DecodeSecret(s)
+	if err != nil {
+		panic(err)
+	}
+	return d
+}
+
+// Credentials are what a request offers to authenticate a client.
+type Credentials struct {
+	// Method is client_secret_basic, client_secret_post or none.
+	Method string
+	// ClientID is the presented client id.
+	ClientID string
+	// Secret is the presented secret ("" for none).
+	Secret string
+}
+
+// ReadCredentials extracts the client's credentials, decoding Basic credentials as RFC 6749
+// §2.3.1 requires (form-decoding of id and secret). Several methods at once are refused.
+func ReadCredentials(r *http.Request, form url.Values) (Credentials, error) {
+	if form.Get("client_assertion") != "" || form.Get("client_assertion_type") != "" {
+		return Credentials{}, fosite.ErrInvalidClient.WithHint("Client assertions (client_secret_jwt, private_key_jwt) are not supported yet.")
+	}
+	id, secret, hasBasic := r.BasicAuth()
+	if hasBasic {
+		if form.Get("client_secret") != "" {
+			return Credentials{}, fosite.ErrInvalidRequest.WithHint("The client used more than one authentication method; use only one.")
+		}
+		cid, err1 := url.QueryUnescape(id)
+		sec, err2 := url.QueryUnescape(secret)
+		if err1 != nil || err2 != nil {
+			return Credentials{}, fosite.ErrInvalidClient.WithHint("The client id or secret in the Basic credentials is not form-encoded as RFC 6749 section 2.3.1 requires.")
+		}
+		if fid := form.Get("client_id"); fid != "" && fid != cid {
+			return Credentials{}, fosite.ErrInvalidRequest.WithHint("The client_id parameter does not match the Basic credentials.")
+		}
+		return Credentials{Method: AuthMethodBasic, ClientID: cid, Secret: sec}, nil
+	}
+	if h := r.Header.Get("Authorization"); h != "" && !strings.HasPrefix(strings.ToLower(h), "basic ") {
+		return Credentials{}, fosite.ErrInvalidClient.WithHint("The Authorization header must use the Basic scheme to authenticate a client.")
+	}
+	cid := form.Get("client_id")
+	if cid == "" {
+		return Credentials{}, fosite.ErrInvalidClient.WithHint("Client authentication is required: send the client id and secret with HTTP Basic authentication.")
+	}
+	if sec := form.Get("client_secret"); sec != "" {
+		return Credentials{Method: AuthMethodPost, ClientID: cid, Secret: sec}, nil
+	}
+	return Credentials{Method: AuthMethodNone, ClientID: cid}, nil
+}
+
+// Failure limits of client authentication. Failures are counted per (client id, address) and per
+// address, never per client id alone, so a guesser cannot lock a client out of other addresses.
+const (
+	pairBurst       = 5
+	pairInterval    = 12 * time.Second
+	addressBurst    = 10
+	addressInterval = 3 * time.Second
+	limiterKeys     = 1 << 16
+)
+
+// Limits are the failure limits of client authentication: per (client id, address) and per
+// address. They belong to the store the clients' tokens live in, so they survive config reloads.
+type Limits struct {
+	pair, address *Limiter
+}
+
+// NewLimits returns the limits: 5 failures per (client id, address), then one per 12 s; 10 per
+// address, then one per 3 s.
+func NewLimits() *Limits {
+	return &Limits{
+		pair:    NewLimiter(pairBurst, pairInterval, limiterKeys),
+		address: NewLimiter(addressBurst, addressInterval, limiterKeys),
+	}
+}
+
+// errThrottled answers an attempt refused by the limits; it names no client setting.
+var errThrottled = fosite.ErrInvalidClient.WithHint("Too many failed client authentications from this address; try again later.")
+
+// Authenticator authenticates clients at the token, introspection and revocation endpoints.
+type Authenticator struct {
+	// Lookup finds a registered client by id.
+	Lookup func(id string) (*Client, bool)
+	// Secrets remembers verified secrets.
+	Secrets *SecretCache
+	// Limits counts failures.
+	Limits *Limits
+	// Logger receives one line per failure (never the secret).
+	Logger *zap.Logger
+}
+
+// Authenticate checks the request's client credentials from clientIP (the address as the server's
+// trusted proxies settle it). It enforces the client's token_endpoint_auth_method and checks the
+// secret through the verified-secret cache. Every attempt that is not answered from that cache
+// takes a token from the (client, address) and address limits before its digest check, which
+// runs in one of the process's few digest slots, and gives the tokens back on success. An unknown
+// client id and a known one with the wrong method pay a digest check like a wrong secret and get
+// the same answer, so neither timing nor message tells which clients exist or how they are set up.
+func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, form url.Values, clientIP string) (*Client, error) {
+	creds, err := ReadCredentials(r, form)
+	if err != nil {
+		return nil, err
+	}
+	c, known := a.Lookup(creds.ClientID)
+	methodOK := known && creds.Method == c.AuthMethod()
+	if methodOK && c.IsPublic() {
+		return c, nil
+	}
+	// A remembered secret is accepted even while this address or client is throttled, so a
+	// guesser cannot lock a working monitor out.
+	if methodOK && a.Secrets.Lookup(c.ID(), c.cfg.Secret, creds.Secret) {
+		return c, nil
+	}
+	addrKey := AddressKey(clientIP)
+	addr, ok := a.Limits.address.Take(addrKey)
+	if !ok {
+		a.logFailure(creds.ClientID, clientIP, "throttled")
+		return nil, errThrottled
+	}
+	pair, ok := a.Limits.pair.Take(creds.ClientID + "\x00" + addrKey)
+	if !ok {
+		addr.GiveBack()
+		a.logFailure(creds.ClientID, clientIP, "throttled")
+		return nil, errThrottled
+	}
+	var match bool
+	if methodOK {
+		match, err = runDigest(ctx, func() bool {
+			m, _ := a.Secrets.Verify(c.ID(), c.cfg.Secret, creds.Secret, func() bool { return c.digest.Match(creds.Secret) })
+			return m
+		})
+	} else {
+		_, err = runDigest(ctx, func() bool { return unknownClientDigest.Match(creds.Secret) })
+	}
+	if err != nil {
+		addr.GiveBack()
+		pair.GiveBack()
+		return nil, fosite.ErrTemporarilyUnavailable.WithWrap(err)
+	}
+	if match {
+		addr.GiveBack()
+		pair.GiveBack()
+		return c, nil
+	}
+	reason := "wrong secret"
+	switch {
+	case !known:
+		reason = "unknown client"
+	case !methodOK:
+		reason = "wrong authentication method " + creds.Method
+	}
+	a.logFailure(creds.ClientID, clientIP, reason)
+	return nil, fosite.ErrInvalidClient
+}
+
+func (a *Authenticator) logFailure(clientID, ip, reason string) {
+	if a.Logger != nil {
+		a.Logger.Info("client authentication failed", zap.String("client_id", clientID), zap.String("remote_ip", ip), zap.String("reason", reason))
+	}
+}

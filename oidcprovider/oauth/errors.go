@@ -1,0 +1,85 @@
+package oauth
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/ory/fosite"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/portcullis-auth/portcullis/oidcprovider/store"
+)
+
+// maxFormBytes bounds the body of a protocol request.
+const maxFormBytes = 64 << 10
+
+func isClosedErr(err error) bool { return errors.Is(err, store.ErrClosed) }
+
+// isUnknownTokenErr reports a revocation of a token the provider does not know, which RFC 7009
+// answers with 200.
+func isUnknownTokenErr(err error) bool {
+	return errors.Is(err, fosite.ErrNotFound) || errors.Is(err, fosite.ErrInactiveToken) || errors.Is(err, fosite.ErrTokenExpired)
+}
+
+// WriteUnavailable answers 503 with Retry-After while the store is not open (start-up, reload,
+// shutdown).
+func WriteUnavailable(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", "1")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = w.Write([]byte(`{"error":"temporarily_unavailable","error_description":"The provider is starting or reloading; retry shortly."}`))
+}
+
+// writeJSON writes v as a JSON response (Content-Type application/json unless already set).
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	if w.Header().Get("Content-Type") == "" {
+		w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	}
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError writes an RFC 6749 §5.2 error. A closed store is a 503, never a 500; invalid_client
+// is always 401 with a Basic challenge (RFC 6749 §5.2, RFC 9110 §11.6.1).
+func (p *Provider) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if isClosedErr(err) {
+		WriteUnavailable(w)
+		return
+	}
+	rfc := fosite.ErrorToRFC6749Error(err)
+	if rfc.CodeField >= 500 && rfc.ErrorField != fosite.ErrTemporarilyUnavailable.ErrorField {
+		p.cfg.Logger.Error("oidc endpoint failed", zap.String("path", r.URL.Path), zap.Error(errors.Unwrap(err)), zap.String("debug", rfc.DebugField))
+		rfc = fosite.ErrServerError.WithHint("The provider failed to handle the request; see its log.")
+	} else if c := p.cfg.Logger.Check(zapcore.DebugLevel, "oidc request refused"); c != nil {
+		c.Write(zap.String("path", r.URL.Path), zap.String("error", rfc.ErrorField), zap.String("description", rfc.GetDescription()))
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	if rfc.ErrorField == fosite.ErrInvalidClient.ErrorField {
+		rfc.CodeField = http.StatusUnauthorized
+		w.Header().Set("WWW-Authenticate", `Basic realm="`+p.cfg.Issuer+`"`)
+	}
+	if rfc.CodeField == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, rfc.CodeField, struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description,omitempty"`
+	}{rfc.ErrorField, rfc.GetDescription()})
+}
+
+// parseForm reads a bounded POST form.
+func parseForm(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return fosite.ErrInvalidRequest.WithHintf("HTTP method is '%s'; this endpoint accepts POST.", r.Method)
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		return fosite.ErrInvalidRequest.WithHint("The body must be an application/x-www-form-urlencoded form of at most 64 KiB.")
+	}
+	return nil
+}

@@ -1,0 +1,66 @@
+package oauth
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/ory/fosite"
+)
+
+// ServeIntrospection is RFC 7662 token introspection; the caller must authenticate as a client.
+func (p *Provider) ServeIntrospection(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if err := parseForm(w, r); err != nil {
+		p.writeError(w, r, err)
+		return
+	}
+	if _, err := p.authenticateClient(ctx, r, r.PostForm); err != nil {
+		p.writeError(w, r, err)
+		return
+	}
+	token := r.PostForm.Get("token")
+	if token == "" {
+		p.writeError(w, r, fosite.ErrInvalidRequest.WithHint("The token parameter is missing."))
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	inactive := map[string]any{"active": false}
+	if !strings.HasPrefix(token, TokenPrefix) {
+		writeJSON(w, http.StatusOK, inactive)
+		return
+	}
+	sess := &Session{}
+	use, ar, err := p.oauth2.IntrospectToken(ctx, token, fosite.TokenUse(r.PostForm.Get("token_type_hint")), sess)
+	if err != nil {
+		if isClosedErr(err) {
+			WriteUnavailable(w)
+			return
+		}
+		writeJSON(w, http.StatusOK, inactive)
+		return
+	}
+	resp := map[string]any{
+		"active":    true,
+		"client_id": ar.GetClient().GetID(),
+		"scope":     strings.Join(ar.GetGrantedScopes(), " "),
+		"aud":       []string(ar.GetGrantedAudience()),
+		"iat":       ar.GetRequestedAt().Unix(),
+		"iss":       p.cfg.Issuer,
+	}
+	if s := ar.GetSession(); s != nil {
+		if exp := s.GetExpiresAt(fosite.TokenType(use)); !exp.IsZero() {
+			resp["exp"] = exp.Unix()
+		}
+		if sub := s.GetSubject(); sub != "" {
+			resp["sub"] = sub
+		}
+		if u := s.GetUsername(); u != "" {
+			resp["username"] = u
+		}
+	}
+	if use == fosite.AccessToken {
+		resp["token_type"] = "bearer"
+	}
+	writeJSON(w, http.StatusOK, resp)
+}

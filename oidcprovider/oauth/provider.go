@@ -1,0 +1,180 @@
+// Package oauth is the provider's OAuth 2.0 and OpenID Connect protocol: the fosite composition,
+// Portcullis's prefixed opaque-token strategy, the fosite storage adapter on the key-value store,
+// and one file per endpoint or flow (discovery, token, introspection, revocation) plus the
+// gateway's Bearer check. It does not import Caddy: the oidcprovider package routes requests here.
+package oauth
+
+import (
+	"context"
+	"crypto/sha256"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/token/hmac"
+	"go.uber.org/zap"
+
+	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
+	"github.com/portcullis-auth/portcullis/oidcprovider/keys"
+	"github.com/portcullis-auth/portcullis/oidcprovider/store"
+)
+
+// TokenPrefix starts every opaque token Portcullis issues, followed by the kind ("at_", "rt_",
+// "ac_"), so a gateway can tell its own tokens from an upstream's API tokens.
+const TokenPrefix = "portcullis_"
+
+// Token kinds, used in token prefixes and storage keys.
+const (
+	kindAccess  = "at"
+	kindRefresh = "rt"
+	kindCode    = "ac"
+)
+
+// Config is what a Provider is made of. Every field is required unless it says otherwise.
+type Config struct {
+	// Issuer is the issuer URL without a trailing slash.
+	Issuer string
+	// Lifespans are the provider-wide token lifespans.
+	Lifespans clients.Lifespans
+	// HMACSecret keys the HMAC of opaque tokens (at least 32 bytes).
+	HMACSecret []byte
+	// KV stores tokens.
+	KV store.KV
+	// Clients finds a registered client by id.
+	Clients func(id string) (*clients.Client, bool)
+	// Authenticator authenticates clients at the endpoints.
+	Authenticator *clients.Authenticator
+	// ClientIP is the client address of a request as the server's trusted proxies settle it.
+	ClientIP func(*http.Request) string
+	// Keys are the signing keys, published in the JWKS.
+	Keys []*keys.Key
+	// Tokens is the decoded access-token cache of the store, shared by the configs that use it.
+	Tokens *TokenCache
+	// Logger receives the provider's log lines (never a secret or a token). Optional.
+	Logger *zap.Logger
+}
+
+// Provider is the fosite composition of one running config.
+type Provider struct {
+	cfg      Config
+	oauth2   fosite.OAuth2Provider
+	strategy *prefixedStrategy
+	storage  *tokenStorage
+	// secretID identifies the HMAC secret: a cached token checked under another secret is not
+	// trusted.
+	secretID secretID
+}
+
+// New composes fosite with the client_credentials grant, introspection and revocation.
+func New(cfg Config) *Provider {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	globalSecret := sha256.Sum256(cfg.HMACSecret)
+	p := &Provider{cfg: cfg, secretID: secretIDOf(cfg.HMACSecret)}
+	fc := &fosite.Config{
+		AccessTokenLifespan:      cfg.Lifespans.AccessToken,
+		RefreshTokenLifespan:     cfg.Lifespans.RefreshToken,
+		AuthorizeCodeLifespan:    cfg.Lifespans.AuthorizeCode,
+		IDTokenLifespan:          cfg.Lifespans.IDToken,
+		GlobalSecret:             globalSecret[:],
+		TokenEntropy:             32,
+		ScopeStrategy:            fosite.ExactScopeStrategy,
+		AudienceMatchingStrategy: audienceStrategy,
+		ClientAuthenticationStrategy: func(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
+			c, err := p.authenticateClient(ctx, r, form)
+			if err != nil {
+				return nil, err
+			}
+			return c, nil
+		},
+		AccessTokenIssuer:          cfg.Issuer,
+		IDTokenIssuer:              cfg.Issuer,
+		SendDebugMessagesToClients: false,
+	}
+	st := &prefixedStrategy{HMACSHAStrategyUnPrefixed: oauth2.NewHMACSHAStrategyUnPrefixed(&hmac.HMACStrategy{Config: fc}, fc)}
+	storage := &tokenStorage{kv: cfg.KV, tokens: cfg.Tokens, clients: cfg.Clients}
+	fc.TokenEndpointHandlers = fosite.TokenEndpointHandlers{
+		&oauth2.ClientCredentialsGrantHandler{
+			HandleHelper: &oauth2.HandleHelper{AccessTokenStrategy: st, AccessTokenStorage: storage, Config: fc},
+			Config:       fc,
+		},
+	}
+	fc.TokenIntrospectionHandlers = fosite.TokenIntrospectionHandlers{
+		&oauth2.CoreValidator{CoreStrategy: st, CoreStorage: storage, Config: fc},
+	}
+	fc.RevocationHandlers = fosite.RevocationHandlers{
+		&oauth2.TokenRevocationHandler{TokenRevocationStorage: storage, AccessTokenStrategy: st, RefreshTokenStrategy: st},
+	}
+	p.oauth2 = fosite.NewOAuth2Provider(storage, fc)
+	p.strategy, p.storage = st, storage
+	return p
+}
+
+// authenticateClient is fosite's ClientAuthenticationStrategy.
+func (p *Provider) authenticateClient(ctx context.Context, r *http.Request, form url.Values) (*clients.Client, error) {
+	return p.cfg.Authenticator.Authenticate(ctx, r, form, p.cfg.ClientIP(r))
+}
+
+// Keys are the provider's signing keys.
+func (p *Provider) Keys() []*keys.Key { return p.cfg.Keys }
+
+// prefixedStrategy is fosite's HMAC-SHA512/256 token strategy with Portcullis's prefixes.
+type prefixedStrategy struct {
+	*oauth2.HMACSHAStrategyUnPrefixed
+}
+
+var _ oauth2.CoreStrategy = (*prefixedStrategy)(nil)
+
+func withPrefix(token, kind string) string {
+	if token == "" {
+		return ""
+	}
+	return TokenPrefix + kind + "_" + token
+}
+
+// GenerateAccessToken implements oauth2.AccessTokenStrategy.
+func (s *prefixedStrategy) GenerateAccessToken(ctx context.Context, r fosite.Requester) (string, string, error) {
+	t, sig, err := s.HMACSHAStrategyUnPrefixed.GenerateAccessToken(ctx, r)
+	return withPrefix(t, kindAccess), sig, err
+}
+
+// ValidateAccessToken implements oauth2.AccessTokenStrategy.
+func (s *prefixedStrategy) ValidateAccessToken(ctx context.Context, r fosite.Requester, token string) error {
+	return s.HMACSHAStrategyUnPrefixed.ValidateAccessToken(ctx, r, strings.TrimPrefix(token, TokenPrefix+kindAccess+"_"))
+}
+
+// GenerateRefreshToken implements oauth2.RefreshTokenStrategy.
+func (s *prefixedStrategy) GenerateRefreshToken(ctx context.Context, r fosite.Requester) (string, string, error) {
+	t, sig, err := s.HMACSHAStrategyUnPrefixed.GenerateRefreshToken(ctx, r)
+	return withPrefix(t, kindRefresh), sig, err
+}
+
+// ValidateRefreshToken implements oauth2.RefreshTokenStrategy.
+func (s *prefixedStrategy) ValidateRefreshToken(ctx context.Context, r fosite.Requester, token string) error {
+	return s.HMACSHAStrategyUnPrefixed.ValidateRefreshToken(ctx, r, strings.TrimPrefix(token, TokenPrefix+kindRefresh+"_"))
+}
+
+// GenerateAuthorizeCode implements oauth2.AuthorizeCodeStrategy.
+func (s *prefixedStrategy) GenerateAuthorizeCode(ctx context.Context, r fosite.Requester) (string, string, error) {
+	t, sig, err := s.HMACSHAStrategyUnPrefixed.GenerateAuthorizeCode(ctx, r)
+	return withPrefix(t, kindCode), sig, err
+}
+
+// ValidateAuthorizeCode implements oauth2.AuthorizeCodeStrategy.
+func (s *prefixedStrategy) ValidateAuthorizeCode(ctx context.Context, r fosite.Requester, token string) error {
+	return s.HMACSHAStrategyUnPrefixed.ValidateAuthorizeCode(ctx, r, strings.TrimPrefix(token, TokenPrefix+kindCode+"_"))
+}
+
+// authentic reports whether token (with its prefix) is one of ours of the kind, with a valid HMAC
+// under the current secret.
+func (p *Provider) authentic(ctx context.Context, token string) bool {
+	for _, kind := range []string{kindAccess, kindRefresh, kindCode} {
+		if raw, ok := strings.CutPrefix(token, TokenPrefix+kind+"_"); ok {
+			return p.strategy.Enigma.Validate(ctx, raw) == nil
+		}
+	}
+	return false
+}

@@ -1,0 +1,105 @@
+package oauth
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+
+	"github.com/ory/fosite"
+
+	"github.com/portcullis-auth/portcullis/oidcprovider/audience"
+	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
+)
+
+// ServeToken is the token endpoint (RFC 6749 §3.2) with the client_credentials grant.
+func (p *Provider) ServeToken(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if err := parseForm(w, r); err != nil {
+		p.writeError(w, r, err)
+		return
+	}
+	switch gt := r.PostForm.Get("grant_type"); {
+	case gt == "":
+		p.writeError(w, r, fosite.ErrInvalidRequest.WithHint("The grant_type parameter is missing."))
+		return
+	case gt != clients.GrantClientCredentials:
+		p.writeError(w, r, fosite.ErrUnsupportedGrantType.WithHintf("The grant type '%s' is not supported; this provider serves client_credentials.", gt))
+		return
+	}
+	for _, k := range []string{"scope", "grant_type"} {
+		if len(r.PostForm[k]) > 1 {
+			p.writeError(w, r, fosite.ErrInvalidRequest.WithHintf("The %s parameter is repeated.", k))
+			return
+		}
+	}
+
+	sess := &Session{Issuer: p.cfg.Issuer}
+	ar, err := p.oauth2.NewAccessRequest(ctx, r, sess)
+	if err != nil {
+		p.writeError(w, r, err)
+		return
+	}
+	client, ok := ar.GetClient().(*clients.Client)
+	if !ok {
+		p.writeError(w, r, fosite.ErrInvalidClient)
+		return
+	}
+
+	requested := ar.GetRequestedScopes()
+	if slices.Contains(requested, clients.ScopeBearerAuthz) {
+		for _, s := range requested {
+			if s != clients.ScopeBearerAuthz && s != "offline" && s != "offline_access" {
+				p.writeError(w, r, fosite.ErrInvalidScope.WithHintf("The scope '%s' must be requested alone or with offline_access.", clients.ScopeBearerAuthz))
+				return
+			}
+		}
+	}
+	for _, s := range requested {
+		ar.GrantScope(s)
+	}
+
+	resources := r.PostForm["resource"]
+	for _, res := range resources {
+		if err := audience.ParseResource(res); err != nil {
+			p.writeError(w, r, errInvalidTarget(err.Error()))
+			return
+		}
+		if !audience.Allowed(client.GetAudience(), res) {
+			p.writeError(w, r, errInvalidTarget("The client may not request the resource '"+res+"'."))
+			return
+		}
+	}
+	audiences := slices.Clone([]string(ar.GetRequestedAudience()))
+	audiences = append(audiences, resources...)
+	if len(audiences) == 0 && client.ImplicitAudience() {
+		audiences = slices.Clone([]string(client.GetAudience()))
+	}
+	for _, a := range audiences {
+		if !slices.Contains(ar.GetGrantedAudience(), a) {
+			ar.GrantAudience(a)
+		}
+	}
+
+	sess.Subject = client.ID()
+	sess.ClientCredentials = true
+	resp, err := p.oauth2.NewAccessResponse(ctx, ar)
+	if err != nil {
+		p.writeError(w, r, err)
+		return
+	}
+	p.oauth2.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+func errInvalidTarget(desc string) *fosite.RFC6749Error {
+	return &fosite.RFC6749Error{ErrorField: "invalid_target", DescriptionField: desc, CodeField: http.StatusBadRequest}
+}
+
+// audienceStrategy is fosite's AudienceMatchingStrategy with the Portcullis rule.
+func audienceStrategy(allowed []string, requested []string) error {
+	for _, r := range requested {
+		if !audience.Allowed(allowed, r) {
+			return errInvalidTarget(fmt.Sprintf("The client may not request the audience '%s'.", r))
+		}
+	}
+	return nil
+}
