@@ -83,7 +83,7 @@ type server struct {
 	env       []string
 	adminPort int
 	httpPort  int
-	log       *syncBuffer
+	log       *syncBuffer // everything every process of this server wrote
 	// readyURL, when set, must answer something other than 503 before start returns: the oidc
 	// app answers 503 until its store is open and its keys are ready.
 	readyURL string
@@ -104,7 +104,9 @@ func newServer(t *testing.T, caddyfile string, adminPort, httpPort int, extraEnv
 // start runs `caddy run` and waits until the admin endpoint and the HTTP port answer.
 func (s *server) start() {
 	s.t.Helper()
-	s.log = &syncBuffer{}
+	if s.log == nil {
+		s.log = &syncBuffer{} // one log across restarts, so checks read every process's lines
+	}
 	s.cmd = exec.Command(caddyBin, "run", "--config", s.config, "--adapter", "caddyfile")
 	s.cmd.Env = s.env
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
