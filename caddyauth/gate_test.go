@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -434,6 +435,81 @@ func TestNetworksUseCaddysClientIP(t *testing.T) {
 		}
 		if status != want {
 			t.Errorf("client IP %s: %d, want %d", ip, status, want)
+		}
+	}
+}
+
+// A token that expires is refused at the gate at once, though the gate had cached it.
+func TestTokenExpiryAtTheGate(t *testing.T) {
+	a := &oidcprovider.App{
+		Issuer:        "https://auth.example.com",
+		Storage:       oidcprovider.StorageConfig{Dir: t.TempDir()},
+		Clients:       []oidcprovider.ClientConfig{kumaClient()},
+		Lifespans:     oidcprovider.Lifespans{AccessToken: caddy.Duration(time.Second)},
+		AccessControl: &accesscontrol.Config{Rules: rulesFor([]oidcprovider.ClientConfig{kumaClient()})},
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	if err := a.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Stop() })
+	h := newHandler(t, a, GateConfig{})
+	kuma := mint(t, a, "uptime-kuma-monitor", "insecure_secret", nil)
+	bearer := map[string]string{"Authorization": "Bearer " + kuma}
+	if ans := serve(t, h, "GET", "https://secure.example.com/", bearer); ans.status != 200 {
+		t.Fatalf("fresh token: %+v", ans)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	ans := serve(t, h, "GET", "https://secure.example.com/", bearer)
+	if ans.status != 401 || !strings.Contains(ans.header.Get("WWW-Authenticate"), "expired") {
+		t.Fatalf("expired token: %+v", ans)
+	}
+}
+
+// Unsafe paths are refused with 400 before any check, whatever the credentials or the rule; safe
+// paths reach the next handler unchanged.
+func TestGateRefusesUnsafePaths(t *testing.T) {
+	app := startApp(t, t.TempDir(), kumaClient(), apiClient())
+	h := newHandler(t, app, GateConfig{})
+	api := mint(t, app, "api", "api-secret", nil)
+	for _, p := range []string{"/api/../admin", "/api/%2e%2e/admin", "/api/..%2fadmin", "/api/..;/admin", "/api%2fx", "/api/%5c", "/public/../x"} {
+		for _, hdr := range []map[string]string{{"Authorization": "Bearer " + api}, nil} {
+			r := httptest.NewRequest("GET", "https://host.example.com/", nil)
+			r.URL.RawPath, r.URL.Path = p, mustUnescape(t, p)
+			r.TLS = &tls.ConnectionState{}
+			for k, v := range hdr {
+				r.Header.Set(k, v)
+			}
+			r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
+			up := &upstream{}
+			err := h.ServeHTTP(httptest.NewRecorder(), r, up)
+			if statusOf(err) != 400 || up.called {
+				t.Errorf("%s (credentials %v): %v, upstream called %v", p, hdr != nil, err, up.called)
+			}
+		}
+	}
+	if a := serve(t, h, "GET", "https://host.example.com/api/v1.2/x", map[string]string{"Authorization": "Bearer " + api}); a.status != 200 {
+		t.Errorf("a safe path: %+v", a)
+	}
+}
+
+func mustUnescape(t *testing.T, p string) string {
+	t.Helper()
+	u, err := url.PathUnescape(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func TestRemoteHeaderFamily(t *testing.T) {
+	for k, want := range map[string]bool{"Remote-User": true, "Remote_user": true, "Remote.User": true, "REMOTE-X": true, "Remote": false, "Remotely": false, "X-Remote-User": false} {
+		if got := isRemoteHeader(k); got != want {
+			t.Errorf("isRemoteHeader(%q) = %v", k, got)
 		}
 	}
 }
