@@ -51,10 +51,10 @@ func (p Policy) MarshalJSON() ([]byte, error) { return json.Marshal(p.String()) 
 
 // Config is the global access_control block.
 type Config struct {
-	// DefaultPolicy applies when no rule matches. JSON: "default_policy"; default "deny".
+	// DefaultPolicy applies when no rule matches. JSON: "default_policy". Default: "deny".
 	DefaultPolicy string `json:"default_policy,omitempty"`
 	// Networks names lists of CIDRs or addresses that rules can use in their networks criterion.
-	// JSON: "networks"; default none.
+	// JSON: "networks". Default: none.
 	Networks map[string][]string `json:"networks,omitempty"`
 	// Rules are evaluated in order; the first that matches decides. JSON: "rules".
 	Rules []Rule `json:"rules,omitempty"`
@@ -84,13 +84,13 @@ type Rule struct {
 	// Subject is a list of alternatives, each a list of "user:<name>", "group:<name>" or
 	// "oauth2:client:<id>" that must all hold. JSON: "subject".
 	Subject [][]string `json:"subject,omitempty"`
-	// Policy is bypass, one_factor, two_factor or deny. JSON: "policy"; required.
+	// Policy is bypass, one_factor, two_factor or deny. JSON: "policy". Required.
 	Policy string `json:"policy"`
 }
 
 // QueryCondition tests one query parameter (its first value).
 type QueryCondition struct {
-	// Key is the parameter name. JSON: "key"; required.
+	// Key is the parameter name. JSON: "key". Required.
 	Key string `json:"key"`
 	// Operator is present, absent, equal, "not equal", pattern or "not pattern". JSON: "operator";
 	// default "equal" when a value is given, else "present".

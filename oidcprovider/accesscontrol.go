@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/portcullis-auth/portcullis/accesscontrol"
-	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
 )
 
 func (a *App) provisionAccessControl() error {
@@ -35,7 +34,7 @@ func (a *App) provisionAccessControl() error {
 
 // CompileRules compiles rules against this app's network definitions and registered clients:
 // besides accesscontrol's own checks, every "oauth2:client:<id>" subject must name a registered
-// client that has the client_credentials grant. scope prefixes error messages ("access_control"
+// client (every client has the client_credentials grant while it is the only grant served). scope prefixes error messages ("access_control"
 // for the global list; "" for a site's rules, whose module Caddy already names).
 func (a *App) CompileRules(rules []accesscontrol.Rule, scope string, requireDomain bool) (*accesscontrol.RuleSet, error) {
 	set, err := accesscontrol.Compile(rules, accesscontrol.CompileOptions{RequireDomain: requireDomain, Networks: a.networks, Scope: scope})
@@ -47,12 +46,8 @@ func (a *App) CompileRules(rules []accesscontrol.Rule, scope string, requireDoma
 		prefix = scope + ": "
 	}
 	for id, rule := range accesscontrol.SubjectClients(rules) {
-		c, ok := a.clients[id]
-		if !ok {
+		if _, ok := a.clients[id]; !ok {
 			return nil, fmt.Errorf("%s%s: subject: oauth2:client:%s names no registered client; add a 'client %s { … }' block to the oidc option", prefix, rule, id, id)
-		}
-		if !c.HasGrant(clients.GrantClientCredentials) {
-			return nil, fmt.Errorf("%s%s: subject: client %s does not have the client_credentials grant, so it can never call a protected site as itself", prefix, rule, id)
 		}
 	}
 	return set, nil

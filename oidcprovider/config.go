@@ -28,15 +28,15 @@ type Lifespans struct {
 
 // SigningKey is one key the provider signs with.
 type SigningKey struct {
-	// KeyID is the JWK "kid". JSON: "key_id"; default: the first 7 hex digits of the key's
+	// KeyID is the JWK "kid". JSON: "key_id". Default: the first 7 hex digits of the key's
 	// SHA-256 JWK thumbprint, "-", and the lowercase algorithm (e.g. "3f2a9c1-rs256").
 	KeyID string `json:"key_id,omitempty"`
 	// Algorithm is the JWS algorithm: RS256/384/512, PS256/384/512 for RSA keys (at least 2048
-	// bits), ES256/384/512 for EC keys of the matching curve. JSON: "algorithm"; default RS256 for
+	// bits), ES256/384/512 for EC keys of the matching curve. JSON: "algorithm". Default: RS256 for
 	// RSA keys and the curve's algorithm for EC keys.
 	Algorithm string `json:"algorithm,omitempty"`
 	// KeyFile is a PEM file holding the private key in PKCS#1, SEC 1 or PKCS#8 form.
-	// JSON: "key_file"; required.
+	// JSON: "key_file". Required.
 	KeyFile string `json:"key_file"`
 }
 

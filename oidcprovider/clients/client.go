@@ -223,8 +223,6 @@ func (c *Client) Fingerprint() Fingerprint { return c.fingerprint }
 // HasScope reports whether the client is currently registered with scope s.
 func (c *Client) HasScope(s string) bool { return slices.Contains(c.cfg.Scopes, s) }
 
-// HasGrant reports whether the client may use grant type g.
-func (c *Client) HasGrant(g string) bool { return slices.Contains(c.cfg.GrantTypes, g) }
 
 // GetID implements fosite.Client.
 func (c *Client) GetID() string { return c.cfg.ID }
