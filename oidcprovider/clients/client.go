@@ -223,7 +223,6 @@ func (c *Client) Fingerprint() Fingerprint { return c.fingerprint }
 // HasScope reports whether the client is currently registered with scope s.
 func (c *Client) HasScope(s string) bool { return slices.Contains(c.cfg.Scopes, s) }
 
-
 // GetID implements fosite.Client.
 func (c *Client) GetID() string { return c.cfg.ID }
 
