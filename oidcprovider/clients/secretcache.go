@@ -35,6 +35,10 @@ type secretEntry struct {
 // use (a client that keeps using its secret keeps it remembered); concurrent identical checks
 // share one digest run; Retain drops the entries of a client whose digest changed. The zero value
 // is not usable; call NewSecretCache.
+//
+// It is a small map rather than a library cache: Retain must walk the entries to drop those of a
+// changed client, and a stored match must be there for the next request, which ristretto (already
+// linked, with asynchronous, admission-filtered sets and no iteration) does not promise.
 type SecretCache struct {
 	hmacKey []byte
 	maxSize int
