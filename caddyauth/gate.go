@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -112,11 +113,16 @@ type target struct {
 // errUnsafePath refuses a request whose path servers may read differently (400).
 var errUnsafePath = errors.New("refused a request path with a dot segment, an encoded slash or backslash, or a control character")
 
+// errMisdirected refuses a request whose Host names a port of another of this Caddy's servers
+// than the one it arrived on (421).
+var errMisdirected = errors.New("refused a request whose Host names the port of another of this server's listeners")
+
 // requestTarget builds the target from the request Caddy received, before any rewrite: path,
 // query and method from Caddy's original request; scheme and host from the connection, or from
 // X-Forwarded-Proto and X-Forwarded-Host when Caddy trusts the peer as a proxy (trusted_proxies).
-// A path that CheckPath refuses is errUnsafePath.
-func requestTarget(r *http.Request) (target, error) {
+// A path that CheckPath refuses is errUnsafePath; a Host port that another of this Caddy's
+// servers listens on, while the request came in on another port, is errMisdirected.
+func (g *gate) requestTarget(r *http.Request) (target, error) {
 	u, method := r.URL, r.Method
 	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil {
 		u, method = orig.URL, orig.Method
@@ -130,15 +136,19 @@ func requestTarget(r *http.Request) (target, error) {
 	if r.TLS != nil {
 		scheme = "https"
 	}
+	forwarded := false
 	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
 		if p := strings.ToLower(firstValue(r.Header.Get("X-Forwarded-Proto"))); p == "http" || p == "https" {
-			scheme = p
+			scheme, forwarded = p, true
 		}
 		if h := firstValue(r.Header.Get("X-Forwarded-Host")); h != "" {
-			hostport = h
+			hostport, forwarded = h, true
 		}
 	}
-	host, _ := audience.SplitHost(hostport)
+	host, port := audience.SplitHost(hostport)
+	if !forwarded && g.misdirected(r, scheme, port) {
+		return target{}, errMisdirected
+	}
 	t := target{
 		scheme:   scheme,
 		hostport: hostport,
@@ -152,6 +162,27 @@ func requestTarget(r *http.Request) (target, error) {
 		t.access.RawIP, _, _ = net.SplitHostPort(r.RemoteAddr)
 	}
 	return t, nil
+}
+
+// misdirected reports a Host port (explicit, or the scheme's default) that differs from the port
+// the request arrived on and that another of this Caddy's servers listens on.
+func (g *gate) misdirected(r *http.Request, scheme, hostPort string) bool {
+	local, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr)
+	if !ok {
+		return false
+	}
+	want := uint(443)
+	if scheme == "http" {
+		want = 80
+	}
+	if hostPort != "" {
+		p, err := strconv.ParseUint(hostPort, 10, 16)
+		if err != nil {
+			return true
+		}
+		want = uint(p)
+	}
+	return want != uint(local.Port) && g.app.ListensOn(want)
 }
 
 // firstValue is the first entry of a comma-separated header value, trimmed.
@@ -202,11 +233,13 @@ func (g *gate) identify(r *http.Request, t *target) (identification, error) {
 		if v == "" {
 			continue
 		}
-		scheme, cred, ok := strings.Cut(v, " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") {
+		scheme, cred := v, ""
+		if i := strings.IndexAny(v, " \t"); i >= 0 {
+			scheme, cred = v[:i], strings.TrimSpace(v[i+1:])
+		}
+		if !strings.EqualFold(scheme, "Bearer") {
 			continue // Basic and other schemes are not ours (yet): pass them on untouched
 		}
-		cred = strings.TrimSpace(cred)
 		b, err := g.app.CheckBearer(r.Context(), cred, t.audience)
 		if err == nil {
 			id := identity{bearer: b, level: accesscontrol.OneFactor, strategy: s}

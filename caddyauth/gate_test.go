@@ -215,6 +215,16 @@ func TestGateAnswers(t *testing.T) {
 	if a.status != 407 || !strings.Contains(a.header.Get("Proxy-Authenticate"), `error="invalid_token"`) {
 		t.Fatalf("foreign proxy token: %+v", a)
 	}
+	// an empty or tab-separated Bearer value is a Bearer value too, not "no credentials"
+	for _, v := range []string{"Bearer", "Bearer ", "bearer\tupstream-token"} {
+		a = serve(t, h, "GET", "https://secure.example.com/status", map[string]string{"Authorization": v, "Accept": "text/html"})
+		if a.status != 401 || a.header.Get("Location") != "" {
+			t.Fatalf("Authorization %q: %+v", v, a)
+		}
+	}
+	if a = serve(t, h, "GET", "https://secure.example.com/status", map[string]string{"Authorization": "Bearer\t" + kuma}); a.status != 200 {
+		t.Fatalf("a tab after Bearer: %+v", a)
+	}
 	// a foreign token beside a valid one: the valid one decides
 	a = serve(t, h, "GET", "https://secure.example.com/status", map[string]string{"Authorization": "Bearer upstream-api-token", "Proxy-Authorization": "Bearer " + kuma})
 	if a.status != 200 || a.up.headers.Get("Authorization") != "Bearer upstream-api-token" {

@@ -28,8 +28,10 @@ func init() {
 // It judges the URL the caller asked for: Caddy's original request (before rewrite or uri), with
 // scheme and host from X-Forwarded-Proto/-Host only when Caddy trusts the peer as a proxy. A path
 // with a "." or ".." segment (also percent-encoded or with a ";param" suffix), an encoded "/" or
-// "", a "" or a control character is refused with 400 before any check, so the rules, the
-// audience check and the upstream see one target.
+// "\", a "\", a control character or invalid UTF-8 (also in a layer a second decoding would
+// reveal) is refused with 400 before any check, so the rules, the audience check and the upstream
+// see one target. A Host whose port another of this Caddy's servers listens on, while the request
+// came in on another port, is refused with 421.
 //
 // Before anything else it removes every request header and trailer named Remote-*, Remote_* or
 // Remote.*. For an allowed caller it sets Remote-Client-Id (clients) or Remote-User (users) and
@@ -40,7 +42,7 @@ func init() {
 //	{http.auth.user.auth_level} one_factor or two_factor
 //	{http.auth.user.scopes}     the token's scopes, space-separated
 //
-// 400, 401, 403, 407 and 503 are returned as handler errors, so handle_errors can shape them.
+// 400, 401, 403, 407, 421 and 503 are returned as handler errors, so handle_errors can shape them.
 type Handler struct {
 	GateConfig
 
@@ -67,8 +69,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // ServeHTTP gates the request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	stripRemoteHeaders(r)
-	t, err := requestTarget(r)
-	if err != nil {
+	t, err := h.gate.requestTarget(r)
+	if errors.Is(err, errMisdirected) {
+		return caddyhttp.Error(http.StatusMisdirectedRequest, err)
+	} else if err != nil {
 		return caddyhttp.Error(http.StatusBadRequest, err)
 	}
 	found, err := h.gate.identify(r, &t)

@@ -51,7 +51,7 @@ func (p *Provider) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // failures (the store not open), never for bad credentials.
 func (p *Provider) Authenticate(w http.ResponseWriter, r *http.Request) (caddyauthstd.User, bool, error) {
 	stripRemoteHeaders(r)
-	t, err := requestTarget(r)
+	t, err := p.gate.requestTarget(r)
 	if err != nil {
 		// the stock handler can only refuse: 401
 		return caddyauthstd.User{}, false, nil

@@ -49,6 +49,7 @@ type hardened struct {
 	t                   *testing.T
 	s                   *server
 	httpPort, adminPort int
+	otherPort           int // a second listener of the same Caddy
 	up                  *recorder
 	config              func(hmac string) string
 }
@@ -58,7 +59,7 @@ func (h *hardened) base(host string) string {
 }
 
 func startHardened(t *testing.T) *hardened {
-	h := &hardened{t: t, adminPort: freePort(t), httpPort: freePort(t), up: newRecorder(t)}
+	h := &hardened{t: t, adminPort: freePort(t), httpPort: freePort(t), otherPort: freePort(t), up: newRecorder(t)}
 	store := filepath.Join(t.TempDir(), "store")
 	up := strings.TrimPrefix(h.up.srv.URL, "http://")
 	h.config = func(hmac string) string {
@@ -138,7 +139,12 @@ http://proxied.localhost:%[2]d {
 	oidc_auth
 	reverse_proxy %[4]s
 }
-`, h.adminPort, h.httpPort, store, up, hmac, seedDigest)
+
+http://apps.localhost:%[7]d {
+	oidc_auth
+	respond "the other listener"
+}
+`, h.adminPort, h.httpPort, store, up, hmac, seedDigest, h.otherPort)
 	}
 	h.s = newServer(t, h.config("0123456789abcdef0123456789abcdef-first"), h.adminPort, h.httpPort)
 	h.s.readyURL = h.base("auth") + "/.well-known/openid-configuration"
@@ -207,6 +213,8 @@ func TestPathEscapesAreRefused(t *testing.T) {
 		"/api/../admin", "/api/%2e%2e/admin", "/api/%2E%2E/admin", "/api/..%2fadmin", "/api/..%2Fadmin",
 		"/api/..;/admin", "/api/.%2e/admin", "/api/./../admin", "/api%2f..%2fadmin", "/api/..%5cadmin",
 		`/api/..\admin`, "/api/%00/x", "/api/%252e%252e/admin",
+		"/api/%25%32%65%25%32%65/admin", "/api/%252%65%252%65/admin", "/api/..%25%32%66admin",
+		"/api/..%25%35%63admin", "/api/%25%30%30", "/api/%25252e%25252e/admin", "/api/%c0%ae%c0%ae/admin",
 	} {
 		before := h.up.hits.Load()
 		resp, _ := h.raw("", "GET", h.host("apps"), p, bearer, "")
@@ -385,6 +393,7 @@ func TestNoClientEnumeration(t *testing.T) {
 		"post for a basic client": {post("kuma", "insecure_secret"), "", ""},
 		"basic for a post client": {cc, "poster", "poster-secret"},
 		"none for a basic client": {url.Values{"grant_type": {"client_credentials"}, "client_id": {"kuma"}}, "", ""},
+		"wrong plaintext secret":  {post("poster", "wrong"), "", ""},
 	} {
 		status, body, cost := do(c.v, c.user, c.pass)
 		if status != 401 || body != unknownBody {
@@ -412,6 +421,68 @@ func cpuTime(t *testing.T, pid int) time.Duration {
 	stime, _ := strconv.ParseInt(fields[12], 10, 64)
 	const ticksPerSecond = 100 // USER_HZ on Linux
 	return time.Duration(utime+stime) * time.Second / ticksPerSecond
+}
+
+// A throttled address gets no answer from the remembered-secret cache, right or wrong (attack: a
+// throttled guesser tested 700 secrets a second against the remembered one); the monitor at its
+// own address keeps working.
+func TestThrottledGuesserGetsNoCacheAnswers(t *testing.T) {
+	h := startHardened(t)
+	monitor := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext}}
+	guesser := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 5)}}).DialContext}}
+	ask := func(hc *http.Client, secret string) int {
+		req, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/api/oidc/token", h.httpPort), strings.NewReader("grant_type=client_credentials&scope=authelia.bearer.authz"))
+		req.Host = h.host("auth")
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("kuma", secret)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if status := ask(monitor, "insecure_secret"); status != 200 {
+		t.Fatalf("monitor: %d", status)
+	}
+	for i := 0; i < 30; i++ {
+		ask(guesser, fmt.Sprint("guess-", i))
+	}
+	if status := ask(guesser, "insecure_secret"); status != 401 {
+		t.Fatalf("a throttled address learnt that a guess is right: %d", status)
+	}
+	if status := ask(monitor, "insecure_secret"); status != 200 {
+		t.Fatalf("the monitor at its own address: %d", status)
+	}
+}
+
+// A Host naming the port of another of this Caddy's listeners is refused (421): a token for one
+// port must not open the site on another by lying in the Host header.
+func TestHostPortOfAnotherListener(t *testing.T) {
+	h := startHardened(t)
+	api := h.token("api", "api-secret")
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", h.otherPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /api/x HTTP/1.1\r\nHost: apps.localhost:%d\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n", h.httpPort, api)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusMisdirectedRequest || strings.Contains(string(body), "other listener") {
+		t.Fatalf("Host port of another listener: %d %q, want 421", resp.StatusCode, body)
+	}
+	// the right port, and a Host without a port on a listener that is not 80 (a NAT in front), are
+	// judged as asked
+	if resp, rec := h.raw("", "GET", h.host("apps"), "/api/x", map[string]string{"Authorization": "Bearer " + api}, ""); resp.StatusCode != 200 || rec == nil {
+		t.Fatalf("the token's own port: %d", resp.StatusCode)
+	}
+	if resp, _ := h.raw("", "GET", "apps.localhost", "/api/x", map[string]string{"Authorization": "Bearer " + api}, ""); resp.StatusCode != 401 {
+		t.Fatalf("a Host without a port is port 80, outside the token's audience: %d", resp.StatusCode)
+	}
 }
 
 // Defect 7: one canonical host everywhere: a Host with a trailing dot is the same host for the

@@ -85,6 +85,7 @@ type App struct {
 	defaultPol  accesscontrol.Policy
 	networks    map[string][]netip.Prefix
 	logger      *zap.Logger
+	ctx         caddy.Context
 
 	mu       sync.Mutex // guards acquired
 	acquired bool
@@ -95,6 +96,7 @@ type App struct {
 type runtimeState struct {
 	backend  *backend
 	provider *oauth.Provider
+	ports    []portRange // the HTTP servers' listen ports
 }
 
 // CaddyModule returns the Caddy module information.
@@ -106,6 +108,7 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 // `caddy validate` works while a server holds the database.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	a.ctx = ctx
 	repl := caddy.NewReplacer()
 
 	issuer, err := repl.ReplaceOrErr(a.Issuer, true, true)
@@ -367,7 +370,7 @@ func (a *App) prepare(b *backend) (*runtimeState, error) {
 		Tokens:   b.tokens,
 		Logger:   a.logger,
 	})
-	return &runtimeState{backend: b, provider: p}, nil
+	return &runtimeState{backend: b, provider: p, ports: a.listenPorts()}, nil
 }
 
 // Stop releases the store; the database closes when no config uses it any more.

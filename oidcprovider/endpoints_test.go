@@ -163,6 +163,10 @@ func TestTokenEndpoint(t *testing.T) {
 		{"audience path outside", "POST", cc("audience", "https://secure.example.com/apix"), "explicit", "explicit-secret", 400, "invalid_target"},
 		{"resource not absolute", "POST", cc("resource", "/relative"), "uptime-kuma-monitor", "insecure_secret", 400, "invalid_target"},
 		{"resource with fragment", "POST", cc("resource", "https://secure.example.com/#x"), "uptime-kuma-monitor", "insecure_secret", 400, "invalid_target"},
+		{"audience with a dot segment", "POST", cc("audience", "https://secure.example.com/api/../admin"), "explicit", "explicit-secret", 400, "invalid_target"},
+		{"audience with an encoded dot segment", "POST", cc("audience", "https://secure.example.com/api/%2e%2e/admin"), "explicit", "explicit-secret", 400, "invalid_target"},
+		{"audience with a query", "POST", cc("audience", "https://secure.example.com/api?x=1"), "explicit", "explicit-secret", 400, "invalid_target"},
+		{"resource with a dot segment", "POST", cc("resource", "https://secure.example.com/api/./x"), "explicit", "explicit-secret", 400, "invalid_target"},
 		{"repeated scope", "POST", cc("scope", "a", "scope", "b"), "uptime-kuma-monitor", "insecure_secret", 400, "invalid_request"},
 	}
 	for _, c := range errs {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 )
 
 // URL is a URL reduced to what the audience rule compares. The zero value covers nothing.
@@ -157,52 +158,70 @@ func SplitHost(hostport string) (host, port string) {
 }
 
 // ErrUnsafePath is why CheckPath refuses a path.
-var ErrUnsafePath = errors.New("the path has a dot segment, an encoded slash or backslash, a backslash or a NUL")
+var ErrUnsafePath = errors.New("the path has a dot segment, an encoded slash or backslash, a backslash, a control character or invalid UTF-8")
+
+// maxDecodeLayers bounds how many layers of percent-encoding CheckPath looks through.
+const maxDecodeLayers = 4
 
 // CheckPath refuses a request path that servers may read differently from each other, so that
 // the access rules, the audience check and the upstream see one target. escapedPath is the path
-// as sent on the wire (url.URL.EscapedPath or the request URI's path). Refused:
+// as sent on the wire (url.URL.EscapedPath or the request URI's path). Refused, in the path as
+// sent and in every layer an upstream that decodes again would see (up to four layers:
+// "%252e", "%25%32%65", …):
 //   - a "." or ".." segment, also percent-encoded (%2e) and with a ";param" suffix as Java
 //     servers read it ("..;x");
-//   - an encoded "/" (%2f) or "\" (%5c), and a raw "\";
-//   - a NUL (raw or %00) and other control characters;
-//   - a double-encoded one of the above (%252e, %252f, %255c, %2500), which an upstream that
-//     decodes twice would turn into one.
+//   - an encoded "/" (%2f) or "\" (%5c), and a "\";
+//   - a NUL and other control characters;
+//   - invalid UTF-8 (overlong encodings such as %c0%ae), once decoded.
 //
 // It returns the decoded path when the escaped one is acceptable. It allocates only when the
 // path contains a "%".
 func CheckPath(escapedPath string) (string, error) {
-	needsDecode := false
-	for i := 0; i < len(escapedPath); i++ {
-		switch c := escapedPath[i]; {
-		case c == '\\' || c < 0x20 || c == 0x7f:
-			return "", ErrUnsafePath
-		case c == '%':
-			needsDecode = true
-		}
-	}
-	decoded := escapedPath
-	if needsDecode {
-		lower := strings.ToLower(escapedPath)
-		for _, bad := range [...]string{"%2f", "%5c", "%00", "%252e", "%252f", "%255c", "%2500"} {
-			if strings.Contains(lower, bad) {
-				return "", ErrUnsafePath
-			}
-		}
-		var err error
-		if decoded, err = url.PathUnescape(escapedPath); err != nil {
-			return "", ErrUnsafePath
-		}
-		for i := 0; i < len(decoded); i++ {
-			if c := decoded[i]; c < 0x20 || c == 0x7f {
-				return "", ErrUnsafePath
-			}
-		}
-	}
-	if hasDotSegment(decoded) {
+	if !safeLayer(escapedPath) {
 		return "", ErrUnsafePath
 	}
-	return decoded, nil
+	if strings.IndexByte(escapedPath, '%') < 0 {
+		return escapedPath, nil
+	}
+	decoded, err := url.PathUnescape(escapedPath)
+	if err != nil {
+		return "", ErrUnsafePath
+	}
+	layer := decoded
+	for i := 0; ; i++ {
+		if !safeLayer(layer) || !utf8.ValidString(layer) {
+			return "", ErrUnsafePath
+		}
+		if strings.IndexByte(layer, '%') < 0 {
+			return decoded, nil
+		}
+		if i == maxDecodeLayers {
+			return "", ErrUnsafePath
+		}
+		next, err := url.PathUnescape(layer)
+		if err != nil {
+			// a "%" that starts no escape (e.g. "/100%"): nothing more to decode
+			return decoded, nil
+		}
+		layer = next
+	}
+}
+
+// safeLayer checks one layer of a path: no backslash, control character or dot segment, and no
+// encoded "/", "\" or NUL.
+func safeLayer(p string) bool {
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case c == '\\' || c < 0x20 || c == 0x7f:
+			return false
+		case c == '%' && i+2 < len(p):
+			switch strings.ToLower(p[i+1 : i+3]) {
+			case "2f", "5c", "00":
+				return false
+			}
+		}
+	}
+	return !hasDotSegment(p)
 }
 
 // hasDotSegment reports a "." or ".." segment, ignoring a ";param" suffix.

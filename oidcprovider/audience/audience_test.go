@@ -62,6 +62,12 @@ func TestCheckPath(t *testing.T) {
 		"/api/.%2e/admin", "/api/./x", "/api/%2e/x", "/..", "/.", "/api/..;/admin", "/api/..;jsessionid=1/admin",
 		"/api/.;x/y", "/api%2fadmin", "/api%5cadmin", `/api\admin`, "/api/%00", "/api/\x00", "/api/%0a",
 		"/api/%252e%252e/admin", "/api/%252fadmin", "/api/%255c", "/api/%2500", "/api/%zz",
+		// double and triple encodings with the hex digits encoded too
+		"/api/%25%32%65%25%32%65/admin", "/api/%252%65%252%65/admin", "/api/%25%32e%25%32e/admin",
+		"/api/..%25%32%66admin", "/api/..%252%66admin", "/api/..%25%35%63admin", "/api/%25%30%30",
+		"/api/%25252e%25252e/x", "/api/%2525252e%2525252e/x",
+		// overlong UTF-8 for "." and "/", and invalid UTF-8
+		"/api/%c0%ae%c0%ae/admin", "/api/..%c0%afadmin", "/api/%ff",
 	}
 	for _, p := range refused {
 		if _, err := CheckPath(p); err == nil {

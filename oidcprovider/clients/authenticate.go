@@ -113,9 +113,11 @@ type Authenticator struct {
 // trusted proxies settle it). It enforces the client's token_endpoint_auth_method and checks the
 // secret through the verified-secret cache. Every attempt that is not answered from that cache
 // takes a token from the (client, address) and address limits before its digest check, which
-// runs in one of the process's few digest slots, and gives the tokens back on success. An unknown
-// client id and a known one with the wrong method pay a digest check like a wrong secret and get
-// the same answer, so neither timing nor message tells which clients exist or how they are set up.
+// runs in one of the process's few digest slots, and gives the tokens back on success; once either
+// limit is spent, every attempt from there is refused at once, a right secret included. An unknown
+// client id, a known one with the wrong method and a wrong plaintext secret pay the same digest
+// check as an unknown client and get the same answer, so neither timing nor message tells which
+// clients exist or how they are set up.
 func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, form url.Values, clientIP string) (*Client, error) {
 	creds, err := ReadCredentials(r, form)
 	if err != nil {
@@ -126,18 +128,24 @@ func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, form 
 	if methodOK && c.IsPublic() {
 		return c, nil
 	}
-	// A remembered secret is accepted even while this address or client is throttled, so a
-	// guesser cannot lock a working monitor out.
+	addrKey := AddressKey(clientIP)
+	pairKey := creds.ClientID + "\x00" + addrKey
+	// A throttled address or (client, address) is refused everything, a right secret included:
+	// otherwise the remembered-secret cache would answer a guesser at full speed, right or wrong.
+	// Limits are per address, so a monitor elsewhere is not affected.
+	if a.Limits.address.Throttled(addrKey) || a.Limits.pair.Throttled(pairKey) {
+		a.logFailure(creds.ClientID, clientIP, "throttled")
+		return nil, errThrottled
+	}
 	if methodOK && a.Secrets.Lookup(c.ID(), c.cfg.Secret, creds.Secret) {
 		return c, nil
 	}
-	addrKey := AddressKey(clientIP)
 	addr, ok := a.Limits.address.Take(addrKey)
 	if !ok {
 		a.logFailure(creds.ClientID, clientIP, "throttled")
 		return nil, errThrottled
 	}
-	pair, ok := a.Limits.pair.Take(creds.ClientID + "\x00" + addrKey)
+	pair, ok := a.Limits.pair.Take(pairKey)
 	if !ok {
 		addr.GiveBack()
 		a.logFailure(creds.ClientID, clientIP, "throttled")
@@ -147,6 +155,12 @@ func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, form 
 	if methodOK {
 		match, err = runDigest(ctx, func() bool {
 			m, _ := a.Secrets.Verify(c.ID(), c.cfg.Secret, creds.Secret, func() bool { return c.digest.Match(creds.Secret) })
+			if !m && c.plaintext {
+				// a plaintext secret is compared in microseconds: pay the unknown client's
+				// digest on failure, so timing does not tell a client with a cheap secret
+				// from an unknown one
+				unknownClientDigest.Match(creds.Secret)
+			}
 			return m
 		})
 	} else {

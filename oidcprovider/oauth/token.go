@@ -3,6 +3,7 @@ package oauth
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 
 	"github.com/ory/fosite"
@@ -70,6 +71,18 @@ func (p *Provider) ServeToken(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	audiences := slices.Clone([]string(ar.GetRequestedAudience()))
+	for _, a := range audiences {
+		if err := checkRequestedURL(a); err != nil {
+			p.writeError(w, r, errInvalidTarget(err.Error()))
+			return
+		}
+	}
+	for _, res := range resources {
+		if err := checkRequestedURL(res); err != nil {
+			p.writeError(w, r, errInvalidTarget(err.Error()))
+			return
+		}
+	}
 	audiences = append(audiences, resources...)
 	if len(audiences) == 0 && client.ImplicitAudience() {
 		audiences = slices.Clone([]string(client.GetAudience()))
@@ -100,6 +113,20 @@ func audienceStrategy(allowed []string, requested []string) error {
 		if !audience.Allowed(allowed, r) {
 			return errInvalidTarget(fmt.Sprintf("The client may not request the audience '%s'.", r))
 		}
+	}
+	return nil
+}
+
+// checkRequestedURL refuses a requested audience or resource that is an http(s) URL the gateway
+// could never match: with a query, a fragment, user info or a path CheckPath refuses. A resource
+// server that trusts the "aud" of introspection must not be handed "https://host/api/../admin".
+func checkRequestedURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil // not a URL the audience rule reads; the client's list decides
+	}
+	if _, err := audience.ParseEntry(s); err != nil {
+		return fmt.Errorf("The audience %s", err)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -30,11 +31,134 @@ type Entry struct {
 	TTL   time.Duration
 }
 
+// Options sizes the Badger database. A zero field means its default; the defaults suit a gateway
+// on a machine with 1–2 GB of memory, where Badger's own defaults (five 64 MiB memtables, a
+// 256 MiB block cache, 1 GiB value-log files) would let minting a few hundred thousand tokens add
+// hundreds of MiB to the process.
+//
+// Token records stay in the LSM tree (Badger's value threshold is kept at 1 MiB, or 15% of the
+// memtable size when that is smaller), so an expired token disappears when compaction rewrites
+// its table, which the writes of newer tokens keep doing; the value log holds only values larger
+// than that, and the GC loop reclaims them once they have expired or been overwritten.
+type Options struct {
+	// MemTableSize is the size of one in-memory write buffer (memtable), in bytes; JSON
+	// memtable_size. Each memtable costs about 1.3 times this in Go heap plus as much again in a
+	// memory-mapped write-ahead log, and becomes one level-0 table when full. Default: 8 MiB.
+	// At least 1 MiB, at most 1 GiB.
+	MemTableSize int64 `json:"memtable_size,omitempty"`
+
+	// NumMemtables is how many full memtables may wait to be written to disk before writes wait;
+	// JSON num_memtables. Default: 2. At least 1.
+	NumMemtables int `json:"num_memtables,omitempty"`
+
+	// BlockCacheSize bounds the cache of decompressed table blocks, in bytes; JSON
+	// block_cache_size. It speeds up reads of tokens not already in the gate's decoded-token
+	// cache. Default: 8 MiB. At least 1 MiB (tables are compressed, so Badger needs a cache).
+	BlockCacheSize int64 `json:"block_cache_size,omitempty"`
+
+	// IndexCacheSize bounds the memory held by table indexes and bloom filters, in bytes; JSON
+	// index_cache_size. Without a bound they stay in memory for every table and grow with the
+	// store. Default: 8 MiB, enough for several million tokens' indexes. At least 1 MiB.
+	IndexCacheSize int64 `json:"index_cache_size,omitempty"`
+
+	// ValueLogFileSize is the size of one value-log file, in bytes; JSON value_log_file_size.
+	// Only values over the value threshold (1 MiB) go there. The value-log GC reclaims whole
+	// files, so smaller files are reclaimed sooner. Default: 16 MiB. At least 1 MiB, at most 1 GiB.
+	ValueLogFileSize int64 `json:"value_log_file_size,omitempty"`
+
+	// GCInterval is how often the value log is garbage-collected; JSON gc_interval (a Caddy
+	// duration such as "5m"). Each run rewrites the value-log files of which at least half is
+	// expired or overwritten, for as long as there are such files. Default: 5m. At least 1s.
+	GCInterval caddy.Duration `json:"gc_interval,omitempty"`
+}
+
+// The defaults; see Options.
+const (
+	DefaultMemTableSize     = 8 << 20
+	DefaultNumMemtables     = 2
+	DefaultBlockCacheSize   = 8 << 20
+	DefaultIndexCacheSize   = 8 << 20
+	DefaultValueLogFileSize = 16 << 20
+	DefaultGCInterval       = caddy.Duration(5 * time.Minute)
+)
+
+const (
+	mib = 1 << 20
+	// gcDiscardRatio: a value-log file is rewritten when at least this share of it is garbage.
+	gcDiscardRatio = 0.5
+	// maxValueThreshold is Badger's largest value threshold: values up to it stay in the LSM tree.
+	maxValueThreshold = 1 << 20
+)
+
+// WithDefaults returns o with every zero field set to its default.
+func (o Options) WithDefaults() Options {
+	if o.MemTableSize == 0 {
+		o.MemTableSize = DefaultMemTableSize
+	}
+	if o.NumMemtables == 0 {
+		o.NumMemtables = DefaultNumMemtables
+	}
+	if o.BlockCacheSize == 0 {
+		o.BlockCacheSize = DefaultBlockCacheSize
+	}
+	if o.IndexCacheSize == 0 {
+		o.IndexCacheSize = DefaultIndexCacheSize
+	}
+	if o.ValueLogFileSize == 0 {
+		o.ValueLogFileSize = DefaultValueLogFileSize
+	}
+	if o.GCInterval == 0 {
+		o.GCInterval = DefaultGCInterval
+	}
+	return o
+}
+
+// Validate reports the first field out of range, naming its JSON key. Zero fields are valid (they
+// take the default); every Options that Validate accepts opens.
+func (o Options) Validate() error {
+	o = o.WithDefaults()
+	switch {
+	case o.MemTableSize < mib:
+		return fmt.Errorf("memtable_size must be at least 1 MiB (%d bytes), got %d", mib, o.MemTableSize)
+	case o.MemTableSize > 1<<30:
+		return fmt.Errorf("memtable_size must be at most 1 GiB (%d bytes), got %d", 1<<30, o.MemTableSize)
+	case o.NumMemtables < 1:
+		return fmt.Errorf("num_memtables must be at least 1, got %d", o.NumMemtables)
+	case o.BlockCacheSize < mib:
+		return fmt.Errorf("block_cache_size must be at least 1 MiB (%d bytes), got %d", mib, o.BlockCacheSize)
+	case o.IndexCacheSize < mib:
+		return fmt.Errorf("index_cache_size must be at least 1 MiB (%d bytes), got %d", mib, o.IndexCacheSize)
+	case o.ValueLogFileSize < mib:
+		return fmt.Errorf("value_log_file_size must be at least 1 MiB (%d bytes), got %d", mib, o.ValueLogFileSize)
+	case o.ValueLogFileSize > 1<<30:
+		return fmt.Errorf("value_log_file_size must be at most 1 GiB (%d bytes), got %d", 1<<30, o.ValueLogFileSize)
+	case time.Duration(o.GCInterval) < time.Second:
+		return fmt.Errorf("gc_interval must be at least 1s, got %s", time.Duration(o.GCInterval))
+	}
+	return nil
+}
+
+// badgerOptions translates validated, defaulted options for dir.
+func (o Options) badgerOptions(dir string) badger.Options {
+	return badger.DefaultOptions(dir).
+		WithNumVersionsToKeep(1).
+		WithMemTableSize(o.MemTableSize).
+		WithNumMemtables(o.NumMemtables).
+		WithBlockCacheSize(o.BlockCacheSize).
+		WithIndexCacheSize(o.IndexCacheSize).
+		WithValueLogFileSize(o.ValueLogFileSize).
+		// Badger refuses a threshold above 15% of the memtable (its largest write batch).
+		WithValueThreshold(min(maxValueThreshold, o.MemTableSize*15/100)).
+		// Two is the fewest Badger runs; more only pay on machines with cores to spare.
+		WithNumCompactors(2)
+}
+
 // Badger is an open Badger database with its background value-log garbage collection. It is
 // the value kept in the process-wide pool and is safe for concurrent use.
 type Badger struct {
 	db     *badger.DB
 	dir    string
+	opts   Options
 	logger *zap.Logger
 
 	initMu sync.Mutex // serialises GetOrCreate so two configs never generate two keys
@@ -42,40 +166,92 @@ type Badger struct {
 	done   chan struct{}
 }
 
-// gcInterval is how often the value log is garbage-collected.
-const gcInterval = 5 * time.Minute
-
-// Open opens (creating if needed) the Badger database in dir and starts its value-log GC loop.
-// Most callers want Acquire, which shares one open database per directory.
-func Open(dir string, logger *zap.Logger) (*Badger, error) {
+// Open opens (creating if needed) the Badger database in dir with opts (zero fields take their
+// defaults) and starts its value-log GC loop. Most callers want Acquire, which shares one open
+// database per directory.
+func Open(dir string, opts Options, logger *zap.Logger) (*Badger, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	opts := badger.DefaultOptions(dir).
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("storage options: %w", err)
+	}
+	opts = opts.WithDefaults()
+	bo := opts.badgerOptions(dir).
 		WithLogger(badgerLogger{logger.Sugar()}).
-		WithLoggingLevel(badger.WARNING).
-		WithValueLogFileSize(64 << 20).
-		WithNumVersionsToKeep(1)
-	db, err := badger.Open(opts)
+		WithLoggingLevel(badger.WARNING)
+	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("opening badger database in %s: %w", dir, err)
 	}
-	b := &Badger{db: db, dir: dir, logger: logger, stop: make(chan struct{}), done: make(chan struct{})}
+	b := &Badger{db: db, dir: dir, opts: opts, logger: logger, stop: make(chan struct{}), done: make(chan struct{})}
 	go b.gcLoop()
 	return b, nil
 }
 
+// Options returns the options the database was opened with, defaults filled in.
+func (b *Badger) Options() Options { return b.opts }
+
+// RunGC garbage-collects the value log: it rewrites value-log files of which at least half is
+// expired, deleted or overwritten, one after the other, until no file qualifies. The GC loop calls
+// it every GCInterval.
+func (b *Badger) RunGC() (err error) {
+	defer func() {
+		if recover() != nil {
+			err = ErrClosed
+		}
+	}()
+	for {
+		err := b.db.RunValueLogGC(gcDiscardRatio)
+		switch {
+		case err == nil:
+			continue // a file was reclaimed; try the next
+		case errors.Is(err, badger.ErrNoRewrite), errors.Is(err, badger.ErrRejected):
+			return nil // nothing (more) to reclaim, or a run is already going
+		default:
+			return mapErr(err)
+		}
+	}
+}
+
+// Size returns the bytes in the LSM tree's table files and in the value-log files, like Badger's
+// DB.Size but counted now rather than on Badger's one-minute refresh. The open value-log file
+// counts at its preallocated size (twice ValueLogFileSize); memtables' write-ahead logs are in
+// neither figure.
+func (b *Badger) Size() (lsm, vlog int64) {
+	entries, err := os.ReadDir(b.dir)
+	if err != nil {
+		return 0, 0
+	}
+	for _, e := range entries {
+		ext := filepath.Ext(e.Name())
+		if ext != ".sst" && ext != ".vlog" {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue // deleted by a compaction or GC since the listing
+		}
+		if ext == ".sst" {
+			lsm += fi.Size()
+		} else {
+			vlog += fi.Size()
+		}
+	}
+	return lsm, vlog
+}
+
 func (b *Badger) gcLoop() {
 	defer close(b.done)
-	t := time.NewTicker(gcInterval)
+	t := time.NewTicker(time.Duration(b.opts.GCInterval))
 	defer t.Stop()
 	for {
 		select {
 		case <-b.stop:
 			return
 		case <-t.C:
-			for b.db.RunValueLogGC(0.5) == nil {
-				// keep collecting while a run reclaims a file
+			if err := b.RunGC(); err != nil {
+				b.logger.Warn("value-log garbage collection", zap.String("dir", b.dir), zap.Error(err))
 			}
 		}
 	}
@@ -220,15 +396,26 @@ func Key(dir string) (string, error) {
 	return filepath.Clean(abs), nil
 }
 
-// Acquire returns the process's open database for dir, opening it on first use. Every successful
-// Acquire must be paired with one Release of the same dir.
-func Acquire(dir string) (*Badger, error) {
+// Acquire returns the process's open database for dir, opening it on first use with opts (at most
+// one; none, like zero fields, means the defaults). The options of the first Acquire win: while
+// the database stays open (a config reload acquires before the old config releases), other
+// options take effect only when it is next opened. Every successful Acquire must be paired with
+// one Release of the same dir.
+func Acquire(dir string, opts ...Options) (*Badger, error) {
+	var o Options
+	switch len(opts) {
+	case 0:
+	case 1:
+		o = opts[0]
+	default:
+		return nil, fmt.Errorf("store.Acquire: %d Options, want at most one", len(opts))
+	}
 	key, err := Key(dir)
 	if err != nil {
 		return nil, err
 	}
 	v, _, err := pool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return Open(key, caddy.Log().Named("oidc.store"))
+		return Open(key, o, caddy.Log().Named("oidc.store"))
 	})
 	if err != nil {
 		return nil, err

@@ -53,7 +53,7 @@ func TestPoolSharesOneDatabasePerDirectory(t *testing.T) {
 }
 
 func TestTTLAndPrefixAndDelete(t *testing.T) {
-	db, err := Open(t.TempDir(), nil)
+	db, err := Open(t.TempDir(), Options{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestTTLAndPrefixAndDelete(t *testing.T) {
 }
 
 func TestGetOrCreateMakesOneValue(t *testing.T) {
-	db, err := Open(t.TempDir(), nil)
+	db, err := Open(t.TempDir(), Options{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
