@@ -73,13 +73,13 @@ func (p *Provider) ServeToken(w http.ResponseWriter, r *http.Request) {
 	audiences := slices.Clone([]string(ar.GetRequestedAudience()))
 	for _, a := range audiences {
 		if err := checkRequestedURL(a); err != nil {
-			p.writeError(w, r, errInvalidTarget(err.Error()))
+			p.writeError(w, r, errInvalidTarget("The "+err.Error()))
 			return
 		}
 	}
 	for _, res := range resources {
 		if err := checkRequestedURL(res); err != nil {
-			p.writeError(w, r, errInvalidTarget(err.Error()))
+			p.writeError(w, r, errInvalidTarget("The "+err.Error()))
 			return
 		}
 	}
@@ -126,7 +126,7 @@ func checkRequestedURL(s string) error {
 		return nil // not a URL the audience rule reads; the client's list decides
 	}
 	if _, err := audience.ParseEntry(s); err != nil {
-		return fmt.Errorf("The audience %s", err)
+		return fmt.Errorf("audience %s", err)
 	}
 	return nil
 }
