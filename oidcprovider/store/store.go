@@ -1,7 +1,7 @@
 // Package store is Portcullis's embedded key-value store: Badger v4 behind a small interface of
-// byte keys, byte values and per-key time-to-live. One database is open per directory in the
-// process, shared by every Caddy config that names the directory through a caddy.UsagePool, so a
-// config reload reuses the open database instead of failing on Badger's directory lock.
+// byte keys, byte values and per-key time-to-live. Badger locks its directory, so the caller
+// keeps one open database per directory and shares it across config reloads (the provider's app
+// does, in a caddy.UsagePool together with its in-memory caches).
 package store
 
 import (
@@ -154,7 +154,7 @@ func (o Options) badgerOptions(dir string) badger.Options {
 }
 
 // Badger is an open Badger database with its background value-log garbage collection. It is
-// the value kept in the process-wide pool and is safe for concurrent use.
+// safe for concurrent use.
 type Badger struct {
 	db     *badger.DB
 	dir    string
@@ -167,8 +167,7 @@ type Badger struct {
 }
 
 // Open opens (creating if needed) the Badger database in dir with opts (zero fields take their
-// defaults) and starts its value-log GC loop. Most callers want Acquire, which shares one open
-// database per directory.
+// defaults) and starts its value-log GC loop. Destruct closes it.
 func Open(dir string, opts Options, logger *zap.Logger) (*Badger, error) {
 	if logger == nil {
 		logger = zap.NewNop()
@@ -257,8 +256,8 @@ func (b *Badger) gcLoop() {
 	}
 }
 
-// Destruct stops the GC loop and closes the database; it implements caddy.Destructor and runs when
-// the last config using the directory releases it.
+// Destruct stops the GC loop and closes the database; it implements caddy.Destructor. Every
+// operation after it returns ErrClosed.
 func (b *Badger) Destruct() error {
 	close(b.stop)
 	<-b.done
@@ -382,55 +381,6 @@ func (b *Badger) GetOrCreate(key []byte, create func() ([]byte, error)) ([]byte,
 		return nil, err
 	}
 	return v, nil
-}
-
-var pool = caddy.NewUsagePool()
-
-// Key returns the pool key of a directory: absolute and cleaned, so two spellings of one
-// directory share one database.
-func Key(dir string) (string, error) {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return "", fmt.Errorf("resolving storage directory %q: %w", dir, err)
-	}
-	return filepath.Clean(abs), nil
-}
-
-// Acquire returns the process's open database for dir, opening it on first use with opts (at most
-// one; none, like zero fields, means the defaults). The options of the first Acquire win: while
-// the database stays open (a config reload acquires before the old config releases), other
-// options take effect only when it is next opened. Every successful Acquire must be paired with
-// one Release of the same dir.
-func Acquire(dir string, opts ...Options) (*Badger, error) {
-	var o Options
-	switch len(opts) {
-	case 0:
-	case 1:
-		o = opts[0]
-	default:
-		return nil, fmt.Errorf("store.Acquire: %d Options, want at most one", len(opts))
-	}
-	key, err := Key(dir)
-	if err != nil {
-		return nil, err
-	}
-	v, _, err := pool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return Open(key, o, caddy.Log().Named("oidc.store"))
-	})
-	if err != nil {
-		return nil, err
-	}
-	return v.(*Badger), nil
-}
-
-// Release gives back one reference taken by Acquire; the database closes with the last one.
-func Release(dir string) error {
-	key, err := Key(dir)
-	if err != nil {
-		return err
-	}
-	_, err = pool.Delete(key)
-	return err
 }
 
 // badgerLogger routes Badger's own messages into zap.

@@ -2,53 +2,47 @@ package store
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
-	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 )
 
-func TestPoolSharesOneDatabasePerDirectory(t *testing.T) {
+func TestCloseThenReopenKeepsData(t *testing.T) {
 	dir := t.TempDir()
-	a, err := Acquire(dir)
+	db, err := Open(dir, Options{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// a second config (a reload) names the same directory another way: same database, no lock error
-	b, err := Acquire(filepath.Join(dir, "x", ".."))
-	if err != nil {
-		t.Fatalf("second acquire: %v", err)
-	}
-	if a != b {
-		t.Fatal("two spellings of one directory must share one database")
-	}
-	if err := a.Put(Entry{Key: []byte("k"), Value: []byte("v")}); err != nil {
+	if err := db.Put(Entry{Key: []byte("k"), Value: []byte("v")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := Release(dir); err != nil {
+	// Badger locks its directory: a second Open while the first is open fails
+	if other, err := Open(dir, Options{}, nil); err == nil {
+		other.Destruct()
+		t.Fatal("a second Open of an open directory must fail")
+	}
+	if err := db.Destruct(); err != nil {
 		t.Fatal(err)
 	}
-	if v, err := b.Get([]byte("k")); err != nil || string(v) != "v" {
-		t.Fatalf("database closed while still referenced: %v", err)
+	if _, err := db.Get([]byte("k")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("get after close: %v, want ErrClosed", err)
 	}
-	if err := Release(dir); err != nil {
-		t.Fatal(err)
+	if err := db.Put(Entry{Key: []byte("k"), Value: []byte("v")}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("put after close: %v, want ErrClosed", err)
 	}
-	if _, err := b.Get([]byte("k")); !errors.Is(err, ErrClosed) {
-		t.Fatalf("after the last release: %v, want ErrClosed", err)
+	if _, err := db.Keys([]byte("k")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("keys after close: %v, want ErrClosed", err)
 	}
-	if err := b.Put(Entry{Key: []byte("k"), Value: []byte("v")}); !errors.Is(err, ErrClosed) {
-		t.Fatalf("put after close: %v", err)
-	}
-	// reopening finds the data on disk
-	c, err := Acquire(dir)
+	again, err := Open(dir, Options{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer Release(dir)
-	if v, err := c.Get([]byte("k")); err != nil || string(v) != "v" {
-		t.Fatalf("data lost across close and reopen: %v", err)
+	defer again.Destruct()
+	if v, err := again.Get([]byte("k")); err != nil || string(v) != "v" {
+		t.Fatalf("data lost across close and reopen: %q %v", v, err)
 	}
 }
 
@@ -123,5 +117,113 @@ func TestGetOrCreateMakesOneValue(t *testing.T) {
 	}
 	if _, err := db.Get([]byte("meta/failing")); !errors.Is(err, ErrNotFound) {
 		t.Fatal("a failed create must store nothing")
+	}
+}
+
+func TestOptionsDefaultsAndBounds(t *testing.T) {
+	d := Options{}.WithDefaults()
+	if d.MemTableSize != DefaultMemTableSize || d.NumMemtables != DefaultNumMemtables ||
+		d.BlockCacheSize != DefaultBlockCacheSize || d.IndexCacheSize != DefaultIndexCacheSize ||
+		d.ValueLogFileSize != DefaultValueLogFileSize || d.GCInterval != DefaultGCInterval {
+		t.Fatalf("defaults not applied: %+v", d)
+	}
+	// Badger refuses a value threshold above 15% of the memtable; the smallest memtable must open
+	bo := Options{MemTableSize: mib}.WithDefaults().badgerOptions(t.TempDir())
+	if bo.ValueThreshold > bo.MemTableSize*15/100 {
+		t.Fatalf("value threshold %d above 15%% of memtable %d", bo.ValueThreshold, bo.MemTableSize)
+	}
+	small, err := Open(t.TempDir(), Options{MemTableSize: mib, NumMemtables: 1, BlockCacheSize: mib, IndexCacheSize: mib, ValueLogFileSize: mib, GCInterval: DefaultGCInterval}, nil)
+	if err != nil {
+		t.Fatalf("the smallest valid options must open: %v", err)
+	}
+	small.Destruct()
+	for _, c := range []struct {
+		opts Options
+		want string
+	}{
+		{Options{MemTableSize: mib - 1}, "memtable_size"},
+		{Options{MemTableSize: 2 << 30}, "memtable_size"},
+		{Options{NumMemtables: -1}, "num_memtables"},
+		{Options{BlockCacheSize: 1}, "block_cache_size"},
+		{Options{IndexCacheSize: 1}, "index_cache_size"},
+		{Options{ValueLogFileSize: 1}, "value_log_file_size"},
+		{Options{ValueLogFileSize: 2 << 30}, "value_log_file_size"},
+		{Options{GCInterval: 1}, "gc_interval"},
+	} {
+		err := c.opts.Validate()
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: got %v, want an error naming %s", c.opts, err, c.want)
+		}
+		if _, err := Open(t.TempDir(), c.opts, nil); err == nil {
+			t.Errorf("%+v: Open must refuse what Validate refuses", c.opts)
+		}
+	}
+}
+
+// Expired tokens must not pile up: once their TTL passes and newer writes compact the tables
+// (token keys are random, so new tokens' tables overlap old ones), the store shrinks back instead
+// of growing with every token ever minted.
+func TestExpiredEntriesAreReclaimed(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{MemTableSize: mib}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { db.Destruct() }()
+	const valueSize = 300 // about an access-token record; random, so compression cannot shrink it
+	write := func(n int, ttl time.Duration) (last []byte) {
+		for i := 0; i < n; i += 100 {
+			batch := make([]Entry, 0, 100)
+			for j := i; j < i+100 && j < n; j++ {
+				k, v := make([]byte, 16), make([]byte, valueSize)
+				rand.Read(k)
+				rand.Read(v)
+				last = append([]byte("tok/"), k...)
+				batch = append(batch, Entry{Key: last, Value: v, TTL: ttl})
+			}
+			if err := db.Put(batch...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return last
+	}
+	const expiring, live = 20000, 2000
+	// closing flushes the memtables, so every entry is in a table, then Flatten puts the tables
+	// on one level
+	reopen := func() {
+		t.Helper()
+		if err := db.Destruct(); err != nil {
+			t.Fatal(err)
+		}
+		if db, err = Open(dir, Options{MemTableSize: mib}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.db.Flatten(1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Badger keeps expiry in whole seconds, so a 3s TTL lasts 2 to 3 seconds
+	old := write(expiring, 3*time.Second)
+	reopen()
+	before, _ := db.Size()
+	if before < expiring*valueSize {
+		t.Fatalf("tables hold only %d bytes before expiry: the test cannot tell reclaimed from never written", before)
+	}
+	time.Sleep(3100 * time.Millisecond)
+	write(live, 0)
+	// the new entries' table overlaps the expired ones' key range, so compacting it rewrites them
+	reopen()
+	if err := db.RunGC(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Get(old); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("expired key still readable: %v", err)
+	}
+	if keys, err := db.Keys([]byte("tok/")); err != nil || len(keys) != live {
+		t.Fatalf("listed %d keys (%v), want the %d live ones", len(keys), err, live)
+	}
+	// the live entries are a tenth of the expired ones; allow for table overhead
+	if after, _ := db.Size(); after > before/3 {
+		t.Fatalf("tables hold %d bytes after %d expired and %d live entries (%d before expiry): expired entries not reclaimed", after, expiring, live, before)
 	}
 }
