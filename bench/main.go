@@ -1,10 +1,11 @@
 // Command bench measures what the Bearer gate costs: in one run against one Caddy process it
 // loads a reverse-proxied site without the gate and the same upstream behind oidc_auth, in
-// alternating rounds, and reports requests per second and their ratio. It then fills the store
-// with live tokens and measures the gated site again, to show the check costs the same with 10
-// and with 100,000 tokens.
+// alternating rounds, and reports requests per second and their ratio. It then mints tokens
+// through the token endpoint until the store holds -tokens live ones, reporting the minting rate
+// and Caddy's resident memory and the store's size on disk before and after, and measures the
+// gated site again, to show the check costs the same with 10 and with 200,000 tokens.
 //
-//	go run ./bench -caddy ./caddy -duration 5s -rounds 3 -connections 32 -tokens 100000
+//	go run ./bench -caddy ./caddy -duration 5s -rounds 3 -connections 32 -tokens 200000
 //
 // Every request goes to 127.0.0.1; the run is bounded by -rounds and -duration.
 package main
@@ -39,10 +40,12 @@ func main() {
 	duration := flag.Duration("duration", 5*time.Second, "length of one measuring round")
 	rounds := flag.Int("rounds", 3, "rounds per site (alternating)")
 	conns := flag.Int("connections", 32, "concurrent keep-alive connections")
-	tokens := flag.Int("tokens", 100000, "live tokens in the store for the second phase")
+	tokens := flag.Int("tokens", 200000, "live tokens in the store for the second phase (minted through the token endpoint)")
 	loader := flag.String("loader", "", "load generator: wrk (default when installed) or go")
+	profile := flag.String("heapprofile", "", "write Caddy's heap profile (from the admin API) at the end to this file")
 	pin := flag.Bool("pin", true, "with taskset and 2+ cores: Caddy on core 0, load generator and upstream on core 1")
 	flag.Parse()
+	heapProfile = *profile
 	if *pin && runtime.NumCPU() >= 2 {
 		if _, err := exec.LookPath("taskset"); err == nil {
 			pinned = true
@@ -220,19 +223,124 @@ func run(caddyBin string, duration time.Duration, rounds, conns, nTokens int) er
 	plain10, gated10 := alternate(rounds, plain, gated)
 	report("10 live tokens", "oidc_auth + proxy", plain10, gated10)
 
+	storeDir := filepath.Join(work, "store")
 	fmt.Printf("\nminting tokens up to %d live ones…\n", nTokens)
+	memory("before minting", pid, admin, storeDir)
 	start := time.Now()
 	if err := mintMany(nTokens-10, conns, mint); err != nil {
 		return err
 	}
-	fmt.Printf("minted %d tokens in %s\n\n", nTokens-10, time.Since(start).Round(time.Millisecond))
+	took := time.Since(start)
+	fmt.Printf("minted %d tokens in %s: %.0f tokens/s\n", nTokens-10, took.Round(time.Millisecond), float64(nTokens-10)/took.Seconds())
+	memory("after minting", pid, admin, storeDir)
+	fmt.Println()
 	plainN, gatedN := alternate(rounds, plain, gated)
 	report(fmt.Sprintf("%d live tokens", nTokens), "oidc_auth + proxy", plainN, gatedN)
 	// The two phases run minutes apart, and a shared machine drifts more than the gate costs, so
 	// the robust comparison is the gate's paired cost within each phase.
 	fmt.Printf("\ngate's paired throughput ratio with %d tokens / with 10 tokens: %.3f\n", nTokens, pairedRatio(plainN, gatedN)/pairedRatio(plain10, gated10))
 	fmt.Printf("gated throughput with %d tokens / with 10 tokens (phases minutes apart): %.3f\n", nTokens, median(rates(gatedN))/median(rates(gated10)))
+	memory("\nat the end", pid, admin, storeDir)
+	if heapProfile != "" {
+		if err := saveHeapProfile(admin, heapProfile); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// memory prints Caddy's resident memory (VmRSS, split into anonymous and file-backed pages, and
+// its peak VmHWM, from /proc/<pid>/status), the Go heap in use (from the admin API's metrics), and
+// the store's size on disk: the sum of the file sizes under dir, and the blocks they occupy
+// (Badger preallocates its memtable logs and value-log files sparsely, so the two differ).
+func memory(when string, pid, admin int, dir string) {
+	const mib = 1 << 20
+	size, used := dirSize(dir)
+	rss := procStatus(pid, "VmRSS")
+	fmt.Printf("%s: Caddy RSS %.1f MiB (anon %.1f, file %.1f, peak %.1f), Go heap in use %.1f MiB (live after a GC %.1f); store %.1f MiB in files, %.1f MiB on disk\n",
+		when, float64(rss)/mib, float64(procStatus(pid, "RssAnon"))/mib,
+		float64(procStatus(pid, "RssFile")+procStatus(pid, "RssShmem"))/mib, float64(procStatus(pid, "VmHWM"))/mib,
+		goHeapInUse(admin, false)/mib, goHeapInUse(admin, true)/mib, float64(size)/mib, float64(used)/mib)
+}
+
+// heapProfile is where -heapprofile asks the heap profile to go.
+var heapProfile string
+
+// saveHeapProfile writes Caddy's heap profile from the admin API's pprof endpoint to path.
+func saveHeapProfile(admin int, path string) error {
+	resp, err := http.Get(fmt.Sprintf("http://localhost:%d/debug/pprof/heap", admin))
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	return os.WriteFile(path, data, 0o644)
+}
+
+var heapInUse = regexp.MustCompile(`(?m)^go_memstats_heap_inuse_bytes ([0-9.e+]+)$`)
+
+// goHeapInUse reads go_memstats_heap_inuse_bytes from Caddy's admin /metrics, or returns 0.
+// With gc it first has Caddy collect garbage (the pprof heap endpoint's gc=1), so the figure is
+// the live heap rather than whatever garbage the pacer let accumulate.
+func goHeapInUse(admin int, gc bool) float64 {
+	if gc {
+		if resp, err := http.Get(fmt.Sprintf("http://localhost:%d/debug/pprof/heap?gc=1", admin)); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
+	resp, err := http.Get(fmt.Sprintf("http://localhost:%d/metrics", admin))
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	m := heapInUse.FindSubmatch(data)
+	if m == nil {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
+}
+
+// procStatus returns a "kB" field of /proc/<pid>/status in bytes, or 0.
+func procStatus(pid int, field string) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				return n << 10
+			}
+		}
+	}
+	return 0
+}
+
+// dirSize sums the sizes of the regular files under dir, and the disk blocks they occupy.
+func dirSize(dir string) (size, used int64) {
+	_ = filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		size += fi.Size()
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			used += st.Blocks * 512
+		}
+		return nil
+	})
+	return size, used
 }
 
 var useWrk, pinned bool

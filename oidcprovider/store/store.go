@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"go.uber.org/zap"
 )
 
@@ -43,7 +44,8 @@ type Entry struct {
 type Options struct {
 	// MemTableSize is the size of one in-memory write buffer (memtable), in bytes; JSON
 	// memtable_size. Each memtable costs about 1.3 times this in Go heap plus as much again in a
-	// memory-mapped write-ahead log, and becomes one level-0 table when full. Default: 8 MiB.
+	// memory-mapped write-ahead log, and becomes one level-0 table when full; Badger keeps up to
+	// eight table builders' buffers of about this size for reuse. Default: 4 MiB.
 	// At least 1 MiB, at most 1 GiB.
 	MemTableSize int64 `json:"memtable_size,omitempty"`
 
@@ -51,9 +53,9 @@ type Options struct {
 	// JSON num_memtables. Default: 2. At least 1.
 	NumMemtables int `json:"num_memtables,omitempty"`
 
-	// BlockCacheSize bounds the cache of decompressed table blocks, in bytes; JSON
-	// block_cache_size. It speeds up reads of tokens not already in the gate's decoded-token
-	// cache. Default: 8 MiB. At least 1 MiB (tables are compressed, so Badger needs a cache).
+	// BlockCacheSize bounds Badger's cache of table blocks, in bytes; JSON block_cache_size.
+	// It speeds up reads of tokens not already in the gate's decoded-token cache. Default: 8 MiB.
+	// At least 1 MiB.
 	BlockCacheSize int64 `json:"block_cache_size,omitempty"`
 
 	// IndexCacheSize bounds the memory held by table indexes and bloom filters, in bytes; JSON
@@ -74,7 +76,7 @@ type Options struct {
 
 // The defaults; see Options.
 const (
-	DefaultMemTableSize     = 8 << 20
+	DefaultMemTableSize     = 4 << 20
 	DefaultNumMemtables     = 2
 	DefaultBlockCacheSize   = 8 << 20
 	DefaultIndexCacheSize   = 8 << 20
@@ -88,6 +90,8 @@ const (
 	gcDiscardRatio = 0.5
 	// maxValueThreshold is Badger's largest value threshold: values up to it stay in the LSM tree.
 	maxValueThreshold = 1 << 20
+	// tableSize is the size of the tables compactions write, at every level.
+	tableSize = 1 << 20
 )
 
 // WithDefaults returns o with every zero field set to its default.
@@ -139,18 +143,37 @@ func (o Options) Validate() error {
 }
 
 // badgerOptions translates validated, defaulted options for dir.
+//
+// Badger builds every table in memory before writing it, and keeps up to eight of the builders'
+// buffers in a pool for reuse, each as large as the largest table it has built: the memtable
+// size and the table size bound most of what the store holds in the Go heap. So tables are
+// small (1 MiB at every level) and uncompressed: compression would add a compressed copy of each
+// block to the builder's buffers, while tokens, random strings in small JSON records, compress
+// only about two to one on disk.
 func (o Options) badgerOptions(dir string) badger.Options {
-	return badger.DefaultOptions(dir).
+	bo := badger.DefaultOptions(dir).
 		WithNumVersionsToKeep(1).
 		WithMemTableSize(o.MemTableSize).
 		WithNumMemtables(o.NumMemtables).
+		WithBaseTableSize(tableSize).
 		WithBlockCacheSize(o.BlockCacheSize).
 		WithIndexCacheSize(o.IndexCacheSize).
 		WithValueLogFileSize(o.ValueLogFileSize).
 		// Badger refuses a threshold above 15% of the memtable (its largest write batch).
 		WithValueThreshold(min(maxValueThreshold, o.MemTableSize*15/100)).
 		// Two is the fewest Badger runs; more only pay on machines with cores to spare.
-		WithNumCompactors(2)
+		WithNumCompactors(2).
+		WithCompression(options.None).
+		// Every write is a whole transaction of its own (the store has no read-modify-write
+		// transactions), so there is nothing for conflict detection to find.
+		WithDetectConflicts(false).
+		// Small memtables make many small level-0 tables; letting more of them wait before a
+		// compaction (and before writes stall) batches the rewrites that random token keys cause,
+		// which keeps minting as fast as with Badger's 64 MiB memtables.
+		WithNumLevelZeroTables(10).
+		WithNumLevelZeroTablesStall(30)
+	bo.TableSizeMultiplier = 1
+	return bo
 }
 
 // Badger is an open Badger database with its background value-log garbage collection. It is
