@@ -192,6 +192,12 @@ type Badger struct {
 // Open opens (creating if needed) the Badger database in dir with opts (zero fields take their
 // defaults) and starts its value-log GC loop. Destruct closes it.
 func Open(dir string, opts Options, logger *zap.Logger) (*Badger, error) {
+	return open(dir, opts, logger, nil)
+}
+
+// open is Open with a hook that may adjust Badger's options (tests use it to make compaction
+// start sooner).
+func open(dir string, opts Options, logger *zap.Logger, adjust func(*badger.Options)) (*Badger, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
@@ -202,6 +208,9 @@ func Open(dir string, opts Options, logger *zap.Logger) (*Badger, error) {
 	bo := opts.badgerOptions(dir).
 		WithLogger(badgerLogger{logger.Sugar()}).
 		WithLoggingLevel(badger.WARNING)
+	if adjust != nil {
+		adjust(&bo)
+	}
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("opening badger database in %s: %w", dir, err)

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 )
 
 func TestCloseThenReopenKeepsData(t *testing.T) {
@@ -162,10 +164,12 @@ func TestOptionsDefaultsAndBounds(t *testing.T) {
 
 // Expired tokens must not pile up: once their TTL passes and newer writes compact the tables
 // (token keys are random, so new tokens' tables overlap old ones), the store shrinks back instead
-// of growing with every token ever minted.
+// of growing with every token ever minted. The store waits for ten level-0 tables before it
+// compacts; the test lets it start at one, so a few megabytes show what a busy store does.
 func TestExpiredEntriesAreReclaimed(t *testing.T) {
 	dir := t.TempDir()
-	db, err := Open(dir, Options{MemTableSize: mib}, nil)
+	compactSoon := func(o *badger.Options) { o.NumLevelZeroTables = 1 }
+	db, err := open(dir, Options{MemTableSize: mib}, nil, compactSoon)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +199,7 @@ func TestExpiredEntriesAreReclaimed(t *testing.T) {
 		if err := db.Destruct(); err != nil {
 			t.Fatal(err)
 		}
-		if db, err = Open(dir, Options{MemTableSize: mib}, nil); err != nil {
+		if db, err = open(dir, Options{MemTableSize: mib}, nil, compactSoon); err != nil {
 			t.Fatal(err)
 		}
 		if err := db.db.Flatten(1); err != nil {
