@@ -335,3 +335,60 @@ func (m *subjectMatcher) match(s *Subject) bool {
 	}
 	return false
 }
+
+// Match is how one rule relates to a request and subject in Explain.
+type Match uint8
+
+// The outcomes of a rule in Explain.
+const (
+	// NoMatch: some criterion of the rule does not hold.
+	NoMatch Match = iota
+	// Matches: every criterion holds.
+	Matches
+	// MayMatch: every criterion but the subjects holds, and the caller is anonymous: the rule
+	// would apply once the caller signs in as one of its subjects.
+	MayMatch
+)
+
+// String is "match", "no match" or "may match".
+func (m Match) String() string {
+	switch m {
+	case Matches:
+		return "match"
+	case MayMatch:
+		return "may match"
+	}
+	return "no match"
+}
+
+// RuleResult is one rule's outcome in Explain.
+type RuleResult struct {
+	// Name describes the rule as RuleName does.
+	Name string
+	// Policy is the rule's policy.
+	Policy Policy
+	// Match is how the rule relates to the request.
+	Match Match
+}
+
+// Explain evaluates every rule for the request and subject, not only up to the deciding one, and
+// returns each rule's outcome with the decision Decide makes. It is for operators' tools; the
+// gate calls Decide.
+func (e *Engine) Explain(req *Request, subj *Subject) ([]RuleResult, Decision) {
+	anon := subj.IsAnonymous()
+	s := subj
+	if s == nil {
+		s = &Subject{}
+	}
+	out := make([]RuleResult, len(e.rules))
+	for i, r := range e.rules {
+		out[i] = RuleResult{Name: r.desc, Policy: r.policy}
+		if r.matches(req, s, anon) {
+			out[i].Match = Matches
+			if anon && r.hasSubjects {
+				out[i].Match = MayMatch
+			}
+		}
+	}
+	return out, e.Decide(req, subj)
+}

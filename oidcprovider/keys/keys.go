@@ -160,3 +160,39 @@ func Algorithms(keys []*Key) []string {
 	}
 	return algs
 }
+
+// Generate makes a new private key for alg (RS256, RS384, RS512, PS256, PS384, PS512 with bits of
+// 2048, 3072 or 4096; ES256, ES384, ES512 on their curves, bits ignored) and returns it PKCS#8 PEM
+// encoded, with the Key the provider builds from that file (its derived key id).
+func Generate(alg string, bits int) ([]byte, *Key, error) {
+	alg = strings.ToUpper(alg)
+	var priv crypto.Signer
+	var err error
+	switch {
+	case containsFold(rsaAlgs, alg):
+		if bits != 2048 && bits != 3072 && bits != 4096 {
+			return nil, nil, fmt.Errorf("RSA keys have 2048, 3072 or 4096 bits, not %d", bits)
+		}
+		priv, err = rsa.GenerateKey(rand.Reader, bits)
+	case alg == "ES256":
+		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case alg == "ES384":
+		priv, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case alg == "ES512":
+		priv, err = ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	default:
+		return nil, nil, fmt.Errorf("unknown algorithm %q (use one of %s, ES256, ES384, ES512)", alg, strings.Join(rsaAlgs, ", "))
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("generating %s key: %w", alg, err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encoding %s key: %w", alg, err)
+	}
+	k, err := New(priv, alg, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), k, nil
+}

@@ -1,0 +1,280 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// command runs `caddy oidc <args>` with stdin and returns stdout, stderr and the exit status.
+func command(t *testing.T, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(caddyBin, append([]string{"oidc"}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return out.String(), errOut.String(), 0
+	case errors.As(err, &exit):
+		return out.String(), errOut.String(), exit.ExitCode()
+	}
+	t.Fatalf("running caddy oidc %v: %v", args, err)
+	return "", "", -1
+}
+
+// commandsCaddyfile has one client per digest, a site guarded by rules on them, a bypassed site
+// and a site without the gate.
+const commandsCaddyfile = `{
+	admin localhost:{ADMIN}
+	http_port {HTTP}
+	oidc {
+		issuer http://auth.localhost:{HTTP}
+		signing_key {
+			key_file {RSAKEY}
+		}
+		signing_key {
+			algorithm ES256
+			key_file {KEY}
+		}
+		{CLIENTS}
+		access_control {
+			default_policy deny
+			rule {
+				domain api.localhost
+				resources "^/admin([/?].*)?$"
+				policy deny
+			}
+			rule {
+				domain api.localhost
+				subject oauth2:client:c-argon2id
+				policy one_factor
+			}
+			rule {
+				domain api.localhost
+				subject oauth2:client:c-pbkdf2-sha512
+				methods GET HEAD
+				policy one_factor
+			}
+			rule {
+				domain public.localhost
+				policy bypass
+			}
+		}
+	}
+}
+http://auth.localhost:{HTTP} {
+	oidc_provider
+}
+http://api.localhost:{HTTP} {
+	oidc_auth
+	respond "api {http.auth.user.id}"
+}
+http://public.localhost:{HTTP} {
+	oidc_auth
+	respond "public"
+}
+http://open.localhost:{HTTP} {
+	respond "open"
+}
+`
+
+// The digests `caddy oidc hash` makes are read by the provider: a client configured with each
+// gets a token with its secret and none with another; keygen's key is served under the key id
+// it printed; check-policy answers what the running gate does.
+func TestOperatorCommands(t *testing.T) {
+	dir := t.TempDir()
+
+	// keygen: a 0600 PEM, the key id printed, no silent overwrite, bad sizes are usage errors
+	keyFile := filepath.Join(dir, "es256.pem")
+	out, errOut, code := command(t, "", "keygen", "--algorithm", "ES256", "--out", keyFile, "--json")
+	if code != 0 {
+		t.Fatalf("keygen: exit %d: %s", code, errOut)
+	}
+	var kg struct {
+		KeyID     string `json:"key_id"`
+		Algorithm string `json:"algorithm"`
+	}
+	if err := json.Unmarshal([]byte(out), &kg); err != nil || kg.KeyID == "" || kg.Algorithm != "ES256" {
+		t.Fatalf("keygen output %q: %v", out, err)
+	}
+	if fi, err := os.Stat(keyFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode: %v %v", fi.Mode(), err)
+	}
+	before, _ := os.ReadFile(keyFile)
+	if _, errOut, code := command(t, "", "keygen", "--out", keyFile); code != 1 || !strings.Contains(errOut, "--force") {
+		t.Fatalf("keygen over an existing file: exit %d %q, want 1 naming --force", code, errOut)
+	}
+	if after, _ := os.ReadFile(keyFile); !bytes.Equal(before, after) {
+		t.Fatal("keygen replaced an existing key without --force")
+	}
+	rsaFile := filepath.Join(dir, "rs256.pem")
+	out, errOut, code = command(t, "", "keygen", "--out", rsaFile, "--bits", "3072")
+	rsaKid, ok := strings.CutPrefix(strings.TrimSpace(out[strings.Index(out, "Key ID: "):]), "Key ID: ")
+	if code != 0 || !ok || !strings.HasSuffix(rsaKid, "-rs256") {
+		t.Fatalf("keygen RS256: exit %d %q %s", code, out, errOut)
+	}
+	if _, _, code := command(t, "", "keygen", "--out", filepath.Join(dir, "small.pem"), "--bits", "1024"); code != 2 {
+		t.Fatalf("keygen --bits 1024: exit %d, want 2", code)
+	}
+
+	// hash: every algorithm, a random secret and one from stdin
+	type hashed struct{ id, secret, digest string }
+	var clients []hashed
+	for _, alg := range []string{"argon2id", "pbkdf2-sha512", "scrypt", "bcrypt"} {
+		out, errOut, code := command(t, "", "hash", "--algorithm", alg, "--random", "--json")
+		if code != 0 {
+			t.Fatalf("hash %s: exit %d: %s", alg, code, errOut)
+		}
+		var res struct{ Secret, Digest string }
+		if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Secret) != 72 || res.Digest == "" {
+			t.Fatalf("hash %s output %q: %v", alg, out, err)
+		}
+		clients = append(clients, hashed{"c-" + alg, res.Secret, res.Digest})
+	}
+	const piped = "a secret with spaces+and%signs"
+	out, errOut, code = command(t, piped+"\n", "hash", "--algorithm", "pbkdf2", "--iterations", "100000")
+	digest, ok := strings.CutPrefix(strings.TrimSpace(out), "Digest: ")
+	if code != 0 || !ok || !strings.HasPrefix(digest, "$pbkdf2-sha512$100000$") {
+		t.Fatalf("hash from stdin: exit %d, %q %s", code, out, errOut)
+	}
+	clients = append(clients, hashed{"c-piped", piped, digest})
+	// bcrypt ignores what follows 72 bytes: a longer secret is refused, not silently cut
+	if _, errOut, code := command(t, strings.Repeat("s", 73), "hash", "--algorithm", "bcrypt"); code != 2 || !strings.Contains(errOut, "72 bytes") {
+		t.Errorf("bcrypt with a 73-byte secret: exit %d %q, want 2", code, errOut)
+	}
+	for _, bad := range [][]string{{"hash", "--algorithm", "md5"}, {"hash"}, {"hash", "--iterations", "-1"}, {"hash", "stray"}, {"hash", "--nope"}, {"nope"}} {
+		if _, _, code := command(t, "", bad...); code != 2 {
+			t.Errorf("caddy oidc %v: exit %d, want 2 (usage)", bad, code)
+		}
+	}
+
+	var blocks strings.Builder
+	for _, c := range clients {
+		fmt.Fprintf(&blocks, "client %s {\n\t\t\tsecret %q\n\t\t\tscopes authelia.bearer.authz\n\t\t\taudience http://api.localhost:{HTTP}/\n\t\t\tgrant_types client_credentials\n\t\t\trequested_audience_mode implicit\n\t\t}\n\t\t", c.id, c.digest)
+	}
+	adminPort, httpPort := freePort(t), freePort(t)
+	cf := strings.NewReplacer("{CLIENTS}", blocks.String()).Replace(commandsCaddyfile)
+	cf = strings.NewReplacer("{ADMIN}", fmt.Sprint(adminPort), "{HTTP}", fmt.Sprint(httpPort), "{KEY}", keyFile, "{RSAKEY}", rsaFile).Replace(cf)
+	s := newServer(t, cf, adminPort, httpPort)
+	s.readyURL = fmt.Sprintf("http://auth.localhost:%d/.well-known/openid-configuration", httpPort)
+	s.start()
+	hc := client()
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, hc)
+	base := func(host string) string { return fmt.Sprintf("http://%s.localhost:%d", host, httpPort) }
+	tokens := map[string]string{}
+	for _, c := range clients {
+		cc := clientcredentials.Config{ClientID: c.id, ClientSecret: c.secret, TokenURL: base("auth") + "/api/oidc/token",
+			Scopes: []string{"authelia.bearer.authz"}, AuthStyle: oauth2.AuthStyleInHeader}
+		tok, err := cc.Token(ctx)
+		if err != nil {
+			t.Fatalf("%s with the secret hash printed: %v", c.id, err)
+		}
+		tokens[c.id] = tok.AccessToken
+		cc.ClientSecret = "x" + c.secret[1:]
+		if _, err := cc.Token(ctx); err == nil {
+			t.Fatalf("%s: a wrong secret got a token", c.id)
+		}
+	}
+
+	// the key keygen printed is the one the provider signs with
+	resp, err := hc.Get(base("auth") + "/jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jwks struct {
+		Keys []struct {
+			Kid string `json:"kid"`
+			Alg string `json:"alg"`
+		} `json:"keys"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&jwks)
+	resp.Body.Close()
+	served := map[string]string{}
+	for _, k := range jwks.Keys {
+		served[k.Kid] = k.Alg
+	}
+	if len(served) != 2 || served[kg.KeyID] != "ES256" || served[rsaKid] != "RS256" {
+		t.Fatalf("JWKS %+v, want the keys keygen printed: %s and %s", jwks.Keys, rsaKid, kg.KeyID)
+	}
+
+	// check-policy answers what the running gate does
+	cases := []struct {
+		method, url, subject string
+		want                 int
+	}{
+		{"GET", base("api") + "/", "oauth2:client:c-argon2id", 200},
+		{"GET", base("api") + "/admin/users", "oauth2:client:c-argon2id", 403},
+		{"GET", base("api") + "/admin?x=1", "oauth2:client:c-argon2id", 403},
+		{"GET", base("api") + "/administrator", "oauth2:client:c-argon2id", 200},
+		{"GET", base("api") + "/", "oauth2:client:c-pbkdf2-sha512", 200},
+		{"POST", base("api") + "/", "oauth2:client:c-pbkdf2-sha512", 403},
+		{"GET", base("api") + "/", "oauth2:client:c-bcrypt", 403},
+		{"GET", base("api") + "/", "", 401},
+		{"GET", base("api") + "/a/%2e%2e/admin", "oauth2:client:c-argon2id", 400},
+		{"GET", base("public") + "/", "", 200},
+		{"GET", base("open") + "/", "", 200},
+	}
+	for _, c := range cases {
+		args := []string{"check-policy", "--config", s.config, "--url", c.url, "--method", c.method, "--json"}
+		if c.subject != "" {
+			args = append(args, "--subject", c.subject)
+		}
+		out, errOut, code := command(t, "", args...)
+		if code != 0 {
+			t.Fatalf("check-policy %s %s: exit %d: %s", c.method, c.url, code, errOut)
+		}
+		var res struct{ Answer string }
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatalf("check-policy output %q: %v", out, err)
+		}
+		predicted := map[string]int{"allow": 200, "403": 403, "401": 401, "400": 400}[strings.Fields(res.Answer)[0]]
+
+		req, _ := http.NewRequest(c.method, c.url, nil)
+		if c.subject != "" {
+			req.Header.Set("Authorization", "Bearer "+tokens[strings.TrimPrefix(c.subject, "oauth2:client:")])
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want || predicted != c.want {
+			t.Errorf("%s %s as %q: gate %d, check-policy %q, want %d", c.method, c.url, c.subject, resp.StatusCode, res.Answer, c.want)
+		}
+	}
+	// the human-readable form lists each rule's outcome
+	out, _, _ = command(t, "", "check-policy", "--config", s.config, "--url", base("api")+"/", "--subject", "oauth2:client:c-argon2id")
+	for _, want := range []string{"no match   deny", "match      one_factor", "Answer: allow"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check-policy text lacks %q:\n%s", want, out)
+		}
+	}
+	for _, bad := range [][]string{
+		{"check-policy", "--url", base("api") + "/"},
+		{"check-policy", "--config", s.config},
+		{"check-policy", "--config", s.config, "--url", "ftp://x/"},
+		{"check-policy", "--config", s.config, "--url", base("api") + "/", "--subject", "robot:x"},
+		{"check-policy", "--config", s.config, "--url", base("api") + "/", "--ip", "nowhere"},
+	} {
+		if _, _, code := command(t, "", bad...); code != 2 {
+			t.Errorf("caddy oidc %v: exit %d, want 2", bad, code)
+		}
+	}
+	if _, _, code := command(t, "", "check-policy", "--config", filepath.Join(dir, "missing"), "--url", base("api")+"/"); code != 1 {
+		t.Errorf("check-policy with a missing config: exit %d, want 1", code)
+	}
+}
