@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
@@ -34,6 +36,15 @@ func command(t *testing.T, stdin string, args ...string) (string, string, int) {
 	}
 	t.Fatalf("running caddy oidc %v: %v", args, err)
 	return "", "", -1
+}
+
+// wrongSecret differs from secret in its first byte, which every algorithm reads (bcrypt ignores
+// what follows 72 bytes).
+func wrongSecret(secret string) string {
+	if secret[0] == 'x' {
+		return "y" + secret[1:]
+	}
+	return "x" + secret[1:]
 }
 
 // commandsCaddyfile has one client per digest, a site guarded by rules on them, a bypassed site
@@ -184,9 +195,35 @@ func TestOperatorCommands(t *testing.T) {
 			t.Fatalf("%s with the secret hash printed: %v", c.id, err)
 		}
 		tokens[c.id] = tok.AccessToken
-		cc.ClientSecret = "x" + c.secret[1:]
+		cc.ClientSecret = wrongSecret(c.secret)
 		if _, err := cc.Token(ctx); err == nil {
 			t.Fatalf("%s: a wrong secret got a token", c.id)
+		}
+	}
+
+	// one log line per token issued and refused, naming the client and the grant, never a secret or
+	// a token
+	scrypt := clients[2]
+	if code, _ := form(t, hc, base("auth")+"/api/oidc/revocation", scrypt.id, scrypt.secret, url.Values{"token": {tokens[scrypt.id]}}); code != 200 {
+		t.Fatalf("revocation: %d", code)
+	}
+	last := `"msg":"token revoked","client_id":"` + scrypt.id + `"`
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(s.log.String(), last) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond) // the server's output arrives through a pipe
+	}
+	log := s.log.String()
+	if !strings.Contains(log, last) {
+		t.Error("no 'token revoked' line")
+	}
+	for _, c := range clients {
+		if !strings.Contains(log, `"msg":"token issued","client_id":"`+c.id+`","grant_type":"client_credentials"`) {
+			t.Errorf("no 'token issued' line for %s", c.id)
+		}
+		if !strings.Contains(log, `"msg":"token refused","client_id":"`+c.id+`","grant_type":"client_credentials","error":"invalid_client"`) {
+			t.Errorf("no 'token refused' line for %s's wrong secret", c.id)
+		}
+		if strings.Contains(log, c.secret[1:]) || strings.Contains(log, tokens[c.id]) {
+			t.Errorf("the log holds %s's secret or token", c.id)
 		}
 	}
 

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/ory/fosite"
+	"go.uber.org/zap"
 )
 
 // ServeRevocation is RFC 7009 token revocation: the client authenticates; an unknown, invalid or
@@ -21,7 +22,8 @@ func (p *Provider) ServeRevocation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var err error
-	if p.authentic(ctx, token) {
+	authentic := p.authentic(ctx, token)
+	if authentic {
 		err = p.oauth2.NewRevocationRequest(ctx, r)
 	} else {
 		// fosite finds a token by its signature half alone; only a whole, authentic token may
@@ -29,8 +31,16 @@ func (p *Provider) ServeRevocation(w http.ResponseWriter, r *http.Request) {
 		_, err = p.authenticateClient(ctx, r, r.PostForm)
 	}
 	if err != nil && !isUnknownTokenErr(err) {
+		if rfc := fosite.ErrorToRFC6749Error(err); rfc.CodeField < 500 && !isClosedErr(err) {
+			p.cfg.Logger.Info("token revocation refused", zap.String("client_id", presentedClientID(r)),
+				zap.String("error", rfc.ErrorField), zap.String("reason", rfc.GetDescription()))
+		}
 		p.writeError(w, r, err)
 		return
+	}
+	if authentic && err == nil {
+		p.cfg.Logger.Info("token revoked", zap.String("client_id", presentedClientID(r)),
+			zap.String("token_type_hint", r.PostForm.Get("token_type_hint")))
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")

@@ -5,8 +5,10 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"time"
 
 	"github.com/ory/fosite"
+	"go.uber.org/zap"
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/audience"
 	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
@@ -16,20 +18,20 @@ import (
 func (p *Provider) ServeToken(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if err := parseForm(w, r); err != nil {
-		p.writeError(w, r, err)
+		p.refuseToken(w, r, err)
 		return
 	}
 	switch gt := r.PostForm.Get("grant_type"); {
 	case gt == "":
-		p.writeError(w, r, fosite.ErrInvalidRequest.WithHint("The grant_type parameter is missing."))
+		p.refuseToken(w, r, fosite.ErrInvalidRequest.WithHint("The grant_type parameter is missing."))
 		return
 	case gt != clients.GrantClientCredentials:
-		p.writeError(w, r, fosite.ErrUnsupportedGrantType.WithHintf("The grant type '%s' is not supported; this provider serves client_credentials.", gt))
+		p.refuseToken(w, r, fosite.ErrUnsupportedGrantType.WithHintf("The grant type '%s' is not supported; this provider serves client_credentials.", gt))
 		return
 	}
 	for _, k := range []string{"scope", "grant_type"} {
 		if len(r.PostForm[k]) > 1 {
-			p.writeError(w, r, fosite.ErrInvalidRequest.WithHintf("The %s parameter is repeated.", k))
+			p.refuseToken(w, r, fosite.ErrInvalidRequest.WithHintf("The %s parameter is repeated.", k))
 			return
 		}
 	}
@@ -37,12 +39,12 @@ func (p *Provider) ServeToken(w http.ResponseWriter, r *http.Request) {
 	sess := &Session{Issuer: p.cfg.Issuer}
 	ar, err := p.oauth2.NewAccessRequest(ctx, r, sess)
 	if err != nil {
-		p.writeError(w, r, err)
+		p.refuseToken(w, r, err)
 		return
 	}
 	client, ok := ar.GetClient().(*clients.Client)
 	if !ok {
-		p.writeError(w, r, fosite.ErrInvalidClient)
+		p.refuseToken(w, r, fosite.ErrInvalidClient)
 		return
 	}
 
@@ -50,7 +52,7 @@ func (p *Provider) ServeToken(w http.ResponseWriter, r *http.Request) {
 	if slices.Contains(requested, clients.ScopeBearerAuthz) {
 		for _, s := range requested {
 			if s != clients.ScopeBearerAuthz && s != "offline" && s != "offline_access" {
-				p.writeError(w, r, fosite.ErrInvalidScope.WithHintf("The scope '%s' must be requested alone or with offline_access.", clients.ScopeBearerAuthz))
+				p.refuseToken(w, r, fosite.ErrInvalidScope.WithHintf("The scope '%s' must be requested alone or with offline_access.", clients.ScopeBearerAuthz))
 				return
 			}
 		}
@@ -62,24 +64,24 @@ func (p *Provider) ServeToken(w http.ResponseWriter, r *http.Request) {
 	resources := r.PostForm["resource"]
 	for _, res := range resources {
 		if err := audience.ParseResource(res); err != nil {
-			p.writeError(w, r, errInvalidTarget(err.Error()))
+			p.refuseToken(w, r, errInvalidTarget(err.Error()))
 			return
 		}
 		if !audience.Allowed(client.GetAudience(), res) {
-			p.writeError(w, r, errInvalidTarget("The client may not request the resource '"+res+"'."))
+			p.refuseToken(w, r, errInvalidTarget("The client may not request the resource '"+res+"'."))
 			return
 		}
 	}
 	audiences := slices.Clone([]string(ar.GetRequestedAudience()))
 	for _, a := range audiences {
 		if err := checkRequestedURL(a); err != nil {
-			p.writeError(w, r, errInvalidTarget("The "+err.Error()))
+			p.refuseToken(w, r, errInvalidTarget("The "+err.Error()))
 			return
 		}
 	}
 	for _, res := range resources {
 		if err := checkRequestedURL(res); err != nil {
-			p.writeError(w, r, errInvalidTarget("The "+err.Error()))
+			p.refuseToken(w, r, errInvalidTarget("The "+err.Error()))
 			return
 		}
 	}
@@ -97,10 +99,41 @@ func (p *Provider) ServeToken(w http.ResponseWriter, r *http.Request) {
 	sess.ClientCredentials = true
 	resp, err := p.oauth2.NewAccessResponse(ctx, ar)
 	if err != nil {
-		p.writeError(w, r, err)
+		p.refuseToken(w, r, err)
 		return
 	}
 	p.oauth2.WriteAccessResponse(ctx, w, ar, resp)
+	p.cfg.Logger.Info("token issued",
+		zap.String("client_id", client.ID()),
+		zap.String("grant_type", clients.GrantClientCredentials),
+		zap.Strings("scopes", ar.GetGrantedScopes()),
+		zap.Strings("audience", ar.GetGrantedAudience()),
+		zap.Duration("expires_in", time.Until(sess.GetExpiresAt(fosite.AccessToken)).Round(time.Second)))
+}
+
+// refuseToken answers a token request with its RFC 6749 error and logs one line naming the
+// client as presented, the grant and the reason; never the secret or a token.
+func (p *Provider) refuseToken(w http.ResponseWriter, r *http.Request, err error) {
+	rfc := fosite.ErrorToRFC6749Error(err)
+	if rfc.CodeField < 500 && !isClosedErr(err) {
+		p.cfg.Logger.Info("token refused",
+			zap.String("client_id", presentedClientID(r)),
+			zap.String("grant_type", r.PostForm.Get("grant_type")),
+			zap.String("error", rfc.ErrorField),
+			zap.String("reason", rfc.GetDescription()))
+	}
+	p.writeError(w, r, err)
+}
+
+// presentedClientID is the client id a request names, in its Basic credentials or its form, or "".
+func presentedClientID(r *http.Request) string {
+	if id, _, ok := r.BasicAuth(); ok {
+		if u, err := url.QueryUnescape(id); err == nil {
+			return u
+		}
+		return id
+	}
+	return r.PostForm.Get("client_id")
 }
 
 func errInvalidTarget(desc string) *fosite.RFC6749Error {
