@@ -392,3 +392,19 @@ func (e *Engine) Explain(req *Request, subj *Subject) ([]RuleResult, Decision) {
 	}
 	return out, e.Decide(req, subj)
 }
+
+// ExactDomains lists the host names the engine's rules name exactly (not wildcards, regular
+// expressions or {user}/{group} labels), each once: a bounded set, fit for metric labels.
+func (e *Engine) ExactDomains() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range e.rules {
+		for _, d := range r.domains {
+			if d.kind == domainExact && !seen[d.name] {
+				seen[d.name] = true
+				out = append(out, d.name)
+			}
+		}
+	}
+	return out
+}

@@ -49,6 +49,16 @@ type gate struct {
 	app        *oidcprovider.App
 	engine     *accesscontrol.Engine
 	strategies []strategy
+	sites      map[string]bool // the hosts the rules name exactly: the metrics' site labels
+}
+
+// siteLabel is host when the rules name it, else "other", so the metric has few labels whatever
+// Host headers callers send.
+func (g *gate) siteLabel(host string) string {
+	if g.sites[host] {
+		return host
+	}
+	return "other"
 }
 
 type strategy struct {
@@ -74,7 +84,10 @@ func (c *GateConfig) newGate(app *oidcprovider.App) (*gate, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &gate{app: app, engine: accesscontrol.NewEngine(app.DefaultPolicy(), site, app.GlobalRules())}
+	g := &gate{app: app, engine: accesscontrol.NewEngine(app.DefaultPolicy(), site, app.GlobalRules()), sites: map[string]bool{}}
+	for _, d := range g.engine.ExactDomains() {
+		g.sites[d] = true
+	}
 	names := c.Strategies
 	if len(names) == 0 {
 		names = defaultStrategies

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/portcullis-auth/portcullis/oidcprovider"
+	"github.com/portcullis-auth/portcullis/oidcprovider/audience"
 )
 
 func init() {
@@ -66,17 +67,23 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// ServeHTTP gates the request.
+// ServeHTTP gates the request and counts the decision in the oidc app's metrics.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	stripRemoteHeaders(r)
 	t, err := h.gate.requestTarget(r)
-	if errors.Is(err, errMisdirected) {
-		return caddyhttp.Error(http.StatusMisdirectedRequest, err)
-	} else if err != nil {
+	if err != nil {
+		host, _ := audience.SplitHost(r.Host)
+		if errors.Is(err, errMisdirected) {
+			h.gate.app.GateDecided(h.gate.siteLabel(host), "none", "misdirected")
+			return caddyhttp.Error(http.StatusMisdirectedRequest, err)
+		}
+		h.gate.app.GateDecided(h.gate.siteLabel(host), "none", "bad_request")
 		return caddyhttp.Error(http.StatusBadRequest, err)
 	}
+	site := h.gate.siteLabel(t.access.Host)
 	found, err := h.gate.identify(r, &t)
 	if err != nil {
+		h.gate.app.GateDecided(site, "none", "unavailable")
 		if errors.Is(err, oidcprovider.ErrUnavailable) {
 			w.Header().Set("Retry-After", "1")
 			return caddyhttp.Error(http.StatusServiceUnavailable, err)
@@ -88,26 +95,32 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if c := h.logger.Check(zapcore.DebugLevel, "access decision"); c != nil {
 		c.Write(zap.String("host", t.access.Host), zap.String("rule", h.gate.engine.RuleName(d.Rule)), zap.Stringer("policy", d.Policy), zap.Bool("authenticated", id != nil))
 	}
+	policy := d.Policy.String()
 	switch v {
 	case verdictAllow:
+		h.gate.app.GateDecided(site, policy, "allow")
 		if id != nil {
 			applyIdentity(r, id)
 		}
 		return next.ServeHTTP(w, r)
 	case verdictInvalid:
+		h.gate.app.GateDecided(site, policy, "invalid_token")
 		f := found.failure
 		w.Header().Set(f.strategy.challenge, bearerChallenge("invalid_token", f.description))
 		return caddyhttp.Error(f.strategy.status, errors.New("invalid credentials: "+f.description))
 	case verdictForbidden:
+		h.gate.app.GateDecided(site, policy, "forbidden")
 		w.Header().Set(id.strategy.challenge, bearerChallenge("insufficient_scope", "The rule for this URL asks more than this token can prove ("+d.Policy.String()+")."))
 		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("forbidden by %s", h.gate.engine.RuleName(d.Rule)))
 	case verdictDeny:
+		h.gate.app.GateDecided(site, policy, "forbidden")
 		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("denied by %s", h.gate.engine.RuleName(d.Rule)))
 	}
 	// Anonymous: browsers go to the portal; API clients get 401 with the same Location.
 	loc := h.gate.portalURL(&t)
 	w.Header().Set("Location", loc)
 	if isBrowser(r) {
+		h.gate.app.GateDecided(site, policy, "redirect")
 		status := http.StatusFound
 		if t.method != http.MethodGet && t.method != http.MethodHead && t.method != http.MethodOptions {
 			status = http.StatusSeeOther
@@ -122,6 +135,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		_, _ = fmt.Fprintf(w, "<a href=\"%s\">%d %s</a>\n", html.EscapeString(loc), status, http.StatusText(status))
 		return nil
 	}
+	h.gate.app.GateDecided(site, policy, "unauthorized")
 	w.Header().Set("WWW-Authenticate", bearerChallenge("", ""))
 	return caddyhttp.Error(http.StatusUnauthorized, errors.New("authentication required"))
 }

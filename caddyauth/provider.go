@@ -10,6 +10,7 @@ import (
 
 	"github.com/portcullis-auth/portcullis/accesscontrol"
 	"github.com/portcullis-auth/portcullis/oidcprovider"
+	"github.com/portcullis-auth/portcullis/oidcprovider/audience"
 )
 
 func init() {
@@ -54,32 +55,42 @@ func (p *Provider) Authenticate(w http.ResponseWriter, r *http.Request) (caddyau
 	t, err := p.gate.requestTarget(r)
 	if err != nil {
 		// the stock handler can only refuse: 401
+		host, _ := audience.SplitHost(r.Host)
+		p.gate.app.GateDecided(p.gate.siteLabel(host), "none", "bad_request")
 		return caddyauthstd.User{}, false, nil
 	}
+	site := p.gate.siteLabel(t.access.Host)
 	found, err := p.gate.identify(r, &t)
 	if err != nil {
+		p.gate.app.GateDecided(site, "none", "unavailable")
 		if errors.Is(err, oidcprovider.ErrUnavailable) {
 			w.Header().Set("Retry-After", "1")
 		}
 		return caddyauthstd.User{}, false, err
 	}
 	if found.failure != nil {
+		p.gate.app.GateDecided(site, "none", "invalid_token")
 		w.Header().Set("WWW-Authenticate", bearerChallenge("invalid_token", found.failure.description))
 		return caddyauthstd.User{}, false, nil
 	}
 	id := found.id
 	if id == nil {
 		if found.foreign != nil {
+			p.gate.app.GateDecided(site, "none", "invalid_token")
 			w.Header().Set("WWW-Authenticate", bearerChallenge("invalid_token", foreignTokenDescription))
 		} else {
+			p.gate.app.GateDecided(site, "none", "unauthorized")
 			w.Header().Set("WWW-Authenticate", bearerChallenge("", ""))
 		}
 		return caddyauthstd.User{}, false, nil
 	}
-	if v, _ := p.gate.decide(&t.access, &found); v != verdictAllow {
+	v, d := p.gate.decide(&t.access, &found)
+	if v != verdictAllow {
+		p.gate.app.GateDecided(site, d.Policy.String(), "forbidden")
 		w.Header().Set("WWW-Authenticate", bearerChallenge("insufficient_scope", "The rule for this URL does not admit this token."))
 		return caddyauthstd.User{}, false, nil
 	}
+	p.gate.app.GateDecided(site, d.Policy.String(), "allow")
 	applyIdentity(r, id)
 	user := caddyauthstd.User{Metadata: map[string]string{"auth_level": "one_factor"}}
 	if id.level == accesscontrol.TwoFactor {

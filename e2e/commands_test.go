@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -293,6 +295,36 @@ func TestOperatorCommands(t *testing.T) {
 			t.Errorf("%s %s as %q: gate %d, check-policy %q, want %d", c.method, c.url, c.subject, resp.StatusCode, res.Answer, c.want)
 		}
 	}
+	// the metrics count exactly what happened above
+	want := map[string]float64{
+		`portcullis_token_requests_refused_total{error="invalid_client",grant="client_credentials"}`:      5,
+		`portcullis_client_auth_failures_total{reason="wrong_secret"}`:                                    5,
+		`portcullis_tokens_revoked_total`:                                                                 1,
+		`portcullis_gate_decisions_total{answer="allow",policy="one_factor",site="api.localhost"}`:        3,
+		`portcullis_gate_decisions_total{answer="forbidden",policy="deny",site="api.localhost"}`:          4,
+		`portcullis_gate_decisions_total{answer="unauthorized",policy="one_factor",site="api.localhost"}`: 1,
+		`portcullis_gate_decisions_total{answer="bad_request",policy="none",site="api.localhost"}`:        1,
+		`portcullis_gate_decisions_total{answer="allow",policy="bypass",site="public.localhost"}`:         1,
+		`portcullis_store_gc_runs_total`:                                                                  0,
+	}
+	for _, c := range clients {
+		want[`portcullis_tokens_issued_total{client="`+c.id+`",grant="client_credentials"}`] = 1
+	}
+	got := scrape(t, hc, adminPort)
+	for series, v := range want {
+		if got[series] != v {
+			t.Errorf("%s = %v, want %v", series, got[series], v)
+		}
+	}
+	for series := range got {
+		if _, ok := want[series]; !ok && strings.HasPrefix(series, "portcullis_") && !strings.HasPrefix(series, "portcullis_store_size_bytes") {
+			t.Errorf("unexpected series %s = %v", series, got[series])
+		}
+	}
+	if got[`portcullis_store_size_bytes{part="lsm"}`]+got[`portcullis_store_size_bytes{part="vlog"}`] <= 0 {
+		t.Error("the store size is not reported")
+	}
+
 	// the human-readable form lists each rule's outcome
 	out, _, _ = command(t, "", "check-policy", "--config", s.config, "--url", base("api")+"/", "--subject", "oauth2:client:c-argon2id")
 	for _, want := range []string{"no match   deny", "match      one_factor", "Answer: allow"} {
@@ -314,4 +346,30 @@ func TestOperatorCommands(t *testing.T) {
 	if _, _, code := command(t, "", "check-policy", "--config", filepath.Join(dir, "missing"), "--url", base("api")+"/"); code != 1 {
 		t.Errorf("check-policy with a missing config: exit %d, want 1", code)
 	}
+}
+
+// scrape reads the admin endpoint's /metrics into series → value.
+func scrape(t *testing.T, hc *http.Client, adminPort int) map[string]float64 {
+	t.Helper()
+	resp, err := hc.Get(fmt.Sprintf("http://localhost:%d/metrics", adminPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 1<<16), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") || line == "" {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		out[line[:i]] = v
+	}
+	return out
 }

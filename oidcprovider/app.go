@@ -86,6 +86,7 @@ type App struct {
 	networks    map[string][]netip.Prefix
 	logger      *zap.Logger
 	ctx         caddy.Context
+	metrics     *metrics
 
 	mu       sync.Mutex // guards acquired
 	acquired bool
@@ -110,6 +111,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.ctx = ctx
 	repl := caddy.NewReplacer()
+	m, err := newMetrics(ctx.GetMetricsRegistry(), a)
+	if err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	a.metrics = m
 
 	issuer, err := repl.ReplaceOrErr(a.Issuer, true, true)
 	if err != nil {
@@ -360,15 +366,19 @@ func (a *App) prepare(b *backend) (*runtimeState, error) {
 		KV:         b.kv,
 		Clients:    a.client,
 		Authenticator: &clients.Authenticator{
-			Lookup:  a.client,
-			Secrets: b.secrets,
-			Limits:  b.limits,
-			Logger:  a.logger,
+			Lookup:    a.client,
+			Secrets:   b.secrets,
+			Limits:    b.limits,
+			Logger:    a.logger,
+			OnFailure: a.metrics.authFailed,
 		},
-		ClientIP: clientIP,
-		Keys:     signing,
-		Tokens:   b.tokens,
-		Logger:   a.logger,
+		OnTokenIssued:  a.metrics.tokenIssued,
+		OnTokenRefused: a.metrics.tokenRefused,
+		OnTokenRevoked: a.metrics.tokenRevoked,
+		ClientIP:       clientIP,
+		Keys:           signing,
+		Tokens:         b.tokens,
+		Logger:         a.logger,
 	})
 	return &runtimeState{backend: b, provider: p, ports: a.listenPorts()}, nil
 }

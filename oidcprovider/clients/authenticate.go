@@ -107,6 +107,9 @@ type Authenticator struct {
 	Limits *Limits
 	// Logger receives one line per failure (never the secret).
 	Logger *zap.Logger
+	// OnFailure, when set, is told of each failure with a fixed reason: wrong_secret,
+	// unknown_client, wrong_method or throttled (for metrics).
+	OnFailure func(reason string)
 }
 
 // Authenticate checks the request's client credentials from clientIP (the address as the server's
@@ -188,6 +191,18 @@ func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, form 
 }
 
 func (a *Authenticator) logFailure(clientID, ip, reason string) {
+	if a.OnFailure != nil {
+		switch {
+		case reason == "throttled":
+			a.OnFailure("throttled")
+		case reason == "unknown client":
+			a.OnFailure("unknown_client")
+		case strings.HasPrefix(reason, "wrong authentication method"):
+			a.OnFailure("wrong_method")
+		default:
+			a.OnFailure("wrong_secret")
+		}
+	}
 	if a.Logger != nil {
 		a.Logger.Info("client authentication failed", zap.String("client_id", clientID), zap.String("remote_ip", ip), zap.String("reason", reason))
 	}

@@ -54,6 +54,12 @@ type Config struct {
 	Tokens *TokenCache
 	// Logger receives the provider's log lines (never a secret or a token). Optional.
 	Logger *zap.Logger
+	// OnTokenIssued, OnTokenRefused and OnTokenRevoked, when set, are told of each token issued
+	// (registered client id, grant type), each token request refused (grant type, or "other" for
+	// one this provider does not serve, and the OAuth 2.0 error code) and each revocation.
+	OnTokenIssued  func(client, grant string)
+	OnTokenRefused func(grant, errCode string)
+	OnTokenRevoked func()
 }
 
 // Provider is the fosite composition of one running config.

@@ -39,6 +39,9 @@ func (p *Provider) ServeRevocation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if authentic && err == nil {
+		if p.cfg.OnTokenRevoked != nil {
+			p.cfg.OnTokenRevoked()
+		}
 		p.cfg.Logger.Info("token revoked", zap.String("client_id", presentedClientID(r)),
 			zap.String("token_type_hint", r.PostForm.Get("token_type_hint")))
 	}

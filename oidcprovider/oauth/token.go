@@ -103,6 +103,9 @@ func (p *Provider) ServeToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.oauth2.WriteAccessResponse(ctx, w, ar, resp)
+	if p.cfg.OnTokenIssued != nil {
+		p.cfg.OnTokenIssued(client.ID(), clients.GrantClientCredentials)
+	}
 	p.cfg.Logger.Info("token issued",
 		zap.String("client_id", client.ID()),
 		zap.String("grant_type", clients.GrantClientCredentials),
@@ -116,6 +119,13 @@ func (p *Provider) ServeToken(w http.ResponseWriter, r *http.Request) {
 func (p *Provider) refuseToken(w http.ResponseWriter, r *http.Request, err error) {
 	rfc := fosite.ErrorToRFC6749Error(err)
 	if rfc.CodeField < 500 && !isClosedErr(err) {
+		if p.cfg.OnTokenRefused != nil {
+			grant := r.PostForm.Get("grant_type")
+			if grant != clients.GrantClientCredentials {
+				grant = "other"
+			}
+			p.cfg.OnTokenRefused(grant, rfc.ErrorField)
+		}
 		p.cfg.Logger.Info("token refused",
 			zap.String("client_id", presentedClientID(r)),
 			zap.String("grant_type", r.PostForm.Get("grant_type")),

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -185,6 +186,7 @@ type Badger struct {
 	logger *zap.Logger
 
 	initMu sync.Mutex // serialises GetOrCreate so two configs never generate two keys
+	gcRuns atomic.Uint64
 	stop   chan struct{}
 	done   chan struct{}
 }
@@ -232,6 +234,7 @@ func (b *Badger) RunGC() (err error) {
 			err = ErrClosed
 		}
 	}()
+	b.gcRuns.Add(1)
 	for {
 		err := b.db.RunValueLogGC(gcDiscardRatio)
 		switch {
@@ -244,6 +247,9 @@ func (b *Badger) RunGC() (err error) {
 		}
 	}
 }
+
+// GCRuns is how many value-log collections RunGC has started since the database opened.
+func (b *Badger) GCRuns() uint64 { return b.gcRuns.Load() }
 
 // Size returns the bytes in the LSM tree's table files and in the value-log files, like Badger's
 // DB.Size but counted now rather than on Badger's one-minute refresh. The open value-log file

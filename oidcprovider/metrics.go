@@ -1,0 +1,124 @@
+package oidcprovider
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are Portcullis's figures in Caddy's Prometheus registry (served wherever the admin
+// "metrics" endpoint is). Labels have low cardinality: registered client ids, grant types,
+// error codes, policies, answers, and the hosts named by the rules; never a token, a user name, an
+// address or a client id as presented. A nil *metrics records nothing.
+type metrics struct {
+	tokensIssued  *prometheus.CounterVec // client, grant
+	tokensRefused *prometheus.CounterVec // grant, error
+	tokensRevoked prometheus.Counter
+	authFailures  *prometheus.CounterVec // reason
+	gate          *prometheus.CounterVec // site, policy, answer
+}
+
+// Names of the metrics.
+const (
+	metricNamespace = "portcullis"
+)
+
+// newMetrics registers the collectors in reg (nil: a context without metrics, as in tests and
+// check-policy) and reads the store's figures from app at each scrape.
+func newMetrics(reg *prometheus.Registry, app *App) (*metrics, error) {
+	if reg == nil {
+		return nil, nil
+	}
+	m := &metrics{
+		tokensIssued: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricNamespace, Name: "tokens_issued_total",
+			Help: "Access tokens issued, by registered client and grant type.",
+		}, []string{"client", "grant"}),
+		tokensRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricNamespace, Name: "token_requests_refused_total",
+			Help: "Token requests refused, by grant type (\"other\" for unsupported ones) and OAuth 2.0 error code.",
+		}, []string{"grant", "error"}),
+		tokensRevoked: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricNamespace, Name: "tokens_revoked_total",
+			Help: "Tokens revoked through the revocation endpoint.",
+		}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricNamespace, Name: "client_auth_failures_total",
+			Help: "Failed client authentications, by reason: wrong_secret, unknown_client, wrong_method, throttled.",
+		}, []string{"reason"}),
+		gate: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricNamespace, Name: "gate_decisions_total",
+			Help: "Requests decided by oidc_auth, by site (a host the rules name, else \"other\"), policy and answer.",
+		}, []string{"site", "policy", "answer"}),
+	}
+	storeSize := func(part string) func() float64 {
+		return func() float64 {
+			st := app.state.Load()
+			if st == nil {
+				return 0
+			}
+			lsm, vlog := st.backend.kv.Size()
+			if part == "vlog" {
+				return float64(vlog)
+			}
+			return float64(lsm)
+		}
+	}
+	collectors := []prometheus.Collector{m.tokensIssued, m.tokensRefused, m.tokensRevoked, m.authFailures, m.gate,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: metricNamespace, Name: "store_size_bytes", ConstLabels: prometheus.Labels{"part": "lsm"},
+			Help: "Bytes in the store's files, by part: lsm (the tables) and vlog (the value log).",
+		}, storeSize("lsm")),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: metricNamespace, Name: "store_size_bytes", ConstLabels: prometheus.Labels{"part": "vlog"},
+			Help: "Bytes in the store's files, by part: lsm (the tables) and vlog (the value log).",
+		}, storeSize("vlog")),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: metricNamespace, Name: "store_gc_runs_total",
+			Help: "Value-log garbage collections run on the store since it opened.",
+		}, func() float64 {
+			if st := app.state.Load(); st != nil {
+				return float64(st.backend.kv.GCRuns())
+			}
+			return 0
+		}),
+	}
+	for _, c := range collectors {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) tokenIssued(client, grant string) {
+	if m != nil {
+		m.tokensIssued.WithLabelValues(client, grant).Inc()
+	}
+}
+
+func (m *metrics) tokenRefused(grant, errCode string) {
+	if m != nil {
+		m.tokensRefused.WithLabelValues(grant, errCode).Inc()
+	}
+}
+
+func (m *metrics) tokenRevoked() {
+	if m != nil {
+		m.tokensRevoked.Inc()
+	}
+}
+
+func (m *metrics) authFailed(reason string) {
+	if m != nil {
+		m.authFailures.WithLabelValues(reason).Inc()
+	}
+}
+
+// GateDecided counts one request the gate decided: site is a host its rules name or "other",
+// policy the deciding policy ("none" when the request was refused before the rules), answer one
+// of allow, unauthorized, invalid_token, forbidden, redirect, bad_request, misdirected,
+// unavailable. The gateway calls it once per request.
+func (a *App) GateDecided(site, policy, answer string) {
+	if m := a.metrics; m != nil {
+		m.gate.WithLabelValues(site, policy, answer).Inc()
+	}
+}
