@@ -325,6 +325,40 @@ func TestOperatorCommands(t *testing.T) {
 		t.Error("the store size is not reported")
 	}
 
+	// tokens revoke: through the running server's admin API, the client's tokens end at once
+	bearerStatus := func(client string) int {
+		req, _ := http.NewRequest("GET", base("api")+"/", nil)
+		req.Header.Set("Authorization", "Bearer "+tokens[client])
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if bearerStatus("c-argon2id") != 200 || bearerStatus("c-pbkdf2-sha512") != 200 {
+		t.Fatal("the tokens do not work before the revocation")
+	}
+	out, errOut, code = command(t, "", "tokens", "revoke", "--client", "c-argon2id", "--config", s.config, "--json")
+	if code != 0 || !strings.Contains(out, `"revoked": 1`) {
+		t.Fatalf("tokens revoke: exit %d %q %s", code, out, errOut)
+	}
+	if got := bearerStatus("c-argon2id"); got != 401 {
+		t.Errorf("a revoked client's token (cached by the gate) got %d, want 401", got)
+	}
+	if got := bearerStatus("c-pbkdf2-sha512"); got != 200 {
+		t.Errorf("another client's token got %d after the revocation, want 200", got)
+	}
+	if out, _, code := command(t, "", "tokens", "revoke", "--client", "c-argon2id", "--address", fmt.Sprintf("localhost:%d", adminPort)); code != 0 || !strings.Contains(out, "Revoked 0 token(s)") {
+		t.Errorf("revoking again: exit %d %q", code, out)
+	}
+	if _, _, code := command(t, "", "tokens", "revoke", "--config", s.config); code != 2 {
+		t.Errorf("tokens revoke without --client: exit %d, want 2", code)
+	}
+	if _, _, code := command(t, "", "tokens", "revoke", "--client", "x", "--address", fmt.Sprintf("localhost:%d", freePort(t))); code != 1 {
+		t.Errorf("tokens revoke with no server: exit %d, want 1", code)
+	}
+
 	// the human-readable form lists each rule's outcome
 	out, _, _ = command(t, "", "check-policy", "--config", s.config, "--url", base("api")+"/", "--subject", "oauth2:client:c-argon2id")
 	for _, want := range []string{"no match   deny", "match      one_factor", "Answer: allow"} {

@@ -34,3 +34,14 @@ func (a *App) CheckBearer(ctx context.Context, token string, target audience.URL
 	}
 	return st.provider.CheckBearer(ctx, token, target)
 }
+
+// RevokeClientTokens ends every token of a client, registered or since removed from the config
+// (see the admin API's /oidc/tokens/revoke). It fails with ErrUnavailable while the store is not
+// open.
+func (a *App) RevokeClientTokens(clientID string) (int, error) {
+	st := a.running()
+	if st == nil {
+		return 0, ErrUnavailable
+	}
+	return st.provider.RevokeClientTokens(clientID)
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
@@ -41,7 +42,7 @@ Run 'caddy oidc <command> --help' for a command's flags.`,
 				os.Exit(exitUsage)
 				return nil
 			}
-			cmd.AddCommand(hashCommand(), keygenCommand())
+			cmd.AddCommand(hashCommand(), keygenCommand(), tokensCommand())
 			for _, sub := range subcommands {
 				cmd.AddCommand(sub())
 			}
@@ -103,7 +104,7 @@ func runCommand(name string, body func(cmd *cobra.Command, args []string) error)
 // subcommand builds a cobra command whose flag errors and stray arguments are usage errors.
 func subcommand(name, short, long string, body func(cmd *cobra.Command, args []string) error) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   name,
+		Use:   name[strings.LastIndexByte(name, ' ')+1:],
 		Short: short,
 		Long:  long,
 		Args: func(_ *cobra.Command, args []string) error {

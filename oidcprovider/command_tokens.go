@@ -1,0 +1,88 @@
+package oidcprovider
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+)
+
+func tokensCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "tokens",
+		Short: "Act on the running server's tokens",
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				fmt.Fprintf(c.ErrOrStderr(), "caddy oidc tokens: unknown command %q\n\n%s", args[0], c.UsageString())
+				os.Exit(exitUsage)
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, _ []string) error {
+			_ = c.Help()
+			os.Exit(exitUsage)
+			return nil
+		},
+	}
+	var (
+		client, address, configFile, adapter string
+		asJSON                               bool
+	)
+	revoke := subcommand("tokens revoke", "End every token of a client on the running server",
+		`Ends every access and refresh token of --client on the running server, through its admin
+API (the server holds the store, so the command asks it): the gateway refuses those tokens at once.
+Use it when a client's secret leaks, then change the secret in the config and reload.
+
+The admin address is found as 'caddy reload' finds it: --address, else the admin address of
+--config, else Caddy's default (localhost:2019).
+
+Example:
+  caddy oidc tokens revoke --client uptime-kuma-monitor --config /etc/caddy/Caddyfile`,
+		func(cmd *cobra.Command, _ []string) error {
+			if client == "" {
+				return usagef("--client is required")
+			}
+			adminAddr, err := caddycmd.DetermineAdminAPIAddress(address, nil, configFile, adapter)
+			if err != nil {
+				return fmt.Errorf("finding the admin API: %w", err)
+			}
+			body, _ := json.Marshal(map[string]string{"client_id": client})
+			resp, err := caddycmd.AdminAPIRequest(adminAddr, http.MethodPost, "/oidc/tokens/revoke", nil, bytes.NewReader(body))
+			if err != nil {
+				return fmt.Errorf("asking the running server at %s: %w", adminAddr, err)
+			}
+			defer resp.Body.Close()
+			data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+			if resp.StatusCode != http.StatusOK {
+				var apiErr struct {
+					Error string `json:"error"`
+				}
+				if json.Unmarshal(data, &apiErr) == nil && apiErr.Error != "" {
+					return fmt.Errorf("the running server answered %d: %s", resp.StatusCode, apiErr.Error)
+				}
+				return fmt.Errorf("the running server answered %d: %s", resp.StatusCode, bytes.TrimSpace(data))
+			}
+			var res revokeRequest
+			if err := json.Unmarshal(data, &res); err != nil {
+				return fmt.Errorf("unexpected answer from the admin API: %s", bytes.TrimSpace(data))
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Revoked %d token(s) of client %s\n", res.Revoked, res.ClientID)
+			return nil
+		})
+	f := revoke.Flags()
+	f.StringVar(&client, "client", "", "the client id whose tokens end (required)")
+	f.StringVar(&address, "address", "", "the admin API's address")
+	f.StringVarP(&configFile, "config", "c", "", "the config file, to read its admin address")
+	f.StringVarP(&adapter, "adapter", "a", "", "the config adapter")
+	f.BoolVar(&asJSON, jsonFlag, false, jsonFlagDoc)
+	cmd.AddCommand(revoke)
+	return cmd
+}
