@@ -407,3 +407,42 @@ func scrape(t *testing.T, hc *http.Client, adminPort int) map[string]float64 {
 	}
 	return out
 }
+
+// Authelia's Uptime-Kuma configuration, imported, runs: the monitor gets a token with its secret
+// and reaches the protected site; nothing was left over.
+func TestImportAutheliaUptimeKuma(t *testing.T) {
+	out, errOut, code := command(t, "", "import-authelia", "--config", "../oidcprovider/importauthelia/testdata/uptime_kuma.yml", "--issuer", "https://auth.example.com")
+	if code != 0 {
+		t.Fatalf("import: exit %d: %s", code, errOut)
+	}
+	if strings.Contains(errOut, "not carried over") {
+		t.Fatalf("the Uptime-Kuma configuration left something over:\n%s", errOut)
+	}
+	up := strings.TrimPrefix(echo(t).URL, "http://")
+	adminPort, httpPort := freePort(t), freePort(t)
+	cf := loopback(out, adminPort, httpPort, map[string]string{"localhost:8080": up}, nil)
+	s := newServer(t, cf, adminPort, httpPort)
+	s.readyURL = fmt.Sprintf("http://auth.localhost:%d/.well-known/openid-configuration", httpPort)
+	s.start()
+	hc := client()
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, hc)
+	kuma := clientcredentials.Config{ClientID: "uptime-kuma-monitor", ClientSecret: "insecure_secret",
+		TokenURL: fmt.Sprintf("http://auth.localhost:%d/api/oidc/token", httpPort), Scopes: []string{"authelia.bearer.authz"}, AuthStyle: oauth2.AuthStyleInHeader}
+	tok, err := kuma.Token(ctx)
+	if err != nil {
+		t.Fatalf("token through the imported config: %v\n%s", err, cf)
+	}
+	r := get(t, hc, "GET", fmt.Sprintf("http://secure.localhost:%d/status", httpPort), map[string]string{"Authorization": "Bearer " + tok.AccessToken})
+	if r.status != 200 || len(r.headers["Remote-Client-Id"]) != 1 || r.headers["Remote-Client-Id"][0] != "uptime-kuma-monitor" {
+		t.Fatalf("the monitor through the imported config: %d %v", r.status, r.headers)
+	}
+	if r := get(t, hc, "GET", fmt.Sprintf("http://secure.localhost:%d/status", httpPort), nil); r.status != 401 {
+		t.Fatalf("an anonymous call through the imported config: %d", r.status)
+	}
+	if _, _, code := command(t, "", "import-authelia"); code != 2 {
+		t.Errorf("import-authelia without --config: exit %d, want 2", code)
+	}
+	if _, _, code := command(t, "", "import-authelia", "--config", filepath.Join(t.TempDir(), "missing.yml")); code != 1 {
+		t.Errorf("import-authelia with a missing file: exit %d, want 1", code)
+	}
+}

@@ -42,7 +42,7 @@ Run 'caddy oidc <command> --help' for a command's flags.`,
 				os.Exit(exitUsage)
 				return nil
 			}
-			cmd.AddCommand(hashCommand(), keygenCommand(), tokensCommand())
+			cmd.AddCommand(hashCommand(), keygenCommand(), tokensCommand(), importCommand())
 			for _, sub := range subcommands {
 				cmd.AddCommand(sub())
 			}

@@ -1,0 +1,557 @@
+// Package importauthelia turns an Authelia configuration.yml into the equivalent Portcullis
+// Caddyfile: the global oidc block (issuer, HMAC secret, lifespans, PKCE policy, clients with
+// their digests unchanged, access-control networks and rules) and one site block per domain the
+// rules name. Whatever it cannot carry over is returned as a list of leftovers, each with the key
+// path and the reason, so an operator knows what to finish by hand.
+package importauthelia
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Leftover is one key of the Authelia configuration the import could not carry over.
+type Leftover struct {
+	// Path is the key path, e.g. "identity_providers.oidc.clients[1].redirect_uris".
+	Path string `json:"path"`
+	// Why says why, and what to do.
+	Why string `json:"why"`
+	// NotNeeded marks a key whose job Caddy or Portcullis does without it (listeners, logs,
+	// Authelia's authz endpoints): nothing is lost by leaving it out.
+	NotNeeded bool `json:"not_needed,omitempty"`
+}
+
+// String is "not carried over: path: why", or "not needed: …".
+func (l Leftover) String() string {
+	if l.NotNeeded {
+		return "not needed: " + l.Path + ": " + l.Why
+	}
+	return "not carried over: " + l.Path + ": " + l.Why
+}
+
+// Complete reports whether nothing was left over (keys that are not needed aside); the
+// Caddyfile of a complete import passes caddy validate.
+func (r *Result) Complete() bool {
+	for _, l := range r.Leftovers {
+		if !l.NotNeeded {
+			return false
+		}
+	}
+	return true
+}
+
+// Result is an import: the Caddyfile and what it left out.
+type Result struct {
+	Caddyfile string     `json:"caddyfile"`
+	Leftovers []Leftover `json:"leftovers"`
+}
+
+// later marks sections that need the sign-in portal, which Portcullis does not serve yet.
+const later = "people (users, sessions, second factors) come with the sign-in portal, not available yet; keep Authelia for them or drop them"
+
+// Options tune Convert.
+type Options struct {
+	// Issuer, when set, is the provider's URL; otherwise it is taken from Authelia's session
+	// cookies (authelia_url).
+	Issuer string
+}
+
+// Convert reads an Authelia configuration.
+func Convert(configYAML []byte, opts Options) (*Result, error) {
+	var root map[string]any
+	dec := yaml.NewDecoder(bytes.NewReader(configYAML))
+	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("reading the Authelia configuration: %w", err)
+	}
+	c := &converter{opts: opts}
+	c.convert(root)
+	sort.SliceStable(c.left, func(i, j int) bool { return c.left[i].Path < c.left[j].Path })
+	return &Result{Caddyfile: c.out.String(), Leftovers: c.left}, nil
+}
+
+type converter struct {
+	opts    Options
+	out     strings.Builder
+	left    []Leftover
+	clients map[string]bool // clients carried over with the client_credentials grant
+	dropped map[string]bool // clients left out
+}
+
+func (c *converter) leave(path, why string) { c.left = append(c.left, Leftover{Path: path, Why: why}) }
+
+func (c *converter) notNeeded(path, why string) {
+	c.left = append(c.left, Leftover{Path: path, Why: why, NotNeeded: true})
+}
+
+// str is a scalar as text ("" for none).
+func str(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case bool:
+		return strconv.FormatBool(x)
+	case int:
+		return strconv.Itoa(x)
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	}
+	return fmt.Sprint(v)
+}
+
+// list is a string or a list of scalars as a list.
+func list(v any) []string {
+	switch x := v.(type) {
+	case nil:
+		return nil
+	case []any:
+		out := make([]string, 0, len(x))
+		for _, e := range x {
+			out = append(out, str(e))
+		}
+		return out
+	}
+	return []string{str(v)}
+}
+
+// quote writes a Caddyfile token: bare when safe, else double-quoted with escapes.
+func quote(s string) string {
+	if s != "" && !strings.ContainsAny(s, " \t\r\n\"'`{}#\\") && !strings.HasPrefix(s, "{") {
+		return s
+	}
+	return strconv.Quote(s)
+}
+
+func quoteAll(list []string) string {
+	out := make([]string, len(list))
+	for i, s := range list {
+		out[i] = quote(s)
+	}
+	return strings.Join(out, " ")
+}
+
+func (c *converter) line(depth int, format string, a ...any) {
+	c.out.WriteString(strings.Repeat("\t", depth))
+	fmt.Fprintf(&c.out, format, a...)
+	c.out.WriteByte('\n')
+}
+
+func (c *converter) convert(root map[string]any) {
+	oidc, _ := dig(root, "identity_providers", "oidc").(map[string]any)
+	ac, _ := root["access_control"].(map[string]any)
+
+	for k := range root {
+		switch k {
+		case "identity_providers", "access_control":
+		case "authentication_backend", "session", "totp", "webauthn", "duo_api", "regulation", "password_policy", "identity_validation":
+			c.leave(k, later)
+		case "storage":
+			c.leave(k, "Portcullis keeps its state in its own embedded store (the oidc storage option); tokens and consents are not migrated")
+		case "notifier":
+			c.leave(k, "Portcullis sends no mail yet")
+		case "server":
+			c.notNeeded(k, "Caddy's listeners and TLS serve the sites, and oidc_auth on each site replaces Authelia's authz endpoints (it reads Bearer credentials in Authorization and Proxy-Authorization)")
+		case "log", "telemetry", "ntp", "certificates_directory":
+			c.notNeeded(k, "Caddy's own settings (logs, metrics, TLS) take this role")
+		case "theme", "default_2fa_method", "default_redirection_url", "jwt_secret", "privacy_policy", "definitions":
+			c.leave(k, "belongs to the sign-in portal or to Authelia alone; not carried over")
+		default:
+			c.leave(k, "unknown to the import")
+		}
+	}
+	idp, _ := dig(root, "identity_providers").(map[string]any)
+	for k := range idp {
+		if k != "oidc" {
+			c.leave("identity_providers."+k, "unknown to the import")
+		}
+	}
+
+	c.line(0, "{")
+	c.line(1, "oidc {")
+	issuer := c.issuer(root)
+	c.line(2, "issuer %s", quote(issuer))
+	if oidc != nil {
+		c.provider(oidc)
+	}
+	if ac != nil {
+		c.accessControl(ac)
+	}
+	c.line(1, "}")
+	c.line(0, "}")
+
+	// the provider's site, then one site per domain the rules name
+	c.out.WriteString("\n")
+	c.line(0, "%s {", siteAddress(issuer))
+	c.line(1, "oidc_provider")
+	c.line(0, "}")
+	for _, d := range c.siteDomains(ac) {
+		c.out.WriteString("\n")
+		c.line(0, "%s {", d)
+		c.line(1, "oidc_auth")
+		c.line(1, "reverse_proxy localhost:8080 # the upstream of %s: replace", d)
+		c.line(0, "}")
+	}
+}
+
+// dig walks nested maps; a missing key or a non-map on the way gives nil.
+func dig(v any, keys ...string) any {
+	for _, k := range keys {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}
+
+// issuer is Authelia's portal URL: the first session cookie's authelia_url (4.38 and later).
+func (c *converter) issuer(root map[string]any) string {
+	if c.opts.Issuer != "" {
+		return strings.TrimSuffix(c.opts.Issuer, "/")
+	}
+	cookies, _ := dig(root, "session", "cookies").([]any)
+	for _, ck := range cookies {
+		if u := str(dig(ck, "authelia_url")); u != "" {
+			if p, err := url.Parse(u); err == nil && p.Scheme == "https" && p.Host != "" {
+				return strings.TrimSuffix(p.Scheme+"://"+p.Host+p.Path, "/")
+			}
+		}
+	}
+	c.leave("session.cookies[].authelia_url", "no portal URL to take the issuer from; the output uses https://auth.example.com: set issuer to the provider's URL")
+	return "https://auth.example.com"
+}
+
+// siteAddress is the Caddy site address of a URL (its scheme and host).
+func siteAddress(u string) string {
+	p, err := url.Parse(u)
+	if err != nil || p.Host == "" {
+		return u
+	}
+	return p.Scheme + "://" + p.Host
+}
+
+var lifespanKeys = []string{"access_token", "authorize_code", "id_token", "refresh_token"}
+
+// legacyLifespans are Authelia 4.30's lifespan keys, folded into lifespans.
+var legacyLifespans = map[string]string{"access_token_lifespan": "access_token", "authorize_code_lifespan": "authorize_code",
+	"id_token_lifespan": "id_token", "refresh_token_lifespan": "refresh_token"}
+
+func (c *converter) provider(oidc map[string]any) {
+	const base = "identity_providers.oidc"
+	for old, k := range legacyLifespans {
+		if v, ok := oidc[old]; ok {
+			ls, _ := oidc["lifespans"].(map[string]any)
+			if ls == nil {
+				ls = map[string]any{}
+				oidc["lifespans"] = ls
+			}
+			if _, set := ls[k]; !set {
+				ls[k] = v
+			}
+			delete(oidc, old)
+		}
+	}
+	keys := sortedKeys(oidc)
+	for _, k := range keys {
+		switch k {
+		case "hmac_secret":
+			c.line(2, "hmac_secret %s", quote(str(oidc[k])))
+		case "enforce_pkce":
+			c.line(2, "enforce_pkce %s", quote(str(oidc[k])))
+		case "jwks", "issuer_private_key", "issuer_certificate_chain":
+			c.leave(base+"."+k, "signing keys sit in files in Portcullis: write each key to a PEM file (mode 0600) and add 'signing_key [<key_id>] { algorithm <alg> key_file <file> }'; without one, a generated RS256 key is used")
+		case "lifespans":
+			c.lifespans(oidc[k])
+		case "clients", "authorization_policies", "claims_policies", "scopes", "cors":
+		default:
+			c.leave(base+"."+k, "not carried over by the import")
+		}
+	}
+	if _, ok := oidc["authorization_policies"]; ok {
+		c.leave(base+".authorization_policies", "authorization policies choose who may sign in to an application; they come with the authorization code flow")
+	}
+	for _, k := range []string{"claims_policies", "scopes", "cors"} {
+		if _, ok := oidc[k]; ok {
+			c.leave(base+"."+k, "comes with the authorization code flow (ID tokens and claims)")
+		}
+	}
+	c.clients = map[string]bool{}
+	c.dropped = map[string]bool{}
+	clients, _ := oidc["clients"].([]any)
+	for i, cl := range clients {
+		m, ok := cl.(map[string]any)
+		if !ok {
+			c.leave(fmt.Sprintf("%s.clients[%d]", base, i), "not a client map")
+			continue
+		}
+		c.client(fmt.Sprintf("%s.clients[%d]", base, i), m)
+	}
+}
+
+func (c *converter) lifespans(v any) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return
+	}
+	c.line(2, "lifespans {")
+	for _, k := range sortedKeys(m) {
+		switch {
+		case slices.Contains(lifespanKeys, k):
+			c.line(3, "%s %s", k, duration(m[k]))
+		case k == "custom":
+			custom, _ := m[k].(map[string]any)
+			for _, name := range sortedKeys(custom) {
+				set, _ := custom[name].(map[string]any)
+				c.line(3, "custom %s {", quote(name))
+				for _, sk := range sortedKeys(set) {
+					if slices.Contains(lifespanKeys, sk) {
+						c.line(4, "%s %s", sk, duration(set[sk]))
+					} else {
+						c.leave("identity_providers.oidc.lifespans.custom."+name+"."+sk, "not a lifespan Portcullis has")
+					}
+				}
+				c.line(3, "}")
+			}
+		default:
+			c.leave("identity_providers.oidc.lifespans."+k, "not a lifespan Portcullis has")
+		}
+	}
+	c.line(2, "}")
+}
+
+// duration is an Authelia duration as a Caddy one: a number of seconds becomes "<n>s"; Authelia's
+// unit words ("1 hour", "1h30m") are normalised where Go reads them.
+func duration(v any) string {
+	s := strings.TrimSpace(str(v))
+	if _, err := strconv.Atoi(s); err == nil {
+		return s + "s"
+	}
+	r := strings.NewReplacer(" ", "", "hours", "h", "hour", "h", "minutes", "m", "minute", "m", "seconds", "s", "second", "s", "days", "d", "day", "d")
+	s = r.Replace(s)
+	if n, unit, ok := strings.Cut(s, "d"); ok && unit == "" {
+		if days, err := strconv.Atoi(n); err == nil {
+			return strconv.Itoa(24*days) + "h"
+		}
+	}
+	return quote(s)
+}
+
+// clientKeys are the client options the import carries over; the others are left over.
+var clientKeys = map[string]string{
+	"client_name":                "name",
+	"client_secret":              "secret",
+	"public":                     "public",
+	"scopes":                     "scopes",
+	"audience":                   "audience",
+	"grant_types":                "grant_types",
+	"requested_audience_mode":    "requested_audience_mode",
+	"token_endpoint_auth_method": "token_endpoint_auth_method",
+	"lifespan":                   "lifespan",
+}
+
+// legacyClientKeys are Authelia 4.30's client keys and their current names.
+var legacyClientKeys = map[string]string{"id": "client_id", "description": "client_name", "secret": "client_secret"}
+
+func (c *converter) client(path string, m map[string]any) {
+	for old, k := range legacyClientKeys {
+		if v, ok := m[old]; ok {
+			if _, set := m[k]; !set {
+				m[k] = v
+			}
+			delete(m, old)
+		}
+	}
+	id := str(m["client_id"])
+	if id == "" {
+		c.leave(path+".client_id", "a client without an id")
+		return
+	}
+	grants := list(m["grant_types"])
+	if len(grants) == 0 {
+		grants = []string{"authorization_code"} // Authelia's default
+	}
+	for _, g := range grants {
+		if g != "client_credentials" && g != "refresh_token" {
+			c.leave(path, fmt.Sprintf("client %s uses the %s grant: applications that sign people in come with the authorization code flow; left out", id, g))
+			c.dropped[id] = true
+			return
+		}
+	}
+	c.clients[id] = true
+	c.line(2, "client %s {", quote(id))
+	for _, k := range sortedKeys(m) {
+		if k == "client_id" {
+			continue
+		}
+		opt, ok := clientKeys[k]
+		if !ok {
+			c.leave(path+"."+k, "not carried over by the import (client "+id+")")
+			continue
+		}
+		switch v := m[k].(type) {
+		case []any:
+			c.line(3, "%s %s", opt, quoteAll(list(v)))
+		default:
+			c.line(3, "%s %s", opt, quote(str(v)))
+		}
+	}
+	c.line(2, "}")
+}
+
+func (c *converter) accessControl(ac map[string]any) {
+	c.line(2, "access_control {")
+	if p := str(ac["default_policy"]); p != "" {
+		c.line(3, "default_policy %s", quote(p))
+	}
+	if nets, ok := ac["networks"].([]any); ok {
+		for i, n := range nets {
+			name, cidrs := str(dig(n, "name")), list(dig(n, "networks"))
+			if name == "" || len(cidrs) == 0 {
+				c.leave(fmt.Sprintf("access_control.networks[%d]", i), "a network needs a name and networks")
+				continue
+			}
+			c.line(3, "network %s %s", quote(name), quoteAll(cidrs))
+		}
+	}
+	for _, k := range sortedKeys(ac) {
+		if k != "default_policy" && k != "networks" && k != "rules" {
+			c.leave("access_control."+k, "not carried over by the import")
+		}
+	}
+	rules, _ := ac["rules"].([]any)
+	for i, r := range rules {
+		m, ok := r.(map[string]any)
+		if !ok {
+			c.leave(fmt.Sprintf("access_control.rules[%d]", i), "not a rule map")
+			continue
+		}
+		c.rule(fmt.Sprintf("access_control.rules[%d]", i), m)
+	}
+	c.line(2, "}")
+}
+
+func (c *converter) rule(path string, m map[string]any) {
+	var body []string
+	for _, k := range sortedKeys(m) {
+		v := m[k]
+		switch k {
+		case "domain", "domain_regex", "resources", "methods", "networks":
+			body = append(body, k+" "+quoteAll(list(v)))
+		case "policy":
+		case "subject":
+			for _, alt := range subjects(v) {
+				kept := alt[:0:0]
+				drop := false
+				for _, s := range alt {
+					if id, ok := strings.CutPrefix(s, "oauth2:client:"); ok && !c.clients[id] {
+						drop = true
+					}
+					kept = append(kept, s)
+				}
+				if drop {
+					c.leave(path+".subject", fmt.Sprintf("%s names a client that was left out; that alternative is dropped", strings.Join(alt, " ")))
+					continue
+				}
+				body = append(body, "subject "+quoteAll(kept))
+			}
+		case "query":
+			for _, alt := range asList(v) {
+				var conds []string
+				for _, cond := range asList(alt) {
+					key, op, val := str(dig(cond, "key")), str(dig(cond, "operator")), str(dig(cond, "value"))
+					if _, isMap := dig(cond, "value").(map[string]any); isMap {
+						val = ""
+					}
+					parts := []string{quote(key)}
+					if op != "" {
+						parts = append(parts, quote(op))
+					}
+					if val != "" {
+						parts = append(parts, quote(val))
+					}
+					conds = append(conds, strings.Join(parts, " "))
+				}
+				switch len(conds) {
+				case 0:
+				case 1:
+					body = append(body, "query "+conds[0])
+				default:
+					body = append(body, "query {\n\t\t\t\t\t"+strings.Join(conds, "\n\t\t\t\t\t")+"\n\t\t\t\t}")
+				}
+			}
+		default:
+			c.leave(path+"."+k, "not a rule criterion Portcullis has")
+		}
+	}
+	if hasSubjectKey(m) && !slices.ContainsFunc(body, func(s string) bool { return strings.HasPrefix(s, "subject ") }) {
+		c.leave(path, "every subject alternative named a client that was left out; the rule is left out")
+		return
+	}
+	c.line(3, "rule {")
+	for _, b := range body {
+		c.line(4, "%s", b)
+	}
+	c.line(4, "policy %s", quote(str(m["policy"])))
+	c.line(3, "}")
+}
+
+func hasSubjectKey(m map[string]any) bool { _, ok := m["subject"]; return ok }
+
+// subjects reads Authelia's subject forms: "a", ["a", "b"] (alternatives), [["a", "b"], "c"].
+func subjects(v any) [][]string {
+	switch x := v.(type) {
+	case string:
+		return [][]string{{x}}
+	case []any:
+		var out [][]string
+		for _, e := range x {
+			out = append(out, list(e))
+		}
+		return out
+	}
+	return nil
+}
+
+func asList(v any) []any {
+	if l, ok := v.([]any); ok {
+		return l
+	}
+	return nil
+}
+
+// siteDomains lists the domains of the rules that can be Caddy site addresses: exact names and
+// *.wildcards (not {user}/{group} labels or regular expressions), each once, in rule order.
+func (c *converter) siteDomains(ac map[string]any) []string {
+	var out []string
+	rules, _ := ac["rules"].([]any)
+	for _, r := range rules {
+		for _, d := range list(dig(r, "domain")) {
+			d = strings.ToLower(strings.TrimSuffix(d, "."))
+			if d == "" || strings.ContainsAny(d, "{}") || slices.Contains(out, d) {
+				continue
+			}
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,133 @@
+package importauthelia_test
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	_ "github.com/portcullis-auth/portcullis/caddyauth"
+	"github.com/portcullis-auth/portcullis/oidcprovider/importauthelia"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// Each testdata/*.yml converts to its golden .caddyfile and .leftovers, and the Caddyfile adapts
+// and validates with Portcullis's modules.
+func TestGolden(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.yml")
+	if len(files) < 2 {
+		t.Fatalf("testdata holds %d configurations", len(files))
+	}
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	for _, f := range files {
+		name := strings.TrimSuffix(f, ".yml")
+		t.Run(filepath.Base(name), func(t *testing.T) {
+			in, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts := importauthelia.Options{}
+			if strings.HasSuffix(name, "uptime_kuma") {
+				opts.Issuer = "https://auth.example.com" // the seed has no session section
+			}
+			res, err := importauthelia.Convert(in, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var left strings.Builder
+			for _, l := range res.Leftovers {
+				left.WriteString(l.String() + "\n")
+			}
+			golden(t, name+".caddyfile", res.Caddyfile)
+			golden(t, name+".leftovers", left.String())
+
+			adapted, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(res.Caddyfile), map[string]any{"filename": "Caddyfile"})
+			if err != nil {
+				t.Fatalf("the output does not adapt: %v", err)
+			}
+			for _, w := range warnings {
+				if !strings.Contains(w.Message, "formatted") {
+					t.Errorf("adapt warning: %s", w.String())
+				}
+			}
+			var cfg caddy.Config
+			if err := json.Unmarshal(adapted, &cfg); err != nil {
+				t.Fatal(err)
+			}
+			if err := caddy.Validate(&cfg); err != nil {
+				t.Fatalf("the output does not validate: %v", err)
+			}
+		})
+	}
+}
+
+func golden(t *testing.T, path, got string) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to write it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from the golden file:\n%s", path, got)
+	}
+}
+
+// Authelia's forms of subjects, domains, durations and an empty file.
+func TestForms(t *testing.T) {
+	res, err := importauthelia.Convert([]byte(`
+identity_providers:
+  oidc:
+    lifespans:
+      access_token: 3600
+      refresh_token: 2 days
+    clients:
+      - client_id: m
+        client_secret: '$plaintext$x'
+        grant_types: client_credentials
+access_control:
+  rules:
+    - domain: [A.Example.com., 'b.example.com']
+      subject: oauth2:client:m
+      policy: one_factor
+    - domain: c.example.com
+      subject: oauth2:client:gone
+      policy: one_factor
+`), importauthelia.Options{Issuer: "https://auth.example.com/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"access_token 3600s", "refresh_token 48h", "grant_types client_credentials",
+		"subject oauth2:client:m", "\na.example.com {", "\nb.example.com {", "issuer https://auth.example.com\n"} {
+		if !strings.Contains(res.Caddyfile, want) {
+			t.Errorf("output lacks %q:\n%s", want, res.Caddyfile)
+		}
+	}
+	if strings.Contains(res.Caddyfile, "oauth2:client:gone") {
+		t.Error("a rule whose only subject names no carried-over client must be left out")
+	}
+	if res.Complete() {
+		t.Error("the dropped rule must be reported")
+	}
+	if _, err := importauthelia.Convert([]byte("- not a map"), importauthelia.Options{}); err == nil {
+		t.Error("a YAML list at the top must be an error")
+	}
+	empty, err := importauthelia.Convert(nil, importauthelia.Options{})
+	if err != nil || !strings.Contains(empty.Caddyfile, "issuer https://auth.example.com") || empty.Complete() {
+		t.Errorf("an empty file: %v %+v", err, empty)
+	}
+}
