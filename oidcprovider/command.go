@@ -19,14 +19,16 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "oidc",
-		Usage: "<hash|keygen|check-policy> [flags]",
-		Short: "Portcullis tools: secret digests, signing keys, access-control checks",
+		Usage: "<hash|keygen|check-policy|tokens|import-authelia> [flags]",
+		Short: "Portcullis tools: digests, signing keys, access-control checks, token revocation, Authelia import",
 		Long: `
 Tools for operating the Portcullis OpenID Connect provider and gateway.
 
   caddy oidc hash          a digest for a client secret or a user password
   caddy oidc keygen        a signing key for the provider (PEM, mode 0600)
   caddy oidc check-policy  what the gateway would decide for a request
+  caddy oidc tokens revoke end a client's tokens on the running server
+  caddy oidc import-authelia  the Caddyfile for an Authelia configuration.yml
 
 Run 'caddy oidc <command> --help' for a command's flags.`,
 		CobraFunc: func(cmd *cobra.Command) {
