@@ -138,7 +138,7 @@ func checkPolicy(configFile, adapterName, rawURL, method, ip string, subjects []
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, oidcprovider.UsageError(fmt.Errorf("--url %q is not an absolute http(s) URL", rawURL))
 	}
-	res := &policyCheck{URL: rawURL, Method: strings.ToUpper(method)}
+	res := &policyCheck{URL: rawURL, Method: method}
 	subj, err := parseSubjects(subjects)
 	if err != nil {
 		return nil, oidcprovider.UsageError(err)
@@ -193,6 +193,11 @@ func checkPolicy(configFile, adapterName, rawURL, method, ip string, subjects []
 		g = &gate{app: app, engine: accesscontrol.NewEngine(app.DefaultPolicy(), app.GlobalRules())}
 	}
 
+	if !upperMethod(method) {
+		res.Answer, res.Policy, res.Decided = "400 (the gate refuses a method that is not in upper case)", "-", "-"
+		res.Rules = []ruleCheck{}
+		return res, nil
+	}
 	decoded, err := audience.CheckPath(u.EscapedPath())
 	if err != nil {
 		res.Answer, res.Policy, res.Decided = "400 (the gate refuses this path: "+err.Error()+")", "-", "-"

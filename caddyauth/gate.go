@@ -123,6 +123,11 @@ type target struct {
 	escaped  string // the escaped path
 }
 
+// errUnsafeMethod refuses a method with lower-case letters (400): rules name methods in upper
+// case, and many servers upper-case what they receive, so "delete" would slip past a rule on
+// DELETE and still delete.
+var errUnsafeMethod = errors.New("refused a request method that is not in upper case")
+
 // errUnsafePath refuses a request whose path servers may read differently (400).
 var errUnsafePath = errors.New("refused a request path with a dot segment, an encoded slash or backslash, or a control character")
 
@@ -139,6 +144,9 @@ func (g *gate) requestTarget(r *http.Request) (target, error) {
 	u, method := r.URL, r.Method
 	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil {
 		u, method = orig.URL, orig.Method
+	}
+	if !upperMethod(method) || !upperMethod(r.Method) {
+		return target{}, errUnsafeMethod
 	}
 	escaped := u.EscapedPath()
 	decoded, err := audience.CheckPath(escaped)
@@ -175,6 +183,16 @@ func (g *gate) requestTarget(r *http.Request) (target, error) {
 		t.access.RawIP, _, _ = net.SplitHostPort(r.RemoteAddr)
 	}
 	return t, nil
+}
+
+// upperMethod reports a method without lower-case ASCII letters.
+func upperMethod(m string) bool {
+	for i := 0; i < len(m); i++ {
+		if 'a' <= m[i] && m[i] <= 'z' {
+			return false
+		}
+	}
+	return true
 }
 
 // misdirected reports a Host port (explicit, or the scheme's default) that differs from the port

@@ -264,6 +264,7 @@ func TestOperatorCommands(t *testing.T) {
 		{"GET", base("api") + "/", "oauth2:client:c-bcrypt", 403},
 		{"GET", base("api") + "/", "", 401},
 		{"GET", base("api") + "/a/%2e%2e/admin", "oauth2:client:c-argon2id", 400},
+		{"delete", base("api") + "/", "oauth2:client:c-pbkdf2-sha512", 400},
 		{"GET", base("public") + "/", "", 200},
 		{"GET", base("open") + "/", "", 200},
 	}
@@ -303,7 +304,7 @@ func TestOperatorCommands(t *testing.T) {
 		`portcullis_gate_decisions_total{answer="allow",policy="one_factor",site="api.localhost"}`:        3,
 		`portcullis_gate_decisions_total{answer="forbidden",policy="deny",site="api.localhost"}`:          4,
 		`portcullis_gate_decisions_total{answer="unauthorized",policy="one_factor",site="api.localhost"}`: 1,
-		`portcullis_gate_decisions_total{answer="bad_request",policy="none",site="api.localhost"}`:        1,
+		`portcullis_gate_decisions_total{answer="bad_request",policy="none",site="api.localhost"}`:        2,
 		`portcullis_gate_decisions_total{answer="allow",policy="bypass",site="public.localhost"}`:         1,
 		`portcullis_store_gc_runs_total`:                                                                  0,
 	}

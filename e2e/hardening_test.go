@@ -228,6 +228,15 @@ func TestPathEscapesAreRefused(t *testing.T) {
 			t.Errorf("%s: %d, upstream saw %v, want 200 and %s", p, resp.StatusCode, rec["path"], want)
 		}
 	}
+	// a method in lower case is refused: rules name upper-case methods and many upstreams
+	// upper-case what they receive, so "delete" must not slip past a rule on DELETE
+	for _, m := range []string{"get", "delete", "Post", "pUT"} {
+		before := h.up.hits.Load()
+		resp, _ := h.raw("", m, h.host("apps"), "/api/x", bearer, "")
+		if resp.StatusCode != 400 || h.up.hits.Load() != before {
+			t.Errorf("method %s: %d (upstream reached: %v), want 400 and no upstream request", m, resp.StatusCode, h.up.hits.Load() != before)
+		}
+	}
 	// the rules see the same target: a bypass rule cannot be reached through a dot segment
 	if resp, _ := h.raw("", "GET", h.host("secure"), "/public/../private", nil, ""); resp.StatusCode != 400 {
 		t.Errorf("/public/../private: %d, want 400", resp.StatusCode)
