@@ -372,6 +372,7 @@ func (a *App) prepare(b *backend) (*runtimeState, error) {
 			Logger:    a.logger,
 			OnFailure: a.metrics.authFailed,
 		},
+		Cutoffs:        b.cutoffs,
 		OnTokenIssued:  a.metrics.tokenIssued,
 		OnTokenRefused: a.metrics.tokenRefused,
 		OnTokenRevoked: a.metrics.tokenRevoked,

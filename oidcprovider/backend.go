@@ -1,6 +1,7 @@
 package oidcprovider
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/caddyserver/caddy/v2"
@@ -19,6 +20,7 @@ type backend struct {
 	tokens  *oauth.TokenCache
 	secrets *clients.SecretCache
 	limits  *clients.Limits
+	cutoffs *oauth.ClientCutoffs
 }
 
 // Destruct closes the database when the last config using it lets go; it implements
@@ -46,7 +48,12 @@ func acquireBackend(dir string, opts store.Options) (*backend, bool, error) {
 		if err != nil {
 			return nil, err
 		}
+		cutoffs, err := oauth.LoadClientCutoffs(kv)
+		if err != nil {
+			return nil, errors.Join(err, kv.Destruct())
+		}
 		return &backend{
+			cutoffs: cutoffs,
 			kv:      kv,
 			opts:    opts,
 			tokens:  oauth.NewTokenCache(tokenCacheSize),

@@ -35,8 +35,9 @@ func tokensCommand() *cobra.Command {
 	)
 	revoke := subcommand("tokens revoke", "End every token of a client on the running server",
 		`Ends every access and refresh token of --client on the running server, through its admin
-API (the server holds the store, so the command asks it): the gateway refuses those tokens at once.
-Use it when a client's secret leaks, then change the secret in the config and reload.
+API (the server holds the store, so the command asks it): the gateway refuses those tokens at once,
+and every token of the client issued before the command, even one minted while it runs. When a
+secret leaks, change the secret in the config and reload first, then revoke.
 
 The admin address is found as 'caddy reload' finds it: --address, else the admin address of
 --config, else Caddy's default (localhost:2019).

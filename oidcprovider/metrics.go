@@ -38,7 +38,7 @@ func newMetrics(reg *prometheus.Registry, app *App) (*metrics, error) {
 		}, []string{"grant", "error"}),
 		tokensRevoked: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: metricNamespace, Name: "tokens_revoked_total",
-			Help: "Tokens revoked through the revocation endpoint.",
+			Help: "Revocation requests for an authentic token at the revocation endpoint, and tokens ended by caddy oidc tokens revoke.",
 		}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricNamespace, Name: "client_auth_failures_total",

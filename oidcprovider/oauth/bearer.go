@@ -83,6 +83,9 @@ func (p *Provider) CheckBearer(ctx context.Context, token string, target audienc
 		p.cfg.Tokens.Forget(sig)
 		return nil, &InvalidTokenError{"The access token is expired."}
 	}
+	if p.cfg.Cutoffs.Revoked(e.identity.ClientID, e.issuedAt) {
+		return nil, &InvalidTokenError{"The access token was revoked."}
+	}
 	client, known := p.cfg.Clients(e.identity.ClientID)
 	if !known {
 		return nil, &InvalidTokenError{"The client of this access token is no longer registered."}
@@ -125,6 +128,7 @@ func (p *Provider) loadBearer(ctx context.Context, raw, sig string) (*cachedToke
 		},
 		hasScope: slices.Contains(rec.GrantedScopes, clients.ScopeBearerAuthz),
 		audience: audience.ParseList(rec.GrantedAudience),
+		issuedAt: rec.RequestedAt,
 	}
 	e.identity.SubjectID = e.identity.Username
 	if e.identity.ClientCredentials {

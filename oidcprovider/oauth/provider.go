@@ -58,6 +58,9 @@ type Config struct {
 	// (registered client id, grant type), each token request refused (grant type, or "other" for
 	// one this provider does not serve, and the OAuth 2.0 error code) and each revocation.
 	OnTokenIssued  func(client, grant string)
+	// Cutoffs are the clients' revocation cut-offs (caddy oidc tokens revoke), shared by the
+	// configs of one store. Optional.
+	Cutoffs *ClientCutoffs
 	OnTokenRefused func(grant, errCode string)
 	OnTokenRevoked func()
 }
@@ -101,7 +104,7 @@ func New(cfg Config) *Provider {
 		SendDebugMessagesToClients: false,
 	}
 	st := &prefixedStrategy{HMACSHAStrategyUnPrefixed: oauth2.NewHMACSHAStrategyUnPrefixed(&hmac.HMACStrategy{Config: fc}, fc)}
-	storage := &tokenStorage{kv: cfg.KV, tokens: cfg.Tokens, clients: cfg.Clients}
+	storage := &tokenStorage{kv: cfg.KV, tokens: cfg.Tokens, clients: cfg.Clients, cutoffs: cfg.Cutoffs}
 	fc.TokenEndpointHandlers = fosite.TokenEndpointHandlers{
 		&oauth2.ClientCredentialsGrantHandler{
 			HandleHelper: &oauth2.HandleHelper{AccessTokenStrategy: st, AccessTokenStorage: storage, Config: fc},

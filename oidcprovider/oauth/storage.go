@@ -47,6 +47,7 @@ type tokenStorage struct {
 	kv      store.KV
 	tokens  *TokenCache // forgets an access token the moment it is deleted
 	clients func(id string) (*clients.Client, bool)
+	cutoffs *ClientCutoffs // tokens of a client issued before its cut-off count as revoked
 }
 
 var (
@@ -248,6 +249,9 @@ func (s *tokenStorage) GetAccessTokenSession(_ context.Context, signature string
 	if err != nil {
 		return nil, err
 	}
+	if s.cutoffs.Revoked(r.Client.GetID(), r.RequestedAt) {
+		return nil, fosite.ErrNotFound
+	}
 	return r, nil
 }
 
@@ -266,6 +270,9 @@ func (s *tokenStorage) GetRefreshTokenSession(_ context.Context, signature strin
 	r, _, err := s.load(kindRefresh, signature, sess)
 	if err != nil {
 		return nil, err
+	}
+	if s.cutoffs.Revoked(r.Client.GetID(), r.RequestedAt) {
+		return nil, fosite.ErrNotFound
 	}
 	return r, nil
 }

@@ -30,6 +30,7 @@ type cachedToken struct {
 	identity BearerIdentity
 	hasScope bool
 	audience audience.List
+	issuedAt time.Time // the token request's time, against the client's revocation cut-off
 }
 
 // TokenCache remembers decoded access tokens so the gate does not read and decode the store on
