@@ -134,6 +134,27 @@ func TestOperatorCommands(t *testing.T) {
 	if after, _ := os.ReadFile(keyFile); !bytes.Equal(before, after) {
 		t.Fatal("keygen replaced an existing key without --force")
 	}
+	// --force replaces a symlink by the key file; the file it pointed to is left alone
+	victim := filepath.Join(dir, "victim.txt")
+	if err := os.WriteFile(victim, []byte("victim"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.pem")
+	if err := os.Symlink(victim, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, code := command(t, "", "keygen", "--out", link); code != 1 {
+		t.Fatalf("keygen onto a symlink without --force: exit %d, want 1", code)
+	}
+	if _, errOut, code := command(t, "", "keygen", "--out", link, "--force"); code != 0 {
+		t.Fatalf("keygen --force onto a symlink: exit %d: %s", code, errOut)
+	}
+	if data, _ := os.ReadFile(victim); string(data) != "victim" {
+		t.Fatal("keygen --force wrote through a symlink")
+	}
+	if fi, err := os.Lstat(link); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("keygen --force: %v %v, want a regular 0600 file", fi.Mode(), err)
+	}
 	rsaFile := filepath.Join(dir, "rs256.pem")
 	out, errOut, code = command(t, "", "keygen", "--out", rsaFile, "--bits", "3072")
 	rsaKid, ok := strings.CutPrefix(strings.TrimSpace(out[strings.Index(out, "Key ID: "):]), "Key ID: ")
@@ -169,7 +190,7 @@ func TestOperatorCommands(t *testing.T) {
 	if _, errOut, code := command(t, strings.Repeat("s", 73), "hash", "--algorithm", "bcrypt"); code != 2 || !strings.Contains(errOut, "72 bytes") {
 		t.Errorf("bcrypt with a 73-byte secret: exit %d %q, want 2", code, errOut)
 	}
-	for _, bad := range [][]string{{"hash", "--algorithm", "md5"}, {"hash"}, {"hash", "--iterations", "-1"}, {"hash", "stray"}, {"hash", "--nope"}, {"nope"}} {
+	for _, bad := range [][]string{{"hash", "--algorithm", "md5"}, {"hash"}, {"hash", "--iterations", "-1"}, {"hash", "--memory", "4294968320"}, {"hash", "stray"}, {"hash", "--nope"}, {"nope"}} {
 		if _, _, code := command(t, "", bad...); code != 2 {
 			t.Errorf("caddy oidc %v: exit %d, want 2 (usage)", bad, code)
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/big"
 	"os"
 	"strings"
@@ -164,6 +165,9 @@ func newHasher(o hashOptions) (algorithm.Hash, error) {
 		if err := positive(name, v); err != nil {
 			return nil, err
 		}
+	}
+	if o.memory > math.MaxUint32 {
+		return nil, fmt.Errorf("--memory must be at most %d KiB, got %d", uint32(math.MaxUint32), o.memory)
 	}
 	or := func(v, def int) int {
 		if v == 0 {

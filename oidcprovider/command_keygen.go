@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -45,31 +46,8 @@ or 4096; ES256, ES384, ES512. An existing file is left alone unless --force is g
 			if err != nil {
 				return usageError{err}
 			}
-			flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-			if force {
-				flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
-			}
-			f, err := os.OpenFile(out, flags, 0o600)
-			if errors.Is(err, fs.ErrExist) {
-				return fmt.Errorf("%s exists; choose another file or pass --force to replace it", out)
-			} else if err != nil {
-				return fmt.Errorf("writing the key: %w", err)
-			}
-			// an existing file replaced with --force keeps its mode; a key must not stay readable
-			if err := f.Chmod(0o600); err != nil {
-				f.Close()
-				return fmt.Errorf("writing the key: %w", err)
-			}
-			if _, err := f.Write(pemData); err != nil {
-				f.Close()
-				return fmt.Errorf("writing the key: %w", err)
-			}
-			if err := f.Sync(); err != nil {
-				f.Close()
-				return fmt.Errorf("writing the key: %w", err)
-			}
-			if err := f.Close(); err != nil {
-				return fmt.Errorf("writing the key: %w", err)
+			if err := writeKeyFile(out, pemData, force); err != nil {
+				return err
 			}
 			res := keygenResult{File: out, KeyID: key.ID, Algorithm: key.Algorithm}
 			if asJ {
@@ -85,4 +63,46 @@ or 4096; ES256, ES384, ES512. An existing file is left alone unless --force is g
 	f.BoolVar(&force, "force", false, "replace --out if it exists")
 	f.BoolVar(&asJ, jsonFlag, false, jsonFlagDoc)
 	return cmd
+}
+
+// writeKeyFile writes a private key to path with mode 0600. The key goes to a new file in the
+// same directory first (created exclusively, so nothing else can hold it open), which then takes
+// path's place: by hard link when path must not exist, by rename with force. A symlink or another
+// user's file at path is replaced, never written through, and nobody holding the old file open
+// reads the new key.
+func writeKeyFile(path string, data []byte, force bool) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, ".keygen-*.pem")
+	if err != nil {
+		return fmt.Errorf("writing the key: %w", err)
+	}
+	name := tmp.Name()
+	defer os.Remove(name)
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing the key: %w", err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing the key: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing the key: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing the key: %w", err)
+	}
+	if force {
+		if err := os.Rename(name, path); err != nil {
+			return fmt.Errorf("writing the key: %w", err)
+		}
+		return nil
+	}
+	if err := os.Link(name, path); errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s exists; choose another file or pass --force to replace it", path)
+	} else if err != nil {
+		return fmt.Errorf("writing the key: %w", err)
+	}
+	return nil
 }
