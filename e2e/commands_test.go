@@ -250,6 +250,22 @@ func TestOperatorCommands(t *testing.T) {
 		}
 	}
 
+	// what a caller types where a client id goes is not logged unless it names a client: a
+	// secret pasted into the user name of Basic credentials stays out of the log
+	pasted := clients[0]
+	req, _ := http.NewRequest("POST", base("auth")+"/api/oidc/token", strings.NewReader("grant_type=client_credentials&scope="+url.QueryEscape(pasted.secret)))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(pasted.id+":"+pasted.secret), "")
+	if resp, err := hc.Do(req); err == nil {
+		resp.Body.Close()
+	}
+	for deadline := time.Now().Add(5 * time.Second); strings.Count(s.log.String(), `"client_id":"(unknown)"`) < 2 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if strings.Contains(s.log.String(), pasted.secret[1:]) {
+		t.Error("a secret pasted into the client id field reached the log")
+	}
+
 	// the key keygen printed is the one the provider signs with
 	resp, err := hc.Get(base("auth") + "/jwks.json")
 	if err != nil {
@@ -319,8 +335,9 @@ func TestOperatorCommands(t *testing.T) {
 	}
 	// the metrics count exactly what happened above
 	want := map[string]float64{
-		`portcullis_token_requests_refused_total{error="invalid_client",grant="client_credentials"}`:      5,
+		`portcullis_token_requests_refused_total{error="invalid_client",grant="client_credentials"}`:      6,
 		`portcullis_client_auth_failures_total{reason="wrong_secret"}`:                                    5,
+		`portcullis_client_auth_failures_total{reason="unknown_client"}`:                                  1,
 		`portcullis_tokens_revoked_total`:                                                                 1,
 		`portcullis_gate_decisions_total{answer="allow",policy="one_factor",site="api.localhost"}`:        3,
 		`portcullis_gate_decisions_total{answer="forbidden",policy="deny",site="api.localhost"}`:          4,

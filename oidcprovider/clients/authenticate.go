@@ -190,6 +190,15 @@ func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, form 
 	return nil, fosite.ErrInvalidClient
 }
 
+// loggable is a presented client id fit for the log: a registered id as it is, anything else
+// "(unknown)": callers write what they like there, a secret pasted into the wrong field included.
+func (a *Authenticator) loggable(clientID string) string {
+	if _, ok := a.Lookup(clientID); ok {
+		return clientID
+	}
+	return "(unknown)"
+}
+
 func (a *Authenticator) logFailure(clientID, ip, reason string) {
 	if a.OnFailure != nil {
 		switch {
@@ -204,6 +213,6 @@ func (a *Authenticator) logFailure(clientID, ip, reason string) {
 		}
 	}
 	if a.Logger != nil {
-		a.Logger.Info("client authentication failed", zap.String("client_id", clientID), zap.String("remote_ip", ip), zap.String("reason", reason))
+		a.Logger.Info("client authentication failed", zap.String("client_id", a.loggable(clientID)), zap.String("remote_ip", ip), zap.String("reason", reason))
 	}
 }

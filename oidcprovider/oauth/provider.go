@@ -57,10 +57,10 @@ type Config struct {
 	// OnTokenIssued, OnTokenRefused and OnTokenRevoked, when set, are told of each token issued
 	// (registered client id, grant type), each token request refused (grant type, or "other" for
 	// one this provider does not serve, and the OAuth 2.0 error code) and each revocation.
-	OnTokenIssued  func(client, grant string)
+	OnTokenIssued func(client, grant string)
 	// Cutoffs are the clients' revocation cut-offs (caddy oidc tokens revoke), shared by the
 	// configs of one store. Optional.
-	Cutoffs *ClientCutoffs
+	Cutoffs        *ClientCutoffs
 	OnTokenRefused func(grant, errCode string)
 	OnTokenRevoked func()
 }

@@ -32,8 +32,8 @@ func (p *Provider) ServeRevocation(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil && !isUnknownTokenErr(err) {
 		if rfc := fosite.ErrorToRFC6749Error(err); rfc.CodeField < 500 && !isClosedErr(err) {
-			p.cfg.Logger.Info("token revocation refused", zap.String("client_id", presentedClientID(r)),
-				zap.String("error", rfc.ErrorField), zap.String("reason", rfc.GetDescription()))
+			p.cfg.Logger.Info("token revocation refused", zap.String("client_id", p.loggableClientID(r)),
+				zap.String("error", rfc.ErrorField), zap.String("reason", truncate(rfc.GetDescription(), 160)))
 		}
 		p.writeError(w, r, err)
 		return
@@ -42,8 +42,11 @@ func (p *Provider) ServeRevocation(w http.ResponseWriter, r *http.Request) {
 		if p.cfg.OnTokenRevoked != nil {
 			p.cfg.OnTokenRevoked()
 		}
-		p.cfg.Logger.Info("token revoked", zap.String("client_id", presentedClientID(r)),
-			zap.String("token_type_hint", r.PostForm.Get("token_type_hint")))
+		hint := r.PostForm.Get("token_type_hint")
+		if hint != "access_token" && hint != "refresh_token" {
+			hint = ""
+		}
+		p.cfg.Logger.Info("token revoked", zap.String("client_id", p.loggableClientID(r)), zap.String("token_type_hint", hint))
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ory/fosite"
 	"go.uber.org/zap"
@@ -126,13 +127,42 @@ func (p *Provider) refuseToken(w http.ResponseWriter, r *http.Request, err error
 			}
 			p.cfg.OnTokenRefused(grant, rfc.ErrorField)
 		}
+		grant := r.PostForm.Get("grant_type")
+		if !slices.Contains(knownGrants, grant) {
+			grant = "other"
+		}
 		p.cfg.Logger.Info("token refused",
-			zap.String("client_id", presentedClientID(r)),
-			zap.String("grant_type", r.PostForm.Get("grant_type")),
+			zap.String("client_id", p.loggableClientID(r)),
+			zap.String("grant_type", grant),
 			zap.String("error", rfc.ErrorField),
-			zap.String("reason", rfc.GetDescription()))
+			zap.String("reason", truncate(rfc.GetDescription(), 160)))
 	}
 	p.writeError(w, r, err)
+}
+
+// knownGrants are the grant types logged by name; any other value is logged as "other".
+var knownGrants = []string{"client_credentials", "authorization_code", "refresh_token", "password", "implicit",
+	"urn:ietf:params:oauth:grant-type:device_code", "urn:ietf:params:oauth:grant-type:jwt-bearer", "urn:ietf:params:oauth:grant-type:token-exchange"}
+
+// loggableClientID is the client id a request names when it is registered, else "(unknown)":
+// callers write what they like there, a secret pasted into the wrong field included.
+func (p *Provider) loggableClientID(r *http.Request) string {
+	id := presentedClientID(r)
+	if _, ok := p.cfg.Clients(id); ok {
+		return id
+	}
+	return "(unknown)"
+}
+
+// truncate cuts s to at most n bytes (on a rune boundary), marking the cut with "…".
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // presentedClientID is the client id a request names, in its Basic credentials or its form, or "".
