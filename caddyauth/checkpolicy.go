@@ -154,6 +154,8 @@ func checkPolicy(configFile, adapterName, rawURL, method, ip string, subjects []
 	}
 	host, port := audience.SplitHost(u.Host)
 	req.Host = host
+	// Caddy's host matcher compares the Host as sent (without case), trailing dot included
+	siteHost := strings.ToLower(u.Hostname())
 	if port == "" {
 		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 	}
@@ -177,7 +179,7 @@ func checkPolicy(configFile, adapterName, rawURL, method, ip string, subjects []
 		return nil, fmt.Errorf("loading the oidc app: %w", err)
 	}
 
-	site, gateCfg, notes, err := findGate(cfg.AppsRaw["http"], host, port, u)
+	site, gateCfg, notes, err := findGate(cfg.AppsRaw["http"], siteHost, port, u)
 	if err != nil {
 		return nil, err
 	}
@@ -205,6 +207,9 @@ func checkPolicy(configFile, adapterName, rawURL, method, ip string, subjects []
 		return res, nil
 	}
 	req.Path = decoded
+	if ip == "" && hasNetworks(app, gateCfg) {
+		res.Notes = append(res.Notes, "some rules have networks and no --ip was given: they are judged as not matching; pass --ip to judge them")
+	}
 	rules, d := g.engine.Explain(&req, subj)
 	res.Rules = make([]ruleCheck, len(rules))
 	for i, r := range rules {
@@ -310,8 +315,10 @@ type (
 		Routes []routeJSON `json:"routes"`
 	}
 	routeJSON struct {
-		Match  []map[string]json.RawMessage `json:"match"`
-		Handle []json.RawMessage            `json:"handle"`
+		Group    string                       `json:"group"`
+		Match    []map[string]json.RawMessage `json:"match"`
+		Handle   []json.RawMessage            `json:"handle"`
+		Terminal bool                         `json:"terminal"`
 	}
 	handlerJSON struct {
 		Handler   string                     `json:"handler"`
@@ -354,52 +361,69 @@ func findGate(raw json.RawMessage, host, port string, u *url.URL) (string, *Gate
 			if site == "" {
 				site = "(every host) on server " + name
 			}
-			gc, n, err := gateIn(route.Handle, r)
+			gc, _, n, err := gateIn([]routeJSON{{Handle: route.Handle}}, r)
 			return site, gc, append(notes, n...), err
 		}
 	}
 	return "", nil, append(notes, "no site of the config serves "+host+" on port "+port), nil
 }
 
-// gateIn searches a handler list, depth first and in order, for the gate.
-func gateIn(handlers []json.RawMessage, r *http.Request) (*GateConfig, []string, error) {
-	var notes []string
-	for _, raw := range handlers {
-		var h handlerJSON
-		if err := json.Unmarshal(raw, &h); err != nil {
-			return nil, notes, fmt.Errorf("decoding a handler: %w", err)
+// gateIn follows a route list as Caddy runs it, in order: a route whose matchers fail is
+// skipped, a route of a group runs only if no earlier route of that group ran, and a terminal
+// route ends the list. Within a route's handlers it returns the gate config of the first
+// oidc_auth (or authentication handler with the oidc provider); a handler that answers the
+// request itself (respond, reverse_proxy, file_server, …) before any gate means the request is
+// served unguarded (done is true, with no config).
+func gateIn(routes []routeJSON, r *http.Request) (gc *GateConfig, done bool, notes []string, err error) {
+	ran := map[string]bool{}
+	for _, route := range routes {
+		if route.Group != "" && ran[route.Group] {
+			continue
 		}
-		switch h.Handler {
-		case "oidc_auth":
-			var gc GateConfig
-			if err := json.Unmarshal(raw, &gc); err != nil {
-				return nil, notes, fmt.Errorf("decoding oidc_auth: %w", err)
+		_, ok, n := routeApplies(route, "", r)
+		notes = append(notes, n...)
+		if !ok {
+			continue
+		}
+		if route.Group != "" {
+			ran[route.Group] = true
+		}
+		for _, raw := range route.Handle {
+			var h handlerJSON
+			if err := json.Unmarshal(raw, &h); err != nil {
+				return nil, true, notes, fmt.Errorf("decoding a handler: %w", err)
 			}
-			return &gc, notes, nil
-		case "authentication":
-			if p, ok := h.Providers["oidc"]; ok {
-				var gc GateConfig
-				if err := json.Unmarshal(p, &gc); err != nil {
-					return nil, notes, fmt.Errorf("decoding the oidc authentication provider: %w", err)
+			switch h.Handler {
+			case "oidc_auth":
+				var c GateConfig
+				if err := json.Unmarshal(raw, &c); err != nil {
+					return nil, true, notes, fmt.Errorf("decoding oidc_auth: %w", err)
 				}
-				return &gc, notes, nil
-			}
-		case "subroute":
-			for _, route := range h.Routes {
-				_, ok, n := routeApplies(route, "", r)
+				return &c, true, notes, nil
+			case "authentication":
+				if p, ok := h.Providers["oidc"]; ok {
+					var c GateConfig
+					if err := json.Unmarshal(p, &c); err != nil {
+						return nil, true, notes, fmt.Errorf("decoding the oidc authentication provider: %w", err)
+					}
+					return &c, true, notes, nil
+				}
+				notes = append(notes, "an authentication handler without the oidc provider runs first")
+			case "subroute":
+				gc, done, n, err := gateIn(h.Routes, r)
 				notes = append(notes, n...)
-				if !ok {
-					continue
+				if done || gc != nil || err != nil {
+					return gc, true, notes, err
 				}
-				gc, n, err := gateIn(route.Handle, r)
-				notes = append(notes, n...)
-				if gc != nil || err != nil {
-					return gc, notes, err
-				}
+			case "static_response", "reverse_proxy", "file_server", "error", "php_fastcgi", "copy_response", "acme_server":
+				return nil, true, notes, nil // the request is answered here, before any gate
 			}
+		}
+		if route.Terminal {
+			return nil, true, notes, nil
 		}
 	}
-	return nil, notes, nil
+	return nil, false, notes, nil
 }
 
 // routeApplies reports whether a route's matcher sets let the request through: any set may
@@ -477,6 +501,23 @@ func listensOn(listen []string, port string) bool {
 			continue
 		}
 		if uint(p) >= addr.StartPort && uint(p) <= addr.EndPort {
+			return true
+		}
+	}
+	return false
+}
+
+// hasNetworks reports whether a rule of the site or of the global list has a networks criterion.
+func hasNetworks(app *oidcprovider.App, gc *GateConfig) bool {
+	var rules []accesscontrol.Rule
+	if app.AccessControl != nil {
+		rules = append(rules, app.AccessControl.Rules...)
+	}
+	if gc != nil {
+		rules = append(rules, gc.Rules...)
+	}
+	for _, r := range rules {
+		if len(r.Networks) > 0 {
 			return true
 		}
 	}

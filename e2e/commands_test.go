@@ -103,6 +103,25 @@ http://public.localhost:{HTTP} {
 http://open.localhost:{HTTP} {
 	respond "open"
 }
+http://mixed.localhost:{HTTP} {
+	handle /public/* {
+		respond "public part"
+	}
+	handle {
+		oidc_auth
+		respond "mixed"
+	}
+}
+http://routed.localhost:{HTTP} {
+	route {
+		respond /early/* "early"
+		oidc_auth
+		respond "routed"
+	}
+}
+http://:{HTTP} {
+	respond "catch-all"
+}
 `
 
 // The digests `caddy oidc hash` makes are read by the provider: a client configured with each
@@ -304,6 +323,11 @@ func TestOperatorCommands(t *testing.T) {
 		{"delete", base("api") + "/", "oauth2:client:c-pbkdf2-sha512", 400},
 		{"GET", base("public") + "/", "", 200},
 		{"GET", base("open") + "/", "", 200},
+		{"GET", base("mixed") + "/public/x", "", 200},
+		{"GET", base("mixed") + "/private", "", 403},
+		{"GET", base("routed") + "/early/x", "", 200},
+		{"GET", base("routed") + "/late", "", 403},
+		{"GET", fmt.Sprintf("http://api.localhost.:%d/admin", httpPort), "", 200},
 	}
 	for _, c := range cases {
 		args := []string{"check-policy", "--config", s.config, "--url", c.url, "--method", c.method, "--json"}
@@ -344,6 +368,7 @@ func TestOperatorCommands(t *testing.T) {
 		`portcullis_gate_decisions_total{answer="unauthorized",policy="one_factor",site="api.localhost"}`: 1,
 		`portcullis_gate_decisions_total{answer="bad_request",policy="none",site="api.localhost"}`:        2,
 		`portcullis_gate_decisions_total{answer="allow",policy="bypass",site="public.localhost"}`:         1,
+		`portcullis_gate_decisions_total{answer="forbidden",policy="deny",site="other"}`:                  2,
 		`portcullis_store_gc_runs_total`:                                                                  0,
 	}
 	for _, c := range clients {
