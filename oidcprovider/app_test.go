@@ -139,18 +139,7 @@ func TestTokenCacheRevocationRace(t *testing.T) {
 // tokens minted afterwards work, and other clients' tokens are untouched.
 func TestRevokeClientTokensCutOff(t *testing.T) {
 	dir := t.TempDir()
-	start := func() (*App, *Handler) {
-		a := &App{Issuer: "https://auth.example.com", Storage: StorageConfig{Dir: dir}, Clients: testClients}
-		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-		t.Cleanup(cancel)
-		if err := a.Provision(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := a.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return a, NewHandler(a)
-	}
+	start := func() (*App, *Handler) { return startAppIn(t, dir, testClients) }
 	a, h := start()
 	target := audience.Target("https", "secure.example.com", "/")
 	form := url.Values{"grant_type": {"client_credentials"}, "scope": {clients.ScopeBearerAuthz}}
@@ -214,7 +203,6 @@ func TestRevokeClientTokensCutOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := start()
-	t.Cleanup(func() { _ = b.Stop() })
 	if _, err := b.CheckBearer(context.Background(), kuma, target); err == nil {
 		t.Fatal("after a restart, a token issued before the revocation was accepted")
 	}

@@ -27,7 +27,13 @@ var testClients = []ClientConfig{
 // startApp provisions and starts a real oidc app on a temporary Badger directory.
 func startApp(t testing.TB, list []ClientConfig) (*App, *Handler) {
 	t.Helper()
-	a := &App{Issuer: "https://auth.example.com", Storage: StorageConfig{Dir: t.TempDir()}, Clients: list}
+	return startAppIn(t, t.TempDir(), list)
+}
+
+// startAppIn is startApp on the store in dir.
+func startAppIn(t testing.TB, dir string, list []ClientConfig) (*App, *Handler) {
+	t.Helper()
+	a := &App{Issuer: "https://auth.example.com", Storage: StorageConfig{Dir: dir}, Clients: list}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
 	if err := a.Provision(ctx); err != nil {
