@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/portcullis-auth/portcullis/oidcprovider/regulation"
 )
 
 // Limiter counts failed attempts per key with a token bucket per key (golang.org/x/time/rate):
@@ -105,12 +107,7 @@ func AddressKey(ip string) string {
 	if err != nil {
 		return ip
 	}
-	a = a.Unmap()
-	if a.Is6() {
-		p, _ := a.Prefix(64)
-		return p.String()
-	}
-	return a.String()
+	return regulation.Address(a)
 }
 
 // digestSlots caps the digest checks (client secrets, later passwords) that run at once in the

@@ -1,0 +1,206 @@
+// Package regulation bans sign-in attempts after repeated failures, as Authelia's regulation
+// does (max_retries failures within find_time ban for ban_time), with one difference: failures
+// are counted per (user, address) and per address, never per user alone, so a guesser from one
+// address cannot lock a user out everywhere. Bans are kept in the store and survive a restart;
+// the failure counts behind them live in memory (find_time is short).
+package regulation
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/portcullis-auth/portcullis/oidcprovider/store"
+)
+
+// Config is Authelia's regulation block.
+type Config struct {
+	// MaxRetries is how many failures within FindTime ban a (user, address) pair; 0 disables
+	// regulation. Authelia's default: 3.
+	MaxRetries int
+	// FindTime is the window failures are counted in. Authelia's default: 2m.
+	FindTime time.Duration
+	// BanTime is how long a ban lasts. Authelia's default: 5m.
+	BanTime time.Duration
+	// AddressRetries is how many failures within FindTime, across all users, ban an address.
+	// Default: 3 × MaxRetries, at least 10 (a household or an office shares an address).
+	AddressRetries int
+}
+
+// WithDefaults fills Authelia's defaults for zero durations and the address limit.
+func (c Config) WithDefaults() Config {
+	if c.FindTime == 0 {
+		c.FindTime = 2 * time.Minute
+	}
+	if c.BanTime == 0 {
+		c.BanTime = 5 * time.Minute
+	}
+	if c.AddressRetries == 0 {
+		c.AddressRetries = max(10, 3*c.MaxRetries)
+	}
+	return c
+}
+
+// maxTracked bounds the failure records kept in memory; past it, the oldest are dropped.
+const maxTracked = 100_000
+
+// Regulator counts failures and keeps bans. It is safe for concurrent use.
+type Regulator struct {
+	cfg Config
+	kv  store.KV // where bans are kept; nil keeps them in memory only
+	now func() time.Time
+
+	mu       sync.Mutex
+	failures map[string][]time.Time // key → failure times within FindTime, oldest first
+	bans     map[string]time.Time   // key → end of the ban
+}
+
+const banPrefix = "ban/"
+
+// New returns a regulator; with kv, it reads the bans kept there and keeps new ones.
+func New(cfg Config, kv store.KV) (*Regulator, error) {
+	r := &Regulator{cfg: cfg.WithDefaults(), kv: kv, now: time.Now, failures: map[string][]time.Time{}, bans: map[string]time.Time{}}
+	if kv == nil {
+		return r, nil
+	}
+	keys, err := kv.Keys([]byte(banPrefix))
+	if err != nil {
+		return nil, fmt.Errorf("reading bans: %w", err)
+	}
+	for _, k := range keys {
+		v, err := kv.Get(k)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return nil, fmt.Errorf("reading bans: %w", err)
+		}
+		var until time.Time
+		if until.UnmarshalText(v) == nil {
+			r.bans[strings.TrimPrefix(string(k), banPrefix)] = until
+		}
+	}
+	return r, nil
+}
+
+// Address is the key of a client address: the address for IPv4, its /64 for IPv6 (one host
+// usually holds a whole /64).
+func Address(ip netip.Addr) string {
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
+}
+
+func pairKey(user string, ip netip.Addr) string { return "u/" + user + "|" + Address(ip) }
+func addressKey(ip netip.Addr) string           { return "a/" + Address(ip) }
+
+// Banned reports whether a sign-in of user from ip is refused, and until when. Callers answer a
+// banned attempt exactly as a wrong password, at the same cost, so a ban tells a guesser nothing.
+func (r *Regulator) Banned(user string, ip netip.Addr) (time.Time, bool) {
+	if r.cfg.MaxRetries <= 0 {
+		return time.Time{}, false
+	}
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var until time.Time
+	for _, k := range []string{pairKey(user, ip), addressKey(ip)} {
+		if end, ok := r.bans[k]; ok {
+			if now.Before(end) {
+				until = later(until, end)
+			} else {
+				delete(r.bans, k)
+			}
+		}
+	}
+	return until, !until.IsZero()
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// Fail records a failed sign-in of user from ip and bans the pair or the address when it
+// reaches its limit. It reports whether a new ban began.
+func (r *Regulator) Fail(user string, ip netip.Addr) (banned bool, err error) {
+	if r.cfg.MaxRetries <= 0 {
+		return false, nil
+	}
+	now := r.now()
+	var newBans []string
+	r.mu.Lock()
+	for _, c := range []struct {
+		key   string
+		limit int
+	}{{pairKey(user, ip), r.cfg.MaxRetries}, {addressKey(ip), r.cfg.AddressRetries}} {
+		times := append(r.recent(c.key, now), now)
+		if len(times) >= c.limit {
+			delete(r.failures, c.key)
+			r.bans[c.key] = now.Add(r.cfg.BanTime)
+			newBans = append(newBans, c.key)
+			continue
+		}
+		r.failures[c.key] = times
+	}
+	r.trim(now)
+	r.mu.Unlock()
+	if r.kv != nil {
+		until, _ := now.Add(r.cfg.BanTime).MarshalText()
+		for _, k := range newBans {
+			if err := r.kv.Put(store.Entry{Key: []byte(banPrefix + k), Value: until, TTL: r.cfg.BanTime}); err != nil {
+				return true, fmt.Errorf("keeping a ban: %w", err)
+			}
+		}
+	}
+	return len(newBans) > 0, nil
+}
+
+// Succeed clears the failures of the pair after a good sign-in (the address keeps its count:
+// one right password does not excuse a spray across users).
+func (r *Regulator) Succeed(user string, ip netip.Addr) {
+	r.mu.Lock()
+	delete(r.failures, pairKey(user, ip))
+	r.mu.Unlock()
+}
+
+// recent is key's failures still within FindTime; r.mu is held.
+func (r *Regulator) recent(key string, now time.Time) []time.Time {
+	times := r.failures[key]
+	i := 0
+	for i < len(times) && now.Sub(times[i]) >= r.cfg.FindTime {
+		i++
+	}
+	return times[i:]
+}
+
+// trim drops expired records when too many are tracked; r.mu is held.
+func (r *Regulator) trim(now time.Time) {
+	if len(r.failures)+len(r.bans) <= maxTracked {
+		return
+	}
+	for k, times := range r.failures {
+		if len(times) == 0 || now.Sub(times[len(times)-1]) >= r.cfg.FindTime {
+			delete(r.failures, k)
+		}
+	}
+	for k, end := range r.bans {
+		if !now.Before(end) {
+			delete(r.bans, k)
+		}
+	}
+	// still too many: drop failure records (never bans) until under the bound
+	for k := range r.failures {
+		if len(r.failures)+len(r.bans) <= maxTracked {
+			break
+		}
+		delete(r.failures, k)
+	}
+}

@@ -1,0 +1,168 @@
+package regulation
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/portcullis-auth/portcullis/oidcprovider/store"
+)
+
+// clock is a settable time source.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func newTest(t *testing.T, cfg Config, kv store.KV) (*Regulator, *clock) {
+	t.Helper()
+	r, err := New(cfg, kv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &clock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
+	r.now = c.now
+	return r, c
+}
+
+var (
+	guesser = netip.MustParseAddr("203.0.113.9")
+	home    = netip.MustParseAddr("198.51.100.4")
+)
+
+func TestBanAfterMaxRetriesWithinFindTime(t *testing.T) {
+	r, c := newTest(t, Config{MaxRetries: 3, FindTime: 2 * time.Minute, BanTime: 5 * time.Minute}, nil)
+	for i := 0; i < 2; i++ {
+		if banned, _ := r.Fail("john", guesser); banned {
+			t.Fatalf("banned after %d failures", i+1)
+		}
+	}
+	if _, b := r.Banned("john", guesser); b {
+		t.Fatal("banned before max_retries")
+	}
+	if banned, _ := r.Fail("john", guesser); !banned {
+		t.Fatal("no ban at max_retries")
+	}
+	until, b := r.Banned("john", guesser)
+	if !b || !until.Equal(c.now().Add(5*time.Minute)) {
+		t.Fatalf("ban until %v (%v)", until, b)
+	}
+	// the user from another address is not locked out
+	if _, b := r.Banned("john", home); b {
+		t.Fatal("a guesser locked the user out of another address")
+	}
+	c.add(5 * time.Minute)
+	if _, b := r.Banned("john", guesser); b {
+		t.Fatal("the ban outlived ban_time")
+	}
+}
+
+func TestFailuresSpreadBeyondFindTimeDoNotBan(t *testing.T) {
+	r, c := newTest(t, Config{MaxRetries: 3, FindTime: 2 * time.Minute}, nil)
+	for i := 0; i < 10; i++ {
+		if banned, _ := r.Fail("john", guesser); banned {
+			t.Fatalf("banned at failure %d though each was %s apart", i+1, time.Minute)
+		}
+		c.add(61 * time.Second)
+	}
+}
+
+func TestAddressBanAcrossUsersAndIPv6Prefix(t *testing.T) {
+	r, _ := newTest(t, Config{MaxRetries: 3}, nil) // address limit: 10
+	users := []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}
+	for i, u := range users {
+		ip := netip.MustParseAddr(fmt.Sprintf("2001:db8:1:2::%x", i+1))
+		if _, err := r.Fail(u, ip); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a spray of one failure per user from one /64 bans the /64, for every user
+	if _, b := r.Banned("zed", netip.MustParseAddr("2001:db8:1:2::ffff")); !b {
+		t.Fatal("a spray across users from one /64 did not ban it")
+	}
+	if _, b := r.Banned("zed", netip.MustParseAddr("2001:db8:1:3::1")); b {
+		t.Fatal("another /64 was banned")
+	}
+}
+
+func TestSuccessClearsThePair(t *testing.T) {
+	r, _ := newTest(t, Config{MaxRetries: 3}, nil)
+	r.Fail("john", home)
+	r.Fail("john", home)
+	r.Succeed("john", home)
+	r.Fail("john", home)
+	r.Fail("john", home)
+	if _, b := r.Banned("john", home); b {
+		t.Fatal("failures before a good sign-in still counted")
+	}
+}
+
+func TestDisabled(t *testing.T) {
+	r, _ := newTest(t, Config{MaxRetries: 0}, nil)
+	for i := 0; i < 50; i++ {
+		r.Fail("john", guesser)
+	}
+	if _, b := r.Banned("john", guesser); b {
+		t.Fatal("max_retries 0 must disable regulation")
+	}
+}
+
+// Bans are kept in the store and survive a restart.
+func TestBansSurviveARestart(t *testing.T) {
+	dir := t.TempDir()
+	kv, err := store.Open(dir, store.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(Config{MaxRetries: 2, BanTime: time.Hour}, kv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Fail("john", guesser)
+	if banned, err := r.Fail("john", guesser); !banned || err != nil {
+		t.Fatalf("ban: %v %v", banned, err)
+	}
+	kv.Destruct()
+	kv, err = store.Open(dir, store.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kv.Destruct()
+	r2, err := New(Config{MaxRetries: 2, BanTime: time.Hour}, kv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, b := r2.Banned("john", guesser); !b {
+		t.Fatal("the ban did not survive a restart")
+	}
+	if _, b := r2.Banned("john", home); b {
+		t.Fatal("the restart banned another address")
+	}
+}
+
+func TestConcurrentFailures(t *testing.T) {
+	r, _ := newTest(t, Config{MaxRetries: 5}, nil)
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				ip := netip.AddrFrom4([4]byte{10, 0, byte(g), byte(i)})
+				r.Fail("john", ip)
+				r.Banned("john", ip)
+				r.Succeed("john", ip)
+			}
+		}(g)
+	}
+	wg.Wait()
+}
