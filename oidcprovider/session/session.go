@@ -1,0 +1,236 @@
+// Package session keeps people's sign-in sessions in the store, so they survive a restart and a
+// reload (Authelia loses them on restart unless it has Redis). A session id is 32 random bytes;
+// the store holds only its SHA-256, so a copy of the store gives no live cookie. Sessions end at
+// their expiration, after inactivity, at sign-out, or when every session of a user is ended.
+package session
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/portcullis-auth/portcullis/oidcprovider/store"
+)
+
+// Config is Authelia's session block (its timing part).
+type Config struct {
+	// Expiration is a session's longest life without remember-me. Authelia's default: 1h.
+	Expiration time.Duration
+	// Inactivity ends a session unused for this long (not for remember-me sessions). Authelia's
+	// default: 5m.
+	Inactivity time.Duration
+	// RememberMe is a remember-me session's life; negative disables remember-me. Authelia's
+	// default: 1 month (30 days here).
+	RememberMe time.Duration
+}
+
+// WithDefaults fills Authelia's defaults.
+func (c Config) WithDefaults() Config {
+	if c.Expiration == 0 {
+		c.Expiration = time.Hour
+	}
+	if c.Inactivity == 0 {
+		c.Inactivity = 5 * time.Minute
+	}
+	if c.RememberMe == 0 {
+		c.RememberMe = 30 * 24 * time.Hour
+	}
+	return c
+}
+
+// Level is how a session was authenticated.
+type Level uint8
+
+// The factor levels.
+const (
+	OneFactor Level = 1
+	TwoFactor Level = 2
+)
+
+// Session is one signed-in browser.
+type Session struct {
+	// User is the username.
+	User string `json:"user"`
+	// Level is the factor level reached.
+	Level Level `json:"level"`
+	// Created is when the session began (the first factor).
+	Created time.Time `json:"created"`
+	// AuthTime is when the last factor was given.
+	AuthTime time.Time `json:"auth_time"`
+	// LastActive is the last request seen, recorded at most once a minute.
+	LastActive time.Time `json:"last_active"`
+	// Expires is when the session ends regardless of activity.
+	Expires time.Time `json:"expires"`
+	// RememberMe sessions are not ended by inactivity.
+	RememberMe bool `json:"remember_me"`
+}
+
+// ErrNoSession is an unknown, ended or expired session id.
+var ErrNoSession = errors.New("session: no such session")
+
+// activityGranularity is how stale LastActive may get before a request writes it again: one
+// write a minute per session instead of one per request.
+const activityGranularity = time.Minute
+
+// Store keeps sessions in a KV.
+type Store struct {
+	cfg Config
+	kv  store.KV
+	now func() time.Time
+}
+
+// New returns a session store on kv.
+func New(cfg Config, kv store.KV) *Store {
+	return &Store{cfg: cfg.WithDefaults(), kv: kv, now: time.Now}
+}
+
+func hashID(id string) string {
+	h := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(h[:])
+}
+
+func recordKey(hash string) []byte          { return []byte("sess/" + hash) }
+func userIndexKey(user, hash string) []byte { return []byte("sess-user/" + user + "/" + hash) }
+func userIndexPrefix(user string) []byte    { return []byte("sess-user/" + user + "/") }
+
+// Create begins a session for user at level and returns its id (for the cookie). With
+// rememberMe (ignored when remember-me is disabled) it lasts RememberMe and ignores inactivity.
+func (s *Store) Create(user string, level Level, rememberMe bool) (string, *Session, error) {
+	if user == "" || strings.Contains(user, "/") {
+		return "", nil, fmt.Errorf("session: bad username %q", user)
+	}
+	now := s.now()
+	sess := &Session{User: user, Level: level, Created: now, AuthTime: now, LastActive: now, Expires: now.Add(s.cfg.Expiration)}
+	if rememberMe && s.cfg.RememberMe > 0 {
+		sess.RememberMe, sess.Expires = true, now.Add(s.cfg.RememberMe)
+	}
+	id, err := s.put(sess)
+	return id, sess, err
+}
+
+// put stores sess under a new id.
+func (s *Store) put(sess *Session) (string, error) {
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	id := base64.RawURLEncoding.EncodeToString(raw)
+	data, err := json.Marshal(sess)
+	if err != nil {
+		return "", err
+	}
+	ttl := sess.Expires.Sub(s.now())
+	if ttl <= 0 {
+		return "", ErrNoSession
+	}
+	h := hashID(id)
+	if err := s.kv.Put(
+		store.Entry{Key: recordKey(h), Value: data, TTL: ttl},
+		store.Entry{Key: userIndexKey(sess.User, h), Value: []byte{1}, TTL: ttl},
+	); err != nil {
+		return "", fmt.Errorf("session: keeping the session: %w", err)
+	}
+	return id, nil
+}
+
+// Get returns the live session of id and records the activity (at most once a minute). An
+// unknown, expired or inactive session is ErrNoSession (and an inactive one is ended).
+func (s *Store) Get(id string) (*Session, error) {
+	if len(id) != 43 {
+		return nil, ErrNoSession
+	}
+	h := hashID(id)
+	data, err := s.kv.Get(recordKey(h))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrNoSession
+	} else if err != nil {
+		return nil, err
+	}
+	var sess Session
+	if err := json.Unmarshal(data, &sess); err != nil {
+		return nil, ErrNoSession
+	}
+	now := s.now()
+	if !now.Before(sess.Expires) {
+		return nil, ErrNoSession
+	}
+	if !sess.RememberMe && now.Sub(sess.LastActive) >= s.cfg.Inactivity {
+		_ = s.end(sess.User, h)
+		return nil, ErrNoSession
+	}
+	if now.Sub(sess.LastActive) >= activityGranularity {
+		sess.LastActive = now
+		if data, err := json.Marshal(&sess); err == nil {
+			_ = s.kv.Put(store.Entry{Key: recordKey(h), Value: data, TTL: sess.Expires.Sub(now)})
+		}
+	}
+	return &sess, nil
+}
+
+// Elevate records a factor at level for the session of id and moves it to a new id (returned),
+// ending the old one, so an id seen before the step-up is worth nothing after it.
+func (s *Store) Elevate(id string, level Level) (string, *Session, error) {
+	sess, err := s.Get(id)
+	if err != nil {
+		return "", nil, err
+	}
+	now := s.now()
+	sess.Level, sess.AuthTime, sess.LastActive = max(sess.Level, level), now, now
+	newID, err := s.put(sess)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := s.end(sess.User, hashID(id)); err != nil {
+		return "", nil, err
+	}
+	return newID, sess, nil
+}
+
+// End ends the session of id (sign-out). Ending an unknown session is not an error.
+func (s *Store) End(id string) error {
+	h := hashID(id)
+	data, err := s.kv.Get(recordKey(h))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	var sess Session
+	_ = json.Unmarshal(data, &sess)
+	return s.end(sess.User, h)
+}
+
+func (s *Store) end(user, h string) error {
+	keys := [][]byte{recordKey(h)}
+	if user != "" {
+		keys = append(keys, userIndexKey(user, h))
+	}
+	return s.kv.Delete(keys...)
+}
+
+// EndUser ends every session of user (signing out everywhere, or an operator cutting off a
+// stolen session) and returns how many it ended.
+func (s *Store) EndUser(user string) (int, error) {
+	keys, err := s.kv.Keys(userIndexPrefix(user))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	prefix := len(userIndexPrefix(user))
+	for _, k := range keys {
+		h := string(k[prefix:])
+		if _, err := s.kv.Get(recordKey(h)); err == nil {
+			n++
+		}
+		if err := s.end(user, h); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}

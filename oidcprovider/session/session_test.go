@@ -1,0 +1,156 @@
+package session
+
+import (
+	"bytes"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/portcullis-auth/portcullis/oidcprovider/store"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func open(t *testing.T, dir string, cfg Config) (*Store, *store.Badger, *clock) {
+	t.Helper()
+	kv, err := store.Open(dir, store.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(cfg, kv)
+	c := &clock{t: time.Now()}
+	s.now = c.now
+	return s, kv, c
+}
+
+func TestLifecycle(t *testing.T) {
+	s, kv, c := open(t, t.TempDir(), Config{Expiration: time.Hour, Inactivity: 5 * time.Minute})
+	defer kv.Destruct()
+	id, sess, err := s.Create("john", OneFactor, false)
+	if err != nil || sess.Level != OneFactor || len(id) != 43 {
+		t.Fatalf("create: %q %+v %v", id, sess, err)
+	}
+	// the store holds the id's hash, never the id
+	keys, _ := kv.Keys([]byte("sess"))
+	for _, k := range keys {
+		v, _ := kv.Get(k)
+		if bytes.Contains(k, []byte(id)) || bytes.Contains(v, []byte(id)) {
+			t.Fatal("the store holds a session id")
+		}
+	}
+	for i := 0; i < 10; i++ { // active every 4 minutes: inactivity never reached
+		c.add(4 * time.Minute)
+		if _, err := s.Get(id); err != nil {
+			t.Fatalf("an active session ended at %d: %v", i, err)
+		}
+	}
+	c.add(6 * time.Minute)
+	if _, err := s.Get(id); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("an inactive session: %v", err)
+	}
+	if _, err := s.Get(id); !errors.Is(err, ErrNoSession) {
+		t.Fatal("an inactive session came back")
+	}
+	// expiration ends even an active session
+	id, _, _ = s.Create("john", OneFactor, false)
+	for i := 0; i < 15; i++ {
+		c.add(4 * time.Minute)
+		s.Get(id)
+	}
+	if _, err := s.Get(id); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("a session past its expiration: %v", err)
+	}
+	for _, bad := range []string{"", "x", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"} {
+		if _, err := s.Get(bad); !errors.Is(err, ErrNoSession) {
+			t.Errorf("id %q: %v", bad, err)
+		}
+	}
+}
+
+func TestRememberMeIgnoresInactivity(t *testing.T) {
+	s, kv, c := open(t, t.TempDir(), Config{Expiration: time.Hour, Inactivity: 5 * time.Minute, RememberMe: 48 * time.Hour})
+	defer kv.Destruct()
+	id, sess, _ := s.Create("john", OneFactor, true)
+	if !sess.RememberMe {
+		t.Fatal("remember-me not set")
+	}
+	c.add(30 * time.Hour)
+	if _, err := s.Get(id); err != nil {
+		t.Fatalf("a remember-me session after 30h idle: %v", err)
+	}
+	c.add(19 * time.Hour)
+	if _, err := s.Get(id); !errors.Is(err, ErrNoSession) {
+		t.Fatal("a remember-me session outlived remember_me")
+	}
+	off := New(Config{RememberMe: -1}, kv)
+	if _, sess, _ := off.Create("jane", OneFactor, true); sess.RememberMe {
+		t.Fatal("remember-me disabled, yet granted")
+	}
+}
+
+func TestElevateRotatesTheID(t *testing.T) {
+	s, kv, _ := open(t, t.TempDir(), Config{})
+	defer kv.Destruct()
+	id, _, _ := s.Create("john", OneFactor, false)
+	newID, sess, err := s.Elevate(id, TwoFactor)
+	if err != nil || newID == id || sess.Level != TwoFactor {
+		t.Fatalf("elevate: %v %+v", err, sess)
+	}
+	if _, err := s.Get(id); !errors.Is(err, ErrNoSession) {
+		t.Fatal("the id from before the step-up still works")
+	}
+	if got, err := s.Get(newID); err != nil || got.Level != TwoFactor {
+		t.Fatalf("the new id: %+v %v", got, err)
+	}
+}
+
+func TestEndAndEndUserAndRestart(t *testing.T) {
+	dir := t.TempDir()
+	s, kv, _ := open(t, dir, Config{})
+	a, _, _ := s.Create("john", OneFactor, false)
+	b, _, _ := s.Create("john", TwoFactor, true)
+	c, _, _ := s.Create("john", OneFactor, false)
+	other, _, _ := s.Create("jane", OneFactor, false)
+	if err := s.End(a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(a); !errors.Is(err, ErrNoSession) {
+		t.Fatal("an ended session works")
+	}
+	if err := s.End(a); err != nil {
+		t.Fatal("ending twice must not fail")
+	}
+	// sessions survive a restart
+	kv.Destruct()
+	s, kv, _ = open(t, dir, Config{})
+	defer kv.Destruct()
+	if _, err := s.Get(b); err != nil {
+		t.Fatalf("a session did not survive a restart: %v", err)
+	}
+	n, err := s.EndUser("john")
+	if err != nil || n != 2 {
+		t.Fatalf("end user: %d %v", n, err)
+	}
+	for _, id := range []string{b, c} {
+		if _, err := s.Get(id); !errors.Is(err, ErrNoSession) {
+			t.Fatal("a session of an ended user works")
+		}
+	}
+	if _, err := s.Get(other); err != nil {
+		t.Fatalf("another user's session ended: %v", err)
+	}
+	if _, _, err := s.Create("a/b", OneFactor, false); err == nil {
+		t.Fatal("a username with '/' must be refused")
+	}
+}
