@@ -28,7 +28,9 @@ import (
 	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
 	"github.com/portcullis-auth/portcullis/oidcprovider/keys"
 	"github.com/portcullis-auth/portcullis/oidcprovider/oauth"
+	"github.com/portcullis-auth/portcullis/oidcprovider/regulation"
 	"github.com/portcullis-auth/portcullis/oidcprovider/store"
+	"github.com/portcullis-auth/portcullis/oidcprovider/users"
 )
 
 func init() {
@@ -73,6 +75,14 @@ type App struct {
 	// AccessControl holds the gateway's global rules, applied by oidc_auth. JSON:
 	// "access_control". Default: no rules and default_policy deny.
 	AccessControl *accesscontrol.Config `json:"access_control,omitempty"`
+	// UsersFile is a users file in Authelia's users_database.yml format; its people may call
+	// protected sites with Basic credentials (the sign-in portal comes later). It is re-read
+	// when it changes; a bad edit keeps the last good version and is logged. JSON: "users_file".
+	// Default: none (Basic credentials are passed on untouched).
+	UsersFile string `json:"users_file,omitempty"`
+	// Regulation bans Basic-credential guessing, counted per (user, address) and per address.
+	// JSON: "regulation". Default: Authelia's (max_retries 3, find_time 2m, ban_time 5m).
+	Regulation *RegulationConfig `json:"regulation,omitempty"`
 
 	issuer      string
 	issuerURL   *url.URL
@@ -88,7 +98,11 @@ type App struct {
 	ctx         caddy.Context
 	metrics     *metrics
 
-	mu       sync.Mutex // guards acquired
+	users     *users.File
+	regulator *regulation.Regulator
+	stopWatch chan struct{}
+
+	mu       sync.Mutex // guards acquired and stopWatch
 	acquired bool
 	state    atomic.Pointer[runtimeState]
 }
@@ -159,6 +173,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("enforce_pkce %q must be never, public_clients_only or always", a.EnforcePKCE)
 	}
 	if err := a.provisionClients(repl); err != nil {
+		return err
+	}
+	if err := a.provisionPeople(); err != nil {
 		return err
 	}
 	return a.provisionAccessControl()
@@ -317,6 +334,9 @@ func (a *App) Start() error {
 	if err != nil {
 		return errors.Join(err, a.release())
 	}
+	if err := a.startPeople(b); err != nil {
+		return errors.Join(err, a.release())
+	}
 	a.state.Store(st)
 	a.logger.Info("oidc provider started", zap.String("issuer", a.issuer), zap.String("storage", a.dir), zap.Int("clients", len(a.clients)))
 	return nil
@@ -387,6 +407,7 @@ func (a *App) prepare(b *backend) (*runtimeState, error) {
 // Stop releases the store; the database closes when no config uses it any more.
 func (a *App) Stop() error {
 	a.state.Store(nil)
+	a.stopWatching()
 	return a.release()
 }
 
@@ -394,6 +415,7 @@ func (a *App) Stop() error {
 // caddy.CleanerUpper.
 func (a *App) Cleanup() error {
 	a.state.Store(nil)
+	a.stopWatching()
 	return a.release()
 }
 

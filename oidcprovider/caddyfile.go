@@ -17,7 +17,7 @@ import (
 // Options of Authelia's that Portcullis will take but does not serve yet: naming one is an error
 // that says so, rather than a silent no-op.
 var (
-	pendingProviderOptions = []string{"users_file", "session", "regulation", "totp", "webauthn", "claims_policies", "scopes", "cors", "authorization_policies", "require_pushed_authorization_requests", "enable_pkce_plain_challenge", "minimum_parameter_entropy", "enable_client_debug_messages", "discovery_signed_response_alg"}
+	pendingProviderOptions = []string{"session", "totp", "webauthn", "claims_policies", "scopes", "cors", "authorization_policies", "require_pushed_authorization_requests", "enable_pkce_plain_challenge", "minimum_parameter_entropy", "enable_client_debug_messages", "discovery_signed_response_alg"}
 	pendingClientOptions   = []string{"sector_identifier_uri", "redirect_uris", "request_uris", "response_types", "response_modes", "authorization_policy", "consent_mode", "pre_configured_consent_duration", "require_pushed_authorization_requests", "require_pkce", "pkce_challenge_method", "authorization_signed_response_alg", "authorization_signed_response_key_id", "id_token_signed_response_alg", "id_token_signed_response_key_id", "access_token_signed_response_alg", "access_token_signed_response_key_id", "userinfo_signed_response_alg", "userinfo_signed_response_key_id", "introspection_signed_response_alg", "introspection_signed_response_key_id", "request_object_signing_alg", "token_endpoint_auth_signing_alg", "jwks_uri", "jwks", "claims_policy"}
 )
 
@@ -34,6 +34,12 @@ var (
 //			gc_interval <duration>
 //		}
 //		hmac_secret <secret>
+//		users_file <path>
+//		regulation {
+//			max_retries <n>
+//			find_time <duration>
+//			ban_time <duration>
+//		}
 //		signing_key [<key_id>] {
 //			algorithm <alg>
 //			key_file <path>
@@ -97,6 +103,42 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "hmac_secret":
 			if err := oneArg(d, &a.HMACSecret); err != nil {
 				return err
+			}
+		case "users_file":
+			if err := oneArg(d, &a.UsersFile); err != nil {
+				return err
+			}
+		case "regulation":
+			if a.Regulation != nil {
+				return d.Err("regulation is given twice; merge the two blocks")
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.Regulation = &RegulationConfig{}
+			for d.NextBlock(1) {
+				switch opt := d.Val(); opt {
+				case "max_retries":
+					var v string
+					if err := oneArg(d, &v); err != nil {
+						return err
+					}
+					n, err := strconv.Atoi(v)
+					if err != nil {
+						return d.Errf("regulation: max_retries: %q is not a number", v)
+					}
+					a.Regulation.MaxRetries = &n
+				case "find_time":
+					if err := durationArg(d, &a.Regulation.FindTime); err != nil {
+						return err
+					}
+				case "ban_time":
+					if err := durationArg(d, &a.Regulation.BanTime); err != nil {
+						return err
+					}
+				default:
+					return d.Errf("regulation: unknown option %q (max_retries, find_time, ban_time)", opt)
+				}
 			}
 		case "enforce_pkce":
 			if err := oneArg(d, &a.EnforcePKCE); err != nil {

@@ -115,6 +115,10 @@ func AddressKey(ip string) string {
 // It is process-wide on purpose: CPU is.
 var digestSlots = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
 
+// RunDigest runs check (a password or secret digest check) in one of the process-wide digest
+// slots, waiting for one while ctx allows: every kind of digest work shares the same cap.
+func RunDigest(ctx context.Context, check func() bool) (bool, error) { return runDigest(ctx, check) }
+
 // runDigest runs check in a digest slot, waiting for one while ctx allows.
 func runDigest(ctx context.Context, check func() bool) (bool, error) {
 	select {

@@ -47,8 +47,17 @@ type User struct {
 	// Profile holds the optional OpenID Connect profile fields.
 	Profile Profile
 
-	digest algorithm.Digest
+	digest     algorithm.Digest
+	digestText string
 }
+
+// CheckPassword reports whether password matches the user's digest (a full digest check; the
+// caller caps and caches them). It does not look at Disabled.
+func (u *User) CheckPassword(password string) bool { return u.digest.Match(password) }
+
+// Digest is the user's password digest as written in the file: a changed password changes it,
+// so callers may key remembered verifications on it.
+func (u *User) Digest() string { return u.digestText }
 
 // Profile holds the optional profile fields of Authelia's file, named as its keys.
 type Profile struct {
@@ -160,7 +169,7 @@ func parseUser(name string, node *yaml.Node, decoder *crypt.Decoder) (*User, err
 	if err != nil {
 		return nil, fmt.Errorf("password: not a digest go-crypt reads (argon2id, scrypt, pbkdf2, bcrypt, sha-crypt): %w", err)
 	}
-	u.digest = d
+	u.digest, u.digestText = d, e.Password
 	switch e.Email.Kind {
 	case 0:
 	case yaml.ScalarNode:
@@ -221,6 +230,9 @@ var dummy = func() algorithm.Digest {
 	}
 	return digest
 }()
+
+// Dummy runs a digest check that always fails, costing what checking an unknown user costs.
+func Dummy(password string) { dummy.Match(password) }
 
 // Verify checks a username and password. It answers the same, at about the same cost, for an
 // unknown user and a wrong password; a disabled user with the right password is refused too
