@@ -1,6 +1,7 @@
 package caddyauth
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -232,7 +233,8 @@ func (t *target) url() string {
 
 // identity is an authenticated caller.
 type identity struct {
-	bearer   *oidcprovider.BearerIdentity
+	bearer   *oidcprovider.BearerIdentity // for a token
+	user     *oidcprovider.UserIdentity   // for Basic credentials
 	subject  accesscontrol.Subject
 	level    accesscontrol.Policy // OneFactor or TwoFactor
 	strategy *strategy
@@ -242,6 +244,7 @@ type identity struct {
 type credentialFailure struct {
 	strategy    *strategy
 	description string
+	basic       bool // Basic credentials: the challenge is Basic, not Bearer
 }
 
 // identification is what the strategies found.
@@ -268,8 +271,23 @@ func (g *gate) identify(r *http.Request, t *target) (identification, error) {
 		if i := strings.IndexAny(v, " \t"); i >= 0 {
 			scheme, cred = v[:i], strings.TrimSpace(v[i+1:])
 		}
+		if strings.EqualFold(scheme, "Basic") {
+			u, err := g.checkBasic(r, cred)
+			switch {
+			case err == nil:
+				found.id = &identity{user: u, level: accesscontrol.OneFactor, strategy: s,
+					subject: accesscontrol.Subject{Username: u.Username, Groups: u.Groups}}
+				return found, nil
+			case errors.Is(err, oidcprovider.ErrNoUsers):
+				continue // no users_file: Basic credentials are the upstream's, passed on untouched
+			case errors.Is(err, oidcprovider.ErrBadCredentials), errors.Is(err, errMalformedBasic):
+				found.failure = &credentialFailure{strategy: s, description: "The username or password is wrong.", basic: true}
+				return found, nil
+			}
+			return found, err
+		}
 		if !strings.EqualFold(scheme, "Bearer") {
-			continue // Basic and other schemes are not ours (yet): pass them on untouched
+			continue // other schemes are not ours: pass them on untouched
 		}
 		b, err := g.app.CheckBearer(r.Context(), cred, t.audience)
 		if err == nil {
@@ -295,6 +313,26 @@ func (g *gate) identify(r *http.Request, t *target) (identification, error) {
 		return found, err
 	}
 	return found, nil
+}
+
+// errMalformedBasic is Basic credentials that do not decode to user:password.
+var errMalformedBasic = errors.New("malformed Basic credentials")
+
+// checkBasic decodes Basic credentials (RFC 7617) and checks them with the oidc app.
+func (g *gate) checkBasic(r *http.Request, cred string) (*oidcprovider.UserIdentity, error) {
+	raw, err := base64.StdEncoding.DecodeString(cred)
+	if err != nil {
+		return nil, errMalformedBasic
+	}
+	user, pass, ok := strings.Cut(string(raw), ":")
+	if !ok || user == "" {
+		return nil, errMalformedBasic
+	}
+	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	if ip == "" {
+		ip, _, _ = net.SplitHostPort(r.RemoteAddr)
+	}
+	return g.app.CheckBasic(r.Context(), user, pass, ip)
 }
 
 // verdict is what the gate decided.
@@ -418,6 +456,31 @@ func applyIdentity(r *http.Request, id *identity) {
 		r.Header[headerClientID] = []string{id.subject.ClientID}
 	} else {
 		r.Header[headerUser] = []string{id.subject.Username}
+	}
+	if u := id.user; u != nil {
+		if u.GroupString != "" {
+			r.Header[headerGroups] = []string{u.GroupString}
+		}
+		if u.Email != "" {
+			r.Header[headerEmail] = []string{u.Email}
+		}
+		r.Header[headerName] = []string{u.DisplayName}
+		if repl != nil {
+			repl.Map(func(key string) (any, bool) {
+				switch key {
+				case "http.auth.user.id":
+					return u.Username, true
+				case "http.auth.user.auth_level":
+					return level, true
+				case "http.auth.user.groups":
+					return u.GroupString, true
+				case "http.auth.user.email":
+					return u.Email, u.Email != ""
+				}
+				return nil, false
+			})
+		}
+		return
 	}
 	if repl != nil {
 		// One provider answers every identity placeholder on demand: cheaper than four static

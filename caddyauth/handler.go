@@ -106,11 +106,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	case verdictInvalid:
 		h.gate.app.GateDecided(site, policy, "invalid_token")
 		f := found.failure
+		if f.basic {
+			w.Header().Set(f.strategy.challenge, `Basic realm="`+realm+`", charset="UTF-8"`)
+			return caddyhttp.Error(f.strategy.status, errors.New("invalid credentials: "+f.description))
+		}
 		w.Header().Set(f.strategy.challenge, bearerChallenge("invalid_token", f.description))
 		return caddyhttp.Error(f.strategy.status, errors.New("invalid credentials: "+f.description))
 	case verdictForbidden:
 		h.gate.app.GateDecided(site, policy, "forbidden")
-		w.Header().Set(id.strategy.challenge, bearerChallenge("insufficient_scope", "The rule for this URL asks more than this token can prove ("+d.Policy.String()+")."))
+		if id.user == nil {
+			w.Header().Set(id.strategy.challenge, bearerChallenge("insufficient_scope", "The rule for this URL asks more than this token can prove ("+d.Policy.String()+")."))
+		}
 		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("forbidden by %s", h.gate.engine.RuleName(d.Rule)))
 	case verdictDeny:
 		h.gate.app.GateDecided(site, policy, "forbidden")

@@ -1,0 +1,178 @@
+package e2e
+
+import (
+	"encoding/base64"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// usersFile writes a users file whose users all have the password "pw-<name>".
+func usersFile(t *testing.T, path string, entries map[string]string) {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("users:\n")
+	for name, extra := range entries {
+		out, errOut, code := command(t, "pw-"+name+"\n", "hash", "--algorithm", "pbkdf2-sha512", "--iterations", "100000")
+		if code != 0 {
+			t.Fatalf("hash: %s", errOut)
+		}
+		fmt.Fprintf(&b, "  %s:\n    password: %q\n%s", name, strings.TrimSpace(strings.TrimPrefix(out, "Digest: ")), extra)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func basic(user, pass string) map[string]string {
+	return map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))}
+}
+
+// People from the users file call protected sites with Basic credentials: the rules see their
+// user and groups, the upstream gets Remote-User/-Groups/-Email/-Name, a guesser from one address
+// is banned there only, and an edit of the file takes effect while a bad edit is ignored.
+func TestBasicCredentialsFromTheUsersFile(t *testing.T) {
+	dir := t.TempDir()
+	users := filepath.Join(dir, "users.yml")
+	base := map[string]string{
+		"john": "    displayname: John Doe\n    email: [john@example.com, jd@example.org]\n    groups: [dev, admins]\n",
+		"jane": "    groups: [ops]\n",
+		"old":  "    groups: [dev]\n    disabled: true\n",
+	}
+	usersFile(t, users, base)
+	h := &hardened{t: t, adminPort: freePort(t), httpPort: freePort(t), up: newRecorder(t)}
+	cf := fmt.Sprintf(`{
+	admin localhost:%[1]d
+	http_port %[2]d
+	oidc {
+		issuer http://auth.localhost:%[2]d
+		storage %[3]s
+		users_file %[4]s
+		regulation {
+			max_retries 3
+			find_time 2m
+			ban_time 5m
+		}
+		access_control {
+			default_policy deny
+			rule {
+				domain basic.localhost
+				resources "^/two"
+				subject user:john
+				policy two_factor
+			}
+			rule {
+				domain basic.localhost
+				subject group:dev
+				policy one_factor
+			}
+		}
+	}
+}
+http://auth.localhost:%[2]d {
+	oidc_provider
+}
+http://basic.localhost:%[2]d {
+	oidc_auth
+	reverse_proxy %[5]s
+}
+`, h.adminPort, h.httpPort, filepath.Join(dir, "store"), users, strings.TrimPrefix(h.up.srv.URL, "http://"))
+	h.s = newServer(t, cf, h.adminPort, h.httpPort)
+	h.s.readyURL = fmt.Sprintf("http://auth.localhost:%d/.well-known/openid-configuration", h.httpPort)
+	h.s.start()
+	host := fmt.Sprintf("basic.localhost:%d", h.httpPort)
+
+	resp, rec := h.raw("", "GET", host, "/x", mergeHeaders(basic("john", "pw-john"), map[string]string{"Remote-Groups": "spoofed"}), "")
+	if resp.StatusCode != 200 {
+		t.Fatalf("john with his password: %d", resp.StatusCode)
+	}
+	hdr := rec["headers"].(map[string]any)
+	for k, want := range map[string]string{"Remote-User": "john", "Remote-Groups": "dev,admins", "Remote-Email": "john@example.com", "Remote-Name": "John Doe"} {
+		if got, _ := hdr[k].([]any); len(got) != 1 || got[0] != want {
+			t.Errorf("upstream %s = %v, want %q", k, hdr[k], want)
+		}
+	}
+	for _, c := range []struct {
+		user, pass, path string
+		want             int
+	}{
+		{"john", "wrong", "/x", 401},
+		{"jane", "pw-jane", "/x", 403},   // not in dev
+		{"john", "pw-john", "/two", 403}, // Basic is one factor
+		{"old", "pw-old", "/x", 401},     // disabled
+		{"nobody", "pw-nobody", "/x", 401},
+	} {
+		resp, _ := h.raw("", "GET", host, c.path, basic(c.user, c.pass), "")
+		if resp.StatusCode != c.want {
+			t.Errorf("%s on %s: %d, want %d", c.user, c.path, resp.StatusCode, c.want)
+		}
+		if c.want == 401 && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic ") {
+			t.Errorf("%s: challenge %q, want Basic", c.user, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+	if resp, _ := h.raw("", "GET", host, "/x", map[string]string{"Authorization": "Basic !!!"}, ""); resp.StatusCode != 401 {
+		t.Errorf("malformed Basic credentials: %d, want 401", resp.StatusCode)
+	}
+
+	// a guesser at 127.0.0.2 is banned after 3 failures, even with the right password; john at
+	// 127.0.0.3 is not
+	for i := 0; i < 3; i++ {
+		h.raw("127.0.0.2", "GET", host, "/x", basic("john", fmt.Sprintf("guess-%d", i)), "")
+	}
+	if resp, _ := h.raw("127.0.0.2", "GET", host, "/x", basic("john", "pw-john"), ""); resp.StatusCode != 401 {
+		t.Errorf("the banned address with the right password: %d, want 401", resp.StatusCode)
+	}
+	if resp, _ := h.raw("127.0.0.3", "GET", host, "/x", basic("john", "pw-john"), ""); resp.StatusCode != 200 {
+		t.Errorf("john from another address while a guesser is banned: %d, want 200", resp.StatusCode)
+	}
+
+	// an edit takes effect; a bad edit keeps the last good set
+	withNew := map[string]string{"newbie": "    groups: [dev]\n"}
+	for k, v := range base {
+		withNew[k] = v
+	}
+	usersFile(t, users, withNew)
+	ok := false
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if resp, _ := h.raw("127.0.0.3", "GET", host, "/x", basic("newbie", "pw-newbie"), ""); resp.StatusCode == 200 {
+			ok = true
+			break
+		}
+	}
+	if !ok {
+		t.Fatal("a user added to the file was not picked up")
+	}
+	if err := os.WriteFile(users, []byte("users:\n  john:\n    password: broken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(h.s.log.String(), "keeping the last good version") && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(h.s.log.String(), `user \"john\"`) {
+		t.Errorf("the bad edit was not logged with the user at fault:\n%s", h.s.log.String())
+	}
+	if resp, _ := h.raw("127.0.0.3", "GET", host, "/x", basic("newbie", "pw-newbie"), ""); resp.StatusCode != 200 {
+		t.Errorf("after a bad edit: %d, want the last good set to hold", resp.StatusCode)
+	}
+	if strings.Contains(h.s.log.String(), "pw-john") {
+		t.Error("a password reached the log")
+	}
+}
+
+func mergeHeaders(a, b map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		out[k] = v
+	}
+	return out
+}
