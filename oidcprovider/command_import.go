@@ -21,7 +21,7 @@ access_control networks and rules) and one site block per domain the rules name,
 a reverse_proxy placeholder to fill in.
 
 Everything it cannot carry over is listed on standard error, one line per key path with the reason
-(people, sessions and second factors until the sign-in portal exists; applications that sign people
+(sessions and second factors until the sign-in portal exists; applications that sign people
 in until the authorization code flow exists; signing keys, which Portcullis reads from files). When
 nothing is listed, the output passes 'caddy validate'.
 
@@ -43,8 +43,8 @@ Example:
 				if _, err := os.Stat(usersFile); err != nil {
 					return fmt.Errorf("reading the users file: %w", err)
 				}
-				res.Leftovers = append(res.Leftovers, importauthelia.Leftover{Path: usersFile,
-					Why: "users come with the sign-in portal, not available yet; the file's format is the one Portcullis will read"})
+				res.Leftovers = append(res.Leftovers, importauthelia.Leftover{Path: usersFile, NotNeeded: true,
+					Why: "Portcullis reads this file as it is: point users_file at it"})
 			}
 			if asJSON {
 				return printJSON(cmd.OutOrStdout(), res)

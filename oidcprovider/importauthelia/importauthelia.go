@@ -56,7 +56,7 @@ type Result struct {
 }
 
 // later marks sections that need the sign-in portal, which Portcullis does not serve yet.
-const later = "people (users, sessions, second factors) come with the sign-in portal, not available yet; keep Authelia for them or drop them"
+const later = "sessions and second factors come with the sign-in portal, not available yet; keep Authelia for them or drop them"
 
 // Options tune Convert.
 type Options struct {
@@ -153,14 +153,16 @@ func (c *converter) convert(root map[string]any) {
 	for k := range root {
 		switch k {
 		case "identity_providers", "access_control":
-		case "authentication_backend", "session", "totp", "webauthn", "duo_api", "regulation", "password_policy", "identity_validation":
+		case "authentication_backend", "regulation":
+			// carried over below
+		case "session", "totp", "webauthn", "duo_api", "password_policy", "identity_validation":
 			c.leave(k, later)
 		case "storage":
 			c.leave(k, "Portcullis keeps its state in its own embedded store (the oidc storage option); tokens and consents are not migrated")
 		case "notifier":
 			c.leave(k, "Portcullis sends no mail yet")
 		case "server":
-			c.notNeeded(k, "Caddy's listeners and TLS serve the sites, and oidc_auth on each site replaces Authelia's authz endpoints (it reads Bearer credentials in Authorization and Proxy-Authorization)")
+			c.notNeeded(k, "Caddy's listeners and TLS serve the sites, and oidc_auth on each site replaces Authelia's authz endpoints (it reads Bearer and, with users_file, Basic credentials)")
 		case "log", "telemetry", "ntp", "certificates_directory":
 			c.notNeeded(k, "Caddy's own settings (logs, metrics, TLS) take this role")
 		case "theme", "default_2fa_method", "default_redirection_url", "jwt_secret", "privacy_policy", "definitions":
@@ -183,6 +185,7 @@ func (c *converter) convert(root map[string]any) {
 	if oidc != nil {
 		c.provider(oidc)
 	}
+	c.people(root)
 	if ac != nil {
 		c.accessControl(ac)
 	}
@@ -554,4 +557,48 @@ func sortedKeys(m map[string]any) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// people carries over the users file and the regulation: Portcullis reads Authelia's users file
+// and checks Basic credentials against it (the sign-in portal comes later).
+func (c *converter) people(root map[string]any) {
+	if ab, ok := root["authentication_backend"].(map[string]any); ok {
+		for _, k := range sortedKeys(ab) {
+			if k != "file" {
+				c.leave("authentication_backend."+k, "Portcullis reads people from a users file only")
+			}
+		}
+		if file, ok := ab["file"].(map[string]any); ok {
+			for _, k := range sortedKeys(file) {
+				switch k {
+				case "path":
+					c.line(2, "users_file %s", quote(str(file[k])))
+				case "watch":
+					c.notNeeded("authentication_backend.file.watch", "Portcullis always re-reads the users file when it changes")
+				case "password":
+					c.notNeeded("authentication_backend.file.password", "the digest settings for new passwords are caddy oidc hash's flags")
+				default:
+					c.leave("authentication_backend.file."+k, "not carried over by the import")
+				}
+			}
+		}
+	}
+	reg, ok := root["regulation"].(map[string]any)
+	if !ok {
+		return
+	}
+	c.line(2, "regulation {")
+	for _, k := range sortedKeys(reg) {
+		switch k {
+		case "max_retries":
+			c.line(3, "max_retries %s", quote(str(reg[k])))
+		case "find_time", "ban_time":
+			c.line(3, "%s %s", k, duration(reg[k]))
+		case "modes":
+			c.notNeeded("regulation.modes", "Portcullis always counts per (user, address) and per address")
+		default:
+			c.leave("regulation."+k, "not carried over by the import")
+		}
+	}
+	c.line(2, "}")
 }

@@ -50,7 +50,17 @@ func TestGolden(t *testing.T) {
 			golden(t, name+".caddyfile", res.Caddyfile)
 			golden(t, name+".leftovers", left.String())
 
-			adapted, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(res.Caddyfile), map[string]any{"filename": "Caddyfile"})
+			// the users file the config names is on Authelia's machine: validate with one here
+			caddyfile := res.Caddyfile
+			if i := strings.Index(caddyfile, "users_file "); i >= 0 {
+				end := i + strings.IndexByte(caddyfile[i:], '\n')
+				users := filepath.Join(t.TempDir(), "users.yml")
+				if err := os.WriteFile(users, []byte("users: {}\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				caddyfile = caddyfile[:i] + "users_file " + users + caddyfile[end:]
+			}
+			adapted, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
 			if err != nil {
 				t.Fatalf("the output does not adapt: %v", err)
 			}
