@@ -206,14 +206,17 @@ func TestExpiredEntriesAreReclaimed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Badger keeps expiry in whole seconds, so a 3s TTL lasts 2 to 3 seconds
-	old := write(expiring, 3*time.Second)
+	// Badger keeps expiry in whole seconds, so an 8s TTL lasts 7 to 8 seconds: long enough for
+	// the writes and the reopen below on a busy machine
+	const ttl = 8 * time.Second
+	old := write(expiring, ttl)
+	written := time.Now()
 	reopen()
 	before, _ := db.Size()
 	if before < expiring*valueSize {
 		t.Fatalf("tables hold only %d bytes before expiry: the test cannot tell reclaimed from never written", before)
 	}
-	time.Sleep(3100 * time.Millisecond)
+	time.Sleep(time.Until(written.Add(ttl + time.Second)))
 	write(live, 0)
 	// the new entries' table overlaps the expired ones' key range, so compacting it rewrites them
 	reopen()
@@ -226,8 +229,9 @@ func TestExpiredEntriesAreReclaimed(t *testing.T) {
 	if keys, err := db.Keys([]byte("tok/")); err != nil || len(keys) != live {
 		t.Fatalf("listed %d keys (%v), want the %d live ones", len(keys), err, live)
 	}
-	// the live entries are a tenth of the expired ones; allow for table overhead
-	if after, _ := db.Size(); after > before/3 {
+	// the live entries are a tenth of the expired ones; allow for table overhead and for a
+	// compaction that leaves a table or two for later (without expiry, after exceeds before)
+	if after, _ := db.Size(); after > before/2 {
 		t.Fatalf("tables hold %d bytes after %d expired and %d live entries (%d before expiry): expired entries not reclaimed", after, expiring, live, before)
 	}
 }
