@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -133,21 +134,37 @@ http://basic.localhost:%[2]d {
 		t.Errorf("john from another address while a guesser is banned: %d, want 200", resp.StatusCode)
 	}
 
+	// simultaneous guesses cannot slip past the limit: of 40 at once from one address, at most
+	// max_retries get a password check, the rest are refused as banned
+	var wg sync.WaitGroup
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			h.raw("127.0.0.4", "GET", host, "/x", basic("jane", fmt.Sprintf("guess-%d", i)), "")
+		}(i)
+	}
+	wg.Wait()
+	checked := `"remote_ip":"127.0.0.4","user":"jane","reason":"wrong credentials"`
+	for deadline := time.Now().Add(5 * time.Second); strings.Count(h.s.log.String(), `"remote_ip":"127.0.0.4"`) < 40 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := strings.Count(h.s.log.String(), checked); n == 0 || n > 3 {
+		t.Errorf("%d of 40 simultaneous guesses got a password check, want 1 to 3", n)
+	}
+
 	// an edit takes effect; a bad edit keeps the last good set
 	withNew := map[string]string{"newbie": "    groups: [dev]\n"}
 	for k, v := range base {
 		withNew[k] = v
 	}
 	usersFile(t, users, withNew)
-	ok := false
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if resp, _ := h.raw("127.0.0.3", "GET", host, "/x", basic("newbie", "pw-newbie"), ""); resp.StatusCode == 200 {
-			ok = true
-			break
-		}
+	// wait for the reload (polling with the new user would count failures and ban the pair)
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(h.s.log.String(), "users file reloaded") && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
 	}
-	if !ok {
-		t.Fatal("a user added to the file was not picked up")
+	if resp, _ := h.raw("127.0.0.3", "GET", host, "/x", basic("newbie", "pw-newbie"), ""); resp.StatusCode != 200 {
+		t.Fatalf("a user added to the file: %d, want 200", resp.StatusCode)
 	}
 	if err := os.WriteFile(users, []byte("users:\n  john:\n    password: broken\n"), 0o600); err != nil {
 		t.Fatal(err)

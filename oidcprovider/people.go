@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -125,9 +126,11 @@ var ErrBadCredentials = errors.New("oidc: the username or password is wrong")
 
 // CheckBasic checks Basic credentials of a caller at ip (Caddy's client IP). A right password
 // is remembered (keyed by an HMAC of user, digest and password; sliding hour) so a script costs
-// microseconds after its first request; digest checks run in the process-wide digest slots;
-// failures count towards regulation, and a banned attempt pays a digest and fails as a wrong
-// password would.
+// microseconds after its first request. Each attempt counts towards regulation from the moment
+// it begins, so simultaneous guesses cannot slip past the limit. An unknown user or a banned
+// attempt waits as long as a digest check takes, without spending CPU on one, and gets the
+// wrong-password answer; a disabled user pays a full check that is never remembered. A caller
+// that goes away before its check ends is not counted as a failure.
 func (a *App) CheckBasic(ctx context.Context, username, password, ip string) (*UserIdentity, error) {
 	if a.users == nil {
 		return nil, ErrNoUsers
@@ -137,44 +140,125 @@ func (a *App) CheckBasic(ctx context.Context, username, password, ip string) (*U
 		return nil, ErrUnavailable
 	}
 	addr, _ := netip.ParseAddr(ip)
-	db := a.users.Current()
-	u, found := db.Lookup(username)
-	if _, banned := a.regulator.Banned(username, addr); banned || !found {
-		_, _ = clients.RunDigest(ctx, func() bool { users.Dummy(password); return false })
-		a.failBasic(username, addr, banned)
+	u, found := a.users.Current().Lookup(username)
+	// a banned pair or address is refused before anything else, a remembered right password
+	// included: otherwise the cache would answer a guesser during the ban
+	if _, banned := a.regulator.Banned(username, addr); banned {
+		if err := a.waitLikeADigest(ctx); err != nil {
+			return nil, ErrUnavailable
+		}
+		a.refuseBasic(username, found, addr, true, nil)
 		return nil, ErrBadCredentials
 	}
+	// a remembered right password costs nothing and counts nothing: a script with many
+	// connections never trips the limits with its own right password
+	if found && !u.Disabled && st.backend.secrets.Remembered("user:"+username, u.Digest(), password) {
+		return userIdentity(u), nil
+	}
+	attempt, allowed := a.regulator.Begin(username, addr)
+	if !allowed || !found {
+		if err := a.waitLikeADigest(ctx); err != nil {
+			if attempt != nil {
+				attempt.Abandoned()
+			}
+			return nil, ErrUnavailable
+		}
+		a.refuseBasic(username, found, addr, !allowed, attempt)
+		return nil, ErrBadCredentials
+	}
+	if u.Disabled {
+		if _, err := a.digest(ctx, func() bool { return u.CheckPassword(password) }); err != nil {
+			attempt.Abandoned()
+			return nil, ErrUnavailable
+		}
+		a.refuseBasic(username, found, addr, false, attempt)
+		return nil, ErrBadCredentials
+	}
+	var failed error
 	ok, _ := st.backend.secrets.Verify("user:"+username, u.Digest(), password, func() bool {
-		ok, _ := clients.RunDigest(ctx, func() bool { return u.CheckPassword(password) })
+		// concurrent identical checks share this run, so one caller leaving must not cut it short
+		ok, err := a.digest(context.WithoutCancel(ctx), func() bool { return u.CheckPassword(password) })
+		failed = err
 		return ok
 	})
-	if !ok || u.Disabled {
-		a.failBasic(username, addr, false)
+	if ctx.Err() != nil || failed != nil {
+		attempt.Abandoned()
+		return nil, ErrUnavailable
+	}
+	if !ok {
+		a.refuseBasic(username, found, addr, false, attempt)
 		return nil, ErrBadCredentials
 	}
-	a.regulator.Succeed(username, addr)
+	attempt.Succeeded()
+	return userIdentity(u), nil
+}
+
+func userIdentity(u *users.User) *UserIdentity {
 	id := &UserIdentity{Username: u.Name, DisplayName: u.DisplayName, Groups: u.Groups, GroupString: strings.Join(u.Groups, ",")}
 	if len(u.Emails) > 0 {
 		id.Email = u.Emails[0]
 	}
-	return id, nil
+	return id
 }
 
-func (a *App) failBasic(username string, addr netip.Addr, alreadyBanned bool) {
-	if alreadyBanned {
-		a.logger.Info("basic credentials refused", zap.String("reason", "banned"), zap.String("remote_ip", addr.String()))
-		return
+// digestWait bounds how long a check waits for a digest slot.
+const digestWait = 30 * time.Second
+
+// digest runs a password check in the process-wide digest slots and keeps a running average of
+// how long checks take, for waitLikeADigest.
+func (a *App) digest(ctx context.Context, check func() bool) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, digestWait)
+	defer cancel()
+	var took time.Duration
+	ok, err := clients.RunDigest(ctx, func() bool {
+		start := time.Now()
+		defer func() { took = time.Since(start) }()
+		return check()
+	})
+	if err == nil {
+		// exponentially weighted: a new sample counts for an eighth
+		old := digestAverage.Load()
+		if old == 0 {
+			digestAverage.Store(int64(took))
+		} else {
+			digestAverage.Store(old + (int64(took)-old)/8)
+		}
 	}
-	banned, err := a.regulator.Fail(username, addr)
-	if err != nil {
-		a.logger.Error("regulation", zap.Error(err))
+	return ok, err
+}
+
+// digestAverage is the running average duration of a password check, in nanoseconds.
+var digestAverage atomic.Int64
+
+// waitLikeADigest waits about as long as a password check takes (the running average, or 100ms
+// before the first check), so an unknown user or a banned attempt answers no faster than a wrong
+// password, without spending a digest slot: a flood of them cannot starve real checks.
+func (a *App) waitLikeADigest(ctx context.Context) error {
+	d := time.Duration(digestAverage.Load())
+	if d <= 0 {
+		d = 100 * time.Millisecond
 	}
-	fields := []zap.Field{zap.String("reason", "wrong credentials"), zap.String("remote_ip", addr.String())}
-	if _, known := a.users.Current().Lookup(username); known {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (a *App) refuseBasic(username string, known bool, addr netip.Addr, banned bool, attempt *regulation.Attempt) {
+	fields := []zap.Field{zap.String("remote_ip", addr.String())}
+	if known {
 		fields = append(fields, zap.String("user", username))
 	}
-	a.logger.Info("basic credentials refused", fields...)
 	if banned {
+		a.logger.Info("basic credentials refused", append(fields, zap.String("reason", "banned"))...)
+		return
+	}
+	a.logger.Info("basic credentials refused", append(fields, zap.String("reason", "wrong credentials"))...)
+	if attempt != nil && attempt.Banned {
 		a.logger.Warn("sign-in attempts banned", zap.String("remote_ip", addr.String()), zap.Duration("ban_time", a.Regulation.config().BanTime))
 	}
 }

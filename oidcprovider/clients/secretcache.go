@@ -72,6 +72,12 @@ func (c *SecretCache) key(clientID, digest, secret string) secretKey {
 	return k
 }
 
+// Remembered reports whether the secret was verified for this id and digest within the last
+// TTL, without checking anything else (extending its life when it was).
+func (c *SecretCache) Remembered(clientID, digest, secret string) bool {
+	return c.lookup(c.key(clientID, digest, secret))
+}
+
 // lookup returns whether k is remembered and unexpired, extending its life when it is.
 func (c *SecretCache) lookup(k secretKey) bool {
 	c.mu.RLock()

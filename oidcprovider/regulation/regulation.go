@@ -6,6 +6,8 @@
 package regulation
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -96,7 +98,12 @@ func Address(ip netip.Addr) string {
 	return ip.String()
 }
 
-func pairKey(user string, ip netip.Addr) string { return "u/" + user + "|" + Address(ip) }
+// pairKey keys a (user, address) pair by a hash of the username, so a made-up name of any length
+// costs the same few bytes.
+func pairKey(user string, ip netip.Addr) string {
+	h := sha256.Sum256([]byte(user))
+	return "u/" + hex.EncodeToString(h[:16]) + "|" + Address(ip)
+}
 func addressKey(ip netip.Addr) string           { return "a/" + Address(ip) }
 
 // Banned reports whether a sign-in of user from ip is refused, and until when. Callers answer a
@@ -128,39 +135,131 @@ func later(a, b time.Time) time.Time {
 	return a
 }
 
-// Fail records a failed sign-in of user from ip and bans the pair or the address when it
-// reaches its limit. It reports whether a new ban began.
-func (r *Regulator) Fail(user string, ip netip.Addr) (banned bool, err error) {
+// Attempt is a sign-in attempt, counted as a failure from the moment it begins, so attempts
+// running at the same time cannot all get past the limit before their failures are counted.
+// Settle it with Succeeded or Abandoned; a failed attempt needs nothing more.
+type Attempt struct {
+	r          *Regulator
+	pair, addr string
+	at         time.Time
+	// Banned reports that this attempt reached a limit: later attempts are refused.
+	Banned bool
+}
+
+// Begin starts an attempt of user from ip: false when the pair or the address is banned (the
+// caller answers as for a wrong password); otherwise the attempt is counted, and if it reaches a
+// limit the ban begins at once.
+func (r *Regulator) Begin(user string, ip netip.Addr) (*Attempt, bool) {
 	if r.cfg.MaxRetries <= 0 {
-		return false, nil
+		return &Attempt{}, true
 	}
 	now := r.now()
+	a := &Attempt{r: r, pair: pairKey(user, ip), addr: addressKey(ip), at: now}
 	var newBans []string
 	r.mu.Lock()
+	for _, k := range []string{a.pair, a.addr} {
+		if end, ok := r.bans[k]; ok {
+			if now.Before(end) {
+				r.mu.Unlock()
+				return nil, false
+			}
+			delete(r.bans, k)
+		}
+	}
 	for _, c := range []struct {
 		key   string
 		limit int
-	}{{pairKey(user, ip), r.cfg.MaxRetries}, {addressKey(ip), r.cfg.AddressRetries}} {
+	}{{a.pair, r.cfg.MaxRetries}, {a.addr, r.cfg.AddressRetries}} {
 		times := append(r.recent(c.key, now), now)
+		r.failures[c.key] = times
 		if len(times) >= c.limit {
-			delete(r.failures, c.key)
 			r.bans[c.key] = now.Add(r.cfg.BanTime)
 			newBans = append(newBans, c.key)
-			continue
 		}
-		r.failures[c.key] = times
 	}
 	r.trim(now)
 	r.mu.Unlock()
-	if r.kv != nil {
-		until, _ := now.Add(r.cfg.BanTime).MarshalText()
-		for _, k := range newBans {
-			if err := r.kv.Put(store.Entry{Key: []byte(banPrefix + k), Value: until, TTL: r.cfg.BanTime}); err != nil {
-				return true, fmt.Errorf("keeping a ban: %w", err)
-			}
+	a.Banned = len(newBans) > 0
+	r.persist(newBans, now)
+	return a, true
+}
+
+func (r *Regulator) persist(keys []string, now time.Time) {
+	if r.kv == nil || len(keys) == 0 {
+		return
+	}
+	until, _ := now.Add(r.cfg.BanTime).MarshalText()
+	for _, k := range keys {
+		_ = r.kv.Put(store.Entry{Key: []byte(banPrefix + k), Value: until, TTL: r.cfg.BanTime})
+	}
+}
+
+// Succeeded settles a right password: the pair's failures and any ban on the pair are cleared,
+// and the address gets this attempt back.
+func (a *Attempt) Succeeded() {
+	if a.r == nil {
+		return
+	}
+	a.r.mu.Lock()
+	delete(a.r.failures, a.pair)
+	_, pairBanned := a.r.bans[a.pair]
+	delete(a.r.bans, a.pair)
+	lifted := a.giveBackLocked(a.addr, a.r.cfg.AddressRetries)
+	a.r.mu.Unlock()
+	a.r.forget(pairBanned, a.pair)
+	a.r.forget(lifted, a.addr)
+}
+
+// Abandoned settles an attempt that did not finish (the caller went away before the check
+// ended): it is given back, and a ban it alone caused is lifted.
+func (a *Attempt) Abandoned() {
+	if a.r == nil {
+		return
+	}
+	a.r.mu.Lock()
+	liftedPair := a.giveBackLocked(a.pair, a.r.cfg.MaxRetries)
+	liftedAddr := a.giveBackLocked(a.addr, a.r.cfg.AddressRetries)
+	a.r.mu.Unlock()
+	a.r.forget(liftedPair, a.pair)
+	a.r.forget(liftedAddr, a.addr)
+}
+
+// giveBackLocked removes this attempt's failure from key and lifts key's ban when the count is
+// back under limit; it reports whether a ban was lifted. r.mu is held.
+func (a *Attempt) giveBackLocked(key string, limit int) bool {
+	times := a.r.failures[key]
+	for i, t := range times {
+		if t.Equal(a.at) {
+			times = append(times[:i:i], times[i+1:]...)
+			break
 		}
 	}
-	return len(newBans) > 0, nil
+	if len(times) == 0 {
+		delete(a.r.failures, key)
+	} else {
+		a.r.failures[key] = times
+	}
+	if _, banned := a.r.bans[key]; banned && len(times) < limit {
+		delete(a.r.bans, key)
+		return true
+	}
+	return false
+}
+
+func (r *Regulator) forget(lifted bool, key string) {
+	if lifted && r.kv != nil {
+		_ = r.kv.Delete([]byte(banPrefix + key))
+	}
+}
+
+// Fail records a failed sign-in of user from ip (Begin, settled as a failure); it reports
+// whether a new ban began.
+func (r *Regulator) Fail(user string, ip netip.Addr) (banned bool, err error) {
+	a, ok := r.Begin(user, ip)
+	if !ok {
+		return false, nil
+	}
+	return a.Banned, nil
 }
 
 // Succeed clears the failures of the pair after a good sign-in (the address keeps its count:

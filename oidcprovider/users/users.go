@@ -231,9 +231,6 @@ var dummy = func() algorithm.Digest {
 	return digest
 }()
 
-// Dummy runs a digest check that always fails, costing what checking an unknown user costs.
-func Dummy(password string) { dummy.Match(password) }
-
 // Verify checks a username and password. It answers the same, at about the same cost, for an
 // unknown user and a wrong password; a disabled user with the right password is refused too
 // (ok false, u the user, so the caller may say why in its log).
