@@ -458,6 +458,10 @@ func applyIdentity(r *http.Request, id *identity) {
 		r.Header[headerUser] = []string{id.subject.Username}
 	}
 	if u := id.user; u != nil {
+		// the upstream learns who the caller is from the Remote-* headers, never the password
+		if id.strategy != nil {
+			r.Header.Del(id.strategy.header)
+		}
 		if u.GroupString != "" {
 			r.Header[headerGroups] = []string{u.GroupString}
 		}

@@ -95,6 +95,9 @@ http://basic.localhost:%[2]d {
 		t.Fatalf("john with his password: %d", resp.StatusCode)
 	}
 	hdr := rec["headers"].(map[string]any)
+	if _, leaked := hdr["Authorization"]; leaked {
+		t.Error("the user's Basic credentials reached the upstream")
+	}
 	for k, want := range map[string]string{"Remote-User": "john", "Remote-Groups": "dev,admins", "Remote-Email": "john@example.com", "Remote-Name": "John Doe"} {
 		if got, _ := hdr[k].([]any); len(got) != 1 || got[0] != want {
 			t.Errorf("upstream %s = %v, want %q", k, hdr[k], want)

@@ -22,6 +22,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -128,10 +129,12 @@ func Parse(data []byte) (*Database, error) {
 		if err != nil {
 			return nil, fmt.Errorf("users file: user %q (line %d): %w", name, doc.Users.Content[i].Line, err)
 		}
-		if other, dup := folded[strings.ToLower(name)]; dup {
+		// fold as strings.EqualFold does (ſ and s, K and k): rules compare names that way
+		fold := strings.ToLower(strings.ToUpper(name))
+		if other, dup := folded[fold]; dup {
 			return nil, fmt.Errorf("users file: users %q and %q differ only in case; sign-in could not tell them apart", other, name)
 		}
-		folded[strings.ToLower(name)] = name
+		folded[fold] = name
 		db.users[name] = u
 		db.names = append(db.names, name)
 	}
@@ -164,6 +167,9 @@ func parseUser(name string, node *yaml.Node, decoder *crypt.Decoder) (*User, err
 	}
 	if strings.HasPrefix(e.Password, "$plaintext$") {
 		return nil, errors.New("password: a $plaintext$ password is not accepted for people; store a digest (caddy oidc hash)")
+	}
+	if err := CheckCost(e.Password); err != nil {
+		return nil, fmt.Errorf("password: %w", err)
 	}
 	d, err := decoder.Decode(e.Password)
 	if err != nil {
@@ -318,4 +324,75 @@ func (f *File) Watch(interval time.Duration, stop <-chan struct{}, report func(c
 			}
 		}
 	}
+}
+
+// Cost bounds: a digest beyond them would let any request that names the user take the server's
+// memory or CPU for minutes (a typo or an imported file must not do that).
+const (
+	maxArgon2MemoryKiB = 1 << 20 // 1 GiB
+	maxArgon2Time      = 64
+	maxArgon2Lanes     = 64
+	maxPBKDF2Rounds    = 10_000_000
+	maxBcryptCost      = 16
+	maxScryptLogN      = 22
+	maxScryptRP        = 256
+	maxSHACryptRounds  = 10_000_000
+)
+
+// CheckCost refuses a digest whose cost parameters exceed the bounds above.
+func CheckCost(digest string) error {
+	parts := strings.Split(digest, "$")
+	if len(parts) < 3 {
+		return nil // not a modular-crypt digest; the decoder says what is wrong
+	}
+	id, params := parts[1], parts[2]
+	num := func(s string) int64 {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return -1
+		}
+		return n
+	}
+	kv := func(list string) map[string]int64 {
+		out := map[string]int64{}
+		for _, f := range strings.Split(list, ",") {
+			if k, v, ok := strings.Cut(f, "="); ok {
+				out[k] = num(v)
+			}
+		}
+		return out
+	}
+	over := func(what string, v, limit int64) error {
+		if v > limit || v < 0 {
+			return fmt.Errorf("the digest's %s (%d) is beyond what a sign-in may cost (at most %d)", what, v, limit)
+		}
+		return nil
+	}
+	switch {
+	case strings.HasPrefix(id, "argon2"):
+		p := kv(params)
+		if strings.HasPrefix(params, "v=") && len(parts) > 3 {
+			p = kv(parts[3])
+		}
+		return errors.Join(over("argon2 memory in KiB", p["m"], maxArgon2MemoryKiB), over("argon2 iterations", p["t"], maxArgon2Time), over("argon2 parallelism", p["p"], maxArgon2Lanes))
+	case strings.HasPrefix(id, "pbkdf2"):
+		return over("pbkdf2 iterations", num(params), maxPBKDF2Rounds)
+	case id == "2a" || id == "2b" || id == "2y" || id == "2x" || id == "bcrypt-sha256":
+		if id == "bcrypt-sha256" {
+			p := kv(params)
+			return over("bcrypt cost", p["r"], maxBcryptCost)
+		}
+		return over("bcrypt cost", num(params), maxBcryptCost)
+	case id == "scrypt" || id == "7":
+		p := kv(params)
+		if id == "7" {
+			return nil // yescrypt-style encodings: the decoder's own limits apply
+		}
+		return errors.Join(over("scrypt ln", p["ln"], maxScryptLogN), over("scrypt r", p["r"], maxScryptRP), over("scrypt p", p["p"], maxScryptRP))
+	case id == "5" || id == "6":
+		if r, ok := strings.CutPrefix(params, "rounds="); ok {
+			return over("sha-crypt rounds", num(r), maxSHACryptRounds)
+		}
+	}
+	return nil
 }

@@ -132,6 +132,10 @@ func TestErrorsNameUserAndField(t *testing.T) {
 		{"empty group", "users:\n  john:\n    password: \"" + d + "\"\n    groups: [\"\"]\n", `user "john" (line 2): groups: an empty group`},
 		{"bad username", "users:\n  \"jo hn\":\n    password: \"" + d + "\"\n", `user "jo hn" (line 2): the username must`},
 		{"case twins", "users:\n  John:\n    password: \"" + d + "\"\n  john:\n    password: \"" + d + "\"\n", `"John" and "john" differ only in case`},
+		{"argon2 memory", "users:\n  huge:\n    password: \"$argon2id$v=19$m=4294967295,t=1,p=1$dvkaVjy0nBroTWPgT2h9Fg$QVdw4WhBy3OB+4dhFqOoNY06Sm47ETwcn+a5mZgr5A4\"\n", `user "huge" (line 2): password: the digest's argon2 memory in KiB (4294967295) is beyond`},
+		{"pbkdf2 rounds", "users:\n  slow:\n    password: \"$pbkdf2-sha512$2000000000$c8p78n7pUMln0jzvd4aK4Q$JNRBzwAo0ek5qKn50cFzzvE9RXV88h1wJn5KGiHrD0YKtZaR/nCb2CJPOsKaPK0hjf.9yHxzQGZziziccp6Yng\"\n", `pbkdf2 iterations (2000000000) is beyond`},
+		{"bcrypt cost", "users:\n  slow:\n    password: \"$2b$31$abcdefghijklmnopqrstuuN1mh3GBqNuKtQNHYWGaMY4fpS7B0GVW\"\n", `bcrypt cost (31) is beyond`},
+		{"long s twin", "users:\n  sam:\n    password: \"" + d + "\"\n  ſam:\n    password: \"" + d + "\"\n", `differ only in case`},
 		{"disabled not a bool", "users:\n  john:\n    password: \"" + d + "\"\n    disabled: maybe\n", `user "john" (line 2)`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
