@@ -104,7 +104,7 @@ func pairKey(user string, ip netip.Addr) string {
 	h := sha256.Sum256([]byte(user))
 	return "u/" + hex.EncodeToString(h[:16]) + "|" + Address(ip)
 }
-func addressKey(ip netip.Addr) string           { return "a/" + Address(ip) }
+func addressKey(ip netip.Addr) string { return "a/" + Address(ip) }
 
 // Banned reports whether a sign-in of user from ip is refused, and until when. Callers answer a
 // banned attempt exactly as a wrong password, at the same cost, so a ban tells a guesser nothing.
