@@ -8,6 +8,9 @@ type KV interface {
 	Get(key []byte) ([]byte, error)
 	// Put writes all entries in one transaction.
 	Put(entries ...Entry) error
+	// PutSync writes all entries in one transaction and returns once they are on disk (fsync),
+	// for records a page reports as saved (second-factor devices). Put may return before that.
+	PutSync(entries ...Entry) error
 	// Delete removes the keys in one transaction; missing keys are not an error.
 	Delete(keys ...[]byte) error
 	// Keys returns every live key that starts with prefix.

@@ -360,6 +360,20 @@ func (b *Badger) Put(entries ...Entry) (err error) {
 	}))
 }
 
+// PutSync writes the entries as Put does and then syncs the database to disk, so they survive a
+// power failure the moment it returns.
+func (b *Badger) PutSync(entries ...Entry) (err error) {
+	if err := b.Put(entries...); err != nil {
+		return err
+	}
+	defer func() {
+		if recover() != nil {
+			err = ErrClosed
+		}
+	}()
+	return mapErr(b.db.Sync())
+}
+
 // Delete removes the keys in one transaction. Deleting a missing key is not an error.
 func (b *Badger) Delete(keys ...[]byte) (err error) {
 	defer func() {
