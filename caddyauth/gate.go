@@ -27,9 +27,12 @@ const (
 	// StrategyProxyAuthorization reads Proxy-Authorization and answers 407 with
 	// Proxy-Authenticate.
 	StrategyProxyAuthorization = "proxy_authorization"
+	// StrategySession reads the portal's session cookie (with a users_file); a browser without
+	// one is sent to the portal.
+	StrategySession = "session"
 )
 
-var defaultStrategies = []string{StrategyAuthorization, StrategyProxyAuthorization}
+var defaultStrategies = []string{StrategyAuthorization, StrategyProxyAuthorization, StrategySession}
 
 // realm names the protection space in challenges.
 const realm = "Portcullis"
@@ -40,8 +43,9 @@ type GateConfig struct {
 	// list of the oidc app. A rule here may omit domain: it applies to the site it is in.
 	// JSON: "rules". Default: none.
 	Rules []accesscontrol.Rule `json:"rules,omitempty"`
-	// Strategies are the credential sources tried in order: "authorization" and
-	// "proxy_authorization". JSON: "strategies". Default: both, in that order.
+	// Strategies are the credential sources tried in order: "authorization" (Bearer and Basic),
+	// "proxy_authorization" and "session" (the portal's cookie). JSON: "strategies".
+	// Default: all three, in that order.
 	Strategies []string `json:"strategies,omitempty"`
 }
 
@@ -64,7 +68,7 @@ func (g *gate) siteLabel(host string) string {
 
 type strategy struct {
 	name      string
-	header    string // request header carrying credentials
+	header    string // request header carrying credentials; "" for the session cookie
 	challenge string // response header for the challenge
 	status    int    // status of a failed authentication
 }
@@ -104,10 +108,10 @@ func (c *GateConfig) newGate(app *oidcprovider.App) (*gate, error) {
 			g.strategies = append(g.strategies, strategy{n, "Authorization", "WWW-Authenticate", http.StatusUnauthorized})
 		case StrategyProxyAuthorization:
 			g.strategies = append(g.strategies, strategy{n, "Proxy-Authorization", "Proxy-Authenticate", http.StatusProxyAuthRequired})
-		case "session", "cookie":
-			return nil, fmt.Errorf("strategies: %q is not available yet (it comes with the login portal); use authorization and/or proxy_authorization", n)
+		case StrategySession:
+			g.strategies = append(g.strategies, strategy{name: n})
 		default:
-			return nil, fmt.Errorf("strategies: unknown strategy %q (authorization, proxy_authorization)", n)
+			return nil, fmt.Errorf("strategies: unknown strategy %q (authorization, proxy_authorization, session)", n)
 		}
 	}
 	return g, nil
@@ -234,7 +238,8 @@ func (t *target) url() string {
 // identity is an authenticated caller.
 type identity struct {
 	bearer   *oidcprovider.BearerIdentity // for a token
-	user     *oidcprovider.UserIdentity   // for Basic credentials
+	user     *oidcprovider.UserIdentity   // for Basic credentials and sessions
+	cookie   string                       // the session cookie's name, when identified by it
 	subject  accesscontrol.Subject
 	level    accesscontrol.Policy // OneFactor or TwoFactor
 	strategy *strategy
@@ -263,6 +268,17 @@ func (g *gate) identify(r *http.Request, t *target) (identification, error) {
 	var found identification
 	for i := range g.strategies {
 		s := &g.strategies[i]
+		if s.header == "" {
+			id, err := g.checkSession(r, s)
+			if err != nil {
+				return found, err
+			}
+			if id != nil {
+				found.id = id
+				return found, nil
+			}
+			continue
+		}
 		v := r.Header.Get(s.header)
 		if v == "" {
 			continue
@@ -315,6 +331,76 @@ func (g *gate) identify(r *http.Request, t *target) (identification, error) {
 	return found, nil
 }
 
+// checkSession looks for the portal's session cookie: a live session is an identity at its
+// factor level; no cookie, or one that speaks for no one, counts as absent.
+func (g *gate) checkSession(r *http.Request, s *strategy) (*identity, error) {
+	name := g.app.SessionCookieName()
+	if name == "" {
+		return nil, nil
+	}
+	value := sessionCookie(r, name)
+	if value == "" {
+		return nil, nil
+	}
+	u, level, err := g.app.CheckSession(value)
+	switch {
+	case err == nil:
+		id := &identity{user: u, level: accesscontrol.OneFactor, strategy: s, cookie: name,
+			subject: accesscontrol.Subject{Username: u.Username, Groups: u.Groups}}
+		if level >= 2 {
+			id.level = accesscontrol.TwoFactor
+		}
+		return id, nil
+	case errors.Is(err, oidcprovider.ErrNoSession), errors.Is(err, oidcprovider.ErrNoUsers):
+		return nil, nil
+	}
+	return nil, err
+}
+
+// sessionCookie is the value of the first cookie called name, read without parsing every
+// cookie of the request.
+func sessionCookie(r *http.Request, name string) string {
+	for _, line := range r.Header["Cookie"] {
+		for len(line) > 0 {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			part = strings.TrimSpace(part)
+			if k, v, ok := strings.Cut(part, "="); ok && k == name {
+				return strings.Trim(v, `"`)
+			}
+		}
+	}
+	return ""
+}
+
+// stripCookie removes the cookie called name from the request, so the upstream never sees the
+// session cookie (it could otherwise act as the user on every other site).
+func stripCookie(r *http.Request, name string) {
+	lines := r.Header["Cookie"]
+	if len(lines) == 0 {
+		return
+	}
+	var kept []string
+	for _, line := range lines {
+		var parts []string
+		for _, part := range strings.Split(line, ";") {
+			t := strings.TrimSpace(part)
+			if k, _, _ := strings.Cut(t, "="); k == name || t == "" {
+				continue
+			}
+			parts = append(parts, t)
+		}
+		if len(parts) > 0 {
+			kept = append(kept, strings.Join(parts, "; "))
+		}
+	}
+	if len(kept) == 0 {
+		r.Header.Del("Cookie")
+		return
+	}
+	r.Header["Cookie"] = kept
+}
+
 // errMalformedBasic is Basic credentials that do not decode to user:password.
 var errMalformedBasic = errors.New("malformed Basic credentials")
 
@@ -344,6 +430,7 @@ const (
 	verdictInvalid              // invalid credentials: 401/407 with the challenge
 	verdictForbidden            // authenticated but not enough: 403
 	verdictDeny                 // anonymous on a rule without subjects: 403
+	verdictStepUp               // a one-factor session on a two_factor rule: the second-factor page
 )
 
 // foreignTokenDescription explains a 401 to a caller whose Bearer token is not ours.
@@ -376,6 +463,9 @@ func (g *gate) decide(req *accesscontrol.Request, found *identification) (verdic
 	case d.Policy == accesscontrol.Deny:
 		return verdictForbidden, d
 	case d.Policy == accesscontrol.TwoFactor && found.id.level < accesscontrol.TwoFactor:
+		if found.id.cookie != "" {
+			return verdictStepUp, d
+		}
 		return verdictForbidden, d
 	}
 	return verdictAllow, d
@@ -459,7 +549,10 @@ func applyIdentity(r *http.Request, id *identity) {
 	}
 	if u := id.user; u != nil {
 		// the upstream learns who the caller is from the Remote-* headers, never the password
-		if id.strategy != nil {
+		// or the session cookie
+		if id.cookie != "" {
+			stripCookie(r, id.cookie)
+		} else if id.strategy != nil {
 			r.Header.Del(id.strategy.header)
 		}
 		if u.GroupString != "" {

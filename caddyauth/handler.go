@@ -122,8 +122,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.gate.app.GateDecided(site, policy, "forbidden")
 		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("denied by %s", h.gate.engine.RuleName(d.Rule)))
 	}
-	// Anonymous: browsers go to the portal; API clients get 401 with the same Location.
+	// Anonymous: browsers go to the portal; API clients get 401 with the same Location. A
+	// one-factor session on a two_factor rule goes to the second-factor page the same way.
 	loc := h.gate.portalURL(&t)
+	if v == verdictStepUp {
+		loc = h.gate.app.SecondFactorURL(t.url(), t.method)
+	}
 	w.Header().Set("Location", loc)
 	if isBrowser(r) {
 		h.gate.app.GateDecided(site, policy, "redirect")
@@ -149,7 +153,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // UnmarshalCaddyfile reads the directive. Syntax:
 //
 //	oidc_auth [<matcher>] {
-//		strategies authorization|proxy_authorization...
+//		strategies authorization|proxy_authorization|session...
 //		rule {
 //			...
 //		}
@@ -170,7 +174,7 @@ func (c *GateConfig) unmarshalCaddyfile(d *caddyfile.Dispenser, directive string
 		case "strategies":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
-				return d.Errf("%s: strategies needs at least one of authorization, proxy_authorization", directive)
+				return d.Errf("%s: strategies needs at least one of authorization, proxy_authorization, session", directive)
 			}
 			c.Strategies = append(c.Strategies, args...)
 		case "rule":

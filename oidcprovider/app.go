@@ -28,7 +28,9 @@ import (
 	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
 	"github.com/portcullis-auth/portcullis/oidcprovider/keys"
 	"github.com/portcullis-auth/portcullis/oidcprovider/oauth"
+	"github.com/portcullis-auth/portcullis/oidcprovider/portal"
 	"github.com/portcullis-auth/portcullis/oidcprovider/regulation"
+	"github.com/portcullis-auth/portcullis/oidcprovider/session"
 	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 	"github.com/portcullis-auth/portcullis/oidcprovider/users"
 )
@@ -83,6 +85,15 @@ type App struct {
 	// Regulation bans Basic-credential guessing, counted per (user, address) and per address.
 	// JSON: "regulation". Default: Authelia's (max_retries 3, find_time 2m, ban_time 5m).
 	Regulation *RegulationConfig `json:"regulation,omitempty"`
+	// Session is the portal's sign-in session: its cookie and lifetimes. Needs users_file.
+	// JSON: "session". Default: a host-only cookie on the issuer, Authelia's lifetimes.
+	Session *SessionConfig `json:"session,omitempty"`
+	// TOTP configures one-time codes as a second factor. JSON: "totp". Default: enabled, SHA1,
+	// 6 digits, 30s.
+	TOTP *TOTPConfig `json:"totp,omitempty"`
+	// WebAuthn configures security keys and passkeys as a second factor. JSON: "webauthn".
+	// Default: enabled.
+	WebAuthn *WebAuthnConfig `json:"webauthn,omitempty"`
 
 	issuer      string
 	issuerURL   *url.URL
@@ -99,6 +110,7 @@ type App struct {
 	metrics     *metrics
 
 	users     *users.File
+	portal    *portalSettings
 	regulator *regulation.Regulator
 	stopWatch chan struct{}
 
@@ -112,6 +124,9 @@ type runtimeState struct {
 	backend  *backend
 	provider *oauth.Provider
 	ports    []portRange // the HTTP servers' listen ports
+	secret   []byte      // the provider's secret, the root of the portal's keys
+	sessions *session.Store
+	portal   *portal.Portal
 }
 
 // CaddyModule returns the Caddy module information.
@@ -176,6 +191,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if err := a.provisionPeople(); err != nil {
+		return err
+	}
+	if err := a.provisionPortal(); err != nil {
 		return err
 	}
 	return a.provisionAccessControl()
@@ -334,7 +352,7 @@ func (a *App) Start() error {
 	if err != nil {
 		return errors.Join(err, a.release())
 	}
-	if err := a.startPeople(b); err != nil {
+	if err := a.startPeople(b, st); err != nil {
 		return errors.Join(err, a.release())
 	}
 	a.state.Store(st)
@@ -401,7 +419,7 @@ func (a *App) prepare(b *backend) (*runtimeState, error) {
 		Tokens:         b.tokens,
 		Logger:         a.logger,
 	})
-	return &runtimeState{backend: b, provider: p, ports: a.listenPorts()}, nil
+	return &runtimeState{backend: b, provider: p, ports: a.listenPorts(), secret: secret}, nil
 }
 
 // Stop releases the store; the database closes when no config uses it any more.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
 	"github.com/portcullis-auth/portcullis/oidcprovider/oauth"
+	"github.com/portcullis-auth/portcullis/oidcprovider/session"
 	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 )
 
@@ -21,6 +22,8 @@ type backend struct {
 	secrets *clients.SecretCache
 	limits  *clients.Limits
 	cutoffs *oauth.ClientCutoffs
+	// sessions caches decoded sign-in sessions for the gateway's cookie check.
+	sessions *session.Cache
 }
 
 // Destruct closes the database when the last config using it lets go; it implements
@@ -33,9 +36,12 @@ var backends = caddy.NewUsagePool()
 
 // Sizes of the in-memory caches of a backend.
 const (
-	tokenCacheSize  = 1 << 14
-	secretCacheSize = 4096
-	secretCacheTTL  = 60 * 60 * 1e9 // an hour after last use
+	tokenCacheSize = 1 << 14
+	// sessionCacheSize holds every live session of a large homelab or small company; beyond it
+	// the gateway reads sessions from the store.
+	sessionCacheSize = 1 << 17
+	secretCacheSize  = 4096
+	secretCacheTTL   = 60 * 60 * 1e9 // an hour after last use
 )
 
 // acquireBackend returns the backend of dir, opening it on first use. Every successful call must
@@ -53,12 +59,13 @@ func acquireBackend(dir string, opts store.Options) (*backend, bool, error) {
 			return nil, errors.Join(err, kv.Destruct())
 		}
 		return &backend{
-			cutoffs: cutoffs,
-			kv:      kv,
-			opts:    opts,
-			tokens:  oauth.NewTokenCache(tokenCacheSize),
-			secrets: clients.NewSecretCache(secretCacheSize, secretCacheTTL),
-			limits:  clients.NewLimits(),
+			cutoffs:  cutoffs,
+			kv:       kv,
+			opts:     opts,
+			tokens:   oauth.NewTokenCache(tokenCacheSize),
+			secrets:  clients.NewSecretCache(secretCacheSize, secretCacheTTL),
+			limits:   clients.NewLimits(),
+			sessions: session.NewCache(sessionCacheSize),
 		}, nil
 	})
 	if err != nil {

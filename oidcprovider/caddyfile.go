@@ -17,7 +17,7 @@ import (
 // Options of Authelia's that Portcullis will take but does not serve yet: naming one is an error
 // that says so, rather than a silent no-op.
 var (
-	pendingProviderOptions = []string{"session", "totp", "webauthn", "claims_policies", "scopes", "cors", "authorization_policies", "require_pushed_authorization_requests", "enable_pkce_plain_challenge", "minimum_parameter_entropy", "enable_client_debug_messages", "discovery_signed_response_alg"}
+	pendingProviderOptions = []string{"claims_policies", "scopes", "cors", "authorization_policies", "require_pushed_authorization_requests", "enable_pkce_plain_challenge", "minimum_parameter_entropy", "enable_client_debug_messages", "discovery_signed_response_alg"}
 	pendingClientOptions   = []string{"sector_identifier_uri", "redirect_uris", "request_uris", "response_types", "response_modes", "authorization_policy", "consent_mode", "pre_configured_consent_duration", "require_pushed_authorization_requests", "require_pkce", "pkce_challenge_method", "authorization_signed_response_alg", "authorization_signed_response_key_id", "id_token_signed_response_alg", "id_token_signed_response_key_id", "access_token_signed_response_alg", "access_token_signed_response_key_id", "userinfo_signed_response_alg", "userinfo_signed_response_key_id", "introspection_signed_response_alg", "introspection_signed_response_key_id", "request_object_signing_alg", "token_endpoint_auth_signing_alg", "jwks_uri", "jwks", "claims_policy"}
 )
 
@@ -39,6 +39,30 @@ var (
 //			max_retries <n>
 //			find_time <duration>
 //			ban_time <duration>
+//		}
+//		session {
+//			name <cookie name>
+//			cookie_domain <domain>
+//			same_site lax|strict
+//			expiration <duration>
+//			inactivity <duration>
+//			remember_me <duration>|-1
+//			default_redirection_url <url>
+//		}
+//		totp {
+//			disable
+//			issuer <name>
+//			algorithm SHA1|SHA256|SHA512
+//			digits 6|8
+//			period <duration>
+//			skew 0|1|2
+//			secret_size <bytes>
+//		}
+//		webauthn {
+//			disable
+//			display_name <name>
+//			timeout <duration>
+//			user_verification discouraged|preferred|required
 //		}
 //		signing_key [<key_id>] {
 //			algorithm <alg>
@@ -140,6 +164,33 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Errf("regulation: unknown option %q (max_retries, find_time, ban_time)", opt)
 				}
 			}
+		case "session":
+			if a.Session != nil {
+				return d.Err("session is given twice; merge the two blocks")
+			}
+			s, err := unmarshalSession(d)
+			if err != nil {
+				return err
+			}
+			a.Session = s
+		case "totp":
+			if a.TOTP != nil {
+				return d.Err("totp is given twice; merge the two blocks")
+			}
+			t, err := unmarshalTOTP(d)
+			if err != nil {
+				return err
+			}
+			a.TOTP = t
+		case "webauthn":
+			if a.WebAuthn != nil {
+				return d.Err("webauthn is given twice; merge the two blocks")
+			}
+			w, err := unmarshalWebAuthn(d)
+			if err != nil {
+				return err
+			}
+			a.WebAuthn = w
 		case "enforce_pkce":
 			if err := oneArg(d, &a.EnforcePKCE); err != nil {
 				return err

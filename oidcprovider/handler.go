@@ -30,6 +30,15 @@ func init() {
 //	/api/oidc/introspection (…/introspect)   RFC 7662 introspection
 //	/api/oidc/revocation (…/revoke)          RFC 7009 revocation
 //
+// With a users_file, the sign-in portal's pages too:
+//
+//	/                                        sign in (and the return URL rd)
+//	/2fa                                     second factor: TOTP code, security key or passkey
+//	/settings                                the signed-in page: devices, sign-out
+//	/settings/totp, /settings/webauthn       adding a device
+//	/logout                                  sign out
+//	/assets/…                                the pages' stylesheet, script and logo
+//
 // While the store is not open (start-up, reload, shutdown) the endpoints answer 503 with
 // Retry-After.
 type Handler struct {
@@ -111,6 +120,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	case oauth.PathRevocation, oauth.PathRevokeAlias:
 		serve = (*oauth.Provider).ServeRevocation
 	default:
+		rel := p
+		if rel == "" {
+			rel = "/"
+		}
+		if h.app.servePortal(w, r, rel) {
+			return nil
+		}
 		return next.ServeHTTP(w, r)
 	}
 	st := h.app.running()

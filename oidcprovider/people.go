@@ -70,8 +70,9 @@ func (a *App) provisionPeople() error {
 	return nil
 }
 
-// startPeople starts watching the users file and opens the regulation on the store.
-func (a *App) startPeople(b *backend) error {
+// startPeople starts watching the users file, opens the regulation on the store, and builds the
+// sessions, the second-factor devices and the portal.
+func (a *App) startPeople(b *backend, st *runtimeState) error {
 	if a.users == nil {
 		return nil
 	}
@@ -80,6 +81,9 @@ func (a *App) startPeople(b *backend) error {
 		return err
 	}
 	a.regulator = reg
+	if err := a.startPortal(b, st); err != nil {
+		return err
+	}
 	stop := make(chan struct{})
 	a.mu.Lock()
 	a.stopWatch = stop

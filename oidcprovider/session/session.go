@@ -69,20 +69,28 @@ type Session struct {
 	Expires time.Time `json:"expires"`
 	// RememberMe sessions are not ended by inactivity.
 	RememberMe bool `json:"remember_me"`
+	// PasswordAt is when the password was last given (sign-in or a confirmation).
+	PasswordAt time.Time `json:"password_at"`
+	// SecondFactorAt is when a second factor was last given; zero if never.
+	SecondFactorAt time.Time `json:"second_factor_at,omitzero"`
 }
 
 // ErrNoSession is an unknown, ended or expired session id.
 var ErrNoSession = errors.New("session: no such session")
 
 // activityGranularity is how stale LastActive may get before a request writes it again: one
-// write a minute per session instead of one per request.
-const activityGranularity = time.Minute
+// write a minute per session instead of one per request (a quarter of the inactivity timeout
+// when that is shorter, so it is still enforced to within a quarter).
+func (s *Store) activityGranularity() time.Duration {
+	return min(time.Minute, s.cfg.Inactivity/4)
+}
 
 // Store keeps sessions in a KV.
 type Store struct {
-	cfg Config
-	kv  store.KV
-	now func() time.Time
+	cfg   Config
+	kv    store.KV
+	cache *Cache
+	now   func() time.Time
 }
 
 // New returns a session store on kv.
@@ -90,9 +98,26 @@ func New(cfg Config, kv store.KV) *Store {
 	return &Store{cfg: cfg.WithDefaults(), kv: kv, now: time.Now}
 }
 
+// NewWithCache returns a session store on kv that keeps decoded sessions in cache (shared by
+// every Store on the same kv, and by nothing else).
+func NewWithCache(cfg Config, kv store.KV, cache *Cache) *Store {
+	s := New(cfg, kv)
+	s.cache = cache
+	return s
+}
+
+// Config is the store's configuration, defaults filled in.
+func (s *Store) Config() Config { return s.cfg }
+
 func hashID(id string) string {
 	h := sha256.Sum256([]byte(id))
 	return hex.EncodeToString(h[:])
+}
+
+func unhex(h string) *[32]byte {
+	var b [32]byte
+	_, _ = hex.Decode(b[:], []byte(h))
+	return &b
 }
 
 func recordKey(hash string) []byte          { return []byte("sess/" + hash) }
@@ -106,7 +131,7 @@ func (s *Store) Create(user string, level Level, rememberMe bool) (string, *Sess
 		return "", nil, fmt.Errorf("session: bad username %q", user)
 	}
 	now := s.now()
-	sess := &Session{User: user, Level: level, Created: now, AuthTime: now, LastActive: now, Expires: now.Add(s.cfg.Expiration)}
+	sess := &Session{User: user, Level: level, Created: now, AuthTime: now, LastActive: now, PasswordAt: now, Expires: now.Add(s.cfg.Expiration)}
 	if rememberMe && s.cfg.RememberMe > 0 {
 		sess.RememberMe, sess.Expires = true, now.Add(s.cfg.RememberMe)
 	}
@@ -145,9 +170,17 @@ func (s *Store) Get(id string) (*Session, error) {
 	if len(id) != 43 {
 		return nil, ErrNoSession
 	}
-	h := hashID(id)
+	sum := sha256.Sum256([]byte(id))
+	now := s.now()
+	if c := s.cache.get(&sum); c != nil && now.Before(c.Expires) && now.Sub(c.LastActive) < s.activityGranularity() {
+		// seen within the minute: nothing to check against the store or to write
+		cp := *c
+		return &cp, nil
+	}
+	h := hex.EncodeToString(sum[:])
 	data, err := s.kv.Get(recordKey(h))
 	if errors.Is(err, store.ErrNotFound) {
+		s.cache.drop(&sum)
 		return nil, ErrNoSession
 	} else if err != nil {
 		return nil, err
@@ -156,32 +189,51 @@ func (s *Store) Get(id string) (*Session, error) {
 	if err := json.Unmarshal(data, &sess); err != nil {
 		return nil, ErrNoSession
 	}
-	now := s.now()
 	if !now.Before(sess.Expires) {
+		s.cache.drop(&sum)
 		return nil, ErrNoSession
 	}
 	if !sess.RememberMe && now.Sub(sess.LastActive) >= s.cfg.Inactivity {
 		_ = s.end(sess.User, h)
 		return nil, ErrNoSession
 	}
-	if now.Sub(sess.LastActive) >= activityGranularity {
+	if now.Sub(sess.LastActive) >= s.activityGranularity() {
 		sess.LastActive = now
 		if data, err := json.Marshal(&sess); err == nil {
 			_ = s.kv.Put(store.Entry{Key: recordKey(h), Value: data, TTL: sess.Expires.Sub(now)})
 		}
 	}
+	cached := sess
+	s.cache.put(&sum, &cached)
 	return &sess, nil
 }
 
 // Elevate records a factor at level for the session of id and moves it to a new id (returned),
 // ending the old one, so an id seen before the step-up is worth nothing after it.
 func (s *Store) Elevate(id string, level Level) (string, *Session, error) {
+	return s.rotate(id, func(sess *Session, now time.Time) {
+		sess.Level, sess.AuthTime = max(sess.Level, level), now
+		if level >= TwoFactor {
+			sess.SecondFactorAt = now
+		}
+	})
+}
+
+// ConfirmPassword records that the password was given again (before a sensitive change) and
+// moves the session to a new id, as Elevate does.
+func (s *Store) ConfirmPassword(id string) (string, *Session, error) {
+	return s.rotate(id, func(sess *Session, now time.Time) { sess.PasswordAt, sess.AuthTime = now, now })
+}
+
+// rotate applies change to the live session of id and moves it to a new id.
+func (s *Store) rotate(id string, change func(*Session, time.Time)) (string, *Session, error) {
 	sess, err := s.Get(id)
 	if err != nil {
 		return "", nil, err
 	}
 	now := s.now()
-	sess.Level, sess.AuthTime, sess.LastActive = max(sess.Level, level), now, now
+	change(sess, now)
+	sess.LastActive = now
 	newID, err := s.put(sess)
 	if err != nil {
 		return "", nil, err
@@ -207,6 +259,7 @@ func (s *Store) End(id string) error {
 }
 
 func (s *Store) end(user, h string) error {
+	s.cache.drop(unhex(h))
 	keys := [][]byte{recordKey(h)}
 	if user != "" {
 		keys = append(keys, userIndexKey(user, h))

@@ -1,0 +1,260 @@
+// Package portal serves the pages people use to sign in: the sign-in form, the second factor
+// (a TOTP code, or a security key or passkey), adding and removing second-factor devices, the
+// signed-in page and sign-out. Pages are server-rendered html/template with embedded assets: no
+// external requests, no front-end framework, and no JavaScript except where WebAuthn needs it.
+// Every form carries a CSRF token, every answer a strict Content-Security-Policy, and the return
+// URL (rd) is followed only to hosts the session cookie covers.
+package portal
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"embed"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/totp"
+	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/webauthn"
+	"github.com/portcullis-auth/portcullis/oidcprovider/regulation"
+	"github.com/portcullis-auth/portcullis/oidcprovider/session"
+	"github.com/portcullis-auth/portcullis/oidcprovider/users"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed assets
+var assetFS embed.FS
+
+// ErrBadCredentials is what a PasswordChecker returns for a wrong username or password, a
+// disabled user or a banned attempt: the page shows one message for all of them.
+var ErrBadCredentials = errors.New("portal: the username or password is wrong")
+
+// PasswordChecker checks a password for a sign-in from ip, with the regulation and the digest
+// limits of Basic credentials. It returns nil, an error wrapping ErrBadCredentials, or another
+// error (the portal answers 503).
+type PasswordChecker func(ctx context.Context, username, password, ip string) error
+
+// Config is what the portal needs.
+type Config struct {
+	// Issuer is the provider's issuer URL; the pages live under its path.
+	Issuer *url.URL
+	// CookieName is the session cookie's name.
+	CookieName string
+	// CookieDomain is the session cookie's Domain; "" makes it host-only on the issuer.
+	CookieDomain string
+	// SameSite is the session cookie's SameSite mode (Lax or Strict).
+	SameSite http.SameSite
+	// Secure marks cookies Secure (false only for a loopback http issuer).
+	Secure bool
+	// RememberMe is how long a remember-me session lasts; 0 or less hides the box.
+	RememberMe time.Duration
+	// DefaultRedirect is where a sign-in without a return URL goes; "" is the signed-in page.
+	DefaultRedirect string
+	// Key is a secret for CSRF tokens and ceremony keys (derived from the provider's secret).
+	Key []byte
+	// Users returns the current users file.
+	Users func() *users.Database
+	// CheckPassword checks a sign-in's password.
+	CheckPassword PasswordChecker
+	// ClientIP is the client address as Caddy settled it.
+	ClientIP func(*http.Request) string
+	// Sessions keeps the sessions.
+	Sessions *session.Store
+	// Regulator counts second-factor failures as it counts password failures.
+	Regulator *regulation.Regulator
+	// TOTP keeps TOTP devices; nil when TOTP is disabled.
+	TOTP *totp.Devices
+	// WebAuthn keeps security keys and passkeys; nil when WebAuthn is disabled.
+	WebAuthn *webauthn.Devices
+	// Logger logs sign-ins and device changes (never passwords, codes or cookies).
+	Logger *zap.Logger
+}
+
+// Portal serves the pages.
+type Portal struct {
+	cfg    Config
+	base   string // the issuer's path, without a trailing slash
+	origin string // scheme://host of the issuer
+	pages  map[string]*template.Template
+	assets http.Handler
+	csp    string
+}
+
+// Paths of the portal's pages and endpoints, relative to the issuer.
+const (
+	PathSignIn          = "/"
+	PathSecondFactor    = "/2fa"
+	pathTOTPCheck       = "/2fa/totp"
+	pathWebAuthnOptions = "/2fa/webauthn/options"
+	pathWebAuthnVerify  = "/2fa/webauthn/verify"
+	PathSettings        = "/settings"
+	pathConfirm         = "/settings/confirm"
+	pathTOTPEnrol       = "/settings/totp"
+	pathTOTPRemove      = "/settings/totp/remove"
+	pathKeyRegister     = "/settings/webauthn"
+	pathKeyOptions      = "/settings/webauthn/options"
+	pathKeyVerify       = "/settings/webauthn/verify"
+	pathKeyRemove       = "/settings/webauthn/remove"
+	PathSignOut         = "/logout"
+	pathAssets          = "/assets/"
+)
+
+// freshness is how recent the password (and the second factor, for a user who has one) must be
+// to add or remove a device.
+const freshness = 5 * time.Minute
+
+// New parses the templates and checks the configuration.
+func New(cfg Config) (*Portal, error) {
+	if cfg.Issuer == nil || cfg.Sessions == nil || cfg.Users == nil || cfg.CheckPassword == nil || len(cfg.Key) < 32 {
+		return nil, errors.New("portal: issuer, sessions, users, a password checker and a 32-byte key are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.ClientIP == nil {
+		cfg.ClientIP = func(r *http.Request) string { return r.RemoteAddr }
+	}
+	p := &Portal{cfg: cfg, base: strings.TrimSuffix(cfg.Issuer.Path, "/"), origin: cfg.Issuer.Scheme + "://" + cfg.Issuer.Host, pages: map[string]*template.Template{}}
+	funcs := template.FuncMap{
+		"path": func(rel string) string { return p.base + rel },
+		"date": func(t time.Time) string {
+			if t.IsZero() {
+				return "never"
+			}
+			return t.UTC().Format("2 Jan 2006, 15:04 UTC")
+		},
+	}
+	layout, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html")
+	if err != nil {
+		return nil, fmt.Errorf("portal: layout: %w", err)
+	}
+	entries, err := fs.Glob(templateFS, "templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range entries {
+		page := strings.TrimSuffix(strings.TrimPrefix(name, "templates/"), ".html")
+		if page == "layout" {
+			continue
+		}
+		t, err := template.Must(layout.Clone()).ParseFS(templateFS, name)
+		if err != nil {
+			return nil, fmt.Errorf("portal: page %s: %w", page, err)
+		}
+		p.pages[page] = t
+	}
+	sub, err := fs.Sub(assetFS, "assets")
+	if err != nil {
+		return nil, err
+	}
+	p.assets = http.StripPrefix(p.base+pathAssets, http.FileServerFS(sub))
+	// form-action must allow the redirect that follows a form (Chrome checks it): the return
+	// URLs the portal follows are the cookie domain's hosts.
+	formAction := "'self'"
+	if d := cfg.CookieDomain; d != "" {
+		formAction += " " + cfg.Issuer.Scheme + "://" + d + ":* " + cfg.Issuer.Scheme + "://*." + d + ":*"
+	}
+	p.csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action " + formAction + "; frame-ancestors 'none'; base-uri 'none'"
+	return p, nil
+}
+
+// Handles reports whether rel (a path relative to the issuer) is one of the portal's.
+func (p *Portal) Handles(rel string) bool {
+	switch rel {
+	case PathSignIn, PathSecondFactor, pathTOTPCheck, pathWebAuthnOptions, pathWebAuthnVerify,
+		PathSettings, pathConfirm, pathTOTPEnrol, pathTOTPRemove, pathKeyRegister, pathKeyOptions,
+		pathKeyVerify, pathKeyRemove, PathSignOut:
+		return true
+	}
+	return strings.HasPrefix(rel, pathAssets)
+}
+
+// ServeHTTP serves the page at rel (a path relative to the issuer).
+func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request, rel string) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", p.csp)
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	if strings.HasPrefix(rel, pathAssets) {
+		h.Set("Cache-Control", "public, max-age=3600")
+		p.assets.ServeHTTP(w, r)
+		return
+	}
+	h.Set("Cache-Control", "no-store")
+	get := r.Method == http.MethodGet || r.Method == http.MethodHead
+	post := r.Method == http.MethodPost
+	if post {
+		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		if !p.checkCSRF(r) {
+			p.cfg.Logger.Info("portal form refused: missing or wrong CSRF token", zap.String("path", rel), zap.String("remote_ip", p.cfg.ClientIP(r)))
+			p.render(w, r, http.StatusForbidden, "error", &pageData{Title: "This form has expired", Error: "The form was sent without its security token, or the token expired. Go back, reload the page and try again."})
+			return
+		}
+	}
+	switch {
+	case rel == PathSignIn && get:
+		p.signInPage(w, r)
+	case rel == PathSignIn && post:
+		p.signIn(w, r)
+	case rel == PathSecondFactor && get:
+		p.secondFactorPage(w, r)
+	case rel == pathTOTPCheck && post:
+		p.checkTOTP(w, r)
+	case rel == pathWebAuthnOptions && post:
+		p.webauthnLoginOptions(w, r)
+	case rel == pathWebAuthnVerify && post:
+		p.webauthnLoginVerify(w, r)
+	case rel == PathSettings && get:
+		p.settingsPage(w, r)
+	case rel == pathConfirm && post:
+		p.confirmPassword(w, r)
+	case rel == pathTOTPEnrol && get:
+		p.totpEnrolPage(w, r)
+	case rel == pathTOTPEnrol && post:
+		p.totpEnrol(w, r)
+	case rel == pathTOTPRemove && post:
+		p.totpRemove(w, r)
+	case rel == pathKeyRegister && get:
+		p.keyRegisterPage(w, r)
+	case rel == pathKeyOptions && post:
+		p.keyRegisterOptions(w, r)
+	case rel == pathKeyVerify && post:
+		p.keyRegisterVerify(w, r)
+	case rel == pathKeyRemove && post:
+		p.keyRemove(w, r)
+	case rel == PathSignOut && get:
+		p.signOutPage(w, r)
+	case rel == PathSignOut && post:
+		p.signOut(w, r)
+	default:
+		h.Set("Allow", "GET, HEAD, POST")
+		http.Error(w, "405 method not allowed", http.StatusMethodNotAllowed)
+	}
+}
+
+// ceremonyKey binds a pending TOTP enrolment or WebAuthn ceremony to the browser's session
+// without storing the session id.
+func (p *Portal) ceremonyKey(sessionID string) string {
+	m := hmac.New(sha256.New, p.cfg.Key)
+	m.Write([]byte("ceremony\x00" + sessionID))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// clientAddr is the client's address for regulation.
+func (p *Portal) clientAddr(r *http.Request) netip.Addr {
+	a, _ := netip.ParseAddr(p.cfg.ClientIP(r))
+	return a
+}

@@ -1,0 +1,153 @@
+package oidcprovider
+
+import (
+	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/totp"
+	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/webauthn"
+	"github.com/portcullis-auth/portcullis/oidcprovider/portal"
+	"github.com/portcullis-auth/portcullis/oidcprovider/session"
+)
+
+// deriveKey derives a 32-byte key for one purpose from the provider's secret.
+func deriveKey(secret []byte, purpose string) ([]byte, error) {
+	k, err := hkdf.Key(sha256.New, secret, nil, "portcullis "+purpose+" v1", 32)
+	if err != nil {
+		return nil, fmt.Errorf("deriving the %s key: %w", purpose, err)
+	}
+	return k, nil
+}
+
+// startPortal builds the sessions, the second-factor devices and the portal on the open store.
+func (a *App) startPortal(b *backend, st *runtimeState) error {
+	ps := a.portal
+	st.sessions = session.NewWithCache(ps.sessions, b.kv, b.sessions)
+	cfg := portal.Config{
+		Issuer:          a.issuerURL,
+		CookieName:      ps.cookieName,
+		CookieDomain:    ps.cookieDomain,
+		SameSite:        ps.sameSite,
+		Secure:          ps.secure,
+		RememberMe:      ps.sessions.WithDefaults().RememberMe,
+		DefaultRedirect: ps.defaultURL,
+		Users:           a.users.Current,
+		CheckPassword:   a.checkPortalPassword,
+		ClientIP:        clientIP,
+		Sessions:        st.sessions,
+		Regulator:       a.regulator,
+		Logger:          a.logger.Named("portal"),
+	}
+	var err error
+	if cfg.Key, err = deriveKey(st.secret, "portal"); err != nil {
+		return err
+	}
+	if ps.totp != nil {
+		sealer, err := totp.NewSealer(st.secret)
+		if err != nil {
+			return fmt.Errorf("totp: %w", err)
+		}
+		if cfg.TOTP, err = totp.NewDevices(*ps.totp, b.kv, sealer); err != nil {
+			return fmt.Errorf("totp: %w", err)
+		}
+	}
+	if ps.webauthn != nil {
+		handles, err := deriveKey(st.secret, "webauthn user handle")
+		if err != nil {
+			return err
+		}
+		if cfg.WebAuthn, err = webauthn.New(*ps.webauthn, b.kv, handles); err != nil {
+			return fmt.Errorf("webauthn: %w", err)
+		}
+	}
+	if st.portal, err = portal.New(cfg); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkPortalPassword checks a sign-in at the portal exactly as Basic credentials are checked:
+// the same regulation, digest limits and remembered verifications.
+func (a *App) checkPortalPassword(ctx context.Context, username, password, ip string) error {
+	_, err := a.CheckBasic(ctx, username, password, ip)
+	if errors.Is(err, ErrBadCredentials) {
+		return fmt.Errorf("%w", portal.ErrBadCredentials)
+	}
+	return err
+}
+
+// SessionCookieName is the name of the portal's session cookie, or "" when no users_file is
+// configured (no sessions).
+func (a *App) SessionCookieName() string {
+	if a.portal == nil {
+		return ""
+	}
+	return a.portal.cookieName
+}
+
+// CheckSession returns who the session cookie value speaks for and the factor level reached
+// (1 or 2). An unknown, ended or expired session, or one whose user was removed or disabled, is
+// ErrNoSession: the caller treats the cookie as absent.
+func (a *App) CheckSession(cookie string) (*UserIdentity, int, error) {
+	if a.users == nil {
+		return nil, 0, ErrNoUsers
+	}
+	st := a.running()
+	if st == nil || st.sessions == nil {
+		return nil, 0, ErrUnavailable
+	}
+	sess, err := st.sessions.Get(cookie)
+	if errors.Is(err, session.ErrNoSession) {
+		return nil, 0, ErrNoSession
+	} else if err != nil {
+		return nil, 0, ErrUnavailable
+	}
+	u, ok := a.users.Current().Lookup(sess.User)
+	if !ok || u.Disabled {
+		_ = st.sessions.End(cookie)
+		return nil, 0, ErrNoSession
+	}
+	return userIdentity(u), int(sess.Level), nil
+}
+
+// ErrNoSession is a session cookie that speaks for no one (unknown, ended, expired, or its
+// user removed or disabled).
+var ErrNoSession = errors.New("oidc: no such session")
+
+// SecondFactorURL is the portal's second-factor page with the return URL rd and method rm.
+func (a *App) SecondFactorURL(rd, rm string) string {
+	return a.issuer + portal.PathSecondFactor + "?rd=" + url.QueryEscape(rd) + "&rm=" + url.QueryEscape(rm)
+}
+
+// servePortal serves a portal page at rel, and reports whether rel was one.
+func (a *App) servePortal(w http.ResponseWriter, r *http.Request, rel string) bool {
+	if a.users == nil {
+		return false
+	}
+	st := a.running()
+	if st == nil || st.portal == nil {
+		// a portal path while the store is closed: 503, as the protocol endpoints answer
+		if portalPath(rel) {
+			w.Header().Set("Retry-After", "5")
+			http.Error(w, "503 service unavailable: the sign-in service is starting or stopping", http.StatusServiceUnavailable)
+			return true
+		}
+		return false
+	}
+	if !st.portal.Handles(rel) {
+		return false
+	}
+	st.portal.ServeHTTP(w, r, rel)
+	return true
+}
+
+// portalPath reports a path the portal would serve, without a running portal.
+func portalPath(rel string) bool {
+	var p portal.Portal
+	return p.Handles(rel)
+}

@@ -1,0 +1,333 @@
+package oidcprovider
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/totp"
+	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/webauthn"
+	"github.com/portcullis-auth/portcullis/oidcprovider/session"
+)
+
+// SessionConfig is Authelia's session block: the cookie people's browsers carry once they have
+// signed in at the portal, and how long it lasts.
+type SessionConfig struct {
+	// Name is the cookie's name. JSON: "name". Default: "portcullis_session".
+	Name string `json:"name,omitempty"`
+	// CookieDomain is the domain the cookie is sent to: the protected sites must be it or under
+	// it, and so must the issuer's host. JSON: "cookie_domain". Default: the issuer's host only.
+	CookieDomain string `json:"cookie_domain,omitempty"`
+	// SameSite is the cookie's SameSite attribute, "lax" or "strict". JSON: "same_site".
+	// Default: "lax".
+	SameSite string `json:"same_site,omitempty"`
+	// Expiration is a session's longest life without remember-me. JSON: "expiration".
+	// Default: 1h.
+	Expiration caddy.Duration `json:"expiration,omitempty"`
+	// Inactivity ends a session unused for this long (remember-me sessions excepted).
+	// JSON: "inactivity". Default: 5m.
+	Inactivity caddy.Duration `json:"inactivity,omitempty"`
+	// RememberMe is how long a session lasts when the person ticks "Remember me"; a negative
+	// value (Caddyfile: -1 or off) hides the box. JSON: "remember_me". Default: 30d.
+	RememberMe caddy.Duration `json:"remember_me,omitempty"`
+	// DefaultRedirectionURL is where the portal sends a person who signs in without a return
+	// URL. JSON: "default_redirection_url". Default: the portal's own signed-in page.
+	DefaultRedirectionURL string `json:"default_redirection_url,omitempty"`
+}
+
+// TOTPConfig is Authelia's totp block: one-time codes from an authenticator app (RFC 6238).
+type TOTPConfig struct {
+	// Disable hides TOTP: no enrolment, and codes are not accepted. JSON: "disable".
+	// Default: false.
+	Disable bool `json:"disable,omitempty"`
+	// Issuer names the service in authenticator apps. JSON: "issuer". Default: the issuer's
+	// host.
+	Issuer string `json:"issuer,omitempty"`
+	// Algorithm is SHA1, SHA256 or SHA512 for new devices. JSON: "algorithm". Default: SHA1
+	// (the one every app supports).
+	Algorithm string `json:"algorithm,omitempty"`
+	// Digits is 6 or 8 for new devices. JSON: "digits". Default: 6.
+	Digits int `json:"digits,omitempty"`
+	// Period is the time step of new devices. JSON: "period". Default: 30s.
+	Period caddy.Duration `json:"period,omitempty"`
+	// Skew is how many steps before and after the current one are accepted (0–2).
+	// JSON: "skew". Default: 1.
+	Skew *int `json:"skew,omitempty"`
+	// SecretSize is a new secret's size in bytes (at least 20). JSON: "secret_size".
+	// Default: 32.
+	SecretSize int `json:"secret_size,omitempty"`
+}
+
+// WebAuthnConfig is Authelia's webauthn block: security keys and passkeys as a second factor.
+type WebAuthnConfig struct {
+	// Disable hides WebAuthn. JSON: "disable". Default: false.
+	Disable bool `json:"disable,omitempty"`
+	// DisplayName names the service in the browser's prompt. JSON: "display_name".
+	// Default: "Portcullis".
+	DisplayName string `json:"display_name,omitempty"`
+	// Timeout is how long the browser waits for the authenticator. JSON: "timeout".
+	// Default: 60s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// UserVerification is discouraged, preferred or required (a PIN or biometric on the key).
+	// JSON: "user_verification". Default: "preferred".
+	UserVerification string `json:"user_verification,omitempty"`
+}
+
+// portalSettings are the resolved people options.
+type portalSettings struct {
+	cookieName   string
+	cookieDomain string // "" for a host-only cookie on the issuer
+	sameSite     http.SameSite
+	secure       bool
+	sessions     session.Config
+	defaultURL   string
+	totp         *totp.Config
+	webauthn     *webauthn.Config
+}
+
+// provisionPortal checks and resolves the session, totp and webauthn options.
+func (a *App) provisionPortal() error {
+	if a.UsersFile == "" {
+		for name, given := range map[string]bool{"session": a.Session != nil, "totp": a.TOTP != nil, "webauthn": a.WebAuthn != nil} {
+			if given {
+				return fmt.Errorf("%s: needs users_file (the people who sign in); add 'users_file /etc/caddy/users.yml'", name)
+			}
+		}
+		return nil
+	}
+	host := strings.ToLower(a.issuerURL.Hostname())
+	ps := &portalSettings{cookieName: "portcullis_session", sameSite: http.SameSiteLaxMode, secure: a.issuerURL.Scheme == "https"}
+	s := a.Session
+	if s == nil {
+		s = &SessionConfig{}
+	}
+	if s.Name != "" {
+		if !validCookieName(s.Name) {
+			return fmt.Errorf("session: name %q: use letters, digits, '-' and '_'", s.Name)
+		}
+		ps.cookieName = s.Name
+	}
+	if d := strings.ToLower(strings.TrimPrefix(s.CookieDomain, ".")); d != "" {
+		switch {
+		case !strings.Contains(d, ".") || strings.ContainsAny(d, "/:*"):
+			return fmt.Errorf("session: cookie_domain %q must be a domain such as example.com (not a single label, a port or a wildcard)", s.CookieDomain)
+		case host != d && !strings.HasSuffix(host, "."+d):
+			return fmt.Errorf("session: cookie_domain %q does not cover the issuer's host %q; the portal sets the cookie, so use a domain the issuer is in (such as %q)", s.CookieDomain, host, parentDomain(host))
+		}
+		ps.cookieDomain = d
+	}
+	switch strings.ToLower(s.SameSite) {
+	case "", "lax":
+	case "strict":
+		ps.sameSite = http.SameSiteStrictMode
+	default:
+		return fmt.Errorf("session: same_site %q: use lax or strict", s.SameSite)
+	}
+	ps.sessions = session.Config{Expiration: time.Duration(s.Expiration), Inactivity: time.Duration(s.Inactivity), RememberMe: time.Duration(s.RememberMe)}
+	switch {
+	case s.Expiration < 0:
+		return fmt.Errorf("session: expiration must be positive")
+	case s.Inactivity < 0:
+		return fmt.Errorf("session: inactivity must be positive")
+	}
+	if s.DefaultRedirectionURL != "" {
+		u, err := url.Parse(s.DefaultRedirectionURL)
+		if err != nil || !u.IsAbs() || (u.Scheme != "https" && u.Scheme != "http") {
+			return fmt.Errorf("session: default_redirection_url %q must be an absolute http(s) URL", s.DefaultRedirectionURL)
+		}
+		ps.defaultURL = u.String()
+	}
+	if t := a.TOTP; t == nil || !t.Disable {
+		cfg := totp.Config{Issuer: host}
+		if t != nil {
+			cfg = totp.Config{Issuer: t.Issuer, Algorithm: t.Algorithm, Digits: t.Digits, Period: time.Duration(t.Period), Skew: t.Skew, SecretSize: t.SecretSize}
+			if cfg.Issuer == "" {
+				cfg.Issuer = host
+			}
+		}
+		resolved, err := cfg.WithDefaults()
+		if err != nil {
+			return fmt.Errorf("totp: %w", err)
+		}
+		ps.totp = &resolved
+	}
+	if w := a.WebAuthn; w == nil || !w.Disable {
+		rpID := host
+		if ps.cookieDomain != "" {
+			rpID = ps.cookieDomain
+		}
+		cfg := webauthn.Config{RPID: rpID, RPDisplayName: "Portcullis", RPOrigins: []string{a.issuerURL.Scheme + "://" + a.issuerURL.Host}}
+		if w != nil {
+			if w.DisplayName != "" {
+				cfg.RPDisplayName = w.DisplayName
+			}
+			cfg.Timeout, cfg.UserVerification = time.Duration(w.Timeout), w.UserVerification
+			switch w.UserVerification {
+			case "", "discouraged", "preferred", "required":
+			default:
+				return fmt.Errorf("webauthn: user_verification %q: use discouraged, preferred or required", w.UserVerification)
+			}
+		}
+		ps.webauthn = &cfg
+	}
+	a.portal = ps
+	return nil
+}
+
+// parentDomain is host without its first label, or host itself when it has two labels or fewer.
+func parentDomain(host string) string {
+	if strings.Count(host, ".") < 2 {
+		return host
+	}
+	_, rest, _ := strings.Cut(host, ".")
+	return rest
+}
+
+func validCookieName(s string) bool {
+	for _, r := range s {
+		if !(r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// unmarshalSession reads 'session { … }'.
+func unmarshalSession(d *caddyfile.Dispenser) (*SessionConfig, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	s := &SessionConfig{}
+	for d.NextBlock(1) {
+		switch opt := d.Val(); opt {
+		case "name":
+			if err := oneArg(d, &s.Name); err != nil {
+				return nil, err
+			}
+		case "cookie_domain", "domain":
+			if err := oneArg(d, &s.CookieDomain); err != nil {
+				return nil, err
+			}
+		case "same_site":
+			if err := oneArg(d, &s.SameSite); err != nil {
+				return nil, err
+			}
+		case "expiration":
+			if err := durationArg(d, &s.Expiration); err != nil {
+				return nil, err
+			}
+		case "inactivity":
+			if err := durationArg(d, &s.Inactivity); err != nil {
+				return nil, err
+			}
+		case "remember_me":
+			var v string
+			if err := oneArg(d, &v); err != nil {
+				return nil, err
+			}
+			if v == "-1" || v == "off" || v == "disable" {
+				s.RememberMe = -1
+				continue
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("session: remember_me: %q is not a positive duration such as 30d (or -1 to hide the box)", v)
+			}
+			s.RememberMe = caddy.Duration(dur)
+		case "default_redirection_url":
+			if err := oneArg(d, &s.DefaultRedirectionURL); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, d.Errf("session: unknown option %q (name, cookie_domain, same_site, expiration, inactivity, remember_me, default_redirection_url)", opt)
+		}
+	}
+	return s, nil
+}
+
+// unmarshalTOTP reads 'totp { … }'.
+func unmarshalTOTP(d *caddyfile.Dispenser) (*TOTPConfig, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	t := &TOTPConfig{}
+	for d.NextBlock(1) {
+		switch opt := d.Val(); opt {
+		case "disable":
+			t.Disable = true
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+		case "issuer":
+			if err := oneArg(d, &t.Issuer); err != nil {
+				return nil, err
+			}
+		case "algorithm":
+			if err := oneArg(d, &t.Algorithm); err != nil {
+				return nil, err
+			}
+		case "period":
+			if err := durationArg(d, &t.Period); err != nil {
+				return nil, err
+			}
+		case "digits", "skew", "secret_size":
+			var v string
+			if err := oneArg(d, &v); err != nil {
+				return nil, err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return nil, d.Errf("totp: %s: %q is not a number", opt, v)
+			}
+			switch opt {
+			case "digits":
+				t.Digits = n
+			case "skew":
+				t.Skew = &n
+			default:
+				t.SecretSize = n
+			}
+		default:
+			return nil, d.Errf("totp: unknown option %q (disable, issuer, algorithm, digits, period, skew, secret_size)", opt)
+		}
+	}
+	return t, nil
+}
+
+// unmarshalWebAuthn reads 'webauthn { … }'.
+func unmarshalWebAuthn(d *caddyfile.Dispenser) (*WebAuthnConfig, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	w := &WebAuthnConfig{}
+	for d.NextBlock(1) {
+		switch opt := d.Val(); opt {
+		case "disable":
+			w.Disable = true
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+		case "display_name":
+			if err := oneArg(d, &w.DisplayName); err != nil {
+				return nil, err
+			}
+		case "timeout":
+			if err := durationArg(d, &w.Timeout); err != nil {
+				return nil, err
+			}
+		case "user_verification":
+			if err := oneArg(d, &w.UserVerification); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, d.Errf("webauthn: unknown option %q (disable, display_name, timeout, user_verification)", opt)
+		}
+	}
+	return w, nil
+}
