@@ -95,7 +95,8 @@ func (p *Portal) clearSession(w http.ResponseWriter) {
 
 // safeRedirect returns rd when the portal may send a browser there: an absolute URL on the
 // issuer's scheme (https, or http for a loopback issuer), without user info, whose host is the
-// cookie domain or under it, or the issuer's host. Anything else is "".
+// cookie domain or under it, or the issuer's host (any port: cookies ignore ports, so a
+// host-only cookie of the issuer reaches every port of its host). Anything else is "".
 func (p *Portal) safeRedirect(rd string) string {
 	if rd == "" || len(rd) > 4096 || strings.ContainsAny(rd, "\\\x00\r\n\t") {
 		return ""
@@ -108,9 +109,6 @@ func (p *Portal) safeRedirect(rd string) string {
 	issuerHost := strings.ToLower(p.cfg.Issuer.Hostname())
 	switch d := p.cfg.CookieDomain; {
 	case host == issuerHost:
-		if u.Port() != p.cfg.Issuer.Port() {
-			return ""
-		}
 	case d != "" && (host == d || strings.HasSuffix(host, "."+d)):
 	default:
 		return ""
