@@ -1,11 +1,23 @@
-// Command bench measures what the Bearer gate costs: in one run against one Caddy process it
+// Command bench measures what the gate (oidc_auth) costs: in one run against one Caddy process it
 // loads a reverse-proxied site without the gate and the same upstream behind oidc_auth, in
-// alternating rounds, and reports requests per second and their ratio. It then mints tokens
-// through the token endpoint until the store holds -tokens live ones, reporting the minting rate
-// and Caddy's resident memory and the store's size on disk before and after, and measures the
-// gated site again, to show the check costs the same with 10 and with 200,000 tokens.
+// alternating rounds, and reports requests per second and their ratio, for each kind of
+// credential the gate reads:
 //
-//	go run ./bench -caddy ./caddy -duration 5s -rounds 3 -connections 32 -tokens 200000
+//   - Bearer tokens: with 10 live tokens, then after minting tokens through the token endpoint
+//     until the store holds -tokens live ones (reporting the minting rate, and Caddy's resident
+//     memory and the store's size on disk before and after), to show the check costs the same
+//     with 10 and with 200,000 tokens;
+//   - the portal's session cookie: with 10 live sessions, then after signing in through the
+//     portal's form until -sessions live ones exist (reporting the sign-in rate, memory and store
+//     before and after), with the load on one session and spread over -spread of them;
+//   - Basic credentials of a user with an argon2id digest (Authelia's defaults): the first
+//     request pays the digest, and the rounds measure the remembered credential after it.
+//
+// Both sites get the same request (the same Authorization or Cookie header), so the difference is
+// the gate's work and nothing else.
+//
+//	go build -o /tmp/caddy-x ./cmd/caddy && go run ./bench -caddy /tmp/caddy-x
+//	go run ./bench -caddy /tmp/caddy-x -rounds 1 -duration 2s -tokens 20000 -sessions 20000
 //
 // Every request goes to 127.0.0.1; the run is bounded by -rounds and -duration.
 package main
@@ -13,6 +25,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -40,7 +53,9 @@ func main() {
 	duration := flag.Duration("duration", 5*time.Second, "length of one measuring round")
 	rounds := flag.Int("rounds", 3, "rounds per site (alternating)")
 	conns := flag.Int("connections", 32, "concurrent keep-alive connections")
-	tokens := flag.Int("tokens", 200000, "live tokens in the store for the second phase (minted through the token endpoint)")
+	tokens := flag.Int("tokens", 200000, "live tokens in the store for the second Bearer phase (minted through the token endpoint)")
+	sessions := flag.Int("sessions", 100000, "live sessions for the second session phase (signed in through the portal's form)")
+	spread := flag.Int("spread", 1000, "sessions the spread measurement of the second session phase sends requests with, in turn")
 	loader := flag.String("loader", "", "load generator: wrk (default when installed) or go")
 	profile := flag.String("heapprofile", "", "write Caddy's heap profile (from the admin API) at the end to this file")
 	pin := flag.Bool("pin", true, "with taskset and 2+ cores: Caddy on core 0, load generator and upstream on core 1")
@@ -62,7 +77,10 @@ func main() {
 		}
 	}
 	useWrk = *loader == "wrk"
-	if err := run(*caddyBin, *duration, *rounds, *conns, *tokens); err != nil {
+	if *tokens < 10 || *sessions < 10 || *spread < 1 {
+		log.Fatal("-tokens and -sessions must be at least 10, -spread at least 1")
+	}
+	if err := run(*caddyBin, *duration, *rounds, *conns, *tokens, *sessions, min(*spread, *sessions)); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -78,7 +96,27 @@ func freePort() int {
 
 const digest = "$pbkdf2-sha512$310000$c8p78n7pUMln0jzvd4aK4Q$JNRBzwAo0ek5qKn50cFzzvE9RXV88h1wJn5KGiHrD0YKtZaR/nCb2CJPOsKaPK0hjf.9yHxzQGZziziccp6Yng"
 
-func config(admin, port int, upstream, dir string) string {
+// The people of the users file, with argon2id digests at Authelia's defaults (t=3, m=64 MiB, p=4;
+// made with `caddy oidc hash --algorithm argon2id`): john signs in at the portal for the session
+// phases, script sends Basic credentials.
+const (
+	sessionUser     = "john"
+	sessionPassword = "john-bench-password"
+	basicUser       = "script"
+	basicPassword   = "script-bench-password"
+	usersFile       = `users:
+  john:
+    displayname: John
+    password: "$argon2id$v=19$m=65536,t=3,p=4$+e+41B/ZtUbAqiKbL0a9gg$ynRfXkchm0E0asEgd8fJxqjITiBA8T/Sx/KwcxH6id0"
+    groups: [dev]
+  script:
+    displayname: Script
+    password: "$argon2id$v=19$m=65536,t=3,p=4$lykdatU9iCXtYoIIosEVhw$LMT34H0r2ShTA/MUPH9WpMEbKfDmxtEy31ifnu+l1ng"
+    groups: [dev]
+`
+)
+
+func config(admin, port int, upstream, dir, users string) string {
 	return fmt.Sprintf(`{
 	admin localhost:%[1]d
 	http_port %[2]d
@@ -88,6 +126,7 @@ func config(admin, port int, upstream, dir string) string {
 	oidc {
 		issuer http://auth.localhost:%[2]d
 		storage %[4]s
+		users_file %[6]s
 		client monitor {
 			secret "%[5]s"
 			scopes authelia.bearer.authz
@@ -100,6 +139,7 @@ func config(admin, port int, upstream, dir string) string {
 			rule {
 				domain gated.localhost
 				subject oauth2:client:monitor
+				subject group:dev
 				policy one_factor
 			}
 		}
@@ -119,15 +159,16 @@ http://gated.localhost:%[2]d {
 	oidc_auth
 	reverse_proxy %[3]s
 }
-`, admin, port, upstream, dir, digest)
+`, admin, port, upstream, dir, digest, users)
 }
 
-func run(caddyBin string, duration time.Duration, rounds, conns, nTokens int) error {
+func run(caddyBin string, duration time.Duration, rounds, conns, nTokens, nSessions, spread int) error {
 	work, err := os.MkdirTemp("", "portcullis-bench")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(work)
+	scratch = work
 	if caddyBin == "" {
 		caddyBin = filepath.Join(work, "caddy")
 		b := exec.Command("go", "build", "-o", caddyBin, "./cmd/caddy")
@@ -148,8 +189,12 @@ func run(caddyBin string, duration time.Duration, rounds, conns, nTokens int) er
 	}()
 
 	admin, port := freePort(), freePort()
+	usersPath := filepath.Join(work, "users.yml")
+	if err := os.WriteFile(usersPath, []byte(usersFile), 0o600); err != nil {
+		return err
+	}
 	cfgPath := filepath.Join(work, "Caddyfile")
-	if err := os.WriteFile(cfgPath, []byte(config(admin, port, ul.Addr().String(), filepath.Join(work, "store"))), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(config(admin, port, ul.Addr().String(), filepath.Join(work, "store"), usersPath)), 0o600); err != nil {
 		return err
 	}
 	cmd := exec.Command(caddyBin, "run", "--config", cfgPath, "--adapter", "caddyfile")
@@ -197,36 +242,74 @@ func run(caddyBin string, duration time.Duration, rounds, conns, nTokens int) er
 	}
 
 	pid := caddyPID(cmd.Process.Pid)
-	measure := func(host, tok string) sample {
+	measure := func(host string, h headers) sample {
 		cpu0 := processCPU(pid)
 		var rate float64
 		if useWrk {
-			rate = wrk(port, fmt.Sprintf("%s.localhost:%d", host, port), tok, conns, duration)
+			rate = wrk(port, fmt.Sprintf("%s.localhost:%d", host, port), h, conns, duration)
 		} else {
-			rate = load(hc, base(host)+"/", tok, conns, duration)
+			rate = load(hc, base(host)+"/", h, conns, duration)
 		}
 		cpu := processCPU(pid) - cpu0
 		return sample{rate: rate, cpuPerReq: cpu.Seconds() * 1e6 / (rate * duration.Seconds())}
 	}
-	// Both sites get the same request, Authorization header included, so the difference is the
-	// gate's work and nothing else.
-	plain := func() sample { return measure("plain", token) }
-	gated := func() sample { return measure("gated", token) }
+	// pair measures the plain and the gated site with the same request, Authorization or Cookie
+	// header included, so the difference is the gate's work and nothing else.
+	pair := func(h headers) (plain, gated []sample) {
+		return alternate(rounds, func() sample { return measure("plain", h) }, func() sample { return measure("gated", h) })
+	}
+	bearer := headers{fixed: []string{"Authorization: Bearer " + token}}
 	fmt.Printf("load generator: %s\n", map[bool]string{true: "wrk (1 thread)", false: "Go, in this process"}[useWrk])
 
 	// Calibration: what one more no-op handler (vars) costs in Caddy's chain, measured the same way.
-	noop := func() sample { return measure("noop", token) }
-	plainC, noopC := alternate(rounds, plain, noop)
+	plainC, noopC := alternate(rounds, func() sample { return measure("plain", bearer) }, func() sample { return measure("noop", bearer) })
 	report("calibration: one no-op handler (vars) before reverse_proxy", "vars + proxy", plainC, noopC)
-	fmt.Println()
+	var results []result
 
-	plain10, gated10 := alternate(rounds, plain, gated)
-	report("10 live tokens", "oidc_auth + proxy", plain10, gated10)
+	fmt.Printf("\n== Bearer tokens ==\n")
+	plain10, gated10 := pair(bearer)
+	results = append(results, report("10 live tokens", "oidc_auth + proxy", plain10, gated10))
+
+	// Sessions: john signs in at the portal; the first sign-in pays the argon2id digest, the
+	// others find the password remembered.
+	fmt.Printf("\n== portal sessions (cookie) ==\n")
+	auth := base("auth")
+	start := time.Now()
+	first, err := signInOnce(auth)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("first sign-in (argon2id digest): %s\n", time.Since(start).Round(time.Millisecond))
+	cookies := []string{first}
+	more, _, err := signInMany(auth, 9, 1)
+	if err != nil {
+		return err
+	}
+	cookies = append(cookies, more...)
+	one := headers{cookies: cookies[:1]}
+	plainS10, gatedS10 := pair(one)
+	results = append(results, report("10 live sessions, every request with the same session", "oidc_auth + proxy", plainS10, gatedS10))
+	spread10 := headers{cookies: cookies}
+	plainSS10, gatedSS10 := pair(spread10)
+	results = append(results, report("10 live sessions, requests spread over all 10", "oidc_auth + proxy", plainSS10, gatedSS10))
+
+	// Basic: script's first request pays the argon2id digest, later ones find it remembered.
+	fmt.Printf("\n== Basic credentials (argon2id) ==\n")
+	basicHeader := "Basic " + base64.StdEncoding.EncodeToString([]byte(basicUser+":"+basicPassword))
+	for _, what := range []string{"first request (pays the digest)", "second request (remembered)"} {
+		took, err := timedGet(hc, base("gated")+"/", "Authorization", basicHeader)
+		if err != nil {
+			return fmt.Errorf("basic, %s: %w", what, err)
+		}
+		fmt.Printf("%s: %s\n", what, took.Round(time.Microsecond))
+	}
+	plainB, gatedB := pair(headers{fixed: []string{"Authorization: " + basicHeader}})
+	results = append(results, report("Basic credentials, after the first request", "oidc_auth + proxy", plainB, gatedB))
 
 	storeDir := filepath.Join(work, "store")
-	fmt.Printf("\nminting tokens up to %d live ones…\n", nTokens)
+	fmt.Printf("\n== Bearer tokens: minting tokens up to %d live ones ==\n", nTokens)
 	memory("before minting", pid, admin, storeDir)
-	start := time.Now()
+	start = time.Now()
 	if err := mintMany(nTokens-10, conns, mint); err != nil {
 		return err
 	}
@@ -234,12 +317,46 @@ func run(caddyBin string, duration time.Duration, rounds, conns, nTokens int) er
 	fmt.Printf("minted %d tokens in %s: %.0f tokens/s\n", nTokens-10, took.Round(time.Millisecond), float64(nTokens-10)/took.Seconds())
 	memory("after minting", pid, admin, storeDir)
 	fmt.Println()
-	plainN, gatedN := alternate(rounds, plain, gated)
-	report(fmt.Sprintf("%d live tokens", nTokens), "oidc_auth + proxy", plainN, gatedN)
-	// The two phases run minutes apart, and a shared machine drifts more than the gate costs, so
+	plainN, gatedN := pair(bearer)
+	results = append(results, report(fmt.Sprintf("%d live tokens", nTokens), "oidc_auth + proxy", plainN, gatedN))
+
+	fmt.Printf("\n== portal sessions: signing in up to %d live ones ==\n", nSessions)
+	memory("before signing in", pid, admin, storeDir)
+	start = time.Now()
+	more, browsers, err := signInMany(auth, nSessions-10, conns)
+	if err != nil {
+		return err
+	}
+	took = time.Since(start)
+	cookies = append(cookies, more...)
+	fmt.Printf("signed in %d sessions in %s: %.0f sign-ins/s (%d browsers at once, each fetching the form once and posting it for every session)\n",
+		nSessions-10, took.Round(time.Millisecond), float64(nSessions-10)/took.Seconds(), browsers)
+	memory("after signing in", pid, admin, storeDir)
+	fmt.Println()
+	plainSN, gatedSN := pair(one)
+	results = append(results, report(fmt.Sprintf("%d live sessions, every request with the same session (as with 10)", nSessions), "oidc_auth + proxy", plainSN, gatedSN))
+	// the spread: sessions evenly through the creation order, the first (used above) included
+	picked := make([]string, spread)
+	for i := range picked {
+		picked[i] = cookies[i*len(cookies)/spread]
+	}
+	plainSSN, gatedSSN := pair(headers{cookies: picked})
+	results = append(results, report(fmt.Sprintf("%d live sessions, requests spread over %d of them", nSessions, spread), "oidc_auth + proxy", plainSSN, gatedSSN))
+	memory("after the session rounds", pid, admin, storeDir)
+
+	// The phases run minutes apart, and a shared machine drifts more than the gate costs, so
 	// the robust comparison is the gate's paired cost within each phase.
-	fmt.Printf("\ngate's paired throughput ratio with %d tokens / with 10 tokens: %.3f\n", nTokens, pairedRatio(plainN, gatedN)/pairedRatio(plain10, gated10))
-	fmt.Printf("gated throughput with %d tokens / with 10 tokens (phases minutes apart): %.3f\n", nTokens, median(rates(gatedN))/median(rates(gated10)))
+	fmt.Printf("\n== flat? ==\n")
+	fmt.Printf("Bearer: gate's paired throughput ratio with %d tokens / with 10 tokens: %.3f\n", nTokens, pairedRatio(plainN, gatedN)/pairedRatio(plain10, gated10))
+	fmt.Printf("Bearer: gated throughput with %d tokens / with 10 tokens (phases minutes apart): %.3f\n", nTokens, median(rates(gatedN))/median(rates(gated10)))
+	fmt.Printf("session: gate's paired throughput ratio with %d sessions / with 10 sessions, one session: %.3f\n", nSessions, pairedRatio(plainSN, gatedSN)/pairedRatio(plainS10, gatedS10))
+	fmt.Printf("session: gate's paired throughput ratio with %d sessions spread over %d / with 10 spread over 10: %.3f\n", nSessions, spread, pairedRatio(plainSSN, gatedSSN)/pairedRatio(plainSS10, gatedSS10))
+	fmt.Printf("session: gated throughput with %d sessions / with 10 sessions, one session (phases minutes apart): %.3f\n", nSessions, median(rates(gatedSN))/median(rates(gatedS10)))
+
+	fmt.Printf("\n== summary: gated / plain throughput, median of %d paired rounds ==\n", rounds)
+	for _, r := range results {
+		fmt.Printf("  %-80s %.3f\n", r.title, r.ratio)
+	}
 	memory("\nat the end", pid, admin, storeDir)
 	if heapProfile != "" {
 		if err := saveHeapProfile(admin, heapProfile); err != nil {
@@ -347,12 +464,62 @@ var useWrk, pinned bool
 
 var wrkRate = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 
+// headers is what every request of a measuring round carries: fixed header lines, and, when
+// cookies is set, a Cookie header that takes each of those values in turn, so the load is spread
+// over those sessions (one value: every request carries the same session).
+type headers struct {
+	fixed   []string // "Name: value"
+	cookies []string // session ids: "Cookie: portcullis_session=<id>", one after another
+}
+
+// sessionCookie is the portal's session cookie name (the default).
+const sessionCookie = "portcullis_session"
+
+// scratch is the run's temporary directory (for wrk's scripts).
+var scratch string
+
+// wrkScript has each wrk connection send the next of the session cookies (Lua's table
+// cookies, defined before it), on top of the -H headers: requests are formatted once, in init.
+const wrkScript = `
+local reqs = {}
+function init(args)
+	for i, c in ipairs(cookies) do
+		local h = {}
+		for k, v in pairs(wrk.headers) do h[k] = v end
+		h["Cookie"] = "` + sessionCookie + `=" .. c
+		reqs[i] = wrk.format(nil, nil, h)
+	end
+end
+local n = 0
+function request()
+	n = n % #reqs + 1
+	return reqs[n]
+end
+`
+
 // wrk runs wrk against 127.0.0.1:port with the given Host header and returns requests per
 // second; any non-2xx answer is fatal.
-func wrk(port int, host, token string, conns int, d time.Duration) float64 {
+func wrk(port int, host string, h headers, conns int, d time.Duration) float64 {
 	args := []string{"-t1", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", int(d.Seconds())), "-H", "Host: " + host}
-	if token != "" {
-		args = append(args, "-H", "Authorization: Bearer "+token)
+	for _, f := range h.fixed {
+		args = append(args, "-H", f)
+	}
+	switch len(h.cookies) {
+	case 0:
+	case 1:
+		args = append(args, "-H", "Cookie: "+sessionCookie+"="+h.cookies[0])
+	default:
+		var b strings.Builder
+		b.WriteString("cookies = {\n")
+		for _, c := range h.cookies {
+			fmt.Fprintf(&b, "%q,\n", c)
+		}
+		b.WriteString("}\n" + wrkScript)
+		path := filepath.Join(scratch, "cookies.lua")
+		if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+			log.Fatal(err)
+		}
+		args = append(args, "-s", path)
 	}
 	args = append(args, fmt.Sprintf("http://127.0.0.1:%d/", port))
 	name := "wrk"
@@ -422,8 +589,8 @@ func waitUp(hc *http.Client, u string) error {
 
 // load sends GETs on conns connections for d and returns requests per second; every answer must
 // be 200.
-func load(hc *http.Client, u, token string, conns int, d time.Duration) float64 {
-	var n, bad atomic.Int64
+func load(hc *http.Client, u string, h headers, conns int, d time.Duration) float64 {
+	var n, bad, next atomic.Int64
 	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
 	for i := 0; i < conns; i++ {
@@ -431,10 +598,14 @@ func load(hc *http.Client, u, token string, conns int, d time.Duration) float64 
 		go func() {
 			defer wg.Done()
 			req, _ := http.NewRequest("GET", u, nil)
-			if token != "" {
-				req.Header.Set("Authorization", "Bearer "+token)
+			for _, f := range h.fixed {
+				k, v, _ := strings.Cut(f, ":")
+				req.Header.Set(k, strings.TrimSpace(v))
 			}
 			for time.Now().Before(deadline) {
+				if len(h.cookies) > 0 {
+					req.Header.Set("Cookie", sessionCookie+"="+h.cookies[int(next.Add(1)-1)%len(h.cookies)])
+				}
 				resp, err := hc.Do(req)
 				if err != nil {
 					bad.Add(1)
@@ -455,6 +626,24 @@ func load(hc *http.Client, u, token string, conns int, d time.Duration) float64 
 		log.Fatalf("%s: %d failed requests", u, bad.Load())
 	}
 	return float64(n.Load()) / d.Seconds()
+}
+
+// timedGet sends one GET with one header and returns how long the answer took; it must be 200.
+func timedGet(hc *http.Client, u, header, value string) (time.Duration, error) {
+	req, _ := http.NewRequest("GET", u, nil)
+	req.Header.Set(header, value)
+	start := time.Now()
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	took := time.Since(start)
+	if resp.StatusCode != 200 {
+		return 0, fmt.Errorf("%s answered %d", u, resp.StatusCode)
+	}
+	return took, nil
 }
 
 // sample is one measuring round: requests per second, and Caddy's CPU time per request (µs).
@@ -523,7 +712,13 @@ func pairedRatio(plainS, gatedS []sample) float64 {
 	return median(r)
 }
 
-func report(title, label string, plainS, gatedS []sample) {
+// result is one comparison's title and its paired throughput ratio, for the summary.
+type result struct {
+	title string
+	ratio float64
+}
+
+func report(title, label string, plainS, gatedS []sample) result {
 	plain, gated := rates(plainS), rates(gatedS)
 	fmt.Printf("%s\n", title)
 	fmt.Printf("  %-20s: %s req/s (median %.0f), Caddy CPU %.1f µs/request\n", "plain reverse_proxy", fmtAll(plain), median(plain), median(cpus(plainS)))
@@ -536,6 +731,7 @@ func report(title, label string, plainS, gatedS []sample) {
 	}
 	fmt.Printf("  with / without throughput : %.3f (median of %d paired rounds; ratio of medians %.3f)\n", median(ratios), len(ratios), median(gated)/median(plain))
 	fmt.Printf("  without / with CPU cost   : %.3f (median of paired rounds: the throughput ratio a CPU-bound Caddy would see)\n", median(cpuRatios))
+	return result{title, median(ratios)}
 }
 
 func fmtAll(v []float64) string {
@@ -565,4 +761,121 @@ func mintMany(n, conns int, mint func() (string, error)) error {
 	}
 	wg.Wait()
 	return firstErr
+}
+
+// browser is one browser at the portal: it fetched the sign-in page once, for the CSRF cookie and
+// the form's token, and posts the form for every sign-in, each starting a new session (it never
+// sends a session cookie back, so no sign-in ends the one before).
+type browser struct {
+	hc               *http.Client
+	issuer           string
+	csrfCookie, csrf string
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// portalClient follows no redirects: a sign-in's answer is the 303 that sets the cookie.
+func portalClient(conns int) *http.Client {
+	hc := loopbackClient(conns)
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return hc
+}
+
+// newBrowser fetches the sign-in page.
+func newBrowser(hc *http.Client, issuer string) (*browser, error) {
+	for attempt := 0; ; attempt++ {
+		resp, err := hc.Get(issuer + "/")
+		if err != nil {
+			return nil, err
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable && attempt < 50 {
+			time.Sleep(100 * time.Millisecond) // the oidc app is starting
+			continue
+		}
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("sign-in page answered %d", resp.StatusCode)
+		}
+		b := &browser{hc: hc, issuer: issuer}
+		for _, c := range resp.Cookies() {
+			if c.Name == sessionCookie+"_csrf" {
+				b.csrfCookie = c.Value
+			}
+		}
+		m := csrfField.FindSubmatch(page)
+		if b.csrfCookie == "" || m == nil {
+			return nil, fmt.Errorf("sign-in page without its CSRF cookie or token")
+		}
+		b.csrf = string(m[1])
+		return b, nil
+	}
+}
+
+// signIn posts the form as john (with remember-me, so inactivity ends no session however long
+// the run) and returns the new session's id.
+func (b *browser) signIn() (string, error) {
+	form := url.Values{"csrf": {b.csrf}, "username": {sessionUser}, "password": {sessionPassword}, "remember_me": {"1"}}
+	req, _ := http.NewRequest("POST", b.issuer+"/", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(&http.Cookie{Name: sessionCookie + "_csrf", Value: b.csrfCookie})
+	resp, err := b.hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		return "", fmt.Errorf("sign-in answered %d", resp.StatusCode)
+	}
+	for _, c := range resp.Cookies() {
+		if c.Name == sessionCookie && len(c.Value) == 43 {
+			return c.Value, nil
+		}
+	}
+	return "", fmt.Errorf("sign-in answered 303 without a session cookie")
+}
+
+// signInOnce signs in one browser once.
+func signInOnce(issuer string) (string, error) {
+	b, err := newBrowser(portalClient(1), issuer)
+	if err != nil {
+		return "", err
+	}
+	return b.signIn()
+}
+
+// signInMany signs in n sessions with up to conns browsers at once and returns their ids, and how
+// many browsers there were.
+func signInMany(issuer string, n, conns int) ([]string, int, error) {
+	conns = max(1, min(conns, n))
+	hc := portalClient(conns)
+	ids := make([]string, n)
+	var next atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	for i := 0; i < conns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b, err := newBrowser(hc, issuer)
+			if err != nil {
+				once.Do(func() { firstErr = err })
+				return
+			}
+			for {
+				j := next.Add(1) - 1
+				if j >= int64(n) {
+					return
+				}
+				if ids[j], err = b.signIn(); err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return ids, conns, firstErr
 }

@@ -488,3 +488,40 @@ func totpCode(t *testing.T, secret string, at time.Time) string {
 	}
 	return code
 }
+
+// A newcomer runs Caddyfile.example as the README says, opens the protected site in a browser
+// and signs in as john with the password "password" (ports moved so the test runs anywhere).
+func TestQuickStartSignIn(t *testing.T) {
+	exe := chromiumPath(t)
+	data, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	portal, site, admin := freePort(t), freePort(t), freePort(t)
+	cf := strings.ReplaceAll(string(data), "9091", fmt.Sprint(portal))
+	cf = strings.ReplaceAll(cf, "8080", fmt.Sprint(site))
+	abs, err := filepath.Abs("../users.example.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = strings.Replace(cf, "users_file users.example.yml", "users_file "+abs, 1)
+	cf = strings.Replace(cf, "{\n", fmt.Sprintf("{\n\tadmin localhost:%d\n", admin), 1)
+	s := newServer(t, cf, admin, site)
+	s.readyURL = fmt.Sprintf("http://localhost:%d/.well-known/openid-configuration", portal)
+	s.start()
+
+	b := newBrowser(t, exe, "127.0.0.1")
+	b.do(chromedp.Navigate(fmt.Sprintf("http://localhost:%d/", site)))
+	if loc := b.location(); !strings.HasPrefix(loc, fmt.Sprintf("http://localhost:%d/?rd=", portal)) {
+		t.Fatalf("the site sent the browser to %s, want the sign-in page", loc)
+	}
+	b.do(chromedp.SendKeys(chromedp.ID("username"), "john"), chromedp.SendKeys(chromedp.ID("password"), "password"))
+	b.submit("button[type=submit]")
+	if body := b.text("body"); !strings.Contains(body, "Hello, john!") {
+		t.Fatalf("after signing in at %s: %q", b.location(), body)
+	}
+	b.do(chromedp.Navigate(fmt.Sprintf("http://localhost:%d/admin", site)))
+	if loc := b.location(); !strings.HasPrefix(loc, fmt.Sprintf("http://localhost:%d/2fa?rd=", portal)) {
+		t.Errorf("/admin sent john to %s, want the second-factor page", loc)
+	}
+}

@@ -161,10 +161,13 @@ func New(cfg Config) (*Portal, error) {
 	}
 	p.assets = http.StripPrefix(p.base+pathAssets, http.FileServerFS(sub))
 	// form-action must allow the redirect that follows a form (Chrome checks it): the return
-	// URLs the portal follows are the cookie domain's hosts.
-	formAction := "'self'"
+	// URLs the portal follows are the issuer's host (any port) and the cookie domain's hosts.
+	formAction := "'self' " + cfg.Issuer.Scheme + "://" + cfg.Issuer.Hostname() + ":*"
 	if d := cfg.CookieDomain; d != "" {
 		formAction += " " + cfg.Issuer.Scheme + "://" + d + ":* " + cfg.Issuer.Scheme + "://*." + d + ":*"
+	}
+	if u, err := url.Parse(cfg.DefaultRedirect); err == nil && u.Host != "" {
+		formAction += " " + u.Scheme + "://" + u.Host
 	}
 	p.csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action " + formAction + "; frame-ancestors 'none'; base-uri 'none'"
 	return p, nil
