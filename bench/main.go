@@ -127,6 +127,10 @@ func config(admin, port int, upstream, dir, users string) string {
 		issuer http://auth.localhost:%[2]d
 		storage %[4]s
 		users_file %[6]s
+		# security keys are not measured, and WebAuthn takes an http origin on localhost only
+		webauthn {
+			disable
+		}
 		client monitor {
 			secret "%[5]s"
 			scopes authelia.bearer.authz

@@ -292,7 +292,7 @@ func TestSiteRulesAndStrategies(t *testing.T) {
 	if a := serve(t, h, "GET", "https://secure.example.com/other", map[string]string{"Proxy-Authorization": "Bearer " + kuma}); a.status != 200 {
 		t.Fatalf("proxy strategy: %+v", a)
 	}
-	for _, bad := range [][]string{{"nope"}, {"session"}, {"authorization", "authorization"}} {
+	for _, bad := range [][]string{{"nope"}, {"cookie"}, {"authorization", "authorization"}} {
 		if _, err := (&GateConfig{Strategies: bad}).newGate(app); err == nil {
 			t.Errorf("strategies %v must be refused", bad)
 		}

@@ -185,6 +185,9 @@ func loopback(caddyfile string, adminPort, httpPort int, upstreams map[string]st
 	out = regexp.MustCompile(`https://([a-z0-9-]+)\.example\.com`).ReplaceAllString(out, fmt.Sprintf("http://$1.localhost:%d", httpPort))
 	out = siteLabel.ReplaceAllString(out, fmt.Sprintf("http://$1.localhost:%d {", httpPort))
 	out = regexp.MustCompile(`([a-z0-9-]+)\.example\.com`).ReplaceAllString(out, "$1.localhost")
+	// browsers keep no cookie for the domain "localhost": on loopback the session cookie is
+	// host-only on the issuer
+	out = regexp.MustCompile(`(?m)^\s*cookie_domain example\.com\n`).ReplaceAllString(out, "")
 	global := fmt.Sprintf("{\n\tadmin localhost:%d\n\thttp_port %d\n\tlog {\n\t\tlevel INFO\n\t}\n", adminPort, httpPort)
 	return strings.Replace(out, "{\n", global, 1)
 }

@@ -25,15 +25,19 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 )
 
-// designCaddyfile is the DESIGN.md §3 Caddyfile (less users_file and session), as kept in the
-// adapt fixtures.
+// designCaddyfile is the DESIGN.md §3 Caddyfile, as kept in the adapt fixtures, with the
+// example users file in place of /etc/caddy/users.yml.
 func designCaddyfile(t *testing.T) string {
 	t.Helper()
 	data, err := os.ReadFile("../oidcprovider/testdata/adapt/design_provider.caddyfiletest")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.SplitN(string(data), "----------", 2)[0]
+	users, err := filepath.Abs("../users.example.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Replace(strings.SplitN(string(data), "----------", 2)[0], "/etc/caddy/users.yml", users, 1)
 }
 
 func writeRSAKey(t *testing.T) string {

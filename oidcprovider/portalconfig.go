@@ -2,6 +2,7 @@ package oidcprovider
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/totp"
 	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/webauthn"
@@ -174,7 +176,17 @@ func (a *App) provisionPortal() error {
 				return fmt.Errorf("webauthn: user_verification %q: use discouraged, preferred or required", w.UserVerification)
 			}
 		}
-		ps.webauthn = &cfg
+		resolved, err := cfg.WithDefaults()
+		switch {
+		case err == nil:
+			ps.webauthn = &resolved
+		case w == nil && (net.ParseIP(host) != nil || a.issuerURL.Scheme != "https"):
+			// an issuer on an IP address (or plain http outside *.localhost) cannot use
+			// WebAuthn; without a webauthn block, go on with TOTP only
+			a.logger.Warn("webauthn is off: browsers allow security keys only on https sites and on localhost names, and never on an IP address", zap.String("issuer", a.issuer))
+		default:
+			return err
+		}
 	}
 	a.portal = ps
 	return nil

@@ -145,8 +145,8 @@ func checkOrigin(origin, rpID string) (string, error) {
 	}
 	host := strings.ToLower(u.Hostname())
 	switch {
-	case u.Scheme != "https" && !(u.Scheme == "http" && host == "localhost"):
-		return "", errors.New("use https (http only for localhost)")
+	case u.Scheme != "https" && !(u.Scheme == "http" && (host == "localhost" || strings.HasSuffix(host, ".localhost"))):
+		return "", errors.New("use https (http only for localhost and *.localhost, which browsers treat as secure)")
 	case host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "":
 		return "", errors.New("use scheme://host[:port] only, e.g. https://auth.example.com")
 	case host != rpID && !strings.HasSuffix(host, "."+rpID):
