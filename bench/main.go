@@ -27,6 +27,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -192,34 +193,51 @@ func run(caddyBin string, duration time.Duration, rounds, conns, nTokens, nSessi
 		_ = http.Serve(ul, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(body) }))
 	}()
 
-	admin, port := freePort(), freePort()
 	usersPath := filepath.Join(work, "users.yml")
 	if err := os.WriteFile(usersPath, []byte(usersFile), 0o600); err != nil {
 		return err
 	}
-	cfgPath := filepath.Join(work, "Caddyfile")
-	if err := os.WriteFile(cfgPath, []byte(config(admin, port, ul.Addr().String(), filepath.Join(work, "store"), usersPath)), 0o600); err != nil {
-		return err
-	}
-	cmd := exec.Command(caddyBin, "run", "--config", cfgPath, "--adapter", "caddyfile")
-	if pinned {
-		cmd = exec.Command("taskset", "-c", "0", caddyBin, "run", "--config", cfgPath, "--adapter", "caddyfile")
-	}
-	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+work, "XDG_CONFIG_HOME="+work)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	}()
-
 	hc := loopbackClient(conns)
-	base := func(h string) string { return fmt.Sprintf("http://%s.localhost:%d", h, port) }
-	if err := waitUp(hc, base("plain")+"/"); err != nil {
-		return err
+	// freePort's ports are free when it answers, not necessarily when Caddy binds them (another
+	// process may take one meanwhile): a Caddy that exits at start is tried again on others
+	var cmd *exec.Cmd
+	var admin, port int
+	for attempt := 1; ; attempt++ {
+		admin, port = freePort(), freePort()
+		cfgPath := filepath.Join(work, "Caddyfile")
+		if err := os.WriteFile(cfgPath, []byte(config(admin, port, ul.Addr().String(), filepath.Join(work, "store"), usersPath)), 0o600); err != nil {
+			return err
+		}
+		cmd = exec.Command(caddyBin, "run", "--config", cfgPath, "--adapter", "caddyfile")
+		if pinned {
+			cmd = exec.Command("taskset", "-c", "0", caddyBin, "run", "--config", cfgPath, "--adapter", "caddyfile")
+		}
+		cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+work, "XDG_CONFIG_HOME="+work)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		exited := make(chan struct{})
+		go func() {
+			_ = cmd.Wait()
+			close(exited)
+		}()
+		err := waitUp(hc, fmt.Sprintf("http://plain.localhost:%d/", port), exited)
+		if err == nil {
+			defer func() {
+				_ = cmd.Process.Signal(syscall.SIGTERM)
+				<-exited
+			}()
+			break
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		<-exited
+		if !errors.Is(err, errExited) || attempt == 3 {
+			return err
+		}
+		fmt.Fprintln(os.Stderr, "bench: Caddy exited at start; trying other ports")
 	}
+	base := func(h string) string { return fmt.Sprintf("http://%s.localhost:%d", h, port) }
 	mint := func() (string, error) {
 		for attempt := 0; ; attempt++ {
 			tok, retry, err := mintOnce(hc, base("auth"))
@@ -579,9 +597,18 @@ func loopbackClient(conns int) *http.Client {
 	}, Timeout: 10 * time.Second}
 }
 
-func waitUp(hc *http.Client, u string) error {
+// errExited is a Caddy that exited before it answered.
+var errExited = errors.New("caddy exited at start")
+
+// waitUp waits until u answers, or Caddy exits (exited closes), or 20 seconds pass.
+func waitUp(hc *http.Client, u string, exited <-chan struct{}) error {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return errExited
+		default:
+		}
 		if resp, err := hc.Get(u); err == nil {
 			resp.Body.Close()
 			return nil

@@ -173,6 +173,7 @@ type portalSite struct {
 	t     *testing.T
 	s     *server
 	port  int
+	admin int
 	up    *recorder
 	users string
 }
@@ -238,6 +239,7 @@ admin.example.test:%[3]d {
 	reverse_proxy %[6]s
 }
 `, adminPort, httpPort, p.port, filepath.Join(dir, "store"), p.users, strings.TrimPrefix(p.up.srv.URL, "http://"))
+	p.admin = adminPort
 	p.s = newServer(t, cf, adminPort, p.port)
 	p.start()
 	return p

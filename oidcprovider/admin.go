@@ -17,6 +17,7 @@ func init() { caddy.RegisterModule(adminAPI{}) }
 // calls them, since the running server holds the store's lock.
 //
 //	POST /oidc/tokens/revoke  {"client_id": "<id>"}  →  {"client_id": "<id>", "revoked": <n>}
+//	POST /oidc/sessions/end   {"user": "<name>"}     →  {"user": "<name>", "ended": <n>}
 type adminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -26,7 +27,10 @@ func (adminAPI) CaddyModule() caddy.ModuleInfo {
 
 // Routes implements caddy.AdminRouter.
 func (adminAPI) Routes() []caddy.AdminRoute {
-	return []caddy.AdminRoute{{Pattern: "/oidc/tokens/revoke", Handler: caddy.AdminHandlerFunc(revokeClientTokens)}}
+	return []caddy.AdminRoute{
+		{Pattern: "/oidc/tokens/revoke", Handler: caddy.AdminHandlerFunc(revokeClientTokens)},
+		{Pattern: "/oidc/sessions/end", Handler: caddy.AdminHandlerFunc(endUserSessions)},
+	}
 }
 
 // revokeRequest is the body of POST /oidc/tokens/revoke, and (with Revoked) its answer.
@@ -55,6 +59,38 @@ func revokeClientTokens(w http.ResponseWriter, r *http.Request) error {
 		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("revoking tokens: %w", err)}
 	}
 	req.Revoked = n
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(req)
+}
+
+// endSessionsRequest is the body of POST /oidc/sessions/end, and (with Ended) its answer.
+type endSessionsRequest struct {
+	User  string `json:"user"`
+	Ended int    `json:"ended"`
+}
+
+func endUserSessions(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: errors.New("use POST")}
+	}
+	var req endSessionsRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil || req.User == "" {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`the body must be {"user": "<name>"}`)}
+	}
+	appIface, err := caddy.ActiveContext().AppIfConfigured(AppName)
+	if err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("the running config has no oidc app")}
+	}
+	n, err := appIface.(*App).EndUserSessions(req.User)
+	switch {
+	case errors.Is(err, ErrNoUsers):
+		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("the running config has no users_file, so no sessions")}
+	case errors.Is(err, ErrUnavailable):
+		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
+	case err != nil:
+		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("ending sessions: %w", err)}
+	}
+	req.Ended = n
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(req)
 }

@@ -44,7 +44,7 @@ Run 'caddy oidc <command> --help' for a command's flags.`,
 				os.Exit(exitUsage)
 				return nil
 			}
-			cmd.AddCommand(hashCommand(), keygenCommand(), tokensCommand(), importCommand())
+			cmd.AddCommand(hashCommand(), keygenCommand(), tokensCommand(), sessionsCommand(), importCommand())
 			for _, sub := range subcommands {
 				cmd.AddCommand(sub())
 			}

@@ -13,22 +13,7 @@ import (
 )
 
 func tokensCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "tokens",
-		Short: "Act on the running server's tokens",
-		Args: func(c *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				fmt.Fprintf(c.ErrOrStderr(), "caddy oidc tokens: unknown command %q\n\n%s", args[0], c.UsageString())
-				os.Exit(exitUsage)
-			}
-			return nil
-		},
-		RunE: func(c *cobra.Command, _ []string) error {
-			_ = c.Help()
-			os.Exit(exitUsage)
-			return nil
-		},
-	}
+	cmd := groupCommand("tokens", "Act on the running server's tokens")
 	var (
 		client, address, configFile, adapter string
 		asJSON                               bool
@@ -48,29 +33,9 @@ Example:
 			if client == "" {
 				return usagef("--client is required")
 			}
-			adminAddr, err := caddycmd.DetermineAdminAPIAddress(address, nil, configFile, adapter)
-			if err != nil {
-				return fmt.Errorf("finding the admin API: %w", err)
-			}
-			body, _ := json.Marshal(map[string]string{"client_id": client})
-			resp, err := caddycmd.AdminAPIRequest(adminAddr, http.MethodPost, "/oidc/tokens/revoke", nil, bytes.NewReader(body))
-			if err != nil {
-				return fmt.Errorf("asking the running server at %s: %w", adminAddr, err)
-			}
-			defer resp.Body.Close()
-			data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-			if resp.StatusCode != http.StatusOK {
-				var apiErr struct {
-					Error string `json:"error"`
-				}
-				if json.Unmarshal(data, &apiErr) == nil && apiErr.Error != "" {
-					return fmt.Errorf("the running server answered %d: %s", resp.StatusCode, apiErr.Error)
-				}
-				return fmt.Errorf("the running server answered %d: %s", resp.StatusCode, bytes.TrimSpace(data))
-			}
 			var res revokeRequest
-			if err := json.Unmarshal(data, &res); err != nil {
-				return fmt.Errorf("unexpected answer from the admin API: %s", bytes.TrimSpace(data))
+			if err := adminCall(address, configFile, adapter, "/oidc/tokens/revoke", map[string]string{"client_id": client}, &res); err != nil {
+				return err
 			}
 			if asJSON {
 				return printJSON(cmd.OutOrStdout(), res)
@@ -86,4 +51,58 @@ Example:
 	f.BoolVar(&asJSON, jsonFlag, false, jsonFlagDoc)
 	cmd.AddCommand(revoke)
 	return cmd
+}
+
+// groupCommand is a `caddy oidc` command that only holds subcommands: without one, or with an
+// unknown one, it prints its usage and exits with the usage status.
+func groupCommand(name, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   name,
+		Short: short,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				fmt.Fprintf(c.ErrOrStderr(), "caddy oidc %s: unknown command %q\n\n%s", name, args[0], c.UsageString())
+				os.Exit(exitUsage)
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, _ []string) error {
+			_ = c.Help()
+			os.Exit(exitUsage)
+			return nil
+		},
+	}
+}
+
+// adminCall posts body as JSON to path on the running server's admin API (found as 'caddy
+// reload' finds it: address, else the admin address of configFile, else Caddy's default) and
+// decodes the answer into out.
+func adminCall(address, configFile, adapter, path string, body, out any) error {
+	adminAddr, err := caddycmd.DetermineAdminAPIAddress(address, nil, configFile, adapter)
+	if err != nil {
+		return fmt.Errorf("finding the admin API: %w", err)
+	}
+	payload, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	resp, err := caddycmd.AdminAPIRequest(adminAddr, http.MethodPost, path, nil, bytes.NewReader(payload))
+	if err != nil {
+		return fmt.Errorf("asking the running server at %s: %w", adminAddr, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if resp.StatusCode != http.StatusOK {
+		var apiErr struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(data, &apiErr) == nil && apiErr.Error != "" {
+			return fmt.Errorf("the running server answered %d: %s", resp.StatusCode, apiErr.Error)
+		}
+		return fmt.Errorf("the running server answered %d: %s", resp.StatusCode, bytes.TrimSpace(data))
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("unexpected answer from the admin API: %s", bytes.TrimSpace(data))
+	}
+	return nil
 }

@@ -14,6 +14,8 @@ type metrics struct {
 	tokensRevoked prometheus.Counter
 	authFailures  *prometheus.CounterVec // reason
 	gate          *prometheus.CounterVec // site, policy, answer
+	signIns       *prometheus.CounterVec // via, factor, result
+	bans          prometheus.Counter
 }
 
 // Names of the metrics.
@@ -48,6 +50,14 @@ func newMetrics(reg *prometheus.Registry, app *App) (*metrics, error) {
 			Namespace: metricNamespace, Name: "gate_decisions_total",
 			Help: "Requests decided by oidc_auth, by site (a host the rules name, else \"other\"), policy and answer.",
 		}, []string{"site", "policy", "answer"}),
+		signIns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricNamespace, Name: "sign_ins_total",
+			Help: "Factors checked, by via (portal, or basic for credentials on a request; a remembered Basic password is not counted), factor (password, totp, webauthn) and result (success, failure, banned).",
+		}, []string{"via", "factor", "result"}),
+		bans: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricNamespace, Name: "bans_total",
+			Help: "Bans begun by regulation (a user at an address, or an address).",
+		}),
 	}
 	storeSize := func(part string) func() float64 {
 		return func() float64 {
@@ -62,7 +72,7 @@ func newMetrics(reg *prometheus.Registry, app *App) (*metrics, error) {
 			return float64(lsm)
 		}
 	}
-	collectors := []prometheus.Collector{m.tokensIssued, m.tokensRefused, m.tokensRevoked, m.authFailures, m.gate,
+	collectors := []prometheus.Collector{m.tokensIssued, m.tokensRefused, m.tokensRevoked, m.authFailures, m.gate, m.signIns, m.bans,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: metricNamespace, Name: "store_size_bytes", ConstLabels: prometheus.Labels{"part": "lsm"},
 			Help: "Bytes in the store's files, by part: lsm (the tables) and vlog (the value log).",
@@ -110,6 +120,18 @@ func (m *metrics) tokenRevoked() {
 func (m *metrics) authFailed(reason string) {
 	if m != nil {
 		m.authFailures.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *metrics) signIn(via, factor, result string) {
+	if m != nil {
+		m.signIns.WithLabelValues(via, factor, result).Inc()
+	}
+}
+
+func (m *metrics) banned() {
+	if m != nil {
+		m.bans.Inc()
 	}
 }
 

@@ -136,6 +136,12 @@ var ErrBadCredentials = errors.New("oidc: the username or password is wrong")
 // wrong-password answer; a disabled user pays a full check that is never remembered. A caller
 // that goes away before its check ends is not counted as a failure.
 func (a *App) CheckBasic(ctx context.Context, username, password, ip string) (*UserIdentity, error) {
+	return a.checkPassword(ctx, username, password, ip, "basic")
+}
+
+// checkPassword is CheckBasic for a password given via "basic" (credentials on a request) or
+// "portal" (the sign-in form): the log lines and metrics say which.
+func (a *App) checkPassword(ctx context.Context, username, password, ip, via string) (*UserIdentity, error) {
 	if a.users == nil {
 		return nil, ErrNoUsers
 	}
@@ -151,12 +157,15 @@ func (a *App) CheckBasic(ctx context.Context, username, password, ip string) (*U
 		if err := a.waitLikeADigest(ctx); err != nil {
 			return nil, ErrUnavailable
 		}
-		a.refuseBasic(username, found, addr, true, nil)
+		a.refusePassword(via, username, found, addr, true, nil)
 		return nil, ErrBadCredentials
 	}
 	// a remembered right password costs nothing and counts nothing: a script with many
 	// connections never trips the limits with its own right password
 	if found && !u.Disabled && st.backend.secrets.Remembered("user:"+username, u.Digest(), password) {
+		if via != "basic" {
+			a.metrics.signIn(via, "password", "success") // a sign-in, even with a remembered password
+		}
 		return userIdentity(u), nil
 	}
 	attempt, allowed := a.regulator.Begin(username, addr)
@@ -167,7 +176,7 @@ func (a *App) CheckBasic(ctx context.Context, username, password, ip string) (*U
 			}
 			return nil, ErrUnavailable
 		}
-		a.refuseBasic(username, found, addr, !allowed, attempt)
+		a.refusePassword(via, username, found, addr, !allowed, attempt)
 		return nil, ErrBadCredentials
 	}
 	if u.Disabled {
@@ -175,7 +184,7 @@ func (a *App) CheckBasic(ctx context.Context, username, password, ip string) (*U
 			attempt.Abandoned()
 			return nil, ErrUnavailable
 		}
-		a.refuseBasic(username, found, addr, false, attempt)
+		a.refusePassword(via, username, found, addr, false, attempt)
 		return nil, ErrBadCredentials
 	}
 	var failed error
@@ -190,10 +199,11 @@ func (a *App) CheckBasic(ctx context.Context, username, password, ip string) (*U
 		return nil, ErrUnavailable
 	}
 	if !ok {
-		a.refuseBasic(username, found, addr, false, attempt)
+		a.refusePassword(via, username, found, addr, false, attempt)
 		return nil, ErrBadCredentials
 	}
 	attempt.Succeeded()
+	a.metrics.signIn(via, "password", "success")
 	return userIdentity(u), nil
 }
 
@@ -252,17 +262,20 @@ func (a *App) waitLikeADigest(ctx context.Context) error {
 	}
 }
 
-func (a *App) refuseBasic(username string, known bool, addr netip.Addr, banned bool, attempt *regulation.Attempt) {
-	fields := []zap.Field{zap.String("remote_ip", addr.String())}
+func (a *App) refusePassword(via, username string, known bool, addr netip.Addr, banned bool, attempt *regulation.Attempt) {
+	fields := []zap.Field{zap.String("via", via), zap.String("remote_ip", addr.String())}
 	if known {
 		fields = append(fields, zap.String("user", username))
 	}
 	if banned {
-		a.logger.Info("basic credentials refused", append(fields, zap.String("reason", "banned"))...)
+		a.logger.Info("password refused", append(fields, zap.String("reason", "banned"))...)
+		a.metrics.signIn(via, "password", "banned")
 		return
 	}
-	a.logger.Info("basic credentials refused", append(fields, zap.String("reason", "wrong credentials"))...)
+	a.logger.Info("password refused", append(fields, zap.String("reason", "wrong credentials"))...)
+	a.metrics.signIn(via, "password", "failure")
 	if attempt != nil && attempt.Banned {
+		a.metrics.banned()
 		a.logger.Warn("sign-in attempts banned", zap.String("remote_ip", addr.String()), zap.Duration("ban_time", a.Regulation.config().BanTime))
 	}
 }

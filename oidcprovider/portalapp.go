@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 
+	"go.uber.org/zap"
+
 	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/totp"
 	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/webauthn"
 	"github.com/portcullis-auth/portcullis/oidcprovider/portal"
@@ -41,7 +43,13 @@ func (a *App) startPortal(b *backend, st *runtimeState) error {
 		ClientIP:        clientIP,
 		Sessions:        st.sessions,
 		Regulator:       a.regulator,
-		Logger:          a.logger.Named("portal"),
+		OnSecondFactor: func(factor, result string, banned bool) {
+			a.metrics.signIn("portal", factor, result)
+			if banned {
+				a.metrics.banned()
+			}
+		},
+		Logger: a.logger.Named("portal"),
 	}
 	var err error
 	if cfg.Key, err = deriveKey(st.secret, "portal"); err != nil {
@@ -74,7 +82,7 @@ func (a *App) startPortal(b *backend, st *runtimeState) error {
 // checkPortalPassword checks a sign-in at the portal exactly as Basic credentials are checked:
 // the same regulation, digest limits and remembered verifications.
 func (a *App) checkPortalPassword(ctx context.Context, username, password, ip string) error {
-	_, err := a.CheckBasic(ctx, username, password, ip)
+	_, err := a.checkPassword(ctx, username, password, ip, "portal")
 	if errors.Is(err, ErrBadCredentials) {
 		return fmt.Errorf("%w", portal.ErrBadCredentials)
 	}
@@ -113,6 +121,24 @@ func (a *App) CheckSession(cookie string) (*UserIdentity, int, error) {
 		return nil, 0, ErrNoSession
 	}
 	return userIdentity(u), int(sess.Level), nil
+}
+
+// EndUserSessions ends every sign-in session of user (an operator cutting off a stolen
+// session) and returns how many were live.
+func (a *App) EndUserSessions(user string) (int, error) {
+	if a.users == nil {
+		return 0, ErrNoUsers
+	}
+	st := a.running()
+	if st == nil || st.sessions == nil {
+		return 0, ErrUnavailable
+	}
+	n, err := st.sessions.EndUser(user)
+	if err != nil {
+		return n, err
+	}
+	a.logger.Info("sessions ended by the operator", zap.String("user", user), zap.Int("sessions", n))
+	return n, nil
 }
 
 // ErrNoSession is a session cookie that speaks for no one (unknown, ended, expired, or its

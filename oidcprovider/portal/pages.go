@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/totp"
 	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/webauthn"
+	"github.com/portcullis-auth/portcullis/oidcprovider/regulation"
 	"github.com/portcullis-auth/portcullis/oidcprovider/session"
 	"github.com/portcullis-auth/portcullis/oidcprovider/users"
 )
@@ -210,15 +212,12 @@ func (p *Portal) checkTOTP(w http.ResponseWriter, r *http.Request) {
 		p.devices(id, u, d)
 		p.render(w, r, http.StatusUnauthorized, "secondfactor", d)
 	}
-	var attempt interface{ Succeeded() }
-	if p.cfg.Regulator != nil {
-		a, allowed := p.cfg.Regulator.Begin(u.Name, addr)
-		if !allowed {
-			p.cfg.Logger.Info("second factor refused", zap.String("user", u.Name), zap.String("reason", "banned"), zap.String("remote_ip", addr.String()))
-			fail("That code is not right. Wait for a new one and try again.")
-			return
-		}
-		attempt = a
+	attempt, allowed := p.begin(u.Name, addr)
+	if !allowed {
+		p.cfg.Logger.Info("second factor refused", zap.String("user", u.Name), zap.String("factor", "totp"), zap.String("reason", "banned"), zap.String("remote_ip", addr.String()))
+		p.observe("totp", "banned", nil)
+		fail("That code is not right. Wait for a new one and try again.")
+		return
 	}
 	err := p.cfg.TOTP.Check(u.Name, strings.ReplaceAll(r.PostFormValue("code"), " ", ""), time.Now())
 	if err != nil {
@@ -233,13 +232,13 @@ func (p *Portal) checkTOTP(w http.ResponseWriter, r *http.Request) {
 			p.unavailable(w, r)
 			return
 		}
-		p.cfg.Logger.Info("second factor refused", zap.String("user", u.Name), zap.String("reason", reason), zap.String("remote_ip", addr.String()))
+		p.cfg.Logger.Info("second factor refused", zap.String("user", u.Name), zap.String("factor", "totp"), zap.String("reason", reason), zap.String("remote_ip", addr.String()))
+		p.observe("totp", "failure", attempt)
 		fail("That code is not right. Wait for a new one and try again.")
 		return
 	}
-	if attempt != nil {
-		attempt.Succeeded()
-	}
+	attempt.Succeeded()
+	p.observe("totp", "success", nil)
 	if !p.elevate(w, id, u, "totp", addr.String()) {
 		p.unavailable(w, r)
 		return
@@ -249,6 +248,26 @@ func (p *Portal) checkTOTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	redirect(w, r, p.afterSignIn())
+}
+
+// begin starts a regulated second-factor attempt: false when the user at addr is banned. The
+// attempt is never nil (without a regulator it does nothing).
+func (p *Portal) begin(user string, addr netip.Addr) (*regulation.Attempt, bool) {
+	if p.cfg.Regulator == nil {
+		return &regulation.Attempt{}, true
+	}
+	a, ok := p.cfg.Regulator.Begin(user, addr)
+	if a == nil {
+		a = &regulation.Attempt{}
+	}
+	return a, ok
+}
+
+// observe reports a second factor checked to OnSecondFactor.
+func (p *Portal) observe(factor, result string, a *regulation.Attempt) {
+	if p.cfg.OnSecondFactor != nil {
+		p.cfg.OnSecondFactor(factor, result, a != nil && a.Banned)
+	}
 }
 
 // writeJSON answers the WebAuthn script.
@@ -303,23 +322,20 @@ func (p *Portal) webauthnLoginVerify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	addr := p.clientAddr(r)
-	var attempt interface{ Succeeded() }
-	if p.cfg.Regulator != nil {
-		a, allowed := p.cfg.Regulator.Begin(u.Name, addr)
-		if !allowed {
-			jsonError(w, http.StatusUnauthorized, "The security key was not accepted.")
-			return
-		}
-		attempt = a
-	}
-	if err := p.cfg.WebAuthn.FinishLogin(u.Name, p.ceremonyKey(id), body); err != nil {
-		p.cfg.Logger.Info("second factor refused", zap.String("user", u.Name), zap.String("factor", "webauthn"), zap.String("reason", err.Error()), zap.String("remote_ip", addr.String()))
+	attempt, allowed := p.begin(u.Name, addr)
+	if !allowed {
+		p.observe("webauthn", "banned", nil)
 		jsonError(w, http.StatusUnauthorized, "The security key was not accepted.")
 		return
 	}
-	if attempt != nil {
-		attempt.Succeeded()
+	if err := p.cfg.WebAuthn.FinishLogin(u.Name, p.ceremonyKey(id), body); err != nil {
+		p.cfg.Logger.Info("second factor refused", zap.String("user", u.Name), zap.String("factor", "webauthn"), zap.String("reason", err.Error()), zap.String("remote_ip", addr.String()))
+		p.observe("webauthn", "failure", attempt)
+		jsonError(w, http.StatusUnauthorized, "The security key was not accepted.")
+		return
 	}
+	attempt.Succeeded()
+	p.observe("webauthn", "success", nil)
 	if !p.elevate(w, id, u, "webauthn", addr.String()) {
 		jsonError(w, http.StatusServiceUnavailable, "Try again in a moment.")
 		return

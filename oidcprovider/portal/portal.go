@@ -74,6 +74,9 @@ type Config struct {
 	Sessions *session.Store
 	// Regulator counts second-factor failures as it counts password failures.
 	Regulator *regulation.Regulator
+	// OnSecondFactor, when set, is told of every second factor checked: factor "totp" or
+	// "webauthn", result "success", "failure" or "banned", and whether a ban began.
+	OnSecondFactor func(factor, result string, banBegan bool)
 	// TOTP keeps TOTP devices; nil when TOTP is disabled.
 	TOTP *totp.Devices
 	// WebAuthn keeps security keys and passkeys; nil when WebAuthn is disabled.
