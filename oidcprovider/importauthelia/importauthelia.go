@@ -56,7 +56,7 @@ type Result struct {
 }
 
 // later marks sections that need the sign-in portal, which Portcullis does not serve yet.
-const later = "sessions and second factors come with the sign-in portal, not available yet; keep Authelia for them or drop them"
+const later = "Portcullis has no Duo, password policy or e-mailed identity checks; keep Authelia for them or drop them"
 
 // Options tune Convert.
 type Options struct {
@@ -155,7 +155,9 @@ func (c *converter) convert(root map[string]any) {
 		case "identity_providers", "access_control":
 		case "authentication_backend", "regulation":
 			// carried over below
-		case "session", "totp", "webauthn", "duo_api", "password_policy", "identity_validation":
+		case "session", "totp", "webauthn":
+			// carried over below, with the users file
+		case "duo_api", "password_policy", "identity_validation":
 			c.leave(k, later)
 		case "storage":
 			c.leave(k, "Portcullis keeps its state in its own embedded store (the oidc storage option); tokens and consents are not migrated")
@@ -342,9 +344,11 @@ func duration(v any) string {
 	}
 	r := strings.NewReplacer(" ", "", "hours", "h", "hour", "h", "minutes", "m", "minute", "m", "seconds", "s", "second", "s", "days", "d", "day", "d")
 	s = r.Replace(s)
-	if n, unit, ok := strings.Cut(s, "d"); ok && unit == "" {
-		if days, err := strconv.Atoi(n); err == nil {
-			return strconv.Itoa(24*days) + "h"
+	for unit, hours := range map[string]int{"d": 24, "w": 7 * 24, "M": 30 * 24, "y": 365 * 24} {
+		if n, rest, ok := strings.Cut(s, unit); ok && rest == "" {
+			if count, err := strconv.Atoi(n); err == nil {
+				return strconv.Itoa(hours*count) + "h"
+			}
 		}
 	}
 	return quote(s)
@@ -583,6 +587,8 @@ func (c *converter) people(root map[string]any) {
 			}
 		}
 	}
+	c.session(root)
+	c.secondFactors(root)
 	reg, ok := root["regulation"].(map[string]any)
 	if !ok {
 		return
@@ -601,4 +607,120 @@ func (c *converter) people(root map[string]any) {
 		}
 	}
 	c.line(2, "}")
+}
+
+// session carries over Authelia's session block: the first cookie's domain, its default
+// redirection URL, and the lifetimes (a cookie's own values over the block's).
+func (c *converter) session(root map[string]any) {
+	sess, ok := root["session"].(map[string]any)
+	if !ok {
+		return
+	}
+	opts := map[string]string{}
+	set := func(path, key string, v any) {
+		switch key {
+		case "expiration", "inactivity":
+			opts[key] = duration(v)
+		case "remember_me":
+			if d := str(v); d == "-1" || d == "-1s" {
+				opts[key] = "-1"
+			} else {
+				opts[key] = duration(v)
+			}
+		case "name":
+			opts[key] = quote(str(v))
+		case "same_site":
+			if ss := strings.ToLower(str(v)); ss == "lax" || ss == "strict" {
+				opts[key] = ss
+			} else {
+				c.leave(path, "Portcullis's session cookie is SameSite lax or strict")
+			}
+		case "domain":
+			opts["cookie_domain"] = quote(str(v))
+		case "default_redirection_url":
+			opts[key] = quote(str(v))
+		case "secret", "redis", "authelia_url":
+			c.notNeeded(path, "Portcullis keeps sessions in its own store under random ids, and takes the portal's URL from the issuer")
+		default:
+			c.leave(path, "not carried over by the import")
+		}
+	}
+	for _, k := range sortedKeys(sess) {
+		if k != "cookies" {
+			set("session."+k, k, sess[k])
+		}
+	}
+	cookies, _ := sess["cookies"].([]any)
+	for i, ck := range cookies {
+		m, _ := ck.(map[string]any)
+		if i > 0 {
+			c.leave(fmt.Sprintf("session.cookies[%d]", i), "Portcullis serves one cookie domain per provider; the portal is on "+str(dig(cookies[0], "domain")))
+			continue
+		}
+		for _, k := range sortedKeys(m) {
+			set(fmt.Sprintf("session.cookies[%d].%s", i, k), k, m[k])
+		}
+	}
+	c.line(2, "session {")
+	for _, k := range []string{"name", "cookie_domain", "same_site", "expiration", "inactivity", "remember_me", "default_redirection_url"} {
+		if v, ok := opts[k]; ok {
+			c.line(3, "%s %s", k, v)
+		}
+	}
+	c.line(2, "}")
+}
+
+// secondFactors carries over the totp and webauthn blocks.
+func (c *converter) secondFactors(root map[string]any) {
+	if t, ok := root["totp"].(map[string]any); ok {
+		c.line(2, "totp {")
+		for _, k := range sortedKeys(t) {
+			switch k {
+			case "disable":
+				if str(t[k]) == "true" {
+					c.line(3, "disable")
+				}
+			case "issuer", "algorithm":
+				c.line(3, "%s %s", k, quote(str(t[k])))
+			case "digits", "skew", "secret_size":
+				c.line(3, "%s %s", k, quote(str(t[k])))
+			case "period":
+				c.line(3, "period %s", duration(t[k]))
+			case "allowed_algorithms", "allowed_digits", "allowed_periods":
+				c.notNeeded("totp."+k, "people enrol with the configured algorithm, digits and period, and devices keep their own")
+			default:
+				c.leave("totp."+k, "not carried over by the import")
+			}
+		}
+		c.line(2, "}")
+	}
+	if w, ok := root["webauthn"].(map[string]any); ok {
+		c.line(2, "webauthn {")
+		for _, k := range sortedKeys(w) {
+			switch k {
+			case "disable":
+				if str(w[k]) == "true" {
+					c.line(3, "disable")
+				}
+			case "display_name":
+				c.line(3, "display_name %s", quote(str(w[k])))
+			case "timeout":
+				c.line(3, "timeout %s", duration(w[k]))
+			case "user_verification":
+				c.line(3, "user_verification %s", quote(str(w[k])))
+			case "selection_criteria":
+				sc, _ := w[k].(map[string]any)
+				for _, sk := range sortedKeys(sc) {
+					if sk == "user_verification" {
+						c.line(3, "user_verification %s", quote(str(sc[sk])))
+					} else {
+						c.leave("webauthn.selection_criteria."+sk, "not carried over by the import")
+					}
+				}
+			default:
+				c.leave("webauthn."+k, "not carried over by the import")
+			}
+		}
+		c.line(2, "}")
+	}
 }
