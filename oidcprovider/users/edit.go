@@ -422,20 +422,22 @@ func (s *source) offset(line, column int) (int, error) {
 }
 
 // blockEnd is the 0-based index of the line after a block that starts on line from (0-based)
-// and goes on while lines are blank or indented more than column (0-based), without its
-// trailing blank lines.
+// and goes on until a line of content indented by column (0-based) or less, without the blank
+// lines and the comments indented by column or less that end it.
 func (s *source) blockEnd(from, column int) int {
 	end := from + 1
 	for i := from + 1; i < s.lineCount(); i++ {
 		text := s.line(i)
 		trimmed := strings.TrimLeft(text, " ")
-		if strings.TrimSpace(text) == "" {
-			continue
+		indented := len(text)-len(trimmed) > column
+		switch {
+		case strings.TrimSpace(text) == "":
+		case strings.HasPrefix(trimmed, "#") && !indented:
+		case !indented:
+			return end
+		default:
+			end = i + 1
 		}
-		if len(text)-len(trimmed) <= column {
-			break
-		}
-		end = i + 1
 	}
 	return end
 }
@@ -759,7 +761,7 @@ func plainSafe(v string, flow bool) bool {
 	if v == "" || !utf8.ValidString(v) || strings.TrimSpace(v) != v || strings.ContainsAny(v[:1], "-?:,[]{}#&*!|>'\"%@`") ||
 		strings.Contains(v, ": ") || strings.Contains(v, " #") || strings.HasSuffix(v, ":") ||
 		strings.ContainsFunc(v, func(r rune) bool { return unicode.IsControl(r) || r == '\uFEFF' }) ||
-		flow && strings.ContainsAny(v, ",[]{}") {
+		flow && strings.ContainsAny(v, ",[]{}") || slices.Contains(yaml11Words, strings.ToLower(v)) {
 		return false
 	}
 	var n yaml.Node
@@ -769,6 +771,10 @@ func plainSafe(v string, flow bool) bool {
 	val := n.Content[0].Content[1]
 	return val.Kind == yaml.ScalarNode && val.Tag == "!!str" && val.Value == v
 }
+
+// yaml11Words are booleans and nulls to YAML 1.1 readers (strings to yaml.v3): quoted, so every
+// reader of the file sees a string.
+var yaml11Words = []string{"y", "yes", "n", "no", "on", "off", "true", "false", "null", "~"}
 
 // doubleQuoted writes v as a YAML double-quoted scalar.
 func doubleQuoted(v string) string {
