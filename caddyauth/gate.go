@@ -373,6 +373,22 @@ func sessionCookie(r *http.Request, name string) string {
 	return ""
 }
 
+// stripSessionCookie removes every copy of the portal's session cookie from a request the gate
+// lets through, whoever the caller is (a Bearer or Basic caller, or anyone on a bypass rule): an
+// upstream that saw a live session id could act as the user on every other site.
+func (g *gate) stripSessionCookie(r *http.Request) {
+	name := g.app.SessionCookieName()
+	if name == "" {
+		return
+	}
+	for _, line := range r.Header["Cookie"] {
+		if strings.Contains(line, name) {
+			stripCookie(r, name)
+			return
+		}
+	}
+}
+
 // stripCookie removes the cookie called name from the request, so the upstream never sees the
 // session cookie (it could otherwise act as the user on every other site).
 func stripCookie(r *http.Request, name string) {
@@ -550,9 +566,7 @@ func applyIdentity(r *http.Request, id *identity) {
 	if u := id.user; u != nil {
 		// the upstream learns who the caller is from the Remote-* headers, never the password
 		// or the session cookie
-		if id.cookie != "" {
-			stripCookie(r, id.cookie)
-		} else if id.strategy != nil {
+		if id.cookie == "" && id.strategy != nil {
 			r.Header.Del(id.strategy.header)
 		}
 		if u.GroupString != "" {

@@ -102,6 +102,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if id != nil {
 			applyIdentity(r, id)
 		}
+		h.gate.stripSessionCookie(r)
 		return next.ServeHTTP(w, r)
 	case verdictInvalid:
 		h.gate.app.GateDecided(site, policy, "invalid_token")

@@ -92,6 +92,7 @@ func (p *Provider) Authenticate(w http.ResponseWriter, r *http.Request) (caddyau
 	}
 	p.gate.app.GateDecided(site, d.Policy.String(), "allow")
 	applyIdentity(r, id)
+	p.gate.stripSessionCookie(r)
 	user := caddyauthstd.User{Metadata: map[string]string{"auth_level": "one_factor"}}
 	if id.level == accesscontrol.TwoFactor {
 		user.Metadata["auth_level"] = "two_factor"

@@ -345,6 +345,9 @@ func TestPortalInABrowser(t *testing.T) {
 	if err != nil || secret == "" {
 		t.Fatalf("no TOTP key on the enrolment page: %v", err)
 	}
+	if uri, _ := chromedp.Run(a.ctx, chromedp.Evaluate[string](`document.getElementById("totp-uri").href`)); !strings.HasPrefix(uri, "otpauth://totp/") || !strings.Contains(uri, "secret="+secret) {
+		t.Errorf("the enrolment link is %q, want the otpauth:// URI", uri)
+	}
 	a.do(chromedp.SendKeys(chromedp.ID("code"), totpCode(t, secret, time.Now())))
 	a.submit("button[type=submit]")
 	if loc := a.location(); !strings.HasPrefix(loc, p.url("auth", "/2fa?rd=")) {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/base64"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -154,6 +155,22 @@ http://basic.localhost:%[2]d {
 	}
 	if n := strings.Count(h.s.log.String(), checked); n == 0 || n > 3 {
 		t.Errorf("%d of 40 simultaneous guesses got a password check, want 1 to 3", n)
+	}
+
+	// a guesser who hangs up before the answer still has every guess counted (the checks ran):
+	// after three hang-ups, the right password from that address is refused
+	for i := 0; i < 3; i++ {
+		c, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.5")}}).Dial("tcp", fmt.Sprintf("127.0.0.1:%d", h.httpPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET /x HTTP/1.1\r\nHost: %s\r\nAuthorization: %s\r\n\r\n", host, basic("john", fmt.Sprintf("hangup-%d", i))["Authorization"])
+		time.Sleep(5 * time.Millisecond)
+		c.Close()
+	}
+	time.Sleep(500 * time.Millisecond) // the checks finish after the callers left
+	if resp, _ := h.raw("127.0.0.5", "GET", host, "/x", basic("john", "pw-john"), ""); resp.StatusCode != 401 {
+		t.Errorf("the right password after three hung-up guesses from one address: %d, want 401 (banned)", resp.StatusCode)
 	}
 
 	// an edit takes effect; a bad edit keeps the last good set

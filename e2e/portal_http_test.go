@@ -29,7 +29,7 @@ func (p *portalSite) signIn(hc *http.Client, user, password string) (string, int
 	}
 	var csrf *http.Cookie
 	for _, c := range resp.Cookies() {
-		if c.Name == "portcullis_session_csrf" {
+		if strings.HasSuffix(c.Name, "portcullis_session_csrf") {
 			csrf = c
 		}
 	}

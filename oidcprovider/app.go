@@ -109,10 +109,11 @@ type App struct {
 	ctx         caddy.Context
 	metrics     *metrics
 
-	users     *users.File
-	portal    *portalSettings
-	regulator *regulation.Regulator
-	stopWatch chan struct{}
+	users      *users.File
+	portal     *portalSettings
+	identities identityCache
+	regulator  *regulation.Regulator
+	stopWatch  chan struct{}
 
 	mu       sync.Mutex // guards acquired and stopWatch
 	acquired bool

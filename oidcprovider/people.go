@@ -133,8 +133,9 @@ var ErrBadCredentials = errors.New("oidc: the username or password is wrong")
 // microseconds after its first request. Each attempt counts towards regulation from the moment
 // it begins, so simultaneous guesses cannot slip past the limit. An unknown user or a banned
 // attempt waits as long as a digest check takes, without spending CPU on one, and gets the
-// wrong-password answer; a disabled user pays a full check that is never remembered. A caller
-// that goes away before its check ends is not counted as a failure.
+// wrong-password answer; a disabled user pays a full check that is never remembered. A check
+// that ran counts on its result even when the caller went away before the answer; only an
+// attempt that never got a digest slot is given back.
 func (a *App) CheckBasic(ctx context.Context, username, password, ip string) (*UserIdentity, error) {
 	return a.checkPassword(ctx, username, password, ip, "basic")
 }
@@ -180,11 +181,13 @@ func (a *App) checkPassword(ctx context.Context, username, password, ip, via str
 		return nil, ErrBadCredentials
 	}
 	if u.Disabled {
-		if _, err := a.digest(ctx, func() bool { return u.CheckPassword(password) }); err != nil {
-			attempt.Abandoned()
+		// the same work as a right user's check, and always a failure, whether or not the
+		// caller waits for it
+		_, err := a.digest(context.WithoutCancel(ctx), func() bool { return u.CheckPassword(password) })
+		a.refusePassword(via, username, found, addr, false, attempt)
+		if err != nil || ctx.Err() != nil {
 			return nil, ErrUnavailable
 		}
-		a.refusePassword(via, username, found, addr, false, attempt)
 		return nil, ErrBadCredentials
 	}
 	var failed error
@@ -194,16 +197,25 @@ func (a *App) checkPassword(ctx context.Context, username, password, ip, via str
 		failed = err
 		return ok
 	})
-	if ctx.Err() != nil || failed != nil {
+	if failed != nil {
+		// no digest slot: the check never ran, so the attempt is given back
 		attempt.Abandoned()
 		return nil, ErrUnavailable
 	}
+	// the check ran: it counts on its result even if the caller has gone, or a guesser who
+	// hangs up before the answer would guess for free (and learn the answer from the cache)
 	if !ok {
 		a.refusePassword(via, username, found, addr, false, attempt)
+		if ctx.Err() != nil {
+			return nil, ErrUnavailable
+		}
 		return nil, ErrBadCredentials
 	}
 	attempt.Succeeded()
 	a.metrics.signIn(via, "password", "success")
+	if ctx.Err() != nil {
+		return nil, ErrUnavailable
+	}
 	return userIdentity(u), nil
 }
 

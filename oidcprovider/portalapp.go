@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sync"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/webauthn"
 	"github.com/portcullis-auth/portcullis/oidcprovider/portal"
 	"github.com/portcullis-auth/portcullis/oidcprovider/session"
+	"github.com/portcullis-auth/portcullis/oidcprovider/users"
 )
 
 // deriveKey derives a 32-byte key for one purpose from the provider's secret.
@@ -109,18 +112,19 @@ func (a *App) CheckSession(cookie string) (*UserIdentity, int, error) {
 	if st == nil || st.sessions == nil {
 		return nil, 0, ErrUnavailable
 	}
-	sess, err := st.sessions.Get(cookie)
+	name, level, err := st.sessions.Who(cookie)
 	if errors.Is(err, session.ErrNoSession) {
 		return nil, 0, ErrNoSession
 	} else if err != nil {
 		return nil, 0, ErrUnavailable
 	}
-	u, ok := a.users.Current().Lookup(sess.User)
+	db := a.users.Current()
+	u, ok := db.Lookup(name)
 	if !ok || u.Disabled {
 		_ = st.sessions.End(cookie)
 		return nil, 0, ErrNoSession
 	}
-	return userIdentity(u), int(sess.Level), nil
+	return a.identities.of(db, u), int(level), nil
 }
 
 // EndUserSessions ends every sign-in session of user (an operator cutting off a stolen
@@ -139,6 +143,31 @@ func (a *App) EndUserSessions(user string) (int, error) {
 	}
 	a.logger.Info("sessions ended by the operator", zap.String("user", user), zap.Int("sessions", n))
 	return n, nil
+}
+
+// identityCache keeps the UserIdentity of each user of one version of the users file, so the
+// gateway's cookie check builds none per request; a new version of the file starts a new cache.
+type identityCache struct {
+	cur atomic.Pointer[identitiesOf]
+}
+
+type identitiesOf struct {
+	db *users.Database
+	m  sync.Map // *users.User → *UserIdentity
+}
+
+func (c *identityCache) of(db *users.Database, u *users.User) *UserIdentity {
+	ids := c.cur.Load()
+	if ids == nil || ids.db != db {
+		ids = &identitiesOf{db: db}
+		c.cur.Store(ids)
+	}
+	if v, ok := ids.m.Load(u); ok {
+		return v.(*UserIdentity)
+	}
+	id := userIdentity(u)
+	ids.m.Store(u, id)
+	return id
 }
 
 // ErrNoSession is a session cookie that speaks for no one (unknown, ended, expired, or its

@@ -40,8 +40,9 @@ type pageData struct {
 	HasKeys    bool // WebAuthn is enabled
 	Enrolment  *totp.Enrolment
 	QR         template.URL
-	Next       string // for the password confirmation
-	NeedsFirst bool   // the second-factor page of a user with no device yet
+	OTPAuth    template.URL // the enrolment's otpauth:// URI, which html/template would refuse
+	Next       string       // for the password confirmation
+	NeedsFirst bool         // the second-factor page of a user with no device yet
 }
 
 func (p *Portal) render(w http.ResponseWriter, r *http.Request, status int, page string, d *pageData) {
@@ -256,7 +257,7 @@ func (p *Portal) begin(user string, addr netip.Addr) (*regulation.Attempt, bool)
 	if p.cfg.Regulator == nil {
 		return &regulation.Attempt{}, true
 	}
-	a, ok := p.cfg.Regulator.Begin(user, addr)
+	a, ok := p.cfg.Regulator.BeginSecondFactor(user, addr)
 	if a == nil {
 		a = &regulation.Attempt{}
 	}
@@ -431,7 +432,7 @@ func (p *Portal) totpEnrolPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.render(w, r, http.StatusOK, "totp", &pageData{Title: "Add an authenticator app", User: u, Session: sess, RD: rd, Enrolment: e,
-		QR: template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(e.QR))})
+		QR: template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(e.QR)), OTPAuth: template.URL(e.URI)})
 }
 
 // totpEnrol confirms an enrolment with a code from the new device.

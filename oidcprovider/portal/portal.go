@@ -195,6 +195,10 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request, rel string) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "same-origin")
 	if strings.HasPrefix(rel, pathAssets) {
+		if strings.HasSuffix(rel, "/") {
+			http.NotFound(w, r) // no directory listings
+			return
+		}
 		h.Set("Cache-Control", "public, max-age=3600")
 		p.assets.ServeHTTP(w, r)
 		return

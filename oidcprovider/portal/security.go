@@ -20,8 +20,14 @@ import (
 // on another site can neither read nor compute. Requests whose Origin is another site's are
 // refused as well.
 
-// csrfCookie is the name of the cookie holding the browser's CSRF value.
-func (p *Portal) csrfCookie() string { return p.cfg.CookieName + "_csrf" }
+// csrfCookie is the name of the cookie holding the browser's CSRF value: with the __Host-
+// prefix on https, so a sibling subdomain cannot plant one.
+func (p *Portal) csrfCookie() string {
+	if p.cfg.Secure {
+		return "__Host-" + p.cfg.CookieName + "_csrf"
+	}
+	return p.cfg.CookieName + "_csrf"
+}
 
 // csrfToken returns the token forms carry, setting the cookie when the browser has none.
 func (p *Portal) csrfToken(w http.ResponseWriter, r *http.Request) string {
@@ -31,7 +37,7 @@ func (p *Portal) csrfToken(w http.ResponseWriter, r *http.Request) string {
 	raw := make([]byte, 32)
 	_, _ = rand.Read(raw)
 	v := base64.RawURLEncoding.EncodeToString(raw)
-	http.SetCookie(w, &http.Cookie{Name: p.csrfCookie(), Value: v, Path: p.base + "/", HttpOnly: true, Secure: p.cfg.Secure, SameSite: http.SameSiteLaxMode})
+	http.SetCookie(w, &http.Cookie{Name: p.csrfCookie(), Value: v, Path: "/", HttpOnly: true, Secure: p.cfg.Secure, SameSite: http.SameSiteLaxMode})
 	// a later read in this request (a page rendered after a failed form) sees the new value
 	r.AddCookie(&http.Cookie{Name: p.csrfCookie(), Value: v})
 	return p.csrfMAC(v)

@@ -30,6 +30,11 @@ type Config struct {
 	// AddressRetries is how many failures within FindTime, across all users, ban an address.
 	// Default: 3 × MaxRetries, at least 10 (a household or an office shares an address).
 	AddressRetries int
+	// SecondFactorRetries is how many second-factor failures of one user within FindTime, from
+	// any address, ban that user's second factor everywhere: only someone who has the password
+	// can cause them, and a code space of a million must not be searched from many addresses.
+	// Default: 3 × MaxRetries, at least 10.
+	SecondFactorRetries int
 }
 
 // WithDefaults fills Authelia's defaults for zero durations and the address limit.
@@ -42,6 +47,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.AddressRetries == 0 {
 		c.AddressRetries = max(10, 3*c.MaxRetries)
+	}
+	if c.SecondFactorRetries == 0 {
+		c.SecondFactorRetries = max(10, 3*c.MaxRetries)
 	}
 	return c
 }
@@ -106,6 +114,12 @@ func pairKey(user string, ip netip.Addr) string {
 }
 func addressKey(ip netip.Addr) string { return "a/" + Address(ip) }
 
+// factorKey keys a user's second-factor failures from every address.
+func factorKey(user string) string {
+	h := sha256.Sum256([]byte(user))
+	return "f/" + hex.EncodeToString(h[:16])
+}
+
 // Banned reports whether a sign-in of user from ip is refused, and until when. Callers answer a
 // banned attempt exactly as a wrong password, at the same cost, so a ban tells a guesser nothing.
 func (r *Regulator) Banned(user string, ip netip.Addr) (time.Time, bool) {
@@ -139,37 +153,59 @@ func later(a, b time.Time) time.Time {
 // running at the same time cannot all get past the limit before their failures are counted.
 // Settle it with Succeeded or Abandoned; a failed attempt needs nothing more.
 type Attempt struct {
-	r          *Regulator
-	pair, addr string
-	at         time.Time
+	r    *Regulator
+	keys []counted // the pair first, then the address, then (second factors) the user
+	at   time.Time
 	// Banned reports that this attempt reached a limit: later attempts are refused.
 	Banned bool
+}
+
+// counted is one key an attempt counts against, and the failures that ban it.
+type counted struct {
+	key   string
+	limit int
+	// pardon: a success clears the key's failures and ban (the pair, the user's second
+	// factor); otherwise it only gives this attempt back (the address)
+	pardon bool
 }
 
 // Begin starts an attempt of user from ip: false when the pair or the address is banned (the
 // caller answers as for a wrong password); otherwise the attempt is counted, and if it reaches a
 // limit the ban begins at once.
 func (r *Regulator) Begin(user string, ip netip.Addr) (*Attempt, bool) {
+	return r.begin(user, ip, false)
+}
+
+// BeginSecondFactor starts a second-factor attempt of user from ip: as Begin, and also counted
+// against the user's second factor from every address (SecondFactorRetries).
+func (r *Regulator) BeginSecondFactor(user string, ip netip.Addr) (*Attempt, bool) {
+	return r.begin(user, ip, true)
+}
+
+func (r *Regulator) begin(user string, ip netip.Addr, secondFactor bool) (*Attempt, bool) {
 	if r.cfg.MaxRetries <= 0 {
 		return &Attempt{}, true
 	}
 	now := r.now()
-	a := &Attempt{r: r, pair: pairKey(user, ip), addr: addressKey(ip), at: now}
+	a := &Attempt{r: r, at: now, keys: []counted{
+		{key: pairKey(user, ip), limit: r.cfg.MaxRetries, pardon: true},
+		{key: addressKey(ip), limit: r.cfg.AddressRetries},
+	}}
+	if secondFactor {
+		a.keys = append(a.keys, counted{key: factorKey(user), limit: r.cfg.SecondFactorRetries, pardon: true})
+	}
 	var newBans []string
 	r.mu.Lock()
-	for _, k := range []string{a.pair, a.addr} {
-		if end, ok := r.bans[k]; ok {
+	for _, c := range a.keys {
+		if end, ok := r.bans[c.key]; ok {
 			if now.Before(end) {
 				r.mu.Unlock()
 				return nil, false
 			}
-			delete(r.bans, k)
+			delete(r.bans, c.key)
 		}
 	}
-	for _, c := range []struct {
-		key   string
-		limit int
-	}{{a.pair, r.cfg.MaxRetries}, {a.addr, r.cfg.AddressRetries}} {
+	for _, c := range a.keys {
 		times := append(r.recent(c.key, now), now)
 		r.failures[c.key] = times
 		if len(times) >= c.limit {
@@ -194,34 +230,47 @@ func (r *Regulator) persist(keys []string, now time.Time) {
 	}
 }
 
-// Succeeded settles a right password: the pair's failures and any ban on the pair are cleared,
-// and the address gets this attempt back.
+// Succeeded settles a right password (or second factor): the pair's failures and any ban on
+// the pair are cleared (and the user's second-factor ones), and the address gets this attempt
+// back.
 func (a *Attempt) Succeeded() {
 	if a.r == nil {
 		return
 	}
+	lifted := make([]bool, len(a.keys))
 	a.r.mu.Lock()
-	delete(a.r.failures, a.pair)
-	_, pairBanned := a.r.bans[a.pair]
-	delete(a.r.bans, a.pair)
-	lifted := a.giveBackLocked(a.addr, a.r.cfg.AddressRetries)
+	for i, c := range a.keys {
+		if c.pardon {
+			delete(a.r.failures, c.key)
+			_, lifted[i] = a.r.bans[c.key]
+			delete(a.r.bans, c.key)
+		} else {
+			lifted[i] = a.giveBackLocked(c.key, c.limit)
+		}
+	}
 	a.r.mu.Unlock()
-	a.r.forget(pairBanned, a.pair)
-	a.r.forget(lifted, a.addr)
+	for i, c := range a.keys {
+		a.r.forget(lifted[i], c.key)
+	}
 }
 
-// Abandoned settles an attempt that did not finish (the caller went away before the check
-// ended): it is given back, and a ban it alone caused is lifted.
+// Abandoned settles an attempt whose check never ran (the caller went away while it waited for
+// a digest slot): it is given back, and a ban it alone caused is lifted. An attempt whose check
+// ran must be settled on its result, even if the caller has gone: otherwise a guesser who hangs
+// up early would guess for free.
 func (a *Attempt) Abandoned() {
 	if a.r == nil {
 		return
 	}
+	lifted := make([]bool, len(a.keys))
 	a.r.mu.Lock()
-	liftedPair := a.giveBackLocked(a.pair, a.r.cfg.MaxRetries)
-	liftedAddr := a.giveBackLocked(a.addr, a.r.cfg.AddressRetries)
+	for i, c := range a.keys {
+		lifted[i] = a.giveBackLocked(c.key, c.limit)
+	}
 	a.r.mu.Unlock()
-	a.r.forget(liftedPair, a.pair)
-	a.r.forget(liftedAddr, a.addr)
+	for i, c := range a.keys {
+		a.r.forget(lifted[i], c.key)
+	}
 }
 
 // giveBackLocked removes this attempt's failure from key and lifts key's ban when the count is

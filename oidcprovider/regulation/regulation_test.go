@@ -166,3 +166,47 @@ func TestConcurrentFailures(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// Second-factor failures also count per user from every address: a guesser who has the
+// password cannot search the code space from many addresses; a right code clears the count.
+func TestSecondFactorPerUserAcrossAddresses(t *testing.T) {
+	r, err := New(Config{MaxRetries: 3}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failures := 0
+	for i := 0; i < 40; i++ {
+		ip := netip.AddrFrom4([4]byte{10, 0, byte(i), 1})
+		for j := 0; j < 2; j++ { // under the pair's limit of 3
+			if _, ok := r.BeginSecondFactor("john", ip); !ok {
+				goto banned
+			}
+			failures++
+		}
+	}
+	t.Fatal("80 second-factor failures from 40 addresses were all checked")
+banned:
+	if failures != 10 {
+		t.Errorf("checked %d failures before the user-wide ban, want 10 (3 × max_retries, at least 10)", failures)
+	}
+	// the user's password attempts are not affected, nor another user's second factor
+	if _, ok := r.Begin("john", netip.MustParseAddr("10.9.9.9")); !ok {
+		t.Error("the second-factor ban blocked a password attempt")
+	}
+	if _, ok := r.BeginSecondFactor("jane", netip.MustParseAddr("10.9.9.8")); !ok {
+		t.Error("john's second-factor ban blocked jane")
+	}
+	// a right code (before the limit) clears the user-wide count
+	r2, _ := New(Config{MaxRetries: 3}, nil)
+	for i := 0; i < 9; i++ {
+		r2.BeginSecondFactor("john", netip.AddrFrom4([4]byte{10, 1, byte(i), 1}))
+	}
+	a, ok := r2.BeginSecondFactor("john", netip.MustParseAddr("10.2.0.1"))
+	if !ok {
+		t.Fatal("the tenth attempt was refused before it ran")
+	}
+	a.Succeeded()
+	if _, ok := r2.BeginSecondFactor("john", netip.MustParseAddr("10.3.0.1")); !ok {
+		t.Error("a right code did not clear the user's second-factor failures")
+	}
+}
