@@ -370,6 +370,7 @@ func TestOperatorCommands(t *testing.T) {
 		`portcullis_gate_decisions_total{answer="allow",policy="bypass",site="public.localhost"}`:         1,
 		`portcullis_gate_decisions_total{answer="forbidden",policy="deny",site="other"}`:                  2,
 		`portcullis_store_gc_runs_total`:                                                                  0,
+		`portcullis_bans_total`:                                                                           0,
 	}
 	for _, c := range clients {
 		want[`portcullis_tokens_issued_total{client="`+c.id+`",grant="client_credentials"}`] = 1

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -82,6 +83,21 @@ func TestSessionsEndAndSignInMetrics(t *testing.T) {
 		}
 	}
 
+	// a config reload keeps the sessions (the store and its session cache outlive the config)
+	cfg, err := os.ReadFile(p.s.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", fmt.Sprintf("http://localhost:%d/load", p.admin), strings.NewReader(strings.Replace(string(cfg), "inactivity 5m", "inactivity 6m", 1)))
+	req.Header.Set("Content-Type", "text/caddyfile")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("reload: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	if resp := getWithCookie(t, hc, p.url("secure", "/"), first); resp.StatusCode != http.StatusOK {
+		t.Fatalf("a session after a config reload: %d, want 200", resp.StatusCode)
+	}
 	out, errOut, code := command(t, "", "sessions", "end", "--user", "john", "--address", fmt.Sprintf("localhost:%d", p.admin), "--json")
 	if code != 0 {
 		t.Fatalf("sessions end: exit %d: %s", code, errOut)

@@ -19,15 +19,17 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "oidc",
-		Usage: "<hash|keygen|check-policy|tokens|import-authelia> [flags]",
-		Short: "Portcullis tools: digests, signing keys, access-control checks, token revocation, Authelia import",
+		Usage: "<hash|keygen|check-policy|users|tokens|sessions|import-authelia> [flags]",
+		Short: "Portcullis tools: digests, signing keys, access-control checks, users, token and session revocation, Authelia import",
 		Long: `
 Tools for operating the Portcullis OpenID Connect provider and gateway.
 
   caddy oidc hash          a digest for a client secret or a user password
   caddy oidc keygen        a signing key for the provider (PEM, mode 0600)
   caddy oidc check-policy  what the gateway would decide for a request
+  caddy oidc users         add, change, disable and list the people of the users file
   caddy oidc tokens revoke end a client's tokens on the running server
+  caddy oidc sessions end  end a user's sign-in sessions on the running server
   caddy oidc import-authelia  the Caddyfile for an Authelia configuration.yml
 
 Run 'caddy oidc <command> --help' for a command's flags.`,
@@ -44,7 +46,7 @@ Run 'caddy oidc <command> --help' for a command's flags.`,
 				os.Exit(exitUsage)
 				return nil
 			}
-			cmd.AddCommand(hashCommand(), keygenCommand(), tokensCommand(), sessionsCommand(), importCommand())
+			cmd.AddCommand(hashCommand(), keygenCommand(), tokensCommand(), sessionsCommand(), importCommand(), usersCommand())
 			for _, sub := range subcommands {
 				cmd.AddCommand(sub())
 			}

@@ -74,16 +74,8 @@ Examples:
   caddy oidc hash --random
   printf '%s' "$SECRET" | caddy oidc hash --algorithm pbkdf2-sha512`,
 		func(cmd *cobra.Command, _ []string) error { return runHash(cmd, o) })
+	hashFlags(cmd, &o)
 	f := cmd.Flags()
-	f.StringVarP(&o.algorithm, "algorithm", "a", "argon2id", "argon2id, pbkdf2-sha512 (or pbkdf2), scrypt or bcrypt")
-	f.StringVar(&o.variant, "variant", "", "the algorithm's variant (argon2: id, i, d; pbkdf2: sha512, sha384, sha256, sha224, sha1; bcrypt: standard, sha256)")
-	f.IntVarP(&o.iterations, "iterations", "i", 0, "iterations (argon2 t, pbkdf2 rounds, scrypt log2 N)")
-	f.IntVarP(&o.memory, "memory", "m", 0, "argon2 memory in KiB")
-	f.IntVarP(&o.parallelism, "parallelism", "p", 0, "argon2 or scrypt parallelism")
-	f.IntVarP(&o.keySize, "key-size", "k", 0, "argon2, pbkdf2 or scrypt key size in bytes")
-	f.IntVarP(&o.saltSize, "salt-size", "s", 0, "salt size in bytes")
-	f.IntVarP(&o.blockSize, "block-size", "r", 0, "scrypt block size")
-	f.IntVarP(&o.cost, "cost", "c", 0, "bcrypt cost")
 	f.BoolVar(&o.random, "random", false, "generate a random secret and print it with its digest")
 	f.IntVar(&o.length, "length", 72, "length of the --random secret")
 	f.IntVar(&o.length, "random.length", 72, "same as --length (Authelia's name)")

@@ -16,9 +16,9 @@ import (
 // usersEditNote ends the help of every command that edits the users file.
 const usersEditNote = `
 Only the entry's lines change: comments, blank lines, the other users, key order and quoting stay
-byte for byte. The file is replaced atomically (a temporary file beside it, with its permissions,
-renamed over it) and only once the result reads back as a valid users file. A running server
-checks the file every 2 seconds and takes the change by itself: no reload is needed.`
+byte for byte. The file is replaced atomically (a temporary file beside it, with its owner and
+mode, renamed over it) and only once the result reads back as a valid users file. A running
+server checks the file every 2 seconds and takes the change by itself: no reload is needed.`
 
 // usersPasswordNote describes where the password comes from and how it is hashed.
 const usersPasswordNote = `
@@ -34,10 +34,14 @@ func usersCommand() *cobra.Command {
 		Long: `Edits the users file (Authelia's users_database.yml; users_file in the Caddyfile) in place.
 
   caddy oidc users add <name> --file users.yml [--displayname D] [--email E]... [--group G]...
-  caddy oidc users passwd <name> --file users.yml
+                                                [digest flags]
+  caddy oidc users passwd <name> --file users.yml [digest flags]
   caddy oidc users disable <name> --file users.yml [--enable]
   caddy oidc users enable <name> --file users.yml
   caddy oidc users list --file users.yml [--json]
+
+The digest flags are those of 'caddy oidc hash' (--algorithm argon2id by default); the password is
+read from a prompt or standard input, never from the command line.
 ` + usersEditNote,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) > 0 {
@@ -120,9 +124,23 @@ func usersError(err error) error {
 	return err
 }
 
+// checkHashFlags refuses digest flags newHasher refuses, or whose cost the users file refuses.
+func checkHashFlags(o hashOptions) error {
+	if _, err := newHasher(o); err != nil {
+		return usageError{err}
+	}
+	if err := users.CheckCost(costPreview(o)); err != nil {
+		return usageError{fmt.Errorf("the digest flags: %w", err)}
+	}
+	return nil
+}
+
 // readPasswordDigest reads a password as hash does and returns its digest, checked the way the
 // users file is read.
 func readPasswordDigest(cmd *cobra.Command, o hashOptions) (string, error) {
+	if err := checkHashFlags(o); err != nil {
+		return "", err
+	}
 	hasher, err := newHasher(o)
 	if err != nil {
 		return "", usageError{err}
@@ -148,6 +166,28 @@ func readPasswordDigest(cmd *cobra.Command, o hashOptions) (string, error) {
 	return digest, nil
 }
 
+// costPreview writes the cost parameters the flags ask for as a digest's prefix, for
+// users.CheckCost to refuse before a costly hash is made (the defaults are newHasher's).
+func costPreview(o hashOptions) string {
+	or := func(v, def int) int {
+		if v == 0 {
+			return def
+		}
+		return v
+	}
+	switch alg := strings.ToLower(o.algorithm); {
+	case strings.HasPrefix(alg, "argon2"):
+		return fmt.Sprintf("$argon2id$v=19$m=%d,t=%d,p=%d$", or(o.memory, 65536), or(o.iterations, 3), or(o.parallelism, 4))
+	case strings.HasPrefix(alg, "pbkdf2"):
+		return fmt.Sprintf("$pbkdf2-sha512$%d$", or(o.iterations, 310000))
+	case alg == "scrypt":
+		return fmt.Sprintf("$scrypt$ln=%d,r=%d,p=%d$", or(o.iterations, 16), or(o.blockSize, 8), or(o.parallelism, 1))
+	case alg == "bcrypt":
+		return fmt.Sprintf("$2b$%d$", or(o.cost, 12))
+	}
+	return ""
+}
+
 func usersAddCommand() *cobra.Command {
 	var (
 		file string
@@ -169,8 +209,8 @@ Example:
 				return err
 			}
 			u.Name = name
-			if _, err := newHasher(o); err != nil {
-				return usageError{err}
+			if err := checkHashFlags(o); err != nil {
+				return err
 			}
 			data, err := readUsersFile(file, true)
 			if err != nil {
@@ -213,8 +253,8 @@ Example:
 			if err := requireFile(file); err != nil {
 				return err
 			}
-			if _, err := newHasher(o); err != nil {
-				return usageError{err}
+			if err := checkHashFlags(o); err != nil {
+				return err
 			}
 			data, err := readUsersFile(file, false)
 			if err != nil {

@@ -30,7 +30,7 @@ var (
 	ErrNoSuchUser = errors.New("no such user")
 	// ErrUserExists is returned when adding a name the file holds, or one that differs from one
 	// it holds only in case (Parse refuses such pairs: sign-in could not tell them apart).
-	ErrUserExists = errors.New("the user exists")
+	ErrUserExists = errors.New("already in the file")
 	// ErrInvalid is returned for a bad username, email address, group or display name.
 	ErrInvalid = errors.New("invalid")
 	// ErrNotEditable is returned when the entry to change is written in a way the edit cannot
@@ -41,13 +41,18 @@ var (
 	ErrChanged = errors.New("the file changed while it was being edited")
 )
 
-// NewUser is a person AddUser writes. Digest is a password digest such as go-crypt encodes.
+// NewUser is a person AddUser writes.
 type NewUser struct {
-	Name        string
+	// Name is the username, the entry's key.
+	Name string
+	// DisplayName is written as displayname when not empty.
 	DisplayName string
-	Emails      []string
-	Groups      []string
-	Digest      string
+	// Emails are written as email: one address, or a list of several.
+	Emails []string
+	// Groups are written as groups, duplicates dropped.
+	Groups []string
+	// Digest is the password digest, as go-crypt encodes it.
+	Digest string
 }
 
 // EmptyFile is what a new users file starts as; it is not a valid file until a user is added.
@@ -81,10 +86,10 @@ func CheckNewUser(data []byte, u NewUser) error {
 	}
 	for _, k := range s.userKeys() {
 		if k.Value == u.Name {
-			return fmt.Errorf("%w: %q", ErrUserExists, u.Name)
+			return fmt.Errorf("user %q is %w", u.Name, ErrUserExists)
 		}
 		if fold(k.Value) == fold(u.Name) {
-			return fmt.Errorf("%w: %q differs from %q only in case, and sign-in could not tell them apart", ErrUserExists, u.Name, k.Value)
+			return fmt.Errorf("user %q is %w as %q (names that differ only in case cannot be told apart at sign-in)", u.Name, ErrUserExists, k.Value)
 		}
 	}
 	return nil
@@ -234,12 +239,12 @@ func EditFile(path string, create bool, edit func(data []byte) ([]byte, error)) 
 		return false, fmt.Errorf("resolving the users file %s: %w", path, err)
 	}
 	mode := fs.FileMode(0o600)
+	var fi fs.FileInfo
 	existed := true
 	data, err := os.ReadFile(target)
 	switch {
 	case err == nil:
-		fi, err := os.Stat(target)
-		if err != nil {
+		if fi, err = os.Stat(target); err != nil {
 			return false, fmt.Errorf("reading the users file: %w", err)
 		}
 		if !fi.Mode().IsRegular() {
@@ -261,7 +266,7 @@ func EditFile(path string, create bool, edit func(data []byte) ([]byte, error)) 
 	if _, err := Parse(out); err != nil {
 		return false, fmt.Errorf("the edited file does not read back, so %s is left as it was: %w", path, err)
 	}
-	if err := replaceFile(target, mode, out, func() error {
+	if err := replaceFile(target, fi, mode, out, func() error {
 		now, err := os.ReadFile(target)
 		switch {
 		case existed && err == nil && bytes.Equal(now, data):
@@ -276,9 +281,10 @@ func EditFile(path string, create bool, edit func(data []byte) ([]byte, error)) 
 	return true, nil
 }
 
-// replaceFile writes data to a temporary file beside target and renames it over target once
-// unchanged reports nil.
-func replaceFile(target string, mode fs.FileMode, data []byte, unchanged func() error) (err error) {
+// replaceFile writes data to a temporary file beside target, with the owner of old (the
+// target's info, nil for a new file) and mode, and renames it over target once unchanged reports
+// nil.
+func replaceFile(target string, old fs.FileInfo, mode fs.FileMode, data []byte, unchanged func() error) (err error) {
 	dir := filepath.Dir(target)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(target)+".tmp-*")
 	if err != nil {
@@ -291,6 +297,14 @@ func replaceFile(target string, mode fs.FileMode, data []byte, unchanged func() 
 			_ = os.Remove(tmp.Name())
 		}
 	}()
+	// keep the owner: a file replaced by root's edit must stay readable by the server's user
+	if uid, gid, ok := owner(old); ok {
+		if tuid, tgid, ok := owner(statOrNil(tmp)); !ok || tuid != uid || tgid != gid {
+			if err := tmp.Chown(uid, gid); err != nil {
+				return fmt.Errorf("the users file belongs to uid %d, gid %d, and its replacement cannot (%w); run the command as its owner or as root", uid, gid, err)
+			}
+		}
+	}
 	if err := tmp.Chmod(mode); err != nil {
 		return fmt.Errorf("writing the users file: %w", err)
 	}
@@ -316,6 +330,31 @@ func replaceFile(target string, mode fs.FileMode, data []byte, unchanged func() 
 		_ = d.Close()
 	}
 	return nil
+}
+
+// owner reads a file's uid and gid from its system-specific info, on the systems that have
+// them (not Windows).
+func owner(fi fs.FileInfo) (uid, gid int, ok bool) {
+	if fi == nil {
+		return 0, 0, false
+	}
+	v := reflect.Indirect(reflect.ValueOf(fi.Sys()))
+	if v.Kind() != reflect.Struct {
+		return 0, 0, false
+	}
+	u, g := v.FieldByName("Uid"), v.FieldByName("Gid")
+	if !u.IsValid() || !g.IsValid() || !u.CanUint() || !g.CanUint() {
+		return 0, 0, false
+	}
+	return int(u.Uint()), int(g.Uint()), true
+}
+
+func statOrNil(f *os.File) fs.FileInfo {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil
+	}
+	return fi
 }
 
 // source is a users file's text with its YAML nodes.
@@ -527,6 +566,9 @@ func addUser(data []byte, u NewUser) ([]byte, error) {
 	switch v := s.users; {
 	case v.Kind == yaml.MappingNode && v.Style&yaml.FlowStyle == 0:
 		keys := s.userKeys()
+		if len(keys) == 0 {
+			return nil, fmt.Errorf("%w: the users: map", ErrNotEditable)
+		}
 		last := keys[len(keys)-1]
 		at = s.lineOffset(s.blockEnd(last.Line-1, last.Column-1))
 	case v.Kind == yaml.MappingNode && len(v.Content) == 0, v.Kind == yaml.ScalarNode && v.Tag == "!!null" && v.Value != "":
@@ -656,7 +698,7 @@ func setField(data []byte, name, key string, text func(old *yaml.Node, flow bool
 		if err != nil {
 			return nil, err
 		}
-		if data[at] != '{' || len(v.Content) == 0 {
+		if at >= len(data) || data[at] != '{' || len(v.Content) == 0 {
 			return nil, fmt.Errorf("%w: the entry's flow map", ErrNotEditable)
 		}
 		return splice(data, at+1, at+1, key+": "+text(nil, true)+", "), nil

@@ -16,7 +16,7 @@ import (
 // cheapDigest is an argon2id digest of password with small parameters, fast enough for tests.
 func cheapDigest(t *testing.T, password string) string {
 	t.Helper()
-	h, err := argon2.New(argon2.WithVariantName("argon2id"), argon2.WithT(1), argon2.WithM(8192), argon2.WithP(1))
+	h, err := argon2.New(argon2.WithVariantName("argon2id"), argon2.WithT(1), argon2.WithM(1024), argon2.WithP(1))
 	return digest(t, h, err, password)
 }
 
@@ -432,6 +432,18 @@ func TestEditFile(t *testing.T) {
 			t.Errorf("the link's target after an addition through it: %v", err)
 		}
 	}
+	// the owner is kept (root can give the replacement to the server's user)
+	if uid, _, ok := owner(statOrNil(mustOpen(t, path))); ok && os.Geteuid() == 0 && uid == 0 {
+		if err := os.Chown(path, 4242, 4343); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := EditFile(path, false, add("e")); err != nil {
+			t.Fatal(err)
+		}
+		if uid, gid, _ := owner(statOrNil(mustOpen(t, path))); uid != 4242 || gid != 4343 {
+			t.Errorf("the edited file belongs to %d:%d, want 4242:4343 as before", uid, gid)
+		}
+	}
 	// no temporary file is left behind
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
@@ -453,4 +465,46 @@ func TestAddUserAfterACommentInsideTheLastEntry(t *testing.T) {
 	if !strings.HasSuffix(string(out), "    groups: [a]\n  x:\n    password: \""+digest+"\"\n  # the end\n") {
 		t.Errorf("x is not after jane's last line:\n%s", out)
 	}
+}
+
+// No file makes an edit panic, and an edit that succeeds gives a file Parse accepts.
+func FuzzEdit(f *testing.F) {
+	d := "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$0Y1dC2h3xJ6mC8o9pJw7tq1lE2f8d3V0Jx0l8u4Z3bA"
+	for _, seed := range []string{
+		EmptyFile, "users: {}\n", "users: ~\n", "", "# c",
+		"users:\n  x:\n    password: \"" + d + "\"\n    groups: [a]\n",
+		"users:\n    x: {password: '" + d + "', disabled: false}\n    y:\n        password: " + d + " # c\n        email:\n        - a@b.c",
+		"users:\r\n  x:\r\n    password: \"" + d + "\"\r\n",
+	} {
+		f.Add([]byte(seed), "x")
+	}
+	f.Fuzz(func(t *testing.T, data []byte, name string) {
+		edits := []func() ([]byte, error){
+			func() ([]byte, error) {
+				return AddUser(data, NewUser{Name: name, Groups: []string{"g"}, Emails: []string{"a@b.c"}, Digest: d})
+			},
+			func() ([]byte, error) { return SetPassword(data, name, strings.Replace(d, "c2Fsd", "c2Fse", 1)) },
+			func() ([]byte, error) { return SetDisabled(data, name, true) },
+			func() ([]byte, error) { return SetDisabled(data, name, false) },
+		}
+		for i, edit := range edits {
+			out, err := edit()
+			if err != nil || string(out) == string(data) {
+				continue
+			}
+			if _, err := Parse(out); err != nil {
+				t.Errorf("edit %d of %q for %q gave a file Parse refuses: %v\n%s", i, data, name, err, out)
+			}
+		}
+	})
+}
+
+func mustOpen(t *testing.T, path string) *os.File {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }
