@@ -39,10 +39,7 @@ Example:
 		})
 	f := end.Flags()
 	f.StringVar(&user, "user", "", "the username whose sessions end (required)")
-	f.StringVar(&address, "address", "", "the admin API's address")
-	f.StringVarP(&configFile, "config", "c", "", "the config file, to read its admin address")
-	f.StringVarP(&adapter, "adapter", "a", "", "the config adapter")
-	f.BoolVar(&asJSON, jsonFlag, false, jsonFlagDoc)
+	adminFlags(end, &address, &configFile, &adapter, &asJSON)
 	cmd.AddCommand(end)
 	return cmd
 }

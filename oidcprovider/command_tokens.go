@@ -45,10 +45,7 @@ Example:
 		})
 	f := revoke.Flags()
 	f.StringVar(&client, "client", "", "the client id whose tokens end (required)")
-	f.StringVar(&address, "address", "", "the admin API's address")
-	f.StringVarP(&configFile, "config", "c", "", "the config file, to read its admin address")
-	f.StringVarP(&adapter, "adapter", "a", "", "the config adapter")
-	f.BoolVar(&asJSON, jsonFlag, false, jsonFlagDoc)
+	adminFlags(revoke, &address, &configFile, &adapter, &asJSON)
 	cmd.AddCommand(revoke)
 	return cmd
 }
@@ -105,4 +102,14 @@ func adminCall(address, configFile, adapter, path string, body, out any) error {
 		return fmt.Errorf("unexpected answer from the admin API: %s", bytes.TrimSpace(data))
 	}
 	return nil
+}
+
+// adminFlags adds the flags of a command that asks the running server: where its admin API is,
+// and --json.
+func adminFlags(cmd *cobra.Command, address, configFile, adapter *string, asJSON *bool) {
+	f := cmd.Flags()
+	f.StringVar(address, "address", "", "the admin API's address")
+	f.StringVarP(configFile, "config", "c", "", "the config file, to read its admin address")
+	f.StringVarP(adapter, "adapter", "a", "", "the config adapter")
+	f.BoolVar(asJSON, jsonFlag, false, jsonFlagDoc)
 }

@@ -376,6 +376,25 @@ func (p *Portal) fresh(w http.ResponseWriter, r *http.Request, sess *session.Ses
 	return true
 }
 
+// deviceChange is the start of every page that adds or removes a device: the browser's session
+// (else the sign-in page, coming back to back), the factor enabled (else 404), and the session
+// fresh enough (else the password confirmation or the second-factor page). ok is false when it
+// has answered.
+func (p *Portal) deviceChange(w http.ResponseWriter, r *http.Request, back string, enabled bool) (string, *session.Session, *users.User, bool) {
+	id, sess, u := p.current(r)
+	switch {
+	case sess == nil:
+		redirect(w, r, p.withRD(PathSignIn, p.localURL(back)))
+		return "", nil, nil, false
+	case !enabled:
+		http.NotFound(w, r)
+		return "", nil, nil, false
+	case !p.fresh(w, r, sess, u, back):
+		return "", nil, nil, false
+	}
+	return id, sess, u, true
+}
+
 // settingsReturn is a portal settings path a confirmation may go back to.
 func (p *Portal) settingsReturn(next string) string {
 	switch next {
@@ -413,16 +432,8 @@ func (p *Portal) confirmPassword(w http.ResponseWriter, r *http.Request) {
 // totpEnrolPage shows a new secret as a QR code and a URI, and asks for a code from it.
 func (p *Portal) totpEnrolPage(w http.ResponseWriter, r *http.Request) {
 	rd := p.safeRedirect(r.URL.Query().Get("rd"))
-	id, sess, u := p.current(r)
-	if sess == nil {
-		redirect(w, r, p.withRD(PathSignIn, p.localURL(pathTOTPEnrol)))
-		return
-	}
-	if p.cfg.TOTP == nil {
-		http.NotFound(w, r)
-		return
-	}
-	if !p.fresh(w, r, sess, u, pathTOTPEnrol) {
+	id, sess, u, ok := p.deviceChange(w, r, pathTOTPEnrol, p.cfg.TOTP != nil)
+	if !ok {
 		return
 	}
 	e, err := p.cfg.TOTP.StartEnrolment(u.Name, p.ceremonyKey(id))
@@ -438,16 +449,8 @@ func (p *Portal) totpEnrolPage(w http.ResponseWriter, r *http.Request) {
 // totpEnrol confirms an enrolment with a code from the new device.
 func (p *Portal) totpEnrol(w http.ResponseWriter, r *http.Request) {
 	rd := p.safeRedirect(r.PostFormValue("rd"))
-	id, sess, u := p.current(r)
-	if sess == nil {
-		redirect(w, r, p.withRD(PathSignIn, p.localURL(pathTOTPEnrol)))
-		return
-	}
-	if p.cfg.TOTP == nil {
-		http.NotFound(w, r)
-		return
-	}
-	if !p.fresh(w, r, sess, u, pathTOTPEnrol) {
+	id, sess, u, ok := p.deviceChange(w, r, pathTOTPEnrol, p.cfg.TOTP != nil)
+	if !ok {
 		return
 	}
 	err := p.cfg.TOTP.FinishEnrolment(u.Name, p.ceremonyKey(id), strings.ReplaceAll(r.PostFormValue("code"), " ", ""), time.Now())
@@ -472,16 +475,8 @@ func (p *Portal) totpEnrol(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Portal) totpRemove(w http.ResponseWriter, r *http.Request) {
-	_, sess, u := p.current(r)
-	if sess == nil {
-		redirect(w, r, p.withRD(PathSignIn, p.localURL(PathSettings)))
-		return
-	}
-	if p.cfg.TOTP == nil {
-		http.NotFound(w, r)
-		return
-	}
-	if !p.fresh(w, r, sess, u, PathSettings) {
+	_, _, u, ok := p.deviceChange(w, r, PathSettings, p.cfg.TOTP != nil)
+	if !ok {
 		return
 	}
 	if err := p.cfg.TOTP.Remove(u.Name); err != nil && !errors.Is(err, totp.ErrNoDevice) {
@@ -495,16 +490,8 @@ func (p *Portal) totpRemove(w http.ResponseWriter, r *http.Request) {
 // keyRegisterPage shows the security-key registration (the script runs the ceremony).
 func (p *Portal) keyRegisterPage(w http.ResponseWriter, r *http.Request) {
 	rd := p.safeRedirect(r.URL.Query().Get("rd"))
-	_, sess, u := p.current(r)
-	if sess == nil {
-		redirect(w, r, p.withRD(PathSignIn, p.localURL(pathKeyRegister)))
-		return
-	}
-	if p.cfg.WebAuthn == nil {
-		http.NotFound(w, r)
-		return
-	}
-	if !p.fresh(w, r, sess, u, pathKeyRegister) {
+	_, sess, u, ok := p.deviceChange(w, r, pathKeyRegister, p.cfg.WebAuthn != nil)
+	if !ok {
 		return
 	}
 	p.render(w, r, http.StatusOK, "webauthn", &pageData{Title: "Add a security key", User: u, Session: sess, RD: rd})
@@ -573,16 +560,8 @@ func (p *Portal) keyRegisterVerify(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Portal) keyRemove(w http.ResponseWriter, r *http.Request) {
-	_, sess, u := p.current(r)
-	if sess == nil {
-		redirect(w, r, p.withRD(PathSignIn, p.localURL(PathSettings)))
-		return
-	}
-	if p.cfg.WebAuthn == nil {
-		http.NotFound(w, r)
-		return
-	}
-	if !p.fresh(w, r, sess, u, PathSettings) {
+	_, _, u, ok := p.deviceChange(w, r, PathSettings, p.cfg.WebAuthn != nil)
+	if !ok {
 		return
 	}
 	err := p.cfg.WebAuthn.Remove(u.Name, r.PostFormValue("id"))
