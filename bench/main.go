@@ -14,7 +14,10 @@
 //     request pays the digest, and the rounds measure the remembered credential after it.
 //
 // Both sites get the same request (the same Authorization or Cookie header), so the difference is
-// the gate's work and nothing else.
+// the gate's work and nothing else. Each round also reports the CPU the machine's other processes
+// took meanwhile; a pair of rounds they disturbed (over a tenth of a core) is measured again, up
+// to -redo times, and the least disturbed pair is kept. With -cpuprofile, Caddy's CPU profile of
+// every round is saved (from the admin API), named by round, phase and site.
 //
 //	go build -o /tmp/caddy-x ./cmd/caddy && go run ./bench -caddy /tmp/caddy-x
 //	go run ./bench -caddy /tmp/caddy-x -rounds 1 -duration 2s -tokens 20000 -sessions 20000
@@ -59,6 +62,8 @@ func main() {
 	spread := flag.Int("spread", 1000, "sessions the spread measurement of the second session phase sends requests with, in turn")
 	loader := flag.String("loader", "", "load generator: wrk (default when installed) or go")
 	profile := flag.String("heapprofile", "", "write Caddy's heap profile (from the admin API) at the end to this file")
+	flag.IntVar(&redo, "redo", 2, "measure a pair of rounds again, up to this many times, when other processes took more than a tenth of a core")
+	flag.StringVar(&cpuProfileDir, "cpuprofile", "", "write Caddy's CPU profile (from the admin API) of every round to this directory")
 	pin := flag.Bool("pin", true, "with taskset and 2+ cores: Caddy on core 0, load generator and upstream on core 1")
 	flag.Parse()
 	heapProfile = *profile
@@ -78,6 +83,11 @@ func main() {
 		}
 	}
 	useWrk = *loader == "wrk"
+	if cpuProfileDir != "" {
+		if err := os.MkdirAll(cpuProfileDir, 0o755); err != nil {
+			log.Fatal(err)
+		}
+	}
 	if *tokens < 10 || *sessions < 10 || *spread < 1 {
 		log.Fatal("-tokens and -sessions must be at least 10, -spread at least 1")
 	}
@@ -264,8 +274,20 @@ func run(caddyBin string, duration time.Duration, rounds, conns, nTokens, nSessi
 	}
 
 	pid := caddyPID(cmd.Process.Pid)
-	measure := func(host string, h headers) sample {
-		cpu0 := processCPU(pid)
+	var profiles sync.WaitGroup
+	defer profiles.Wait()
+	round := 0
+	// measure loads host for one round; phase names the round's CPU profile (-cpuprofile).
+	measure := func(phase, host string, h headers) sample {
+		round++
+		if cpuProfileDir != "" {
+			profiles.Add(1)
+			go func(name string) {
+				defer profiles.Done()
+				saveCPUProfile(admin, duration, filepath.Join(cpuProfileDir, name))
+			}(fmt.Sprintf("%03d-%s-%s.pprof", round, phase, host))
+		}
+		cpu0, busy0, own0, start := processCPU(pid), machineBusy(), ownCPU(), time.Now()
 		var rate float64
 		if useWrk {
 			rate = wrk(port, fmt.Sprintf("%s.localhost:%d", host, port), h, conns, duration)
@@ -273,27 +295,30 @@ func run(caddyBin string, duration time.Duration, rounds, conns, nTokens, nSessi
 			rate = load(hc, base(host)+"/", h, conns, duration)
 		}
 		cpu := processCPU(pid) - cpu0
-		return sample{rate: rate, cpuPerReq: cpu.Seconds() * 1e6 / (rate * duration.Seconds())}
+		others := machineBusy() - busy0 - cpu - (ownCPU() - own0)
+		return sample{rate: rate, cpuPerReq: cpu.Seconds() * 1e6 / (rate * duration.Seconds()), others: max(0, others.Seconds()/time.Since(start).Seconds())}
 	}
 	// pair measures the plain and the gated site with the same request, Authorization or Cookie
 	// header included, so the difference is the gate's work and nothing else.
-	pair := func(h headers) (plain, gated []sample) {
-		return alternate(rounds, func() sample { return measure("plain", h) }, func() sample { return measure("gated", h) })
+	pair := func(phase string, h headers) (plain, gated []sample) {
+		return alternate(rounds, func() sample { return measure(phase, "plain", h) }, func() sample { return measure(phase, "gated", h) })
 	}
 	bearer := headers{fixed: []string{"Authorization: Bearer " + token}}
 	fmt.Printf("load generator: %s\n", map[bool]string{true: "wrk (1 thread)", false: "Go, in this process"}[useWrk])
 
 	// Calibration: what one more no-op handler (vars) costs in Caddy's chain, measured the same way.
-	plainC, noopC := alternate(rounds, func() sample { return measure("plain", bearer) }, func() sample { return measure("noop", bearer) })
+	plainC, noopC := alternate(rounds, func() sample { return measure("calibration", "plain", bearer) }, func() sample { return measure("calibration", "noop", bearer) })
 	report("calibration: one no-op handler (vars) before reverse_proxy", "vars + proxy", plainC, noopC)
 	var results []result
 
 	fmt.Printf("\n== Bearer tokens ==\n")
-	plain10, gated10 := pair(bearer)
+	plain10, gated10 := pair("bearer-10", bearer)
 	results = append(results, report("10 live tokens", "oidc_auth + proxy", plain10, gated10))
 
 	// Sessions: john signs in at the portal; the first sign-in pays the argon2id digest, the
-	// others find the password remembered.
+	// others find the password remembered. The first goes alone: until a right password is
+	// remembered, every attempt counts towards regulation when it begins, so a few sign-ins of one
+	// user from one address at once would ban the pair (max_retries, 3 by default).
 	fmt.Printf("\n== portal sessions (cookie) ==\n")
 	auth := base("auth")
 	start := time.Now()
@@ -309,13 +334,14 @@ func run(caddyBin string, duration time.Duration, rounds, conns, nTokens, nSessi
 	}
 	cookies = append(cookies, more...)
 	one := headers{cookies: cookies[:1]}
-	plainS10, gatedS10 := pair(one)
+	plainS10, gatedS10 := pair("session-10-one", one)
 	results = append(results, report("10 live sessions, every request with the same session", "oidc_auth + proxy", plainS10, gatedS10))
 	spread10 := headers{cookies: cookies}
-	plainSS10, gatedSS10 := pair(spread10)
+	plainSS10, gatedSS10 := pair("session-10-spread", spread10)
 	results = append(results, report("10 live sessions, requests spread over all 10", "oidc_auth + proxy", plainSS10, gatedSS10))
 
-	// Basic: script's first request pays the argon2id digest, later ones find it remembered.
+	// Basic: script's first request pays the argon2id digest, later ones find it remembered (it
+	// goes alone, as the first sign-in does).
 	fmt.Printf("\n== Basic credentials (argon2id) ==\n")
 	basicHeader := "Basic " + base64.StdEncoding.EncodeToString([]byte(basicUser+":"+basicPassword))
 	for _, what := range []string{"first request (pays the digest)", "second request (remembered)"} {
@@ -325,7 +351,7 @@ func run(caddyBin string, duration time.Duration, rounds, conns, nTokens, nSessi
 		}
 		fmt.Printf("%s: %s\n", what, took.Round(time.Microsecond))
 	}
-	plainB, gatedB := pair(headers{fixed: []string{"Authorization: " + basicHeader}})
+	plainB, gatedB := pair("basic", headers{fixed: []string{"Authorization: " + basicHeader}})
 	results = append(results, report("Basic credentials, after the first request", "oidc_auth + proxy", plainB, gatedB))
 
 	storeDir := filepath.Join(work, "store")
@@ -339,7 +365,7 @@ func run(caddyBin string, duration time.Duration, rounds, conns, nTokens, nSessi
 	fmt.Printf("minted %d tokens in %s: %.0f tokens/s\n", nTokens-10, took.Round(time.Millisecond), float64(nTokens-10)/took.Seconds())
 	memory("after minting", pid, admin, storeDir)
 	fmt.Println()
-	plainN, gatedN := pair(bearer)
+	plainN, gatedN := pair("bearer-many", bearer)
 	results = append(results, report(fmt.Sprintf("%d live tokens", nTokens), "oidc_auth + proxy", plainN, gatedN))
 
 	fmt.Printf("\n== portal sessions: signing in up to %d live ones ==\n", nSessions)
@@ -355,14 +381,14 @@ func run(caddyBin string, duration time.Duration, rounds, conns, nTokens, nSessi
 		nSessions-10, took.Round(time.Millisecond), float64(nSessions-10)/took.Seconds(), browsers)
 	memory("after signing in", pid, admin, storeDir)
 	fmt.Println()
-	plainSN, gatedSN := pair(one)
+	plainSN, gatedSN := pair("session-many-one", one)
 	results = append(results, report(fmt.Sprintf("%d live sessions, every request with the same session (as with 10)", nSessions), "oidc_auth + proxy", plainSN, gatedSN))
 	// the spread: sessions evenly through the creation order, the first (used above) included
 	picked := make([]string, spread)
 	for i := range picked {
 		picked[i] = cookies[i*len(cookies)/spread]
 	}
-	plainSSN, gatedSSN := pair(headers{cookies: picked})
+	plainSSN, gatedSSN := pair("session-many-spread", headers{cookies: picked})
 	results = append(results, report(fmt.Sprintf("%d live sessions, requests spread over %d of them", nSessions, spread), "oidc_auth + proxy", plainSSN, gatedSSN))
 	memory("after the session rounds", pid, admin, storeDir)
 
@@ -375,9 +401,11 @@ func run(caddyBin string, duration time.Duration, rounds, conns, nTokens, nSessi
 	fmt.Printf("session: gate's paired throughput ratio with %d sessions spread over %d / with 10 spread over 10: %.3f\n", nSessions, spread, pairedRatio(plainSSN, gatedSSN)/pairedRatio(plainSS10, gatedSS10))
 	fmt.Printf("session: gated throughput with %d sessions / with 10 sessions, one session (phases minutes apart): %.3f\n", nSessions, median(rates(gatedSN))/median(rates(gatedS10)))
 
-	fmt.Printf("\n== summary: gated / plain throughput, median of %d paired rounds ==\n", rounds)
+	fmt.Printf("\n== summary, medians of %d paired rounds ==\n", rounds)
+	fmt.Printf("  %-72s %10s %10s %8s\n", "", "throughput", "CPU cost", "others")
+	fmt.Printf("  %-72s %10s %10s %8s\n", "", "with/out", "out/with", "(cores)")
 	for _, r := range results {
-		fmt.Printf("  %-80s %.3f\n", r.title, r.ratio)
+		fmt.Printf("  %-72s %10.3f %10.3f %8.2f%s\n", r.title, r.ratio, r.cpuRatio, r.others, disturbed(r.others))
 	}
 	memory("\nat the end", pid, admin, storeDir)
 	if heapProfile != "" {
@@ -680,6 +708,9 @@ func timedGet(hc *http.Client, u, header, value string) (time.Duration, error) {
 // sample is one measuring round: requests per second, and Caddy's CPU time per request (µs).
 type sample struct {
 	rate, cpuPerReq float64
+	// others is the CPU the machine's other processes (neither Caddy nor this process and its
+	// load generator) used during the round, in cores: a round they took much from is suspect.
+	others float64
 }
 
 func rates(s []sample) []float64 {
@@ -720,13 +751,31 @@ func processCPU(pid int) time.Duration {
 	return time.Duration(total)
 }
 
+// alternate measures a then b, rounds times. A pair of rounds that other processes disturbed
+// (more than a tenth of a core) is measured again, up to -redo times, and the least disturbed
+// pair is kept.
 func alternate(rounds int, a, b func() sample) (as, bs []sample) {
 	for i := 0; i < rounds; i++ {
-		as = append(as, a())
-		bs = append(bs, b())
+		var x, y sample
+		for try := 0; try <= redo; try++ {
+			xa, ya := a(), b()
+			if try == 0 || max(xa.others, ya.others) < max(x.others, y.others) {
+				x, y = xa, ya
+			}
+			if max(x.others, y.others) <= 0.1 {
+				break
+			}
+			if try < redo {
+				fmt.Printf("  (round %d disturbed: other processes took %.2f cores; measuring it again)\n", i+1, max(xa.others, ya.others))
+			}
+		}
+		as, bs = append(as, x), append(bs, y)
 	}
 	return as, bs
 }
+
+// redo is how many times a disturbed pair of rounds is measured again (-redo).
+var redo int
 
 func median(v []float64) float64 {
 	s := append([]float64(nil), v...)
@@ -745,8 +794,9 @@ func pairedRatio(plainS, gatedS []sample) float64 {
 
 // result is one comparison's title and its paired throughput ratio, for the summary.
 type result struct {
-	title string
-	ratio float64
+	title           string
+	ratio, cpuRatio float64
+	others          float64 // the most other processes took during a round, in cores
 }
 
 func report(title, label string, plainS, gatedS []sample) result {
@@ -762,7 +812,74 @@ func report(title, label string, plainS, gatedS []sample) result {
 	}
 	fmt.Printf("  with / without throughput : %.3f (median of %d paired rounds; ratio of medians %.3f)\n", median(ratios), len(ratios), median(gated)/median(plain))
 	fmt.Printf("  without / with CPU cost   : %.3f (median of paired rounds: the throughput ratio a CPU-bound Caddy would see)\n", median(cpuRatios))
-	return result{title, median(ratios)}
+	others := make([]string, len(plain))
+	worst := 0.0
+	for i := range plain {
+		others[i] = fmt.Sprintf("%.2f/%.2f", plainS[i].others, gatedS[i].others)
+		worst = max(worst, plainS[i].others, gatedS[i].others)
+	}
+	fmt.Printf("  other processes' CPU      : %s cores (plain/gated, per round)%s\n", strings.Join(others, ", "), disturbed(worst))
+	return result{title: title, ratio: median(ratios), cpuRatio: median(cpuRatios), others: worst}
+}
+
+// disturbed warns when other processes took more than a tenth of a core during a round.
+func disturbed(worst float64) string {
+	if worst > 0.1 {
+		return " — DISTURBED: the machine was busy with other work"
+	}
+	return ""
+}
+
+// machineBusy is the CPU time the whole machine's processes have spent (user, nice and system,
+// from /proc/stat: not interrupts, whose time the loopback traffic itself causes).
+func machineBusy() time.Duration {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	var ticks int64
+	for _, v := range f[1:min(4, len(f))] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+}
+
+// ownCPU is the CPU time of this process (the upstream, the Go loader) and of its ended children
+// (each wrk run).
+func ownCPU() time.Duration {
+	var total time.Duration
+	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
+		var ru syscall.Rusage
+		if syscall.Getrusage(who, &ru) == nil {
+			total += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		}
+	}
+	return total
+}
+
+// cpuProfileDir is where -cpuprofile asks each round's CPU profile of Caddy to go.
+var cpuProfileDir string
+
+// saveCPUProfile writes Caddy's CPU profile over most of a round (from the admin API) to path.
+func saveCPUProfile(admin int, d time.Duration, path string) {
+	secs := max(1, int(d.Seconds())-1)
+	resp, err := http.Get(fmt.Sprintf("http://localhost:%d/debug/pprof/profile?seconds=%d", admin, secs))
+	if err != nil {
+		log.Printf("cpu profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		log.Printf("cpu profile %s: %v (status %d: %s)", filepath.Base(path), err, resp.StatusCode, bytes.TrimSpace(data))
+		return
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		log.Printf("cpu profile: %v", err)
+	}
 }
 
 func fmtAll(v []float64) string {

@@ -23,6 +23,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/portcullis-auth/portcullis/accesscontrol"
 	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
@@ -112,8 +113,10 @@ type App struct {
 	users      *users.File
 	portal     *portalSettings
 	identities identityCache
-	regulator  *regulation.Regulator
-	stopWatch  chan struct{}
+	// passwordFlights joins identical password attempts running at once
+	passwordFlights singleflight.Group
+	regulator       *regulation.Regulator
+	stopWatch       chan struct{}
 
 	mu       sync.Mutex // guards acquired and stopWatch
 	acquired bool

@@ -2,6 +2,8 @@ package oidcprovider
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -169,31 +171,66 @@ func (a *App) checkPassword(ctx context.Context, username, password, ip, via str
 		}
 		return userIdentity(u), nil
 	}
+	// identical attempts running at once (same user, password and address: a script opening
+	// many connections) share one attempt and one check, so they count once; a guesser gains
+	// nothing, since only identical guesses share. The attempt runs to its end even if this
+	// caller leaves, and counts on its result.
+	v, _, _ := a.passwordFlights.Do(flightKey(username, password, addr), func() (any, error) {
+		id, err := a.attempt(context.WithoutCancel(ctx), st, u, found, username, password, addr, via)
+		return passwordResult{id, err}, nil
+	})
+	if ctx.Err() != nil {
+		return nil, ErrUnavailable
+	}
+	res := v.(passwordResult)
+	return res.id, res.err
+}
+
+// passwordResult is the outcome of one password attempt, shared by identical callers.
+type passwordResult struct {
+	id  *UserIdentity
+	err error
+}
+
+// flightSalt keeps the in-flight keys from being plain hashes of passwords.
+var flightSalt = func() []byte {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return b
+}()
+
+// flightKey identifies identical password attempts: user, password and address.
+func flightKey(username, password string, addr netip.Addr) string {
+	h := sha256.New()
+	h.Write(flightSalt)
+	for _, part := range []string{username, password, regulation.Address(addr)} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	return string(h.Sum(nil))
+}
+
+// attempt is one regulated password check: counted from its start, settled on its result. It
+// runs to its end whether or not the caller waits (ctx carries no cancellation).
+func (a *App) attempt(ctx context.Context, st *runtimeState, u *users.User, found bool, username, password string, addr netip.Addr, via string) (*UserIdentity, error) {
 	attempt, allowed := a.regulator.Begin(username, addr)
 	if !allowed || !found {
-		if err := a.waitLikeADigest(ctx); err != nil {
-			if attempt != nil {
-				attempt.Abandoned()
-			}
-			return nil, ErrUnavailable
-		}
+		_ = a.waitLikeADigest(ctx)
 		a.refusePassword(via, username, found, addr, !allowed, attempt)
 		return nil, ErrBadCredentials
 	}
 	if u.Disabled {
-		// the same work as a right user's check, and always a failure, whether or not the
-		// caller waits for it
-		_, err := a.digest(context.WithoutCancel(ctx), func() bool { return u.CheckPassword(password) })
+		// the same work as a right user's check, and always a failure
+		_, err := a.digest(ctx, func() bool { return u.CheckPassword(password) })
 		a.refusePassword(via, username, found, addr, false, attempt)
-		if err != nil || ctx.Err() != nil {
+		if err != nil {
 			return nil, ErrUnavailable
 		}
 		return nil, ErrBadCredentials
 	}
 	var failed error
 	ok, _ := st.backend.secrets.Verify("user:"+username, u.Digest(), password, func() bool {
-		// concurrent identical checks share this run, so one caller leaving must not cut it short
-		ok, err := a.digest(context.WithoutCancel(ctx), func() bool { return u.CheckPassword(password) })
+		ok, err := a.digest(ctx, func() bool { return u.CheckPassword(password) })
 		failed = err
 		return ok
 	})
@@ -206,16 +243,10 @@ func (a *App) checkPassword(ctx context.Context, username, password, ip, via str
 	// hangs up before the answer would guess for free (and learn the answer from the cache)
 	if !ok {
 		a.refusePassword(via, username, found, addr, false, attempt)
-		if ctx.Err() != nil {
-			return nil, ErrUnavailable
-		}
 		return nil, ErrBadCredentials
 	}
 	attempt.Succeeded()
 	a.metrics.signIn(via, "password", "success")
-	if ctx.Err() != nil {
-		return nil, ErrUnavailable
-	}
 	return userIdentity(u), nil
 }
 

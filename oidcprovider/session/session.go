@@ -192,8 +192,9 @@ func (s *Store) get(id string) (*Session, error) {
 	}
 	sum := sha256.Sum256([]byte(id))
 	now := s.now()
-	if c := s.cache.get(&sum); c != nil && now.Before(c.Expires) && now.Sub(c.LastActive) < s.activityGranularity() {
-		// seen within the minute: nothing to check against the store or to write
+	if c := s.cache.get(&sum); c != nil && now.Before(c.Expires) && (c.RememberMe || now.Sub(c.LastActive) < s.activityGranularity()) {
+		// seen within the minute (or a remember-me session, which inactivity does not end):
+		// nothing to check against the store or to write
 		return c, nil
 	}
 	h := hex.EncodeToString(sum[:])
@@ -216,7 +217,7 @@ func (s *Store) get(id string) (*Session, error) {
 		_ = s.end(sess.User, h)
 		return nil, ErrNoSession
 	}
-	if now.Sub(sess.LastActive) >= s.activityGranularity() {
+	if !sess.RememberMe && now.Sub(sess.LastActive) >= s.activityGranularity() {
 		sess.LastActive = now
 		if data, err := json.Marshal(&sess); err == nil {
 			_ = s.kv.Put(store.Entry{Key: recordKey(h), Value: data, TTL: sess.Expires.Sub(now)})
