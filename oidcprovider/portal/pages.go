@@ -152,19 +152,19 @@ func (p *Portal) signIn(w http.ResponseWriter, r *http.Request) {
 // secondFactorPage asks for a TOTP code or a security key.
 func (p *Portal) secondFactorPage(w http.ResponseWriter, r *http.Request) {
 	rd := p.safeRedirect(r.URL.Query().Get("rd"))
-	id, sess, u := p.current(r)
+	_, sess, u := p.current(r)
 	if sess == nil {
 		redirect(w, r, p.withRD(PathSignIn, rd))
 		return
 	}
 	d := &pageData{Title: "Second factor", RD: rd, User: u, Session: sess}
-	p.devices(id, u, d)
+	p.devices(u, d)
 	d.NeedsFirst = d.TOTP == nil && len(d.Keys) == 0
 	p.render(w, r, http.StatusOK, "secondfactor", d)
 }
 
 // devices fills in the user's devices.
-func (p *Portal) devices(_ string, u *users.User, d *pageData) {
+func (p *Portal) devices(u *users.User, d *pageData) {
 	if p.cfg.TOTP != nil {
 		if info, err := p.cfg.TOTP.Info(u.Name); err == nil {
 			d.TOTP = info
@@ -179,7 +179,7 @@ func (p *Portal) devices(_ string, u *users.User, d *pageData) {
 
 func (p *Portal) hasSecondFactor(u *users.User) bool {
 	d := &pageData{}
-	p.devices("", u, d)
+	p.devices(u, d)
 	return d.TOTP != nil || len(d.Keys) > 0
 }
 
@@ -210,7 +210,7 @@ func (p *Portal) checkTOTP(w http.ResponseWriter, r *http.Request) {
 	addr := p.clientAddr(r)
 	fail := func(msg string) {
 		d := &pageData{Title: "Second factor", RD: rd, User: u, Session: sess, Error: msg}
-		p.devices(id, u, d)
+		p.devices(u, d)
 		p.render(w, r, http.StatusUnauthorized, "secondfactor", d)
 	}
 	attempt, allowed := p.begin(u.Name, addr)
@@ -350,13 +350,13 @@ func (p *Portal) webauthnLoginVerify(w http.ResponseWriter, r *http.Request) {
 
 // settingsPage is the signed-in page: who, how, the devices, and sign-out.
 func (p *Portal) settingsPage(w http.ResponseWriter, r *http.Request) {
-	id, sess, u := p.current(r)
+	_, sess, u := p.current(r)
 	if sess == nil {
 		redirect(w, r, p.withRD(PathSignIn, p.localURL(PathSettings)))
 		return
 	}
 	d := &pageData{Title: "Your account", User: u, Session: sess, Notice: notices[r.URL.Query().Get("notice")]}
-	p.devices(id, u, d)
+	p.devices(u, d)
 	p.render(w, r, http.StatusOK, "settings", d)
 }
 
