@@ -396,6 +396,13 @@ func stripCookie(r *http.Request, name string) {
 	if len(lines) == 0 {
 		return
 	}
+	if len(lines) == 1 && !strings.Contains(lines[0], ";") {
+		// the common case, our cookie alone: no parsing
+		if k, _, _ := strings.Cut(strings.TrimSpace(lines[0]), "="); k == name {
+			r.Header.Del("Cookie")
+		}
+		return
+	}
 	var kept []string
 	for _, line := range lines {
 		var parts []string
@@ -560,7 +567,7 @@ func applyIdentity(r *http.Request, id *identity) {
 	}
 	if id.subject.ClientID != "" {
 		r.Header[headerClientID] = []string{id.subject.ClientID}
-	} else {
+	} else if id.user == nil {
 		r.Header[headerUser] = []string{id.subject.Username}
 	}
 	if u := id.user; u != nil {
@@ -569,13 +576,18 @@ func applyIdentity(r *http.Request, id *identity) {
 		if id.cookie == "" && id.strategy != nil {
 			r.Header.Del(id.strategy.header)
 		}
+		// one allocation for the four values; each header gets a slice of it whose capacity
+		// ends at its value, so an append by a later handler copies rather than overwrites
+		vals := make([]string, 4)
+		vals[0], vals[1], vals[2], vals[3] = u.Username, u.GroupString, u.Email, u.DisplayName
+		r.Header[headerUser] = vals[0:1:1]
 		if u.GroupString != "" {
-			r.Header[headerGroups] = []string{u.GroupString}
+			r.Header[headerGroups] = vals[1:2:2]
 		}
 		if u.Email != "" {
-			r.Header[headerEmail] = []string{u.Email}
+			r.Header[headerEmail] = vals[2:3:3]
 		}
-		r.Header[headerName] = []string{u.DisplayName}
+		r.Header[headerName] = vals[3:4:4]
 		if repl != nil {
 			repl.Map(func(key string) (any, bool) {
 				switch key {
