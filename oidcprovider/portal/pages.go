@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -220,7 +219,7 @@ func (p *Portal) checkTOTP(w http.ResponseWriter, r *http.Request) {
 		fail("That code is not right. Wait for a new one and try again.")
 		return
 	}
-	err := p.cfg.TOTP.Check(u.Name, strings.ReplaceAll(r.PostFormValue("code"), " ", ""), time.Now())
+	err := p.cfg.TOTP.Check(u.Name, strings.ReplaceAll(r.PostFormValue("code"), " ", ""), p.cfg.Now())
 	if err != nil {
 		reason := "wrong code"
 		switch {
@@ -364,7 +363,7 @@ func (p *Portal) settingsPage(w http.ResponseWriter, r *http.Request) {
 // and, for a user who has a second factor, that factor too. Otherwise it answers (a password
 // confirmation, or the second-factor page) and returns false.
 func (p *Portal) fresh(w http.ResponseWriter, r *http.Request, sess *session.Session, u *users.User, back string) bool {
-	now := time.Now()
+	now := p.cfg.Now()
 	if now.Sub(sess.PasswordAt) > freshness {
 		p.render(w, r, http.StatusOK, "confirm", &pageData{Title: "Confirm it is you", User: u, Next: back})
 		return false
@@ -453,7 +452,7 @@ func (p *Portal) totpEnrol(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	err := p.cfg.TOTP.FinishEnrolment(u.Name, p.ceremonyKey(id), strings.ReplaceAll(r.PostFormValue("code"), " ", ""), time.Now())
+	err := p.cfg.TOTP.FinishEnrolment(u.Name, p.ceremonyKey(id), strings.ReplaceAll(r.PostFormValue("code"), " ", ""), p.cfg.Now())
 	switch {
 	case errors.Is(err, totp.ErrWrongCode):
 		p.render(w, r, http.StatusBadRequest, "error", &pageData{Title: "That code is not right", Error: "The code did not match the new secret. Scan the QR code again and enter the code your app shows now.", Next: p.withRD(pathTOTPEnrol, rd)})
@@ -508,7 +507,7 @@ func (p *Portal) deviceSession(w http.ResponseWriter, r *http.Request) (string, 
 		jsonError(w, http.StatusNotFound, "Security keys are not enabled.")
 		return "", nil, nil, false
 	}
-	now := time.Now()
+	now := p.cfg.Now()
 	if now.Sub(sess.PasswordAt) > freshness || (p.hasSecondFactor(u) && (sess.Level < session.TwoFactor || now.Sub(sess.SecondFactorAt) > freshness)) {
 		jsonError(w, http.StatusForbidden, "Confirm it is you again: reload the page.")
 		return "", nil, nil, false

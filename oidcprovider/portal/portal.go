@@ -83,6 +83,8 @@ type Config struct {
 	WebAuthn *webauthn.Devices
 	// Logger logs sign-ins and device changes (never passwords, codes or cookies).
 	Logger *zap.Logger
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
 }
 
 // Portal serves the pages.
@@ -125,6 +127,9 @@ func New(cfg Config) (*Portal, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.ClientIP == nil {
 		cfg.ClientIP = func(r *http.Request) string { return r.RemoteAddr }

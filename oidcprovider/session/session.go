@@ -106,6 +106,13 @@ func NewWithCache(cfg Config, kv store.KV, cache *Cache) *Store {
 	return s
 }
 
+// WithClock makes the store read the time from now (tests that move time; a deployment keeps
+// time.Now) and returns it.
+func (s *Store) WithClock(now func() time.Time) *Store {
+	s.now = now
+	return s
+}
+
 // Config is the store's configuration, defaults filled in.
 func (s *Store) Config() Config { return s.cfg }
 
