@@ -1,6 +1,7 @@
 package caddyauth
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"html"
@@ -82,6 +83,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	site := h.gate.siteLabel(t.access.Host)
 	found, err := h.gate.identify(r, &t)
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		// the client left while its credentials were checked: nobody to answer, and no
+		// server error to log (499, as Caddy's reverse proxy says it)
+		return caddyhttp.Error(499, err)
+	}
 	if err != nil {
 		h.gate.app.GateDecided(site, "none", "unavailable")
 		if errors.Is(err, oidcprovider.ErrUnavailable) {

@@ -215,6 +215,13 @@ func TestOperatorCommands(t *testing.T) {
 		}
 	}
 
+	// keys and salts far beyond what an algorithm needs are refused before any hashing
+	for flag, value := range map[string]string{"--key-size": "50000000", "--salt-size": "1"} {
+		if _, errOut, code := command(t, "a-secret\n", "hash", flag, value); code != 2 || !strings.Contains(errOut, flag) {
+			t.Errorf("hash %s %s: exit %d %q, want 2 naming the flag", flag, value, code, errOut)
+		}
+	}
+
 	var blocks strings.Builder
 	for _, c := range clients {
 		fmt.Fprintf(&blocks, "client %s {\n\t\t\tsecret %q\n\t\t\tscopes authelia.bearer.authz\n\t\t\taudience http://api.localhost:{HTTP}/\n\t\t\tgrant_types client_credentials\n\t\t\trequested_audience_mode implicit\n\t\t}\n\t\t", c.id, c.digest)

@@ -158,6 +158,14 @@ func newHasher(o hashOptions) (algorithm.Hash, error) {
 			return nil, err
 		}
 	}
+	// a key or salt beyond these sizes protects nothing more and makes every check (and the
+	// users file) larger and slower
+	if o.keySize > maxKeySize {
+		return nil, fmt.Errorf("--key-size %d: use at most %d bytes (32 is the default and plenty)", o.keySize, maxKeySize)
+	}
+	if o.saltSize != 0 && (o.saltSize < minSaltSize || o.saltSize > maxSaltSize) {
+		return nil, fmt.Errorf("--salt-size %d: use %d to %d bytes (16 is the default)", o.saltSize, minSaltSize, maxSaltSize)
+	}
 	if o.memory > math.MaxUint32 {
 		return nil, fmt.Errorf("--memory must be at most %d KiB, got %d", uint32(math.MaxUint32), o.memory)
 	}
@@ -243,6 +251,14 @@ func randomSecret(length int, charset string) (string, error) {
 	return string(b), nil
 }
 
+// Bounds of the digest flags and of a secret read from standard input.
+const (
+	maxKeySize  = 128
+	minSaltSize = 8
+	maxSaltSize = 128
+	maxSecret   = 4096
+)
+
 // readSecret prompts twice without echo when stdin is a terminal, and otherwise reads the first
 // line of stdin (without its line ending). An empty secret is refused.
 func readSecret(in io.Reader, prompt io.Writer) (string, error) {
@@ -267,13 +283,16 @@ func readSecret(in io.Reader, prompt io.Writer) (string, error) {
 		}
 		return string(first), nil
 	}
-	line, err := bufio.NewReader(in).ReadString('\n')
+	line, err := bufio.NewReader(io.LimitReader(in, maxSecret+2)).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", fmt.Errorf("reading the secret from standard input: %w", err)
 	}
 	line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-	if line == "" {
-		return "", usagef("no secret on standard input (pipe it in, or use --random)")
+	switch {
+	case line == "":
+		return "", usagef("no secret on standard input (pipe it in)")
+	case len(line) > maxSecret:
+		return "", usagef("the secret on standard input is longer than %d bytes", maxSecret)
 	}
 	return line, nil
 }

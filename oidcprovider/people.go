@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -130,7 +131,8 @@ var ErrNoUsers = errors.New("oidc: no users_file is configured")
 // same answer, at the same cost, for all of them.
 var ErrBadCredentials = errors.New("oidc: the username or password is wrong")
 
-// CheckBasic checks Basic credentials of a caller at ip (Caddy's client IP). A right password
+// CheckBasic checks Basic credentials of a caller at ip (Caddy's client IP). When the caller
+// leaves before the answer, the error is ctx's. A right password
 // is remembered (keyed by an HMAC of user, digest and password; sliding hour) so a script costs
 // microseconds after its first request. Each attempt counts towards regulation from the moment
 // it begins, so simultaneous guesses cannot slip past the limit. An unknown user or a banned
@@ -179,8 +181,8 @@ func (a *App) checkPassword(ctx context.Context, username, password, ip, via str
 		id, err := a.attempt(context.WithoutCancel(ctx), st, u, found, username, password, addr, via)
 		return passwordResult{id, err}, nil
 	})
-	if ctx.Err() != nil {
-		return nil, ErrUnavailable
+	if err := ctx.Err(); err != nil {
+		return nil, err // the caller left: nothing to answer (the attempt counted all the same)
 	}
 	res := v.(passwordResult)
 	return res.id, res.err
@@ -204,8 +206,10 @@ func flightKey(username, password string, addr netip.Addr) string {
 	h := sha256.New()
 	h.Write(flightSalt)
 	for _, part := range []string{username, password, regulation.Address(addr)} {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
+		h.Write(n[:]) // length-prefixed, so no two splits of the same bytes share a key
 		h.Write([]byte(part))
-		h.Write([]byte{0})
 	}
 	return string(h.Sum(nil))
 }

@@ -116,6 +116,9 @@ func (p *Portal) signIn(w http.ResponseWriter, r *http.Request) {
 	}
 	ip := p.cfg.ClientIP(r)
 	err := p.cfg.CheckPassword(r.Context(), username, password, ip)
+	if r.Context().Err() != nil {
+		return // the browser left; the attempt counted all the same
+	}
 	if errors.Is(err, ErrBadCredentials) {
 		again.Error = "Incorrect username or password."
 		p.render(w, r, http.StatusUnauthorized, "signin", again)

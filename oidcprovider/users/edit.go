@@ -237,7 +237,14 @@ func EditFile(path string, create bool, edit func(data []byte) ([]byte, error)) 
 		target = resolved
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return false, fmt.Errorf("resolving the users file %s: %w", path, err)
+	} else if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return false, fmt.Errorf("the users file %s is a symbolic link to a file that does not exist; create the file it points to, or remove the link", path)
 	}
+	unlock, err := lockDir(target)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
 	mode := fs.FileMode(0o600)
 	var fi fs.FileInfo
 	existed := true
@@ -846,15 +853,18 @@ func doubleQuoted(v string) string {
 // checkName applies Parse's rule for usernames, and refuses other control and space characters.
 func checkName(name string) error {
 	if name == "" || strings.ContainsAny(name, ":/\\\x00 \t\r\n") || !utf8.ValidString(name) ||
-		strings.ContainsFunc(name, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) || r == '\uFEFF' }) {
-		return fmt.Errorf("%w username %q: it must be non-empty, without spaces, ':', '/', '\\' or control characters", ErrInvalid, name)
+		strings.ContainsFunc(name, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) }) {
+		return fmt.Errorf("%w username %q: it must be non-empty, without spaces, ':', '/', '\\', control or invisible formatting characters", ErrInvalid, name)
 	}
 	return nil
 }
 
 func checkText(what, v string) error {
-	if !utf8.ValidString(v) || strings.ContainsFunc(v, unicode.IsControl) {
-		return fmt.Errorf("%w %s %q: control characters or invalid UTF-8", ErrInvalid, what, v)
+	if !utf8.ValidString(v) || strings.ContainsFunc(v, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }) {
+		return fmt.Errorf("%w %s %q: control or invisible formatting characters, or invalid UTF-8", ErrInvalid, what, v)
+	}
+	if what == "group" && strings.Contains(v, ",") {
+		return fmt.Errorf("%w group %q: a comma would split it in two where upstreams read Remote-Groups", ErrInvalid, v)
 	}
 	return nil
 }

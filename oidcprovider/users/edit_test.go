@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/go-crypt/crypt/algorithm/argon2"
@@ -204,6 +205,9 @@ func TestAddUserRefuses(t *testing.T) {
 		{NewUser{Name: "x", Groups: []string{""}, Digest: digest}, ErrInvalid},
 		{NewUser{Name: "x", DisplayName: "a\nb", Digest: digest}, ErrInvalid},
 		{NewUser{Name: "x"}, ErrInvalid},
+		{NewUser{Name: "\u200bjohn", Digest: digest}, ErrInvalid},                        // looks like john
+		{NewUser{Name: "x", DisplayName: "\u202eevil", Digest: digest}, ErrInvalid},      // right-to-left override
+		{NewUser{Name: "x", Groups: []string{"admins,dev"}, Digest: digest}, ErrInvalid}, // two groups upstream
 	} {
 		if _, err := AddUser(f.data, c.u); !errors.Is(err, c.want) {
 			t.Errorf("%+v: %v, want %v", c.u, err, c.want)
@@ -507,4 +511,61 @@ func mustOpen(t *testing.T, path string) *os.File {
 	}
 	t.Cleanup(func() { f.Close() })
 	return f
+}
+
+// Edits running at once take turns: every one of them is in the file at the end.
+func TestConcurrentEditsAllLand(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "users.yml")
+	digest := cheapDigest(t, "pw")
+	const n = 20
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = EditFile(path, true, func(data []byte) ([]byte, error) {
+				return AddUser(data, NewUser{Name: fmt.Sprintf("user%d", i), Digest: digest})
+			})
+		}()
+	}
+	wg.Wait()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range errs {
+		_, in := db.Lookup(fmt.Sprintf("user%d", i))
+		if err == nil && !in {
+			t.Errorf("user%d: the edit said it was written, but the file lacks it", i)
+		}
+		if err != nil && !errors.Is(err, ErrChanged) {
+			t.Errorf("user%d: %v", i, err)
+		}
+	}
+	if db.Len() != n {
+		t.Errorf("%d users in the file after %d edits at once, want all", db.Len(), n)
+	}
+}
+
+// A dangling symbolic link is refused, not replaced by a file.
+func TestEditFileRefusesADanglingLink(t *testing.T) {
+	dir := t.TempDir()
+	link := filepath.Join(dir, "users.yml")
+	if err := os.Symlink(filepath.Join(dir, "nowhere.yml"), link); err != nil {
+		t.Fatal(err)
+	}
+	_, err := EditFile(link, true, func(data []byte) ([]byte, error) {
+		return AddUser(data, NewUser{Name: "x", Digest: cheapDigest(t, "pw")})
+	})
+	if err == nil {
+		t.Fatal("a dangling link was edited")
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the link was replaced: %v %v", fi, err)
+	}
 }

@@ -261,6 +261,12 @@ type File struct {
 	hash [sha256.Size]byte
 }
 
+// maxFileSize bounds the users file: a few hundred bytes a user, for a great many users.
+const maxFileSize = 16 << 20
+
+// maxDigestLength bounds a digest: Authelia's longest defaults are under 150 characters.
+const maxDigestLength = 512
+
 // Open reads the users file at path; it fails when the file cannot be read or parsed.
 func Open(path string) (*File, error) {
 	f := &File{path: path}
@@ -282,6 +288,13 @@ func (f *File) Current() *Database { return f.cur.Load() }
 func (f *File) Reload() (changed bool, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	fi, err := os.Stat(f.path)
+	if err != nil {
+		return false, fmt.Errorf("reading users file %s: %w", f.path, err)
+	}
+	if fi.Size() > maxFileSize {
+		return false, fmt.Errorf("users file %s is %d bytes, more than the %d a users file may have", f.path, fi.Size(), maxFileSize)
+	}
 	data, err := os.ReadFile(f.path)
 	if err != nil {
 		return false, fmt.Errorf("reading users file %s: %w", f.path, err)
@@ -341,6 +354,9 @@ const (
 
 // CheckCost refuses a digest whose cost parameters exceed the bounds above.
 func CheckCost(digest string) error {
+	if len(digest) > maxDigestLength {
+		return fmt.Errorf("the digest is %d characters long (at most %d): its key or salt is far larger than any algorithm needs, and would slow every sign-in", len(digest), maxDigestLength)
+	}
 	parts := strings.Split(digest, "$")
 	if len(parts) < 3 {
 		return nil // not a modular-crypt digest; the decoder says what is wrong
