@@ -36,6 +36,17 @@ type seen struct {
 
 func get(t *testing.T, hc *http.Client, method, target string, headers map[string]string) seen {
 	t.Helper()
+	s, err := tryGet(t, hc, method, target, headers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// tryGet is get for a moment when the server may drop a connection (a config being swapped):
+// the transport's error is returned, not fatal.
+func tryGet(t *testing.T, hc *http.Client, method, target string, headers map[string]string) (seen, error) {
+	t.Helper()
 	req, err := http.NewRequest(method, target, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +56,7 @@ func get(t *testing.T, hc *http.Client, method, target string, headers map[strin
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return seen{}, err
 	}
 	defer resp.Body.Close()
 	s := seen{status: resp.StatusCode, header: resp.Header}
@@ -59,7 +70,7 @@ func get(t *testing.T, hc *http.Client, method, target string, headers map[strin
 		}
 		s.path, s.headers = body.Path, body.Headers
 	}
-	return s
+	return s, nil
 }
 
 // TestUptimeKumaMonitor runs examples/uptime-kuma/Caddyfile in front of a real upstream and calls
