@@ -286,13 +286,8 @@ func jsonError(w http.ResponseWriter, status int, msg string) {
 }
 
 func (p *Portal) webauthnLoginOptions(w http.ResponseWriter, r *http.Request) {
-	id, sess, u := p.current(r)
-	if sess == nil {
-		jsonError(w, http.StatusUnauthorized, "Your session has ended. Sign in again.")
-		return
-	}
-	if p.cfg.WebAuthn == nil {
-		jsonError(w, http.StatusNotFound, "Security keys are not enabled.")
+	id, _, u, ok := p.webauthnSession(w, r)
+	if !ok {
 		return
 	}
 	opts, err := p.cfg.WebAuthn.BeginLogin(u.Name, p.ceremonyKey(id))
@@ -310,13 +305,8 @@ func (p *Portal) webauthnLoginOptions(w http.ResponseWriter, r *http.Request) {
 
 func (p *Portal) webauthnLoginVerify(w http.ResponseWriter, r *http.Request) {
 	rd := p.safeRedirect(r.URL.Query().Get("rd"))
-	id, sess, u := p.current(r)
-	if sess == nil {
-		jsonError(w, http.StatusUnauthorized, "Your session has ended. Sign in again.")
-		return
-	}
-	if p.cfg.WebAuthn == nil {
-		jsonError(w, http.StatusNotFound, "Security keys are not enabled.")
+	id, _, u, ok := p.webauthnSession(w, r)
+	if !ok {
 		return
 	}
 	body, err := io.ReadAll(r.Body)
@@ -499,8 +489,9 @@ func (p *Portal) keyRegisterPage(w http.ResponseWriter, r *http.Request) {
 	p.render(w, r, http.StatusOK, "webauthn", &pageData{Title: "Add a security key", User: u, Session: sess, RD: rd})
 }
 
-// deviceSession is the session of a JSON device request that may change devices.
-func (p *Portal) deviceSession(w http.ResponseWriter, r *http.Request) (string, *session.Session, *users.User, bool) {
+// webauthnSession is the session of a request of the WebAuthn script, with WebAuthn enabled;
+// otherwise it answers the script (401 or 404) and ok is false.
+func (p *Portal) webauthnSession(w http.ResponseWriter, r *http.Request) (string, *session.Session, *users.User, bool) {
 	id, sess, u := p.current(r)
 	if sess == nil {
 		jsonError(w, http.StatusUnauthorized, "Your session has ended. Sign in again.")
@@ -508,6 +499,15 @@ func (p *Portal) deviceSession(w http.ResponseWriter, r *http.Request) (string, 
 	}
 	if p.cfg.WebAuthn == nil {
 		jsonError(w, http.StatusNotFound, "Security keys are not enabled.")
+		return "", nil, nil, false
+	}
+	return id, sess, u, true
+}
+
+// deviceSession is the session of a JSON device request that may change devices.
+func (p *Portal) deviceSession(w http.ResponseWriter, r *http.Request) (string, *session.Session, *users.User, bool) {
+	id, sess, u, ok := p.webauthnSession(w, r)
+	if !ok {
 		return "", nil, nil, false
 	}
 	now := p.cfg.Now()
