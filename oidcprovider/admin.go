@@ -40,23 +40,14 @@ type revokeRequest struct {
 }
 
 func revokeClientTokens(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodPost {
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: errors.New("use POST")}
-	}
 	var req revokeRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil || req.ClientID == "" {
-		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`the body must be {"client_id": "<id>"}`)}
-	}
-	ctx := caddy.ActiveContext()
-	appIface, err := ctx.AppIfConfigured(AppName)
+	app, err := adminRequest(r, &req, func() bool { return req.ClientID != "" }, `{"client_id": "<id>"}`)
 	if err != nil {
-		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("the running config has no oidc app")}
+		return err
 	}
-	n, err := appIface.(*App).RevokeClientTokens(req.ClientID)
-	if errors.Is(err, ErrUnavailable) {
-		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
-	} else if err != nil {
-		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("revoking tokens: %w", err)}
+	n, err := app.RevokeClientTokens(req.ClientID)
+	if err != nil {
+		return adminError("revoking tokens", err)
 	}
 	req.Revoked = n
 	w.Header().Set("Content-Type", "application/json")
@@ -70,29 +61,44 @@ type endSessionsRequest struct {
 }
 
 func endUserSessions(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodPost {
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: errors.New("use POST")}
-	}
 	var req endSessionsRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil || req.User == "" {
-		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`the body must be {"user": "<name>"}`)}
-	}
-	appIface, err := caddy.ActiveContext().AppIfConfigured(AppName)
+	app, err := adminRequest(r, &req, func() bool { return req.User != "" }, `{"user": "<name>"}`)
 	if err != nil {
-		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("the running config has no oidc app")}
+		return err
 	}
-	n, err := appIface.(*App).EndUserSessions(req.User)
-	switch {
-	case errors.Is(err, ErrNoUsers):
+	n, err := app.EndUserSessions(req.User)
+	if errors.Is(err, ErrNoUsers) {
 		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("the running config has no users_file, so no sessions")}
-	case errors.Is(err, ErrUnavailable):
-		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
-	case err != nil:
-		return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("ending sessions: %w", err)}
+	} else if err != nil {
+		return adminError("ending sessions", err)
 	}
 	req.Ended = n
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(req)
+}
+
+// adminRequest checks an operator request (POST, a small JSON body that decodes into body and
+// passes valid, else 400 naming shape) and returns the running oidc app.
+func adminRequest(r *http.Request, body any, valid func() bool, shape string) (*App, error) {
+	if r.Method != http.MethodPost {
+		return nil, caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: errors.New("use POST")}
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(body); err != nil || !valid() {
+		return nil, caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New("the body must be " + shape)}
+	}
+	app, err := caddy.ActiveContext().AppIfConfigured(AppName)
+	if err != nil {
+		return nil, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("the running config has no oidc app")}
+	}
+	return app.(*App), nil
+}
+
+// adminError answers a failed operator action: 503 while the store is not open, else 500.
+func adminError(doing string, err error) error {
+	if errors.Is(err, ErrUnavailable) {
+		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
+	}
+	return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("%s: %w", doing, err)}
 }
 
 // Interface guard.
