@@ -73,6 +73,27 @@ type App struct {
 	// EnforcePKCE is never, public_clients_only or always (for the authorization code flow).
 	// JSON: "enforce_pkce". Default: public_clients_only.
 	EnforcePKCE string `json:"enforce_pkce,omitempty"`
+	// EnablePKCEPlainChallenge lets clients use the plain PKCE method beside S256, and lets a
+	// client pin it with pkce_challenge_method plain. JSON: "enable_pkce_plain_challenge".
+	// Default: false (S256 only).
+	EnablePKCEPlainChallenge bool `json:"enable_pkce_plain_challenge,omitempty"`
+	// MinimumParameterEntropy is the least length of the state and nonce parameters of an
+	// authorization request; below 8 is unsafe (a warning is logged), -1 turns the check off.
+	// JSON: "minimum_parameter_entropy". Default: 8 (0 means the default).
+	MinimumParameterEntropy int `json:"minimum_parameter_entropy,omitempty"`
+	// RequirePushedAuthorizationRequests makes every client push its authorization requests
+	// (RFC 9126) first; a client's own option requires it of that client alone. JSON:
+	// "require_pushed_authorization_requests". Default: false.
+	RequirePushedAuthorizationRequests bool `json:"require_pushed_authorization_requests,omitempty"`
+	// AuthorizationPolicies are named policies a client selects with its authorization_policy:
+	// who may sign in to it (rules of subjects and networks, first match wins, then the
+	// default). The names one_factor, two_factor and deny are reserved. JSON:
+	// "authorization_policies", an object of name → {default_policy, rules}. Default: none.
+	AuthorizationPolicies map[string]accesscontrol.ClientPolicyConfig `json:"authorization_policies,omitempty"`
+	// ClaimsPolicies are named lists of the claims ID tokens carry, which a client selects with
+	// its claims_policy. JSON: "claims_policies", an object of name → {id_token}. Default: none
+	// (ID tokens carry every claim of the granted scopes).
+	ClaimsPolicies map[string]ClaimsPolicy `json:"claims_policies,omitempty"`
 	// Clients are the registered clients. JSON: "clients". Default: none.
 	Clients []ClientConfig `json:"clients,omitempty"`
 	// AccessControl holds the gateway's global rules, applied by oidc_auth. JSON:
@@ -109,6 +130,9 @@ type App struct {
 	logger      *zap.Logger
 	ctx         caddy.Context
 	metrics     *metrics
+
+	// clientPolicies are the compiled authorization_policies, the built-ins included
+	clientPolicies map[string]*accesscontrol.ClientPolicy
 
 	users      *users.File
 	portal     *portalSettings
@@ -191,6 +215,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	default:
 		return fmt.Errorf("enforce_pkce %q must be never, public_clients_only or always", a.EnforcePKCE)
 	}
+	if err := a.provisionClientOptions(); err != nil {
+		return err
+	}
 	if err := a.provisionClients(repl); err != nil {
 		return err
 	}
@@ -200,7 +227,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.provisionPortal(); err != nil {
 		return err
 	}
-	return a.provisionAccessControl()
+	if err := a.provisionAccessControl(); err != nil {
+		return err
+	}
+	return a.provisionClientPolicies()
 }
 
 func (a *App) provisionStorage(repl *caddy.Replacer) error {
@@ -251,6 +281,7 @@ func (a *App) provisionKeys(repl *caddy.Replacer) error {
 
 func (a *App) provisionClients(repl *caddy.Replacer) error {
 	a.clients = make(map[string]*clients.Client, len(a.Clients))
+	settings := a.clientSettings()
 	for _, cc := range a.Clients {
 		if cc.Secret != "" {
 			var err error
@@ -266,9 +297,12 @@ func (a *App) provisionClients(repl *caddy.Replacer) error {
 			}
 			lifespans = mergeLifespans(set, a.Lifespans)
 		}
-		c, err := clients.New(cc, lifespans.durations())
+		c, err := clients.NewFor(cc, lifespans.durations(), settings)
 		if err != nil {
 			return err
+		}
+		for _, w := range c.Warnings() {
+			a.logger.Warn(w, zap.String("client_id", c.ID()))
 		}
 		if _, dup := a.clients[c.ID()]; dup {
 			return fmt.Errorf("client %s: client_id is registered twice", c.ID())

@@ -3,6 +3,7 @@ package oidcprovider
 import (
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/dustin/go-humanize"
 
@@ -12,13 +13,14 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
 	"github.com/portcullis-auth/portcullis/accesscontrol"
+	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
 )
 
 // Options of Authelia's that Portcullis will take but does not serve yet: naming one is an error
 // that says so, rather than a silent no-op.
 var (
-	pendingProviderOptions = []string{"claims_policies", "scopes", "cors", "authorization_policies", "require_pushed_authorization_requests", "enable_pkce_plain_challenge", "minimum_parameter_entropy", "enable_client_debug_messages", "discovery_signed_response_alg"}
-	pendingClientOptions   = []string{"sector_identifier_uri", "redirect_uris", "request_uris", "response_types", "response_modes", "authorization_policy", "consent_mode", "pre_configured_consent_duration", "require_pushed_authorization_requests", "require_pkce", "pkce_challenge_method", "authorization_signed_response_alg", "authorization_signed_response_key_id", "id_token_signed_response_alg", "id_token_signed_response_key_id", "access_token_signed_response_alg", "access_token_signed_response_key_id", "userinfo_signed_response_alg", "userinfo_signed_response_key_id", "introspection_signed_response_alg", "introspection_signed_response_key_id", "request_object_signing_alg", "token_endpoint_auth_signing_alg", "jwks_uri", "jwks", "claims_policy"}
+	pendingProviderOptions = []string{"scopes", "cors", "enable_client_debug_messages", "discovery_signed_response_alg", "discovery_signed_response_key_id"}
+	pendingClientOptions   = []string{"request_uris", "authorization_signed_response_alg", "authorization_signed_response_key_id", "access_token_signed_response_alg", "access_token_signed_response_key_id", "introspection_signed_response_alg", "introspection_signed_response_key_id", "request_object_signing_alg", "token_endpoint_auth_signing_alg", "jwks_uri", "jwks", "allow_multiple_auth_methods"}
 )
 
 // parseGlobalOption parses the global oidc option. Syntax:
@@ -79,6 +81,20 @@ var (
 //			}
 //		}
 //		enforce_pkce never|public_clients_only|always
+//		enable_pkce_plain_challenge [true|false]
+//		minimum_parameter_entropy <length>|-1
+//		require_pushed_authorization_requests [true|false]
+//		authorization_policy <name> {            # repeatable; JSON authorization_policies.<name>
+//			default_policy one_factor|two_factor|deny
+//			rule {                               # repeatable; first match wins
+//				subject <subject...>             # one line = one alternative; all on it must hold
+//				networks <cidr|ip|name...>       # names from access_control's network lines
+//				policy one_factor|two_factor|deny
+//			}
+//		}
+//		claims_policy <name> {                   # repeatable; JSON claims_policies.<name>
+//			id_token <claim...>
+//		}
 //		client <client_id> {
 //			name <client_name>
 //			secret <digest>
@@ -89,6 +105,22 @@ var (
 //			requested_audience_mode explicit|implicit
 //			token_endpoint_auth_method client_secret_basic|client_secret_post|none
 //			lifespan <custom lifespan name>
+//			redirect_uris <uri...>
+//			post_logout_redirect_uris <uri...>
+//			response_types <type...>             # quote the combined ones: "code id_token"
+//			response_modes form_post|query|fragment...
+//			authorization_policy one_factor|two_factor|<authorization_policy name>
+//			consent_mode auto|explicit|implicit|pre-configured
+//			pre_configured_consent_duration <duration>
+//			require_pushed_authorization_requests [true|false]
+//			require_pkce [true|false]
+//			pkce_challenge_method S256|plain
+//			id_token_signed_response_alg <alg>
+//			id_token_signed_response_key_id <key_id>
+//			userinfo_signed_response_alg none|<alg>
+//			userinfo_signed_response_key_id <key_id>
+//			sector_identifier_uri <https url>
+//			claims_policy <claims_policy name>
 //		}
 //		access_control {
 //			default_policy bypass|one_factor|two_factor|deny
@@ -96,6 +128,11 @@ var (
 //			rule { ... }
 //		}
 //	}
+//
+// In a client block the one-line authorization_policy and claims_policy name a policy; in the
+// oidc block the same words open a block that defines one. Every repeatable list option
+// appends, so a long list may take several lines. Durations are Caddy's (90m, 1h, 30d), and
+// pre_configured_consent_duration also takes w for weeks (1w).
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	if existing != nil {
 		return nil, d.Err("the oidc option is given twice; merge the two blocks")
@@ -195,6 +232,50 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := oneArg(d, &a.EnforcePKCE); err != nil {
 				return err
 			}
+		case "enable_pkce_plain_challenge":
+			if err := boolArg(d, &a.EnablePKCEPlainChallenge); err != nil {
+				return err
+			}
+		case "require_pushed_authorization_requests":
+			if err := boolArg(d, &a.RequirePushedAuthorizationRequests); err != nil {
+				return err
+			}
+		case "minimum_parameter_entropy":
+			var v string
+			if err := oneArg(d, &v); err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return d.Errf("minimum_parameter_entropy: %q is not a number (a length such as 8, or -1 to turn the check off)", v)
+			}
+			a.MinimumParameterEntropy = n
+		case "authorization_policy":
+			name, p, err := unmarshalAuthorizationPolicy(d)
+			if err != nil {
+				return err
+			}
+			if a.AuthorizationPolicies == nil {
+				a.AuthorizationPolicies = map[string]accesscontrol.ClientPolicyConfig{}
+			}
+			if _, dup := a.AuthorizationPolicies[name]; dup {
+				return d.Errf("authorization_policy %s is defined twice; merge the two blocks", name)
+			}
+			a.AuthorizationPolicies[name] = p
+		case "claims_policy":
+			name, p, err := unmarshalClaimsPolicy(d)
+			if err != nil {
+				return err
+			}
+			if a.ClaimsPolicies == nil {
+				a.ClaimsPolicies = map[string]ClaimsPolicy{}
+			}
+			if _, dup := a.ClaimsPolicies[name]; dup {
+				return d.Errf("claims_policy %s is defined twice; merge the two blocks", name)
+			}
+			a.ClaimsPolicies[name] = p
+		case "authorization_policies", "claims_policies":
+			return d.Errf("%s: write one '%s <name> { … }' block per policy", opt, strings.TrimSuffix(opt, "ies")+"y")
 		case "signing_key":
 			k, err := unmarshalSigningKey(d)
 			if err != nil {
@@ -239,6 +320,24 @@ func oneArg(d *caddyfile.Dispenser, dst *string) error {
 		return d.Errf("%s needs a value", opt)
 	}
 	*dst = d.Val()
+	if d.NextArg() {
+		return d.Errf("%s takes one value, got another: %q", opt, d.Val())
+	}
+	return nil
+}
+
+// boolArg reads "<option>" (true) or "<option> true|false".
+func boolArg(d *caddyfile.Dispenser, dst *bool) error {
+	opt := d.Val()
+	*dst = true
+	if !d.NextArg() {
+		return nil
+	}
+	v, err := strconv.ParseBool(d.Val())
+	if err != nil {
+		return d.Errf("%s takes true or false, not %q", opt, d.Val())
+	}
+	*dst = v
 	if d.NextArg() {
 		return d.Errf("%s takes one value, got another: %q", opt, d.Val())
 	}
@@ -428,17 +527,128 @@ func unmarshalClient(d *caddyfile.Dispenser) (ClientConfig, error) {
 			err = oneArg(d, &c.TokenEndpointAuthMethod)
 		case "lifespan":
 			err = oneArg(d, &c.Lifespan)
+		case "redirect_uris":
+			c.RedirectURIs, err = appendArgs(d, c.RedirectURIs)
+		case "post_logout_redirect_uris":
+			c.PostLogoutRedirectURIs, err = appendArgs(d, c.PostLogoutRedirectURIs)
+		case "response_types":
+			c.ResponseTypes, err = appendArgs(d, c.ResponseTypes)
+		case "response_modes":
+			c.ResponseModes, err = appendArgs(d, c.ResponseModes)
+		case "authorization_policy":
+			err = oneArg(d, &c.AuthorizationPolicy)
+		case "consent_mode":
+			err = oneArg(d, &c.ConsentMode)
+		case "pre_configured_consent_duration":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				dur, perr := clients.ParseDuration(v)
+				if perr != nil || dur <= 0 {
+					return c, d.Errf("client %s: pre_configured_consent_duration: %q is not a positive duration such as 1w, 7d or 168h", c.ID, v)
+				}
+				c.PreConfiguredConsentDuration = clients.Duration(dur)
+			}
+		case "require_pushed_authorization_requests":
+			err = boolArg(d, &c.RequirePushedAuthorizationRequests)
+		case "require_pkce":
+			err = boolArg(d, &c.RequirePKCE)
+		case "pkce_challenge_method":
+			err = oneArg(d, &c.PKCEChallengeMethod)
+		case "id_token_signed_response_alg":
+			err = oneArg(d, &c.IDTokenSignedResponseAlg)
+		case "id_token_signed_response_key_id":
+			err = oneArg(d, &c.IDTokenSignedResponseKeyID)
+		case "userinfo_signed_response_alg":
+			err = oneArg(d, &c.UserinfoSignedResponseAlg)
+		case "userinfo_signed_response_key_id":
+			err = oneArg(d, &c.UserinfoSignedResponseKeyID)
+		case "sector_identifier_uri":
+			err = oneArg(d, &c.SectorIdentifierURI)
+		case "claims_policy":
+			err = oneArg(d, &c.ClaimsPolicy)
 		default:
 			if slices.Contains(pendingClientOptions, opt) {
 				return c, d.Errf("client %s: option %q is not available yet in this release of Portcullis; remove it", c.ID, opt)
 			}
-			return c, d.Errf("client %s: unknown option %q (name, secret, public, scopes, audience, grant_types, requested_audience_mode, token_endpoint_auth_method, lifespan)", c.ID, opt)
+			return c, d.Errf("client %s: unknown option %q (see the README's table of client options)", c.ID, opt)
 		}
 		if err != nil {
 			return c, err
 		}
 	}
 	return c, nil
+}
+
+// unmarshalAuthorizationPolicy reads 'authorization_policy <name> { … }' in the oidc block.
+func unmarshalAuthorizationPolicy(d *caddyfile.Dispenser) (string, accesscontrol.ClientPolicyConfig, error) {
+	var p accesscontrol.ClientPolicyConfig
+	if !d.NextArg() {
+		return "", p, d.Err("authorization_policy needs a name: authorization_policy <name> { default_policy two_factor  rule { … } }")
+	}
+	name := d.Val()
+	if d.NextArg() {
+		return "", p, d.Errf("authorization_policy %s: unexpected argument %q; its settings go inside the block", name, d.Val())
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch opt := d.Val(); opt {
+		case "default_policy":
+			if err := oneArg(d, &p.DefaultPolicy); err != nil {
+				return "", p, err
+			}
+		case "rule":
+			if d.NextArg() {
+				return "", p, d.Errf("authorization_policy %s: rule takes no argument (got %q); put its criteria inside the block", name, d.Val())
+			}
+			var r accesscontrol.ClientPolicyRule
+			for n := d.Nesting(); d.NextBlock(n); {
+				var err error
+				switch crit := d.Val(); crit {
+				case "policy":
+					err = oneArg(d, &r.Policy)
+				case "subject":
+					var alt []string
+					if alt, err = appendArgs(d, nil); err == nil {
+						r.Subject = append(r.Subject, alt)
+					}
+				case "networks":
+					r.Networks, err = appendArgs(d, r.Networks)
+				default:
+					return "", p, d.Errf("authorization_policy %s: rule: unknown criterion %q (subject, networks, policy)", name, crit)
+				}
+				if err != nil {
+					return "", p, err
+				}
+			}
+			p.Rules = append(p.Rules, r)
+		default:
+			return "", p, d.Errf("authorization_policy %s: unknown option %q (default_policy, rule)", name, opt)
+		}
+	}
+	return name, p, nil
+}
+
+// unmarshalClaimsPolicy reads 'claims_policy <name> { id_token <claim...> }' in the oidc block.
+func unmarshalClaimsPolicy(d *caddyfile.Dispenser) (string, ClaimsPolicy, error) {
+	var p ClaimsPolicy
+	if !d.NextArg() {
+		return "", p, d.Err("claims_policy needs a name: claims_policy <name> { id_token email groups }")
+	}
+	name := d.Val()
+	if d.NextArg() {
+		return "", p, d.Errf("claims_policy %s: unexpected argument %q; write 'claims_policy %s { id_token … }'", name, d.Val(), name)
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch opt := d.Val(); opt {
+		case "id_token":
+			var err error
+			if p.IDToken, err = appendArgs(d, p.IDToken); err != nil {
+				return "", p, err
+			}
+		default:
+			return "", p, d.Errf("claims_policy %s: unknown option %q (id_token)", name, opt)
+		}
+	}
+	return name, p, nil
 }
 
 func appendArgs(d *caddyfile.Dispenser, list []string) ([]string, error) {

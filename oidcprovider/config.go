@@ -87,3 +87,14 @@ func (s *StorageConfig) UnmarshalJSON(b []byte) error {
 	*s = StorageConfig(p)
 	return nil
 }
+
+// ClaimsPolicy is one of the provider's claims_policies: which claims the ID tokens of the
+// clients that name it carry.
+type ClaimsPolicy struct {
+	// IDToken lists the claims of the granted scopes the ID token carries, beside the protocol
+	// claims it always has (iss, sub, aud, exp, iat, auth_time, nonce, acr, amr, azp, jti,
+	// at_hash, c_hash, sid); the others are served by userinfo only. Authelia's restoring
+	// example is rat, groups, email, email_verified, alt_emails, preferred_username and name.
+	// JSON: "id_token". Default: none (a minimal ID token).
+	IDToken []string `json:"id_token,omitempty"`
+}

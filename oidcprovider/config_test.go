@@ -88,6 +88,32 @@ const kuma = `client kuma {
 	grant_types client_credentials
 }`
 
+// app is a client that signs people in, with the least configuration.
+const app = `client app {
+	secret "` + seedDigest + `"
+	redirect_uris https://app.example.com/cb
+}`
+
+// TestValidateClientOptions provisions the adapt fixture with every client and provider option
+// of the authorization code flow, with real keys.
+func TestValidateClientOptions(t *testing.T) {
+	dir := t.TempDir()
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	data, err := os.ReadFile("testdata/adapt/client_options.caddyfiletest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf := strings.SplitN(string(data), "----------", 2)[0]
+	cf = strings.Replace(cf, "/etc/caddy/oidc/rs256.pem", writeKey(t, dir, "rs256.pem", rsaKey), 1)
+	cf = strings.Replace(cf, "/etc/caddy/oidc/es256.pem", writeKey(t, dir, "es256.pem", ec), 1)
+	cf = strings.Replace(cf, "/tmp/portcullis", filepath.Join(dir, "store"), 1)
+	cf = strings.Replace(cf, "{\n", "{\n\tadmin off\n", 1)
+	if err := validate(t, cf); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestValidateAcceptsDesignConfigs(t *testing.T) {
 	dir := t.TempDir()
 	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
@@ -127,6 +153,8 @@ func TestValidateErrors(t *testing.T) {
 	smallFile := writeKey(t, dir, "small.pem", small)
 	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	ecFile := writeKey(t, dir, "ec.pem", ec)
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	rsaFile := writeKey(t, dir, "rsa.pem", rsaKey)
 	cases := []struct {
 		name, caddyfile, want string
 	}{
@@ -167,9 +195,52 @@ func TestValidateErrors(t *testing.T) {
 		{"unknown custom lifespan", provider(strings.Replace(kuma, "grant_types", "lifespan fast\n\tgrant_types", 1)), `no custom lifespan named "fast"`},
 		{"bad client id", provider(strings.Replace(kuma, "client kuma", "client \"ku ma\"", 1)), "client_id must be"},
 		{"duplicate client", provider(kuma + "\n" + kuma), "registered twice"},
-		{"pending client option", provider(strings.Replace(kuma, "grant_types", "redirect_uris https://x/cb\n\tgrant_types", 1)), `option "redirect_uris" is not available yet`},
+		{"pending client option", provider(strings.Replace(kuma, "grant_types", "request_uris https://x/req\n\tgrant_types", 1)), `option "request_uris" is not available yet`},
+		{"pending JWKS", provider(strings.Replace(app, "}", "jwks_uri https://app.example.com/jwks.json\n}", 1)), `client app: option "jwks_uri" is not available yet`},
+		{"pending provider option", provider("scopes {\n}"), `option "scopes" is not available yet`},
+		{"redirect URIs on a client_credentials client", provider(strings.Replace(kuma, "grant_types", "redirect_uris https://x/cb\n\tgrant_types", 1)), "client kuma: redirect_uris: only a client that signs people in"},
+		{"code flow client", provider(app), ""},
+		{"redirect URI with a fragment", provider(strings.Replace(app, "/cb", "/cb#top", 1)), `client app: redirect_uris: "https://app.example.com/cb#top" may not carry a fragment`},
+		{"redirect URI without a scheme", provider(strings.Replace(app, "https://app.example.com/cb", "app.example.com/cb", 1)), `redirect_uris: "app.example.com/cb" is not an absolute URI`},
+		{"response type needs implicit", provider(strings.Replace(app, "}", "grant_types authorization_code\nresponse_types \"code id_token\"\n}", 1)), `client app: response_types: "code id_token" is a hybrid type and needs both the authorization_code and implicit grants`},
+		{"query with tokens", provider(strings.Replace(app, "}", "response_types id_token\nresponse_modes query\n}", 1)), "client app: response_modes: query cannot carry the tokens"},
+		{"offline_access without refresh", provider(strings.Replace(app, "}", "scopes openid offline_access\n}", 1)), "client app: scopes: offline_access asks for refresh tokens, which need the refresh_token grant"},
+		{"device code", provider(strings.Replace(app, "}", "grant_types urn:ietf:params:oauth:grant-type:device_code\n}", 1)), "is not available yet"},
+		{"unknown client policy", provider(strings.Replace(app, "}", "authorization_policy admins\n}", 1)), `client app: authorization_policy: no authorization policy named "admins"; use one_factor, two_factor, or define it in the oidc block`},
+		{"unknown claims policy", provider(strings.Replace(app, "}", "claims_policy rich\n}", 1)), `client app: claims_policy: no claims policy named "rich"`},
+		{"bad consent mode", provider(strings.Replace(app, "}", "consent_mode always\n}", 1)), `client app: consent_mode: "always" must be auto, explicit, implicit or pre-configured`},
+		{"bad consent duration", provider(strings.Replace(app, "}", "pre_configured_consent_duration soon\n}", 1)), `client app: pre_configured_consent_duration: "soon" is not a positive duration`},
+		{"duration with explicit consent", provider(strings.Replace(app, "}", "consent_mode explicit\npre_configured_consent_duration 1w\n}", 1)), "client app: pre_configured_consent_duration: only applies to consent_mode pre-configured"},
+		{"bad client bool", provider(strings.Replace(app, "}", "require_pkce sometimes\n}", 1)), `require_pkce takes true or false, not "sometimes"`},
+		{"plain pkce", provider(strings.Replace(app, "}", "pkce_challenge_method plain\n}", 1)), "client app: pkce_challenge_method: plain sends the verifier in the clear and needs the provider option enable_pkce_plain_challenge"},
+		{"plain pkce enabled", provider("enable_pkce_plain_challenge\n" + strings.Replace(app, "}", "pkce_challenge_method plain\n}", 1)), ""},
+		{"ID token algorithm without a key", provider(strings.Replace(app, "}", "id_token_signed_response_alg ES256\n}", 1)), "client app: id_token_signed_response_alg: no signing key serves ES256 (keys serve: RS256)"},
+		{"ID token key of the generated key", provider(strings.Replace(app, "}", "id_token_signed_response_key_id main\n}", 1)), `client app: id_token_signed_response_key_id: no signing_key has key_id "main"`},
+		{"userinfo key of another algorithm", provider("signing_key main {\n key_file " + rsaFile + "\n}\nsigning_key ec {\n key_file " + ecFile + "\n}\n" + strings.Replace(app, "}", "userinfo_signed_response_alg ES256\nuserinfo_signed_response_key_id main\n}", 1)), `client app: userinfo_signed_response_alg: ES256 does not match the RS256 key "main"`},
+		{"userinfo key", provider("signing_key main {\n key_file " + rsaFile + "\n}\nsigning_key ec {\n key_file " + ecFile + "\n}\n" + strings.Replace(app, "}", "userinfo_signed_response_key_id ec\nid_token_signed_response_alg ES256\n}", 1)), ""},
+		{"sector over http", provider(strings.Replace(app, "}", "sector_identifier_uri http://app.example.com/s.json\n}", 1)), "client app: sector_identifier_uri: \"http://app.example.com/s.json\" must be an absolute https URL"},
+		{"policies block", provider("authorization_policies {\n}"), "authorization_policies: write one 'authorization_policy <name> { … }' block per policy"},
+		{"claims policies block", provider("claims_policies {\n}"), "claims_policies: write one 'claims_policy <name> { … }' block per policy"},
+		{"policy without a name", provider("authorization_policy {\n}"), "authorization_policy needs a name"},
+		{"policy twice", provider("authorization_policy a {\n rule {\n networks 10.0.0.0/8\n }\n}\nauthorization_policy a {\n}"), "authorization_policy a is defined twice"},
+		{"policy option", provider("authorization_policy a {\n default deny\n}"), `authorization_policy a: unknown option "default" (default_policy, rule)`},
+		{"policy criterion", provider("authorization_policy a {\n rule {\n domain a.example.com\n }\n}"), `authorization_policy a: rule: unknown criterion "domain" (subject, networks, policy)`},
+		{"policy rule without criteria", provider("authorization_policy a {\n rule {\n policy deny\n }\n}"), "authorization_policy a: rule #1: a rule needs a subject or networks"},
+		{"policy without rules", provider("authorization_policy a {\n default_policy deny\n}"), "authorization_policy a: no rules"},
+		{"policy default bypass", provider("authorization_policy a {\n default_policy bypass\n rule {\n subject user:x\n }\n}"), `authorization_policy a: default_policy: "bypass" must be one_factor, two_factor or deny`},
+		{"reserved policy name", provider("authorization_policy two_factor {\n rule {\n subject user:x\n }\n}"), "authorization_policy two_factor: two_factor is a built-in policy name"},
+		{"policy with an unknown network", provider("authorization_policy a {\n rule {\n networks office\n }\n}"), `authorization_policy a: rule #1: networks: "office" is not an IP address, a CIDR or a defined network name`},
+		{"policy with a named network", provider("authorization_policy a {\n rule {\n networks office\n policy one_factor\n }\n}\naccess_control {\n network office 10.0.0.0/8\n}\n" + strings.Replace(app, "}", "authorization_policy a\n}", 1)), ""},
+		{"policy with a client subject", provider("authorization_policy a {\n rule {\n subject oauth2:client:app\n }\n}"), "an authorization policy decides about people signing in"},
+		{"claims policy with a protocol claim", provider("claims_policy p {\n id_token sub email\n}"), "claims_policy p: id_token: sub is always in the ID token"},
+		{"claims policy with an unknown claim", provider("claims_policy p {\n id_token colour\n}"), `claims_policy p: id_token: unknown claim "colour"`},
+		{"claims policy argument", provider("claims_policy p email"), `claims_policy p: unexpected argument "email"`},
+		{"claims policy option", provider("claims_policy p {\n userinfo email\n}"), `claims_policy p: unknown option "userinfo" (id_token)`},
+		{"entropy word", provider("minimum_parameter_entropy high"), `minimum_parameter_entropy: "high" is not a number`},
+		{"entropy below -1", provider("minimum_parameter_entropy -2"), "minimum_parameter_entropy -2: use a length of at least 8, or -1"},
+		{"provider bool", provider("require_pushed_authorization_requests maybe"), `require_pushed_authorization_requests takes true or false, not "maybe"`},
 		{"unknown client option", provider(strings.Replace(kuma, "grant_types", "colour blue\n\tgrant_types", 1)), `unknown option "colour"`},
-		{"default grant not served", provider(strings.Replace(kuma, "grant_types client_credentials", "", 1)), "authorization_code (the default)"},
+		{"default grant needs a redirect URI", provider(strings.Replace(kuma, "grant_types client_credentials", "", 1)), "client kuma: redirect_uris: a client with the authorization_code grant (grant_types' default) needs at least one redirect URI"},
 		{"public client_credentials", provider("client pub {\n public\n scopes x\n grant_types client_credentials\n}"), "needs a confidential client"},
 		{"public with secret", provider("client pub {\n public\n secret abc\n grant_types client_credentials\n}"), "a public client has no secret"},
 		{"no secret", provider(strings.Replace(kuma, `secret "`+seedDigest+`"`, "", 1)), "needs a secret"},
@@ -209,6 +280,12 @@ func TestValidateErrors(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			err := validate(t, c.caddyfile)
+			if c.want == "" {
+				if err != nil {
+					t.Fatalf("a valid config is refused: %v", err)
+				}
+				return
+			}
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("got %v\nwant an error containing %q", err, c.want)
 			}
