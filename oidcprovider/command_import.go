@@ -16,14 +16,15 @@ func importCommand() *cobra.Command {
 	)
 	cmd := subcommand("import-authelia", "Print the Caddyfile equivalent to an Authelia configuration",
 		`Reads an Authelia configuration.yml and prints the equivalent Caddyfile: the global oidc block
-(issuer, HMAC secret, lifespans, PKCE policy, clients with their secret digests unchanged, the
-access_control networks and rules) and one site block per domain the rules name, with oidc_auth and
-a reverse_proxy placeholder to fill in.
+(issuer, HMAC secret, lifespans, PKCE and PAR policy, authorization and claims policies, clients
+with their secret digests unchanged, the access_control networks and rules) and one site block per
+domain the rules name, with oidc_auth and a reverse_proxy placeholder to fill in.
 
 Everything it cannot carry over is listed on standard error, one line per key path with the reason
-(sessions and second factors until the sign-in portal exists; applications that sign people
-in until the authorization code flow exists; signing keys, which Portcullis reads from files). When
-nothing is listed, the output passes 'caddy validate'.
+(Duo, password policies and e-mailed checks; custom scopes and claims, CORS, request objects, JWT
+client authentication and signed responses other than ID tokens and userinfo, which are not
+available yet; signing keys, which Portcullis reads from files). When nothing is listed, the output
+passes 'caddy validate'.
 
 Example:
   caddy oidc import-authelia --config /etc/authelia/configuration.yml > Caddyfile`,

@@ -1,7 +1,7 @@
 // Package importauthelia turns an Authelia configuration.yml into the equivalent Portcullis
-// Caddyfile: the global oidc block (issuer, HMAC secret, lifespans, PKCE policy, clients with
-// their digests unchanged, access-control networks and rules) and one site block per domain the
-// rules name. Whatever it cannot carry over is returned as a list of leftovers, each with the key
+// Caddyfile: the global oidc block (issuer, HMAC secret, lifespans, PKCE and PAR policy,
+// authorization and claims policies, clients with their digests unchanged, access-control
+// networks and rules) and one site block per domain the rules name. Whatever it cannot carry over is returned as a list of leftovers, each with the key
 // path and the reason, so an operator knows what to finish by hand.
 package importauthelia
 
@@ -82,7 +82,7 @@ type converter struct {
 	opts    Options
 	out     strings.Builder
 	left    []Leftover
-	clients map[string]bool // clients carried over with the client_credentials grant
+	clients map[string]bool // clients carried over
 	dropped map[string]bool // clients left out
 }
 
@@ -167,7 +167,15 @@ func (c *converter) convert(root map[string]any) {
 			c.notNeeded(k, "Caddy's listeners and TLS serve the sites, and oidc_auth on each site replaces Authelia's authz endpoints (it reads Bearer and, with users_file, Basic credentials)")
 		case "log", "telemetry", "ntp", "certificates_directory":
 			c.notNeeded(k, "Caddy's own settings (logs, metrics, TLS) take this role")
-		case "theme", "default_2fa_method", "default_redirection_url", "jwt_secret", "privacy_policy", "definitions":
+		case "definitions":
+			// networks are carried over with access_control below
+			defs, _ := root[k].(map[string]any)
+			for _, dk := range sortedKeys(defs) {
+				if dk != "network" {
+					c.leave(k+"."+dk, "not carried over by the import")
+				}
+			}
+		case "theme", "default_2fa_method", "default_redirection_url", "jwt_secret", "privacy_policy":
 			c.leave(k, "belongs to the sign-in portal or to Authelia alone; not carried over")
 		default:
 			c.leave(k, "unknown to the import")
@@ -188,8 +196,9 @@ func (c *converter) convert(root map[string]any) {
 		c.provider(oidc)
 	}
 	c.people(root)
-	if ac != nil {
-		c.accessControl(ac)
+	netDefs, _ := dig(root, "definitions", "network").(map[string]any)
+	if ac != nil || len(netDefs) > 0 {
+		c.accessControl(ac, netDefs)
 	}
 	c.line(1, "}")
 	c.line(0, "}")
@@ -272,25 +281,37 @@ func (c *converter) provider(oidc map[string]any) {
 		switch k {
 		case "hmac_secret":
 			c.line(2, "hmac_secret %s", quote(str(oidc[k])))
-		case "enforce_pkce":
-			c.line(2, "enforce_pkce %s", quote(str(oidc[k])))
+		case "enforce_pkce", "enable_pkce_plain_challenge", "minimum_parameter_entropy":
+			c.line(2, "%s %s", k, quote(str(oidc[k])))
+		case "pushed_authorizations":
+			par, _ := oidc[k].(map[string]any)
+			for _, pk := range sortedKeys(par) {
+				switch pk {
+				case "enforce":
+					c.line(2, "require_pushed_authorization_requests %s", quote(str(par[pk])))
+				case "context_lifespan":
+					c.notNeeded(base+"."+k+"."+pk, "a pushed request lives 5 minutes in Portcullis, Authelia's default")
+				default:
+					c.leave(base+"."+k+"."+pk, "not carried over by the import")
+				}
+			}
 		case "jwks", "issuer_private_key", "issuer_certificate_chain":
 			c.leave(base+"."+k, "signing keys sit in files in Portcullis: write each key to a PEM file (mode 0600) and add 'signing_key [<key_id>] { algorithm <alg> key_file <file> }'; without one, a generated RS256 key is used")
 		case "lifespans":
 			c.lifespans(oidc[k])
-		case "clients", "authorization_policies", "claims_policies", "scopes", "cors":
+		case "clients", "authorization_policies", "claims_policies":
+		case "scopes":
+			c.leave(base+"."+k, "custom scopes and their claims are not available yet; a client may still register and be granted any scope name")
+		case "enable_client_debug_messages", "discovery_signed_response_alg", "discovery_signed_response_key_id":
+			c.leave(base+"."+k, "not available yet")
+		case "cors":
+			c.leave(base+"."+k, "Portcullis answers no CORS requests yet; a browser application must call the token endpoint through its own backend")
 		default:
 			c.leave(base+"."+k, "not carried over by the import")
 		}
 	}
-	if _, ok := oidc["authorization_policies"]; ok {
-		c.leave(base+".authorization_policies", "authorization policies choose who may sign in to an application; they come with the authorization code flow")
-	}
-	for _, k := range []string{"claims_policies", "scopes", "cors"} {
-		if _, ok := oidc[k]; ok {
-			c.leave(base+"."+k, "comes with the authorization code flow (ID tokens and claims)")
-		}
-	}
+	c.authorizationPolicies(base+".authorization_policies", oidc["authorization_policies"])
+	c.claimsPolicies(base+".claims_policies", oidc["claims_policies"])
 	c.clients = map[string]bool{}
 	c.dropped = map[string]bool{}
 	clients, _ := oidc["clients"].([]any)
@@ -342,7 +363,8 @@ func duration(v any) string {
 	if _, err := strconv.Atoi(s); err == nil {
 		return s + "s"
 	}
-	r := strings.NewReplacer(" ", "", "hours", "h", "hour", "h", "minutes", "m", "minute", "m", "seconds", "s", "second", "s", "days", "d", "day", "d")
+	r := strings.NewReplacer(" ", "", "hours", "h", "hour", "h", "minutes", "m", "minute", "m", "seconds", "s", "second", "s", "days", "d", "day", "d",
+		"weeks", "w", "week", "w", "months", "M", "month", "M", "years", "y", "year", "y")
 	s = r.Replace(s)
 	for unit, hours := range map[string]int{"d": 24, "w": 7 * 24, "M": 30 * 24, "y": 365 * 24} {
 		if n, rest, ok := strings.Cut(s, unit); ok && rest == "" {
@@ -354,21 +376,59 @@ func duration(v any) string {
 	return quote(s)
 }
 
-// clientKeys are the client options the import carries over; the others are left over.
+// clientKeys are the client options the import carries over, with their Caddyfile names; the
+// others are left over.
 var clientKeys = map[string]string{
-	"client_name":                "name",
-	"client_secret":              "secret",
-	"public":                     "public",
-	"scopes":                     "scopes",
-	"audience":                   "audience",
-	"grant_types":                "grant_types",
-	"requested_audience_mode":    "requested_audience_mode",
-	"token_endpoint_auth_method": "token_endpoint_auth_method",
-	"lifespan":                   "lifespan",
+	"client_name":                           "name",
+	"client_secret":                         "secret",
+	"public":                                "public",
+	"scopes":                                "scopes",
+	"audience":                              "audience",
+	"grant_types":                           "grant_types",
+	"requested_audience_mode":               "requested_audience_mode",
+	"token_endpoint_auth_method":            "token_endpoint_auth_method",
+	"lifespan":                              "lifespan",
+	"redirect_uris":                         "redirect_uris",
+	"post_logout_redirect_uris":             "post_logout_redirect_uris",
+	"response_types":                        "response_types",
+	"response_modes":                        "response_modes",
+	"authorization_policy":                  "authorization_policy",
+	"consent_mode":                          "consent_mode",
+	"pre_configured_consent_duration":       "pre_configured_consent_duration",
+	"require_pushed_authorization_requests": "require_pushed_authorization_requests",
+	"require_pkce":                          "require_pkce",
+	"pkce_challenge_method":                 "pkce_challenge_method",
+	"id_token_signed_response_alg":          "id_token_signed_response_alg",
+	"id_token_signed_response_key_id":       "id_token_signed_response_key_id",
+	"userinfo_signed_response_alg":          "userinfo_signed_response_alg",
+	"userinfo_signed_response_key_id":       "userinfo_signed_response_key_id",
+	"sector_identifier_uri":                 "sector_identifier_uri",
+	"claims_policy":                         "claims_policy",
 }
 
+// pendingClientKeys are Authelia's client options Portcullis does not take yet, and why.
+var pendingClientKeys = map[string]string{
+	"request_uris":                         "request objects (request, request_uri) are not available yet",
+	"request_object_signing_alg":           "request objects (request, request_uri) are not available yet",
+	"jwks":                                 "client keys (private_key_jwt, request objects) are not available yet",
+	"jwks_uri":                             "client keys (private_key_jwt, request objects) are not available yet",
+	"token_endpoint_auth_signing_alg":      "client_secret_jwt and private_key_jwt are not available yet",
+	"authorization_signed_response_alg":    "signed authorization responses (JARM) are not available yet",
+	"authorization_signed_response_key_id": "signed authorization responses (JARM) are not available yet",
+	"access_token_signed_response_alg":     "JWT access tokens are not available yet; access tokens are opaque",
+	"access_token_signed_response_key_id":  "JWT access tokens are not available yet; access tokens are opaque",
+	"introspection_signed_response_alg":    "signed introspection responses are not available yet",
+	"introspection_signed_response_key_id": "signed introspection responses are not available yet",
+	"allow_multiple_auth_methods":          "not available yet; a client authenticates one way per request",
+}
+
+// unsignedDefaults are client options Portcullis does not take yet whose value "none" is what it
+// does anyway: a plain authorization response, opaque access tokens, JSON introspection.
+var unsignedDefaults = []string{"authorization_signed_response_alg", "access_token_signed_response_alg", "introspection_signed_response_alg"}
+
 // legacyClientKeys are Authelia 4.30's client keys and their current names.
-var legacyClientKeys = map[string]string{"id": "client_id", "description": "client_name", "secret": "client_secret"}
+var legacyClientKeys = map[string]string{"id": "client_id", "description": "client_name", "secret": "client_secret",
+	"sector_identifier": "sector_identifier_uri", "userinfo_signing_algorithm": "userinfo_signed_response_alg"}
 
 func (c *converter) client(path string, m map[string]any) {
 	for old, k := range legacyClientKeys {
@@ -384,15 +444,28 @@ func (c *converter) client(path string, m map[string]any) {
 		c.leave(path+".client_id", "a client without an id")
 		return
 	}
-	grants := list(m["grant_types"])
-	if len(grants) == 0 {
-		grants = []string{"authorization_code"} // Authelia's default
-	}
-	for _, g := range grants {
-		if g != "client_credentials" && g != "refresh_token" {
-			c.leave(path, fmt.Sprintf("client %s uses the %s grant: applications that sign people in come with the authorization code flow; left out", id, g))
+	if g, ok := m["grant_types"]; ok {
+		const deviceCode = "urn:ietf:params:oauth:grant-type:device_code"
+		grants := uniq(list(g))
+		kept := slices.DeleteFunc(slices.Clone(grants), func(g string) bool { return g == deviceCode })
+		if len(kept) > 0 && len(kept) < len(grants) {
+			c.leave(path+".grant_types", fmt.Sprintf("client %s: the device code grant is not available yet; the client keeps its other grants", id))
+		}
+		if slices.Contains(kept, "refresh_token") && !slices.Contains(kept, "authorization_code") {
+			c.notNeeded(path+".grant_types", fmt.Sprintf("client %s: refresh_token without authorization_code never issues a refresh token (Authelia only warns); the grant is left out", id))
+			kept = slices.DeleteFunc(kept, func(g string) bool { return g == "refresh_token" })
+		}
+		if len(kept) == 0 {
+			c.leave(path, fmt.Sprintf("client %s has no grant Portcullis serves (the device code grant is not available yet); left out", id))
 			c.dropped[id] = true
 			return
+		}
+		m["grant_types"] = toAny(kept)
+	}
+	if d, ok := m["pre_configured_consent_duration"]; ok && str(d) != "" {
+		if mode := str(m["consent_mode"]); mode == "explicit" || mode == "implicit" {
+			c.notNeeded(path+".pre_configured_consent_duration", fmt.Sprintf("client %s: consent_mode %s ignores it (Portcullis refuses the pair)", id, mode))
+			delete(m, "pre_configured_consent_duration")
 		}
 	}
 	c.clients[id] = true
@@ -401,14 +474,36 @@ func (c *converter) client(path string, m map[string]any) {
 		if k == "client_id" {
 			continue
 		}
+		v := m[k]
 		opt, ok := clientKeys[k]
-		if !ok {
+		switch {
+		case !ok && slices.Contains(unsignedDefaults, k) && (str(v) == "none" || str(v) == ""):
+			c.notNeeded(path+"."+k, "none is what Portcullis does (client "+id+")")
+			continue
+		case !ok && !isList(v) && str(v) == "":
+			c.notNeeded(path+"."+k, "empty (client "+id+")")
+			continue
+		case k == "token_endpoint_auth_signing_alg" && !strings.HasSuffix(str(m["token_endpoint_auth_method"]), "_jwt"):
+			c.notNeeded(path+"."+k, "only client_secret_jwt and private_key_jwt use it (client "+id+")")
+			continue
+		case !ok && pendingClientKeys[k] != "":
+			c.leave(path+"."+k, pendingClientKeys[k]+" (client "+id+")")
+			continue
+		case !ok:
 			c.leave(path+"."+k, "not carried over by the import (client "+id+")")
 			continue
 		}
-		switch v := m[k].(type) {
-		case []any:
-			c.line(3, "%s %s", opt, quoteAll(list(v)))
+		switch {
+		case isList(v):
+			vals := uniq(list(v))
+			if len(vals) == 0 {
+				continue // an empty list is the default
+			}
+			c.line(3, "%s %s", opt, quoteAll(vals))
+		case str(v) == "":
+			continue // an empty value is the default
+		case k == "pre_configured_consent_duration":
+			c.line(3, "%s %s", opt, duration(v))
 		default:
 			c.line(3, "%s %s", opt, quote(str(v)))
 		}
@@ -416,10 +511,106 @@ func (c *converter) client(path string, m map[string]any) {
 	c.line(2, "}")
 }
 
-func (c *converter) accessControl(ac map[string]any) {
+// authorizationPolicies carries over Authelia's authorization_policies as authorization_policy
+// blocks.
+func (c *converter) authorizationPolicies(path string, v any) {
+	policies, _ := v.(map[string]any)
+	for _, name := range sortedKeys(policies) {
+		p, ok := policies[name].(map[string]any)
+		if !ok {
+			c.leave(path+"."+name, "not a policy map")
+			continue
+		}
+		c.line(2, "authorization_policy %s {", quote(name))
+		for _, k := range sortedKeys(p) {
+			switch k {
+			case "default_policy":
+				c.line(3, "default_policy %s", quote(str(p[k])))
+			case "rules":
+			default:
+				c.leave(path+"."+name+"."+k, "not carried over by the import")
+			}
+		}
+		for i, r := range asList(p["rules"]) {
+			rm, ok := r.(map[string]any)
+			if !ok {
+				c.leave(fmt.Sprintf("%s.%s.rules[%d]", path, name, i), "not a rule map")
+				continue
+			}
+			c.line(3, "rule {")
+			for _, k := range sortedKeys(rm) {
+				switch k {
+				case "subject":
+					for _, alt := range subjects(rm[k]) {
+						c.line(4, "subject %s", quoteAll(alt))
+					}
+				case "networks":
+					c.line(4, "networks %s", quoteAll(list(rm[k])))
+				case "policy":
+					c.line(4, "policy %s", quote(str(rm[k])))
+				default:
+					c.leave(fmt.Sprintf("%s.%s.rules[%d].%s", path, name, i, k), "not a criterion of an authorization policy rule (subject, networks)")
+				}
+			}
+			c.line(3, "}")
+		}
+		c.line(2, "}")
+	}
+}
+
+// claimsPolicies carries over the id_token lists of Authelia's claims_policies.
+func (c *converter) claimsPolicies(path string, v any) {
+	policies, _ := v.(map[string]any)
+	for _, name := range sortedKeys(policies) {
+		p, _ := policies[name].(map[string]any)
+		c.line(2, "claims_policy %s {", quote(name))
+		for _, k := range sortedKeys(p) {
+			switch k {
+			case "id_token":
+				if claims := uniq(list(p[k])); len(claims) > 0 {
+					c.line(3, "id_token %s", quoteAll(claims))
+				}
+			default:
+				c.leave(path+"."+name+"."+k, "Portcullis's claims policies choose the ID token's claims only; custom claims and the access token's and introspection's claims are not available yet")
+			}
+		}
+		c.line(2, "}")
+	}
+}
+
+func isList(v any) bool { _, ok := v.([]any); return ok }
+
+// uniq drops repeated values, keeping the first of each.
+func uniq(l []string) []string {
+	out := l[:0:0]
+	for _, s := range l {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func toAny(l []string) []any {
+	out := make([]any, len(l))
+	for i, s := range l {
+		out[i] = s
+	}
+	return out
+}
+
+func (c *converter) accessControl(ac map[string]any, netDefs map[string]any) {
 	c.line(2, "access_control {")
 	if p := str(ac["default_policy"]); p != "" {
 		c.line(3, "default_policy %s", quote(p))
+	}
+	for _, name := range sortedKeys(netDefs) {
+		cidrs := list(netDefs[name])
+		if len(cidrs) == 0 {
+			c.leave("definitions.network."+name, "a network needs at least one CIDR or address")
+			continue
+		}
+		c.line(3, "network %s %s", quote(name), quoteAll(cidrs))
 	}
 	if nets, ok := ac["networks"].([]any); ok {
 		for i, n := range nets {

@@ -109,6 +109,14 @@ identity_providers:
       - client_id: m
         client_secret: '$plaintext$x'
         grant_types: client_credentials
+      - client_id: app
+        client_secret: '$plaintext$y'
+        redirect_uris: https://app.example.com/cb
+        pre_configured_consent_duration: 1 week
+      - client_id: app2
+        client_secret: '$plaintext$y'
+        redirect_uris: https://app2.example.com/cb
+        pre_configured_consent_duration: 3600
 access_control:
   rules:
     - domain: [A.Example.com., 'b.example.com']
@@ -122,6 +130,7 @@ access_control:
 		t.Fatal(err)
 	}
 	for _, want := range []string{"access_token 3600s", "refresh_token 48h", "grant_types client_credentials",
+		"pre_configured_consent_duration 168h", "pre_configured_consent_duration 3600s", "redirect_uris https://app.example.com/cb",
 		"subject oauth2:client:m", "\na.example.com {", "\nb.example.com {", "issuer https://auth.example.com\n"} {
 		if !strings.Contains(res.Caddyfile, want) {
 			t.Errorf("output lacks %q:\n%s", want, res.Caddyfile)
