@@ -311,7 +311,17 @@ func (g *gate) identify(r *http.Request, t *target) (identification, error) {
 			if b.ClientCredentials {
 				id.subject.ClientID = b.ClientID
 			} else {
-				id.subject.Username = b.Username
+				// a user's token: the user is read afresh, so a removed or disabled user is
+				// refused at once, and the rules see their current groups
+				u, ok := g.app.User(b.Username)
+				if !ok {
+					found.failure = &credentialFailure{strategy: s, description: "The user of this access token is disabled or no longer exists."}
+					return found, nil
+				}
+				id.user, id.subject = u, accesscontrol.Subject{Username: u.Username, Groups: u.Groups}
+				if b.TwoFactor {
+					id.level = accesscontrol.TwoFactor
+				}
 			}
 			found.id = &id
 			return found, nil
@@ -573,7 +583,7 @@ func applyIdentity(r *http.Request, id *identity) {
 	if u := id.user; u != nil {
 		// the upstream learns who the caller is from the Remote-* headers, never the password
 		// or the session cookie
-		if id.cookie == "" && id.strategy != nil {
+		if id.cookie == "" && id.bearer == nil && id.strategy != nil {
 			r.Header.Del(id.strategy.header)
 		}
 		// one allocation for the four values; each header gets a slice of it whose capacity

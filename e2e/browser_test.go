@@ -183,7 +183,10 @@ func (p *portalSite) url(host, path string) string {
 	return fmt.Sprintf("https://%s.example.test:%d%s", host, p.port, path)
 }
 
-func startPortalSite(t *testing.T) *portalSite {
+func startPortalSite(t *testing.T) *portalSite { return startPortalSiteWith(t, "") }
+
+// startPortalSiteWith is startPortalSite with more options (clients, say) in the oidc block.
+func startPortalSiteWith(t *testing.T, more string) *portalSite {
 	dir := t.TempDir()
 	p := &portalSite{t: t, port: freePort(t), up: newRecorder(t), users: filepath.Join(dir, "users.yml")}
 	usersFile(t, p.users, map[string]string{
@@ -226,6 +229,7 @@ func startPortalSite(t *testing.T) *portalSite {
 				policy two_factor
 			}
 		}
+%[7]s
 	}
 }
 auth.example.test:%[3]d {
@@ -239,7 +243,7 @@ admin.example.test:%[3]d {
 	oidc_auth
 	reverse_proxy %[6]s
 }
-`, adminPort, httpPort, p.port, filepath.Join(dir, "store"), p.users, strings.TrimPrefix(p.up.srv.URL, "http://"))
+`, adminPort, httpPort, p.port, filepath.Join(dir, "store"), p.users, strings.TrimPrefix(p.up.srv.URL, "http://"), more)
 	p.admin = adminPort
 	p.s = newServer(t, cf, adminPort, p.port)
 	p.start()

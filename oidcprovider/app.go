@@ -26,7 +26,9 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/portcullis-auth/portcullis/accesscontrol"
+	"github.com/portcullis-auth/portcullis/oidcprovider/claims"
 	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
+	"github.com/portcullis-auth/portcullis/oidcprovider/consent"
 	"github.com/portcullis-auth/portcullis/oidcprovider/keys"
 	"github.com/portcullis-auth/portcullis/oidcprovider/oauth"
 	"github.com/portcullis-auth/portcullis/oidcprovider/portal"
@@ -155,6 +157,8 @@ type runtimeState struct {
 	secret   []byte      // the provider's secret, the root of the portal's keys
 	sessions *session.Store
 	portal   *portal.Portal
+	subjects *claims.Subjects // users' sub per sector
+	consents *consent.Store   // remembered consents
 }
 
 // CaddyModule returns the Caddy module information.
@@ -435,12 +439,23 @@ func (a *App) prepare(b *backend) (*runtimeState, error) {
 	}
 	b.secrets.Retain(current)
 
+	var ppl oauth.People
+	if a.users != nil {
+		ppl = people{a}
+	}
 	p := oauth.New(oauth.Config{
-		Issuer:     a.issuer,
-		Lifespans:  a.Lifespans.durations(),
-		HMACSecret: secret,
-		KV:         b.kv,
-		Clients:    a.client,
+		People:              ppl,
+		ScopesSupported:     claims.ScopesSupported,
+		ClaimsSupported:     claims.Supported,
+		EnforcePKCE:         a.EnforcePKCE,
+		EnablePKCEPlain:     a.EnablePKCEPlainChallenge,
+		MinParameterEntropy: a.MinimumParameterEntropy,
+		ClaimsPolicies:      a.idTokenClaimsPolicies(),
+		Issuer:              a.issuer,
+		Lifespans:           a.Lifespans.durations(),
+		HMACSecret:          secret,
+		KV:                  b.kv,
+		Clients:             a.client,
 		Authenticator: &clients.Authenticator{
 			Lookup:    a.client,
 			Secrets:   b.secrets,

@@ -119,6 +119,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		serve = (*oauth.Provider).ServeIntrospection
 	case oauth.PathRevocation, oauth.PathRevokeAlias:
 		serve = (*oauth.Provider).ServeRevocation
+	case oauth.PathUserinfo:
+		serve = (*oauth.Provider).ServeUserinfo
+	case oauth.PathAuthorization, oauth.PathAuthorizationAlias, oauth.PathConsent, oauth.PathLogout:
+		return h.app.servePeopleFlow(w, r, p, next)
 	default:
 		rel := p
 		if rel == "" {

@@ -13,6 +13,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/portcullis-auth/portcullis/oidcprovider/claims"
+	"github.com/portcullis-auth/portcullis/oidcprovider/consent"
 	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/totp"
 	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/webauthn"
 	"github.com/portcullis-auth/portcullis/oidcprovider/portal"
@@ -52,7 +54,25 @@ func (a *App) startPortal(b *backend, st *runtimeState) error {
 				a.metrics.banned()
 			}
 		},
-		Logger: a.logger.Named("portal"),
+		Logger:        a.logger.Named("portal"),
+		FormActionFor: st.provider.FlowRedirectOrigins,
+		OnSignOut: func(user, ref string) {
+			n, err := st.provider.EndBrowserSession(ref)
+			if err != nil {
+				a.logger.Error("ending the tokens of a signed-out session", zap.String("user", user), zap.Error(err))
+			} else if n > 0 {
+				a.logger.Info("tokens of a signed-out session ended", zap.String("user", user), zap.Int("tokens", n))
+			}
+		},
+	}
+	st.subjects = claims.NewSubjects(b.kv)
+	st.consents = consent.NewStore(b.kv)
+	cfg.Consents = st.consents
+	cfg.ClientName = func(id string) string {
+		if c, ok := a.client(id); ok {
+			return c.Config().Name
+		}
+		return id
 	}
 	var err error
 	if cfg.Key, err = deriveKey(st.secret, "portal"); err != nil {
@@ -125,6 +145,20 @@ func (a *App) CheckSession(cookie string) (*UserIdentity, int, error) {
 		return nil, 0, ErrNoSession
 	}
 	return a.identities.of(db, u), int(level), nil
+}
+
+// User is the current identity of the user called name, or false when there is no users file
+// or the user is gone or disabled (a user's access token at the gateway).
+func (a *App) User(name string) (*UserIdentity, bool) {
+	if a.users == nil {
+		return nil, false
+	}
+	db := a.users.Current()
+	u, ok := db.Lookup(name)
+	if !ok || u.Disabled {
+		return nil, false
+	}
+	return a.identities.of(db, u), true
 }
 
 // EndUserSessions ends every sign-in session of user (an operator cutting off a stolen

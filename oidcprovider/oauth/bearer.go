@@ -46,6 +46,8 @@ type BearerIdentity struct {
 	Username string
 	// ClientCredentials marks a token a client obtained for itself.
 	ClientCredentials bool
+	// TwoFactor marks a user's token whose sign-in used a second factor.
+	TwoFactor bool
 	// Scopes are the granted scopes.
 	Scopes []string
 	// ExpiresAt is when the token expires.
@@ -122,6 +124,7 @@ func (p *Provider) loadBearer(ctx context.Context, raw, sig string) (*cachedToke
 			ClientID:          rec.ClientID,
 			Username:          rec.Session.Username,
 			ClientCredentials: rec.Session.ClientCredentials,
+			TwoFactor:         rec.Session.TwoFactor,
 			Scopes:            rec.GrantedScopes,
 			ExpiresAt:         rec.Session.GetExpiresAt(fosite.AccessToken),
 			ScopeString:       strings.Join(rec.GrantedScopes, " "),

@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"net/http"
+	"slices"
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
 	"github.com/portcullis-auth/portcullis/oidcprovider/keys"
@@ -22,10 +23,15 @@ const (
 
 var authMethodsSupported = []string{clients.AuthMethodBasic, clients.AuthMethodPost}
 
-// discoveryDocument advertises only what the provider serves today.
+// tokenAuthMethodsSupported adds public clients' method to the token and revocation endpoints.
+var tokenAuthMethodsSupported = []string{clients.AuthMethodBasic, clients.AuthMethodPost, clients.AuthMethodNone}
+
+// discoveryDocument advertises what the provider serves: the user flows only when it has a
+// users file.
 func (p *Provider) discoveryDocument() map[string]any {
 	iss := p.cfg.Issuer
-	return map[string]any{
+	algs := keys.Algorithms(p.cfg.Keys)
+	doc := map[string]any{
 		"issuer":                                        iss,
 		"jwks_uri":                                      iss + PathJWKS,
 		"token_endpoint":                                iss + PathToken,
@@ -34,12 +40,40 @@ func (p *Provider) discoveryDocument() map[string]any {
 		"grant_types_supported":                         []string{clients.GrantClientCredentials},
 		"response_types_supported":                      []string{},
 		"subject_types_supported":                       []string{"public"},
-		"id_token_signing_alg_values_supported":         keys.Algorithms(p.cfg.Keys),
+		"id_token_signing_alg_values_supported":         algs,
 		"scopes_supported":                              []string{clients.ScopeBearerAuthz},
 		"token_endpoint_auth_methods_supported":         authMethodsSupported,
 		"introspection_endpoint_auth_methods_supported": authMethodsSupported,
 		"revocation_endpoint_auth_methods_supported":    authMethodsSupported,
 	}
+	if p.cfg.People == nil {
+		return doc
+	}
+	challenges := []string{"S256"}
+	if p.cfg.EnablePKCEPlain {
+		challenges = append(challenges, "plain")
+	}
+	doc["authorization_endpoint"] = iss + PathAuthorization
+	doc["userinfo_endpoint"] = iss + PathUserinfo
+	doc["end_session_endpoint"] = iss + PathLogout
+	doc["grant_types_supported"] = []string{grantAuthorizationCode, "implicit", grantRefreshToken, clients.GrantClientCredentials}
+	doc["response_types_supported"] = []string{"code", "id_token", "id_token token", "code id_token", "code token", "code id_token token"}
+	doc["response_modes_supported"] = []string{"query", "fragment", "form_post"}
+	doc["subject_types_supported"] = []string{"public", "pairwise"}
+	doc["scopes_supported"] = append(slices.Clone(p.cfg.ScopesSupported), clients.ScopeBearerAuthz)
+	doc["claims_supported"] = p.cfg.ClaimsSupported
+	doc["userinfo_signing_alg_values_supported"] = append([]string{"none"}, algs...)
+	doc["code_challenge_methods_supported"] = challenges
+	doc["prompt_values_supported"] = []string{"none", "login", "consent"}
+	doc["token_endpoint_auth_methods_supported"] = tokenAuthMethodsSupported
+	doc["revocation_endpoint_auth_methods_supported"] = tokenAuthMethodsSupported
+	doc["authorization_response_iss_parameter_supported"] = true
+	doc["claims_parameter_supported"] = false
+	doc["request_parameter_supported"] = false
+	doc["request_uri_parameter_supported"] = false
+	doc["require_pushed_authorization_requests"] = false
+	doc["claim_types_supported"] = []string{"normal"}
+	return doc
 }
 
 // ServeDiscovery serves OpenID Connect discovery and RFC 8414 metadata.

@@ -13,6 +13,8 @@ import (
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/handler/pkce"
 	"github.com/ory/fosite/token/hmac"
 	"go.uber.org/zap"
 
@@ -30,6 +32,8 @@ const (
 	kindAccess  = "at"
 	kindRefresh = "rt"
 	kindCode    = "ac"
+	kindOIDC    = "oidc" // the OpenID Connect request kept beside a code
+	kindPKCE    = "pkce" // the PKCE challenge kept beside a code
 )
 
 // Config is what a Provider is made of. Every field is required unless it says otherwise.
@@ -63,6 +67,33 @@ type Config struct {
 	Cutoffs        *ClientCutoffs
 	OnTokenRefused func(grant, errCode string)
 	OnTokenRevoked func()
+
+	// EnforcePKCE is "never", "public_clients_only" (or "") or "always".
+	EnforcePKCE string
+	// EnablePKCEPlain allows the plain PKCE challenge method.
+	EnablePKCEPlain bool
+	// MinParameterEntropy is the least length of state and nonce; 0 is fosite's 8, -1 turns the
+	// check off.
+	MinParameterEntropy int
+	// ClaimsPolicies name the claims an ID token may carry beside the standard ones, for clients
+	// with a claims_policy. Optional.
+	ClaimsPolicies map[string][]string
+	// ScopesSupported and ClaimsSupported are listed in the discovery document when People is
+	// set.
+	ScopesSupported, ClaimsSupported []string
+	// People finds users and their claims for the user flows. Optional: without it only
+	// client_credentials is served.
+	People People
+}
+
+// People is what the provider needs to know of users: whether one may still hold tokens, and
+// the claims of the scopes granted to a client.
+type People interface {
+	// Active reports whether the user exists and is not disabled.
+	Active(username string) bool
+	// Claims are the user's claims for the granted scopes (profile, email, groups…), as the ID
+	// token and userinfo carry them; ok is false when the user is gone or disabled.
+	Claims(username string, scopes []string) (claims map[string]any, ok bool)
 }
 
 // Provider is the fosite composition of one running config.
@@ -71,18 +102,28 @@ type Provider struct {
 	oauth2   fosite.OAuth2Provider
 	strategy *prefixedStrategy
 	storage  *tokenStorage
+	signer   *keySigner
 	// secretID identifies the HMAC secret: a cached token checked under another secret is not
 	// trusted.
 	secretID secretID
 }
 
-// New composes fosite with the client_credentials grant, introspection and revocation.
+// New composes fosite: the authorization code flow with OpenID Connect (and the implicit and
+// hybrid flows for clients that register their response types), PKCE, refresh tokens,
+// client_credentials, introspection and revocation.
 func New(cfg Config) *Provider {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
 	globalSecret := sha256.Sum256(cfg.HMACSecret)
 	p := &Provider{cfg: cfg, secretID: secretIDOf(cfg.HMACSecret)}
+	entropy := cfg.MinParameterEntropy
+	switch {
+	case entropy == 0:
+		entropy = fosite.MinParameterEntropy
+	case entropy < 0:
+		entropy = 1 // fosite reads 0 as its default; a state of one character is the least it takes
+	}
 	fc := &fosite.Config{
 		AccessTokenLifespan:      cfg.Lifespans.AccessToken,
 		RefreshTokenLifespan:     cfg.Lifespans.RefreshToken,
@@ -99,17 +140,54 @@ func New(cfg Config) *Provider {
 			}
 			return c, nil
 		},
-		AccessTokenIssuer:          cfg.Issuer,
-		IDTokenIssuer:              cfg.Issuer,
-		SendDebugMessagesToClients: false,
+		AccessTokenIssuer:              cfg.Issuer,
+		IDTokenIssuer:                  cfg.Issuer,
+		SendDebugMessagesToClients:     false,
+		MinParameterEntropy:            entropy,
+		EnforcePKCE:                    cfg.EnforcePKCE == "always",
+		EnforcePKCEForPublicClients:    cfg.EnforcePKCE != "never",
+		EnablePKCEPlainChallengeMethod: cfg.EnablePKCEPlain,
+		OmitRedirectScopeParam:         true,
+		FormPostHTMLTemplate:           formPostTemplate,
 	}
 	st := &prefixedStrategy{HMACSHAStrategyUnPrefixed: oauth2.NewHMACSHAStrategyUnPrefixed(&hmac.HMACStrategy{Config: fc}, fc)}
 	storage := &tokenStorage{kv: cfg.KV, tokens: cfg.Tokens, clients: cfg.Clients, cutoffs: cfg.Cutoffs}
+	signer := &keySigner{keys: cfg.Keys}
+	idTokens := &idTokenStrategy{DefaultStrategy: openid.DefaultStrategy{Signer: signer, Config: fc}}
+	idHelper := &openid.IDTokenHandleHelper{IDTokenStrategy: idTokens}
+	validator := openid.NewOpenIDConnectRequestValidator(signer, fc)
+	codeFlow := &oauth2.AuthorizeExplicitGrantHandler{
+		AccessTokenStrategy: st, RefreshTokenStrategy: st, AuthorizeCodeStrategy: st,
+		CoreStorage: storage, TokenRevocationStorage: storage, Config: fc,
+	}
+	implicitFlow := &oauth2.AuthorizeImplicitGrantTypeHandler{AccessTokenStrategy: st, AccessTokenStorage: storage, Config: fc}
+	refreshFlow := &oauth2.RefreshTokenGrantHandler{
+		AccessTokenStrategy: st, RefreshTokenStrategy: st, TokenRevocationStorage: storage, Config: fc,
+	}
+	oidcCode := &openid.OpenIDConnectExplicitHandler{
+		OpenIDConnectRequestStorage: storage, IDTokenHandleHelper: idHelper,
+		OpenIDConnectRequestValidator: validator, Config: fc,
+	}
+	oidcImplicit := &openid.OpenIDConnectImplicitHandler{
+		AuthorizeImplicitGrantTypeHandler: implicitFlow, IDTokenHandleHelper: idHelper,
+		OpenIDConnectRequestValidator: validator, Config: fc,
+	}
+	oidcHybrid := &openid.OpenIDConnectHybridHandler{
+		AuthorizeExplicitGrantHandler: codeFlow, AuthorizeImplicitGrantTypeHandler: implicitFlow,
+		IDTokenHandleHelper: idHelper, OpenIDConnectRequestStorage: storage,
+		OpenIDConnectRequestValidator: validator, Config: fc,
+	}
+	oidcRefresh := &openid.OpenIDConnectRefreshHandler{IDTokenHandleHelper: idHelper, Config: fc}
+	pkceFlow := &pkce.Handler{AuthorizeCodeStrategy: st, Storage: storage, Config: fc}
+	people := &refreshedUser{p: p}
+
+	fc.AuthorizeEndpointHandlers = fosite.AuthorizeEndpointHandlers{codeFlow, implicitFlow, oidcCode, oidcImplicit, oidcHybrid, pkceFlow}
 	fc.TokenEndpointHandlers = fosite.TokenEndpointHandlers{
 		&oauth2.ClientCredentialsGrantHandler{
 			HandleHelper: &oauth2.HandleHelper{AccessTokenStrategy: st, AccessTokenStorage: storage, Config: fc},
 			Config:       fc,
 		},
+		codeFlow, refreshFlow, people, oidcCode, oidcRefresh, pkceFlow,
 	}
 	fc.TokenIntrospectionHandlers = fosite.TokenIntrospectionHandlers{
 		&oauth2.CoreValidator{CoreStrategy: st, CoreStorage: storage, Config: fc},
@@ -118,7 +196,7 @@ func New(cfg Config) *Provider {
 		&oauth2.TokenRevocationHandler{TokenRevocationStorage: storage, AccessTokenStrategy: st, RefreshTokenStrategy: st},
 	}
 	p.oauth2 = fosite.NewOAuth2Provider(storage, fc)
-	p.strategy, p.storage = st, storage
+	p.strategy, p.storage, p.signer = st, storage, signer
 	return p
 }
 

@@ -2,14 +2,19 @@ package oauth
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/handler/pkce"
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
 	"github.com/portcullis-auth/portcullis/oidcprovider/store"
@@ -31,7 +36,7 @@ type tokenRecord struct {
 
 // formKeysKept are the request parameters worth keeping with a token; credentials, codes and
 // assertions are never stored.
-var formKeysKept = []string{"grant_type", "scope", "audience", "resource", "redirect_uri", "response_type", "nonce", "state"}
+var formKeysKept = []string{"grant_type", "scope", "audience", "resource", "redirect_uri", "response_type", "response_mode", "nonce", "state", "prompt", "max_age", "claims", "code_challenge", "code_challenge_method"}
 
 func tokenKey(kind, signature string) []byte { return []byte("tok/" + kind + "/" + signature) }
 func requestIndexKey(requestID, kind, signature string) []byte {
@@ -51,9 +56,11 @@ type tokenStorage struct {
 }
 
 var (
-	_ fosite.Storage                = (*tokenStorage)(nil)
-	_ oauth2.CoreStorage            = (*tokenStorage)(nil)
-	_ oauth2.TokenRevocationStorage = (*tokenStorage)(nil)
+	_ fosite.Storage                     = (*tokenStorage)(nil)
+	_ oauth2.CoreStorage                 = (*tokenStorage)(nil)
+	_ oauth2.TokenRevocationStorage      = (*tokenStorage)(nil)
+	_ openid.OpenIDConnectRequestStorage = (*tokenStorage)(nil)
+	_ pkce.PKCERequestStorage            = (*tokenStorage)(nil)
 )
 
 // GetClient implements fosite.ClientManager.
@@ -118,10 +125,49 @@ func (s *tokenStorage) create(kind string, tt fosite.TokenType, signature string
 	} else if ttl <= 0 {
 		ttl = time.Second
 	}
-	return s.kv.Put(
-		store.Entry{Key: tokenKey(kind, signature), Value: data, TTL: ttl},
-		store.Entry{Key: requestIndexKey(rec.RequestID, kind, signature), Value: []byte{1}, TTL: ttl},
-	)
+	entries := []store.Entry{
+		{Key: tokenKey(kind, signature), Value: data, TTL: ttl},
+		{Key: requestIndexKey(rec.RequestID, kind, signature), Value: []byte{1}, TTL: ttl},
+	}
+	if sess.BrowserSession != "" && (kind == kindAccess || kind == kindCode) {
+		entries = append(entries, store.Entry{Key: browserIndexKey(sess.BrowserSession, kind, signature), Value: []byte{1}, TTL: ttl})
+	}
+	return s.kv.Put(entries...)
+}
+
+// browserIndexKey lists the access tokens and codes a portal session (by its reference)
+// authorized, so signing out ends them.
+func browserIndexKey(ref, kind, signature string) []byte {
+	return []byte("bsess/" + ref + "/" + kind + "/" + signature)
+}
+
+// EndBrowserSession ends the access tokens and unused codes that applications obtained through
+// the portal session ref (session.Ref), when its user signs out. Refresh tokens, granted for
+// offline access, outlive the browser session. It returns how many it ended.
+func (p *Provider) EndBrowserSession(ref string) (int, error) {
+	prefix := []byte("bsess/" + ref + "/")
+	idx, err := p.cfg.KV.Keys(prefix)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, k := range idx {
+		kind, sig, ok := strings.Cut(string(k[len(prefix):]), "/")
+		if !ok {
+			continue
+		}
+		switch kind {
+		case kindAccess:
+			err = p.storage.delete(kindAccess, sig)
+		case kindCode:
+			err = p.storage.deactivate(kindCode, fosite.AuthorizeCode, sig)
+		}
+		if err != nil && !errors.Is(err, fosite.ErrNotFound) {
+			return n, err
+		}
+		n++
+	}
+	return n, p.cfg.KV.Delete(idx...)
 }
 
 // load reads a record; a missing record or client is fosite.ErrNotFound.
@@ -214,7 +260,13 @@ func (s *tokenStorage) GetAuthorizeCodeSession(_ context.Context, code string, s
 // InvalidateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage: the record stays,
 // marked used, so a replay is recognised.
 func (s *tokenStorage) InvalidateAuthorizeCodeSession(_ context.Context, code string) error {
-	data, err := s.kv.Get(tokenKey(kindCode, code))
+	return s.deactivate(kindCode, fosite.AuthorizeCode, code)
+}
+
+// deactivate marks a stored token spent, keeping it until it would have expired (at least a
+// minute) so that presenting it again is recognised.
+func (s *tokenStorage) deactivate(kind string, tt fosite.TokenType, signature string) error {
+	data, err := s.kv.Get(tokenKey(kind, signature))
 	if errors.Is(err, store.ErrNotFound) {
 		return fosite.ErrNotFound
 	} else if err != nil {
@@ -224,6 +276,9 @@ func (s *tokenStorage) InvalidateAuthorizeCodeSession(_ context.Context, code st
 	if err := json.Unmarshal(data, &rec); err != nil {
 		return fmt.Errorf("decoding token record: %w", err)
 	}
+	if !rec.Active {
+		return nil
+	}
 	rec.Active = false
 	data, err = json.Marshal(&rec)
 	if err != nil {
@@ -231,11 +286,56 @@ func (s *tokenStorage) InvalidateAuthorizeCodeSession(_ context.Context, code st
 	}
 	ttl := time.Minute
 	if rec.Session != nil {
-		if until := time.Until(rec.Session.GetExpiresAt(fosite.AuthorizeCode)); until > 0 {
+		if until := time.Until(rec.Session.GetExpiresAt(tt)); until > ttl {
 			ttl = until
 		}
 	}
-	return s.kv.Put(store.Entry{Key: tokenKey(kindCode, code), Value: data, TTL: ttl})
+	return s.kv.Put(
+		store.Entry{Key: tokenKey(kind, signature), Value: data, TTL: ttl},
+		store.Entry{Key: requestIndexKey(rec.RequestID, kind, signature), Value: []byte{1}, TTL: ttl},
+	)
+}
+
+// codeKey names a record kept beside an authorization code; fosite hands the OpenID Connect
+// storage the code itself, so it is hashed.
+func codeKey(code string) string {
+	h := sha256.Sum256([]byte(code))
+	return hex.EncodeToString(h[:])
+}
+
+// CreateOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
+func (s *tokenStorage) CreateOpenIDConnectSession(_ context.Context, code string, req fosite.Requester) error {
+	return s.create(kindOIDC, fosite.AuthorizeCode, codeKey(code), req)
+}
+
+// GetOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
+func (s *tokenStorage) GetOpenIDConnectSession(_ context.Context, code string, req fosite.Requester) (fosite.Requester, error) {
+	r, _, err := s.load(kindOIDC, codeKey(code), req.GetSession())
+	if errors.Is(err, fosite.ErrNotFound) {
+		return nil, openid.ErrNoSessionFound
+	}
+	return r, err
+}
+
+// DeleteOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
+func (s *tokenStorage) DeleteOpenIDConnectSession(_ context.Context, code string) error {
+	return s.delete(kindOIDC, codeKey(code))
+}
+
+// CreatePKCERequestSession implements pkce.PKCERequestStorage.
+func (s *tokenStorage) CreatePKCERequestSession(_ context.Context, signature string, req fosite.Requester) error {
+	return s.create(kindPKCE, fosite.AuthorizeCode, signature, req)
+}
+
+// GetPKCERequestSession implements pkce.PKCERequestStorage.
+func (s *tokenStorage) GetPKCERequestSession(_ context.Context, signature string, sess fosite.Session) (fosite.Requester, error) {
+	r, _, err := s.load(kindPKCE, signature, sess)
+	return r, err
+}
+
+// DeletePKCERequestSession implements pkce.PKCERequestStorage.
+func (s *tokenStorage) DeletePKCERequestSession(_ context.Context, signature string) error {
+	return s.delete(kindPKCE, signature)
 }
 
 // CreateAccessTokenSession implements oauth2.AccessTokenStorage.
@@ -265,14 +365,18 @@ func (s *tokenStorage) CreateRefreshTokenSession(_ context.Context, signature st
 	return s.create(kindRefresh, fosite.RefreshToken, signature, req)
 }
 
-// GetRefreshTokenSession implements oauth2.RefreshTokenStorage.
+// GetRefreshTokenSession implements oauth2.RefreshTokenStorage. A spent (rotated) or revoked
+// refresh token is fosite.ErrInactiveToken with its request, so a replay revokes its family.
 func (s *tokenStorage) GetRefreshTokenSession(_ context.Context, signature string, sess fosite.Session) (fosite.Requester, error) {
-	r, _, err := s.load(kindRefresh, signature, sess)
+	r, rec, err := s.load(kindRefresh, signature, sess)
 	if err != nil {
 		return nil, err
 	}
 	if s.cutoffs.Revoked(r.Client.GetID(), r.RequestedAt) {
 		return nil, fosite.ErrNotFound
+	}
+	if !rec.Active {
+		return r, fosite.ErrInactiveToken
 	}
 	return r, nil
 }
@@ -282,9 +386,21 @@ func (s *tokenStorage) DeleteRefreshTokenSession(_ context.Context, signature st
 	return s.delete(kindRefresh, signature)
 }
 
-// RevokeRefreshToken implements oauth2.TokenRevocationStorage.
+// RevokeRefreshToken implements oauth2.TokenRevocationStorage: the request's refresh tokens
+// are marked spent, not deleted, so presenting one again is recognised as a replay until it
+// would have expired.
 func (s *tokenStorage) RevokeRefreshToken(_ context.Context, requestID string) error {
-	return s.revokeRequest(requestID, kindRefresh)
+	idx, err := s.kv.Keys(requestIndexPrefix(requestID, kindRefresh))
+	if err != nil {
+		return err
+	}
+	prefix := len(requestIndexPrefix(requestID, kindRefresh))
+	for _, k := range idx {
+		if err := s.deactivate(kindRefresh, fosite.RefreshToken, string(k[prefix:])); err != nil && !errors.Is(err, fosite.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
 }
 
 // RevokeRefreshTokenMaybeGracePeriod implements oauth2.TokenRevocationStorage (no grace period).

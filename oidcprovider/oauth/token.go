@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -15,27 +16,66 @@ import (
 	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
 )
 
-// ServeToken is the token endpoint (RFC 6749 §3.2) with the client_credentials grant.
+// ServeToken is the token endpoint (RFC 6749 §3.2): the authorization_code, refresh_token and
+// client_credentials grants.
 func (p *Provider) ServeToken(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
 	if err := parseForm(w, r); err != nil {
 		p.refuseToken(w, r, err)
 		return
 	}
-	switch gt := r.PostForm.Get("grant_type"); {
-	case gt == "":
-		p.refuseToken(w, r, fosite.ErrInvalidRequest.WithHint("The grant_type parameter is missing."))
-		return
-	case gt != clients.GrantClientCredentials:
-		p.refuseToken(w, r, fosite.ErrUnsupportedGrantType.WithHintf("The grant type '%s' is not supported; this provider serves client_credentials.", gt))
-		return
-	}
-	for _, k := range []string{"scope", "grant_type"} {
+	for _, k := range []string{"scope", "grant_type", "code", "refresh_token", "redirect_uri", "code_verifier"} {
 		if len(r.PostForm[k]) > 1 {
 			p.refuseToken(w, r, fosite.ErrInvalidRequest.WithHintf("The %s parameter is repeated.", k))
 			return
 		}
 	}
+	switch gt := r.PostForm.Get("grant_type"); gt {
+	case "":
+		p.refuseToken(w, r, fosite.ErrInvalidRequest.WithHint("The grant_type parameter is missing."))
+	case clients.GrantClientCredentials:
+		p.serveClientCredentials(w, r)
+	case grantAuthorizationCode, grantRefreshToken:
+		if p.cfg.People == nil {
+			p.refuseToken(w, r, fosite.ErrUnsupportedGrantType.WithHintf("The grant type '%s' needs a users_file.", gt))
+			return
+		}
+		p.serveUserGrant(w, r, gt)
+	default:
+		p.refuseToken(w, r, fosite.ErrUnsupportedGrantType.WithHintf("The grant type '%s' is not supported.", gt))
+	}
+}
+
+// serveUserGrant exchanges a code, or a refresh token, for tokens.
+func (p *Provider) serveUserGrant(w http.ResponseWriter, r *http.Request, grant string) {
+	ctx := r.Context()
+	ar, err := p.oauth2.NewAccessRequest(ctx, r, &Session{})
+	if errors.Is(err, fosite.ErrInactiveToken) {
+		// RFC 6749 §5.2 has no token_inactive: a spent or revoked grant is invalid_grant
+		err = fosite.ErrInvalidGrant.WithHint("The refresh token was already used or was revoked; every token of its grant is now revoked.")
+	}
+	if err != nil {
+		p.refuseToken(w, r, err)
+		return
+	}
+	resp, err := p.oauth2.NewAccessResponse(ctx, ar)
+	if err != nil {
+		p.refuseToken(w, r, err)
+		return
+	}
+	p.oauth2.WriteAccessResponse(ctx, w, ar, resp)
+	if p.cfg.OnTokenIssued != nil {
+		p.cfg.OnTokenIssued(ar.GetClient().GetID(), grant)
+	}
+	p.cfg.Logger.Info("token issued",
+		zap.String("client_id", ar.GetClient().GetID()),
+		zap.String("grant_type", grant),
+		zap.String("user", ar.GetSession().GetUsername()),
+		zap.Strings("scopes", ar.GetGrantedScopes()))
+}
+
+// serveClientCredentials is the client_credentials grant (RFC 6749 §4.4).
+func (p *Provider) serveClientCredentials(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
 
 	sess := &Session{Issuer: p.cfg.Issuer}
 	ar, err := p.oauth2.NewAccessRequest(ctx, r, sess)
@@ -122,7 +162,7 @@ func (p *Provider) refuseToken(w http.ResponseWriter, r *http.Request, err error
 	if rfc.CodeField < 500 && !isClosedErr(err) {
 		if p.cfg.OnTokenRefused != nil {
 			grant := r.PostForm.Get("grant_type")
-			if grant != clients.GrantClientCredentials {
+			if grant != clients.GrantClientCredentials && grant != grantAuthorizationCode && grant != grantRefreshToken {
 				grant = "other"
 			}
 			p.cfg.OnTokenRefused(grant, rfc.ErrorField)
@@ -203,3 +243,9 @@ func checkRequestedURL(s string) error {
 	}
 	return nil
 }
+
+// The user grants of the token endpoint.
+const (
+	grantAuthorizationCode = "authorization_code"
+	grantRefreshToken      = "refresh_token"
+)

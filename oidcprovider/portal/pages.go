@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -23,30 +24,45 @@ import (
 
 // pageData is what every page template gets.
 type pageData struct {
-	Title      string
-	CSRF       string
-	Error      string
-	Notice     string
-	RD         string // the return URL, carried through the forms
-	RM         string
-	Username   string
-	RememberMe bool // show the box
-	User       *users.User
-	Session    *session.Session
-	TOTP       *totp.DeviceInfo
-	Keys       []webauthn.Credential
-	HasTOTP    bool // TOTP is enabled
-	HasKeys    bool // WebAuthn is enabled
-	Enrolment  *totp.Enrolment
-	QR         template.URL
-	OTPAuth    template.URL // the enrolment's otpauth:// URI, which html/template would refuse
-	Next       string       // for the password confirmation
-	NeedsFirst bool         // the second-factor page of a user with no device yet
+	Title       string
+	CSRF        string
+	Error       string
+	Notice      string
+	RD          string // the return URL, carried through the forms
+	RM          string
+	Username    string
+	RememberMe  bool // show the box
+	User        *users.User
+	Session     *session.Session
+	TOTP        *totp.DeviceInfo
+	Keys        []webauthn.Credential
+	HasTOTP     bool // TOTP is enabled
+	HasKeys     bool // WebAuthn is enabled
+	Enrolment   *totp.Enrolment
+	QR          template.URL
+	OTPAuth     template.URL // the enrolment's otpauth:// URI, which html/template would refuse
+	Next        string       // for the password confirmation
+	NeedsFirst  bool         // the second-factor page of a user with no device yet
+	Consent     *ConsentView // the consent page
+	Action      string       // the sign-out form's target for an application's sign-out request
+	Hidden      map[string]string
+	ClientName  string   // the application asking to sign out
+	FormAction  []string // origins a form on the page may end up at (an application's redirect)
+	Consents    []consentItem
+	HasConsents bool // remembered consents are kept
 }
 
 func (p *Portal) render(w http.ResponseWriter, r *http.Request, status int, page string, d *pageData) {
 	t := p.pages[page]
 	d.CSRF = p.csrfToken(w, r)
+	extra := d.FormAction
+	if d.RD != "" && p.cfg.FormActionFor != nil {
+		extra = append(extra, p.cfg.FormActionFor(d.RD)...)
+	}
+	if len(extra) > 0 {
+		// the page's form leads, through redirects, to an application: Chrome checks every hop
+		w.Header().Set("Content-Security-Policy", p.cspWithFormAction(extra))
+	}
 	d.HasTOTP, d.HasKeys = p.cfg.TOTP != nil, p.cfg.WebAuthn != nil
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, "layout.html", d); err != nil {
@@ -68,11 +84,12 @@ func (p *Portal) unavailable(w http.ResponseWriter, r *http.Request) {
 
 // notices are the fixed messages a redirect may ask a page to show (never text from the URL).
 var notices = map[string]string{
-	"totp-added":   "Your authenticator app is set up.",
-	"totp-removed": "The authenticator app was removed.",
-	"key-added":    "Your security key is registered.",
-	"key-removed":  "The security key was removed.",
-	"signed-out":   "You are signed out.",
+	"totp-added":        "Your authenticator app is set up.",
+	"totp-removed":      "The authenticator app was removed.",
+	"key-added":         "Your security key is registered.",
+	"key-removed":       "The security key was removed.",
+	"signed-out":        "You are signed out.",
+	"consent-withdrawn": "The application will ask for your consent again.",
 }
 
 func redirect(w http.ResponseWriter, r *http.Request, to string) {
@@ -91,7 +108,7 @@ func (p *Portal) withRD(rel, rd string) string {
 func (p *Portal) signInPage(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	rd := p.safeRedirect(q.Get("rd"))
-	if _, sess, _ := p.current(r); sess != nil {
+	if _, sess, _ := p.current(r); sess != nil && q.Get("prompt") != "login" {
 		if rd != "" {
 			redirect(w, r, rd)
 			return
@@ -187,7 +204,7 @@ func (p *Portal) hasSecondFactor(u *users.User) bool {
 
 // elevate records a second factor: the session moves to a new id at level two.
 func (p *Portal) elevate(w http.ResponseWriter, id string, u *users.User, factor, ip string) bool {
-	newID, sess, err := p.cfg.Sessions.Elevate(id, session.TwoFactor)
+	newID, sess, err := p.cfg.Sessions.ElevateWith(id, session.TwoFactor, factor)
 	if err != nil {
 		p.cfg.Logger.Error("portal: elevating a session", zap.Error(err))
 		return false
@@ -349,7 +366,44 @@ func (p *Portal) settingsPage(w http.ResponseWriter, r *http.Request) {
 	}
 	d := &pageData{Title: "Your account", User: u, Session: sess, Notice: notices[r.URL.Query().Get("notice")]}
 	p.devices(u, d)
+	if p.cfg.Consents != nil {
+		grants, err := p.cfg.Consents.List(u.Name, p.cfg.Now())
+		if err != nil {
+			p.unavailable(w, r)
+			return
+		}
+		d.HasConsents = true
+		for _, g := range grants {
+			name := g.ClientID
+			if p.cfg.ClientName != nil {
+				name = p.cfg.ClientName(g.ClientID)
+			}
+			d.Consents = append(d.Consents, consentItem{ID: g.ID, Client: name, Scopes: strings.Join(g.Scopes, " "), Expires: g.ExpiresAt})
+		}
+	}
 	p.render(w, r, http.StatusOK, "settings", d)
+}
+
+// consentItem is a remembered consent on the signed-in page.
+type consentItem struct {
+	ID, Client, Scopes string
+	Expires            time.Time
+}
+
+// consentWithdraw withdraws one of the user's remembered consents: the application will ask
+// again.
+func (p *Portal) consentWithdraw(w http.ResponseWriter, r *http.Request) {
+	_, sess, u := p.current(r)
+	if sess == nil || p.cfg.Consents == nil {
+		redirect(w, r, p.withRD(PathSignIn, p.localURL(PathSettings)))
+		return
+	}
+	if _, err := p.cfg.Consents.Withdraw(u.Name, r.PostFormValue("id")); err != nil {
+		p.unavailable(w, r)
+		return
+	}
+	p.cfg.Logger.Info("consent withdrawn", zap.String("user", u.Name), zap.String("remote_ip", p.cfg.ClientIP(r)))
+	redirect(w, r, p.base+PathSettings+"?notice=consent-withdrawn")
 }
 
 // fresh makes sure the session may change devices: the password given within five minutes,
@@ -586,6 +640,18 @@ func (p *Portal) signOutPage(w http.ResponseWriter, r *http.Request) {
 	p.render(w, r, http.StatusOK, "signout", &pageData{Title: "Sign out", User: u, Session: sess, RD: rd})
 }
 
+// endSession ends the session of id and tells OnSignOut.
+func (p *Portal) endSession(id string) error {
+	sess, err := p.cfg.Sessions.Get(id)
+	if err := p.cfg.Sessions.End(id); err != nil {
+		return err
+	}
+	if err == nil && p.cfg.OnSignOut != nil && sess.Ref() != "" {
+		p.cfg.OnSignOut(sess.User, sess.Ref())
+	}
+	return nil
+}
+
 // signOut ends the session on the server and removes the cookie.
 func (p *Portal) signOut(w http.ResponseWriter, r *http.Request) {
 	rd := p.safeRedirect(r.PostFormValue("rd"))
@@ -593,7 +659,7 @@ func (p *Portal) signOut(w http.ResponseWriter, r *http.Request) {
 		if sess, err := p.cfg.Sessions.Get(c.Value); err == nil {
 			p.cfg.Logger.Info("signed out", zap.String("user", sess.User), zap.String("remote_ip", p.cfg.ClientIP(r)))
 		}
-		if err := p.cfg.Sessions.End(c.Value); err != nil {
+		if err := p.endSession(c.Value); err != nil {
 			p.unavailable(w, r)
 			return
 		}

@@ -24,6 +24,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/portcullis-auth/portcullis/oidcprovider/consent"
 	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/totp"
 	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/webauthn"
 	"github.com/portcullis-auth/portcullis/oidcprovider/regulation"
@@ -85,6 +86,24 @@ type Config struct {
 	Logger *zap.Logger
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// FormActionFor, when set, names the origins a form with return URL rd may lead to through
+	// redirects (the application's redirect URI when rd resumes an authorization request), so
+	// the page's form-action allows them.
+	FormActionFor func(rd string) []string
+	// OnSignOut, when set, is told of each session ended by signing out (its user and its
+	// reference, Session.Ref), so what the session authorized can end with it.
+	OnSignOut func(user, ref string)
+	// Consents, when set, are the users' remembered consents, listed on the signed-in page
+	// where a user may withdraw one.
+	Consents ConsentKeeper
+	// ClientName names an application on the signed-in page. Optional.
+	ClientName func(clientID string) string
+}
+
+// ConsentKeeper lists and withdraws a user's remembered consents.
+type ConsentKeeper interface {
+	List(username string, now time.Time) ([]consent.Grant, error)
+	Withdraw(username, id string) (bool, error)
 }
 
 // Portal serves the pages.
@@ -95,6 +114,8 @@ type Portal struct {
 	pages  map[string]*template.Template
 	assets http.Handler
 	csp    string
+	// cspFormAction is the form-action source list of csp, for pages that add to it.
+	cspFormAction string
 }
 
 // Paths of the portal's pages and endpoints, relative to the issuer.
@@ -112,6 +133,7 @@ const (
 	pathKeyOptions      = "/settings/webauthn/options"
 	pathKeyVerify       = "/settings/webauthn/verify"
 	pathKeyRemove       = "/settings/webauthn/remove"
+	pathConsentWithdraw = "/settings/consents/withdraw"
 	PathSignOut         = "/logout"
 	pathAssets          = "/assets/"
 )
@@ -177,8 +199,20 @@ func New(cfg Config) (*Portal, error) {
 	if u, err := url.Parse(cfg.DefaultRedirect); err == nil && u.Host != "" {
 		formAction += " " + u.Scheme + "://" + u.Host
 	}
-	p.csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action " + formAction + "; frame-ancestors 'none'; base-uri 'none'"
+	p.cspFormAction = formAction
+	p.csp = p.cspWithFormAction(nil)
 	return p, nil
+}
+
+// cspWithFormAction is the pages' Content-Security-Policy with extra form-action origins.
+func (p *Portal) cspWithFormAction(extra []string) string {
+	fa := p.cspFormAction
+	for _, o := range extra {
+		if o != "" && !strings.ContainsAny(o, " ;,'\"\r\n") {
+			fa += " " + o
+		}
+	}
+	return "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action " + fa + "; frame-ancestors 'none'; base-uri 'none'"
 }
 
 // Handles reports whether rel (a path relative to the issuer) is one of the portal's.
@@ -186,7 +220,7 @@ func (p *Portal) Handles(rel string) bool {
 	switch rel {
 	case PathSignIn, PathSecondFactor, pathTOTPCheck, pathWebAuthnOptions, pathWebAuthnVerify,
 		PathSettings, pathConfirm, pathTOTPEnrol, pathTOTPRemove, pathKeyRegister, pathKeyOptions,
-		pathKeyVerify, pathKeyRemove, PathSignOut:
+		pathKeyVerify, pathKeyRemove, pathConsentWithdraw, PathSignOut:
 		return true
 	}
 	return strings.HasPrefix(rel, pathAssets)
@@ -250,6 +284,8 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request, rel string) {
 		p.keyRegisterVerify(w, r)
 	case rel == pathKeyRemove && post:
 		p.keyRemove(w, r)
+	case rel == pathConsentWithdraw && post:
+		p.consentWithdraw(w, r)
 	case rel == PathSignOut && get:
 		p.signOutPage(w, r)
 	case rel == PathSignOut && post:

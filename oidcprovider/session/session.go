@@ -73,7 +73,15 @@ type Session struct {
 	PasswordAt time.Time `json:"password_at"`
 	// SecondFactorAt is when a second factor was last given; zero if never.
 	SecondFactorAt time.Time `json:"second_factor_at,omitzero"`
+	// SecondFactor is the kind of the last second factor given: "totp" or "webauthn".
+	SecondFactor string `json:"second_factor,omitempty"`
+	// Family is a random reference given at sign-in and kept when the id changes (step-up,
+	// password confirmation): what tokens issued through the session record.
+	Family string `json:"family,omitempty"`
 }
+
+// Ref is the session's stable reference (its Family), which does not reveal its id.
+func (s *Session) Ref() string { return s.Family }
 
 // ErrNoSession is an unknown, ended or expired session id.
 var ErrNoSession = errors.New("session: no such session")
@@ -138,7 +146,12 @@ func (s *Store) Create(user string, level Level, rememberMe bool) (string, *Sess
 		return "", nil, fmt.Errorf("session: bad username %q", user)
 	}
 	now := s.now()
-	sess := &Session{User: user, Level: level, Created: now, AuthTime: now, LastActive: now, PasswordAt: now, Expires: now.Add(s.cfg.Expiration)}
+	family := make([]byte, 16)
+	if _, err := rand.Read(family); err != nil {
+		return "", nil, err
+	}
+	sess := &Session{User: user, Level: level, Created: now, AuthTime: now, LastActive: now, PasswordAt: now, Expires: now.Add(s.cfg.Expiration),
+		Family: base64.RawURLEncoding.EncodeToString(family)}
 	if rememberMe && s.cfg.RememberMe > 0 {
 		sess.RememberMe, sess.Expires = true, now.Add(s.cfg.RememberMe)
 	}
@@ -237,10 +250,16 @@ func (s *Store) get(id string) (*Session, error) {
 // Elevate records a factor at level for the session of id and moves it to a new id (returned),
 // ending the old one, so an id seen before the step-up is worth nothing after it.
 func (s *Store) Elevate(id string, level Level) (string, *Session, error) {
+	return s.ElevateWith(id, level, "")
+}
+
+// ElevateWith is Elevate recording the kind of second factor given ("totp", "webauthn"), which
+// ID tokens report in amr.
+func (s *Store) ElevateWith(id string, level Level, factor string) (string, *Session, error) {
 	return s.rotate(id, func(sess *Session, now time.Time) {
 		sess.Level, sess.AuthTime = max(sess.Level, level), now
 		if level >= TwoFactor {
-			sess.SecondFactorAt = now
+			sess.SecondFactorAt, sess.SecondFactor = now, factor
 		}
 	})
 }

@@ -1,0 +1,52 @@
+package oauth
+
+import (
+	"context"
+
+	"github.com/ory/fosite"
+)
+
+// refreshedUser is a token endpoint handler for the refresh_token grant that runs after fosite's
+// own checks: a user who is gone from the users file or disabled gets no new tokens, and the
+// ID token issued at the refresh carries the user's current claims.
+type refreshedUser struct {
+	p *Provider
+}
+
+var _ fosite.TokenEndpointHandler = (*refreshedUser)(nil)
+
+// CanHandleTokenEndpointRequest implements fosite.TokenEndpointHandler.
+func (h *refreshedUser) CanHandleTokenEndpointRequest(_ context.Context, r fosite.AccessRequester) bool {
+	return r.GetGrantTypes().ExactOne("refresh_token")
+}
+
+// CanSkipClientAuth implements fosite.TokenEndpointHandler.
+func (h *refreshedUser) CanSkipClientAuth(context.Context, fosite.AccessRequester) bool { return false }
+
+// HandleTokenEndpointRequest implements fosite.TokenEndpointHandler.
+func (h *refreshedUser) HandleTokenEndpointRequest(_ context.Context, r fosite.AccessRequester) error {
+	if !h.CanHandleTokenEndpointRequest(context.Background(), r) {
+		return fosite.ErrUnknownRequest
+	}
+	sess, ok := r.GetSession().(*Session)
+	if !ok || sess.Username == "" {
+		return fosite.ErrUnknownRequest
+	}
+	people := h.p.cfg.People
+	if people == nil || !people.Active(sess.Username) {
+		return fosite.ErrInvalidGrant.WithHint("The user of this refresh token is disabled or no longer exists.")
+	}
+	if sess.Claims != nil {
+		claims, ok := people.Claims(sess.Username, r.GetGrantedScopes())
+		if !ok {
+			return fosite.ErrInvalidGrant.WithHint("The user of this refresh token is disabled or no longer exists.")
+		}
+		sess.Claims.Extra = h.p.idTokenExtra(r.GetClient(), claims)
+	}
+	return nil
+}
+
+// PopulateTokenEndpointResponse implements fosite.TokenEndpointHandler; it adds nothing.
+func (h *refreshedUser) PopulateTokenEndpointResponse(context.Context, fosite.AccessRequester, fosite.AccessResponder) error {
+	return fosite.ErrUnknownRequest
+}
