@@ -2,8 +2,10 @@ package oidcprovider
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/portcullis-auth/portcullis/accesscontrol"
+	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
 )
 
 func (a *App) provisionAccessControl() error {
@@ -34,8 +36,9 @@ func (a *App) provisionAccessControl() error {
 
 // CompileRules compiles rules against this app's network definitions and registered clients:
 // besides accesscontrol's own checks, every "oauth2:client:<id>" subject must name a registered
-// client (every client has the client_credentials grant while it is the only grant served). scope prefixes error messages ("access_control"
-// for the global list; "" for a site's rules, whose module Caddy already names).
+// client with the client_credentials grant (only its tokens carry that subject). scope prefixes
+// error messages ("access_control" for the global list; "" for a site's rules, whose module Caddy
+// already names).
 func (a *App) CompileRules(rules []accesscontrol.Rule, scope string, requireDomain bool) (*accesscontrol.RuleSet, error) {
 	set, err := accesscontrol.Compile(rules, accesscontrol.CompileOptions{RequireDomain: requireDomain, Networks: a.networks, Scope: scope})
 	if err != nil {
@@ -46,8 +49,12 @@ func (a *App) CompileRules(rules []accesscontrol.Rule, scope string, requireDoma
 		prefix = scope + ": "
 	}
 	for id, rule := range accesscontrol.SubjectClients(rules) {
-		if _, ok := a.clients[id]; !ok {
+		c, ok := a.clients[id]
+		if !ok {
 			return nil, fmt.Errorf("%s%s: subject: oauth2:client:%s names no registered client; add a 'client %s { … }' block to the oidc option", prefix, rule, id, id)
+		}
+		if !slices.Contains(c.GetGrantTypes(), clients.GrantClientCredentials) {
+			return nil, fmt.Errorf("%s%s: subject: oauth2:client:%s matches only client_credentials tokens, and client %s has no client_credentials grant; match the people who sign in to it with user: or group: subjects, or add client_credentials to its grant_types", prefix, rule, id, id)
 		}
 	}
 	return set, nil

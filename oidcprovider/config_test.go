@@ -253,6 +253,7 @@ func TestValidateErrors(t *testing.T) {
 		{"jwt auth method", provider(strings.Replace(kuma, "grant_types", "token_endpoint_auth_method private_key_jwt\n\tgrant_types", 1)), "not available yet"},
 		{"bad audience mode", provider(strings.Replace(kuma, "grant_types", "requested_audience_mode sometimes\n\tgrant_types", 1)), "requested_audience_mode"},
 		{"unregistered client subject", provider(kuma + "\naccess_control {\n rule {\n domain secure.example.com\n subject oauth2:client:ghost\n policy one_factor\n }\n}"), "oauth2:client:ghost names no registered client"},
+		{"client subject without client_credentials", provider(app + "\naccess_control {\n rule {\n domain secure.example.com\n subject oauth2:client:app\n policy one_factor\n }\n}"), "access_control: rule #1 (domain secure.example.com): subject: oauth2:client:app matches only client_credentials tokens, and client app has no client_credentials grant"},
 		{"bypass with subject", provider(kuma + "\naccess_control {\n rule {\n domain secure.example.com\n subject oauth2:client:kuma\n policy bypass\n }\n}"), "rule #1 (domain secure.example.com): a bypass rule may not carry subjects"},
 		{"unknown network name", provider("access_control {\n rule {\n domain a.example.com\n networks office\n policy one_factor\n }\n}"), `rule #1 (domain a.example.com): networks: "office"`},
 		{"bad regex", provider("access_control {\n rule {\n domain a.example.com\n resources \"([\"\n policy one_factor\n }\n}"), "rule #1 (domain a.example.com): resources"},

@@ -82,7 +82,7 @@ type converter struct {
 	opts    Options
 	out     strings.Builder
 	left    []Leftover
-	clients map[string]bool // clients carried over
+	clients map[string]bool // clients carried over: true for those with the client_credentials grant
 	dropped map[string]bool // clients left out
 }
 
@@ -468,7 +468,7 @@ func (c *converter) client(path string, m map[string]any) {
 			delete(m, "pre_configured_consent_duration")
 		}
 	}
-	c.clients[id] = true
+	c.clients[id] = slices.Contains(list(m["grant_types"]), "client_credentials")
 	c.line(2, "client %s {", quote(id))
 	for _, k := range sortedKeys(m) {
 		if k == "client_id" {
@@ -649,19 +649,29 @@ func (c *converter) rule(path string, m map[string]any) {
 		case "policy":
 		case "subject":
 			for _, alt := range subjects(v) {
-				kept := alt[:0:0]
-				drop := false
+				why, lost := "", false
 				for _, s := range alt {
-					if id, ok := strings.CutPrefix(s, "oauth2:client:"); ok && !c.clients[id] {
-						drop = true
+					id, ok := strings.CutPrefix(s, "oauth2:client:")
+					if !ok {
+						continue
 					}
-					kept = append(kept, s)
+					switch cc, carried := c.clients[id]; {
+					case !carried:
+						why, lost = "names a client that was left out", true
+					case !cc && !lost:
+						why = "names client " + id + ", which has no client_credentials grant: only client_credentials tokens carry an oauth2:client subject, so it never matched"
+					}
 				}
-				if drop {
-					c.leave(path+".subject", fmt.Sprintf("%s names a client that was left out; that alternative is dropped", strings.Join(alt, " ")))
+				if why != "" {
+					msg := fmt.Sprintf("%s %s; that alternative is dropped", strings.Join(alt, " "), why)
+					if lost {
+						c.leave(path+".subject", msg)
+					} else {
+						c.notNeeded(path+".subject", msg)
+					}
 					continue
 				}
-				body = append(body, "subject "+quoteAll(kept))
+				body = append(body, "subject "+quoteAll(alt))
 			}
 		case "query":
 			for _, alt := range asList(v) {
@@ -693,7 +703,7 @@ func (c *converter) rule(path string, m map[string]any) {
 		}
 	}
 	if hasSubjectKey(m) && !slices.ContainsFunc(body, func(s string) bool { return strings.HasPrefix(s, "subject ") }) {
-		c.leave(path, "every subject alternative named a client that was left out; the rule is left out")
+		c.leave(path, "every subject alternative was dropped; the rule is left out")
 		return
 	}
 	c.line(3, "rule {")
