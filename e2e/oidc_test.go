@@ -147,6 +147,27 @@ func (rp *relyingParty) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// push sends an authorization request of client to the PAR endpoint (RFC 9126) and returns
+// the URL the browser opens with its request_uri.
+func (rp *relyingParty) push(hc *http.Client, issuer, client string) string {
+	rp.t.Helper()
+	cfg := rp.configs[client]
+	state, nonce, verifier := randomString(16), randomString(16), oauth2.GenerateVerifier()
+	rp.mu.Lock()
+	rp.pending[state] = pendingLogin{client: client, verifier: verifier, nonce: nonce}
+	rp.mu.Unlock()
+	form := url.Values{"response_type": {"code"}, "client_id": {client}, "redirect_uri": {cfg.RedirectURL},
+		"scope": {strings.Join(cfg.Scopes, " ")}, "state": {state}, "nonce": {nonce},
+		"code_challenge": {oauth2.S256ChallengeFromVerifier(verifier)}, "code_challenge_method": {"S256"}}
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(client)+":"+url.QueryEscape(cfg.ClientSecret)))
+	status, out := postForm(rp.t, hc, issuer+"/api/oidc/pushed-authorization-request", form, auth)
+	uri, _ := out["request_uri"].(string)
+	if status != http.StatusCreated || !strings.HasPrefix(uri, "urn:ietf:params:oauth:request_uri:") {
+		rp.t.Fatalf("pushed authorization request: %d %v", status, out)
+	}
+	return issuer + "/api/oidc/authorization?" + url.Values{"client_id": {client}, "request_uri": {uri}}.Encode()
+}
+
 // result waits for the next callback; b is the browser, to say where it stopped.
 func (rp *relyingParty) result(b *browser) rpResult {
 	rp.t.Helper()
@@ -376,6 +397,16 @@ func TestApplicationSignIn(t *testing.T) {
 	res = rp.result(b)
 	if res.IDToken == nil || res.Method != http.MethodGet {
 		t.Fatalf("remembered consent: %+v", res.Params)
+	}
+	// a pushed authorization request: the browser carries only its request_uri, once
+	pushed := rp.push(hc, issuer, "remembered")
+	b.do(chromedp.Navigate(pushed))
+	if res = rp.result(b); res.IDToken == nil {
+		t.Fatalf("pushed authorization request: %q %q %v", res.ExchangeErr, res.Verify, res.Params)
+	}
+	b.do(chromedp.Navigate(pushed))
+	if loc := b.location(); loc != pushed || !strings.Contains(b.text("main"), "invalid_request_uri") {
+		t.Errorf("a spent request_uri: at %s: %q", loc, b.text("main"))
 	}
 	b.do(chromedp.Navigate(p.url("auth", "/settings")))
 	if txt := b.text("main"); !strings.Contains(txt, "Remembered App") {

@@ -445,6 +445,7 @@ func (a *App) prepare(b *backend) (*runtimeState, error) {
 	}
 	p := oauth.New(oauth.Config{
 		People:              ppl,
+		RequirePAR:          a.RequirePushedAuthorizationRequests,
 		ScopesSupported:     claims.ScopesSupported,
 		ClaimsSupported:     claims.Supported,
 		EnforcePKCE:         a.EnforcePKCE,

@@ -121,6 +121,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		serve = (*oauth.Provider).ServeRevocation
 	case oauth.PathUserinfo:
 		serve = (*oauth.Provider).ServeUserinfo
+	case oauth.PathPAR:
+		serve = (*oauth.Provider).ServePAR
 	case oauth.PathAuthorization, oauth.PathAuthorizationAlias, oauth.PathConsent, oauth.PathLogout:
 		return h.app.servePeopleFlow(w, r, p, next)
 	default:

@@ -43,12 +43,19 @@ type AuthorizeRequest struct {
 	Client *clients.Client
 	// FlowID names the request while the browser visits the portal; "" until saved.
 	FlowID string
+	pushed bool // came through the PAR endpoint
 }
+
+// parPrefix starts the request_uri of a pushed request.
+const parPrefix = "urn:ietf:params:oauth:request_uri:"
 
 // flowRecord is an authorization request kept while its user signs in or consents.
 type flowRecord struct {
 	Form        url.Values `json:"form"`
 	RequestedAt time.Time  `json:"requested_at"`
+	// Pushed marks a request that came through the PAR endpoint (its request_uri is spent;
+	// Form holds the pushed parameters).
+	Pushed bool `json:"pushed,omitempty"`
 }
 
 func flowKey(id string) []byte { return []byte("flow/" + id) }
@@ -93,6 +100,7 @@ func (a *AuthorizeRequest) OpenID() bool { return slices.Contains(a.Scopes(), "o
 func (p *Provider) NewAuthorizeRequest(ctx context.Context, r *http.Request) (*AuthorizeRequest, error) {
 	var requestedAt time.Time
 	var flowID string
+	pushed := false
 	if err := r.ParseForm(); err != nil {
 		return nil, fosite.ErrInvalidRequest.WithHint("The request's parameters cannot be read.")
 	}
@@ -109,7 +117,9 @@ func (p *Provider) NewAuthorizeRequest(ctx context.Context, r *http.Request) (*A
 		resumed.Header = r.Header.Clone()
 		resumed.Header.Del("Content-Type")
 		resumed.Header.Del("Content-Length")
-		r, requestedAt, flowID = resumed, rec.RequestedAt, id
+		r, requestedAt, flowID, pushed = resumed, rec.RequestedAt, id, rec.Pushed
+	} else if strings.HasPrefix(r.Form.Get("request_uri"), parPrefix) {
+		pushed = true
 	}
 	// exact redirect_uri matching: fosite would let a loopback redirect change its port
 	if c, ok := p.cfg.Clients(r.Form.Get("client_id")); ok {
@@ -125,7 +135,7 @@ func (p *Provider) NewAuthorizeRequest(ctx context.Context, r *http.Request) (*A
 	if !ok {
 		return nil, fosite.ErrInvalidClient
 	}
-	a := &AuthorizeRequest{ar: ar, Client: client, FlowID: flowID}
+	a := &AuthorizeRequest{ar: ar, Client: client, FlowID: flowID, pushed: pushed}
 	if !requestedAt.IsZero() {
 		if req, ok := ar.(*fosite.AuthorizeRequest); ok {
 			req.RequestedAt = requestedAt
@@ -133,7 +143,7 @@ func (p *Provider) NewAuthorizeRequest(ctx context.Context, r *http.Request) (*A
 	} else if req, ok := ar.(*fosite.AuthorizeRequest); ok {
 		req.RequestedAt = req.RequestedAt.UTC().Truncate(time.Second)
 	}
-	if client.RequirePAR() && !strings.HasPrefix(r.Form.Get("request_uri"), "urn:ietf:params:oauth:request_uri:") {
+	if (client.RequirePAR() || p.cfg.RequirePAR) && !pushed {
 		return a, fosite.ErrInvalidRequest.WithHint("This client must use a pushed authorization request.")
 	}
 	if ar.GetResponseTypes().Has("code") {
@@ -183,11 +193,12 @@ func (p *Provider) SaveFlow(a *AuthorizeRequest) (string, error) {
 	id := base64.RawURLEncoding.EncodeToString(b)
 	form := url.Values{}
 	for k, v := range a.ar.GetRequestForm() {
-		if k != "flow" {
+		// a pushed request's request_uri is spent: the form holds what it pushed
+		if k != "flow" && k != "request_uri" && !slices.Contains(parCredentials, k) {
 			form[k] = v
 		}
 	}
-	data, err := json.Marshal(flowRecord{Form: form, RequestedAt: a.ar.GetRequestedAt()})
+	data, err := json.Marshal(flowRecord{Form: form, RequestedAt: a.ar.GetRequestedAt(), Pushed: a.pushed})
 	if err != nil {
 		return "", err
 	}

@@ -71,7 +71,8 @@ func (p *Provider) discoveryDocument() map[string]any {
 	doc["claims_parameter_supported"] = false
 	doc["request_parameter_supported"] = false
 	doc["request_uri_parameter_supported"] = false
-	doc["require_pushed_authorization_requests"] = false
+	doc["pushed_authorization_request_endpoint"] = iss + PathPAR
+	doc["require_pushed_authorization_requests"] = p.cfg.RequirePAR
 	doc["claim_types_supported"] = []string{"normal"}
 	return doc
 }

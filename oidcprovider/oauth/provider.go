@@ -14,6 +14,7 @@ import (
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/oauth2"
 	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/handler/par"
 	"github.com/ory/fosite/handler/pkce"
 	"github.com/ory/fosite/token/hmac"
 	"go.uber.org/zap"
@@ -68,6 +69,8 @@ type Config struct {
 	OnTokenRefused func(grant, errCode string)
 	OnTokenRevoked func()
 
+	// RequirePAR makes every client push its authorization requests (RFC 9126).
+	RequirePAR bool
 	// EnforcePKCE is "never", "public_clients_only" (or "") or "always".
 	EnforcePKCE string
 	// EnablePKCEPlain allows the plain PKCE challenge method.
@@ -181,6 +184,9 @@ func New(cfg Config) *Provider {
 	pkceFlow := &pkce.Handler{AuthorizeCodeStrategy: st, Storage: storage, Config: fc}
 	people := &refreshedUser{p: p}
 
+	fc.PushedAuthorizeRequestURIPrefix = "urn:ietf:params:oauth:request_uri:"
+	fc.PushedAuthorizeContextLifespan = parLifetime
+	fc.PushedAuthorizeEndpointHandlers = fosite.PushedAuthorizeEndpointHandlers{&par.PushedAuthorizeHandler{Storage: storage, Config: fc}}
 	fc.AuthorizeEndpointHandlers = fosite.AuthorizeEndpointHandlers{codeFlow, implicitFlow, oidcCode, oidcImplicit, oidcHybrid, pkceFlow}
 	fc.TokenEndpointHandlers = fosite.TokenEndpointHandlers{
 		&oauth2.ClientCredentialsGrantHandler{
