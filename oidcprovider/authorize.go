@@ -101,8 +101,12 @@ func (a *App) authorizeFailed(w http.ResponseWriter, r *http.Request, st *runtim
 	if rfc.ErrorField == fosite.ErrInvalidClient.ErrorField {
 		status = http.StatusUnauthorized
 	}
+	reason := rfc.HintField
+	if reason == "" {
+		reason = rfc.DescriptionField
+	}
 	st.portal.RenderError(w, r, status, "This sign-in request cannot be completed",
-		"The application sent a request this provider refuses ("+rfc.ErrorField+": "+rfc.GetDescription()+") Tell the application's administrator.")
+		"The application's request was refused: "+reason+" ("+rfc.ErrorField+") Tell the application's administrator.")
 }
 
 // continueAuthorize decides what an authorization request needs next; consented is true when

@@ -57,7 +57,7 @@ func (p *Provider) discoveryDocument() map[string]any {
 	doc["userinfo_endpoint"] = iss + PathUserinfo
 	doc["end_session_endpoint"] = iss + PathLogout
 	doc["grant_types_supported"] = []string{grantAuthorizationCode, "implicit", grantRefreshToken, clients.GrantClientCredentials}
-	doc["response_types_supported"] = []string{"code", "id_token", "id_token token", "code id_token", "code token", "code id_token token"}
+	doc["response_types_supported"] = []string{"code", "id_token", "token", "id_token token", "code id_token", "code token", "code id_token token"}
 	doc["response_modes_supported"] = []string{"query", "fragment", "form_post"}
 	doc["subject_types_supported"] = []string{"public", "pairwise"}
 	doc["scopes_supported"] = append(slices.Clone(p.cfg.ScopesSupported), clients.ScopeBearerAuthz)

@@ -50,6 +50,9 @@ func (s *keySigner) Generate(_ context.Context, claims jwt.MapClaims, header jwt
 	h := header.ToMap()
 	kid, _ := h["kid"].(string)
 	alg, _ := h["alg"].(string)
+	if hs, ok := header.(*jwt.Headers); ok && alg == "" {
+		alg, _ = hs.Get("alg").(string) // ToMap leaves alg out
+	}
 	k, err := s.key(kid, alg)
 	if err != nil {
 		return "", "", err
