@@ -344,7 +344,7 @@ func FuzzCaddyfile(f *testing.F) {
 func TestExamples(t *testing.T) {
 	t.Setenv("XDG_DATA_HOME", t.TempDir())
 	t.Chdir("..") // Caddyfile.example names users.example.yml relative to the repository
-	for _, f := range []string{"Caddyfile.example", "examples/uptime-kuma/Caddyfile", "examples/sso/Caddyfile"} {
+	for _, f := range []string{"Caddyfile.example", "examples/uptime-kuma/Caddyfile", "examples/sso/Caddyfile", "examples/oidc-app/Caddyfile", "examples/grafana/Caddyfile"} {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
