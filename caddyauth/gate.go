@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -55,6 +59,21 @@ type gate struct {
 	engine     *accesscontrol.Engine
 	strategies []strategy
 	sites      map[string]bool // the hosts the rules name exactly: the metrics' site labels
+	// allowed counts allowed requests per site label and policy: resolved once, as looking a
+	// counter up by its labels on every request costs more than the rest of the decision.
+	allowed map[string]*[int(accesscontrol.Deny) + 1]func()
+	// identities keeps the identity (and its placeholder provider) of each authenticated
+	// caller, so a request allocates neither.
+	identities identityCache
+}
+
+// countAllowed counts an allowed request of site under policy.
+func (g *gate) countAllowed(site string, policy accesscontrol.Policy) {
+	if c := g.allowed[site]; c != nil && int(policy) < len(c) && c[policy] != nil {
+		c[policy]()
+		return
+	}
+	g.app.GateDecided(site, policy.String(), "allow")
 }
 
 // siteLabel is host when the rules name it, else "other", so the metric has few labels whatever
@@ -89,9 +108,17 @@ func (c *GateConfig) newGate(app *oidcprovider.App) (*gate, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &gate{app: app, engine: accesscontrol.NewEngine(app.DefaultPolicy(), site, app.GlobalRules()), sites: map[string]bool{}}
+	g := &gate{app: app, engine: accesscontrol.NewEngine(app.DefaultPolicy(), site, app.GlobalRules()), sites: map[string]bool{},
+		allowed: map[string]*[int(accesscontrol.Deny) + 1]func(){}}
 	for _, d := range g.engine.ExactDomains() {
 		g.sites[d] = true
+	}
+	for _, label := range append(slices.Collect(maps.Keys(g.sites)), "other") {
+		var c [int(accesscontrol.Deny) + 1]func()
+		for _, p := range []accesscontrol.Policy{accesscontrol.Bypass, accesscontrol.OneFactor, accesscontrol.TwoFactor} {
+			c[p] = app.GateCounter(label, p.String(), "allow")
+		}
+		g.allowed[label] = &c
 	}
 	names := c.Strategies
 	if len(names) == 0 {
@@ -124,9 +151,11 @@ type target struct {
 	hostport string // as asked for, for the return URL
 	method   string
 	access   accesscontrol.Request
-	audience audience.URL
 	escaped  string // the escaped path
 }
+
+// audience is the target as the audience rule reads it; only a Bearer token needs it.
+func (t *target) audience() audience.URL { return audience.Target(t.scheme, t.hostport, t.escaped) }
 
 // errUnsafeMethod refuses a method with lower-case letters (400): rules name methods in upper
 // case, and many servers upper-case what they receive, so "delete" would slip past a rule on
@@ -181,7 +210,6 @@ func (g *gate) requestTarget(r *http.Request) (target, error) {
 		method:   method,
 		escaped:  escaped,
 		access:   accesscontrol.Request{Host: host, Path: decoded, RawQuery: u.RawQuery, Method: method},
-		audience: audience.Target(scheme, hostport, escaped),
 	}
 	t.access.RawIP, _ = caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 	if t.access.RawIP == "" {
@@ -243,6 +271,8 @@ type identity struct {
 	subject  accesscontrol.Subject
 	level    accesscontrol.Policy // OneFactor or TwoFactor
 	strategy *strategy
+	// placeholders is the {http.auth.user.*} provider of a cached identity.
+	placeholders caddy.ReplacerFunc
 }
 
 // credentialFailure is present but invalid credentials.
@@ -305,12 +335,16 @@ func (g *gate) identify(r *http.Request, t *target) (identification, error) {
 		if !strings.EqualFold(scheme, "Bearer") {
 			continue // other schemes are not ours: pass them on untouched
 		}
-		b, err := g.app.CheckBearer(r.Context(), cred, t.audience)
+		b, err := g.app.CheckBearer(r.Context(), cred, t.audience())
 		if err == nil {
-			id := identity{bearer: b, level: accesscontrol.OneFactor, strategy: s}
 			if b.ClientCredentials {
-				id.subject.ClientID = b.ClientID
-			} else {
+				if found.id = g.identities.get(b, s, accesscontrol.OneFactor, ""); found.id == nil {
+					found.id = g.identities.add(b, &identity{bearer: b, level: accesscontrol.OneFactor, strategy: s, subject: accesscontrol.Subject{ClientID: b.ClientID}})
+				}
+				return found, nil
+			}
+			id := identity{bearer: b, level: accesscontrol.OneFactor, strategy: s}
+			{
 				// a user's token: the user is read afresh, so a removed or disabled user is
 				// refused at once, and the rules see their current groups
 				u, ok := g.app.User(b.Username)
@@ -355,12 +389,15 @@ func (g *gate) checkSession(r *http.Request, s *strategy) (*identity, error) {
 	u, level, err := g.app.CheckSession(value)
 	switch {
 	case err == nil:
-		id := &identity{user: u, level: accesscontrol.OneFactor, strategy: s, cookie: name,
-			subject: accesscontrol.Subject{Username: u.Username, Groups: u.Groups}}
+		lvl := accesscontrol.OneFactor
 		if level >= 2 {
-			id.level = accesscontrol.TwoFactor
+			lvl = accesscontrol.TwoFactor
 		}
-		return id, nil
+		if id := g.identities.get(u, s, lvl, name); id != nil {
+			return id, nil
+		}
+		return g.identities.add(u, &identity{user: u, level: lvl, strategy: s, cookie: name,
+			subject: accesscontrol.Subject{Username: u.Username, Groups: u.Groups}}), nil
 	case errors.Is(err, oidcprovider.ErrNoSession), errors.Is(err, oidcprovider.ErrNoUsers):
 		return nil, nil
 	}
@@ -571,10 +608,6 @@ func (f *trailerFilter) Read(p []byte) (int, error) {
 // applyIdentity sets the upstream headers and Caddy placeholders for an allowed caller.
 func applyIdentity(r *http.Request, id *identity) {
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	level := "one_factor"
-	if id.level == accesscontrol.TwoFactor {
-		level = "two_factor"
-	}
 	if id.subject.ClientID != "" {
 		r.Header[headerClientID] = []string{id.subject.ClientID}
 	} else if id.user == nil {
@@ -598,40 +631,51 @@ func applyIdentity(r *http.Request, id *identity) {
 			r.Header[headerEmail] = vals[2:3:3]
 		}
 		r.Header[headerName] = vals[3:4:4]
-		if repl != nil {
-			repl.Map(func(key string) (any, bool) {
-				switch key {
-				case "http.auth.user.id":
-					return u.Username, true
-				case "http.auth.user.auth_level":
-					return level, true
-				case "http.auth.user.groups":
-					return u.GroupString, true
-				case "http.auth.user.email":
-					return u.Email, u.Email != ""
-				}
-				return nil, false
-			})
-		}
-		return
 	}
 	if repl != nil {
-		// One provider answers every identity placeholder on demand: cheaper than four static
-		// entries, which would grow the replacer's map on every request.
-		b, clientID := id.bearer, id.subject.ClientID
-		repl.Map(func(key string) (any, bool) {
+		repl.Map(id.placeholderProvider())
+	}
+}
+
+// placeholderProvider answers the identity's {http.auth.user.*} placeholders on demand (one
+// provider is cheaper than static entries, which would grow the replacer's map on every
+// request). A cached identity keeps its provider, so it is built once.
+func (id *identity) placeholderProvider() caddy.ReplacerFunc {
+	if id.placeholders != nil {
+		return id.placeholders
+	}
+	level := "one_factor"
+	if id.level == accesscontrol.TwoFactor {
+		level = "two_factor"
+	}
+	if u := id.user; u != nil {
+		return func(key string) (any, bool) {
 			switch key {
 			case "http.auth.user.id":
-				return b.SubjectID, true
-			case "http.auth.user.client_id":
-				return clientID, clientID != ""
+				return u.Username, true
 			case "http.auth.user.auth_level":
 				return level, true
-			case "http.auth.user.scopes":
-				return b.ScopeString, true
+			case "http.auth.user.groups":
+				return u.GroupString, true
+			case "http.auth.user.email":
+				return u.Email, u.Email != ""
 			}
 			return nil, false
-		})
+		}
+	}
+	b, clientID := id.bearer, id.subject.ClientID
+	return func(key string) (any, bool) {
+		switch key {
+		case "http.auth.user.id":
+			return b.SubjectID, true
+		case "http.auth.user.client_id":
+			return clientID, clientID != ""
+		case "http.auth.user.auth_level":
+			return level, true
+		case "http.auth.user.scopes":
+			return b.ScopeString, true
+		}
+		return nil, false
 	}
 }
 
@@ -661,4 +705,45 @@ func isBrowser(r *http.Request) bool {
 // asked for) and rm (its method).
 func (g *gate) portalURL(t *target) string {
 	return g.app.IssuerURL() + "/?rd=" + url.QueryEscape(t.url()) + "&rm=" + url.QueryEscape(t.method)
+}
+
+// identityCacheMax bounds the identity cache: past it the cache starts afresh.
+const identityCacheMax = 10000
+
+// identityCache keeps the identities of recent callers with their placeholder providers, so the
+// hot path allocates neither. It is keyed by who the caller is (a *UserIdentity or a
+// *BearerIdentity: immutable values the provider replaces rather than changes, so an entry is
+// never stale), each with the few identities of its strategies and levels. A lookup boxes only
+// a pointer, which does not allocate.
+type identityCache struct {
+	m sync.Map // who → *[]*identity (copied on write)
+	n atomic.Int64
+}
+
+// get returns the cached identity of who through s at level (with the session cookie's name,
+// for a session), or nil.
+func (c *identityCache) get(who any, s *strategy, level accesscontrol.Policy, cookie string) *identity {
+	if v, ok := c.m.Load(who); ok {
+		for _, id := range *v.(*[]*identity) {
+			if id.strategy == s && id.level == level && id.cookie == cookie {
+				return id
+			}
+		}
+	}
+	return nil
+}
+
+// add caches id, an identity of who, and returns it.
+func (c *identityCache) add(who any, id *identity) *identity {
+	id.placeholders = id.placeholderProvider()
+	list := []*identity{id}
+	if v, ok := c.m.Load(who); ok {
+		list = append(slices.Clone(*v.(*[]*identity)), id)
+	}
+	if c.n.Add(1) > identityCacheMax {
+		c.m.Clear()
+		c.n.Store(1)
+	}
+	c.m.Store(who, &list)
+	return id
 }

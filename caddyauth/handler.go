@@ -104,7 +104,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	policy := d.Policy.String()
 	switch v {
 	case verdictAllow:
-		h.gate.app.GateDecided(site, policy, "allow")
+		h.gate.countAllowed(site, d.Policy)
 		if id != nil {
 			applyIdentity(r, id)
 		}
