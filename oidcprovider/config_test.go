@@ -316,6 +316,8 @@ func FuzzCaddyfile(f *testing.F) {
 	f.Add("access_control {\n rule {\n domain a\n query {\n k pattern ^a\n }\n policy deny\n }\n}")
 	f.Add("lifespans {\n custom x {\n access_token 1h\n }\n}")
 	f.Add("signing_key a {\n algorithm\n}")
+	f.Add("authorization_policy p {\n default_policy deny\n rule {\n subject group:a user:b\n networks 10.0.0.0/8\n policy one_factor\n }\n}\nclaims_policy c {\n id_token email\n}")
+	f.Add("client a {\n secret s\n redirect_uris https://a/cb\n response_types \"code id_token\"\n pre_configured_consent_duration 1w\n authorization_policy p\n require_pkce\n}")
 	f.Fuzz(func(t *testing.T, inner string) {
 		cf := "{\n\tadmin off\n\toidc {\n" + inner + "\n\t}\n}\nsecure.example.com {\n\toidc_auth {\n" + inner + "\n\t}\n}\n"
 		adapter := caddyconfig.GetAdapter("caddyfile")
