@@ -76,7 +76,7 @@ func (a *App) serveAuthorize(w http.ResponseWriter, r *http.Request, st *runtime
 	if r.Method == http.MethodPost {
 		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	}
-	ar, err := st.provider.NewAuthorizeRequest(r.Context(), r)
+	ar, err := st.provider.NewAuthorizeRequest(r.Context(), r, st.portal.BrowserBinding(w, r))
 	if err != nil {
 		a.authorizeFailed(w, r, st, ar, err)
 		return
@@ -247,7 +247,7 @@ func (a *App) serveConsent(w http.ResponseWriter, r *http.Request, st *runtimeSt
 	}
 	resume.Header = r.Header.Clone()
 	resume.Header.Del("Content-Type")
-	ar, err := st.provider.NewAuthorizeRequest(r.Context(), resume)
+	ar, err := st.provider.NewAuthorizeRequest(r.Context(), resume, st.portal.BrowserBinding(w, r))
 	if err != nil {
 		a.authorizeFailed(w, r, st, ar, err)
 		return

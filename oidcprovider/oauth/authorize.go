@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -42,8 +43,20 @@ type AuthorizeRequest struct {
 	// Client is the registered client.
 	Client *clients.Client
 	// FlowID names the request while the browser visits the portal; "" until saved.
-	FlowID string
-	pushed bool // came through the PAR endpoint
+	FlowID  string
+	pushed  bool   // came through the PAR endpoint
+	binding string // the browser the request is tied to while it waits (see SaveFlow)
+}
+
+// exactRedirect reports whether ar's redirect URI is one client registered, string for string
+// (fosite lets a loopback redirect URI change its port; Portcullis does not): as sent, or the
+// client's only one when the request names none.
+func exactRedirect(ar fosite.AuthorizeRequester, client *clients.Client) bool {
+	raw := ar.GetRequestForm().Get("redirect_uri")
+	if raw == "" {
+		return len(client.GetRedirectURIs()) == 1
+	}
+	return slices.Contains(client.GetRedirectURIs(), raw)
 }
 
 // parPrefix starts the request_uri of a pushed request.
@@ -56,6 +69,9 @@ type flowRecord struct {
 	// Pushed marks a request that came through the PAR endpoint (its request_uri is spent;
 	// Form holds the pushed parameters).
 	Pushed bool `json:"pushed,omitempty"`
+	// Binding ties the request to the browser that began it (a value only that browser
+	// presents, such as a MAC of its CSRF cookie).
+	Binding string `json:"binding,omitempty"`
 }
 
 func flowKey(id string) []byte { return []byte("flow/" + id) }
@@ -97,10 +113,15 @@ func (a *AuthorizeRequest) OpenID() bool { return slices.Contains(a.Scopes(), "o
 // one, validated again against the client's current registration. The error is written with
 // WriteAuthorizeError; a is nil or has a redirect URI that is not to be trusted unless
 // RedirectValid says so.
-func (p *Provider) NewAuthorizeRequest(ctx context.Context, r *http.Request) (*AuthorizeRequest, error) {
+func (p *Provider) NewAuthorizeRequest(ctx context.Context, r *http.Request, binding string) (*AuthorizeRequest, error) {
 	var requestedAt time.Time
 	var flowID string
 	pushed := false
+	if ct := r.Header.Get("Content-Type"); r.Method == http.MethodPost && ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/x-www-form-urlencoded") {
+		// OpenID Connect Core §3.1.2.1: GET, or POST with a form-encoded body; a multipart body
+		// would be read by fosite alone, past the exact redirect_uri check
+		return nil, fosite.ErrInvalidRequest.WithHint("An authorization request sent by POST must be application/x-www-form-urlencoded.")
+	}
 	if err := r.ParseForm(); err != nil {
 		return nil, fosite.ErrInvalidRequest.WithHint("The request's parameters cannot be read.")
 	}
@@ -108,6 +129,11 @@ func (p *Provider) NewAuthorizeRequest(ctx context.Context, r *http.Request) (*A
 		rec, err := p.loadFlow(id)
 		if err != nil {
 			return nil, err
+		}
+		if subtle.ConstantTimeCompare([]byte(rec.Binding), []byte(binding)) != 1 {
+			// a flow resumes only in the browser that began it: a leaked flow id cannot hand
+			// another person's sign-in to the application waiting for this one
+			return nil, errFlowExpired
 		}
 		u := &url.URL{Path: r.URL.Path, RawQuery: rec.Form.Encode()}
 		resumed, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
@@ -118,8 +144,13 @@ func (p *Provider) NewAuthorizeRequest(ctx context.Context, r *http.Request) (*A
 		resumed.Header.Del("Content-Type")
 		resumed.Header.Del("Content-Length")
 		r, requestedAt, flowID, pushed = resumed, rec.RequestedAt, id, rec.Pushed
-	} else if strings.HasPrefix(r.Form.Get("request_uri"), parPrefix) {
+	} else if uri := r.Form.Get("request_uri"); strings.HasPrefix(uri, parPrefix) {
 		pushed = true
+		// fosite spends a pushed request before it compares the client: check first, so that
+		// another client's request_uri cannot be burnt
+		if pr, err := p.storage.GetPARSession(ctx, uri); err == nil && pr.GetClient().GetID() != r.Form.Get("client_id") {
+			return nil, fosite.ErrInvalidRequest.WithHint("The client_id must be the one that pushed the request.")
+		}
 	}
 	// exact redirect_uri matching: fosite would let a loopback redirect change its port
 	if c, ok := p.cfg.Clients(r.Form.Get("client_id")); ok {
@@ -129,13 +160,23 @@ func (p *Provider) NewAuthorizeRequest(ctx context.Context, r *http.Request) (*A
 	}
 	ar, err := p.oauth2.NewAuthorizeRequest(ctx, r)
 	if err != nil {
-		return &AuthorizeRequest{ar: ar}, err
+		// fosite checks the client and its redirect URI first: a later mistake (a response
+		// type, mode, scope or audience the client may not ask for, a short state) goes back to
+		// that redirect URI (RFC 6749 §4.1.2.1), which RedirectValid allows only with the client
+		a := &AuthorizeRequest{ar: ar}
+		if ar != nil {
+			a.Client, _ = ar.GetClient().(*clients.Client)
+		}
+		return a, err
 	}
 	client, ok := ar.GetClient().(*clients.Client)
 	if !ok {
 		return nil, fosite.ErrInvalidClient
 	}
-	a := &AuthorizeRequest{ar: ar, Client: client, FlowID: flowID, pushed: pushed}
+	if !exactRedirect(ar, client) {
+		return nil, fosite.ErrInvalidRequest.WithHint("The redirect_uri is not one the client registered.")
+	}
+	a := &AuthorizeRequest{ar: ar, Client: client, FlowID: flowID, pushed: pushed, binding: binding}
 	if !requestedAt.IsZero() {
 		if req, ok := ar.(*fosite.AuthorizeRequest); ok {
 			req.RequestedAt = requestedAt
@@ -198,7 +239,7 @@ func (p *Provider) SaveFlow(a *AuthorizeRequest) (string, error) {
 			form[k] = v
 		}
 	}
-	data, err := json.Marshal(flowRecord{Form: form, RequestedAt: a.ar.GetRequestedAt(), Pushed: a.pushed})
+	data, err := json.Marshal(flowRecord{Form: form, RequestedAt: a.ar.GetRequestedAt(), Pushed: a.pushed, Binding: a.binding})
 	if err != nil {
 		return "", err
 	}
@@ -350,7 +391,7 @@ func originOf(u *url.URL) []string {
 
 // RedirectValid reports whether errors about a may be sent to its client's redirect URI.
 func (a *AuthorizeRequest) RedirectValid() bool {
-	return a != nil && a.ar != nil && a.Client != nil && a.ar.IsRedirectURIValid()
+	return a != nil && a.ar != nil && a.Client != nil && a.ar.IsRedirectURIValid() && exactRedirect(a.ar, a.Client)
 }
 
 // WriteAuthorizeError sends err to the client's redirect URI in the request's response mode,

@@ -32,6 +32,9 @@ func (p *Provider) ServeIntrospection(w http.ResponseWriter, r *http.Request) {
 	}
 	sess := &Session{}
 	use, ar, err := p.oauth2.IntrospectToken(ctx, token, fosite.TokenUse(r.PostForm.Get("token_type_hint")), sess)
+	if err == nil && sess.Username != "" && (p.cfg.People == nil || !p.cfg.People.Active(sess.Username)) {
+		err = fosite.ErrInactiveToken // a disabled or removed user's tokens are worth nothing
+	}
 	if err != nil {
 		if isClosedErr(err) {
 			WriteUnavailable(w)

@@ -6,9 +6,9 @@ import (
 	"github.com/ory/fosite"
 )
 
-// refreshedUser is a token endpoint handler for the refresh_token grant that runs after fosite's
-// own checks: a user who is gone from the users file or disabled gets no new tokens, and the
-// ID token issued at the refresh carries the user's current claims.
+// refreshedUser is a token endpoint handler for the authorization_code and refresh_token grants
+// that runs after fosite's own checks: a user who is gone from the users file or disabled gets
+// no tokens, and the ID token issued carries the user's current claims.
 type refreshedUser struct {
 	p *Provider
 }
@@ -17,7 +17,7 @@ var _ fosite.TokenEndpointHandler = (*refreshedUser)(nil)
 
 // CanHandleTokenEndpointRequest implements fosite.TokenEndpointHandler.
 func (h *refreshedUser) CanHandleTokenEndpointRequest(_ context.Context, r fosite.AccessRequester) bool {
-	return r.GetGrantTypes().ExactOne("refresh_token")
+	return r.GetGrantTypes().ExactOne(grantRefreshToken) || r.GetGrantTypes().ExactOne(grantAuthorizationCode)
 }
 
 // CanSkipClientAuth implements fosite.TokenEndpointHandler.
@@ -34,12 +34,12 @@ func (h *refreshedUser) HandleTokenEndpointRequest(_ context.Context, r fosite.A
 	}
 	people := h.p.cfg.People
 	if people == nil || !people.Active(sess.Username) {
-		return fosite.ErrInvalidGrant.WithHint("The user of this refresh token is disabled or no longer exists.")
+		return fosite.ErrInvalidGrant.WithHint("The user of this grant is disabled or no longer exists.")
 	}
 	if sess.Claims != nil {
 		claims, ok := people.Claims(sess.Username, r.GetGrantedScopes())
 		if !ok {
-			return fosite.ErrInvalidGrant.WithHint("The user of this refresh token is disabled or no longer exists.")
+			return fosite.ErrInvalidGrant.WithHint("The user of this grant is disabled or no longer exists.")
 		}
 		sess.Claims.Extra = h.p.idTokenExtra(r.GetClient(), claims)
 	}

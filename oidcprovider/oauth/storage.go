@@ -333,9 +333,12 @@ func (s *tokenStorage) GetPKCERequestSession(_ context.Context, signature string
 	return r, err
 }
 
-// DeletePKCERequestSession implements pkce.PKCERequestStorage.
-func (s *tokenStorage) DeletePKCERequestSession(_ context.Context, signature string) error {
-	return s.delete(kindPKCE, signature)
+// DeletePKCERequestSession implements pkce.PKCERequestStorage. It keeps the record: fosite
+// v0.47 deletes it before it checks the verifier, so a first exchange with a wrong verifier
+// would leave the code exchangeable with none at all. The record expires with its code, which
+// is spent by the first good exchange.
+func (s *tokenStorage) DeletePKCERequestSession(context.Context, string) error {
+	return nil
 }
 
 // CreateAccessTokenSession implements oauth2.AccessTokenStorage.

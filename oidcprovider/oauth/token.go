@@ -3,9 +3,11 @@ package oauth
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/http"
 	"net/url"
 	"slices"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -48,6 +50,11 @@ func (p *Provider) ServeToken(w http.ResponseWriter, r *http.Request) {
 // serveUserGrant exchanges a code, or a refresh token, for tokens.
 func (p *Provider) serveUserGrant(w http.ResponseWriter, r *http.Request, grant string) {
 	ctx := r.Context()
+	// one exchange of a given code or refresh token at a time, so a replay racing the first
+	// use finds it spent (and revokes its grant) instead of rotating it a second time
+	if key := r.PostForm.Get("code") + r.PostForm.Get("refresh_token"); key != "" {
+		defer grantLocks.lock(key)()
+	}
 	ar, err := p.oauth2.NewAccessRequest(ctx, r, &Session{})
 	if errors.Is(err, fosite.ErrInactiveToken) {
 		// RFC 6749 §5.2 has no token_inactive: a spent or revoked grant is invalid_grant
@@ -249,3 +256,21 @@ const (
 	grantAuthorizationCode = "authorization_code"
 	grantRefreshToken      = "refresh_token"
 )
+
+// grantLocks serialises exchanges of one code or refresh token across every config of the
+// process (the store is shared).
+var grantLocks keyedLocks
+
+// keyedLocks is a fixed table of mutexes picked by a hash of the key: exchanges of the same
+// grant wait for one another; others rarely share a mutex.
+type keyedLocks struct {
+	mu [256]sync.Mutex
+}
+
+func (k *keyedLocks) lock(key string) (unlock func()) {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	m := &k.mu[h.Sum32()%uint32(len(k.mu))]
+	m.Lock()
+	return m.Unlock
+}

@@ -59,7 +59,10 @@ func (p *Provider) ServeUserinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := &Session{}
-	_, ar, err := p.oauth2.IntrospectToken(ctx, token, fosite.AccessToken, sess)
+	use, ar, err := p.oauth2.IntrospectToken(ctx, token, fosite.AccessToken, sess)
+	if err == nil && use != fosite.AccessToken {
+		err = fosite.ErrInvalidTokenFormat // fosite tries a refresh token too: not here
+	}
 	if err != nil {
 		if isClosedErr(err) {
 			WriteUnavailable(w)

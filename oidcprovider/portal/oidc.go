@@ -36,6 +36,12 @@ func (p *Portal) Current(r *http.Request) (string, *session.Session, *users.User
 	return p.current(r)
 }
 
+// BrowserBinding is a value only this browser presents (the MAC of its CSRF cookie, which it
+// is given now if it has none), to tie an authorization request to the browser that began it.
+func (p *Portal) BrowserBinding(w http.ResponseWriter, r *http.Request) string {
+	return p.csrfToken(w, r)
+}
+
 // CheckCSRF reports whether a form posted to the provider carries the browser's CSRF token and
 // comes from the portal's own origin.
 func (p *Portal) CheckCSRF(r *http.Request) bool { return p.checkCSRF(r) }
