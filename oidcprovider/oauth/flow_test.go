@@ -306,4 +306,3 @@ func TestDisabledUserAtExchangeAndIntrospection(t *testing.T) {
 		t.Fatalf("introspection of a disabled user's token: %v", res)
 	}
 }
-
