@@ -189,6 +189,13 @@ func (p *Provider) NewAuthorizeRequest(ctx context.Context, r *http.Request, bin
 	}
 	if ar.GetResponseTypes().Has("code") {
 		challenge, method := ar.GetRequestForm().Get("code_challenge"), ar.GetRequestForm().Get("code_challenge_method")
+		// what fosite would only refuse after the person signed in and consented
+		switch {
+		case method != "" && method != "S256" && method != "plain":
+			return a, fosite.ErrInvalidRequest.WithHintf("The code_challenge_method %q is not supported; use S256.", method)
+		case (method == "plain" || (method == "" && challenge != "")) && !p.cfg.EnablePKCEPlain:
+			return a, fosite.ErrInvalidRequest.WithHint("The plain PKCE method is not enabled; use S256.")
+		}
 		if client.RequirePKCE() && challenge == "" {
 			return a, fosite.ErrInvalidRequest.WithHint("This client must send a PKCE code_challenge.")
 		}

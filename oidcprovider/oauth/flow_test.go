@@ -306,3 +306,18 @@ func TestDisabledUserAtExchangeAndIntrospection(t *testing.T) {
 		t.Fatalf("introspection of a disabled user's token: %v", res)
 	}
 }
+
+// The plain PKCE method (not enabled) and unknown methods are refused when the request arrives,
+// before anyone is asked to sign in, and the error goes back to the client.
+func TestPKCEMethodCheckedUpFront(t *testing.T) {
+	f := newFlowProvider(t)
+	for _, method := range []string{"plain", "", "S512"} {
+		q := url.Values{"client_id": {"app"}, "response_type": {"code"}, "scope": {"openid"}, "redirect_uri": {testRedirect},
+			"state": {"state-0123456789"}, "code_challenge": {strings.Repeat("a", 43)}, "code_challenge_method": {method}}
+		r := httptest.NewRequest(http.MethodGet, PathAuthorization+"?"+q.Encode(), nil)
+		a, err := f.p.NewAuthorizeRequest(r.Context(), r, "b")
+		if err == nil || !a.RedirectValid() {
+			t.Errorf("method %q: err %v, redirect valid %v", method, err, a.RedirectValid())
+		}
+	}
+}
