@@ -149,9 +149,12 @@ func (p *Portal) signIn(w http.ResponseWriter, r *http.Request) {
 		p.unavailable(w, r)
 		return
 	}
-	// a sign-in always starts a new session: an id planted in the browser before is worth nothing
+	// a sign-in always starts a new session: an id planted in the browser before is worth nothing.
+	// The session it replaces ends as a sign-out would, with what it authorized (OnSignOut):
+	// the new session has another reference, so the replaced one's tokens would otherwise
+	// outlive every later sign-out of this browser (a prompt=login sign-in, say).
 	if c, err := r.Cookie(p.cfg.CookieName); err == nil {
-		_ = p.cfg.Sessions.End(c.Value)
+		_ = p.endSession(c.Value)
 	}
 	id, sess, err := p.cfg.Sessions.Create(u.Name, session.OneFactor, remember)
 	if err != nil {

@@ -177,16 +177,26 @@ func TestDeviceChangesNeedFreshFactors(t *testing.T) {
 	}
 }
 
-// A sign-in ends a session id planted in the browser before it.
+// A sign-in ends a session id planted in the browser before it, and what that session
+// authorized (OnSignOut is told, as at a sign-out).
 func TestSignInEndsAPlantedSession(t *testing.T) {
 	w := newPortalWorld(t)
+	var ended []string
+	w.p.cfg.OnSignOut = func(user, ref string) { ended = append(ended, user+" "+ref) }
 	w.signIn()
 	planted := w.cookies["portcullis_session"].Value
+	before, err := w.sessions.Get(planted)
+	if err != nil {
+		t.Fatal(err)
+	}
 	w.signIn()
 	if w.cookies["portcullis_session"].Value == planted {
 		t.Fatal("a second sign-in kept the session id")
 	}
 	if _, err := w.sessions.Get(planted); err == nil {
 		t.Error("the session id from before the sign-in still works")
+	}
+	if len(ended) != 1 || ended[0] != "john "+before.Ref() {
+		t.Errorf("OnSignOut was told %q, want the replaced session's reference", ended)
 	}
 }
