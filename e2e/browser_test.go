@@ -185,10 +185,12 @@ func (p *portalSite) url(host, path string) string {
 
 func startPortalSite(t *testing.T) *portalSite { return startPortalSiteWith(t, "") }
 
-// startPortalSiteWith is startPortalSite with more options (clients, say) in the oidc block.
+// startPortalSiteWith is startPortalSite with more options (clients, say) in the oidc block;
+// "{portal_port}" in more stands for the sites' https port (an audience URL needs it).
 func startPortalSiteWith(t *testing.T, more string) *portalSite {
 	dir := t.TempDir()
 	p := &portalSite{t: t, port: freePort(t), up: newRecorder(t), users: filepath.Join(dir, "users.yml")}
+	more = strings.ReplaceAll(more, "{portal_port}", fmt.Sprint(p.port))
 	usersFile(t, p.users, map[string]string{
 		"john": "    displayname: John Doe\n    email: john@example.test\n    groups: [dev, admins]\n",
 	})
