@@ -1016,6 +1016,25 @@ func TestUserTokensAtTheGatewayAndClientPoliciesWithoutBrowser(t *testing.T) {
 		if status, out := s.exchange("app", "app-secret", cb.Get("code"), a.verifier); status != http.StatusBadRequest || out["error"] != "invalid_grant" {
 			t.Errorf("a code of a signed-out session: %d %v", status, out)
 		}
+		// the operator ending john's sessions (caddy oidc sessions end) ends their tokens too
+		john.signIn("", "john", "pw-john")
+		cut := s.codeFlow(john, "app", url.Values{"scope": {"openid profile"}})
+		if status, _, body := s.userinfo(cut.accessToken()); status != http.StatusOK {
+			t.Fatalf("userinfo before the operator ends the sessions: %d %s", status, body)
+		}
+		req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://localhost:%d/oidc/sessions/end", s.admin), strings.NewReader(`{"user":"john"}`))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := s.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("sessions end: %d", resp.StatusCode)
+		}
+		if status, _, body := s.userinfo(cut.accessToken()); status != http.StatusUnauthorized {
+			t.Errorf("userinfo after the operator ended the sessions: %d %s", status, body)
+		}
 	})
 
 	t.Run("authorization policies", func(t *testing.T) {

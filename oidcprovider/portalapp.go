@@ -171,12 +171,24 @@ func (a *App) EndUserSessions(user string) (int, error) {
 	if st == nil || st.sessions == nil {
 		return 0, ErrUnavailable
 	}
-	n, err := st.sessions.EndUser(user)
+	refs, err := st.sessions.EndUserRefs(user)
 	if err != nil {
-		return n, err
+		return len(refs), err
 	}
-	a.logger.Info("sessions ended by the operator", zap.String("user", user), zap.Int("sessions", n))
-	return n, nil
+	// the access tokens applications obtained through those sessions end with them
+	tokens := 0
+	for _, ref := range refs {
+		if ref == "" {
+			continue
+		}
+		n, err := st.provider.EndBrowserSession(ref)
+		if err != nil {
+			return len(refs), err
+		}
+		tokens += n
+	}
+	a.logger.Info("sessions ended by the operator", zap.String("user", user), zap.Int("sessions", len(refs)), zap.Int("tokens", tokens))
+	return len(refs), nil
 }
 
 // identityCache keeps the UserIdentity of each user of one version of the users file, so the

@@ -181,8 +181,6 @@ func (p *Provider) NewAuthorizeRequest(ctx context.Context, r *http.Request, bin
 		if req, ok := ar.(*fosite.AuthorizeRequest); ok {
 			req.RequestedAt = requestedAt
 		}
-	} else if req, ok := ar.(*fosite.AuthorizeRequest); ok {
-		req.RequestedAt = req.RequestedAt.UTC().Truncate(time.Second)
 	}
 	if (client.RequirePAR() || p.cfg.RequirePAR) && !pushed {
 		return a, fosite.ErrInvalidRequest.WithHint("This client must use a pushed authorization request.")
@@ -301,7 +299,9 @@ func (p *Provider) Authorize(ctx context.Context, w http.ResponseWriter, a *Auth
 	claims.Subject = g.Subject
 	claims.Issuer = p.cfg.Issuer
 	claims.AuthTime = g.AuthTime.UTC().Truncate(time.Second)
-	claims.RequestedAt = a.ar.GetRequestedAt()
+	// both in whole seconds, as the ID token carries them, for fosite's prompt and max_age
+	// checks; the decision to ask for a sign-in compared the exact times
+	claims.RequestedAt = a.ar.GetRequestedAt().UTC().Truncate(time.Second)
 	claims.AuthenticationMethodsReferences = g.AMR
 	claims.JTI = uuid.New().String()
 	claims.Extra = p.idTokenExtra(a.Client, g.Claims)

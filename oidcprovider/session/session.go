@@ -317,20 +317,29 @@ func (s *Store) end(user, h string) error {
 // EndUser ends every session of user (signing out everywhere, or an operator cutting off a
 // stolen session) and returns how many it ended.
 func (s *Store) EndUser(user string) (int, error) {
+	refs, err := s.EndUserRefs(user)
+	return len(refs), err
+}
+
+// EndUserRefs ends every session of user, as EndUser does, and returns the references
+// (Session.Ref) of those that were live, so what they authorized can end with them.
+func (s *Store) EndUserRefs(user string) ([]string, error) {
 	keys, err := s.kv.Keys(userIndexPrefix(user))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	n := 0
+	var refs []string
 	prefix := len(userIndexPrefix(user))
 	for _, k := range keys {
 		h := string(k[prefix:])
-		if _, err := s.kv.Get(recordKey(h)); err == nil {
-			n++
+		if data, err := s.kv.Get(recordKey(h)); err == nil {
+			var sess Session
+			_ = json.Unmarshal(data, &sess)
+			refs = append(refs, sess.Ref())
 		}
 		if err := s.end(user, h); err != nil {
-			return n, err
+			return refs, err
 		}
 	}
-	return n, nil
+	return refs, nil
 }
