@@ -48,14 +48,14 @@ func (t *testPeople) disable(name string) {
 const testRedirect = "http://127.0.0.1:4000/cb"
 
 type flowProvider struct {
-	t      *testing.T
+	t      testing.TB
 	p      *Provider
 	people *testPeople
 }
 
 // newFlowProvider is a Provider on a real Badger store with a confidential client "app" (the
 // code flow, refresh tokens) and a second one, "other".
-func newFlowProvider(t *testing.T) *flowProvider {
+func newFlowProvider(t testing.TB) *flowProvider {
 	t.Helper()
 	kv, err := store.Open(t.TempDir(), store.Options{}, zap.NewNop())
 	if err != nil {
@@ -320,4 +320,31 @@ func TestPKCEMethodCheckedUpFront(t *testing.T) {
 			t.Errorf("method %q: err %v, redirect valid %v", method, err, a.RedirectValid())
 		}
 	}
+}
+
+// Whatever an authorization request holds, the provider does not panic, and it never agrees to
+// send an answer anywhere but a redirect URI the client registered, string for string.
+func FuzzAuthorizeRequest(f *testing.F) {
+	for _, seed := range []string{
+		"client_id=app&response_type=code&scope=openid&redirect_uri=http%3A%2F%2F127.0.0.1%3A4000%2Fcb&state=state-0123456789",
+		"client_id=app&response_type=code&redirect_uri=http%3A%2F%2F127.0.0.1%3A4001%2Fcb&state=s",
+		"client_id=app&response_type=id_token&response_mode=fragment&state=0123456789&nonce=x",
+		"client_id=app&request_uri=urn%3Aietf%3Aparams%3Aoauth%3Arequest_uri%3Ax",
+		"flow=abc", "client_id=app&redirect_uri=HTTP://127.0.0.1:4000/cb", "client_id=nobody",
+	} {
+		f.Add(seed)
+	}
+	fp := newFlowProvider(f)
+	f.Fuzz(func(t *testing.T, query string) {
+		r := httptest.NewRequest(http.MethodGet, PathAuthorization, nil)
+		r.URL.RawQuery = query
+		a, _ := fp.p.NewAuthorizeRequest(r.Context(), r, "b")
+		if a.RedirectValid() {
+			ru := a.ar.GetRedirectURI().String()
+			raw := a.ar.GetRequestForm().Get("redirect_uri")
+			if raw != "" && raw != testRedirect || raw == "" && ru != testRedirect {
+				t.Fatalf("%q: would answer at %q", query, ru)
+			}
+		}
+	})
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/portcullis-auth/portcullis/oidcprovider/keys"
 )
 
-func testKeys(t *testing.T, algs ...string) []*keys.Key {
+func testKeys(t testing.TB, algs ...string) []*keys.Key {
 	t.Helper()
 	var out []*keys.Key
 	for _, alg := range algs {
