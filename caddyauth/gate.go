@@ -59,9 +59,10 @@ type gate struct {
 	engine     *accesscontrol.Engine
 	strategies []strategy
 	sites      map[string]bool // the hosts the rules name exactly: the metrics' site labels
-	// allowed counts allowed requests per site label and policy: resolved once, as looking a
-	// counter up by its labels on every request costs more than the rest of the decision.
-	allowed map[string]*[int(accesscontrol.Deny) + 1]func()
+	// allowed counts allowed requests per site label and policy: each counter is looked up by
+	// its labels on its first use and kept, as that lookup on every request costs more than the
+	// rest of the decision (and a series appears only once it counts something).
+	allowed map[string]*[int(accesscontrol.Deny) + 1]atomic.Pointer[func()]
 	// identities keeps the identity (and its placeholder provider) of each authenticated
 	// caller, so a request allocates neither.
 	identities identityCache
@@ -69,11 +70,18 @@ type gate struct {
 
 // countAllowed counts an allowed request of site under policy.
 func (g *gate) countAllowed(site string, policy accesscontrol.Policy) {
-	if c := g.allowed[site]; c != nil && int(policy) < len(c) && c[policy] != nil {
-		c[policy]()
+	c := g.allowed[site]
+	if c == nil || int(policy) >= len(c) {
+		g.app.GateDecided(site, policy.String(), "allow")
 		return
 	}
-	g.app.GateDecided(site, policy.String(), "allow")
+	inc := c[policy].Load()
+	if inc == nil {
+		f := g.app.GateCounter(site, policy.String(), "allow")
+		c[policy].Store(&f)
+		inc = &f
+	}
+	(*inc)()
 }
 
 // siteLabel is host when the rules name it, else "other", so the metric has few labels whatever
@@ -109,16 +117,12 @@ func (c *GateConfig) newGate(app *oidcprovider.App) (*gate, error) {
 		return nil, err
 	}
 	g := &gate{app: app, engine: accesscontrol.NewEngine(app.DefaultPolicy(), site, app.GlobalRules()), sites: map[string]bool{},
-		allowed: map[string]*[int(accesscontrol.Deny) + 1]func(){}}
+		allowed: map[string]*[int(accesscontrol.Deny) + 1]atomic.Pointer[func()]{}}
 	for _, d := range g.engine.ExactDomains() {
 		g.sites[d] = true
 	}
 	for _, label := range append(slices.Collect(maps.Keys(g.sites)), "other") {
-		var c [int(accesscontrol.Deny) + 1]func()
-		for _, p := range []accesscontrol.Policy{accesscontrol.Bypass, accesscontrol.OneFactor, accesscontrol.TwoFactor} {
-			c[p] = app.GateCounter(label, p.String(), "allow")
-		}
-		g.allowed[label] = &c
+		g.allowed[label] = new([int(accesscontrol.Deny) + 1]atomic.Pointer[func()])
 	}
 	names := c.Strategies
 	if len(names) == 0 {
