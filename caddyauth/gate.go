@@ -313,7 +313,12 @@ func (g *gate) identify(r *http.Request, t *target) (identification, error) {
 			}
 			continue
 		}
-		v := r.Header.Get(s.header)
+		// s.header is canonical: index the map rather than pay Get's canonicalisation on every
+		// request
+		var v string
+		if vs := r.Header[s.header]; len(vs) > 0 {
+			v = vs[0]
+		}
 		if v == "" {
 			continue
 		}
@@ -450,7 +455,7 @@ func stripCookie(r *http.Request, name string) {
 	if len(lines) == 1 && !strings.Contains(lines[0], ";") {
 		// the common case, our cookie alone: no parsing
 		if k, _, _ := strings.Cut(strings.TrimSpace(lines[0]), "="); k == name {
-			r.Header.Del("Cookie")
+			delete(r.Header, "Cookie")
 		}
 		return
 	}
@@ -469,7 +474,7 @@ func stripCookie(r *http.Request, name string) {
 		}
 	}
 	if len(kept) == 0 {
-		r.Header.Del("Cookie")
+		delete(r.Header, "Cookie")
 		return
 	}
 	r.Header["Cookie"] = kept
