@@ -80,7 +80,8 @@ type App struct {
 	// Default: false (S256 only).
 	EnablePKCEPlainChallenge bool `json:"enable_pkce_plain_challenge,omitempty"`
 	// MinimumParameterEntropy is the least length of the state and nonce parameters of an
-	// authorization request; below 8 is unsafe (a warning is logged), -1 lowers it to one character (a state is still required).
+	// authorization request; below 8 is unsafe (a warning is logged), and -1 lowers it to one
+	// character (fosite still requires a state).
 	// JSON: "minimum_parameter_entropy". Default: 8 (0 means the default).
 	MinimumParameterEntropy int `json:"minimum_parameter_entropy,omitempty"`
 	// RequirePushedAuthorizationRequests makes every client push its authorization requests
