@@ -284,19 +284,13 @@ func (a *App) serveConsent(w http.ResponseWriter, r *http.Request, st *runtimeSt
 	a.continueAuthorize(w, r, st, ar, true)
 }
 
-// authorizationPolicy is the level the client's authorization_policy asks of user at addr.
+// authorizationPolicy is the level the client's authorization_policy (one_factor, two_factor
+// or a named policy) asks of user at addr.
 func (a *App) authorizationPolicy(c *clients.Client, u *users.User, addr netip.Addr) accesscontrol.Policy {
-	switch name := c.AuthorizationPolicy(); name {
-	case "one_factor":
-		return accesscontrol.OneFactor
-	case "two_factor", "":
-		return accesscontrol.TwoFactor
-	default:
-		if p, ok := a.clientPolicy(name); ok {
-			return p.Decide(u.Name, u.Groups, addr)
-		}
-		return accesscontrol.Deny // validated at provision: unreachable unless the config is inconsistent
+	if p, ok := a.clientPolicy(c.AuthorizationPolicy()); ok {
+		return p.Decide(u.Name, u.Groups, addr)
 	}
+	return accesscontrol.Deny // validated at provision: unreachable unless the config is inconsistent
 }
 
 // clientAddr is the request's client address as Caddy's trusted proxies settle it.
