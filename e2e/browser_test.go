@@ -508,26 +508,38 @@ func totpCode(t *testing.T, secret string, at time.Time) string {
 	return code
 }
 
-// A newcomer runs Caddyfile.example as the README says, opens the protected site in a browser
-// and signs in as john with the password "password" (ports moved so the test runs anywhere).
-func TestQuickStartSignIn(t *testing.T) {
-	exe := chromiumPath(t)
+// startQuickStart runs Caddyfile.example as the README says, with its ports ("9091" the portal,
+// "8080" the site, "9092" the example application) moved to the given ones, the users file found
+// from the test's directory and an admin endpoint of its own. It returns the running server.
+func startQuickStart(t *testing.T, ports map[string]int) *server {
+	t.Helper()
 	data, err := os.ReadFile("../Caddyfile.example")
 	if err != nil {
 		t.Fatal(err)
 	}
-	portal, site, admin := freePort(t), freePort(t), freePort(t)
-	cf := strings.ReplaceAll(string(data), "9091", fmt.Sprint(portal))
-	cf = strings.ReplaceAll(cf, "8080", fmt.Sprint(site))
+	cf := string(data)
+	for from, to := range ports {
+		cf = strings.ReplaceAll(cf, from, fmt.Sprint(to))
+	}
 	abs, err := filepath.Abs("../users.example.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cf = strings.Replace(cf, "users_file users.example.yml", "users_file "+abs, 1)
+	admin := freePort(t)
 	cf = strings.Replace(cf, "{\n", fmt.Sprintf("{\n\tadmin localhost:%d\n", admin), 1)
-	s := newServer(t, cf, admin, site)
-	s.readyURL = fmt.Sprintf("http://localhost:%d/.well-known/openid-configuration", portal)
+	s := newServer(t, cf, admin, ports["8080"])
+	s.readyURL = fmt.Sprintf("http://localhost:%d/.well-known/openid-configuration", ports["9091"])
 	s.start()
+	return s
+}
+
+// A newcomer runs Caddyfile.example as the README says, opens the protected site in a browser
+// and signs in as john with the password "password" (ports moved so the test runs anywhere).
+func TestQuickStartSignIn(t *testing.T) {
+	exe := chromiumPath(t)
+	portal, site := freePort(t), freePort(t)
+	startQuickStart(t, map[string]int{"9091": portal, "8080": site})
 
 	b := newBrowser(t, exe, "127.0.0.1")
 	b.do(chromedp.Navigate(fmt.Sprintf("http://localhost:%d/", site)))

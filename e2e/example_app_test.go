@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -60,27 +58,12 @@ func newRelyingPartyAt(t *testing.T, port int) (rp *relyingParty, authURLs <-cha
 // RP-initiated sign-out goes back to the application's registered address.
 func TestExampleAppSignIn(t *testing.T) {
 	exe := chromiumPath(t)
-	data, err := os.ReadFile("../Caddyfile.example")
-	if err != nil {
-		t.Fatal(err)
-	}
-	portal, site, app, admin := freePort(t), freePort(t), freePort(t), freePort(t)
-	cf := strings.ReplaceAll(string(data), "9091", fmt.Sprint(portal))
-	cf = strings.ReplaceAll(cf, "8080", fmt.Sprint(site))
-	cf = strings.ReplaceAll(cf, "9092", fmt.Sprint(app))
-	abs, err := filepath.Abs("../users.example.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = strings.Replace(cf, "users_file users.example.yml", "users_file "+abs, 1)
-	cf = strings.Replace(cf, "{\n", fmt.Sprintf("{\n\tadmin localhost:%d\n", admin), 1)
+	portal, site, app := freePort(t), freePort(t), freePort(t)
 	issuer := fmt.Sprintf("http://localhost:%d", portal)
 	appBase := fmt.Sprintf("http://localhost:%d", app)
 
 	rp, authURLs := newRelyingPartyAt(t, app)
-	s := newServer(t, cf, admin, site)
-	s.readyURL = issuer + "/.well-known/openid-configuration"
-	s.start()
+	startQuickStart(t, map[string]int{"9091": portal, "8080": site, "9092": app})
 
 	// the application is configured as the README says: the discovery URL, the client id and
 	// the plain secret of the Caddyfile's comment, the scopes, and the registered callback
