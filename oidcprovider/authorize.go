@@ -149,11 +149,7 @@ func (a *App) continueAuthorize(w http.ResponseWriter, r *http.Request, st *runt
 		}
 	}
 
-	scopes := slices.Clone(ar.Scopes())
-	aud := slices.Clone(ar.Audience())
-	if len(aud) == 0 && ar.Client.ImplicitAudience() {
-		aud = slices.Clone([]string(ar.Client.GetAudience()))
-	}
+	scopes, aud := slices.Clone(ar.Scopes()), grantedAudience(ar)
 	if !consented {
 		ask, remember, err := a.needsConsent(st, ar, u, scopes, aud, now)
 		if err != nil {
@@ -191,6 +187,15 @@ func (a *App) continueAuthorize(w http.ResponseWriter, r *http.Request, st *runt
 		Claims:         claims.ForScopes(u, scopes),
 		BrowserSession: sess.Ref(),
 	})
+}
+
+// grantedAudience is the audience a request is granted: what it asked for, or, for a client in
+// requested_audience_mode implicit that asked for none, the client's whole list.
+func grantedAudience(ar *oauth.AuthorizeRequest) []string {
+	if aud := ar.Audience(); len(aud) > 0 || !ar.Client.ImplicitAudience() {
+		return slices.Clone(aud)
+	}
+	return slices.Clone([]string(ar.Client.GetAudience()))
 }
 
 // toPortal saves the request and sends the browser to a portal page that returns to it.
@@ -267,11 +272,7 @@ func (a *App) serveConsent(w http.ResponseWriter, r *http.Request, st *runtimeSt
 		st.portal.RenderError(w, r, http.StatusBadRequest, "This sign-in request cannot be completed", "The consent form is incomplete. Go back to the application and sign in again.")
 		return
 	}
-	scopes := ar.Scopes()
-	aud := slices.Clone(ar.Audience())
-	if len(aud) == 0 && ar.Client.ImplicitAudience() {
-		aud = slices.Clone([]string(ar.Client.GetAudience()))
-	}
+	scopes, aud := ar.Scopes(), grantedAudience(ar)
 	if r.PostFormValue("remember") != "" && ar.Client.ConsentMode() == "pre-configured" {
 		if _, remember, err := a.needsConsent(st, ar, u, scopes, aud, time.Now()); err == nil && remember != "" {
 			if _, err := st.consents.Remember(u.Name, ar.Client.ID(), scopes, aud, ar.Client.PreConfiguredConsentDuration(), time.Now()); err != nil {
