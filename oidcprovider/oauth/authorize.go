@@ -291,7 +291,6 @@ func (p *Provider) Authorize(ctx context.Context, w http.ResponseWriter, a *Auth
 	sess := &Session{
 		Subject:        g.Subject,
 		Username:       g.Username,
-		Issuer:         p.cfg.Issuer,
 		TwoFactor:      g.TwoFactor,
 		BrowserSession: g.BrowserSession,
 	}

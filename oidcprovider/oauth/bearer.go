@@ -3,7 +3,6 @@ package oauth
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -116,7 +115,7 @@ func (p *Provider) loadBearer(ctx context.Context, raw, sig string) (*cachedToke
 		return nil, err
 	}
 	var rec tokenRecord
-	if err := json.Unmarshal(data, &rec); err != nil || rec.Session == nil {
+	if err := unmarshalRecord(data, &rec); err != nil || rec.Session == nil {
 		return nil, &InvalidTokenError{"The access token record is unreadable."}
 	}
 	e := &cachedToken{

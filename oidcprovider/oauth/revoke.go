@@ -1,7 +1,9 @@
 package oauth
 
 import (
+	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/ory/fosite"
 	"go.uber.org/zap"
@@ -39,6 +41,15 @@ func (p *Provider) ServeRevocation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if authentic && err == nil {
+		// fosite revoked by request id; an access token that is not listed under its request
+		// (client_credentials, see indexedByRequest) is deleted by its signature. fosite has
+		// checked that the token belongs to this client.
+		if raw, ok := strings.CutPrefix(token, TokenPrefix+kindAccess+"_"); ok {
+			if err := p.storage.delete(kindAccess, p.strategy.AccessTokenSignature(ctx, raw)); err != nil && !errors.Is(err, fosite.ErrNotFound) {
+				p.writeError(w, r, err)
+				return
+			}
+		}
 		if p.cfg.OnTokenRevoked != nil {
 			p.cfg.OnTokenRevoked()
 		}

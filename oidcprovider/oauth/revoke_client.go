@@ -1,7 +1,6 @@
 package oauth
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -38,10 +37,8 @@ func (p *Provider) RevokeClientTokens(clientID string) (int, error) {
 			} else if err != nil {
 				return revoked, fmt.Errorf("reading a token: %w", err)
 			}
-			var rec struct {
-				ClientID string `json:"client_id"`
-			}
-			if json.Unmarshal(data, &rec) != nil || rec.ClientID != clientID {
+			var rec tokenRecord
+			if unmarshalRecord(data, &rec) != nil || rec.ClientID != clientID {
 				continue
 			}
 			if err := p.storage.delete(kind, strings.TrimPrefix(string(k), prefix)); err != nil {

@@ -20,8 +20,6 @@ type Session struct {
 	Username string `json:"username,omitempty"`
 	// ClientCredentials marks a token issued to a client for itself.
 	ClientCredentials bool `json:"client_credentials,omitempty"`
-	// Issuer is the issuer that minted the token.
-	Issuer string `json:"iss,omitempty"`
 	// TwoFactor marks a user token whose sign-in used a second factor.
 	TwoFactor bool `json:"two_factor,omitempty"`
 	// BrowserSession is the hash of the portal session the user authorized from, so signing

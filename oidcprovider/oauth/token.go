@@ -84,7 +84,7 @@ func (p *Provider) serveUserGrant(w http.ResponseWriter, r *http.Request, grant 
 func (p *Provider) serveClientCredentials(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 
-	sess := &Session{Issuer: p.cfg.Issuer}
+	sess := &Session{}
 	ar, err := p.oauth2.NewAccessRequest(ctx, r, sess)
 	if err != nil {
 		p.refuseToken(w, r, err)
