@@ -51,10 +51,11 @@ type flowProvider struct {
 	t      testing.TB
 	p      *Provider
 	people *testPeople
+	kv     store.KV
 }
 
 // newFlowProvider is a Provider on a real Badger store with a confidential client "app" (the
-// code flow, refresh tokens) and a second one, "other".
+// code flow, refresh tokens), a second one, "other", and a client_credentials client "monitor".
 func newFlowProvider(t testing.TB) *flowProvider {
 	t.Helper()
 	kv, err := store.Open(t.TempDir(), store.Options{}, zap.NewNop())
@@ -71,6 +72,12 @@ func newFlowProvider(t testing.TB) *flowProvider {
 		}
 		reg[id] = c
 	}
+	monitor, err := clients.New(clients.Config{ID: "monitor", Secret: "$plaintext$monitor-secret", GrantTypes: []string{clients.GrantClientCredentials},
+		Scopes: []string{clients.ScopeBearerAuthz}, Audience: []string{"https://status.example.com/"}}, clients.Lifespans{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg["monitor"] = monitor
 	lookup := func(id string) (*clients.Client, bool) { c, ok := reg[id]; return c, ok }
 	people := &testPeople{disabled: map[string]bool{}}
 	p := New(Config{
@@ -86,7 +93,7 @@ func newFlowProvider(t testing.TB) *flowProvider {
 		Tokens:   NewTokenCache(100),
 		People:   people,
 	})
-	return &flowProvider{t: t, p: p, people: people}
+	return &flowProvider{t: t, p: p, people: people, kv: kv}
 }
 
 // authorize runs an authorization request for user through to its code.
