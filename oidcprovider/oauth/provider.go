@@ -264,10 +264,16 @@ func (s *prefixedStrategy) ValidateAuthorizeCode(ctx context.Context, r fosite.R
 // authentic reports whether token (with its prefix) is one of ours of the kind, with a valid HMAC
 // under the current secret.
 func (p *Provider) authentic(ctx context.Context, token string) bool {
+	raw, ok := unprefixed(token)
+	return ok && p.strategy.Enigma.Validate(ctx, raw) == nil
+}
+
+// unprefixed strips the prefix of any of our token kinds.
+func unprefixed(token string) (raw string, ok bool) {
 	for _, kind := range []string{kindAccess, kindRefresh, kindCode} {
 		if raw, ok := strings.CutPrefix(token, TokenPrefix+kind+"_"); ok {
-			return p.strategy.Enigma.Validate(ctx, raw) == nil
+			return raw, true
 		}
 	}
-	return false
+	return "", false
 }

@@ -3,7 +3,6 @@ package oauth
 import (
 	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/ory/fosite"
 	"go.uber.org/zap"
@@ -42,9 +41,10 @@ func (p *Provider) ServeRevocation(w http.ResponseWriter, r *http.Request) {
 	}
 	if authentic && err == nil {
 		// fosite revoked by request id; an access token that is not listed under its request
-		// (client_credentials, see indexedByRequest) is deleted by its signature. fosite has
-		// checked that the token belongs to this client.
-		if raw, ok := strings.CutPrefix(token, TokenPrefix+kindAccess+"_"); ok {
+		// (client_credentials, see indexedByRequest) is deleted by its signature. fosite finds a
+		// token by its signature whatever its prefix says, and has checked that the token it
+		// found belongs to this client, so the prefix does not matter here either.
+		if raw, ok := unprefixed(token); ok {
 			if err := p.storage.delete(kindAccess, p.strategy.AccessTokenSignature(ctx, raw)); err != nil && !errors.Is(err, fosite.ErrNotFound) {
 				p.writeError(w, r, err)
 				return

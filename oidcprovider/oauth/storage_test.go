@@ -1,14 +1,19 @@
 package oauth
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/ory/fosite"
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/audience"
 	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
+	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 )
 
 // statusPage is a target inside the monitor's audience.
@@ -88,5 +93,87 @@ func TestStoredTokenFootprint(t *testing.T) {
 	}
 	if _, err := f.p.CheckBearer(t.Context(), monitorToken, statusPage); err == nil {
 		t.Fatal("the gate still accepts the revoked token")
+	}
+}
+
+// A client_credentials token presented for revocation under another kind's prefix is still
+// ended: fosite finds it by its signature whatever the prefix, and answers 200.
+func TestRevocationIgnoresThePrefix(t *testing.T) {
+	f := newFlowProvider(t)
+	for _, kind := range []string{kindRefresh, kindCode} {
+		status, body := f.token("monitor", url.Values{"grant_type": {"client_credentials"}, "scope": {clients.ScopeBearerAuthz}, "audience": {"https://status.example.com/"}})
+		if status != 200 {
+			t.Fatalf("client_credentials: %d %v", status, body)
+		}
+		token := body["access_token"].(string)
+		if _, err := f.p.CheckBearer(t.Context(), token, statusPage); err != nil {
+			t.Fatalf("fresh token refused: %v", err)
+		}
+		disguised := TokenPrefix + kind + "_" + strings.TrimPrefix(token, TokenPrefix+kindAccess+"_")
+		if status := f.revoke("monitor", disguised); status != 200 {
+			t.Fatalf("revocation as %s: %d", kind, status)
+		}
+		if _, err := f.p.CheckBearer(t.Context(), token, statusPage); err == nil {
+			t.Fatalf("revoked as %s, the token still passes the gate", kind)
+		}
+	}
+}
+
+// The access and refresh tokens of a code exchange carry their expiries (fosite sets them on
+// the session before it reads the code a second time; reading it must not wipe them), so the
+// store forgets them and the gate refuses them in time.
+func TestCodeExchangeTokensExpire(t *testing.T) {
+	f := newFlowProvider(t)
+	before := time.Now()
+	status, body := f.exchange("app", f.authorize("app", nil), "")
+	if status != 200 {
+		t.Fatalf("exchange: %d %v", status, body)
+	}
+	for kind, tt := range map[string]fosite.TokenType{kindAccess: fosite.AccessToken, kindRefresh: fosite.RefreshToken} {
+		prefix := TokenPrefix + kind + "_"
+		var token string
+		for _, v := range []any{body["access_token"], body["refresh_token"]} {
+			if s, _ := v.(string); strings.HasPrefix(s, prefix) {
+				token = s
+			}
+		}
+		if token == "" {
+			t.Fatalf("no %s in %v", kind, body)
+		}
+		_, rec, err := f.p.storage.load(kind, token[strings.LastIndex(token, ".")+1:], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exp := rec.Session.GetExpiresAt(tt)
+		if exp.Before(before.Add(time.Hour-time.Minute)) || exp.After(time.Now().Add(time.Hour+time.Minute)) {
+			t.Errorf("%s stored with expiry %v, want about an hour from now", kind, exp)
+		}
+	}
+}
+
+// A token record without an access expiry (earlier versions stored code-flow tokens so) lasts
+// the access token lifespan from its issue at the gate, as fosite's own validation has it.
+func TestGateExpiresRecordsWithoutExpiry(t *testing.T) {
+	f := newFlowProvider(t)
+	_, body := f.token("monitor", url.Values{"grant_type": {"client_credentials"}, "scope": {clients.ScopeBearerAuthz}, "audience": {"https://status.example.com/"}})
+	token := body["access_token"].(string)
+	sig := token[strings.LastIndex(token, ".")+1:]
+	for _, c := range []struct {
+		issued time.Time
+		valid  bool
+	}{{time.Now().Add(-time.Minute), true}, {time.Now().Add(-2 * time.Hour), false}} {
+		_, rec, err := f.p.storage.load(kindAccess, sig, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec.RequestedAt, rec.Session.ExpiresAt = c.issued, nil
+		data, _ := json.Marshal(rec) // as an earlier version wrote it
+		if err := f.kv.Put(store.Entry{Key: tokenKey(kindAccess, sig), Value: data}); err != nil {
+			t.Fatal(err)
+		}
+		f.p.cfg.Tokens.Forget(sig)
+		if _, err := f.p.CheckBearer(t.Context(), token, statusPage); (err == nil) != c.valid {
+			t.Errorf("issued %s ago without an expiry: gate error %v, want valid=%v", time.Since(c.issued).Round(time.Minute), err, c.valid)
+		}
 	}
 }
