@@ -80,7 +80,7 @@ func (p *Provider) CheckBearer(ctx context.Context, token string, target audienc
 		e.token, e.secret = token, p.secretID
 		p.cfg.Tokens.put(sig, e, gen)
 	}
-	if !e.identity.ExpiresAt.IsZero() && !time.Now().Before(e.identity.ExpiresAt) {
+	if !time.Now().Before(e.identity.ExpiresAt) {
 		p.cfg.Tokens.Forget(sig)
 		return nil, &InvalidTokenError{"The access token is expired."}
 	}
@@ -131,6 +131,11 @@ func (p *Provider) loadBearer(ctx context.Context, raw, sig string) (*cachedToke
 		hasScope: slices.Contains(rec.GrantedScopes, clients.ScopeBearerAuthz),
 		audience: audience.ParseList(rec.GrantedAudience),
 		issuedAt: rec.RequestedAt,
+	}
+	if e.identity.ExpiresAt.IsZero() {
+		// as fosite's own validation does: a token stored without an expiry (earlier versions
+		// stored code-flow tokens so) lasts the access token lifespan from its issue
+		e.identity.ExpiresAt = rec.RequestedAt.Add(p.cfg.Lifespans.AccessToken)
 	}
 	e.identity.SubjectID = e.identity.Username
 	if e.identity.ClientCredentials {

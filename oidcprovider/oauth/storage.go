@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"strings"
 	"time"
@@ -206,7 +207,17 @@ func (s *tokenStorage) load(kind, signature string, into fosite.Session) (*fosit
 		sess = &Session{}
 	}
 	if target, ok := into.(*Session); ok && target != nil {
+		// The record is read into the caller's session as fosite's SQL stores decode it: the
+		// stored fields replace the caller's, but expiries the caller has set stay unless the
+		// record has its own. fosite sets the new access and refresh tokens' expiries on the
+		// session before it reads the code a second time; replacing them would store those
+		// tokens without an expiry.
+		set := target.ExpiresAt
 		*target = *sess
+		if len(set) > 0 {
+			target.ExpiresAt = maps.Clone(set)
+			maps.Copy(target.ExpiresAt, sess.ExpiresAt)
+		}
 		sess = target
 	}
 	r := &fosite.Request{
