@@ -53,6 +53,9 @@ type tokenStorage struct {
 	tokens  *TokenCache // forgets an access token the moment it is deleted
 	clients func(id string) (*clients.Client, bool)
 	cutoffs *ClientCutoffs // tokens of a client issued before its cut-off count as revoked
+	// refreshLifespan is the provider-wide refresh token lifespan, for records stored without
+	// an expiry (see load).
+	refreshLifespan time.Duration
 }
 
 var (
@@ -219,6 +222,11 @@ func (s *tokenStorage) load(kind, signature string, into fosite.Session) (*fosit
 			maps.Copy(target.ExpiresAt, sess.ExpiresAt)
 		}
 		sess = target
+	}
+	if kind == kindRefresh && sess.GetExpiresAt(fosite.RefreshToken).IsZero() && s.refreshLifespan > 0 {
+		// Earlier versions stored code-flow refresh tokens without an expiry, which fosite
+		// reads as unlimited: they last the refresh token lifespan from their issue.
+		sess.SetExpiresAt(fosite.RefreshToken, rec.RequestedAt.Add(s.refreshLifespan))
 	}
 	r := &fosite.Request{
 		ID:                rec.RequestID,

@@ -177,3 +177,29 @@ func TestGateExpiresRecordsWithoutExpiry(t *testing.T) {
 		}
 	}
 }
+
+// A refresh token record without an expiry (earlier versions stored code-flow refresh tokens
+// so, and fosite reads that as unlimited) lasts the refresh token lifespan from its issue.
+func TestRefreshRecordsWithoutExpiry(t *testing.T) {
+	f := newFlowProvider(t)
+	for _, c := range []struct {
+		issued time.Time
+		valid  bool
+	}{{time.Now().Add(-time.Minute), true}, {time.Now().Add(-2 * time.Hour), false}} {
+		_, body := f.exchange("app", f.authorize("app", nil), "")
+		rt, _ := body["refresh_token"].(string)
+		sig := rt[strings.LastIndex(rt, ".")+1:]
+		_, rec, err := f.p.storage.load(kindRefresh, sig, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec.RequestedAt, rec.Session.ExpiresAt = c.issued, nil
+		data, _ := json.Marshal(rec) // as an earlier version wrote it
+		if err := f.kv.Put(store.Entry{Key: tokenKey(kindRefresh, sig), Value: data}); err != nil {
+			t.Fatal(err)
+		}
+		if status, body := f.refresh("app", rt); (status == 200) != c.valid {
+			t.Errorf("refresh token issued %s ago without an expiry: %d %v, want valid=%v", time.Since(c.issued).Round(time.Minute), status, body, c.valid)
+		}
+	}
+}
