@@ -47,8 +47,9 @@ type Options struct {
 	// memtable_size. Each memtable costs about 1.4 times this in Go heap plus as much again in a
 	// memory-mapped write-ahead log, and becomes one level-0 table when full. Badger builds that
 	// table in a buffer it keeps for reuse (up to eight of them, see badgerOptions), so a larger
-	// memtable also grows those buffers: 2 MiB already added about 30 MiB to a burst of 200,000
-	// tokens without minting them faster. Default: 1 MiB. At least 1 MiB, at most 1 GiB.
+	// memtable also grows those buffers: 1 MiB added about 15 MiB, and 2 MiB about 45 MiB, to
+	// a burst of 200,000 tokens, without minting them much faster. Default: 512 KiB. At least
+	// 512 KiB, at most 1 GiB.
 	MemTableSize int64 `json:"memtable_size,omitempty"`
 
 	// NumMemtables is how many full memtables may wait to be written to disk before writes wait;
@@ -78,7 +79,7 @@ type Options struct {
 
 // The defaults; see Options.
 const (
-	DefaultMemTableSize     = 1 << 20
+	DefaultMemTableSize     = 512 << 10
 	DefaultNumMemtables     = 2
 	DefaultBlockCacheSize   = 8 << 20
 	DefaultIndexCacheSize   = 8 << 20
@@ -88,12 +89,14 @@ const (
 
 const (
 	mib = 1 << 20
+	// minMemTableSize is the smallest memtable_size.
+	minMemTableSize = 512 << 10
 	// gcDiscardRatio: a value-log file is rewritten when at least this share of it is garbage.
 	gcDiscardRatio = 0.5
 	// maxValueThreshold is Badger's largest value threshold: values up to it stay in the LSM tree.
 	maxValueThreshold = 1 << 20
 	// tableSize is the size of the tables compactions write, at every level (see badgerOptions).
-	tableSize = 512 << 10
+	tableSize = 256 << 10
 )
 
 // WithDefaults returns o with every zero field set to its default.
@@ -124,8 +127,8 @@ func (o Options) WithDefaults() Options {
 func (o Options) Validate() error {
 	o = o.WithDefaults()
 	switch {
-	case o.MemTableSize < mib:
-		return fmt.Errorf("memtable_size must be at least 1 MiB (%d bytes), got %d", mib, o.MemTableSize)
+	case o.MemTableSize < minMemTableSize:
+		return fmt.Errorf("memtable_size must be at least 512 KiB (%d bytes), got %d", minMemTableSize, o.MemTableSize)
 	case o.MemTableSize > 1<<30:
 		return fmt.Errorf("memtable_size must be at most 1 GiB (%d bytes), got %d", 1<<30, o.MemTableSize)
 	case o.NumMemtables < 1:
@@ -150,8 +153,8 @@ func (o Options) Validate() error {
 // buffers in a pool for reuse (releasing one every two idle seconds), each starting at twice the
 // table size and growing to hold the largest table it has built: the memtable size and the table
 // size bound most of what the store adds to the Go heap under a burst of writes. So tables are
-// small (512 KiB at every level: a builder starts with 1 MiB, which also holds the level-0 table
-// of a 1 MiB memtable) and uncompressed: compression would add a compressed copy of each block
+// small (256 KiB at every level: a builder starts with 512 KiB, which also holds the level-0
+// table of a 512 KiB memtable) and uncompressed: compression would add a compressed copy of each block
 // to the builder's buffers, while token records, random strings in a compact binary form,
 // compress little.
 func (o Options) badgerOptions(dir string) badger.Options {

@@ -130,11 +130,11 @@ func TestOptionsDefaultsAndBounds(t *testing.T) {
 		t.Fatalf("defaults not applied: %+v", d)
 	}
 	// Badger refuses a value threshold above 15% of the memtable; the smallest memtable must open
-	bo := Options{MemTableSize: mib}.WithDefaults().badgerOptions(t.TempDir())
+	bo := Options{MemTableSize: minMemTableSize}.WithDefaults().badgerOptions(t.TempDir())
 	if bo.ValueThreshold > bo.MemTableSize*15/100 {
 		t.Fatalf("value threshold %d above 15%% of memtable %d", bo.ValueThreshold, bo.MemTableSize)
 	}
-	small, err := Open(t.TempDir(), Options{MemTableSize: mib, NumMemtables: 1, BlockCacheSize: mib, IndexCacheSize: mib, ValueLogFileSize: mib, GCInterval: DefaultGCInterval}, nil)
+	small, err := Open(t.TempDir(), Options{MemTableSize: minMemTableSize, NumMemtables: 1, BlockCacheSize: mib, IndexCacheSize: mib, ValueLogFileSize: mib, GCInterval: DefaultGCInterval}, nil)
 	if err != nil {
 		t.Fatalf("the smallest valid options must open: %v", err)
 	}
@@ -143,7 +143,7 @@ func TestOptionsDefaultsAndBounds(t *testing.T) {
 		opts Options
 		want string
 	}{
-		{Options{MemTableSize: mib - 1}, "memtable_size"},
+		{Options{MemTableSize: minMemTableSize - 1}, "memtable_size"},
 		{Options{MemTableSize: 2 << 30}, "memtable_size"},
 		{Options{NumMemtables: -1}, "num_memtables"},
 		{Options{BlockCacheSize: 1}, "block_cache_size"},
