@@ -115,12 +115,7 @@ func marshalRecord(rec *tokenRecord) ([]byte, error) {
 	scopes, audience := strings.Join(rec.Scopes, " "), strings.Join(rec.Audience, " ")
 	b = binary.AppendUvarint(b, uint64(len(rec.Form)))
 	for _, k := range slices.Sorted(maps.Keys(rec.Form)) {
-		if i := slices.Index(formKeysKept, k); i >= 0 {
-			b = binary.AppendUvarint(b, uint64(i+1))
-		} else {
-			b = binary.AppendUvarint(b, 0)
-			b = appendString(b, k)
-		}
+		b = appendKnown(b, formKeysKept, k)
 		b = binary.AppendUvarint(b, uint64(len(rec.Form[k])))
 		for _, v := range rec.Form[k] {
 			switch {
@@ -153,12 +148,7 @@ func marshalRecord(rec *tokenRecord) ([]byte, error) {
 		b = appendString(b, s.BrowserSession)
 		b = binary.AppendUvarint(b, uint64(len(s.ExpiresAt)))
 		for _, tt := range slices.Sorted(maps.Keys(s.ExpiresAt)) {
-			if i := slices.Index(tokenTypes, tt); i >= 0 {
-				b = binary.AppendUvarint(b, uint64(i+1))
-			} else {
-				b = binary.AppendUvarint(b, 0)
-				b = appendString(b, string(tt))
-			}
+			b = appendKnown(b, tokenTypes, tt)
 			if b, err = appendTime(b, s.ExpiresAt[tt]); err != nil {
 				return nil, err
 			}
@@ -210,14 +200,7 @@ func unmarshalRecord(data []byte, rec *tokenRecord) error {
 		scopes, audience := strings.Join(rec.Scopes, " "), strings.Join(rec.Audience, " ")
 		rec.Form = make(url.Values, n)
 		for range n {
-			var k string
-			if i := d.uvarint(); i == 0 {
-				k = d.string()
-			} else if i <= uint64(len(formKeysKept)) {
-				k = formKeysKept[i-1]
-			} else {
-				d.fail()
-			}
+			k := readKnown(&d, formKeysKept)
 			values := make([]string, d.count())
 			for j := range values {
 				switch code := d.uvarint(); code {
@@ -247,14 +230,7 @@ func unmarshalRecord(data []byte, rec *tokenRecord) error {
 		if n := d.count(); n > 0 {
 			s.ExpiresAt = make(map[fosite.TokenType]time.Time, n)
 			for range n {
-				var tt fosite.TokenType
-				if i := d.uvarint(); i == 0 {
-					tt = fosite.TokenType(d.string())
-				} else if i <= uint64(len(tokenTypes)) {
-					tt = tokenTypes[i-1]
-				} else {
-					d.fail()
-				}
+				tt := readKnown(&d, tokenTypes)
 				s.ExpiresAt[tt] = d.time()
 			}
 		}
@@ -276,6 +252,27 @@ func unmarshalRecord(data []byte, rec *tokenRecord) error {
 		return fmt.Errorf("%w: %d bytes left over", errRecord, len(d.data))
 	}
 	return d.err
+}
+
+// appendKnown appends s as its index+1 in known, or as 0 and the string itself.
+func appendKnown[S ~string](b []byte, known []S, s S) []byte {
+	if i := slices.Index(known, s); i >= 0 {
+		return binary.AppendUvarint(b, uint64(i+1))
+	}
+	return appendString(binary.AppendUvarint(b, 0), string(s))
+}
+
+// readKnown reads what appendKnown wrote.
+func readKnown[S ~string](d *recordDecoder, known []S) S {
+	i := d.uvarint()
+	switch {
+	case i == 0:
+		return S(d.string())
+	case i <= uint64(len(known)):
+		return known[i-1]
+	}
+	d.fail()
+	return ""
 }
 
 func appendString(b []byte, s string) []byte {

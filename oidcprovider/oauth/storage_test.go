@@ -29,6 +29,24 @@ func (f *flowProvider) keysUnder(prefix string) int {
 	return len(keys)
 }
 
+// rewriteWithoutExpiry stores a token's record again as earlier versions wrote code-flow tokens:
+// JSON, issued at issued, without expiries and without a TTL.
+func (f *flowProvider) rewriteWithoutExpiry(kind, sig string, issued time.Time) {
+	f.t.Helper()
+	_, rec, err := f.p.storage.load(kind, sig, nil)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	rec.RequestedAt, rec.Session.ExpiresAt = issued, nil
+	data, err := json.Marshal(rec)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if err := f.kv.Put(store.Entry{Key: tokenKey(kind, sig), Value: data}); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
 // revoke posts token to the revocation endpoint as client.
 func (f *flowProvider) revoke(client, token string) int {
 	r := httptest.NewRequest(http.MethodPost, PathRevocation, strings.NewReader(url.Values{"token": {token}}.Encode()))
@@ -162,15 +180,7 @@ func TestGateExpiresRecordsWithoutExpiry(t *testing.T) {
 		issued time.Time
 		valid  bool
 	}{{time.Now().Add(-time.Minute), true}, {time.Now().Add(-2 * time.Hour), false}} {
-		_, rec, err := f.p.storage.load(kindAccess, sig, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec.RequestedAt, rec.Session.ExpiresAt = c.issued, nil
-		data, _ := json.Marshal(rec) // as an earlier version wrote it
-		if err := f.kv.Put(store.Entry{Key: tokenKey(kindAccess, sig), Value: data}); err != nil {
-			t.Fatal(err)
-		}
+		f.rewriteWithoutExpiry(kindAccess, sig, c.issued)
 		f.p.cfg.Tokens.Forget(sig)
 		if _, err := f.p.CheckBearer(t.Context(), token, statusPage); (err == nil) != c.valid {
 			t.Errorf("issued %s ago without an expiry: gate error %v, want valid=%v", time.Since(c.issued).Round(time.Minute), err, c.valid)
@@ -189,15 +199,7 @@ func TestRefreshRecordsWithoutExpiry(t *testing.T) {
 		_, body := f.exchange("app", f.authorize("app", nil), "")
 		rt, _ := body["refresh_token"].(string)
 		sig := rt[strings.LastIndex(rt, ".")+1:]
-		_, rec, err := f.p.storage.load(kindRefresh, sig, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec.RequestedAt, rec.Session.ExpiresAt = c.issued, nil
-		data, _ := json.Marshal(rec) // as an earlier version wrote it
-		if err := f.kv.Put(store.Entry{Key: tokenKey(kindRefresh, sig), Value: data}); err != nil {
-			t.Fatal(err)
-		}
+		f.rewriteWithoutExpiry(kindRefresh, sig, c.issued)
 		if status, body := f.refresh("app", rt); (status == 200) != c.valid {
 			t.Errorf("refresh token issued %s ago without an expiry: %d %v, want valid=%v", time.Since(c.issued).Round(time.Minute), status, body, c.valid)
 		}
