@@ -1059,22 +1059,9 @@ func TestUserTokensAtTheGatewayAndClientPoliciesWithoutBrowser(t *testing.T) {
 	})
 }
 
-// bearerResponse calls target with a Bearer token, as a script would.
-func bearerResponse(t *testing.T, hc *http.Client, target, token string) *http.Response {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, target, nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp
-}
-
-// bearerCall calls target with a Bearer token and decodes the recorder's answer.
-func bearerCall(t *testing.T, hc *http.Client, target, token string, want int) map[string]any {
+// bearerGet calls target with a Bearer token, as a script would, and returns the response with
+// its body read.
+func bearerGet(t *testing.T, hc *http.Client, target, token string) (*http.Response, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, target, nil)
 	req.Header.Set("Authorization", "Bearer "+token)
@@ -1084,6 +1071,20 @@ func bearerCall(t *testing.T, hc *http.Client, target, token string, want int) m
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
+	return resp, body
+}
+
+// bearerResponse calls target with a Bearer token, as a script would.
+func bearerResponse(t *testing.T, hc *http.Client, target, token string) *http.Response {
+	t.Helper()
+	resp, _ := bearerGet(t, hc, target, token)
+	return resp
+}
+
+// bearerCall calls target with a Bearer token and decodes the recorder's answer.
+func bearerCall(t *testing.T, hc *http.Client, target, token string, want int) map[string]any {
+	t.Helper()
+	resp, body := bearerGet(t, hc, target, token)
 	if resp.StatusCode != want {
 		t.Fatalf("%s with a Bearer token: %d %q %.300s", target, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
 	}

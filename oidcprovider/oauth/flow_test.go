@@ -119,17 +119,23 @@ func (f *flowProvider) authorize(client string, extra url.Values) (code string) 
 	return loc.Query().Get("code")
 }
 
-// token posts to the token endpoint as client and returns the status and the JSON answer.
-func (f *flowProvider) token(client string, form url.Values) (int, map[string]any) {
+// post sends form to one of the provider's endpoints (serve, at path) as client, with its
+// secret in Basic credentials, and returns the status and the JSON answer.
+func (f *flowProvider) post(serve http.HandlerFunc, path, client string, form url.Values) (int, map[string]any) {
 	f.t.Helper()
-	r := httptest.NewRequest(http.MethodPost, PathToken, strings.NewReader(form.Encode()))
+	r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(form.Encode()))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	r.SetBasicAuth(client, client+"-secret")
 	w := httptest.NewRecorder()
-	f.p.ServeToken(w, r)
+	serve(w, r)
 	var out map[string]any
 	_ = json.Unmarshal(w.Body.Bytes(), &out)
 	return w.Code, out
+}
+
+// token posts to the token endpoint as client and returns the status and the JSON answer.
+func (f *flowProvider) token(client string, form url.Values) (int, map[string]any) {
+	return f.post(f.p.ServeToken, PathToken, client, form)
 }
 
 func (f *flowProvider) exchange(client, code, verifier string) (int, map[string]any) {
@@ -219,16 +225,10 @@ func TestFlowIsBoundToItsBrowser(t *testing.T) {
 func TestPushedRequestOfAnotherClient(t *testing.T) {
 	f := newFlowProvider(t)
 	form := url.Values{"response_type": {"code"}, "client_id": {"other"}, "redirect_uri": {testRedirect}, "scope": {"openid"}, "state": {"state-0123456789"}}
-	r := httptest.NewRequest(http.MethodPost, PathPAR, strings.NewReader(form.Encode()))
-	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	r.SetBasicAuth("other", "other-secret")
-	w := httptest.NewRecorder()
-	f.p.ServePAR(w, r)
-	var out map[string]any
-	_ = json.Unmarshal(w.Body.Bytes(), &out)
+	status, out := f.post(f.p.ServePAR, PathPAR, "other", form)
 	uri, _ := out["request_uri"].(string)
-	if w.Code != http.StatusCreated || uri == "" {
-		t.Fatalf("push: %d %s", w.Code, w.Body)
+	if status != http.StatusCreated || uri == "" {
+		t.Fatalf("push: %d %v", status, out)
 	}
 	try := func(client string) error {
 		q := url.Values{"client_id": {client}, "request_uri": {uri}}
@@ -302,14 +302,7 @@ func TestDisabledUserAtExchangeAndIntrospection(t *testing.T) {
 	if status, out := f.exchange("app", code, ""); status != http.StatusBadRequest || out["error"] != "invalid_grant" {
 		t.Fatalf("exchange for a disabled user: %d %v", status, out)
 	}
-	r := httptest.NewRequest(http.MethodPost, PathIntrospection, strings.NewReader(url.Values{"token": {at}}.Encode()))
-	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	r.SetBasicAuth("app", "app-secret")
-	w := httptest.NewRecorder()
-	f.p.ServeIntrospection(w, r)
-	var res map[string]any
-	_ = json.Unmarshal(w.Body.Bytes(), &res)
-	if res["active"] != false {
+	if _, res := f.post(f.p.ServeIntrospection, PathIntrospection, "app", url.Values{"token": {at}}); res["active"] != false {
 		t.Fatalf("introspection of a disabled user's token: %v", res)
 	}
 }

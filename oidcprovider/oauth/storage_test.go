@@ -2,8 +2,6 @@ package oauth
 
 import (
 	"encoding/json"
-	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -49,12 +47,8 @@ func (f *flowProvider) rewriteWithoutExpiry(kind, sig string, issued time.Time) 
 
 // revoke posts token to the revocation endpoint as client.
 func (f *flowProvider) revoke(client, token string) int {
-	r := httptest.NewRequest(http.MethodPost, PathRevocation, strings.NewReader(url.Values{"token": {token}}.Encode()))
-	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	r.SetBasicAuth(client, client+"-secret")
-	w := httptest.NewRecorder()
-	f.p.ServeRevocation(w, r)
-	return w.Code
+	status, _ := f.post(f.p.ServeRevocation, PathRevocation, client, url.Values{"token": {token}})
+	return status
 }
 
 // A client_credentials access token is one small binary record: no request index, no form.
