@@ -64,14 +64,8 @@ func (p *Provider) serveUserGrant(w http.ResponseWriter, r *http.Request, grant 
 		p.refuseToken(w, r, err)
 		return
 	}
-	resp, err := p.oauth2.NewAccessResponse(ctx, ar)
-	if err != nil {
-		p.refuseToken(w, r, err)
+	if !p.issue(w, r, ar, grant) {
 		return
-	}
-	p.oauth2.WriteAccessResponse(ctx, w, ar, resp)
-	if p.cfg.OnTokenIssued != nil {
-		p.cfg.OnTokenIssued(ar.GetClient().GetID(), grant)
 	}
 	p.cfg.Logger.Info("token issued",
 		zap.String("client_id", ar.GetClient().GetID()),
@@ -145,14 +139,8 @@ func (p *Provider) serveClientCredentials(w http.ResponseWriter, r *http.Request
 
 	sess.Subject = client.ID()
 	sess.ClientCredentials = true
-	resp, err := p.oauth2.NewAccessResponse(ctx, ar)
-	if err != nil {
-		p.refuseToken(w, r, err)
+	if !p.issue(w, r, ar, clients.GrantClientCredentials) {
 		return
-	}
-	p.oauth2.WriteAccessResponse(ctx, w, ar, resp)
-	if p.cfg.OnTokenIssued != nil {
-		p.cfg.OnTokenIssued(client.ID(), clients.GrantClientCredentials)
 	}
 	p.cfg.Logger.Info("token issued",
 		zap.String("client_id", client.ID()),
@@ -160,6 +148,21 @@ func (p *Provider) serveClientCredentials(w http.ResponseWriter, r *http.Request
 		zap.Strings("scopes", ar.GetGrantedScopes()),
 		zap.Strings("audience", ar.GetGrantedAudience()),
 		zap.Duration("expires_in", time.Until(sess.GetExpiresAt(fosite.AccessToken)).Round(time.Second)))
+}
+
+// issue mints the tokens of an accepted request and writes them, or answers the error; it
+// reports whether tokens were issued.
+func (p *Provider) issue(w http.ResponseWriter, r *http.Request, ar fosite.AccessRequester, grant string) bool {
+	resp, err := p.oauth2.NewAccessResponse(r.Context(), ar)
+	if err != nil {
+		p.refuseToken(w, r, err)
+		return false
+	}
+	p.oauth2.WriteAccessResponse(r.Context(), w, ar, resp)
+	if p.cfg.OnTokenIssued != nil {
+		p.cfg.OnTokenIssued(ar.GetClient().GetID(), grant)
+	}
+	return true
 }
 
 // refuseToken answers a token request with its RFC 6749 error and logs one line naming the
