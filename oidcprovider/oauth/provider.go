@@ -188,13 +188,25 @@ func New(cfg Config) *Provider {
 	fc.PushedAuthorizeContextLifespan = parLifetime
 	fc.PushedAuthorizeEndpointHandlers = fosite.PushedAuthorizeEndpointHandlers{&par.PushedAuthorizeHandler{Storage: storage, Config: fc}}
 	fc.AuthorizeEndpointHandlers = fosite.AuthorizeEndpointHandlers{codeFlow, implicitFlow, oidcCode, oidcImplicit, oidcHybrid, pkceFlow}
-	fc.TokenEndpointHandlers = fosite.TokenEndpointHandlers{
-		&oauth2.ClientCredentialsGrantHandler{
-			HandleHelper: &oauth2.HandleHelper{AccessTokenStrategy: st, AccessTokenStorage: storage, Config: fc},
-			Config:       fc,
-		},
-		codeFlow, refreshFlow, people, oidcCode, oidcRefresh, pkceFlow,
+	clientCredentials := &oauth2.ClientCredentialsGrantHandler{
+		HandleHelper: &oauth2.HandleHelper{AccessTokenStrategy: st, AccessTokenStorage: storage, Config: fc},
+		Config:       fc,
 	}
+	oidcCodeOnly, oidcRefreshOnly := grantHandler{oidcCode, true}, grantHandler{oidcRefresh, true}
+	fc.TokenEndpointHandlers = fosite.TokenEndpointHandlers{&grantTable{grants: map[string]grantLists{
+		clients.GrantClientCredentials: {
+			request:  []grantHandler{{clientCredentials, false}},
+			response: []grantHandler{{clientCredentials, false}},
+		},
+		grantAuthorizationCode: {
+			request:  []grantHandler{{codeFlow, false}, {people, false}, {pkceFlow, false}},
+			response: []grantHandler{{codeFlow, false}, oidcCodeOnly},
+		},
+		grantRefreshToken: {
+			request:  []grantHandler{{refreshFlow, false}, {people, false}, oidcRefreshOnly},
+			response: []grantHandler{{refreshFlow, false}, oidcRefreshOnly},
+		},
+	}}}
 	fc.TokenIntrospectionHandlers = fosite.TokenIntrospectionHandlers{
 		&oauth2.CoreValidator{CoreStrategy: st, CoreStorage: storage, Config: fc},
 	}
