@@ -29,6 +29,7 @@ import (
 	"github.com/portcullis-auth/portcullis/oidcprovider/claims"
 	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
 	"github.com/portcullis-auth/portcullis/oidcprovider/consent"
+	"github.com/portcullis-auth/portcullis/oidcprovider/digest"
 	"github.com/portcullis-auth/portcullis/oidcprovider/keys"
 	"github.com/portcullis-auth/portcullis/oidcprovider/oauth"
 	"github.com/portcullis-auth/portcullis/oidcprovider/portal"
@@ -434,7 +435,7 @@ func (a *App) prepare(b *backend) (*runtimeState, error) {
 		signing = []*keys.Key{k}
 	}
 
-	current := make(map[string]clients.Fingerprint, len(a.clients))
+	current := make(map[string]digest.Fingerprint, len(a.clients))
 	for id, c := range a.clients {
 		current[id] = c.Fingerprint()
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
+	"github.com/portcullis-auth/portcullis/oidcprovider/digest"
 	"github.com/portcullis-auth/portcullis/oidcprovider/oauth"
 	"github.com/portcullis-auth/portcullis/oidcprovider/session"
 	"github.com/portcullis-auth/portcullis/oidcprovider/store"
@@ -19,7 +20,7 @@ type backend struct {
 	kv      *store.Badger
 	opts    store.Options // the options the database was opened with
 	tokens  *oauth.TokenCache
-	secrets *clients.SecretCache
+	secrets *digest.Cache
 	limits  *clients.Limits
 	cutoffs *oauth.ClientCutoffs
 	// sessions caches decoded sign-in sessions for the gateway's cookie check.
@@ -63,7 +64,7 @@ func acquireBackend(dir string, opts store.Options) (*backend, bool, error) {
 			kv:       kv,
 			opts:     opts,
 			tokens:   oauth.NewTokenCache(tokenCacheSize),
-			secrets:  clients.NewSecretCache(secretCacheSize, secretCacheTTL),
+			secrets:  digest.NewCache(secretCacheSize, secretCacheTTL),
 			limits:   clients.NewLimits(),
 			sessions: session.NewCache(sessionCacheSize),
 		}, nil

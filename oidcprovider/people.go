@@ -15,7 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
-	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
+	"github.com/portcullis-auth/portcullis/oidcprovider/digest"
 	"github.com/portcullis-auth/portcullis/oidcprovider/regulation"
 	"github.com/portcullis-auth/portcullis/oidcprovider/users"
 )
@@ -271,7 +271,7 @@ func (a *App) digest(ctx context.Context, check func() bool) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, digestWait)
 	defer cancel()
 	var took time.Duration
-	ok, err := clients.RunDigest(ctx, func() bool {
+	ok, err := digest.Run(ctx, func() bool {
 		start := time.Now()
 		defer func() { took = time.Since(start) }()
 		return check()

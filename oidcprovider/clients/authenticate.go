@@ -10,6 +10,8 @@ import (
 	"github.com/go-crypt/crypt/algorithm"
 	"github.com/ory/fosite"
 	"go.uber.org/zap"
+
+	"github.com/portcullis-auth/portcullis/oidcprovider/digest"
 )
 
 // unknownClientDigest is checked against the secret presented for an unknown client id or with
@@ -102,7 +104,7 @@ type Authenticator struct {
 	// Lookup finds a registered client by id.
 	Lookup func(id string) (*Client, bool)
 	// Secrets remembers verified secrets.
-	Secrets *SecretCache
+	Secrets *digest.Cache
 	// Limits counts failures.
 	Limits *Limits
 	// Logger receives one line per failure (never the secret).
@@ -140,7 +142,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, form 
 		a.logFailure(creds.ClientID, clientIP, "throttled")
 		return nil, errThrottled
 	}
-	if methodOK && a.Secrets.Lookup(c.ID(), c.cfg.Secret, creds.Secret) {
+	if methodOK && a.Secrets.Remembered(c.ID(), c.cfg.Secret, creds.Secret) {
 		return c, nil
 	}
 	addr, ok := a.Limits.address.Take(addrKey)
@@ -156,7 +158,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, form 
 	}
 	var match bool
 	if methodOK {
-		match, err = runDigest(ctx, func() bool {
+		match, err = digest.Run(ctx, func() bool {
 			m, _ := a.Secrets.Verify(c.ID(), c.cfg.Secret, creds.Secret, func() bool { return c.digest.Match(creds.Secret) })
 			if !m && c.plaintext {
 				// a plaintext secret is compared in microseconds: pay the unknown client's
@@ -167,7 +169,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, form 
 			return m
 		})
 	} else {
-		_, err = runDigest(ctx, func() bool { return unknownClientDigest.Match(creds.Secret) })
+		_, err = digest.Run(ctx, func() bool { return unknownClientDigest.Match(creds.Secret) })
 	}
 	if err != nil {
 		addr.GiveBack()

@@ -13,6 +13,8 @@ import (
 
 	"github.com/go-crypt/crypt/algorithm"
 	"github.com/ory/fosite"
+
+	"github.com/portcullis-auth/portcullis/oidcprovider/digest"
 )
 
 const seedDigest = "$pbkdf2-sha512$310000$c8p78n7pUMln0jzvd4aK4Q$JNRBzwAo0ek5qKn50cFzzvE9RXV88h1wJn5KGiHrD0YKtZaR/nCb2CJPOsKaPK0hjf.9yHxzQGZziziccp6Yng"
@@ -81,7 +83,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Cleanup(func() { unknownClientDigest = old })
 	f.auth = &Authenticator{
 		Lookup:  func(id string) (*Client, bool) { c, ok := registry[id]; return c, ok },
-		Secrets: NewSecretCache(64, time.Hour),
+		Secrets: digest.NewCache(64, time.Hour),
 		Limits:  NewLimits(),
 	}
 	return f
@@ -123,8 +125,8 @@ func TestConcurrentGuessesAreLimitedBeforeTheDigest(t *testing.T) {
 	if n := f.runs.Load(); n != pairBurst {
 		t.Fatalf("%d digest checks for 40 concurrent guesses from one address, want %d", n, pairBurst)
 	}
-	if p := f.peak.Load(); int(p) > cap(digestSlots) {
-		t.Fatalf("%d digest checks ran at once, cap is %d", p, cap(digestSlots))
+	if p := f.peak.Load(); int(p) > digest.Slots() {
+		t.Fatalf("%d digest checks ran at once, cap is %d", p, digest.Slots())
 	}
 }
 
@@ -142,7 +144,7 @@ func TestGuesserCannotLockAClientOut(t *testing.T) {
 		t.Fatalf("the real client from another address was refused: %v", err)
 	}
 	// restart: the remembered secret is gone, the limits too
-	f.auth.Secrets = NewSecretCache(64, time.Hour)
+	f.auth.Secrets = digest.NewCache(64, time.Hour)
 	for i := 0; i < 100; i++ {
 		_ = f.basic("kuma", "guess", "192.0.2.66")
 	}

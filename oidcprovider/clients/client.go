@@ -1,7 +1,7 @@
 // Package clients holds the provider's registered clients: their validated configuration, the
 // fosite.Client view of them, and client authentication at the token, introspection and
-// revocation endpoints (credential parsing, digest checks through the verified-secret cache,
-// failure throttling and the process-wide cap on digest work).
+// revocation endpoints (credential parsing, digest checks through package digest's
+// verified-secret cache and process-wide cap on digest work, failure throttling).
 package clients
 
 import (
@@ -18,6 +18,8 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/audience"
+
+	"github.com/portcullis-auth/portcullis/oidcprovider/digest"
 )
 
 // Scope and grant names the provider knows.
@@ -101,8 +103,8 @@ type ProviderSettings struct {
 // Client is a registered client, ready for fosite. It is immutable after provisioning.
 type Client struct {
 	cfg         Config
-	digest      algorithm.Digest // nil for public clients
-	fingerprint Fingerprint      // identifies the configured digest
+	digest      algorithm.Digest   // nil for public clients
+	fingerprint digest.Fingerprint // identifies the configured digest
 	plaintext   bool
 	lifespans   Lifespans // effective: the named set merged over the global one
 	// audienceURLs are the audience entries that are URLs, parsed once for the gateway.
@@ -214,7 +216,7 @@ func NewFor(cfg Config, lifespans Lifespans, p ProviderSettings) (*Client, error
 			return nil, fmt.Errorf("client %s: %w", cfg.ID, err)
 		}
 		c.digest, c.plaintext = d, isPlain
-		c.fingerprint = fingerprintOf(cfg.Secret)
+		c.fingerprint = digest.FingerprintOf(cfg.Secret)
 	}
 
 	if usesAuthorize && len(cfg.RedirectURIs) == 0 {
@@ -664,7 +666,7 @@ func (c *Client) PlaintextSecret() bool { return c.plaintext }
 
 // Fingerprint identifies the configured secret digest (without revealing it), so remembered
 // secrets of a client whose secret changed are forgotten.
-func (c *Client) Fingerprint() Fingerprint { return c.fingerprint }
+func (c *Client) Fingerprint() digest.Fingerprint { return c.fingerprint }
 
 // HasScope reports whether the client is currently registered with scope s.
 func (c *Client) HasScope(s string) bool { return slices.Contains(c.cfg.Scopes, s) }

@@ -1,9 +1,7 @@
 package clients
 
 import (
-	"context"
 	"net/netip"
-	"runtime"
 	"sync"
 	"time"
 
@@ -108,24 +106,4 @@ func AddressKey(ip string) string {
 		return ip
 	}
 	return regulation.Address(a)
-}
-
-// digestSlots caps the digest checks (client secrets, later passwords) that run at once in the
-// process, at about the core count, so guessing can never starve the gateway's other requests.
-// It is process-wide on purpose: CPU is.
-var digestSlots = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
-
-// RunDigest runs check (a password or secret digest check) in one of the process-wide digest
-// slots, waiting for one while ctx allows: every kind of digest work shares the same cap.
-func RunDigest(ctx context.Context, check func() bool) (bool, error) { return runDigest(ctx, check) }
-
-// runDigest runs check in a digest slot, waiting for one while ctx allows.
-func runDigest(ctx context.Context, check func() bool) (bool, error) {
-	select {
-	case digestSlots <- struct{}{}:
-	case <-ctx.Done():
-		return false, ctx.Err()
-	}
-	defer func() { <-digestSlots }()
-	return check(), nil
 }

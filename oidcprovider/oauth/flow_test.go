@@ -17,6 +17,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
+	"github.com/portcullis-auth/portcullis/oidcprovider/digest"
 	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 )
 
@@ -86,7 +87,7 @@ func newFlowProvider(t testing.TB) *flowProvider {
 		HMACSecret: bytes.Repeat([]byte("k"), 32),
 		KV:         kv,
 		Clients:    lookup,
-		Authenticator: &clients.Authenticator{Lookup: lookup, Secrets: clients.NewSecretCache(100, time.Hour),
+		Authenticator: &clients.Authenticator{Lookup: lookup, Secrets: digest.NewCache(100, time.Hour),
 			Limits: clients.NewLimits(), Logger: zap.NewNop()},
 		ClientIP: func(*http.Request) string { return "127.0.0.1" },
 		Keys:     testKeys(t, "RS256"),

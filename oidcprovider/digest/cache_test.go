@@ -1,4 +1,4 @@
-package clients
+package digest
 
 import (
 	"bytes"
@@ -9,7 +9,7 @@ import (
 )
 
 func TestVerifyRemembersOnlyMatches(t *testing.T) {
-	c := NewSecretCache(8, time.Hour)
+	c := NewCache(8, time.Hour)
 	calls := 0
 	check := func(ok bool) func() bool { return func() bool { calls++; return ok } }
 	if ok, cached := c.Verify("kuma", "$digest", "wrong", check(false)); ok || cached {
@@ -24,27 +24,27 @@ func TestVerifyRemembersOnlyMatches(t *testing.T) {
 	if ok, cached := c.Verify("kuma", "$digest", "good", check(false)); !ok || !cached || calls != 3 {
 		t.Fatalf("second good check must come from memory (calls=%d)", calls)
 	}
-	if !c.Lookup("kuma", "$digest", "good") || c.Lookup("kuma", "$other", "good") || c.Lookup("other", "$digest", "good") {
+	if !c.Remembered("kuma", "$digest", "good") || c.Remembered("kuma", "$other", "good") || c.Remembered("other", "$digest", "good") {
 		t.Fatal("lookup must be bound to client, digest and secret")
 	}
 }
 
 func TestNoPlaintextInKeys(t *testing.T) {
-	c := NewSecretCache(8, time.Hour)
+	c := NewCache(8, time.Hour)
 	c.Verify("kuma", "$digest", "insecure_secret", func() bool { return true })
 	want := c.key("kuma", "$digest", "insecure_secret")
 	for k, e := range c.entries {
-		if k != want || bytes.Contains(k[:], []byte("insecure")) || e.clientID != "kuma" {
+		if k != want || bytes.Contains(k[:], []byte("insecure")) || e.id != "kuma" {
 			t.Fatal("the entry must be keyed by the keyed hash, and hold no secret")
 		}
 	}
-	if NewSecretCache(8, time.Hour).key("kuma", "$digest", "insecure_secret") == want {
+	if NewCache(8, time.Hour).key("kuma", "$digest", "insecure_secret") == want {
 		t.Fatal("the hash key must differ per process (per cache)")
 	}
 }
 
 func TestBoundedAndExpiring(t *testing.T) {
-	c := NewSecretCache(3, time.Minute)
+	c := NewCache(3, time.Minute)
 	now := time.Unix(1000, 0)
 	c.now = func() time.Time { return now }
 	for _, s := range []string{"a", "b", "c", "d", "e"} {
@@ -54,39 +54,39 @@ func TestBoundedAndExpiring(t *testing.T) {
 	if c.Len() != 3 {
 		t.Fatalf("len = %d, want 3", c.Len())
 	}
-	if c.Lookup("x", "$d", "a") || !c.Lookup("x", "$d", "e") {
+	if c.Remembered("x", "$d", "a") || !c.Remembered("x", "$d", "e") {
 		t.Fatal("the oldest entries go first")
 	}
 	now = now.Add(2 * time.Minute)
-	if c.Lookup("x", "$d", "e") {
+	if c.Remembered("x", "$d", "e") {
 		t.Fatal("entries expire")
 	}
 }
 
 func TestWrongGuessesDoNotEvict(t *testing.T) {
-	c := NewSecretCache(2, time.Hour)
+	c := NewCache(2, time.Hour)
 	c.Verify("kuma", "$d", "good", func() bool { return true })
 	for i := 0; i < 1000; i++ {
 		c.Verify("kuma", "$d", string(rune('a'+i%26))+"guess", func() bool { return false })
 	}
-	if !c.Lookup("kuma", "$d", "good") {
+	if !c.Remembered("kuma", "$d", "good") {
 		t.Fatal("a flood of wrong guesses evicted the good entry")
 	}
 }
 
 func TestRetainForgetsChangedClients(t *testing.T) {
-	c := NewSecretCache(8, time.Hour)
+	c := NewCache(8, time.Hour)
 	c.Verify("a", "$old", "s", func() bool { return true })
 	c.Verify("b", "$same", "s", func() bool { return true })
 	c.Verify("gone", "$x", "s", func() bool { return true })
-	c.Retain(map[string]Fingerprint{"a": fingerprintOf("$new"), "b": fingerprintOf("$same")})
-	if c.Lookup("a", "$old", "s") || !c.Lookup("b", "$same", "s") || c.Lookup("gone", "$x", "s") || c.Len() != 1 {
+	c.Retain(map[string]Fingerprint{"a": FingerprintOf("$new"), "b": FingerprintOf("$same")})
+	if c.Remembered("a", "$old", "s") || !c.Remembered("b", "$same", "s") || c.Remembered("gone", "$x", "s") || c.Len() != 1 {
 		t.Fatalf("retain kept the wrong entries (len %d)", c.Len())
 	}
 }
 
 func TestConcurrentIdenticalChecksShareOne(t *testing.T) {
-	c := NewSecretCache(8, time.Hour)
+	c := NewCache(8, time.Hour)
 	var calls atomic.Int32
 	start := make(chan struct{})
 	var wg sync.WaitGroup
@@ -109,7 +109,7 @@ func TestConcurrentIdenticalChecksShareOne(t *testing.T) {
 }
 
 func TestUseKeepsAnEntryRemembered(t *testing.T) {
-	c := NewSecretCache(8, time.Hour)
+	c := NewCache(8, time.Hour)
 	now := time.Unix(1000, 0)
 	c.now = func() time.Time { return now }
 	c.Verify("kuma", "$d", "good", func() bool { return true })
@@ -121,7 +121,7 @@ func TestUseKeepsAnEntryRemembered(t *testing.T) {
 			t.Fatalf("a secret in use was forgotten after %d polls", i)
 		}
 	}
-	if c.Lookup("kuma", "$d", "idle") {
+	if c.Remembered("kuma", "$d", "idle") {
 		t.Fatal("an unused entry must still expire after its TTL")
 	}
 }
