@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"slices"
 	"strconv"
@@ -575,11 +576,16 @@ func isRemoteHeader(k string) bool {
 }
 
 // stripRemoteHeaders removes every Remote-* header the caller sent, and the request trailers of
-// those names, both those declared now and those that arrive after the body.
+// those names, both those declared now and those that arrive after the body; and it removes the
+// Remote-* names from the Connection header, where reverse_proxy would read them as hop-by-hop
+// headers and drop the identity headers the gate sets. A request without a Connection header
+// (every HTTP/2 and HTTP/3 request) costs nothing more than the loop over its header names.
 func stripRemoteHeaders(r *http.Request) {
-	for k := range r.Header {
+	for k, vs := range r.Header {
 		if isRemoteHeader(k) {
 			delete(r.Header, k)
+		} else if len(k) == len("Connection") && k == "Connection" {
+			stripConnectionTokens(r.Header, vs)
 		}
 	}
 	if r.Trailer == nil {
@@ -593,6 +599,42 @@ func stripRemoteHeaders(r *http.Request) {
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = &trailerFilter{ReadCloser: r.Body, r: r}
 	}
+}
+
+// stripConnectionTokens removes the Remote-* names (any case, any separator) from the request's
+// Connection header lines, keeping its other tokens (close, keep-alive, Upgrade, names of other
+// headers); a header left with no token is removed. Net/http files every spelling of the header
+// name under its canonical key, the only one reverse_proxy reads.
+func stripConnectionTokens(h http.Header, lines []string) {
+	found := false
+	for _, line := range lines {
+		for tok := range strings.SplitSeq(line, ",") {
+			if isRemoteHeader(textproto.TrimString(tok)) {
+				found = true
+				break
+			}
+		}
+	}
+	if !found {
+		return
+	}
+	var kept []string
+	for _, line := range lines {
+		var toks []string
+		for tok := range strings.SplitSeq(line, ",") {
+			if tok = textproto.TrimString(tok); tok != "" && !isRemoteHeader(tok) {
+				toks = append(toks, tok)
+			}
+		}
+		if len(toks) > 0 {
+			kept = append(kept, strings.Join(toks, ", "))
+		}
+	}
+	if len(kept) == 0 {
+		delete(h, "Connection")
+		return
+	}
+	h["Connection"] = kept
 }
 
 // trailerFilter removes Remote-* trailers once the body has been read to its end, which is when

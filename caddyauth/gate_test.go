@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -520,6 +521,25 @@ func TestRemoteHeaderFamily(t *testing.T) {
 	for k, want := range map[string]bool{"Remote-User": true, "Remote_user": true, "Remote.User": true, "REMOTE-X": true, "Remote": false, "Remotely": false, "X-Remote-User": false} {
 		if got := isRemoteHeader(k); got != want {
 			t.Errorf("isRemoteHeader(%q) = %v", k, got)
+		}
+	}
+}
+
+// The Remote-* names leave the Connection header, whatever their case, separator, line or place
+// in a comma list; its other tokens stay; a header left empty goes.
+func TestConnectionTokens(t *testing.T) {
+	for _, c := range []struct{ in, want []string }{
+		{[]string{"Remote-User, Remote-Groups, Remote-Email, Remote-Name"}, nil},
+		{[]string{"keep-alive, remote-user ,X-Hop", "REMOTE_GROUPS,\tRemote.Email", ", Remote-Client-ID,,"}, []string{"keep-alive, X-Hop"}},
+		{[]string{"close", "Upgrade"}, []string{"close", "Upgrade"}},
+		{[]string{"Remotely, X-Remote-User"}, []string{"Remotely, X-Remote-User"}},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header["Connection"] = c.in
+		r.Header.Set("Remote-User", "spoof")
+		stripRemoteHeaders(r)
+		if got := r.Header["Connection"]; !slices.Equal(got, c.want) || r.Header.Get("Remote-User") != "" {
+			t.Errorf("Connection %q: %q, want %q", c.in, got, c.want)
 		}
 	}
 }

@@ -36,7 +36,8 @@ func init() {
 // came in on another port, is refused with 421.
 //
 // Before anything else it removes every request header and trailer named Remote-*, Remote_* or
-// Remote.*. For an allowed caller it sets Remote-Client-Id (clients) or Remote-User (users) and
+// Remote.*, and those names from the Connection header (reverse_proxy drops the headers that
+// Connection names, which would take away the identity headers the gate sets). For an allowed caller it sets Remote-Client-Id (clients) or Remote-User (users) and
 // these placeholders:
 //
 //	{http.auth.user.id}         oauth2:client:<id> for a client, the username for a user
