@@ -221,7 +221,7 @@ func checkPolicy(configFile, adapterName, rawURL, method, ip string, subjects []
 		level := accesscontrol.OneFactor
 		found.id = &identity{subject: *subj, level: level}
 	}
-	v, _ := g.decide(&req, &found)
+	v, _ := g.decide(&req, &found, g.engine.Decide(&req, nil))
 	switch {
 	case gateCfg == nil:
 		res.Answer = "allow (not guarded)"

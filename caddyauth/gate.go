@@ -519,13 +519,14 @@ const foreignTokenDescription = "The Bearer token was not issued by this provide
 // decide applies the rules, following Authelia: bypass lets everyone through (even with invalid
 // credentials); deny is 403 unless an anonymous caller may match the rule's subjects; the factor
 // policies need a caller of that level. A caller who sent only a Bearer token that is not ours is
-// anonymous, but where the rule needs a caller it gets 401 invalid_token, never the portal.
-func (g *gate) decide(req *accesscontrol.Request, found *identification) (verdict, accesscontrol.Decision) {
-	var subj *accesscontrol.Subject
+// anonymous, but where the rule needs a caller it gets 401 invalid_token, never the portal. anon
+// is the rules' decision for an anonymous caller, which the gate took before identification (a
+// bypass there admits everyone without a look at their credentials).
+func (g *gate) decide(req *accesscontrol.Request, found *identification, anon accesscontrol.Decision) (verdict, accesscontrol.Decision) {
+	d := anon
 	if found.id != nil {
-		subj = &found.id.subject
+		d = g.engine.Decide(req, &found.id.subject)
 	}
-	d := g.engine.Decide(req, subj)
 	switch {
 	case d.Policy == accesscontrol.Bypass:
 		return verdictAllow, d

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/portcullis-auth/portcullis/accesscontrol"
 	"github.com/portcullis-auth/portcullis/oidcprovider"
 	"github.com/portcullis-auth/portcullis/oidcprovider/audience"
 )
@@ -34,6 +35,10 @@ func init() {
 // reveal) is refused with 400 before any check, so the rules, the audience check and the upstream
 // see one target. A Host whose port another of this Caddy's servers listens on, while the request
 // came in on another port, is refused with 421.
+//
+// When the first rule that can match the request, for any caller, is a bypass rule (bypass
+// rules carry no subjects), the request goes on before any credential is read: nothing is
+// checked, counted or logged, and the upstream gets the credentials as sent.
 //
 // Before anything else it removes every request header and trailer named Remote-*, Remote_* or
 // Remote.*, and those names from the Connection header (reverse_proxy drops the headers that
@@ -83,6 +88,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return caddyhttp.Error(http.StatusBadRequest, err)
 	}
 	site := h.gate.siteLabel(t.access.Host)
+	anon := h.gate.engine.Decide(&t.access, nil)
+	if anon.Policy == accesscontrol.Bypass {
+		// bypass rules carry no subjects: every caller gets this rule, so no credential is
+		// checked, counted or logged, and the upstream gets them as sent
+		h.gate.countAllowed(site, anon.Policy)
+		h.gate.stripSessionCookie(r)
+		return next.ServeHTTP(w, r)
+	}
 	found, err := h.gate.identify(r, &t)
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		// the client left while its credentials were checked: nobody to answer, and no
@@ -97,7 +110,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("checking credentials: %w", err))
 	}
-	v, d := h.gate.decide(&t.access, &found)
+	v, d := h.gate.decide(&t.access, &found, anon)
 	id := found.id
 	if c := h.logger.Check(zapcore.DebugLevel, "access decision"); c != nil {
 		c.Write(zap.String("host", t.access.Host), zap.String("rule", h.gate.engine.RuleName(d.Rule)), zap.Stringer("policy", d.Policy), zap.Bool("authenticated", id != nil))

@@ -20,8 +20,8 @@ func init() {
 // Provider is http.authentication.providers.oidc, for Caddy's stock authentication handler. It
 // shares oidc_auth's identification and rules, within that handler's limits: it can only accept
 // a caller or not (the handler then answers 401), so it sets the challenge header and never
-// answers 302, 403 or 407 itself, and a bypass rule cannot admit an anonymous caller. Prefer the
-// oidc_auth directive unless you compose several providers.
+// answers 302, 403 or 407 itself; a bypass rule admits every caller, without identification.
+// Prefer the oidc_auth directive unless you compose several providers.
 type Provider struct {
 	GateConfig
 
@@ -60,6 +60,12 @@ func (p *Provider) Authenticate(w http.ResponseWriter, r *http.Request) (caddyau
 		return caddyauthstd.User{}, false, nil
 	}
 	site := p.gate.siteLabel(t.access.Host)
+	anon := p.gate.engine.Decide(&t.access, nil)
+	if anon.Policy == accesscontrol.Bypass {
+		p.gate.countAllowed(site, anon.Policy)
+		p.gate.stripSessionCookie(r)
+		return caddyauthstd.User{}, true, nil
+	}
 	found, err := p.gate.identify(r, &t)
 	if err != nil {
 		p.gate.app.GateDecided(site, "none", "unavailable")
@@ -84,7 +90,7 @@ func (p *Provider) Authenticate(w http.ResponseWriter, r *http.Request) (caddyau
 		}
 		return caddyauthstd.User{}, false, nil
 	}
-	v, d := p.gate.decide(&t.access, &found)
+	v, d := p.gate.decide(&t.access, &found, anon)
 	if v != verdictAllow {
 		p.gate.app.GateDecided(site, d.Policy.String(), "forbidden")
 		w.Header().Set("WWW-Authenticate", bearerChallenge("insufficient_scope", "The rule for this URL does not admit this token."))
