@@ -13,6 +13,14 @@
 //   - Basic credentials of a user with an argon2id digest (Authelia's defaults): the first
 //     request pays the digest, and the rounds measure the remembered credential after it.
 //
+// First (-mode tokens or all) it measures the token endpoint's client_credentials rate over TLS
+// and Caddy's CPU per token, beside plain Caddy's TLS `respond` in the same process, and beside the
+// release -reference names (645df47, the release before the code flow), which it builds from git
+// and starts as a second Caddy on the same core: the three are loaded in turn, in alternating
+// rounds, so their ratios hold under the machine's noise. -mode gate skips it; -mode tokens runs
+// only it, in about a minute at the default -rounds and -duration once the reference is built
+// (builds are cached by commit).
+//
 // Both sites get the same request (the same Authorization or Cookie header), so the difference is
 // the gate's work and nothing else. Each round also reports the CPU the machine's other processes
 // took meanwhile; a pair of rounds they disturbed (over a tenth of a core) is measured again, up
@@ -21,6 +29,7 @@
 //
 //	go build -o /tmp/caddy-x ./cmd/caddy && go run ./bench -caddy /tmp/caddy-x
 //	go run ./bench -caddy /tmp/caddy-x -rounds 1 -duration 2s -tokens 20000 -sessions 20000
+//	go run ./bench -caddy /tmp/caddy-x -mode tokens -rounds 7
 //
 // Every request goes to 127.0.0.1; the run is bounded by -rounds and -duration.
 package main
@@ -64,6 +73,8 @@ func main() {
 	profile := flag.String("heapprofile", "", "write Caddy's heap profile (from the admin API) at the end to this file")
 	flag.IntVar(&redo, "redo", 2, "measure a pair of rounds again, up to this many times, when other processes took more than a tenth of a core")
 	flag.StringVar(&cpuProfileDir, "cpuprofile", "", "write Caddy's CPU profile (from the admin API) of every round to this directory")
+	mode := flag.String("mode", "all", "phases to run: gate (the gate's cost, minting, memory), tokens (the token rate beside plain Caddy and the -reference release) or all")
+	reference := flag.String("reference", "645df47", "commit of this repository whose token rate the tokens phase measures beside the binary under test (built from git and cached); empty: none")
 	pin := flag.Bool("pin", true, "with taskset and 2+ cores: Caddy on core 0, load generator and upstream on core 1")
 	flag.Parse()
 	heapProfile = *profile
@@ -91,7 +102,10 @@ func main() {
 	if *tokens < 10 || *sessions < 10 || *spread < 1 {
 		log.Fatal("-tokens and -sessions must be at least 10, -spread at least 1")
 	}
-	if err := run(*caddyBin, *duration, *rounds, *conns, *tokens, *sessions, min(*spread, *sessions)); err != nil {
+	if *mode != "all" && *mode != "gate" && *mode != "tokens" {
+		log.Fatal("-mode is gate, tokens or all")
+	}
+	if err := run(*caddyBin, *mode, *reference, *duration, *rounds, *conns, *tokens, *sessions, min(*spread, *sessions)); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -177,7 +191,7 @@ http://gated.localhost:%[2]d {
 `, admin, port, upstream, dir, digest, users)
 }
 
-func run(caddyBin string, duration time.Duration, rounds, conns, nTokens, nSessions, spread int) error {
+func run(caddyBin, mode, reference string, duration time.Duration, rounds, conns, nTokens, nSessions, spread int) error {
 	work, err := os.MkdirTemp("", "portcullis-bench")
 	if err != nil {
 		return err
@@ -190,6 +204,14 @@ func run(caddyBin string, duration time.Duration, rounds, conns, nTokens, nSessi
 		b.Stdout, b.Stderr = os.Stderr, os.Stderr
 		if err := b.Run(); err != nil {
 			return fmt.Errorf("building caddy: %w", err)
+		}
+	}
+	if mode != "gate" {
+		if err := tokenRate(work, caddyBin, reference, duration, rounds, conns); err != nil {
+			return fmt.Errorf("token rate: %w", err)
+		}
+		if mode == "tokens" {
+			return nil
 		}
 	}
 
@@ -208,45 +230,15 @@ func run(caddyBin string, duration time.Duration, rounds, conns, nTokens, nSessi
 		return err
 	}
 	hc := loopbackClient(conns)
-	// freePort's ports are free when it answers, not necessarily when Caddy binds them (another
-	// process may take one meanwhile): a Caddy that exits at start is tried again on others
-	var cmd *exec.Cmd
-	var admin, port int
-	for attempt := 1; ; attempt++ {
-		admin, port = freePort(), freePort()
-		cfgPath := filepath.Join(work, "Caddyfile")
-		if err := os.WriteFile(cfgPath, []byte(config(admin, port, ul.Addr().String(), filepath.Join(work, "store"), usersPath)), 0o600); err != nil {
-			return err
-		}
-		cmd = exec.Command(caddyBin, "run", "--config", cfgPath, "--adapter", "caddyfile")
-		if pinned {
-			cmd = exec.Command("taskset", "-c", "0", caddyBin, "run", "--config", cfgPath, "--adapter", "caddyfile")
-		}
-		cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+work, "XDG_CONFIG_HOME="+work)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			return err
-		}
-		exited := make(chan struct{})
-		go func() {
-			_ = cmd.Wait()
-			close(exited)
-		}()
-		err := waitUp(hc, fmt.Sprintf("http://plain.localhost:%d/", port), exited)
-		if err == nil {
-			defer func() {
-				_ = cmd.Process.Signal(syscall.SIGTERM)
-				<-exited
-			}()
-			break
-		}
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		<-exited
-		if !errors.Is(err, errExited) || attempt == 3 {
-			return err
-		}
-		fmt.Fprintln(os.Stderr, "bench: Caddy exited at start; trying other ports")
+	storeDir := filepath.Join(work, "store")
+	caddy, err := startCaddy(hc, caddyBin, work, func(admin, port int) string {
+		return config(admin, port, ul.Addr().String(), storeDir, usersPath)
+	}, func(port int) string { return fmt.Sprintf("http://plain.localhost:%d/", port) })
+	if err != nil {
+		return err
 	}
+	defer caddy.stop()
+	admin, port, pid := caddy.admin, caddy.port, caddy.pid
 	base := func(h string) string { return fmt.Sprintf("http://%s.localhost:%d", h, port) }
 	mint := func() (string, error) {
 		for attempt := 0; ; attempt++ {
@@ -273,7 +265,6 @@ func run(caddyBin string, duration time.Duration, rounds, conns, nTokens, nSessi
 		fmt.Printf("Caddy, the load generator and the upstream share this machine's %d cores\n\n", runtime.NumCPU())
 	}
 
-	pid := caddyPID(cmd.Process.Pid)
 	var profiles sync.WaitGroup
 	defer profiles.Wait()
 	round := 0
@@ -354,7 +345,6 @@ func run(caddyBin string, duration time.Duration, rounds, conns, nTokens, nSessi
 	plainB, gatedB := pair("basic", headers{fixed: []string{"Authorization: " + basicHeader}})
 	results = append(results, report("Basic credentials, after the first request", "oidc_auth + proxy", plainB, gatedB))
 
-	storeDir := filepath.Join(work, "store")
 	fmt.Printf("\n== Bearer tokens: minting tokens up to %d live ones ==\n", nTokens)
 	// the phases before leave garbage (the argon2id digests' 64 MiB among it) that the Go
 	// runtime returns to the system gradually: collect it and let it go before the baseline
@@ -746,10 +736,6 @@ func cpus(s []sample) []float64 {
 	return out
 }
 
-// caddyPID is the Caddy process: the child of taskset when pinned (taskset execs, so it is
-// the same pid).
-func caddyPID(pid int) int { return pid }
-
 // processCPU is the CPU time all threads of pid have used, from /proc/<pid>/task/*/schedstat.
 func processCPU(pid int) time.Duration {
 	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
@@ -768,27 +754,10 @@ func processCPU(pid int) time.Duration {
 	return time.Duration(total)
 }
 
-// alternate measures a then b, rounds times. A pair of rounds that other processes disturbed
-// (more than a tenth of a core) is measured again, up to -redo times, and the least disturbed
-// pair is kept.
+// alternate measures a then b, rounds times, as alternateN does.
 func alternate(rounds int, a, b func() sample) (as, bs []sample) {
-	for i := 0; i < rounds; i++ {
-		var x, y sample
-		for try := 0; try <= redo; try++ {
-			xa, ya := a(), b()
-			if try == 0 || max(xa.others, ya.others) < max(x.others, y.others) {
-				x, y = xa, ya
-			}
-			if max(x.others, y.others) <= 0.1 {
-				break
-			}
-			if try < redo {
-				fmt.Printf("  (round %d disturbed: other processes took %.2f cores; measuring it again)\n", i+1, max(xa.others, ya.others))
-			}
-		}
-		as, bs = append(as, x), append(bs, y)
-	}
-	return as, bs
+	s := alternateN(rounds, a, b)
+	return s[0], s[1]
 }
 
 // redo is how many times a disturbed pair of rounds is measured again (-redo).
