@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ory/fosite"
+	oauth2h "github.com/ory/fosite/handler/oauth2"
 	"github.com/ory/fosite/handler/openid"
 	"golang.org/x/oauth2"
 
@@ -193,5 +194,64 @@ func TestGrantTableListsHandlersOfTheirGrant(t *testing.T) {
 		if g.CanHandleTokenEndpointRequest(context.Background(), r) {
 			t.Errorf("the table handles a request of two grant types %v", r.GrantTypes)
 		}
+	}
+}
+
+// strategySpy notes which kinds of token fosite's introspection looks up.
+type strategySpy struct {
+	oauth2h.CoreStrategy
+	looked *[]string
+}
+
+func (s strategySpy) AccessTokenSignature(ctx context.Context, token string) string {
+	*s.looked = append(*s.looked, "access")
+	return s.CoreStrategy.AccessTokenSignature(ctx, token)
+}
+
+func (s strategySpy) RefreshTokenSignature(ctx context.Context, token string) string {
+	*s.looked = append(*s.looked, "refresh")
+	return s.CoreStrategy.RefreshTokenSignature(ctx, token)
+}
+
+// Introspection and userinfo look a token up as the kind its prefix names, whatever the hint:
+// fosite's validator builds a stack-traced error for each miss of the other kind.
+func TestIntrospectionLooksUpTheTokensKind(t *testing.T) {
+	f := newFlowProvider(t)
+	_, out := f.exchange("app", f.authorize("app", nil), "")
+	at, rt := out["access_token"].(string), out["refresh_token"].(string)
+	var looked []string
+	fc := f.p.oauth2.(*fosite.Fosite).Config.(*fosite.Config)
+	var core *oauth2h.CoreValidator
+	switch v := fc.TokenIntrospectionHandlers[0].(type) {
+	case *oauth2h.CoreValidator:
+		core = v
+	case *kindIntrospector:
+		core = v.core
+	}
+	core.CoreStrategy = strategySpy{CoreStrategy: core.CoreStrategy, looked: &looked}
+	for _, c := range []struct {
+		token, hint, want string
+	}{
+		{at, "", "access"}, {at, "refresh_token", "access"}, {rt, "", "refresh"}, {rt, "access_token", "refresh"},
+	} {
+		looked = nil
+		form := url.Values{"token": {c.token}}
+		if c.hint != "" {
+			form.Set("token_type_hint", c.hint)
+		}
+		if _, res := f.post(f.p.ServeIntrospection, PathIntrospection, "app", form); res["active"] != true {
+			t.Fatalf("introspection of a live %s token: %v", c.want, res)
+		}
+		if len(looked) != 1 || looked[0] != c.want {
+			t.Errorf("introspection of the %s token with hint %q looked up %v", c.want, c.hint, looked)
+		}
+	}
+	looked = nil
+	if got := f.userinfo(at); got != http.StatusOK || len(looked) != 1 || looked[0] != "access" {
+		t.Errorf("userinfo: %d, looked up %v", got, looked)
+	}
+	looked = nil
+	if got := f.userinfo(rt); got != http.StatusUnauthorized || len(looked) != 1 || looked[0] != "refresh" {
+		t.Errorf("userinfo with a refresh token: %d, looked up %v", got, looked)
 	}
 }
