@@ -173,34 +173,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if a.Regulation != nil {
 				return d.Err("regulation is given twice; merge the two blocks")
 			}
-			if d.NextArg() {
-				return d.ArgErr()
+			r, err := unmarshalRegulation(d)
+			if err != nil {
+				return err
 			}
-			a.Regulation = &RegulationConfig{}
-			for d.NextBlock(1) {
-				switch opt := d.Val(); opt {
-				case "max_retries":
-					var v string
-					if err := oneArg(d, &v); err != nil {
-						return err
-					}
-					n, err := strconv.Atoi(v)
-					if err != nil {
-						return d.Errf("regulation: max_retries: %q is not a number", v)
-					}
-					a.Regulation.MaxRetries = &n
-				case "find_time":
-					if err := durationArg(d, &a.Regulation.FindTime); err != nil {
-						return err
-					}
-				case "ban_time":
-					if err := durationArg(d, &a.Regulation.BanTime); err != nil {
-						return err
-					}
-				default:
-					return d.Errf("regulation: unknown option %q (max_retries, find_time, ban_time)", opt)
-				}
-			}
+			a.Regulation = r
 		case "session":
 			if a.Session != nil {
 				return d.Err("session is given twice; merge the two blocks")
@@ -374,6 +351,173 @@ func sizeArg(d *caddyfile.Dispenser, dst *int64) error {
 	}
 	*dst = int64(v)
 	return nil
+}
+
+// unmarshalRegulation reads 'regulation { … }'.
+func unmarshalRegulation(d *caddyfile.Dispenser) (*RegulationConfig, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	r := &RegulationConfig{}
+	for d.NextBlock(1) {
+		switch opt := d.Val(); opt {
+		case "max_retries":
+			var v string
+			if err := oneArg(d, &v); err != nil {
+				return nil, err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return nil, d.Errf("regulation: max_retries: %q is not a number", v)
+			}
+			r.MaxRetries = &n
+		case "find_time":
+			if err := durationArg(d, &r.FindTime); err != nil {
+				return nil, err
+			}
+		case "ban_time":
+			if err := durationArg(d, &r.BanTime); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, d.Errf("regulation: unknown option %q (max_retries, find_time, ban_time)", opt)
+		}
+	}
+	return r, nil
+}
+
+// unmarshalSession reads 'session { … }'.
+func unmarshalSession(d *caddyfile.Dispenser) (*SessionConfig, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	s := &SessionConfig{}
+	for d.NextBlock(1) {
+		switch opt := d.Val(); opt {
+		case "name":
+			if err := oneArg(d, &s.Name); err != nil {
+				return nil, err
+			}
+		case "cookie_domain", "domain":
+			if err := oneArg(d, &s.CookieDomain); err != nil {
+				return nil, err
+			}
+		case "same_site":
+			if err := oneArg(d, &s.SameSite); err != nil {
+				return nil, err
+			}
+		case "expiration":
+			if err := durationArg(d, &s.Expiration); err != nil {
+				return nil, err
+			}
+		case "inactivity":
+			if err := durationArg(d, &s.Inactivity); err != nil {
+				return nil, err
+			}
+		case "remember_me":
+			var v string
+			if err := oneArg(d, &v); err != nil {
+				return nil, err
+			}
+			if v == "-1" || v == "off" || v == "disable" {
+				s.RememberMe = -1
+				continue
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("session: remember_me: %q is not a positive duration such as 30d (or -1 to hide the box)", v)
+			}
+			s.RememberMe = caddy.Duration(dur)
+		case "default_redirection_url":
+			if err := oneArg(d, &s.DefaultRedirectionURL); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, d.Errf("session: unknown option %q (name, cookie_domain, same_site, expiration, inactivity, remember_me, default_redirection_url)", opt)
+		}
+	}
+	return s, nil
+}
+
+// unmarshalTOTP reads 'totp { … }'.
+func unmarshalTOTP(d *caddyfile.Dispenser) (*TOTPConfig, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	t := &TOTPConfig{}
+	for d.NextBlock(1) {
+		switch opt := d.Val(); opt {
+		case "disable":
+			t.Disable = true
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+		case "issuer":
+			if err := oneArg(d, &t.Issuer); err != nil {
+				return nil, err
+			}
+		case "algorithm":
+			if err := oneArg(d, &t.Algorithm); err != nil {
+				return nil, err
+			}
+		case "period":
+			if err := durationArg(d, &t.Period); err != nil {
+				return nil, err
+			}
+		case "digits", "skew", "secret_size":
+			var v string
+			if err := oneArg(d, &v); err != nil {
+				return nil, err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return nil, d.Errf("totp: %s: %q is not a number", opt, v)
+			}
+			switch opt {
+			case "digits":
+				t.Digits = n
+			case "skew":
+				t.Skew = &n
+			default:
+				t.SecretSize = n
+			}
+		default:
+			return nil, d.Errf("totp: unknown option %q (disable, issuer, algorithm, digits, period, skew, secret_size)", opt)
+		}
+	}
+	return t, nil
+}
+
+// unmarshalWebAuthn reads 'webauthn { … }'.
+func unmarshalWebAuthn(d *caddyfile.Dispenser) (*WebAuthnConfig, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	w := &WebAuthnConfig{}
+	for d.NextBlock(1) {
+		switch opt := d.Val(); opt {
+		case "disable":
+			w.Disable = true
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+		case "display_name":
+			if err := oneArg(d, &w.DisplayName); err != nil {
+				return nil, err
+			}
+		case "timeout":
+			if err := durationArg(d, &w.Timeout); err != nil {
+				return nil, err
+			}
+		case "user_verification":
+			if err := oneArg(d, &w.UserVerification); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, d.Errf("webauthn: unknown option %q (disable, display_name, timeout, user_verification)", opt)
+		}
+	}
+	return w, nil
 }
 
 // unmarshalStorage reads 'storage [<dir>] [{ … }]'.

@@ -5,12 +5,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/totp"
@@ -208,138 +206,4 @@ func validCookieName(s string) bool {
 		}
 	}
 	return s != ""
-}
-
-// unmarshalSession reads 'session { … }'.
-func unmarshalSession(d *caddyfile.Dispenser) (*SessionConfig, error) {
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	s := &SessionConfig{}
-	for d.NextBlock(1) {
-		switch opt := d.Val(); opt {
-		case "name":
-			if err := oneArg(d, &s.Name); err != nil {
-				return nil, err
-			}
-		case "cookie_domain", "domain":
-			if err := oneArg(d, &s.CookieDomain); err != nil {
-				return nil, err
-			}
-		case "same_site":
-			if err := oneArg(d, &s.SameSite); err != nil {
-				return nil, err
-			}
-		case "expiration":
-			if err := durationArg(d, &s.Expiration); err != nil {
-				return nil, err
-			}
-		case "inactivity":
-			if err := durationArg(d, &s.Inactivity); err != nil {
-				return nil, err
-			}
-		case "remember_me":
-			var v string
-			if err := oneArg(d, &v); err != nil {
-				return nil, err
-			}
-			if v == "-1" || v == "off" || v == "disable" {
-				s.RememberMe = -1
-				continue
-			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return nil, d.Errf("session: remember_me: %q is not a positive duration such as 30d (or -1 to hide the box)", v)
-			}
-			s.RememberMe = caddy.Duration(dur)
-		case "default_redirection_url":
-			if err := oneArg(d, &s.DefaultRedirectionURL); err != nil {
-				return nil, err
-			}
-		default:
-			return nil, d.Errf("session: unknown option %q (name, cookie_domain, same_site, expiration, inactivity, remember_me, default_redirection_url)", opt)
-		}
-	}
-	return s, nil
-}
-
-// unmarshalTOTP reads 'totp { … }'.
-func unmarshalTOTP(d *caddyfile.Dispenser) (*TOTPConfig, error) {
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	t := &TOTPConfig{}
-	for d.NextBlock(1) {
-		switch opt := d.Val(); opt {
-		case "disable":
-			t.Disable = true
-			if d.NextArg() {
-				return nil, d.ArgErr()
-			}
-		case "issuer":
-			if err := oneArg(d, &t.Issuer); err != nil {
-				return nil, err
-			}
-		case "algorithm":
-			if err := oneArg(d, &t.Algorithm); err != nil {
-				return nil, err
-			}
-		case "period":
-			if err := durationArg(d, &t.Period); err != nil {
-				return nil, err
-			}
-		case "digits", "skew", "secret_size":
-			var v string
-			if err := oneArg(d, &v); err != nil {
-				return nil, err
-			}
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				return nil, d.Errf("totp: %s: %q is not a number", opt, v)
-			}
-			switch opt {
-			case "digits":
-				t.Digits = n
-			case "skew":
-				t.Skew = &n
-			default:
-				t.SecretSize = n
-			}
-		default:
-			return nil, d.Errf("totp: unknown option %q (disable, issuer, algorithm, digits, period, skew, secret_size)", opt)
-		}
-	}
-	return t, nil
-}
-
-// unmarshalWebAuthn reads 'webauthn { … }'.
-func unmarshalWebAuthn(d *caddyfile.Dispenser) (*WebAuthnConfig, error) {
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	w := &WebAuthnConfig{}
-	for d.NextBlock(1) {
-		switch opt := d.Val(); opt {
-		case "disable":
-			w.Disable = true
-			if d.NextArg() {
-				return nil, d.ArgErr()
-			}
-		case "display_name":
-			if err := oneArg(d, &w.DisplayName); err != nil {
-				return nil, err
-			}
-		case "timeout":
-			if err := durationArg(d, &w.Timeout); err != nil {
-				return nil, err
-			}
-		case "user_verification":
-			if err := oneArg(d, &w.UserVerification); err != nil {
-				return nil, err
-			}
-		default:
-			return nil, d.Errf("webauthn: unknown option %q (disable, display_name, timeout, user_verification)", opt)
-		}
-	}
-	return w, nil
 }
