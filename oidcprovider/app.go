@@ -159,6 +159,7 @@ type runtimeState struct {
 	secret   []byte      // the provider's secret, the root of the portal's keys
 	sessions *session.Store
 	portal   *portal.Portal
+	flow     *oauth.Flow      // the browser side of the flows, on the portal
 	subjects *claims.Subjects // users' sub per sector
 	consents *consent.Store   // remembered consents
 }

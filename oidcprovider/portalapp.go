@@ -99,6 +99,7 @@ func (a *App) startPortal(b *backend, st *runtimeState) error {
 	if st.portal, err = portal.New(cfg); err != nil {
 		return err
 	}
+	st.flow = a.newFlow(st)
 	return nil
 }
 

@@ -3,10 +3,12 @@ package oauth
 import (
 	"context"
 	"errors"
+	"net/http"
 	"net/url"
 	"slices"
 
 	"github.com/ory/fosite/token/jwt"
+	"go.uber.org/zap"
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
 )
@@ -83,6 +85,84 @@ func (p *Provider) ParseLogout(ctx context.Context, form url.Values) (*LogoutReq
 		lr.RedirectURI = u.String()
 	}
 	return lr, nil
+}
+
+// ServeLogout is the end_session_endpoint (OpenID Connect RP-Initiated Logout 1.0). With an
+// id_token_hint that names the signed-in user it signs out at once; otherwise it asks the
+// person to confirm (a link alone cannot sign anyone out). Afterwards the browser goes to the
+// client's registered post_logout_redirect_uri (with state), or to the portal's signed-out
+// page.
+func (f *Flow) ServeLogout(w http.ResponseWriter, r *http.Request) {
+	portal := f.cfg.Portal
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+	case http.MethodPost:
+		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		portal.RenderError(w, r, http.StatusMethodNotAllowed, "This address takes GET or POST", "Sign out from the application again.")
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		portal.RenderError(w, r, http.StatusBadRequest, "This sign-out request cannot be completed", "Its parameters cannot be read.")
+		return
+	}
+	lr, err := f.p.ParseLogout(r.Context(), r.Form)
+	var bad *ErrLogoutRequest
+	if errors.As(err, &bad) {
+		portal.RenderError(w, r, http.StatusBadRequest, "This sign-out request cannot be completed", bad.Reason)
+		return
+	} else if err != nil {
+		portal.RenderError(w, r, http.StatusServiceUnavailable, "Try again in a moment", "The sign-in service is busy or restarting.")
+		return
+	}
+	next := lr.RedirectURI
+	if next == "" {
+		next = portal.SignedOutURL()
+	}
+	s := portal.Current(r)
+	if s == nil {
+		http.Redirect(w, r, next, http.StatusSeeOther)
+		return
+	}
+	confirmed := r.Method == http.MethodPost && portal.CheckCSRF(r)
+	if !confirmed && lr.Subject != "" {
+		sector := ""
+		if lr.Client != nil {
+			sector = lr.Client.SectorIdentifier()
+		}
+		if sub, err := f.cfg.Subjects.Subject(r.Context(), s.Username, sector); err == nil && sub == lr.Subject {
+			confirmed = true
+		}
+	}
+	if !confirmed {
+		params := url.Values{}
+		for _, k := range []string{"id_token_hint", "client_id", "post_logout_redirect_uri", "state", "ui_locales", "logout_hint"} {
+			if v := r.Form.Get(k); v != "" {
+				params.Set(k, v)
+			}
+		}
+		page := &SignOutPage{Username: s.Username, Action: f.p.cfg.Issuer + PathLogout, Params: params}
+		if lr.Client != nil {
+			page.ClientName = lr.Client.Config().Name
+		}
+		if u, err := url.Parse(lr.RedirectURI); err == nil && u.Host != "" {
+			page.FormAction = []string{u.Scheme + "://" + u.Host}
+		}
+		portal.RenderSignOut(w, r, page)
+		return
+	}
+	if err := portal.EndSession(w, r); err != nil {
+		portal.RenderError(w, r, http.StatusServiceUnavailable, "Try again in a moment", "The sign-in service is busy or restarting.")
+		return
+	}
+	client := ""
+	if lr.Client != nil {
+		client = lr.Client.ID()
+	}
+	f.logger.Info("signed out by an application", zap.String("user", s.Username), zap.String("client_id", client))
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
 // audienceOf reads an aud claim: a string or a list of strings.

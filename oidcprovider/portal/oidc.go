@@ -1,33 +1,122 @@
 package portal
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
+	"time"
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/session"
 	"github.com/portcullis-auth/portcullis/oidcprovider/users"
 )
 
-// ConsentView is what the consent page shows.
-type ConsentView struct {
+// Consent is what an application asks of a user, for the consent page.
+type Consent struct {
 	// ClientID and ClientName name the application.
 	ClientID, ClientName string
-	// Scopes are the scopes asked for, described for people.
-	Scopes []ScopeView
-	// Audience lists the audiences asked for.
-	Audience []string
+	// Scopes and Audience are what it asks for.
+	Scopes, Audience []string
 	// Flow names the saved authorization request the form answers.
 	Flow string
-	// Remember, when not empty, offers to remember the consent for that long ("1 week").
-	Remember string
+	// Remember, when positive, offers to remember the consent for that long.
+	Remember time.Duration
 	// FormAction are the origins the answer goes on to (the application's redirect URI).
 	FormAction []string
 }
 
-// ScopeView is one scope on the consent page.
-type ScopeView struct {
+// consentView is what the consent page shows: the request in words for people.
+type consentView struct {
+	ClientID, ClientName string
+	Scopes               []scopeView
+	Audience             []string
+	Flow                 string
+	Remember             string // "1 week"; "" offers no remembering
+}
+
+// scopeView is one scope on the consent page.
+type scopeView struct {
 	// Name is the scope; Description says what it allows; Claims lists what it reveals.
 	Name, Description, Claims string
+}
+
+// scopeGatewayCall is the gateway's scope (clients.ScopeBearerAuthz, which portal does not
+// import for one string; a test keeps the two equal).
+const scopeGatewayCall = "authelia.bearer.authz"
+
+// scopeDescriptions say what each scope lets an application do, for the consent page.
+var scopeDescriptions = map[string]string{
+	"openid":         "Know who you are",
+	"profile":        "See your name and profile",
+	"email":          "See your email address",
+	"groups":         "See the groups you belong to",
+	"address":        "See your postal address",
+	"phone":          "See your phone number",
+	"offline_access": "Stay connected while you are away (refresh tokens)",
+	"offline":        "Stay connected while you are away (refresh tokens)",
+	scopeGatewayCall: "Call the sites this gateway protects as you",
+}
+
+// scopeClaims are the claims each scope reveals, in words, for the consent page.
+var scopeClaims = map[string][]string{
+	"openid":  {"an account identifier"},
+	"profile": {"name", "username", "given and family name", "picture", "locale"},
+	"email":   {"email address"},
+	"groups":  {"group names"},
+	"address": {"postal address"},
+	"phone":   {"phone number"},
+}
+
+// view puts c in words.
+func (c *Consent) view() *consentView {
+	v := &consentView{
+		ClientID:   c.ClientID,
+		ClientName: c.ClientName,
+		Audience:   c.Audience,
+		Flow:       c.Flow,
+		Remember:   humanDuration(c.Remember),
+	}
+	for _, s := range c.Scopes {
+		d, ok := scopeDescriptions[s]
+		if !ok {
+			d = "Use the scope “" + s + "”"
+		}
+		v.Scopes = append(v.Scopes, scopeView{Name: s, Description: d, Claims: strings.Join(scopeClaims[s], ", ")})
+	}
+	return v
+}
+
+// humanDuration writes d for people: "1 week", "3 days", "12 hours", else Go's form; "" for
+// none.
+func humanDuration(d time.Duration) string {
+	plural := func(n int64, unit string) string {
+		if n == 1 {
+			return "1 " + unit
+		}
+		return fmt.Sprintf("%d %ss", n, unit)
+	}
+	switch {
+	case d <= 0:
+		return ""
+	case d%(7*24*time.Hour) == 0:
+		return plural(int64(d/(7*24*time.Hour)), "week")
+	case d%(24*time.Hour) == 0:
+		return plural(int64(d/(24*time.Hour)), "day")
+	case d%time.Hour == 0:
+		return plural(int64(d/time.Hour), "hour")
+	case d%time.Minute == 0:
+		return plural(int64(d/time.Minute), "minute")
+	}
+	return d.String()
+}
+
+// named is the current user called username, or a stand-in with the name alone when the user
+// left the users file since their session was read.
+func (p *Portal) named(username string) *users.User {
+	if u, ok := p.cfg.Users().Lookup(username); ok {
+		return u
+	}
+	return &users.User{Name: username, DisplayName: username}
 }
 
 // Current is the browser's live session (its id, the session and its user), or "", nil, nil.
@@ -61,10 +150,10 @@ func (p *Portal) SecondFactorURL(rd string) string {
 	return p.base + PathSecondFactor + "?rd=" + url.QueryEscape(rd)
 }
 
-// RenderConsent shows the consent page.
-func (p *Portal) RenderConsent(w http.ResponseWriter, r *http.Request, u *users.User, v *ConsentView) {
+// RenderConsent asks username whether an application may use their account.
+func (p *Portal) RenderConsent(w http.ResponseWriter, r *http.Request, username string, c *Consent) {
 	p.secureHeaders(w)
-	p.render(w, r, http.StatusOK, "consent", &pageData{Title: "Allow access?", User: u, Consent: v, FormAction: v.FormAction})
+	p.render(w, r, http.StatusOK, "consent", &pageData{Title: "Allow access?", User: p.named(username), Consent: c.view(), FormAction: c.FormAction})
 }
 
 // RenderError shows an error page: for an authorization request that cannot be sent back to
@@ -76,7 +165,7 @@ func (p *Portal) RenderError(w http.ResponseWriter, r *http.Request, status int,
 
 // RenderSignOut asks the person to confirm signing out before an application's sign-out
 // request is carried out; the form posts back to action with the request's parameters.
-func (p *Portal) RenderSignOut(w http.ResponseWriter, r *http.Request, u *users.User, clientName, action string, params url.Values, formAction []string) {
+func (p *Portal) RenderSignOut(w http.ResponseWriter, r *http.Request, username, clientName, action string, params url.Values, formAction []string) {
 	p.secureHeaders(w)
 	hidden := map[string]string{}
 	for k, v := range params {
@@ -84,7 +173,7 @@ func (p *Portal) RenderSignOut(w http.ResponseWriter, r *http.Request, u *users.
 			hidden[k] = v[0]
 		}
 	}
-	p.render(w, r, http.StatusOK, "signout", &pageData{Title: "Sign out", User: u, Action: action, Hidden: hidden, ClientName: clientName, FormAction: formAction})
+	p.render(w, r, http.StatusOK, "signout", &pageData{Title: "Sign out", User: p.named(username), Action: action, Hidden: hidden, ClientName: clientName, FormAction: formAction})
 }
 
 // EndSession ends the browser's session and removes its cookie.

@@ -43,7 +43,7 @@ type pageData struct {
 	OTPAuth     template.URL // the enrolment's otpauth:// URI, which html/template would refuse
 	Next        string       // for the password confirmation
 	NeedsFirst  bool         // the second-factor page of a user with no device yet
-	Consent     *ConsentView // the consent page
+	Consent     *consentView // the consent page
 	Action      string       // the sign-out form's target for an application's sign-out request
 	Hidden      map[string]string
 	ClientName  string   // the application asking to sign out
