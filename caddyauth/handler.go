@@ -102,6 +102,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// server error to log (499, as Caddy's reverse proxy says it)
 		return caddyhttp.Error(499, err)
 	}
+	if errors.Is(err, errSessionCookies) {
+		h.gate.app.GateDecided(site, "none", "bad_request")
+		return caddyhttp.Error(http.StatusBadRequest, err)
+	}
 	if err != nil {
 		h.gate.app.GateDecided(site, "none", "unavailable")
 		if errors.Is(err, oidcprovider.ErrUnavailable) {

@@ -67,6 +67,10 @@ func (p *Provider) Authenticate(w http.ResponseWriter, r *http.Request) (caddyau
 		return caddyauthstd.User{}, true, nil
 	}
 	found, err := p.gate.identify(r, &t)
+	if errors.Is(err, errSessionCookies) {
+		p.gate.app.GateDecided(site, "none", "bad_request")
+		return caddyauthstd.User{}, false, nil
+	}
 	if err != nil {
 		p.gate.app.GateDecided(site, "none", "unavailable")
 		if errors.Is(err, oidcprovider.ErrUnavailable) {

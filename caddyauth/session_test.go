@@ -54,6 +54,13 @@ var csrfInput = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 // signIn signs john in through the provider's real portal and returns the session cookie.
 func signIn(t testing.TB, app *oidcprovider.App) string {
 	t.Helper()
+	return signInAs(t, app, "john")
+}
+
+// signInAs signs user (password "password") in through the provider's real portal and returns
+// the session cookie.
+func signInAs(t testing.TB, app *oidcprovider.App, user string) string {
+	t.Helper()
 	h := oidcprovider.NewHandler(app)
 	w := httptest.NewRecorder()
 	if err := h.ServeHTTP(w, httptest.NewRequest("GET", "https://auth.example.com/", nil), okHandler{}); err != nil {
@@ -63,7 +70,7 @@ func signIn(t testing.TB, app *oidcprovider.App) string {
 	if m == nil {
 		t.Fatalf("no CSRF field: %s", w.Body.String())
 	}
-	form := url.Values{"csrf": {m[1]}, "username": {"john"}, "password": {"password"}}
+	form := url.Values{"csrf": {m[1]}, "username": {user}, "password": {"password"}}
 	r := httptest.NewRequest("POST", "https://auth.example.com/", strings.NewReader(form.Encode()))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	for _, c := range w.Result().Cookies() {

@@ -1,0 +1,119 @@
+package caddyauth
+
+import (
+	"context"
+	"crypto/tls"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/portcullis-auth/portcullis/accesscontrol"
+	"github.com/portcullis-auth/portcullis/oidcprovider"
+)
+
+// startGateApp starts an app with people and a client: john (dev, admins) and jane (dev), both
+// with the password "password", and the client uptime-kuma-monitor. secure.example.com admits
+// dev and the client at one factor and bypasses /public; admin.example.com asks two factors of
+// admins and the client; closed.example.com is denied to everyone.
+func startGateApp(t testing.TB, dir string) *oidcprovider.App {
+	t.Helper()
+	users := filepath.Join(dir, "users.yml")
+	if err := os.WriteFile(users, []byte("users:\n"+
+		"  john:\n    displayname: John Doe\n    email: john@example.com\n    groups: [dev, admins]\n    password: \""+johnDigest+"\"\n"+
+		"  jane:\n    displayname: Jane Doe\n    groups: [dev]\n    password: \""+johnDigest+"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	client := kumaClient()
+	client.Audience = []string{"https://secure.example.com/", "https://admin.example.com/"}
+	kuma := "oauth2:client:" + client.ID
+	a := &oidcprovider.App{
+		Issuer: "https://auth.example.com", Storage: oidcprovider.StorageConfig{Dir: filepath.Join(dir, "store")}, UsersFile: users,
+		Session: &oidcprovider.SessionConfig{CookieDomain: "example.com"},
+		Clients: []oidcprovider.ClientConfig{client},
+		AccessControl: &accesscontrol.Config{DefaultPolicy: "deny", Rules: []accesscontrol.Rule{
+			{Domain: []string{"secure.example.com"}, Resources: []string{"^/public"}, Policy: "bypass"},
+			{Domain: []string{"secure.example.com"}, Subject: [][]string{{"group:dev"}, {kuma}}, Policy: "one_factor"},
+			{Domain: []string{"admin.example.com"}, Subject: [][]string{{"group:admins"}, {kuma}}, Policy: "two_factor"},
+			{Domain: []string{"closed.example.com"}, Policy: "deny"},
+		}},
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	if err := a.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Stop() })
+	return a
+}
+
+// gateRequest is a request as Caddy hands it to a handler, over TLS, with a replacer.
+func gateRequest(target string, headers map[string]string) *http.Request {
+	r := httptest.NewRequest("GET", target, nil)
+	r.TLS = &tls.ConnectionState{}
+	for k, v := range headers {
+		r.Header.Set(k, v)
+	}
+	return r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
+}
+
+// Several cookies of the session cookie's name (a sibling site under the cookie domain can set
+// its own, with a longer path so browsers send it first): one that speaks for no one never
+// shadows a live one, whatever the order or the Cookie line; the live sessions of two different
+// people in one request, or more than four cookies of the name, are refused with 400 rather than
+// one of them picked.
+func TestSeveralSessionCookies(t *testing.T) {
+	app := startGateApp(t, t.TempDir())
+	john, john2, jane := signInAs(t, app, "john"), signInAs(t, app, "john"), signInAs(t, app, "jane")
+	h := newHandler(t, app, GateConfig{})
+	const name = "portcullis_session="
+	ended := signInAs(t, app, "jane")
+	for _, c := range []struct {
+		cookies []string // one Cookie line each
+		status  int
+		user    string
+	}{
+		{[]string{name + "garbage; " + name + john}, 200, "john"},
+		{[]string{name + john + "; " + name + "garbage"}, 200, "john"},
+		{[]string{name + "; " + name + strings.Repeat("A", 43) + "; theme=dark; " + name + john}, 200, "john"},
+		{[]string{name + "garbage", "a=1; " + name + john}, 200, "john"},
+		{[]string{name + `"` + john + `"`}, 200, "john"},
+		{[]string{name + john + "; " + name + john}, 200, "john"},
+		{[]string{name + john + "; " + name + john2}, 200, "john"}, // two sessions of one person
+		{[]string{name + "x; " + name + "y; " + name + "z; " + name + john}, 200, "john"},
+		{[]string{name + jane + "; " + name + john}, 400, ""},
+		{[]string{name + john, name + jane}, 400, ""},
+		{[]string{name + "w; " + name + "x; " + name + "y; " + name + "z; " + name + john}, 400, ""},
+		{[]string{name + "garbage; " + name + strings.Repeat("A", 43)}, 401, ""},
+	} {
+		r := gateRequest("https://secure.example.com/", nil)
+		r.Header["Cookie"] = c.cookies
+		up := &upstream{}
+		status := 200
+		if err := h.ServeHTTP(httptest.NewRecorder(), r, up); err != nil {
+			status = statusOf(err)
+		}
+		if status != c.status || (c.user != "" && up.headers.Get("Remote-User") != c.user) {
+			t.Errorf("%q: %d, Remote-User %q; want %d, %q", c.cookies, status, up.headers.Get("Remote-User"), c.status, c.user)
+		}
+		if up.called && strings.Contains(up.headers.Get("Cookie"), name) {
+			t.Errorf("%q: a session cookie reached the upstream: %q", c.cookies, up.headers.Get("Cookie"))
+		}
+	}
+	// an ended session is one that speaks for no one
+	if _, err := app.EndUserSessions("jane"); err != nil {
+		t.Fatal(err)
+	}
+	r := gateRequest("https://secure.example.com/", map[string]string{"Cookie": name + ended + "; " + name + john})
+	up := &upstream{}
+	if err := h.ServeHTTP(httptest.NewRecorder(), r, up); err != nil || up.headers.Get("Remote-User") != "john" {
+		t.Errorf("an ended session before a live one: %v, %v", err, up.headers)
+	}
+}
