@@ -1,13 +1,14 @@
 package claims
 
 import (
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
+
+	"github.com/google/uuid"
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 )
@@ -72,10 +73,7 @@ func (s *Subjects) Subject(username, sectorID string) (string, error) {
 	}
 	v, err := s.kv.Get(key)
 	if errors.Is(err, store.ErrNotFound) {
-		v, err = s.kv.GetOrCreate(key, func() ([]byte, error) {
-			sub, err := newUUID()
-			return []byte(sub), err
-		})
+		v, err = s.kv.GetOrCreate(key, func() ([]byte, error) { return []byte(uuid.NewString()), nil })
 	}
 	if err != nil {
 		return "", fmt.Errorf("claims: reading the subject of user %q (sector %q): %w", username, sectorID, err)
@@ -131,44 +129,8 @@ func (s *Subjects) Lookup(sub string) (username, sectorID string, ok bool, err e
 	return rec.Username, rec.Sector, true, nil
 }
 
-// newUUID returns a random (version 4, RFC 9562) UUID in its canonical lower-case form.
-func newUUID() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("claims: generating a subject: %w", err)
-	}
-	b[6] = b[6]&0x0f | 0x40 // version 4
-	b[8] = b[8]&0x3f | 0x80 // variant 10
-	var out [36]byte
-	hex.Encode(out[0:8], b[0:4])
-	out[8] = '-'
-	hex.Encode(out[9:13], b[4:6])
-	out[13] = '-'
-	hex.Encode(out[14:18], b[6:8])
-	out[18] = '-'
-	hex.Encode(out[19:23], b[8:10])
-	out[23] = '-'
-	hex.Encode(out[24:36], b[10:16])
-	return string(out[:]), nil
-}
-
-// validUUID reports whether s is a UUID in canonical lower-case form.
+// validUUID reports whether s is a UUID in canonical lower-case form, as uuid.NewString writes
+// them.
 func validUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-				return false
-			}
-		}
-	}
-	return true
+	return len(s) == 36 && strings.ToLower(s) == s && uuid.Validate(s) == nil
 }

@@ -2,7 +2,6 @@ package oauth
 
 import (
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/token/jwt"
 )
@@ -88,14 +88,14 @@ func marshalRecord(rec *tokenRecord) ([]byte, error) {
 	if rec.Session != nil {
 		flags |= recordHasSession
 	}
-	uuid, isUUID := parseUUID(rec.RequestID)
+	requestID, isUUID := parseUUID(rec.RequestID)
 	if isUUID {
 		flags |= recordRequestIDUUID
 	}
 	b := make([]byte, 0, 192)
 	b = append(b, recordVersion1, flags)
 	if isUUID {
-		b = append(b, uuid[:]...)
+		b = append(b, requestID[:]...)
 	} else {
 		b = appendString(b, rec.RequestID)
 	}
@@ -320,23 +320,19 @@ func appendTime(b []byte, t time.Time) ([]byte, error) {
 
 // parseUUID reads a UUID in its canonical lower-case form (what fosite's request ids are), so
 // that formatUUID gives back the same string.
-func parseUUID(s string) (id [16]byte, ok bool) {
-	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' || strings.ToLower(s) != s {
+func parseUUID(s string) (id uuid.UUID, ok bool) {
+	if len(s) != 36 || strings.ToLower(s) != s {
 		return id, false
 	}
-	h := s[0:8] + s[9:13] + s[14:18] + s[19:23] + s[24:]
-	if _, err := hex.Decode(id[:], []byte(h)); err != nil {
-		return id, false
-	}
-	return id, true
+	id, err := uuid.Parse(s)
+	return id, err == nil
 }
 
 func formatUUID(b []byte) string {
 	if len(b) != 16 {
 		return ""
 	}
-	h := hex.EncodeToString(b)
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+	return uuid.UUID(b).String()
 }
 
 // recordDecoder reads the binary form; after the first error every read returns a zero value
