@@ -23,7 +23,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/portcullis-auth/portcullis/accesscontrol"
 	"github.com/portcullis-auth/portcullis/oidcprovider/claims"
@@ -141,10 +140,7 @@ type App struct {
 	users      *users.File
 	portal     *portalSettings
 	identities identityCache
-	// passwordFlights joins identical password attempts running at once
-	passwordFlights singleflight.Group
-	regulator       *regulation.Regulator
-	stopWatch       chan struct{}
+	stopWatch  chan struct{}
 
 	mu       sync.Mutex // guards acquired and stopWatch
 	acquired bool
@@ -155,8 +151,9 @@ type App struct {
 type runtimeState struct {
 	backend  *backend
 	provider *oauth.Provider
-	ports    []portRange // the HTTP servers' listen ports
-	secret   []byte      // the provider's secret, the root of the portal's keys
+	ports    []portRange       // the HTTP servers' listen ports
+	secret   []byte            // the provider's secret, the root of the portal's keys
+	guard    *regulation.Guard // checks users' passwords
 	sessions *session.Store
 	portal   *portal.Portal
 	flow     *oauth.Flow      // the browser side of the flows, on the portal

@@ -2,20 +2,15 @@ package oidcprovider
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
-	"github.com/portcullis-auth/portcullis/oidcprovider/digest"
 	"github.com/portcullis-auth/portcullis/oidcprovider/regulation"
 	"github.com/portcullis-auth/portcullis/oidcprovider/users"
 )
@@ -73,8 +68,8 @@ func (a *App) provisionPeople() error {
 	return nil
 }
 
-// startPeople starts watching the users file, opens the regulation on the store, and builds the
-// sessions, the second-factor devices and the portal.
+// startPeople opens the regulation on the store, builds the password guard, the sessions, the
+// second-factor devices and the portal, and starts watching the users file.
 func (a *App) startPeople(b *backend, st *runtimeState) error {
 	if a.users == nil {
 		return nil
@@ -83,7 +78,12 @@ func (a *App) startPeople(b *backend, st *runtimeState) error {
 	if err != nil {
 		return err
 	}
-	a.regulator = reg
+	st.guard = regulation.NewGuard(regulation.GuardConfig{
+		Regulator: reg,
+		Users:     a.users.Current,
+		Cache:     b.secrets,
+		Report:    a.passwordChecked,
+	})
 	if err := a.startPortal(b, st); err != nil {
 		return err
 	}
@@ -131,15 +131,14 @@ var ErrNoUsers = errors.New("oidc: no users_file is configured")
 // same answer, at the same cost, for all of them.
 var ErrBadCredentials = errors.New("oidc: the username or password is wrong")
 
-// CheckBasic checks Basic credentials of a caller at ip (Caddy's client IP). When the caller
-// leaves before the answer, the error is ctx's. A right password
-// is remembered (keyed by an HMAC of user, digest and password; sliding hour) so a script costs
-// microseconds after its first request. Each attempt counts towards regulation from the moment
-// it begins, so simultaneous guesses cannot slip past the limit. An unknown user or a banned
-// attempt waits as long as a digest check takes, without spending CPU on one, and gets the
-// wrong-password answer; a disabled user pays a full check that is never remembered. A check
-// that ran counts on its result even when the caller went away before the answer; only an
-// attempt that never got a digest slot is given back.
+// CheckBasic checks Basic credentials of a caller at ip (Caddy's client IP) with the password
+// guard (regulation.Guard: regulation, remembered right passwords, digest slots, identical
+// attempts sharing one check, unknown users and bans answered at a digest's pace). It answers
+// ErrNoUsers without a users_file, ErrUnavailable while the store is not open or when no digest
+// slot came free in time, ErrBadCredentials for a wrong username or password, a disabled user
+// or a banned attempt. A caller who leaves before the answer gets its context's error
+// (context.Canceled or context.DeadlineExceeded), in every branch; the attempt counts all the
+// same.
 func (a *App) CheckBasic(ctx context.Context, username, password, ip string) (*UserIdentity, error) {
 	return a.checkPassword(ctx, username, password, ip, "basic")
 }
@@ -151,107 +150,21 @@ func (a *App) checkPassword(ctx context.Context, username, password, ip, via str
 		return nil, ErrNoUsers
 	}
 	st := a.running()
-	if st == nil || a.regulator == nil {
+	if st == nil || st.guard == nil {
 		return nil, ErrUnavailable
 	}
 	addr, _ := netip.ParseAddr(ip)
-	u, found := a.users.Current().Lookup(username)
-	// a banned pair or address is refused before anything else, a remembered right password
-	// included: otherwise the cache would answer a guesser during the ban
-	if _, banned := a.regulator.Banned(username, addr); banned {
-		if err := a.waitLikeADigest(ctx); err != nil {
-			return nil, ErrUnavailable
-		}
-		a.refusePassword(via, username, found, addr, true, nil)
-		return nil, ErrBadCredentials
-	}
-	// a remembered right password costs nothing and counts nothing: a script with many
-	// connections never trips the limits with its own right password
-	if found && !u.Disabled && st.backend.secrets.Remembered("user:"+username, u.Digest(), password) {
-		if via != "basic" {
-			a.metrics.signIn(via, "password", "success") // a sign-in, even with a remembered password
-		}
+	u, err := st.guard.Check(ctx, username, password, addr, via)
+	switch {
+	case err == nil:
 		return userIdentity(u), nil
-	}
-	// identical attempts running at once (same user, password and address: a script opening
-	// many connections) share one attempt and one check, so they count once; a guesser gains
-	// nothing, since only identical guesses share. The attempt runs to its end even if this
-	// caller leaves, and counts on its result.
-	v, _, _ := a.passwordFlights.Do(flightKey(username, password, addr), func() (any, error) {
-		id, err := a.attempt(context.WithoutCancel(ctx), st, u, found, username, password, addr, via)
-		return passwordResult{id, err}, nil
-	})
-	if err := ctx.Err(); err != nil {
-		return nil, err // the caller left: nothing to answer (the attempt counted all the same)
-	}
-	res := v.(passwordResult)
-	return res.id, res.err
-}
-
-// passwordResult is the outcome of one password attempt, shared by identical callers.
-type passwordResult struct {
-	id  *UserIdentity
-	err error
-}
-
-// flightSalt keeps the in-flight keys from being plain hashes of passwords.
-var flightSalt = func() []byte {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	return b
-}()
-
-// flightKey identifies identical password attempts: user, password and address.
-func flightKey(username, password string, addr netip.Addr) string {
-	h := sha256.New()
-	h.Write(flightSalt)
-	for _, part := range []string{username, password, regulation.Address(addr)} {
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
-		h.Write(n[:]) // length-prefixed, so no two splits of the same bytes share a key
-		h.Write([]byte(part))
-	}
-	return string(h.Sum(nil))
-}
-
-// attempt is one regulated password check: counted from its start, settled on its result. It
-// runs to its end whether or not the caller waits (ctx carries no cancellation).
-func (a *App) attempt(ctx context.Context, st *runtimeState, u *users.User, found bool, username, password string, addr netip.Addr, via string) (*UserIdentity, error) {
-	attempt, allowed := a.regulator.Begin(username, addr)
-	if !allowed || !found {
-		_ = a.waitLikeADigest(ctx)
-		a.refusePassword(via, username, found, addr, !allowed, attempt)
+	case errors.Is(err, regulation.ErrBadCredentials):
 		return nil, ErrBadCredentials
-	}
-	if u.Disabled {
-		// the same work as a right user's check, and always a failure
-		_, err := a.digest(ctx, func() bool { return u.CheckPassword(password) })
-		a.refusePassword(via, username, found, addr, false, attempt)
-		if err != nil {
-			return nil, ErrUnavailable
-		}
-		return nil, ErrBadCredentials
-	}
-	var failed error
-	ok, _ := st.backend.secrets.Verify("user:"+username, u.Digest(), password, func() bool {
-		ok, err := a.digest(ctx, func() bool { return u.CheckPassword(password) })
-		failed = err
-		return ok
-	})
-	if failed != nil {
-		// no digest slot: the check never ran, so the attempt is given back
-		attempt.Abandoned()
+	case errors.Is(err, regulation.ErrBusy):
 		return nil, ErrUnavailable
+	default:
+		return nil, err // the caller left
 	}
-	// the check ran: it counts on its result even if the caller has gone, or a guesser who
-	// hangs up before the answer would guess for free (and learn the answer from the cache)
-	if !ok {
-		a.refusePassword(via, username, found, addr, false, attempt)
-		return nil, ErrBadCredentials
-	}
-	attempt.Succeeded()
-	a.metrics.signIn(via, "password", "success")
-	return userIdentity(u), nil
 }
 
 func userIdentity(u *users.User) *UserIdentity {
@@ -262,67 +175,29 @@ func userIdentity(u *users.User) *UserIdentity {
 	return id
 }
 
-// digestWait bounds how long a check waits for a digest slot.
-const digestWait = 30 * time.Second
-
-// digest runs a password check in the process-wide digest slots and keeps a running average of
-// how long checks take, for waitLikeADigest.
-func (a *App) digest(ctx context.Context, check func() bool) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, digestWait)
-	defer cancel()
-	var took time.Duration
-	ok, err := digest.Run(ctx, func() bool {
-		start := time.Now()
-		defer func() { took = time.Since(start) }()
-		return check()
-	})
-	if err == nil {
-		// exponentially weighted: a new sample counts for an eighth
-		old := digestAverage.Load()
-		if old == 0 {
-			digestAverage.Store(int64(took))
-		} else {
-			digestAverage.Store(old + (int64(took)-old)/8)
+// passwordChecked logs a refused password and counts every check in the metrics. A remembered
+// Basic password is not counted (a script would swamp the figures); a remembered one at the
+// portal is a sign-in all the same.
+func (a *App) passwordChecked(r regulation.Report) {
+	if r.Outcome == regulation.Accepted {
+		if !r.Remembered || r.Via != "basic" {
+			a.metrics.signIn(r.Via, "password", "success")
 		}
+		return
 	}
-	return ok, err
-}
-
-// digestAverage is the running average duration of a password check, in nanoseconds.
-var digestAverage atomic.Int64
-
-// waitLikeADigest waits about as long as a password check takes (the running average, or 100ms
-// before the first check), so an unknown user or a banned attempt answers no faster than a wrong
-// password, without spending a digest slot: a flood of them cannot starve real checks.
-func (a *App) waitLikeADigest(ctx context.Context) error {
-	d := time.Duration(digestAverage.Load())
-	if d <= 0 {
-		d = 100 * time.Millisecond
+	fields := []zap.Field{zap.String("via", r.Via), zap.String("remote_ip", r.Addr.String())}
+	if r.Known {
+		fields = append(fields, zap.String("user", r.Username))
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (a *App) refusePassword(via, username string, known bool, addr netip.Addr, banned bool, attempt *regulation.Attempt) {
-	fields := []zap.Field{zap.String("via", via), zap.String("remote_ip", addr.String())}
-	if known {
-		fields = append(fields, zap.String("user", username))
-	}
-	if banned {
+	if r.Outcome == regulation.Banned {
 		a.logger.Info("password refused", append(fields, zap.String("reason", "banned"))...)
-		a.metrics.signIn(via, "password", "banned")
+		a.metrics.signIn(r.Via, "password", "banned")
 		return
 	}
 	a.logger.Info("password refused", append(fields, zap.String("reason", "wrong credentials"))...)
-	a.metrics.signIn(via, "password", "failure")
-	if attempt != nil && attempt.Banned {
+	a.metrics.signIn(r.Via, "password", "failure")
+	if r.NewBan {
 		a.metrics.banned()
-		a.logger.Warn("sign-in attempts banned", zap.String("remote_ip", addr.String()), zap.Duration("ban_time", a.Regulation.config().BanTime))
+		a.logger.Warn("sign-in attempts banned", zap.String("remote_ip", r.Addr.String()), zap.Duration("ban_time", a.Regulation.config().BanTime))
 	}
 }

@@ -47,7 +47,7 @@ func (a *App) startPortal(b *backend, st *runtimeState) error {
 		CheckPassword:   a.checkPortalPassword,
 		ClientIP:        clientIP,
 		Sessions:        st.sessions,
-		Regulator:       a.regulator,
+		Regulator:       st.guard.Regulator(),
 		OnSecondFactor: func(factor, result string, banned bool) {
 			a.metrics.signIn("portal", factor, result)
 			if banned {
