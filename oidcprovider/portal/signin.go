@@ -1,0 +1,80 @@
+package portal
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/portcullis-auth/portcullis/oidcprovider/session"
+)
+
+// This file is the sign-in page: the password form and the session it starts.
+
+// signInPage shows the sign-in form, or sends a signed-in browser on.
+func (p *Portal) signInPage(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	rd := p.safeRedirect(q.Get("rd"))
+	if _, sess, _ := p.current(r); sess != nil && q.Get("prompt") != "login" {
+		if rd != "" {
+			redirect(w, r, rd)
+			return
+		}
+		redirect(w, r, p.base+PathSettings)
+		return
+	}
+	p.render(w, r, http.StatusOK, "signin", &pageData{Title: "Sign in", RD: rd, RM: q.Get("rm"), RememberMe: p.cfg.RememberMe > 0, Notice: notices[q.Get("notice")]})
+}
+
+// signIn checks the form: a new session (a new id) on success.
+func (p *Portal) signIn(w http.ResponseWriter, r *http.Request) {
+	username := strings.TrimSpace(r.PostFormValue("username"))
+	password := r.PostFormValue("password")
+	rd := p.safeRedirect(r.PostFormValue("rd"))
+	remember := r.PostFormValue("remember_me") != "" && p.cfg.RememberMe > 0
+	again := &pageData{Title: "Sign in", RD: rd, RM: r.PostFormValue("rm"), Username: username, RememberMe: p.cfg.RememberMe > 0}
+	if username == "" || password == "" {
+		again.Error = "Enter your username and password."
+		p.render(w, r, http.StatusBadRequest, "signin", again)
+		return
+	}
+	ip := p.cfg.ClientIP(r)
+	err := p.cfg.CheckPassword(r.Context(), username, password, ip)
+	if r.Context().Err() != nil {
+		return // the browser left; the attempt counted all the same
+	}
+	if errors.Is(err, ErrBadCredentials) {
+		again.Error = "Incorrect username or password."
+		p.render(w, r, http.StatusUnauthorized, "signin", again)
+		return
+	} else if err != nil {
+		p.unavailable(w, r)
+		return
+	}
+	u, ok := p.cfg.Users().Lookup(username)
+	if !ok {
+		p.unavailable(w, r)
+		return
+	}
+	// a sign-in always starts a new session: an id planted in the browser before is worth nothing.
+	// The session it replaces ends as a sign-out would, with what it authorized (OnSignOut):
+	// the new session has another reference, so the replaced one's tokens would otherwise
+	// outlive every later sign-out of this browser (a prompt=login sign-in, say).
+	if c, err := r.Cookie(p.cfg.CookieName); err == nil {
+		_ = p.endSession(c.Value)
+	}
+	id, sess, err := p.cfg.Sessions.Create(u.Name, session.OneFactor, remember)
+	if err != nil {
+		p.cfg.Logger.Error("portal: starting a session", zap.Error(err))
+		p.unavailable(w, r)
+		return
+	}
+	p.setSession(w, id, sess)
+	p.cfg.Logger.Info("signed in", zap.String("user", u.Name), zap.String("factor", "password"), zap.String("remote_ip", ip), zap.Bool("remember_me", sess.RememberMe))
+	if rd != "" {
+		redirect(w, r, rd)
+		return
+	}
+	redirect(w, r, p.afterSignIn())
+}

@@ -1,0 +1,180 @@
+package portal
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+
+	"go.uber.org/zap"
+
+	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/webauthn"
+	"github.com/portcullis-auth/portcullis/oidcprovider/session"
+	"github.com/portcullis-auth/portcullis/oidcprovider/users"
+)
+
+// This file is security keys and passkeys (WebAuthn): the script's JSON endpoints for signing
+// in, registering a key, and removing one.
+
+// writeJSON answers the WebAuthn script.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// jsonError is what the WebAuthn script shows.
+func jsonError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+// webauthnSession is the session of a request of the WebAuthn script, with WebAuthn enabled;
+// otherwise it answers the script (401 or 404) and ok is false.
+func (p *Portal) webauthnSession(w http.ResponseWriter, r *http.Request) (string, *session.Session, *users.User, bool) {
+	id, sess, u := p.current(r)
+	if sess == nil {
+		jsonError(w, http.StatusUnauthorized, "Your session has ended. Sign in again.")
+		return "", nil, nil, false
+	}
+	if p.cfg.WebAuthn == nil {
+		jsonError(w, http.StatusNotFound, "Security keys are not enabled.")
+		return "", nil, nil, false
+	}
+	return id, sess, u, true
+}
+
+func (p *Portal) webauthnLoginOptions(w http.ResponseWriter, r *http.Request) {
+	id, _, u, ok := p.webauthnSession(w, r)
+	if !ok {
+		return
+	}
+	opts, err := p.cfg.WebAuthn.BeginLogin(u.Name, p.ceremonyKey(id))
+	if errors.Is(err, webauthn.ErrNoDevice) {
+		jsonError(w, http.StatusBadRequest, "You have no security key registered.")
+		return
+	} else if err != nil {
+		p.cfg.Logger.Error("portal: starting a WebAuthn sign-in", zap.Error(err))
+		jsonError(w, http.StatusServiceUnavailable, "Try again in a moment.")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(opts)
+}
+
+func (p *Portal) webauthnLoginVerify(w http.ResponseWriter, r *http.Request) {
+	rd := p.safeRedirect(r.URL.Query().Get("rd"))
+	id, _, u, ok := p.webauthnSession(w, r)
+	if !ok {
+		return
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		jsonError(w, http.StatusBadRequest, "The answer was too large.")
+		return
+	}
+	addr := p.clientAddr(r)
+	attempt, allowed := p.begin(u.Name, addr)
+	if !allowed {
+		p.observe("webauthn", "banned", nil)
+		jsonError(w, http.StatusUnauthorized, "The security key was not accepted.")
+		return
+	}
+	if err := p.cfg.WebAuthn.FinishLogin(u.Name, p.ceremonyKey(id), body); err != nil {
+		p.cfg.Logger.Info("second factor refused", zap.String("user", u.Name), zap.String("factor", "webauthn"), zap.String("reason", err.Error()), zap.String("remote_ip", addr.String()))
+		p.observe("webauthn", "failure", attempt)
+		jsonError(w, http.StatusUnauthorized, "The security key was not accepted.")
+		return
+	}
+	attempt.Succeeded()
+	p.observe("webauthn", "success", nil)
+	if !p.elevate(w, id, u, "webauthn", addr.String()) {
+		jsonError(w, http.StatusServiceUnavailable, "Try again in a moment.")
+		return
+	}
+	to := rd
+	if to == "" {
+		to = p.afterSignIn()
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"redirect": to})
+}
+
+// keyRegisterPage shows the security-key registration (the script runs the ceremony).
+func (p *Portal) keyRegisterPage(w http.ResponseWriter, r *http.Request) {
+	rd := p.safeRedirect(r.URL.Query().Get("rd"))
+	_, sess, u, ok := p.deviceChange(w, r, pathKeyRegister, p.cfg.WebAuthn != nil)
+	if !ok {
+		return
+	}
+	p.render(w, r, http.StatusOK, "webauthn", &pageData{Title: "Add a security key", User: u, Session: sess, RD: rd})
+}
+
+// deviceSession is the session of a JSON device request that may change devices.
+func (p *Portal) deviceSession(w http.ResponseWriter, r *http.Request) (string, *session.Session, *users.User, bool) {
+	id, sess, u, ok := p.webauthnSession(w, r)
+	if !ok {
+		return "", nil, nil, false
+	}
+	now := p.cfg.Now()
+	if now.Sub(sess.PasswordAt) > freshness || (p.hasSecondFactor(u) && (sess.Level < session.TwoFactor || now.Sub(sess.SecondFactorAt) > freshness)) {
+		jsonError(w, http.StatusForbidden, "Confirm it is you again: reload the page.")
+		return "", nil, nil, false
+	}
+	return id, sess, u, true
+}
+
+func (p *Portal) keyRegisterOptions(w http.ResponseWriter, r *http.Request) {
+	id, _, u, ok := p.deviceSession(w, r)
+	if !ok {
+		return
+	}
+	opts, err := p.cfg.WebAuthn.BeginRegistration(u.Name, u.DisplayName, p.ceremonyKey(id))
+	if err != nil {
+		p.cfg.Logger.Error("portal: starting a WebAuthn registration", zap.Error(err))
+		jsonError(w, http.StatusServiceUnavailable, "Try again in a moment.")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(opts)
+}
+
+func (p *Portal) keyRegisterVerify(w http.ResponseWriter, r *http.Request) {
+	rd := p.safeRedirect(r.URL.Query().Get("rd"))
+	id, sess, u, ok := p.deviceSession(w, r)
+	if !ok {
+		return
+	}
+	var in struct {
+		Name       string          `json:"name"`
+		Credential json.RawMessage `json:"credential"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil || len(in.Credential) == 0 {
+		jsonError(w, http.StatusBadRequest, "The browser's answer could not be read.")
+		return
+	}
+	cred, err := p.cfg.WebAuthn.FinishRegistration(u.Name, u.DisplayName, p.ceremonyKey(id), in.Name, in.Credential)
+	if err != nil {
+		p.cfg.Logger.Info("security key not registered", zap.String("user", u.Name), zap.String("reason", err.Error()))
+		jsonError(w, http.StatusBadRequest, "The security key could not be registered. Try again.")
+		return
+	}
+	p.cfg.Logger.Info("second factor added", zap.String("user", u.Name), zap.String("factor", "webauthn"), zap.String("name", cred.Name), zap.String("remote_ip", p.cfg.ClientIP(r)))
+	to := p.base + PathSettings + "?notice=key-added"
+	if rd != "" && sess.Level < session.TwoFactor {
+		to = p.withRD(PathSecondFactor, rd)
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"redirect": to})
+}
+
+func (p *Portal) keyRemove(w http.ResponseWriter, r *http.Request) {
+	_, _, u, ok := p.deviceChange(w, r, PathSettings, p.cfg.WebAuthn != nil)
+	if !ok {
+		return
+	}
+	err := p.cfg.WebAuthn.Remove(u.Name, r.PostFormValue("id"))
+	if err != nil && !errors.Is(err, webauthn.ErrNoDevice) {
+		p.unavailable(w, r)
+		return
+	}
+	p.cfg.Logger.Info("second factor removed", zap.String("user", u.Name), zap.String("factor", "webauthn"), zap.String("remote_ip", p.cfg.ClientIP(r)))
+	redirect(w, r, p.base+PathSettings+"?notice=key-removed")
+}
