@@ -764,8 +764,9 @@ func sortedKeys(m map[string]any) []string {
 	return keys
 }
 
-// people carries over the users file and the regulation: Portcullis reads Authelia's users file
-// and checks Basic credentials against it (the sign-in portal comes later).
+// people carries over who signs in and how: the users file (Portcullis reads Authelia's format,
+// for the sign-in portal and Basic credentials alike), the session block, the second factors
+// (totp, webauthn) and the regulation.
 func (c *converter) people(root map[string]any) {
 	if ab, ok := root["authentication_backend"].(map[string]any); ok {
 		for _, k := range sortedKeys(ab) {
