@@ -316,7 +316,7 @@ func (a *App) provisionClients(repl *caddy.Replacer) error {
 		}
 		a.clients[c.ID()] = c
 	}
-	return nil
+	return clients.CheckResourceServers(a.clients)
 }
 
 func (a *App) provisionLifespans() error {

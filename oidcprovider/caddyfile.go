@@ -121,6 +121,7 @@ var (
 //			userinfo_signed_response_key_id <key_id>
 //			sector_identifier_uri <https url>
 //			claims_policy <claims_policy name>
+//			resource_server_for <client_id...>   # whose tokens it introspects in full
 //		}
 //		access_control {
 //			default_policy bypass|one_factor|two_factor|deny
@@ -710,6 +711,8 @@ func unmarshalClient(d *caddyfile.Dispenser) (ClientConfig, error) {
 			err = oneArg(d, &c.SectorIdentifierURI)
 		case "claims_policy":
 			err = oneArg(d, &c.ClaimsPolicy)
+		case "resource_server_for":
+			c.ResourceServerFor, err = appendArgs(d, c.ResourceServerFor)
 		default:
 			if slices.Contains(pendingClientOptions, opt) {
 				return c, d.Errf("client %s: option %q is not available yet in this release of Portcullis; remove it", c.ID, opt)

@@ -218,6 +218,8 @@ func TestValidateErrors(t *testing.T) {
 		{"ID token key of the generated key", provider(strings.Replace(app, "}", "id_token_signed_response_key_id main\n}", 1)), `client app: id_token_signed_response_key_id: no signing_key has key_id "main"`},
 		{"userinfo key of another algorithm", provider("signing_key main {\n key_file " + rsaFile + "\n}\nsigning_key ec {\n key_file " + ecFile + "\n}\n" + strings.Replace(app, "}", "userinfo_signed_response_alg ES256\nuserinfo_signed_response_key_id main\n}", 1)), `client app: userinfo_signed_response_alg: ES256 does not match the RS256 key "main"`},
 		{"userinfo key", provider("signing_key main {\n key_file " + rsaFile + "\n}\nsigning_key ec {\n key_file " + ecFile + "\n}\n" + strings.Replace(app, "}", "userinfo_signed_response_key_id ec\nid_token_signed_response_alg ES256\n}", 1)), ""},
+		{"resource server for an unknown client", provider(strings.Replace(kuma, "grant_types", "resource_server_for ghost\n\tgrant_types", 1)), `client kuma: resource_server_for: no client "ghost" is registered`},
+		{"resource server for a client", provider(app + "\n" + strings.Replace(kuma, "grant_types", "resource_server_for app\n\tgrant_types", 1)), ""},
 		{"sector over http", provider(strings.Replace(app, "}", "sector_identifier_uri http://app.example.com/s.json\n}", 1)), "client app: sector_identifier_uri: \"http://app.example.com/s.json\" must be an absolute https URL"},
 		{"policies block", provider("authorization_policies {\n}"), "authorization_policies: write one 'authorization_policy <name> { … }' block per policy"},
 		{"claims policies block", provider("claims_policies {\n}"), "claims_policies: write one 'claims_policy <name> { … }' block per policy"},

@@ -340,6 +340,17 @@ func NewFor(cfg Config, lifespans Lifespans, p ProviderSettings) (*Client, error
 		}
 	}
 
+	for i, id := range cfg.ResourceServerFor {
+		switch {
+		case cfg.Public:
+			return nil, fail("resource_server_for", "a public client cannot call the introspection endpoint; remove the option or make the client confidential with a secret")
+		case !clientIDPattern.MatchString(id):
+			return nil, fail("resource_server_for", "%q is not a client_id", id)
+		case slices.Contains(cfg.ResourceServerFor[:i], id):
+			return nil, fail("resource_server_for", "%q is listed twice", id)
+		}
+	}
+
 	if cfg.ClaimsPolicy != "" && !slices.Contains(p.ClaimsPolicies, cfg.ClaimsPolicy) {
 		return nil, fail("claims_policy", "no claims policy named %q; define it in the oidc block with 'claims_policy %s { id_token email groups }'", cfg.ClaimsPolicy, cfg.ClaimsPolicy)
 	}
@@ -739,6 +750,32 @@ func (c *Client) SectorIdentifier() string { return c.cfg.SectorIdentifierURI }
 // ClaimsPolicy names the provider's claims policy for the client's ID tokens, or "" for none
 // (the ID token carries every claim of the granted scopes).
 func (c *Client) ClaimsPolicy() string { return c.cfg.ClaimsPolicy }
+
+// ReadsInFull reports whether the client may read the user's claims (username, and the "sub"
+// the token's client sees) of a token issued to tokenClient at the introspection endpoint: its
+// own tokens, and those of the clients its resource_server_for lists.
+func (c *Client) ReadsInFull(tokenClient string) bool {
+	return tokenClient == c.cfg.ID || slices.Contains(c.cfg.ResourceServerFor, tokenClient)
+}
+
+// CheckResourceServers checks that every client a resource_server_for option lists is
+// registered (registered holds every client of the config, by id). The error names the client,
+// the option and the id.
+func CheckResourceServers(registered map[string]*Client) error {
+	ids := make([]string, 0, len(registered))
+	for id := range registered {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids) // the same error for the same config, whatever the map's order
+	for _, id := range ids {
+		for _, target := range registered[id].cfg.ResourceServerFor {
+			if _, ok := registered[target]; !ok {
+				return configError(id, "resource_server_for", "no client %q is registered; list the client_id of each client whose tokens this one may introspect in full", target)
+			}
+		}
+	}
+	return nil
+}
 
 // Warnings are harmless oddities of the client's configuration, to be logged.
 func (c *Client) Warnings() []string { return c.warnings }

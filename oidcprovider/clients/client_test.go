@@ -296,6 +296,9 @@ func TestValidationErrors(t *testing.T) {
 		{"gateway scope with query", with(bearer, func(c *Config) { c.ResponseModes = []string{"form_post", "query"} }), settings, `response_modes: a client with authelia.bearer.authz may only use form_post, not "query"`},
 		{"gateway scope with implicit", with(bearer, func(c *Config) { c.ResponseTypes = []string{"code id_token"} }), settings, "grant_types: a client with authelia.bearer.authz may not use the implicit grant"},
 		{"gateway scope with openid", with(bearer, func(c *Config) { c.Scopes = []string{ScopeBearerAuthz, "openid"} }), settings, `may only add offline or offline_access, not "openid"`},
+		{"public resource server", Config{ID: "spa", Public: true, RedirectURIs: []string{"https://spa.example.com/cb"}, ResourceServerFor: []string{"app"}}, settings, "client spa: resource_server_for: a public client cannot call the introspection endpoint"},
+		{"resource server for a bad id", with(cc, func(c *Config) { c.ResourceServerFor = []string{"a b"} }), settings, `client m: resource_server_for: "a b" is not a client_id`},
+		{"resource server for a client twice", with(cc, func(c *Config) { c.ResourceServerFor = []string{"app", "app"} }), settings, `client m: resource_server_for: "app" is listed twice`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -326,5 +329,33 @@ func TestDuration(t *testing.T) {
 	out, err := json.Marshal(Config{ID: "a", PreConfiguredConsentDuration: Duration(time.Hour)})
 	if err != nil || !strings.Contains(string(out), `"pre_configured_consent_duration":3600000000000`) {
 		t.Errorf("marshal: %s %v", out, err)
+	}
+}
+
+// A client reads its own tokens and those of the clients its resource_server_for lists in
+// full; every listed client must be registered.
+func TestResourceServerFor(t *testing.T) {
+	api, err := New(Config{ID: "api", Secret: "$plaintext$s", GrantTypes: []string{GrantClientCredentials}, ResourceServerFor: []string{"app"}}, Lifespans{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(app(), Lifespans{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for client, want := range map[string]bool{"api": true, "app": true, "other": false, "": false} {
+		if got := api.ReadsInFull(client); got != want {
+			t.Errorf("api reads %q's tokens in full: %v, want %v", client, got, want)
+		}
+	}
+	if a.ReadsInFull("api") || !a.ReadsInFull("app") {
+		t.Error("a client without resource_server_for reads only its own tokens in full")
+	}
+	if err := CheckResourceServers(map[string]*Client{"api": api, "app": a}); err != nil {
+		t.Fatal(err)
+	}
+	err = CheckResourceServers(map[string]*Client{"api": api})
+	if want := `client api: resource_server_for: no client "app" is registered`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v, want an error containing %q", err, want)
 	}
 }

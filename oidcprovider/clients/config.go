@@ -106,4 +106,13 @@ type Config struct {
 	// client's ID tokens carry. JSON: "claims_policy". Default: none (the ID token carries every
 	// claim of the granted scopes).
 	ClaimsPolicy string `json:"claims_policy,omitempty"`
+	// ResourceServerFor lists the client ids whose tokens this client may read in full at the
+	// introspection endpoint, as a resource server (an API) that those clients' tokens are
+	// sent to: with the user's username and the "sub" the token's client sees (pairwise, when
+	// it has a sector_identifier_uri). Every client reads its own tokens in full; any other
+	// confidential client is told only whether a token is active and what it grants (active,
+	// client_id, scope, aud, exp, iat, iss, token_type). Each id must be a registered client;
+	// a public client cannot introspect and may not set it. Beyond Authelia. JSON:
+	// "resource_server_for". Default: none.
+	ResourceServerFor []string `json:"resource_server_for,omitempty"`
 }

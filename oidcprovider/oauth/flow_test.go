@@ -56,8 +56,9 @@ type flowProvider struct {
 }
 
 // newFlowProvider is a Provider on a real Badger store with a confidential client "app" (the
-// code flow, refresh tokens), a second one, "other", and a client_credentials client "monitor".
-func newFlowProvider(t testing.TB) *flowProvider {
+// code flow, refresh tokens), a second one, "other", a client_credentials client "monitor", and
+// the extra clients.
+func newFlowProvider(t testing.TB, extra ...clients.Config) *flowProvider {
 	t.Helper()
 	kv, err := store.Open(t.TempDir(), store.Options{}, zap.NewNop())
 	if err != nil {
@@ -79,6 +80,13 @@ func newFlowProvider(t testing.TB) *flowProvider {
 		t.Fatal(err)
 	}
 	reg["monitor"] = monitor
+	for _, cfg := range extra {
+		c, err := clients.New(cfg, clients.Lifespans{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg[cfg.ID] = c
+	}
 	lookup := func(id string) (*clients.Client, bool) { c, ok := reg[id]; return c, ok }
 	people := &testPeople{disabled: map[string]bool{}}
 	p := New(Config{

@@ -7,14 +7,24 @@ import (
 	"github.com/ory/fosite"
 )
 
-// ServeIntrospection is RFC 7662 token introspection; the caller must authenticate as a client.
+// ServeIntrospection is RFC 7662 token introspection. The caller must authenticate as a
+// confidential client (RFC 7662 §2.1): a public client, which proves nothing by its id, gets
+// 401 invalid_client as a caller without credentials does. A token's own client, and a client
+// whose resource_server_for lists it, read it in full; any other caller learns only whether it
+// is active and what it grants, never whose it is (username, sub: the "sub" of a client with a
+// sector_identifier_uri is pairwise, and would let another client link people across sectors).
 func (p *Provider) ServeIntrospection(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if err := parseForm(w, r); err != nil {
 		p.writeError(w, r, err)
 		return
 	}
-	if _, err := p.authenticateClient(ctx, r, r.PostForm); err != nil {
+	caller, err := p.authenticateClient(ctx, r, r.PostForm)
+	if err == nil && caller.IsPublic() {
+		// a new error each time: writeError sets fields of the error it is given
+		err = fosite.ErrInvalidClient.WithHint("Introspection needs a confidential client's credentials; a public client cannot introspect.")
+	}
+	if err != nil {
 		p.writeError(w, r, err)
 		return
 	}
@@ -55,11 +65,13 @@ func (p *Provider) ServeIntrospection(w http.ResponseWriter, r *http.Request) {
 		if exp := s.GetExpiresAt(fosite.TokenType(use)); !exp.IsZero() {
 			resp["exp"] = exp.Unix()
 		}
-		if sub := s.GetSubject(); sub != "" {
-			resp["sub"] = sub
-		}
-		if u := s.GetUsername(); u != "" {
-			resp["username"] = u
+		if caller.ReadsInFull(ar.GetClient().GetID()) {
+			if sub := s.GetSubject(); sub != "" {
+				resp["sub"] = sub
+			}
+			if u := s.GetUsername(); u != "" {
+				resp["username"] = u
+			}
 		}
 	}
 	if use == fosite.AccessToken {
