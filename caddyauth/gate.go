@@ -18,6 +18,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 
 	"github.com/portcullis-auth/portcullis/accesscontrol"
 	"github.com/portcullis-auth/portcullis/oidcprovider"
@@ -57,6 +58,7 @@ type GateConfig struct {
 // gate is the provisioned gateway logic.
 type gate struct {
 	app        *oidcprovider.App
+	logger     *zap.Logger // the access decisions, at debug level
 	engine     *accesscontrol.Engine
 	strategies []strategy
 	sites      map[string]bool // the hosts the rules name exactly: the metrics' site labels
@@ -108,7 +110,12 @@ func (c *GateConfig) provision(ctx caddy.Context) (*gate, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	return c.newGate(appIface.(*oidcprovider.App))
+	g, err := c.newGate(appIface.(*oidcprovider.App))
+	if err != nil {
+		return nil, err
+	}
+	g.logger = ctx.Logger()
+	return g, nil
 }
 
 // newGate compiles the site's rules against a provisioned oidc app.
@@ -117,7 +124,7 @@ func (c *GateConfig) newGate(app *oidcprovider.App) (*gate, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &gate{app: app, engine: accesscontrol.NewEngine(app.DefaultPolicy(), site, app.GlobalRules()), sites: map[string]bool{},
+	g := &gate{app: app, logger: zap.NewNop(), engine: accesscontrol.NewEngine(app.DefaultPolicy(), site, app.GlobalRules()), sites: map[string]bool{},
 		allowed: map[string]*[int(accesscontrol.Deny) + 1]atomic.Pointer[func()]{}}
 	for _, d := range g.engine.ExactDomains() {
 		g.sites[d] = true

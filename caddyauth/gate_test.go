@@ -14,7 +14,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
 
 	"github.com/portcullis-auth/portcullis/accesscontrol"
 	"github.com/portcullis-auth/portcullis/oidcprovider"
@@ -91,7 +90,7 @@ func newHandler(t testing.TB, app *oidcprovider.App, cfg GateConfig) *Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Handler{GateConfig: cfg, gate: g, logger: zap.NewNop()}
+	return &Handler{GateConfig: cfg, gate: g}
 }
 
 // mint gets a token from the app's real token endpoint.

@@ -117,3 +117,90 @@ func TestSeveralSessionCookies(t *testing.T) {
 		t.Errorf("an ended session before a live one: %v, %v", err, up.headers)
 	}
 }
+
+// The oidc_auth handler and the provider for Caddy's stock authentication handler answer from
+// one path: for every kind of caller they admit the same requests and set the same challenge
+// and Location headers (the stock handler then answers 401 whatever the status oidc_auth would
+// give). A wrong Basic password gets a Basic challenge, a Proxy-Authorization failure gets
+// Proxy-Authenticate, and a bypass rule admits everyone.
+func TestBothEntryPointsAnswerAlike(t *testing.T) {
+	app := startGateApp(t, t.TempDir())
+	kuma := mint(t, app, "uptime-kuma-monitor", "insecure_secret", nil)
+	john := "portcullis_session=" + signInAs(t, app, "john")
+	jane := "portcullis_session=" + signInAs(t, app, "jane")
+	h := newHandler(t, app, GateConfig{})
+	p := &Provider{gate: h.gate}
+	const wrongBasic = "Basic am9objp3cm9uZw==" // john:wrong
+	for _, c := range []struct {
+		name, target string
+		headers      map[string]string
+		status       int
+		challenge    string // header: want substring
+		location     string // prefix
+	}{
+		{"bearer", "https://secure.example.com/", map[string]string{"Authorization": "Bearer " + kuma}, 200, "", ""},
+		{"bearer, invalid", "https://secure.example.com/", map[string]string{"Authorization": "Bearer portcullis_at_AAAA.BBBB"}, 401, `WWW-Authenticate: Bearer realm="Portcullis", error="invalid_token"`, ""},
+		{"bearer, not ours", "https://secure.example.com/", map[string]string{"Authorization": "Bearer upstream-token"}, 401, `WWW-Authenticate: Bearer realm="Portcullis", error="invalid_token"`, ""},
+		{"bearer, two_factor rule", "https://admin.example.com/", map[string]string{"Authorization": "Bearer " + kuma}, 403, `WWW-Authenticate: Bearer realm="Portcullis", error="insufficient_scope"`, ""},
+		{"basic", "https://secure.example.com/", map[string]string{"Authorization": "Basic am9objpwYXNzd29yZA=="}, 200, "", ""},
+		{"basic, wrong password", "https://secure.example.com/", map[string]string{"Authorization": wrongBasic}, 401, `WWW-Authenticate: Basic realm="Portcullis"`, ""},
+		{"proxy bearer", "https://secure.example.com/", map[string]string{"Proxy-Authorization": "Bearer " + kuma}, 200, "", ""},
+		{"proxy bearer, invalid", "https://secure.example.com/", map[string]string{"Proxy-Authorization": "Bearer portcullis_at_AAAA.BBBB"}, 407, `Proxy-Authenticate: Bearer realm="Portcullis", error="invalid_token"`, ""},
+		{"proxy basic, wrong password", "https://secure.example.com/", map[string]string{"Proxy-Authorization": wrongBasic}, 407, `Proxy-Authenticate: Basic realm="Portcullis"`, ""},
+		{"session", "https://secure.example.com/", map[string]string{"Cookie": john}, 200, "", ""},
+		{"session, one factor on two_factor", "https://admin.example.com/", map[string]string{"Cookie": john}, 401, `WWW-Authenticate: Bearer realm="Portcullis"`, "https://auth.example.com/2fa?rd="},
+		{"session, not in the group", "https://admin.example.com/", map[string]string{"Cookie": jane}, 403, "", ""},
+		{"anonymous", "https://secure.example.com/", nil, 401, `WWW-Authenticate: Bearer realm="Portcullis"`, "https://auth.example.com/?rd="},
+		{"anonymous, deny rule", "https://closed.example.com/", nil, 403, "", ""},
+		{"anonymous, bypass", "https://secure.example.com/public/x", nil, 200, "", ""},
+		{"wrong password, bypass", "https://secure.example.com/public/x", map[string]string{"Authorization": wrongBasic}, 200, "", ""},
+	} {
+		// oidc_auth
+		r := gateRequest(c.target, c.headers)
+		w := httptest.NewRecorder()
+		up := &upstream{}
+		status := 200
+		if err := h.ServeHTTP(w, r, up); err != nil {
+			status = statusOf(err)
+		}
+		if status != c.status || up.called != (c.status == 200) {
+			t.Errorf("%s: oidc_auth answered %d (upstream called: %v), want %d", c.name, status, up.called, c.status)
+		}
+		// the stock handler's provider
+		pr := gateRequest(c.target, c.headers)
+		pw := httptest.NewRecorder()
+		_, ok, err := p.Authenticate(pw, pr)
+		if err != nil {
+			t.Errorf("%s: provider: %v", c.name, err)
+		}
+		if ok != (c.status == 200) {
+			t.Errorf("%s: provider admitted: %v, want %v", c.name, ok, c.status == 200)
+		}
+		for who, hdr := range map[string]http.Header{"oidc_auth": w.Header(), "provider": pw.Header()} {
+			for _, k := range []string{"WWW-Authenticate", "Proxy-Authenticate"} {
+				v := hdr.Get(k)
+				want := ""
+				if name, val, _ := strings.Cut(c.challenge, ": "); name == k {
+					want = val
+				}
+				if (want == "") != (v == "") || !strings.HasPrefix(v, want) {
+					t.Errorf("%s: %s's %s = %q, want %q…", c.name, who, k, v, want)
+				}
+			}
+			if loc := hdr.Get("Location"); (c.location == "") != (loc == "") || !strings.HasPrefix(loc, c.location) {
+				t.Errorf("%s: %s's Location = %q, want %q…", c.name, who, loc, c.location)
+			}
+		}
+	}
+	// a browser is sent to the portal by oidc_auth; the provider cannot redirect, so its 401
+	// carries the same Location with a challenge
+	browser := map[string]string{"Accept": "text/html"}
+	w := httptest.NewRecorder()
+	if err := h.ServeHTTP(w, gateRequest("https://secure.example.com/", browser), &upstream{}); err != nil || w.Code != http.StatusFound {
+		t.Errorf("browser: oidc_auth answered %d, %v; want 302", w.Code, err)
+	}
+	pw := httptest.NewRecorder()
+	if _, ok, _ := p.Authenticate(pw, gateRequest("https://secure.example.com/", browser)); ok || pw.Header().Get("Location") != w.Header().Get("Location") || pw.Header().Get("WWW-Authenticate") == "" {
+		t.Errorf("browser: the provider's headers %v, want oidc_auth's Location %q and a challenge", pw.Header(), w.Header().Get("Location"))
+	}
+}

@@ -1,8 +1,6 @@
 package caddyauth
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"html"
 	"net/http"
@@ -11,12 +9,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
-	"github.com/portcullis-auth/portcullis/accesscontrol"
 	"github.com/portcullis-auth/portcullis/oidcprovider"
-	"github.com/portcullis-auth/portcullis/oidcprovider/audience"
 )
 
 func init() {
@@ -54,8 +48,7 @@ func init() {
 type Handler struct {
 	GateConfig
 
-	gate   *gate
-	logger *zap.Logger
+	gate *gate
 }
 
 // CaddyModule returns the Caddy module information.
@@ -65,7 +58,6 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 
 // Provision compiles the site's rules against the oidc app.
 func (h *Handler) Provision(ctx caddy.Context) error {
-	h.logger = ctx.Logger()
 	g, err := h.GateConfig.provision(ctx)
 	if err != nil {
 		return err
@@ -76,103 +68,24 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 // ServeHTTP gates the request and counts the decision in the oidc app's metrics.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	stripRemoteHeaders(r)
-	t, err := h.gate.requestTarget(r)
-	if err != nil {
-		host, _ := audience.SplitHost(r.Host)
-		if errors.Is(err, errMisdirected) {
-			h.gate.app.GateDecided(h.gate.siteLabel(host), "none", "misdirected")
-			return caddyhttp.Error(http.StatusMisdirectedRequest, err)
-		}
-		h.gate.app.GateDecided(h.gate.siteLabel(host), "none", "bad_request")
-		return caddyhttp.Error(http.StatusBadRequest, err)
-	}
-	site := h.gate.siteLabel(t.access.Host)
-	anon := h.gate.engine.Decide(&t.access, nil)
-	if anon.Policy == accesscontrol.Bypass {
-		// bypass rules carry no subjects: every caller gets this rule, so no credential is
-		// checked, counted or logged, and the upstream gets them as sent
-		h.gate.countAllowed(site, anon.Policy)
-		h.gate.stripSessionCookie(r)
+	o := h.gate.run(r)
+	if o.allowed() {
+		h.gate.admit(r, &o)
 		return next.ServeHTTP(w, r)
 	}
-	found, err := h.gate.identify(r, &t)
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		// the client left while its credentials were checked: nobody to answer, and no
-		// server error to log (499, as Caddy's reverse proxy says it)
-		return caddyhttp.Error(499, err)
-	}
-	if errors.Is(err, errSessionCookies) {
-		h.gate.app.GateDecided(site, "none", "bad_request")
-		return caddyhttp.Error(http.StatusBadRequest, err)
-	}
+	status, err := h.gate.refuse(w, r, &o, true)
 	if err != nil {
-		h.gate.app.GateDecided(site, "none", "unavailable")
-		if errors.Is(err, oidcprovider.ErrUnavailable) {
-			w.Header().Set("Retry-After", "1")
-			return caddyhttp.Error(http.StatusServiceUnavailable, err)
-		}
-		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("checking credentials: %w", err))
+		return caddyhttp.Error(status, err)
 	}
-	v, d := h.gate.decide(&t.access, &found, anon)
-	id := found.id
-	if c := h.logger.Check(zapcore.DebugLevel, "access decision"); c != nil {
-		c.Write(zap.String("host", t.access.Host), zap.String("rule", h.gate.engine.RuleName(d.Rule)), zap.Stringer("policy", d.Policy), zap.Bool("authenticated", id != nil))
-	}
-	policy := d.Policy.String()
-	switch v {
-	case verdictAllow:
-		h.gate.countAllowed(site, d.Policy)
-		if id != nil {
-			applyIdentity(r, id)
-		}
-		h.gate.stripSessionCookie(r)
-		return next.ServeHTTP(w, r)
-	case verdictInvalid:
-		h.gate.app.GateDecided(site, policy, "invalid_token")
-		f := found.failure
-		if f.basic {
-			w.Header().Set(f.strategy.challenge, `Basic realm="`+realm+`", charset="UTF-8"`)
-			return caddyhttp.Error(f.strategy.status, errors.New("invalid credentials: "+f.description))
-		}
-		w.Header().Set(f.strategy.challenge, bearerChallenge("invalid_token", f.description))
-		return caddyhttp.Error(f.strategy.status, errors.New("invalid credentials: "+f.description))
-	case verdictForbidden:
-		h.gate.app.GateDecided(site, policy, "forbidden")
-		if id.user == nil {
-			w.Header().Set(id.strategy.challenge, bearerChallenge("insufficient_scope", "The rule for this URL asks more than this token can prove ("+d.Policy.String()+")."))
-		}
-		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("forbidden by %s", h.gate.engine.RuleName(d.Rule)))
-	case verdictDeny:
-		h.gate.app.GateDecided(site, policy, "forbidden")
-		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("denied by %s", h.gate.engine.RuleName(d.Rule)))
-	}
-	// Anonymous: browsers go to the portal; API clients get 401 with the same Location. A
-	// one-factor session on a two_factor rule goes to the second-factor page the same way.
-	loc := h.gate.portalURL(&t)
-	if v == verdictStepUp {
-		loc = h.gate.app.SecondFactorURL(t.url(), t.method)
-	}
-	w.Header().Set("Location", loc)
-	if isBrowser(r) {
-		h.gate.app.GateDecided(site, policy, "redirect")
-		status := http.StatusFound
-		if t.method != http.MethodGet && t.method != http.MethodHead && t.method != http.MethodOptions {
-			status = http.StatusSeeOther
-		}
-		w.Header().Set("Cache-Control", "no-store")
-		if r.Method == http.MethodHead {
-			w.WriteHeader(status)
-			return nil
-		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	// a browser sent to the portal
+	if r.Method == http.MethodHead {
 		w.WriteHeader(status)
-		_, _ = fmt.Fprintf(w, "<a href=\"%s\">%d %s</a>\n", html.EscapeString(loc), status, http.StatusText(status))
 		return nil
 	}
-	h.gate.app.GateDecided(site, policy, "unauthorized")
-	w.Header().Set("WWW-Authenticate", bearerChallenge("", ""))
-	return caddyhttp.Error(http.StatusUnauthorized, errors.New("authentication required"))
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = fmt.Fprintf(w, "<a href=\"%s\">%d %s</a>\n", html.EscapeString(w.Header().Get("Location")), status, http.StatusText(status))
+	return nil
 }
 
 // UnmarshalCaddyfile reads the directive. Syntax:

@@ -1,7 +1,6 @@
 package caddyauth
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
@@ -9,8 +8,6 @@ import (
 	caddyauthstd "github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
 
 	"github.com/portcullis-auth/portcullis/accesscontrol"
-	"github.com/portcullis-auth/portcullis/oidcprovider"
-	"github.com/portcullis-auth/portcullis/oidcprovider/audience"
 )
 
 func init() {
@@ -18,10 +15,12 @@ func init() {
 }
 
 // Provider is http.authentication.providers.oidc, for Caddy's stock authentication handler. It
-// shares oidc_auth's identification and rules, within that handler's limits: it can only accept
-// a caller or not (the handler then answers 401), so it sets the challenge header and never
-// answers 302, 403 or 407 itself; a bypass rule admits every caller, without identification.
-// Prefer the oidc_auth directive unless you compose several providers.
+// runs oidc_auth's code (identification, rules, and the answer's headers), within that handler's
+// limits: it can only accept a caller or not, and the handler then answers 401, so it sets the
+// headers oidc_auth would answer with (the challenge, Proxy-Authenticate for Proxy-Authorization,
+// the portal's Location) but never answers 302, 403 or 407 itself. A bypass rule admits every
+// caller, without identification. Prefer the oidc_auth directive unless you compose several
+// providers.
 type Provider struct {
 	GateConfig
 
@@ -48,61 +47,23 @@ func (p *Provider) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return p.GateConfig.unmarshalCaddyfile(d, "oidc")
 }
 
-// Authenticate implements caddyauth.Authenticator. It returns an error only for technical
-// failures (the store not open), never for bad credentials.
+// Authenticate implements caddyauth.Authenticator with oidc_auth's answer path: it sets the
+// headers oidc_auth would answer with (the stock handler then answers 401). It returns an error
+// only for technical failures (the store not open), never for bad credentials.
 func (p *Provider) Authenticate(w http.ResponseWriter, r *http.Request) (caddyauthstd.User, bool, error) {
-	stripRemoteHeaders(r)
-	t, err := p.gate.requestTarget(r)
-	if err != nil {
-		// the stock handler can only refuse: 401
-		host, _ := audience.SplitHost(r.Host)
-		p.gate.app.GateDecided(p.gate.siteLabel(host), "none", "bad_request")
-		return caddyauthstd.User{}, false, nil
-	}
-	site := p.gate.siteLabel(t.access.Host)
-	anon := p.gate.engine.Decide(&t.access, nil)
-	if anon.Policy == accesscontrol.Bypass {
-		p.gate.countAllowed(site, anon.Policy)
-		p.gate.stripSessionCookie(r)
-		return caddyauthstd.User{}, true, nil
-	}
-	found, err := p.gate.identify(r, &t)
-	if errors.Is(err, errSessionCookies) {
-		p.gate.app.GateDecided(site, "none", "bad_request")
-		return caddyauthstd.User{}, false, nil
-	}
-	if err != nil {
-		p.gate.app.GateDecided(site, "none", "unavailable")
-		if errors.Is(err, oidcprovider.ErrUnavailable) {
-			w.Header().Set("Retry-After", "1")
+	o := p.gate.run(r)
+	if !o.allowed() {
+		status, err := p.gate.refuse(w, r, &o, false)
+		if status >= http.StatusInternalServerError || status == statusClientGone {
+			return caddyauthstd.User{}, false, err
 		}
-		return caddyauthstd.User{}, false, err
-	}
-	if found.failure != nil {
-		p.gate.app.GateDecided(site, "none", "invalid_token")
-		w.Header().Set("WWW-Authenticate", bearerChallenge("invalid_token", found.failure.description))
 		return caddyauthstd.User{}, false, nil
 	}
-	id := found.id
+	p.gate.admit(r, &o)
+	id := o.found.id
 	if id == nil {
-		if found.foreign != nil {
-			p.gate.app.GateDecided(site, "none", "invalid_token")
-			w.Header().Set("WWW-Authenticate", bearerChallenge("invalid_token", foreignTokenDescription))
-		} else {
-			p.gate.app.GateDecided(site, "none", "unauthorized")
-			w.Header().Set("WWW-Authenticate", bearerChallenge("", ""))
-		}
-		return caddyauthstd.User{}, false, nil
+		return caddyauthstd.User{}, true, nil // a bypass rule
 	}
-	v, d := p.gate.decide(&t.access, &found, anon)
-	if v != verdictAllow {
-		p.gate.app.GateDecided(site, d.Policy.String(), "forbidden")
-		w.Header().Set("WWW-Authenticate", bearerChallenge("insufficient_scope", "The rule for this URL does not admit this token."))
-		return caddyauthstd.User{}, false, nil
-	}
-	p.gate.app.GateDecided(site, d.Policy.String(), "allow")
-	applyIdentity(r, id)
-	p.gate.stripSessionCookie(r)
 	user := caddyauthstd.User{Metadata: map[string]string{"auth_level": "one_factor"}}
 	if id.level == accesscontrol.TwoFactor {
 		user.Metadata["auth_level"] = "two_factor"

@@ -1,0 +1,139 @@
+package caddyauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/portcullis-auth/portcullis/accesscontrol"
+	"github.com/portcullis-auth/portcullis/oidcprovider"
+	"github.com/portcullis-auth/portcullis/oidcprovider/audience"
+)
+
+// outcome is what the gate made of one request: a verdict, or an error (a refused target or
+// session cookies, or a check that failed).
+type outcome struct {
+	t       target
+	site    string // the metrics' site label
+	found   identification
+	verdict verdict
+	d       accesscontrol.Decision
+	err     error
+}
+
+// allowed reports an outcome that lets the request through.
+func (o *outcome) allowed() bool { return o.err == nil && o.verdict == verdictAllow }
+
+// run is the gate's work on a request, the same for oidc_auth and the stock handler's provider:
+// it removes the caller's Remote-* headers, builds the target, lets a bypass rule through before
+// any credential is read (bypass rules carry no subjects, so the rules' decision for an anonymous
+// caller is every caller's), identifies the caller and applies the rules.
+func (g *gate) run(r *http.Request) outcome {
+	stripRemoteHeaders(r)
+	var o outcome
+	var err error
+	if o.t, err = g.requestTarget(r); err != nil {
+		host, _ := audience.SplitHost(r.Host)
+		o.site, o.err = g.siteLabel(host), err
+		return o
+	}
+	o.site = g.siteLabel(o.t.access.Host)
+	anon := g.engine.Decide(&o.t.access, nil)
+	if anon.Policy == accesscontrol.Bypass {
+		o.verdict, o.d = verdictAllow, anon
+	} else if o.found, err = g.identify(r, &o.t); err != nil {
+		o.err = err
+		return o
+	} else {
+		o.verdict, o.d = g.decide(&o.t.access, &o.found, anon)
+	}
+	if c := g.logger.Check(zapcore.DebugLevel, "access decision"); c != nil {
+		c.Write(zap.String("host", o.t.access.Host), zap.String("rule", g.engine.RuleName(o.d.Rule)), zap.Stringer("policy", o.d.Policy), zap.Bool("authenticated", o.found.id != nil))
+	}
+	return o
+}
+
+// admit lets an allowed request through: it counts it, gives the upstream the caller's identity
+// headers and placeholders (none on a bypass rule) and removes the session cookie.
+func (g *gate) admit(r *http.Request, o *outcome) {
+	g.countAllowed(o.site, o.d.Policy)
+	if o.found.id != nil {
+		applyIdentity(r, o.found.id)
+	}
+	g.stripSessionCookie(r)
+}
+
+// statusClientGone is the status of a request whose client left while its credentials were
+// checked (499, as Caddy's reverse proxy says it): nobody to answer, and no server error to log.
+const statusClientGone = 499
+
+// refuse is the one answer to a request the gate does not let through, for oidc_auth and the
+// stock handler's provider alike: it counts the answer, sets its headers on w (the challenge,
+// WWW-Authenticate or Proxy-Authenticate after the strategy that failed, Basic or Bearer after
+// the credentials; the Location of the portal; Retry-After) and returns the status oidc_auth
+// answers with its error. With redirect, a browser that must sign in is sent to the portal: the
+// status is 302 or 303 and the error nil, and the caller writes the answer. Without it (the stock
+// handler, which can only answer 401), a browser gets what an API client gets.
+func (g *gate) refuse(w http.ResponseWriter, r *http.Request, o *outcome, redirect bool) (int, error) {
+	if err := o.err; err != nil {
+		switch {
+		case errors.Is(err, errMisdirected):
+			g.app.GateDecided(o.site, "none", "misdirected")
+			return http.StatusMisdirectedRequest, err
+		case errors.Is(err, errUnsafeMethod), errors.Is(err, errUnsafePath), errors.Is(err, errSessionCookies):
+			g.app.GateDecided(o.site, "none", "bad_request")
+			return http.StatusBadRequest, err
+		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+			return statusClientGone, err
+		}
+		g.app.GateDecided(o.site, "none", "unavailable")
+		if errors.Is(err, oidcprovider.ErrUnavailable) {
+			w.Header().Set("Retry-After", "1")
+			return http.StatusServiceUnavailable, err
+		}
+		return http.StatusInternalServerError, fmt.Errorf("checking credentials: %w", err)
+	}
+	policy := o.d.Policy.String()
+	switch o.verdict {
+	case verdictInvalid:
+		g.app.GateDecided(o.site, policy, "invalid_token")
+		f := o.found.failure
+		if f.basic {
+			w.Header().Set(f.strategy.challenge, `Basic realm="`+realm+`", charset="UTF-8"`)
+		} else {
+			w.Header().Set(f.strategy.challenge, bearerChallenge("invalid_token", f.description))
+		}
+		return f.strategy.status, errors.New("invalid credentials: " + f.description)
+	case verdictForbidden:
+		g.app.GateDecided(o.site, policy, "forbidden")
+		if id := o.found.id; id.user == nil {
+			w.Header().Set(id.strategy.challenge, bearerChallenge("insufficient_scope", "The rule for this URL asks more than this token can prove ("+policy+")."))
+		}
+		return http.StatusForbidden, fmt.Errorf("forbidden by %s", g.engine.RuleName(o.d.Rule))
+	case verdictDeny:
+		g.app.GateDecided(o.site, policy, "forbidden")
+		return http.StatusForbidden, fmt.Errorf("denied by %s", g.engine.RuleName(o.d.Rule))
+	}
+	// Anonymous: browsers go to the portal; API clients get 401 with the same Location. A
+	// one-factor session on a two_factor rule goes to the second-factor page the same way.
+	loc := g.portalURL(&o.t)
+	if o.verdict == verdictStepUp {
+		loc = g.app.SecondFactorURL(o.t.url(), o.t.method)
+	}
+	w.Header().Set("Location", loc)
+	if redirect && isBrowser(r) {
+		g.app.GateDecided(o.site, policy, "redirect")
+		w.Header().Set("Cache-Control", "no-store")
+		if m := o.t.method; m != http.MethodGet && m != http.MethodHead && m != http.MethodOptions {
+			return http.StatusSeeOther, nil
+		}
+		return http.StatusFound, nil
+	}
+	g.app.GateDecided(o.site, policy, "unauthorized")
+	w.Header().Set("WWW-Authenticate", bearerChallenge("", ""))
+	return http.StatusUnauthorized, errors.New("authentication required")
+}
