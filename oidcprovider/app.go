@@ -1,9 +1,10 @@
 // Package oidcprovider is Portcullis's OpenID Connect 1.0 provider for Caddy: the "oidc" app,
 // which owns the configuration, the registered clients, the keys and the store, and the
-// http.handlers.oidc_provider handler that routes the protocol endpoints. It is the Caddy
-// integration only: the protocol lives in oauth, clients in clients, keys in keys, the audience
-// rule in audience and the database in store. The gateway (package caddyauth) talks to it through
-// CheckBearer, CompileRules, GlobalRules, DefaultPolicy, IssuerURL and UnmarshalRule.
+// http.handlers.oidc_provider handler that routes the protocol endpoints and the portal's pages.
+// It is the Caddy integration only: the protocol and the browser's side of the flows live in
+// oauth, clients in clients, digest checks in digest, keys in keys, the audience rule in audience,
+// the database in store, people in users, bans and the password guard in regulation, the pages in
+// portal. The gateway (package caddyauth) talks to it through the API of api.go.
 package oidcprovider
 
 import (
@@ -102,12 +103,14 @@ type App struct {
 	// AccessControl holds the gateway's global rules, applied by oidc_auth. JSON:
 	// "access_control". Default: no rules and default_policy deny.
 	AccessControl *accesscontrol.Config `json:"access_control,omitempty"`
-	// UsersFile is a users file in Authelia's users_database.yml format; its people may call
-	// protected sites with Basic credentials (the sign-in portal comes later). It is re-read
-	// when it changes; a bad edit keeps the last good version and is logged. JSON: "users_file".
-	// Default: none (Basic credentials are passed on untouched).
+	// UsersFile is a users file in Authelia's users_database.yml format; its people sign in at
+	// the portal (and through it to applications) and may call protected sites with Basic
+	// credentials. It is re-read when it changes; a bad edit keeps the last good version and is
+	// logged. JSON: "users_file". Default: none (no portal; Basic credentials are passed on
+	// untouched).
 	UsersFile string `json:"users_file,omitempty"`
-	// Regulation bans Basic-credential guessing, counted per (user, address) and per address.
+	// Regulation bans password guessing (the portal's sign-in and Basic credentials) and
+	// second-factor guessing, counted per (user, address) and per address.
 	// JSON: "regulation". Default: Authelia's (max_retries 3, find_time 2m, ban_time 5m).
 	Regulation *RegulationConfig `json:"regulation,omitempty"`
 	// Session is the portal's sign-in session: its cookie and lifetimes. Needs users_file.

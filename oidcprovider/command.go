@@ -76,7 +76,6 @@ func PrintJSON(w io.Writer, v any) error { return printJSON(w, v) }
 
 // Exit statuses of the oidc subcommands.
 const (
-	exitOK      = 0
 	exitFailed  = 1
 	exitUsage   = 2
 	jsonFlag    = "json"

@@ -29,8 +29,14 @@ func init() {
 //	/api/oidc/token                          token endpoint
 //	/api/oidc/introspection (…/introspect)   RFC 7662 introspection
 //	/api/oidc/revocation (…/revoke)          RFC 7009 revocation
+//	/api/oidc/userinfo                       OpenID Connect userinfo
+//	/api/oidc/pushed-authorization-request   RFC 9126 pushed authorization requests
 //
-// With a users_file, the sign-in portal's pages too:
+// With a users_file, the browser's side of the flows and the sign-in portal's pages too:
+//
+//	/api/oidc/authorization (…/authorize)    authorization endpoint (code flow)
+//	/api/oidc/consent                        the consent answer
+//	/api/oidc/logout                         RP-initiated logout
 //
 //	/                                        sign in (and the return URL rd)
 //	/2fa                                     second factor: TOTP code, security key or passkey

@@ -209,7 +209,7 @@ func NewFor(cfg Config, lifespans Lifespans, p ProviderSettings) (*Client, error
 			return nil, fail("token_endpoint_auth_method", "unknown method %q (client_secret_basic, client_secret_post, none)", cfg.TokenEndpointAuthMethod)
 		}
 		if cfg.Secret == "" {
-			return nil, fail("client_secret", "a confidential client needs a secret; generate a digest with 'caddy hash-password' style tools or go-crypt, e.g. $pbkdf2-sha512$…")
+			return nil, fail("client_secret", "a confidential client needs a secret; generate one and its digest with 'caddy oidc hash --random', and set the digest, e.g. $pbkdf2-sha512$…")
 		}
 		d, isPlain, err := DecodeSecret(cfg.Secret)
 		if err != nil {
