@@ -1,7 +1,10 @@
-// Package oauth is the provider's OAuth 2.0 and OpenID Connect protocol: the fosite composition,
-// Portcullis's prefixed opaque-token strategy, the fosite storage adapter on the key-value store,
-// and one file per endpoint or flow (discovery, token, introspection, revocation) plus the
-// gateway's Bearer check. It does not import Caddy: the oidcprovider package routes requests here.
+// Package oauth is the provider's OAuth 2.0 and OpenID Connect protocol: the fosite composition
+// (the token endpoint's handlers in a table by grant type), Portcullis's prefixed opaque-token
+// strategy, the fosite storage adapter on the key-value store, and one file per endpoint or flow:
+// discovery, authorization, pushed authorization requests, token, userinfo, introspection,
+// revocation and logout, with the ID token signer; and the gateway's Bearer check with its token
+// cache. It does not import Caddy: the oidcprovider package routes requests here, and what the
+// protocol needs of the rest (users, for one) it declares as interfaces.
 package oauth
 
 import (
