@@ -74,7 +74,7 @@ func main() {
 	flag.IntVar(&redo, "redo", 2, "measure a pair of rounds again, up to this many times, when other processes took more than a tenth of a core")
 	flag.StringVar(&cpuProfileDir, "cpuprofile", "", "write Caddy's CPU profile (from the admin API) of every round to this directory")
 	mode := flag.String("mode", "all", "phases to run: gate (the gate's cost, minting, memory), tokens (the token rate beside plain Caddy and the -reference release) or all")
-	reference := flag.String("reference", "645df47", "commit of this repository whose token rate the tokens phase measures beside the binary under test (built from git and cached); empty: none")
+	reference := flag.String("reference", "645df47", "commits of this repository (comma-separated) whose token rate the tokens phase measures beside the binary under test (built from git and cached); empty: none")
 	pin := flag.Bool("pin", true, "with taskset and 2+ cores: Caddy on core 0, load generator and upstream on core 1")
 	flag.Parse()
 	heapProfile = *profile

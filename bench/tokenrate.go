@@ -54,8 +54,8 @@ https://respond.localhost:%[2]d {
 }
 
 // tokenRate measures the token endpoint's client_credentials grant: tokens per second and Caddy's
-// CPU per token, for the binary under test and, when reference names a commit, for that commit
-// built from git, beside plain Caddy's TLS `respond` in the process under test, on the same core,
+// CPU per token, for the binary under test and for each commit reference names (a comma-separated
+// list), built from git, beside plain Caddy's TLS `respond` in the process under test, on the same core,
 // in alternating rounds.
 func tokenRate(work, bin, reference string, duration time.Duration, rounds, conns int) error {
 	hc := loopbackClient(conns)
@@ -78,17 +78,20 @@ func tokenRate(work, bin, reference string, duration time.Duration, rounds, conn
 	}
 	defer cur.stop()
 	targets := []target{{"current", cur}}
-	if reference != "" {
-		refBin, commit, err := buildReference(work, reference)
+	for i, commit := range strings.Split(reference, ",") {
+		if commit = strings.TrimSpace(commit); commit == "" {
+			continue
+		}
+		refBin, full, err := buildReference(work, commit)
 		if err != nil {
 			return err
 		}
-		ref, err := start("reference", refBin)
+		ref, err := start(fmt.Sprintf("reference-%d", i), refBin)
 		if err != nil {
-			return fmt.Errorf("reference %s: %w", commit, err)
+			return fmt.Errorf("reference %s: %w", full, err)
 		}
 		defer ref.stop()
-		targets = append(targets, target{reference, ref})
+		targets = append(targets, target{commit, ref})
 	}
 	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"authelia.bearer.authz"}}.Encode()
 	for _, t := range targets {
@@ -165,9 +168,9 @@ func tokenRate(work, bin, reference string, duration time.Duration, rounds, conn
 		r, c := ratio(got[i+1], got[0])
 		fmt.Printf("  %-34s: %10.3f %10.3f\n", "tokens "+t.name+" / respond", r, c)
 	}
-	if len(targets) == 2 {
-		r, c := ratio(got[1], got[2])
-		fmt.Printf("  %-34s: %10.3f %10.3f\n", "tokens current / "+reference, r, c)
+	for i, t := range targets[1:] {
+		r, c := ratio(got[1], got[i+2])
+		fmt.Printf("  %-34s: %10.3f %10.3f\n", "tokens current / "+t.name, r, c)
 	}
 	worst := 0.0
 	for _, s := range got {
