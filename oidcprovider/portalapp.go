@@ -17,6 +17,7 @@ import (
 	"github.com/portcullis-auth/portcullis/oidcprovider/consent"
 	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/totp"
 	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/webauthn"
+	"github.com/portcullis-auth/portcullis/oidcprovider/oauth"
 	"github.com/portcullis-auth/portcullis/oidcprovider/portal"
 	"github.com/portcullis-auth/portcullis/oidcprovider/session"
 	"github.com/portcullis-auth/portcullis/oidcprovider/users"
@@ -243,6 +244,9 @@ func (a *App) servePortal(w http.ResponseWriter, r *http.Request, rel string) bo
 	}
 	if !st.portal.Handles(rel) {
 		return false
+	}
+	if r.Method == http.MethodPost {
+		r.Body = http.MaxBytesReader(w, r.Body, oauth.MaxFormBytes)
 	}
 	st.portal.ServeHTTP(w, r, rel)
 	return true

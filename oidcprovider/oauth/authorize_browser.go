@@ -29,7 +29,7 @@ func (f *Flow) ServeAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method == http.MethodPost {
-		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		r.Body = http.MaxBytesReader(w, r.Body, MaxFormBytes)
 	}
 	ar, err := f.p.NewAuthorizeRequest(r.Context(), r, f.cfg.Portal.BrowserBinding(w, r))
 	if err != nil {
@@ -209,7 +209,7 @@ func (f *Flow) ServeConsent(w http.ResponseWriter, r *http.Request) {
 		f.cfg.Portal.RenderError(w, r, http.StatusMethodNotAllowed, "This address takes the consent form", "Open the application again and start signing in from there.")
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	r.Body = http.MaxBytesReader(w, r.Body, MaxFormBytes)
 	if !f.cfg.Portal.CheckCSRF(r) {
 		f.cfg.Portal.RenderError(w, r, http.StatusForbidden, "This form has expired", "The form was sent without its security token, or the token expired. Go back to the application and sign in again.")
 		return

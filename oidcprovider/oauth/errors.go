@@ -12,8 +12,9 @@ import (
 	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 )
 
-// maxFormBytes bounds the body of a protocol request.
-const maxFormBytes = 64 << 10
+// MaxFormBytes bounds the body of every form the provider reads: a protocol request here, and a
+// portal form (the oidcprovider package bounds those with it).
+const MaxFormBytes = 64 << 10
 
 func isClosedErr(err error) bool { return errors.Is(err, store.ErrClosed) }
 
@@ -77,7 +78,7 @@ func parseForm(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Allow", http.MethodPost)
 		return fosite.ErrInvalidRequest.WithHintf("HTTP method is '%s'; this endpoint accepts POST.", r.Method)
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	r.Body = http.MaxBytesReader(w, r.Body, MaxFormBytes)
 	if err := r.ParseForm(); err != nil {
 		return fosite.ErrInvalidRequest.WithHint("The body must be an application/x-www-form-urlencoded form of at most 64 KiB.")
 	}

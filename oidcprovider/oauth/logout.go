@@ -97,7 +97,7 @@ func (f *Flow) ServeLogout(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 	case http.MethodPost:
-		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		r.Body = http.MaxBytesReader(w, r.Body, MaxFormBytes)
 	default:
 		w.Header().Set("Allow", "GET, POST")
 		portal.RenderError(w, r, http.StatusMethodNotAllowed, "This address takes GET or POST", "Sign out from the application again.")

@@ -187,7 +187,7 @@ func New(cfg Config) *Provider {
 	pkceFlow := &pkce.Handler{AuthorizeCodeStrategy: st, Storage: storage, Config: fc}
 	people := &refreshedUser{p: p}
 
-	fc.PushedAuthorizeRequestURIPrefix = "urn:ietf:params:oauth:request_uri:"
+	fc.PushedAuthorizeRequestURIPrefix = parPrefix
 	fc.PushedAuthorizeContextLifespan = parLifetime
 	fc.PushedAuthorizeEndpointHandlers = fosite.PushedAuthorizeEndpointHandlers{&par.PushedAuthorizeHandler{Storage: storage, Config: fc}}
 	fc.AuthorizeEndpointHandlers = fosite.AuthorizeEndpointHandlers{codeFlow, implicitFlow, oidcCode, oidcImplicit, oidcHybrid, pkceFlow}

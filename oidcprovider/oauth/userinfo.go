@@ -40,7 +40,7 @@ func (p *Provider) ServeUserinfo(w http.ResponseWriter, r *http.Request) {
 		token = strings.TrimSpace(value)
 	}
 	if r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
-		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		r.Body = http.MaxBytesReader(w, r.Body, MaxFormBytes)
 		if err := r.ParseForm(); err != nil {
 			p.bearerError(w, http.StatusBadRequest, "invalid_request", "The body must be a form of at most 64 KiB.")
 			return

@@ -226,7 +226,8 @@ func (p *Portal) Handles(rel string) bool {
 	return strings.HasPrefix(rel, pathAssets)
 }
 
-// ServeHTTP serves the page at rel (a path relative to the issuer).
+// ServeHTTP serves the page at rel (a path relative to the issuer). The caller bounds the body
+// of a POST (oidcprovider does, with oauth.MaxFormBytes, as for the protocol's forms).
 func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request, rel string) {
 	h := w.Header()
 	h.Set("Content-Security-Policy", p.csp)
@@ -246,7 +247,6 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request, rel string) {
 	get := r.Method == http.MethodGet || r.Method == http.MethodHead
 	post := r.Method == http.MethodPost
 	if post {
-		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 		if !p.checkCSRF(r) {
 			p.cfg.Logger.Info("portal form refused: missing or wrong CSRF token", zap.String("path", rel), zap.String("remote_ip", p.cfg.ClientIP(r)))
 			p.render(w, r, http.StatusForbidden, "error", &pageData{Title: "This form has expired", Error: "The form was sent without its security token, or the token expired. Go back, reload the page and try again."})
