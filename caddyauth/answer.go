@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -136,4 +138,32 @@ func (g *gate) refuse(w http.ResponseWriter, r *http.Request, o *outcome, redire
 	g.app.GateDecided(o.site, policy, "unauthorized")
 	w.Header().Set("WWW-Authenticate", bearerChallenge("", ""))
 	return http.StatusUnauthorized, errors.New("authentication required")
+}
+
+// bearerChallenge formats an RFC 6750 challenge.
+func bearerChallenge(errCode, description string) string {
+	if errCode == "" {
+		return `Bearer realm="` + realm + `"`
+	}
+	return `Bearer realm="` + realm + `", error="` + errCode + `", error_description="` + strings.ReplaceAll(description, `"`, `'`) + `"`
+}
+
+// isBrowser follows Authelia: Accept names text/html, or */* comes first; and not XHR.
+func isBrowser(r *http.Request) bool {
+	if strings.EqualFold(r.Header.Get("X-Requested-With"), "XMLHttpRequest") {
+		return false
+	}
+	accept := r.Header.Get("Accept")
+	if strings.Contains(accept, "text/html") {
+		return true
+	}
+	first, _, _ := strings.Cut(accept, ",")
+	first, _, _ = strings.Cut(first, ";")
+	return strings.TrimSpace(first) == "*/*"
+}
+
+// portalURL is where an anonymous browser is sent to log in: the issuer with rd (the URL it
+// asked for) and rm (its method).
+func (g *gate) portalURL(t *target) string {
+	return g.app.IssuerURL() + "/?rd=" + url.QueryEscape(t.url()) + "&rm=" + url.QueryEscape(t.method)
 }
