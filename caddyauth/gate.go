@@ -17,14 +17,16 @@ import (
 
 // Strategy names, in the order a site tries them by default.
 const (
-	// StrategyAuthorization reads the Authorization header (Bearer; Basic comes with users) and
-	// answers 401 with WWW-Authenticate.
+	// StrategyAuthorization reads the Authorization header: a Bearer access token, or Basic
+	// credentials checked against the users_file (without one, Basic credentials are the
+	// upstream's and pass untouched). A failure is answered 401 with WWW-Authenticate.
 	StrategyAuthorization = "authorization"
 	// StrategyProxyAuthorization reads Proxy-Authorization and answers 407 with
 	// Proxy-Authenticate.
 	StrategyProxyAuthorization = "proxy_authorization"
-	// StrategySession reads the portal's session cookie (with a users_file); a browser without
-	// one is sent to the portal.
+	// StrategySession reads the portal's session cookies (with a users_file); without a live
+	// session the caller is anonymous, and a browser is sent to the portal where a rule needs a
+	// caller.
 	StrategySession = "session"
 )
 

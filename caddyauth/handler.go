@@ -36,13 +36,26 @@ func init() {
 //
 // Before anything else it removes every request header and trailer named Remote-*, Remote_* or
 // Remote.*, and those names from the Connection header (reverse_proxy drops the headers that
-// Connection names, which would take away the identity headers the gate sets). For an allowed caller it sets Remote-Client-Id (clients) or Remote-User (users) and
-// these placeholders:
+// Connection names, which would take away the identity headers the gate sets).
 //
-//	{http.auth.user.id}         oauth2:client:<id> for a client, the username for a user
-//	{http.auth.user.client_id}  the OAuth 2.0 client id, when there is one
-//	{http.auth.user.auth_level} one_factor or two_factor
+// For an allowed client (a client_credentials token) it sets Remote-Client-Id and these
+// placeholders:
+//
+//	{http.auth.user.id}         oauth2:client:<id>
+//	{http.auth.user.client_id}  the OAuth 2.0 client id
+//	{http.auth.user.auth_level} one_factor
 //	{http.auth.user.scopes}     the token's scopes, space-separated
+//
+// For an allowed person (Basic credentials, a session, or an access token issued to a user) it
+// sets Remote-User, Remote-Groups (comma-separated, when they have groups), Remote-Email (the
+// first address, when they have one) and Remote-Name, removes Basic credentials, and sets:
+//
+//	{http.auth.user.id}         the username
+//	{http.auth.user.groups}     the groups, comma-separated
+//	{http.auth.user.email}      the first email address, when there is one
+//	{http.auth.user.auth_level} one_factor, or two_factor for a session or token that passed a second factor
+//
+// The session cookie never reaches the next handler. A bypass rule sets none of these.
 //
 // 400, 401, 403, 407, 421 and 503 are returned as handler errors, so handle_errors can shape them.
 type Handler struct {

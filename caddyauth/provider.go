@@ -4,7 +4,6 @@ import (
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	caddyauthstd "github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
 
 	"github.com/portcullis-auth/portcullis/accesscontrol"
@@ -21,6 +20,10 @@ func init() {
 // the portal's Location) but never answers 302, 403 or 407 itself. A bypass rule admits every
 // caller, without identification. Prefer the oidc_auth directive unless you compose several
 // providers.
+//
+// It is configured in JSON only, as Caddy's Caddyfile has no directive for the stock
+// authentication handler: {"handler":"authentication","providers":{"oidc":{"rules":[…]}}}, with
+// GateConfig's fields.
 type Provider struct {
 	GateConfig
 
@@ -40,11 +43,6 @@ func (p *Provider) Provision(ctx caddy.Context) error {
 	}
 	p.gate = g
 	return nil
-}
-
-// UnmarshalCaddyfile reads the provider's options (strategies, rule) like oidc_auth's.
-func (p *Provider) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return p.GateConfig.unmarshalCaddyfile(d, "oidc")
 }
 
 // Authenticate implements caddyauth.Authenticator with oidc_auth's answer path: it sets the
@@ -80,5 +78,4 @@ func (p *Provider) Authenticate(w http.ResponseWriter, r *http.Request) (caddyau
 var (
 	_ caddy.Provisioner          = (*Provider)(nil)
 	_ caddyauthstd.Authenticator = (*Provider)(nil)
-	_ caddyfile.Unmarshaler      = (*Provider)(nil)
 )

@@ -23,6 +23,10 @@ import (
 	"github.com/portcullis-auth/portcullis/oidcprovider/audience"
 )
 
+// check-policy is a `caddy oidc` command like those in oidcprovider's command_*.go, registered
+// through oidcprovider.AddCommand, but it lives here: it judges a URL with the gateway's own code
+// (the site's GateConfig read from the oidc_auth handler's JSON, newGate, decide and the method and
+// path refusals), and oidcprovider must never import caddyauth.
 func init() { oidcprovider.AddCommand(checkPolicyCommand) }
 
 // policyCheck is what check-policy reports (its --json output).
@@ -230,7 +234,7 @@ func checkPolicy(configFile, adapterName, rawURL, method, ip string, subjects []
 	case v == verdictDeny || v == verdictForbidden:
 		res.Answer = "403 forbidden"
 		if d.Policy == accesscontrol.TwoFactor {
-			res.Answer = "403 forbidden: the rule needs two factors, which tokens and Basic credentials do not carry"
+			res.Answer = "403 forbidden: the rule needs two factors, which client tokens and Basic credentials never carry (a person's session without a second factor is sent to the second-factor page)"
 		}
 	case v == verdictUnauthorized:
 		res.Answer = "401 for an API client (Bearer challenge); a browser would be sent to sign in"
@@ -238,7 +242,7 @@ func checkPolicy(configFile, adapterName, rawURL, method, ip string, subjects []
 		res.Answer = "401 invalid_token"
 	}
 	if subj != nil && subj.ClientID == "" && subj.Username != "" {
-		res.Notes = append(res.Notes, "user callers are judged with one factor (the portal that gives two comes with the sign-in pages)")
+		res.Notes = append(res.Notes, "user callers are judged with one factor, as Basic credentials are; a session or a user's token that passed a second factor also passes two_factor rules")
 	}
 	return res, nil
 }
