@@ -17,7 +17,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -140,28 +139,34 @@ type App struct {
 	// clientPolicies are the compiled authorization_policies, the built-ins included
 	clientPolicies map[string]*accesscontrol.ClientPolicy
 
-	users      *users.File
-	portal     *portalSettings
-	identities identityCache
-	stopWatch  chan struct{}
+	// usersFile is the users file as Provision read it (nil without users_file); Start
+	// publishes it in the running state, which requests read it from
+	usersFile *users.File
+	portal    *portalSettings
 
-	mu       sync.Mutex // guards acquired and stopWatch
-	acquired bool
-	state    atomic.Pointer[runtimeState]
+	// state is the running state: nil until Start publishes it and again from Stop. Everything
+	// above is configuration, written by Provision only; Start and Stop write nothing else.
+	state atomic.Pointer[runtimeState]
 }
 
-// runtimeState is what Start builds once the store is open.
+// runtimeState is what Start builds once the store is open, published at once; while it is
+// published, the app holds one reference to its backend.
 type runtimeState struct {
 	backend  *backend
 	provider *oauth.Provider
-	ports    []portRange       // the HTTP servers' listen ports
-	secret   []byte            // the provider's secret, the root of the portal's keys
-	guard    *regulation.Guard // checks users' passwords
-	sessions *session.Store
-	portal   *portal.Portal
-	flow     *oauth.Flow      // the browser side of the flows, on the portal
-	subjects *claims.Subjects // users' sub per sector
-	consents *consent.Store   // remembered consents
+	ports    []portRange // the HTTP servers' listen ports
+	secret   []byte      // the provider's secret, the root of the portal's keys
+
+	// people, with a users_file (all nil without one)
+	users      *users.File       // watched for changes while running
+	stopWatch  chan struct{}     // closed to end the watch
+	identities *identityCache    // users' identities for the gateway, per version of the file
+	guard      *regulation.Guard // checks users' passwords
+	sessions   *session.Store
+	portal     *portal.Portal
+	flow       *oauth.Flow      // the browser side of the flows, on the portal
+	subjects   *claims.Subjects // users' sub per sector
+	consents   *consent.Store   // remembered consents
 }
 
 // CaddyModule returns the Caddy module information.
@@ -387,19 +392,17 @@ func (a *App) Start() error {
 	if err != nil {
 		return fmt.Errorf("opening store %s: %w (if another Caddy process uses this directory, stop it or use 'caddy reload')", a.dir, err)
 	}
-	a.mu.Lock()
-	a.acquired = true
-	a.mu.Unlock()
 	if loaded && b.opts != a.storeOpts {
 		a.logger.Warn("storage settings changed while the store is open; they take effect at the next start", zap.String("storage", a.dir))
 	}
 	st, err := a.prepare(b)
 	if err != nil {
-		return errors.Join(err, a.release())
+		return errors.Join(err, releaseBackend(a.dir))
 	}
 	if err := a.startPeople(b, st); err != nil {
-		return errors.Join(err, a.release())
+		return errors.Join(err, releaseBackend(a.dir))
 	}
+	a.watchUsers(st)
 	a.state.Store(st)
 	a.logger.Info("oidc provider started", zap.String("issuer", a.issuer), zap.String("storage", a.dir), zap.Int("clients", len(a.clients)))
 	return nil
@@ -443,8 +446,8 @@ func (a *App) prepare(b *backend) (*runtimeState, error) {
 	b.secrets.Retain(current)
 
 	var ppl oauth.People
-	if a.users != nil {
-		ppl = people{a}
+	if a.usersFile != nil {
+		ppl = people{a.usersFile}
 	}
 	p := oauth.New(oauth.Config{
 		People:              ppl,
@@ -479,28 +482,25 @@ func (a *App) prepare(b *backend) (*runtimeState, error) {
 	return &runtimeState{backend: b, provider: p, ports: a.listenPorts(), secret: secret}, nil
 }
 
-// Stop releases the store; the database closes when no config uses it any more.
-func (a *App) Stop() error {
-	a.state.Store(nil)
-	a.stopWatching()
-	return a.release()
-}
+// Stop withdraws the running state and releases the store; the database closes when no config
+// uses it any more.
+func (a *App) Stop() error { return a.stop() }
 
-// Cleanup releases the store if Stop did not (a config that failed to start); it implements
-// caddy.CleanerUpper.
-func (a *App) Cleanup() error {
-	a.state.Store(nil)
-	a.stopWatching()
-	return a.release()
-}
+// Cleanup does what Stop does if Stop did not run (a config whose other apps failed to start);
+// it implements caddy.CleanerUpper.
+func (a *App) Cleanup() error { return a.stop() }
 
-func (a *App) release() error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if !a.acquired {
+// stop withdraws the running state, if any, ends its users file's watch and gives back its
+// reference to the store. Only the caller that withdraws the state releases it, so it runs
+// once however often it is called.
+func (a *App) stop() error {
+	st := a.state.Swap(nil)
+	if st == nil {
 		return nil
 	}
-	a.acquired = false
+	if st.stopWatch != nil {
+		close(st.stopWatch)
+	}
 	return releaseBackend(a.dir)
 }
 

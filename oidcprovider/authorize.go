@@ -15,20 +15,21 @@ import (
 	"github.com/portcullis-auth/portcullis/oidcprovider/oauth"
 	"github.com/portcullis-auth/portcullis/oidcprovider/portal"
 	"github.com/portcullis-auth/portcullis/oidcprovider/session"
+	"github.com/portcullis-auth/portcullis/oidcprovider/users"
 )
 
 // people is the provider's view of the users file: oauth.People.
-type people struct{ a *App }
+type people struct{ users *users.File }
 
 // Active implements oauth.People.
 func (p people) Active(name string) bool {
-	u, ok := p.a.users.Current().Lookup(name)
+	u, ok := p.users.Current().Lookup(name)
 	return ok && !u.Disabled
 }
 
 // Claims implements oauth.People.
 func (p people) Claims(name string, scopes []string) (map[string]any, bool) {
-	u, ok := p.a.users.Current().Lookup(name)
+	u, ok := p.users.Current().Lookup(name)
 	if !ok || u.Disabled {
 		return nil, false
 	}
@@ -38,7 +39,7 @@ func (p people) Claims(name string, scopes []string) (map[string]any, bool) {
 // servePeopleFlow serves the endpoints a browser visits (authorization, consent, sign-out):
 // they need the portal, so without a users_file they are not served.
 func (a *App) servePeopleFlow(w http.ResponseWriter, r *http.Request, rel string, next caddyhttp.Handler) error {
-	if a.users == nil {
+	if a.usersFile == nil {
 		return next.ServeHTTP(w, r)
 	}
 	st := a.running()

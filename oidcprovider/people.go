@@ -64,50 +64,59 @@ func (a *App) provisionPeople() error {
 	if err != nil {
 		return fmt.Errorf("users_file: %w", err)
 	}
-	a.users = f
+	a.usersFile = f
 	return nil
 }
 
-// startPeople opens the regulation on the store, builds the password guard, the sessions, the
-// second-factor devices and the portal, and starts watching the users file.
+// startPeople puts the users file in the running state with what serves its people: the
+// regulation on the store, the password guard, the sessions, the second-factor devices and the
+// portal.
 func (a *App) startPeople(b *backend, st *runtimeState) error {
-	if a.users == nil {
+	if a.usersFile == nil {
 		return nil
 	}
+	st.users = a.usersFile
+	st.identities = new(identityCache)
 	reg, err := regulation.New(a.Regulation.config(), b.kv)
 	if err != nil {
 		return err
 	}
 	st.guard = regulation.NewGuard(regulation.GuardConfig{
 		Regulator: reg,
-		Users:     a.users.Current,
+		Users:     st.users.Current,
 		Cache:     b.secrets,
 		Report:    a.passwordChecked,
 	})
-	if err := a.startPortal(b, st); err != nil {
-		return err
+	return a.startPortal(b, st)
+}
+
+// watchUsers starts watching the running state's users file, until Stop closes st.stopWatch.
+func (a *App) watchUsers(st *runtimeState) {
+	if st.users == nil {
+		return
 	}
-	stop := make(chan struct{})
-	a.mu.Lock()
-	a.stopWatch = stop
-	a.mu.Unlock()
-	go a.users.Watch(usersReload, stop, func(changed bool, err error) {
+	f := st.users
+	st.stopWatch = make(chan struct{})
+	go f.Watch(usersReload, st.stopWatch, func(changed bool, err error) {
 		if err != nil {
 			a.logger.Error("users file: keeping the last good version", zap.Error(err))
 			return
 		}
-		a.logger.Info("users file reloaded", zap.String("users_file", a.users.Path()), zap.Int("users", a.users.Current().Len()))
+		a.logger.Info("users file reloaded", zap.String("users_file", f.Path()), zap.Int("users", f.Current().Len()))
 	})
-	return nil
 }
 
-func (a *App) stopWatching() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.stopWatch != nil {
-		close(a.stopWatch)
-		a.stopWatch = nil
+// runningPeople returns the running state for a request about people: ErrNoUsers without a
+// users_file, ErrUnavailable while the store is not open.
+func (a *App) runningPeople() (*runtimeState, error) {
+	if a.usersFile == nil {
+		return nil, ErrNoUsers
 	}
+	st := a.running()
+	if st == nil || st.users == nil {
+		return nil, ErrUnavailable
+	}
+	return st, nil
 }
 
 // UserIdentity is who valid Basic credentials speak for. It is immutable.
@@ -146,12 +155,9 @@ func (a *App) CheckBasic(ctx context.Context, username, password, ip string) (*U
 // checkPassword is CheckBasic for a password given via "basic" (credentials on a request) or
 // "portal" (the sign-in form): the log lines and metrics say which.
 func (a *App) checkPassword(ctx context.Context, username, password, ip, via string) (*UserIdentity, error) {
-	if a.users == nil {
-		return nil, ErrNoUsers
-	}
-	st := a.running()
-	if st == nil || st.guard == nil {
-		return nil, ErrUnavailable
+	st, err := a.runningPeople()
+	if err != nil {
+		return nil, err
 	}
 	addr, _ := netip.ParseAddr(ip)
 	u, err := st.guard.Check(ctx, username, password, addr, via)

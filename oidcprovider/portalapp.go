@@ -44,7 +44,7 @@ func (a *App) startPortal(b *backend, st *runtimeState) error {
 		Secure:          ps.secure,
 		RememberMe:      ps.sessions.WithDefaults().RememberMe,
 		DefaultRedirect: ps.defaultURL,
-		Users:           a.users.Current,
+		Users:           st.users.Current,
 		CheckPassword:   a.checkPortalPassword,
 		ClientIP:        clientIP,
 		Sessions:        st.sessions,
@@ -127,12 +127,9 @@ func (a *App) SessionCookieName() string {
 // (1 or 2). An unknown, ended or expired session, or one whose user was removed or disabled, is
 // ErrNoSession: the caller treats the cookie as absent.
 func (a *App) CheckSession(cookie string) (*UserIdentity, int, error) {
-	if a.users == nil {
-		return nil, 0, ErrNoUsers
-	}
-	st := a.running()
-	if st == nil || st.sessions == nil {
-		return nil, 0, ErrUnavailable
+	st, err := a.runningPeople()
+	if err != nil {
+		return nil, 0, err
 	}
 	name, level, err := st.sessions.Who(cookie)
 	if errors.Is(err, session.ErrNoSession) {
@@ -140,38 +137,36 @@ func (a *App) CheckSession(cookie string) (*UserIdentity, int, error) {
 	} else if err != nil {
 		return nil, 0, ErrUnavailable
 	}
-	db := a.users.Current()
+	db := st.users.Current()
 	u, ok := db.Lookup(name)
 	if !ok || u.Disabled {
 		_ = st.sessions.End(cookie)
 		return nil, 0, ErrNoSession
 	}
-	return a.identities.of(db, u), int(level), nil
+	return st.identities.of(db, u), int(level), nil
 }
 
-// User is the current identity of the user called name, or false when there is no users file
-// or the user is gone or disabled (a user's access token at the gateway).
+// User is the current identity of the user called name, or false when there is no users file,
+// the store is not open, or the user is gone or disabled (a user's access token at the gateway).
 func (a *App) User(name string) (*UserIdentity, bool) {
-	if a.users == nil {
+	st, err := a.runningPeople()
+	if err != nil {
 		return nil, false
 	}
-	db := a.users.Current()
+	db := st.users.Current()
 	u, ok := db.Lookup(name)
 	if !ok || u.Disabled {
 		return nil, false
 	}
-	return a.identities.of(db, u), true
+	return st.identities.of(db, u), true
 }
 
 // EndUserSessions ends every sign-in session of user (an operator cutting off a stolen
 // session) and returns how many were live.
 func (a *App) EndUserSessions(user string) (int, error) {
-	if a.users == nil {
-		return 0, ErrNoUsers
-	}
-	st := a.running()
-	if st == nil || st.sessions == nil {
-		return 0, ErrUnavailable
+	st, err := a.runningPeople()
+	if err != nil {
+		return 0, err
 	}
 	refs, err := st.sessions.EndUserRefs(user)
 	if err != nil {
@@ -229,7 +224,7 @@ func (a *App) SecondFactorURL(rd, rm string) string {
 
 // servePortal serves a portal page at rel, and reports whether rel was one.
 func (a *App) servePortal(w http.ResponseWriter, r *http.Request, rel string) bool {
-	if a.users == nil {
+	if a.usersFile == nil {
 		return false
 	}
 	st := a.running()
