@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,8 +21,22 @@ import (
 	"time"
 )
 
-// caddyBin is the binary under test: $PORTCULLIS_CADDY, or one built from ./cmd/caddy.
+// caddyBin is the binary under test: $PORTCULLIS_CADDY, or one built from ./cmd/caddy (with
+// the race detector when raceBuild says so).
 var caddyBin string
+
+// raceBuild reports whether the binary the tests build gets the race detector, so it sees the
+// server under the tests' load: PORTCULLIS_E2E_RACE=1 (or true) asks for it, =0 (or false)
+// refuses it, and unset it follows CI=true (.ci/run sets PORTCULLIS_E2E_RACE=1).
+func raceBuild() bool {
+	if v, err := strconv.ParseBool(os.Getenv("PORTCULLIS_E2E_RACE")); err == nil {
+		return v
+	}
+	return os.Getenv("CI") == "true"
+}
+
+// raceReport starts every report of the race detector in the server's output.
+const raceReport = "WARNING: DATA RACE"
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
@@ -37,12 +52,19 @@ func run(m *testing.M) int {
 		}
 		defer os.RemoveAll(dir)
 		caddyBin = filepath.Join(dir, "caddy")
-		build := exec.Command("go", "build", "-o", caddyBin, "../cmd/caddy")
+		args, what := []string{"build", "-o", caddyBin}, "caddy"
+		if raceBuild() {
+			args, what = append(args, "-race"), "caddy with -race"
+		}
+		build := exec.Command("go", append(args, "../cmd/caddy")...)
 		build.Stdout, build.Stderr = os.Stdout, os.Stderr
+		start := time.Now()
 		if err := build.Run(); err != nil {
 			fmt.Fprintln(os.Stderr, "building caddy:", err)
 			return 1
 		}
+		// go test shows this with -v, or when the package fails
+		fmt.Printf("e2e: built %s in %.1fs\n", what, time.Since(start).Seconds())
 	}
 	return m.Run()
 }
@@ -107,6 +129,8 @@ type server struct {
 	// readyURL, when set, must answer something other than 503 before start returns: the oidc
 	// app answers 503 until its store is open and its keys are ready.
 	readyURL string
+	// raceReported is set once a race report in log has failed the test.
+	raceReported bool
 }
 
 // newServer writes the Caddyfile and prepares a process with its own data and config dirs.
@@ -172,6 +196,12 @@ func (s *server) stop() {
 	case <-time.After(15 * time.Second):
 		_ = s.cmd.Process.Kill()
 		<-done
+	}
+	// a binary built with -race reports each race it sees and goes on: the test fails on it
+	if out := s.log.String(); !s.raceReported && strings.Contains(out, raceReport) {
+		s.raceReported = true
+		i := strings.Index(out, raceReport)
+		s.t.Errorf("the server hit a data race:\n%s", out[i:min(len(out), i+8000)])
 	}
 }
 
