@@ -415,8 +415,8 @@ func (a *App) prepare(b *backend) (*runtimeState, error) {
 		var err error
 		secret, err = b.kv.GetOrCreate(keyHMACSecret, func() ([]byte, error) {
 			s := make([]byte, 64)
-			_, err := rand.Read(s)
-			return s, err
+			_, _ = rand.Read(s) // crypto/rand.Read never fails (it crashes the program instead)
+			return s, nil
 		})
 		if err != nil {
 			return nil, fmt.Errorf("hmac secret: %w", err)

@@ -134,12 +134,12 @@ func set(values []string) []string {
 	return slices.Compact(out)
 }
 
-func newID() (string, error) {
+// newID returns a new grant id, in the form validID checks (grants stored by earlier versions
+// have it too).
+func newID() string {
 	var b [idBytes]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("consent: generating a grant id: %w", err)
-	}
-	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (it crashes the program instead)
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // validID reports whether id has the form newID gives, so a malformed one from a form never
@@ -184,9 +184,7 @@ func (s *Store) Remember(username, clientID string, scopes, audience []string, l
 		return Grant{}, fmt.Errorf("consent: remembering consent of %q to client %q: %w", username, clientID, err)
 	}
 	if id == "" {
-		if id, err = newID(); err != nil {
-			return Grant{}, err
-		}
+		id = newID()
 	}
 	rec := record{
 		ID: id, Username: username, ClientID: clientID, Scopes: scopes, Audience: audience,

@@ -232,11 +232,7 @@ func (p *Provider) SaveFlow(a *AuthorizeRequest) (string, error) {
 	if a.FlowID != "" {
 		return a.FlowID, nil
 	}
-	b := make([]byte, 18)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	id := base64.RawURLEncoding.EncodeToString(b)
+	id := rand.Text()
 	form := url.Values{}
 	for k, v := range a.ar.GetRequestForm() {
 		// a pushed request's request_uri is spent: the form holds what it pushed

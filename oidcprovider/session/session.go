@@ -147,12 +147,8 @@ func (s *Store) Create(user string, level Level, rememberMe bool) (string, *Sess
 		return "", nil, fmt.Errorf("session: bad username %q", user)
 	}
 	now := s.now()
-	family := make([]byte, 16)
-	if _, err := rand.Read(family); err != nil {
-		return "", nil, err
-	}
 	sess := &Session{User: user, Level: level, Created: now, AuthTime: now, LastActive: now, PasswordAt: now, Expires: now.Add(s.cfg.Expiration),
-		Family: base64.RawURLEncoding.EncodeToString(family)}
+		Family: rand.Text()}
 	if rememberMe && s.cfg.RememberMe > 0 {
 		sess.RememberMe, sess.Expires = true, now.Add(s.cfg.RememberMe)
 	}
@@ -162,10 +158,8 @@ func (s *Store) Create(user string, level Level, rememberMe bool) (string, *Sess
 
 // put stores sess under a new id.
 func (s *Store) put(sess *Session) (string, error) {
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return "", err
-	}
+	raw := make([]byte, 32) // 43 characters in base64url, the length get checks
+	_, _ = rand.Read(raw)   // crypto/rand.Read never fails (it crashes the program instead)
 	id := base64.RawURLEncoding.EncodeToString(raw)
 	data, err := json.Marshal(sess)
 	if err != nil {
