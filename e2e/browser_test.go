@@ -256,7 +256,7 @@ admin.example.test:%[3]d {
 func (p *portalSite) start() {
 	p.s.start()
 	hc := p.client()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(20 * time.Second * slow)
 	for time.Now().Before(deadline) {
 		if resp, err := hc.Get(p.url("auth", "/")); err == nil {
 			resp.Body.Close()
@@ -273,7 +273,7 @@ func (p *portalSite) start() {
 func (p *portalSite) client() *http.Client {
 	d := &net.Dialer{Timeout: 5 * time.Second}
 	return &http.Client{
-		Timeout: 20 * time.Second,
+		Timeout: 20 * time.Second * slow,
 		Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
 			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {

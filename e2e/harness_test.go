@@ -38,6 +38,10 @@ func raceBuild() bool {
 // raceReport starts every report of the race detector in the server's output.
 const raceReport = "WARNING: DATA RACE"
 
+// slow scales the harness's waits (an HTTP request, a server's start): 1, or 3 for a binary
+// built with -race, which runs digests and TLS handshakes several times slower.
+var slow time.Duration = 1
+
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -55,6 +59,7 @@ func run(m *testing.M) int {
 		args, what := []string{"build", "-o", caddyBin}, "caddy"
 		if raceBuild() {
 			args, what = append(args, "-race"), "caddy with -race"
+			slow = 3
 		}
 		build := exec.Command("go", append(args, "../cmd/caddy")...)
 		build.Stdout, build.Stderr = os.Stdout, os.Stderr
@@ -158,7 +163,7 @@ func (s *server) start() {
 		s.t.Fatal(err)
 	}
 	s.t.Cleanup(s.stop)
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(20 * time.Second * slow)
 	for time.Now().Before(deadline) {
 		if resp, err := http.Get(fmt.Sprintf("http://localhost:%d/config/", s.adminPort)); err == nil {
 			resp.Body.Close()
@@ -217,7 +222,7 @@ func client() *http.Client {
 			return d.DialContext(ctx, network, net.JoinHostPort("127.0.0.1", port))
 		},
 	}
-	return &http.Client{Transport: tr, Timeout: 20 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return &http.Client{Transport: tr, Timeout: 20 * time.Second * slow, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 var siteLabel = regexp.MustCompile(`(?m)^([a-z0-9-]+)\.example\.com \{`)
