@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 )
 
 func init() { caddy.RegisterModule(adminAPI{}) }
@@ -103,3 +104,41 @@ func adminError(doing string, err error) error {
 
 // Interface guard.
 var _ caddy.AdminRouter = adminAPI{}
+
+// RevokeClientTokens ends every token of a client, registered or since removed from the config
+// (see the admin API's /oidc/tokens/revoke). It fails with ErrUnavailable while the store is not
+// open.
+func (a *App) RevokeClientTokens(clientID string) (int, error) {
+	st := a.running()
+	if st == nil {
+		return 0, ErrUnavailable
+	}
+	return st.provider.RevokeClientTokens(clientID)
+}
+
+// EndUserSessions ends every sign-in session of user (an operator cutting off a stolen
+// session) and returns how many were live.
+func (a *App) EndUserSessions(user string) (int, error) {
+	st, err := a.runningPeople()
+	if err != nil {
+		return 0, err
+	}
+	refs, err := st.sessions.EndUserRefs(user)
+	if err != nil {
+		return len(refs), err
+	}
+	// the access tokens applications obtained through those sessions end with them
+	tokens := 0
+	for _, ref := range refs {
+		if ref == "" {
+			continue
+		}
+		n, err := st.provider.EndBrowserSession(ref)
+		if err != nil {
+			return len(refs), err
+		}
+		tokens += n
+	}
+	a.logger.Info("sessions ended by the operator", zap.String("user", user), zap.Int("sessions", len(refs)), zap.Int("tokens", tokens))
+	return len(refs), nil
+}

@@ -2,12 +2,46 @@ package oidcprovider
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
 
+	"github.com/portcullis-auth/portcullis/accesscontrol"
 	"github.com/portcullis-auth/portcullis/oidcprovider/audience"
+	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
 	"github.com/portcullis-auth/portcullis/oidcprovider/oauth"
+	"github.com/portcullis-auth/portcullis/oidcprovider/portal"
+	"github.com/portcullis-auth/portcullis/oidcprovider/session"
 )
 
-// The gateway's view of the provider: what caddyauth needs, and nothing else.
+// This file is the gateway's API: everything package caddyauth calls on the oidc app, and
+// nothing else. Beside it, caddyauth uses only UnmarshalRule (a site's rules, with the Caddyfile
+// parsing in caddyfile.go) and, for its check-policy command, Provision and the helpers of
+// command.go (AddCommand, Subcommand, UsageError, PrintJSON); the operator's calls are in
+// admin.go. The gateway gets the app from Caddy (ctx.AppIfConfigured) and asks it, per request:
+//
+// Who is calling:
+//   - CheckBearer: who an access token speaks for at the URL asked for (*BearerIdentity), or
+//     ErrNotOurToken (not a token of ours), *InvalidTokenError (ours, refused), ErrUnavailable.
+//   - CheckBasic: who Basic credentials speak for (*UserIdentity), or ErrNoUsers (no users_file:
+//     not ours to check), ErrBadCredentials (wrong, disabled or banned, one answer),
+//     ErrUnavailable, or the context's error when the caller left.
+//   - SessionCookieName and CheckSession: the portal's cookie, and who a session speaks for and
+//     its factor level, or ErrNoUsers, ErrNoSession (treat the cookie as absent), ErrUnavailable.
+//   - User: the current identity of a user a token speaks for, or false when the user is gone
+//     or disabled (or there is no users file, or the store is not open).
+//
+// What the rules say: CompileRules (a site's rules against the app's networks and clients),
+// GlobalRules and DefaultPolicy.
+//
+// How to answer: IssuerURL (the portal's sign-in page lives there), SecondFactorURL, and
+// ListensOn (whether a port named in the Host header is one of this config's listeners).
+//
+// What to count: GateCounter and GateDecided, the gate's decisions in the app's metrics.
+//
+// ErrUnavailable always means the store is not open (start-up, reload, shutdown) or, for a
+// password, that no digest slot came free in time: the gateway answers 503 with Retry-After.
 
 // BearerIdentity is who an accepted access token speaks for.
 type BearerIdentity = oauth.BearerIdentity
@@ -15,18 +49,45 @@ type BearerIdentity = oauth.BearerIdentity
 // InvalidTokenError is why a Bearer token of ours is refused (401 invalid_token).
 type InvalidTokenError = oauth.InvalidTokenError
 
+// UserIdentity is who a user's credentials (Basic, a session cookie, a user's access token
+// through User) speak for. It is immutable.
+type UserIdentity struct {
+	// Username is the user's name.
+	Username string
+	// DisplayName is the displayname, or the username.
+	DisplayName string
+	// Email is the primary address, or "".
+	Email string
+	// Groups are the user's groups.
+	Groups []string
+	// GroupString is Groups joined with commas, for Remote-Groups.
+	GroupString string
+}
+
 var (
 	// ErrNotOurToken means a Bearer value is not an access token of this provider.
 	ErrNotOurToken = oauth.ErrNotOurToken
-	// ErrUnavailable means the store is not open; answer 503 with Retry-After.
+	// ErrUnavailable means the store is not open, or no digest slot came free in time for a
+	// password check; answer 503 with Retry-After.
 	ErrUnavailable = oauth.ErrUnavailable
 )
 
-// TokenPrefix starts every opaque token the provider issues.
-const TokenPrefix = oauth.TokenPrefix
+// ErrNoUsers means no users_file is configured: Basic credentials and session cookies are not
+// ours.
+var ErrNoUsers = errors.New("oidc: no users_file is configured")
+
+// ErrBadCredentials is a wrong username or password, a disabled user, or a banned attempt: the
+// same answer, at the same cost, for all of them.
+var ErrBadCredentials = errors.New("oidc: the username or password is wrong")
+
+// ErrNoSession is a session cookie that speaks for no one (unknown, ended, expired, or its
+// user removed or disabled).
+var ErrNoSession = errors.New("oidc: no such session")
 
 // CheckBearer validates an access token presented at target, the canonical URL the caller asked
-// for (see oauth.Provider.CheckBearer). It returns ErrUnavailable while the store is not open.
+// for (see oauth.Provider.CheckBearer). It returns ErrNotOurToken for a value that is not a token
+// of ours, an *InvalidTokenError for one of ours that is refused, and ErrUnavailable while the
+// store is not open.
 func (a *App) CheckBearer(ctx context.Context, token string, target audience.URL) (*BearerIdentity, error) {
 	st := a.running()
 	if st == nil {
@@ -35,13 +96,135 @@ func (a *App) CheckBearer(ctx context.Context, token string, target audience.URL
 	return st.provider.CheckBearer(ctx, token, target)
 }
 
-// RevokeClientTokens ends every token of a client, registered or since removed from the config
-// (see the admin API's /oidc/tokens/revoke). It fails with ErrUnavailable while the store is not
-// open.
-func (a *App) RevokeClientTokens(clientID string) (int, error) {
+// CheckBasic checks Basic credentials of a caller at ip (Caddy's client IP) with the password
+// guard (regulation.Guard: regulation, remembered right passwords, digest slots, identical
+// attempts sharing one check, unknown users and bans answered at a digest's pace). It answers
+// ErrNoUsers without a users_file, ErrUnavailable while the store is not open or when no digest
+// slot came free in time, ErrBadCredentials for a wrong username or password, a disabled user
+// or a banned attempt. A caller who leaves before the answer gets its context's error
+// (context.Canceled or context.DeadlineExceeded), in every branch; the attempt counts all the
+// same.
+func (a *App) CheckBasic(ctx context.Context, username, password, ip string) (*UserIdentity, error) {
+	return a.checkPassword(ctx, username, password, ip, "basic")
+}
+
+// SessionCookieName is the name of the portal's session cookie, or "" when no users_file is
+// configured (no sessions).
+func (a *App) SessionCookieName() string {
+	if a.portal == nil {
+		return ""
+	}
+	return a.portal.cookieName
+}
+
+// CheckSession returns who the session cookie value speaks for and the factor level reached
+// (1 or 2). An unknown, ended or expired session, or one whose user was removed or disabled, is
+// ErrNoSession: the caller treats the cookie as absent.
+func (a *App) CheckSession(cookie string) (*UserIdentity, int, error) {
+	st, err := a.runningPeople()
+	if err != nil {
+		return nil, 0, err
+	}
+	name, level, err := st.sessions.Who(cookie)
+	if errors.Is(err, session.ErrNoSession) {
+		return nil, 0, ErrNoSession
+	} else if err != nil {
+		return nil, 0, ErrUnavailable
+	}
+	db := st.users.Current()
+	u, ok := db.Lookup(name)
+	if !ok || u.Disabled {
+		_ = st.sessions.End(cookie)
+		return nil, 0, ErrNoSession
+	}
+	return st.identities.of(db, u), int(level), nil
+}
+
+// User is the current identity of the user called name, or false when there is no users file,
+// the store is not open, or the user is gone or disabled (a user's access token at the gateway).
+func (a *App) User(name string) (*UserIdentity, bool) {
+	st, err := a.runningPeople()
+	if err != nil {
+		return nil, false
+	}
+	db := st.users.Current()
+	u, ok := db.Lookup(name)
+	if !ok || u.Disabled {
+		return nil, false
+	}
+	return st.identities.of(db, u), true
+}
+
+// CompileRules compiles rules against this app's network definitions and registered clients:
+// besides accesscontrol's own checks, every "oauth2:client:<id>" subject must name a registered
+// client with the client_credentials grant (only its tokens carry that subject). scope prefixes
+// error messages ("access_control" for the global list; "" for a site's rules, whose module Caddy
+// already names).
+func (a *App) CompileRules(rules []accesscontrol.Rule, scope string, requireDomain bool) (*accesscontrol.RuleSet, error) {
+	set, err := accesscontrol.Compile(rules, accesscontrol.CompileOptions{RequireDomain: requireDomain, Networks: a.networks, Scope: scope})
+	if err != nil {
+		return nil, err
+	}
+	prefix := ""
+	if scope != "" {
+		prefix = scope + ": "
+	}
+	for id, rule := range accesscontrol.SubjectClients(rules) {
+		c, ok := a.clients[id]
+		if !ok {
+			return nil, fmt.Errorf("%s%s: subject: oauth2:client:%s names no registered client; add a 'client %s { … }' block to the oidc option", prefix, rule, id, id)
+		}
+		if !slices.Contains(c.GetGrantTypes(), clients.GrantClientCredentials) {
+			return nil, fmt.Errorf("%s%s: subject: oauth2:client:%s matches only client_credentials tokens, and client %s has no client_credentials grant; match the people who sign in to it with user: or group: subjects, or add client_credentials to its grant_types", prefix, rule, id, id)
+		}
+	}
+	return set, nil
+}
+
+// GlobalRules are the compiled global access_control rules.
+func (a *App) GlobalRules() *accesscontrol.RuleSet { return a.globalRules }
+
+// DefaultPolicy is the access_control default_policy (deny when not set).
+func (a *App) DefaultPolicy() accesscontrol.Policy { return a.defaultPol }
+
+// IssuerURL is the issuer without a trailing slash.
+func (a *App) IssuerURL() string { return a.issuer }
+
+// SecondFactorURL is the portal's second-factor page with the return URL rd and method rm.
+func (a *App) SecondFactorURL(rd, rm string) string {
+	return a.issuer + portal.PathSecondFactor + "?rd=" + url.QueryEscape(rd) + "&rm=" + url.QueryEscape(rm)
+}
+
+// ListensOn reports whether one of this config's HTTP servers listens on port.
+func (a *App) ListensOn(port uint) bool {
 	st := a.running()
 	if st == nil {
-		return 0, ErrUnavailable
+		return false
 	}
-	return st.provider.RevokeClientTokens(clientID)
+	for _, r := range st.ports {
+		if r.start <= port && port <= r.end {
+			return true
+		}
+	}
+	return false
+}
+
+// GateCounter returns the increment of the gate's decision counter for one (site, policy,
+// answer), as GateDecided counts them, resolved once, for the allow path that runs on every
+// request; a no-op without metrics.
+func (a *App) GateCounter(site, policy, answer string) func() {
+	if m := a.metrics; m != nil {
+		return m.gate.WithLabelValues(site, policy, answer).Inc
+	}
+	return func() {}
+}
+
+// GateDecided counts one request the gate decided: site is a host its rules name or "other",
+// policy the deciding policy ("none" when the request was refused before the rules), answer one
+// of allow, unauthorized, invalid_token, forbidden, redirect, bad_request, misdirected,
+// unavailable. The gateway counts each request once, here or through GateCounter.
+func (a *App) GateDecided(site, policy, answer string) {
+	if m := a.metrics; m != nil {
+		m.gate.WithLabelValues(site, policy, answer).Inc()
+	}
 }

@@ -504,9 +504,6 @@ func (a *App) stop() error {
 	return releaseBackend(a.dir)
 }
 
-// IssuerURL is the issuer without a trailing slash.
-func (a *App) IssuerURL() string { return a.issuer }
-
 // client returns the registered client with the id.
 func (a *App) client(id string) (*clients.Client, bool) {
 	c, ok := a.clients[id]

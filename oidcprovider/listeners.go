@@ -39,17 +39,3 @@ func (a *App) listenPorts() []portRange {
 	}
 	return out
 }
-
-// ListensOn reports whether one of this config's HTTP servers listens on port.
-func (a *App) ListensOn(port uint) bool {
-	st := a.running()
-	if st == nil {
-		return false
-	}
-	for _, r := range st.ports {
-		if r.start <= port && port <= r.end {
-			return true
-		}
-	}
-	return false
-}

@@ -134,23 +134,3 @@ func (m *metrics) banned() {
 		m.bans.Inc()
 	}
 }
-
-// GateCounter returns the increment of the gate's decision counter for one (site, policy,
-// answer), as GateDecided counts them, resolved once, for the allow path that runs on every
-// request; a no-op without metrics.
-func (a *App) GateCounter(site, policy, answer string) func() {
-	if m := a.metrics; m != nil {
-		return m.gate.WithLabelValues(site, policy, answer).Inc
-	}
-	return func() {}
-}
-
-// GateDecided counts one request the gate decided: site is a host its rules name or "other",
-// policy the deciding policy ("none" when the request was refused before the rules), answer one
-// of allow, unauthorized, invalid_token, forbidden, redirect, bad_request, misdirected,
-// unavailable. The gateway counts each request once, here or through GateCounter.
-func (a *App) GateDecided(site, policy, answer string) {
-	if m := a.metrics; m != nil {
-		m.gate.WithLabelValues(site, policy, answer).Inc()
-	}
-}

@@ -119,39 +119,6 @@ func (a *App) runningPeople() (*runtimeState, error) {
 	return st, nil
 }
 
-// UserIdentity is who valid Basic credentials speak for. It is immutable.
-type UserIdentity struct {
-	// Username is the user's name.
-	Username string
-	// DisplayName is the displayname, or the username.
-	DisplayName string
-	// Email is the primary address, or "".
-	Email string
-	// Groups are the user's groups.
-	Groups []string
-	// GroupString is Groups joined with commas, for Remote-Groups.
-	GroupString string
-}
-
-// ErrNoUsers means no users_file is configured: Basic credentials are not ours.
-var ErrNoUsers = errors.New("oidc: no users_file is configured")
-
-// ErrBadCredentials is a wrong username or password, a disabled user, or a banned attempt: the
-// same answer, at the same cost, for all of them.
-var ErrBadCredentials = errors.New("oidc: the username or password is wrong")
-
-// CheckBasic checks Basic credentials of a caller at ip (Caddy's client IP) with the password
-// guard (regulation.Guard: regulation, remembered right passwords, digest slots, identical
-// attempts sharing one check, unknown users and bans answered at a digest's pace). It answers
-// ErrNoUsers without a users_file, ErrUnavailable while the store is not open or when no digest
-// slot came free in time, ErrBadCredentials for a wrong username or password, a disabled user
-// or a banned attempt. A caller who leaves before the answer gets its context's error
-// (context.Canceled or context.DeadlineExceeded), in every branch; the attempt counts all the
-// same.
-func (a *App) CheckBasic(ctx context.Context, username, password, ip string) (*UserIdentity, error) {
-	return a.checkPassword(ctx, username, password, ip, "basic")
-}
-
 // checkPassword is CheckBasic for a password given via "basic" (credentials on a request) or
 // "portal" (the sign-in form): the log lines and metrics say which.
 func (a *App) checkPassword(ctx context.Context, username, password, ip, via string) (*UserIdentity, error) {

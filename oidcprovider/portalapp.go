@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"sync"
 	"sync/atomic"
 
@@ -114,80 +113,6 @@ func (a *App) checkPortalPassword(ctx context.Context, username, password, ip st
 	return err
 }
 
-// SessionCookieName is the name of the portal's session cookie, or "" when no users_file is
-// configured (no sessions).
-func (a *App) SessionCookieName() string {
-	if a.portal == nil {
-		return ""
-	}
-	return a.portal.cookieName
-}
-
-// CheckSession returns who the session cookie value speaks for and the factor level reached
-// (1 or 2). An unknown, ended or expired session, or one whose user was removed or disabled, is
-// ErrNoSession: the caller treats the cookie as absent.
-func (a *App) CheckSession(cookie string) (*UserIdentity, int, error) {
-	st, err := a.runningPeople()
-	if err != nil {
-		return nil, 0, err
-	}
-	name, level, err := st.sessions.Who(cookie)
-	if errors.Is(err, session.ErrNoSession) {
-		return nil, 0, ErrNoSession
-	} else if err != nil {
-		return nil, 0, ErrUnavailable
-	}
-	db := st.users.Current()
-	u, ok := db.Lookup(name)
-	if !ok || u.Disabled {
-		_ = st.sessions.End(cookie)
-		return nil, 0, ErrNoSession
-	}
-	return st.identities.of(db, u), int(level), nil
-}
-
-// User is the current identity of the user called name, or false when there is no users file,
-// the store is not open, or the user is gone or disabled (a user's access token at the gateway).
-func (a *App) User(name string) (*UserIdentity, bool) {
-	st, err := a.runningPeople()
-	if err != nil {
-		return nil, false
-	}
-	db := st.users.Current()
-	u, ok := db.Lookup(name)
-	if !ok || u.Disabled {
-		return nil, false
-	}
-	return st.identities.of(db, u), true
-}
-
-// EndUserSessions ends every sign-in session of user (an operator cutting off a stolen
-// session) and returns how many were live.
-func (a *App) EndUserSessions(user string) (int, error) {
-	st, err := a.runningPeople()
-	if err != nil {
-		return 0, err
-	}
-	refs, err := st.sessions.EndUserRefs(user)
-	if err != nil {
-		return len(refs), err
-	}
-	// the access tokens applications obtained through those sessions end with them
-	tokens := 0
-	for _, ref := range refs {
-		if ref == "" {
-			continue
-		}
-		n, err := st.provider.EndBrowserSession(ref)
-		if err != nil {
-			return len(refs), err
-		}
-		tokens += n
-	}
-	a.logger.Info("sessions ended by the operator", zap.String("user", user), zap.Int("sessions", len(refs)), zap.Int("tokens", tokens))
-	return len(refs), nil
-}
-
 // identityCache keeps the UserIdentity of each user of one version of the users file, so the
 // gateway's cookie check builds none per request; a new version of the file starts a new cache.
 type identityCache struct {
@@ -211,15 +136,6 @@ func (c *identityCache) of(db *users.Database, u *users.User) *UserIdentity {
 	id := userIdentity(u)
 	ids.m.Store(u, id)
 	return id
-}
-
-// ErrNoSession is a session cookie that speaks for no one (unknown, ended, expired, or its
-// user removed or disabled).
-var ErrNoSession = errors.New("oidc: no such session")
-
-// SecondFactorURL is the portal's second-factor page with the return URL rd and method rm.
-func (a *App) SecondFactorURL(rd, rm string) string {
-	return a.issuer + portal.PathSecondFactor + "?rd=" + url.QueryEscape(rd) + "&rm=" + url.QueryEscape(rm)
 }
 
 // servePortal serves a portal page at rel, and reports whether rel was one.
