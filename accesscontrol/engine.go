@@ -156,6 +156,23 @@ func (e *Engine) Decide(req *Request, subj *Subject) Decision {
 	return Decision{Policy: e.defaultPolicy, Rule: -1}
 }
 
+// DecideFor is Decide(req, subj) for a caller whose anonymous decision, Decide(req, nil), is
+// anon, without evaluating again what anon settled: an anonymous caller "may match" every rule
+// any caller matches, so no rule before anon's can match, and a rule without subjects matches
+// every caller alike. A gate that decides for the anonymous caller first (to let a bypass rule
+// through before reading credentials) pays one rule for the caller it then identifies.
+func (e *Engine) DecideFor(req *Request, subj *Subject, anon Decision) Decision {
+	if anon.Rule < 0 || !anon.HasSubjects || subj.IsAnonymous() {
+		return anon
+	}
+	for i := anon.Rule; i < len(e.rules); i++ {
+		if r := e.rules[i]; r.matches(req, subj, false) {
+			return Decision{Policy: r.policy, Rule: i, HasSubjects: r.hasSubjects}
+		}
+	}
+	return Decision{Policy: e.defaultPolicy, Rule: -1}
+}
+
 func (r *compiledRule) matches(req *Request, s *Subject, anon bool) bool {
 	if (len(r.domains) > 0 || len(r.domainRegex) > 0) && !r.matchDomain(req.Host, s, anon) {
 		return false

@@ -26,7 +26,7 @@ const foreignTokenDescription = "The Bearer token was not issued by this provide
 func (g *gate) decide(req *accesscontrol.Request, found *identification, anon accesscontrol.Decision) (verdict, accesscontrol.Decision) {
 	d := anon
 	if found.id != nil {
-		d = g.engine.Decide(req, &found.id.subject)
+		d = g.engine.DecideFor(req, &found.id.subject, anon)
 	}
 	switch {
 	case d.Policy == accesscontrol.Bypass:
