@@ -59,14 +59,17 @@ func (p *Provider) writeError(w http.ResponseWriter, r *http.Request, err error)
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
+	// the status is decided here, never written into rfc: it may be a shared error value
+	// (fosite.ErrInvalidClient itself, or a package's WithHint copy) that other requests read
+	status := rfc.CodeField
 	if rfc.ErrorField == fosite.ErrInvalidClient.ErrorField {
-		rfc.CodeField = http.StatusUnauthorized
+		status = http.StatusUnauthorized
 		w.Header().Set("WWW-Authenticate", `Basic realm="`+p.cfg.Issuer+`"`)
 	}
-	if rfc.CodeField == http.StatusServiceUnavailable {
+	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
-	writeJSON(w, rfc.CodeField, struct {
+	writeJSON(w, status, struct {
 		Error       string `json:"error"`
 		Description string `json:"error_description,omitempty"`
 	}{rfc.ErrorField, rfc.GetDescription()})

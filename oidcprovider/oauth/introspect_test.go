@@ -7,8 +7,10 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/ory/fosite"
 	"golang.org/x/oauth2"
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
@@ -109,4 +111,27 @@ func TestIntrospectionTellsWhoseTokenOnlyToItsClients(t *testing.T) {
 			t.Errorf("%s introspects %s's token: username %v sub %v", c.caller, c.owner, body["username"], body["sub"])
 		}
 	}
+}
+
+// Refusals answered at once share fosite's error values; writing the answer must not write
+// into them (under -race, concurrent wrong credentials were a data race on fosite.ErrInvalidClient).
+func TestConcurrentRefusalsShareNoState(t *testing.T) {
+	f := introspectionProvider(t)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w, body := postPublic(f.p.ServeIntrospection, PathIntrospection, url.Values{"client_id": {"spa"}, "token": {"x"}})
+			if w.Code != http.StatusUnauthorized || body["error"] != "invalid_client" {
+				t.Errorf("public client: %d %v", w.Code, body)
+			}
+			w2 := httptest.NewRecorder()
+			f.p.writeError(w2, httptest.NewRequest(http.MethodPost, PathIntrospection, nil), fosite.ErrInvalidClient)
+			if w2.Code != http.StatusUnauthorized {
+				t.Errorf("fosite.ErrInvalidClient: %d", w2.Code)
+			}
+		}()
+	}
+	wg.Wait()
 }
