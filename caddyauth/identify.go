@@ -3,7 +3,6 @@ package caddyauth
 import (
 	"encoding/base64"
 	"errors"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -11,7 +10,6 @@ import (
 	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/portcullis-auth/portcullis/accesscontrol"
 	"github.com/portcullis-auth/portcullis/oidcprovider"
@@ -147,11 +145,7 @@ func (g *gate) checkBasic(r *http.Request, cred string) (*oidcprovider.UserIdent
 	if !ok || user == "" {
 		return nil, errMalformedBasic
 	}
-	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-	if ip == "" {
-		ip, _, _ = net.SplitHostPort(r.RemoteAddr)
-	}
-	return g.app.CheckBasic(r.Context(), user, pass, ip)
+	return g.app.CheckBasic(r.Context(), user, pass, oidcprovider.ClientIP(r))
 }
 
 // identityCacheMax bounds the identity cache: past it the cache starts afresh.

@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/portcullis-auth/portcullis/accesscontrol"
+	"github.com/portcullis-auth/portcullis/oidcprovider"
 	"github.com/portcullis-auth/portcullis/oidcprovider/audience"
 )
 
@@ -81,10 +82,7 @@ func (g *gate) requestTarget(r *http.Request) (target, error) {
 		escaped:  escaped,
 		access:   accesscontrol.Request{Host: host, Path: decoded, RawQuery: u.RawQuery, Method: method},
 	}
-	t.access.RawIP, _ = caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-	if t.access.RawIP == "" {
-		t.access.RawIP, _, _ = net.SplitHostPort(r.RemoteAddr)
-	}
+	t.access.RawIP = oidcprovider.ClientIP(r)
 	return t, nil
 }
 

@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"net/url"
 	"slices"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/portcullis-auth/portcullis/accesscontrol"
 	"github.com/portcullis-auth/portcullis/oidcprovider/audience"
@@ -22,6 +26,7 @@ import (
 // admin.go. The gateway gets the app from Caddy (ctx.AppIfConfigured) and asks it, per request:
 //
 // Who is calling:
+//   - ClientIP: the request's client address, as Caddy's trusted_proxies settle it.
 //   - CheckBearer: who an access token speaks for at the URL asked for (*BearerIdentity), or
 //     ErrNotOurToken (not a token of ours), *InvalidTokenError (ours, refused), ErrUnavailable.
 //   - CheckBasic: who Basic credentials speak for (*UserIdentity), or ErrNoUsers (no users_file:
@@ -83,6 +88,20 @@ var ErrBadCredentials = errors.New("oidc: the username or password is wrong")
 // ErrNoSession is a session cookie that speaks for no one (unknown, ended, expired, or its
 // user removed or disabled).
 var ErrNoSession = errors.New("oidc: no such session")
+
+// ClientIP is the request's client address as Caddy settled it (the server's trusted_proxies),
+// or else the peer's address: the one address the provider and the gateway both judge, count
+// and log.
+func ClientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
 
 // CheckBearer validates an access token presented at target, the canonical URL the caller asked
 // for (see oauth.Provider.CheckBearer). It returns ErrNotOurToken for a value that is not a token

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"path/filepath"
@@ -21,7 +20,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/portcullis-auth/portcullis/accesscontrol"
@@ -474,7 +472,7 @@ func (a *App) prepare(b *backend) (*runtimeState, error) {
 		OnTokenIssued:  a.metrics.tokenIssued,
 		OnTokenRefused: a.metrics.tokenRefused,
 		OnTokenRevoked: a.metrics.tokenRevoked,
-		ClientIP:       clientIP,
+		ClientIP:       ClientIP,
 		Keys:           signing,
 		Tokens:         b.tokens,
 		Logger:         a.logger,
@@ -512,18 +510,6 @@ func (a *App) client(id string) (*clients.Client, bool) {
 
 // running returns the started state, or nil while the store is not open.
 func (a *App) running() *runtimeState { return a.state.Load() }
-
-// clientIP is the client address as Caddy settled it (trusted_proxies), or the peer address.
-func clientIP(r *http.Request) string {
-	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
-		return ip
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
 
 // durations are the lifespans as the oauth and clients packages take them.
 func (l Lifespans) durations() clients.Lifespans {

@@ -137,7 +137,7 @@ func (a *App) authorizationPolicy(c *clients.Client, username string, groups []s
 
 // clientAddr is the request's client address as Caddy's trusted proxies settle it.
 func clientAddr(r *http.Request) netip.Addr {
-	addr, err := netip.ParseAddr(clientIP(r))
+	addr, err := netip.ParseAddr(ClientIP(r))
 	if err != nil {
 		return netip.Addr{}
 	}

@@ -45,7 +45,7 @@ func (a *App) startPortal(b *backend, st *runtimeState) error {
 		DefaultRedirect: ps.defaultURL,
 		Users:           st.users.Current,
 		CheckPassword:   a.checkPortalPassword,
-		ClientIP:        clientIP,
+		ClientIP:        ClientIP,
 		Sessions:        st.sessions,
 		Regulator:       st.guard.Regulator(),
 		OnSecondFactor: func(factor, result string, banned bool) {
