@@ -1,7 +1,6 @@
 package caddyauth
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -60,7 +59,7 @@ type gate struct {
 	allowed map[string]*[int(accesscontrol.Deny) + 1]atomic.Pointer[func()]
 	// identities keeps the identity (and its placeholder provider) of each authenticated
 	// caller, so a request allocates neither.
-	identities identityCache
+	identities callerIdentityCache
 }
 
 // countAllowed counts an allowed request of site under policy.
@@ -96,13 +95,11 @@ type strategy struct {
 }
 
 func (c *GateConfig) provision(ctx caddy.Context) (*gate, error) {
-	appIface, err := ctx.AppIfConfigured(oidcprovider.AppName)
-	if errors.Is(err, caddy.ErrNotConfigured) {
-		return nil, errors.New("the global 'oidc' option is missing; add '{ oidc { issuer https://auth.example.com … } }' at the top of the Caddyfile")
-	} else if err != nil {
+	app, err := oidcprovider.AppOf(ctx)
+	if err != nil {
 		return nil, err
 	}
-	g, err := c.newGate(appIface.(*oidcprovider.App))
+	g, err := c.newGate(app)
 	if err != nil {
 		return nil, err
 	}

@@ -151,19 +151,19 @@ func (g *gate) checkBasic(r *http.Request, cred string) (*oidcprovider.UserIdent
 // identityCacheMax bounds the identity cache: past it the cache starts afresh.
 const identityCacheMax = 10000
 
-// identityCache keeps the identities of recent callers with their placeholder providers, so the
+// callerIdentityCache keeps the identities of recent callers with their placeholder providers, so the
 // hot path allocates neither. It is keyed by who the caller is (a *UserIdentity or a
 // *BearerIdentity: immutable values the provider replaces rather than changes, so an entry is
 // never stale), each with the few identities of its strategies and levels. A lookup boxes only
 // a pointer, which does not allocate.
-type identityCache struct {
+type callerIdentityCache struct {
 	m sync.Map // who → *[]*identity (copied on write)
 	n atomic.Int64
 }
 
 // get returns the cached identity of who through s at level (with the session cookie's name,
 // for a session), or nil.
-func (c *identityCache) get(who any, s *strategy, level accesscontrol.Policy, cookie string) *identity {
+func (c *callerIdentityCache) get(who any, s *strategy, level accesscontrol.Policy, cookie string) *identity {
 	if v, ok := c.m.Load(who); ok {
 		for _, id := range *v.(*[]*identity) {
 			if id.strategy == s && id.level == level && id.cookie == cookie {
@@ -175,7 +175,7 @@ func (c *identityCache) get(who any, s *strategy, level accesscontrol.Policy, co
 }
 
 // add caches id, an identity of who, and returns it.
-func (c *identityCache) add(who any, id *identity) *identity {
+func (c *callerIdentityCache) add(who any, id *identity) *identity {
 	id.placeholders = id.placeholderProvider()
 	list := []*identity{id}
 	if v, ok := c.m.Load(who); ok {

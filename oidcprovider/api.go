@@ -23,7 +23,7 @@ import (
 // nothing else. Beside it, caddyauth uses only UnmarshalRule (a site's rules, with the Caddyfile
 // parsing in caddyfile.go) and, for its check-policy command, Provision and the helpers of
 // command.go (AddCommand, Subcommand, UsageError, PrintJSON); the operator's calls are in
-// admin.go. The gateway gets the app from Caddy (ctx.AppIfConfigured) and asks it, per request:
+// admin.go. The gateway gets the app from Caddy with AppOf and asks it, per request:
 //
 // Who is calling:
 //   - ClientIP: the request's client address, as Caddy's trusted_proxies settle it.

@@ -156,10 +156,10 @@ type runtimeState struct {
 	secret   []byte      // the provider's secret, the root of the portal's keys
 
 	// people, with a users_file (all nil without one)
-	users      *users.File       // watched for changes while running
-	stopWatch  chan struct{}     // closed to end the watch
-	identities *identityCache    // users' identities for the gateway, per version of the file
-	guard      *regulation.Guard // checks users' passwords
+	users      *users.File        // watched for changes while running
+	stopWatch  chan struct{}      // closed to end the watch
+	identities *userIdentityCache // users' identities for the gateway, per version of the file
+	guard      *regulation.Guard  // checks users' passwords
 	sessions   *session.Store
 	portal     *portal.Portal
 	flow       *oauth.Flow      // the browser side of the flows, on the portal

@@ -62,7 +62,7 @@ func NewHandler(app *App) *Handler { return &Handler{app: app} }
 
 // Provision finds the oidc app.
 func (h *Handler) Provision(ctx caddy.Context) error {
-	app, err := appOf(ctx)
+	app, err := AppOf(ctx)
 	if err != nil {
 		return err
 	}
@@ -70,11 +70,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// appOf returns the config's oidc app, or an error saying how to add it.
-func appOf(ctx caddy.Context) (*App, error) {
+// AppOf returns the config's oidc app, or an error saying how to add it: the provider's handler
+// and the gateway's handlers find the app with it.
+func AppOf(ctx caddy.Context) (*App, error) {
 	app, err := ctx.AppIfConfigured(AppName)
 	if errors.Is(err, caddy.ErrNotConfigured) {
-		return nil, errors.New("the global 'oidc' option is missing; add '{ oidc { issuer https://auth.example.com } }' at the top of the Caddyfile")
+		return nil, errors.New("the global 'oidc' option is missing; add '{ oidc { issuer https://auth.example.com … } }' at the top of the Caddyfile")
 	} else if err != nil {
 		return nil, err
 	}

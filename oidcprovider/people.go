@@ -76,7 +76,7 @@ func (a *App) startPeople(b *backend, st *runtimeState) error {
 		return nil
 	}
 	st.users = a.usersFile
-	st.identities = new(identityCache)
+	st.identities = new(userIdentityCache)
 	reg, err := regulation.New(a.Regulation.config(), b.kv)
 	if err != nil {
 		return err

@@ -113,9 +113,9 @@ func (a *App) checkPortalPassword(ctx context.Context, username, password, ip st
 	return err
 }
 
-// identityCache keeps the UserIdentity of each user of one version of the users file, so the
+// userIdentityCache keeps the UserIdentity of each user of one version of the users file, so the
 // gateway's cookie check builds none per request; a new version of the file starts a new cache.
-type identityCache struct {
+type userIdentityCache struct {
 	cur atomic.Pointer[identitiesOf]
 }
 
@@ -124,7 +124,7 @@ type identitiesOf struct {
 	m  sync.Map // *users.User → *UserIdentity
 }
 
-func (c *identityCache) of(db *users.Database, u *users.User) *UserIdentity {
+func (c *userIdentityCache) of(db *users.Database, u *users.User) *UserIdentity {
 	ids := c.cur.Load()
 	if ids == nil || ids.db != db {
 		ids = &identitiesOf{db: db}

@@ -59,7 +59,9 @@ func (p *Portal) RenderError(w http.ResponseWriter, r *http.Request, status int,
 	p.render(w, r, status, "error", &pageData{Title: title, Error: msg})
 }
 
-// secureHeaders sets the headers every portal page carries.
+// secureHeaders sets the headers every portal answer carries (ServeHTTP's and the pages the
+// provider's flows render): no framing, no sniffing, the pages' Content-Security-Policy, and
+// no-store (which ServeHTTP lifts for the static assets alone).
 func (p *Portal) secureHeaders(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Content-Security-Policy", p.csp)

@@ -229,21 +229,16 @@ func (p *Portal) Handles(rel string) bool {
 // ServeHTTP serves the page at rel (a path relative to the issuer). The caller bounds the body
 // of a POST (oidcprovider does, with oauth.MaxFormBytes, as for the protocol's forms).
 func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request, rel string) {
-	h := w.Header()
-	h.Set("Content-Security-Policy", p.csp)
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "same-origin")
+	p.secureHeaders(w)
 	if strings.HasPrefix(rel, pathAssets) {
 		if strings.HasSuffix(rel, "/") {
 			http.NotFound(w, r) // no directory listings
 			return
 		}
-		h.Set("Cache-Control", "public, max-age=3600")
+		w.Header().Set("Cache-Control", "public, max-age=3600") // the assets alone may be cached
 		p.assets.ServeHTTP(w, r)
 		return
 	}
-	h.Set("Cache-Control", "no-store")
 	get := r.Method == http.MethodGet || r.Method == http.MethodHead
 	post := r.Method == http.MethodPost
 	if post {
@@ -291,7 +286,7 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request, rel string) {
 	case rel == PathSignOut && post:
 		p.signOut(w, r)
 	default:
-		h.Set("Allow", "GET, HEAD, POST")
+		w.Header().Set("Allow", "GET, HEAD, POST")
 		http.Error(w, "405 method not allowed", http.StatusMethodNotAllowed)
 	}
 }

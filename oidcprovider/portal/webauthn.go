@@ -16,16 +16,16 @@ import (
 // This file is security keys and passkeys (WebAuthn): the script's JSON endpoints for signing
 // in, registering a key, and removing one.
 
-// writeJSON answers the WebAuthn script.
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// answerScript answers the WebAuthn script's fetch with v as JSON.
+func answerScript(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// jsonError is what the WebAuthn script shows.
-func jsonError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
+// scriptError answers the WebAuthn script with the message it shows.
+func scriptError(w http.ResponseWriter, status int, msg string) {
+	answerScript(w, status, map[string]string{"error": msg})
 }
 
 // webauthnSession is the session of a request of the WebAuthn script, with WebAuthn enabled;
@@ -33,11 +33,11 @@ func jsonError(w http.ResponseWriter, status int, msg string) {
 func (p *Portal) webauthnSession(w http.ResponseWriter, r *http.Request) (string, *session.Session, *users.User, bool) {
 	id, sess, u := p.current(r)
 	if sess == nil {
-		jsonError(w, http.StatusUnauthorized, "Your session has ended. Sign in again.")
+		scriptError(w, http.StatusUnauthorized, "Your session has ended. Sign in again.")
 		return "", nil, nil, false
 	}
 	if p.cfg.WebAuthn == nil {
-		jsonError(w, http.StatusNotFound, "Security keys are not enabled.")
+		scriptError(w, http.StatusNotFound, "Security keys are not enabled.")
 		return "", nil, nil, false
 	}
 	return id, sess, u, true
@@ -50,11 +50,11 @@ func (p *Portal) webauthnLoginOptions(w http.ResponseWriter, r *http.Request) {
 	}
 	opts, err := p.cfg.WebAuthn.BeginLogin(u.Name, p.ceremonyKey(id))
 	if errors.Is(err, webauthn.ErrNoDevice) {
-		jsonError(w, http.StatusBadRequest, "You have no security key registered.")
+		scriptError(w, http.StatusBadRequest, "You have no security key registered.")
 		return
 	} else if err != nil {
 		p.cfg.Logger.Error("portal: starting a WebAuthn sign-in", zap.Error(err))
-		jsonError(w, http.StatusServiceUnavailable, "Try again in a moment.")
+		scriptError(w, http.StatusServiceUnavailable, "Try again in a moment.")
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -69,33 +69,33 @@ func (p *Portal) webauthnLoginVerify(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		jsonError(w, http.StatusBadRequest, "The answer was too large.")
+		scriptError(w, http.StatusBadRequest, "The answer was too large.")
 		return
 	}
 	addr := p.clientAddr(r)
 	attempt, allowed := p.begin(u.Name, addr)
 	if !allowed {
 		p.observe("webauthn", "banned", nil)
-		jsonError(w, http.StatusUnauthorized, "The security key was not accepted.")
+		scriptError(w, http.StatusUnauthorized, "The security key was not accepted.")
 		return
 	}
 	if err := p.cfg.WebAuthn.FinishLogin(u.Name, p.ceremonyKey(id), body); err != nil {
 		p.cfg.Logger.Info("second factor refused", zap.String("user", u.Name), zap.String("factor", "webauthn"), zap.String("reason", err.Error()), zap.String("remote_ip", addr.String()))
 		p.observe("webauthn", "failure", attempt)
-		jsonError(w, http.StatusUnauthorized, "The security key was not accepted.")
+		scriptError(w, http.StatusUnauthorized, "The security key was not accepted.")
 		return
 	}
 	attempt.Succeeded()
 	p.observe("webauthn", "success", nil)
 	if !p.elevate(w, id, u, "webauthn", addr.String()) {
-		jsonError(w, http.StatusServiceUnavailable, "Try again in a moment.")
+		scriptError(w, http.StatusServiceUnavailable, "Try again in a moment.")
 		return
 	}
 	to := rd
 	if to == "" {
 		to = p.afterSignIn()
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"redirect": to})
+	answerScript(w, http.StatusOK, map[string]string{"redirect": to})
 }
 
 // keyRegisterPage shows the security-key registration (the script runs the ceremony).
@@ -116,7 +116,7 @@ func (p *Portal) deviceSession(w http.ResponseWriter, r *http.Request) (string, 
 	}
 	now := p.cfg.Now()
 	if now.Sub(sess.PasswordAt) > freshness || (p.hasSecondFactor(u) && (sess.Level < session.TwoFactor || now.Sub(sess.SecondFactorAt) > freshness)) {
-		jsonError(w, http.StatusForbidden, "Confirm it is you again: reload the page.")
+		scriptError(w, http.StatusForbidden, "Confirm it is you again: reload the page.")
 		return "", nil, nil, false
 	}
 	return id, sess, u, true
@@ -130,7 +130,7 @@ func (p *Portal) keyRegisterOptions(w http.ResponseWriter, r *http.Request) {
 	opts, err := p.cfg.WebAuthn.BeginRegistration(u.Name, u.DisplayName, p.ceremonyKey(id))
 	if err != nil {
 		p.cfg.Logger.Error("portal: starting a WebAuthn registration", zap.Error(err))
-		jsonError(w, http.StatusServiceUnavailable, "Try again in a moment.")
+		scriptError(w, http.StatusServiceUnavailable, "Try again in a moment.")
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -148,13 +148,13 @@ func (p *Portal) keyRegisterVerify(w http.ResponseWriter, r *http.Request) {
 		Credential json.RawMessage `json:"credential"`
 	}
 	if err := json.NewDecoder(r.Body).Decode(&in); err != nil || len(in.Credential) == 0 {
-		jsonError(w, http.StatusBadRequest, "The browser's answer could not be read.")
+		scriptError(w, http.StatusBadRequest, "The browser's answer could not be read.")
 		return
 	}
 	cred, err := p.cfg.WebAuthn.FinishRegistration(u.Name, u.DisplayName, p.ceremonyKey(id), in.Name, in.Credential)
 	if err != nil {
 		p.cfg.Logger.Info("security key not registered", zap.String("user", u.Name), zap.String("reason", err.Error()))
-		jsonError(w, http.StatusBadRequest, "The security key could not be registered. Try again.")
+		scriptError(w, http.StatusBadRequest, "The security key could not be registered. Try again.")
 		return
 	}
 	p.cfg.Logger.Info("second factor added", zap.String("user", u.Name), zap.String("factor", "webauthn"), zap.String("name", cred.Name), zap.String("remote_ip", p.cfg.ClientIP(r)))
@@ -162,7 +162,7 @@ func (p *Portal) keyRegisterVerify(w http.ResponseWriter, r *http.Request) {
 	if rd != "" && sess.Level < session.TwoFactor {
 		to = p.withRD(PathSecondFactor, rd)
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"redirect": to})
+	answerScript(w, http.StatusOK, map[string]string{"redirect": to})
 }
 
 func (p *Portal) keyRemove(w http.ResponseWriter, r *http.Request) {
