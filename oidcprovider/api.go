@@ -32,8 +32,9 @@ import (
 //   - CheckBasic: who Basic credentials speak for (*UserIdentity), or ErrNoUsers (no users_file:
 //     not ours to check), ErrBadCredentials (wrong, disabled or banned, one answer),
 //     ErrUnavailable, or the context's error when the caller left.
-//   - SessionCookieName and CheckSession: the portal's cookie, and who a session speaks for and
-//     its factor level, or ErrNoUsers, ErrNoSession (treat the cookie as absent), ErrUnavailable.
+//   - SessionCookieName and CheckSession: the portal's cookie, and who a request's session
+//     cookies speak for and the factor level, or ErrNoUsers, ErrNoSession (treat the cookies as
+//     absent), ErrSessionCookies (two people's sessions: 400), ErrUnavailable.
 //   - User: the current identity of a user a token speaks for, or false when the user is gone
 //     or disabled (or there is no users file, or the store is not open).
 //
@@ -136,27 +137,51 @@ func (a *App) SessionCookieName() string {
 	return a.portal.cookieName
 }
 
-// CheckSession returns who the session cookie value speaks for and the factor level reached
-// (1 or 2). An unknown, ended or expired session, or one whose user was removed or disabled, is
-// ErrNoSession: the caller treats the cookie as absent.
-func (a *App) CheckSession(cookie string) (*UserIdentity, int, error) {
-	st, err := a.runningPeople()
-	if err != nil {
-		return nil, 0, err
+// ErrSessionCookies is a request whose session cookies speak for two people, or that carries
+// more than four cookies of the session cookie's name (session.ErrCookies): answer 400.
+var ErrSessionCookies = session.ErrCookies
+
+// CheckSession returns who the session cookies of a request (h, its header) speak for and the
+// factor level reached (1 or 2), by the rule the portal reads them with too (session.Pick):
+// every cookie of the name counts, one that speaks for no one is skipped, the live sessions of
+// two people (or more than four cookies) are ErrSessionCookies. No cookie, or none that speaks
+// for anyone (unknown, ended or expired sessions, or their user removed or disabled), is
+// ErrNoSession: the caller treats the cookies as absent.
+func (a *App) CheckSession(h http.Header) (*UserIdentity, int, error) {
+	if a.portal == nil {
+		return nil, 0, ErrNoUsers
 	}
-	name, level, err := st.sessions.Who(cookie)
+	_, found, err := session.Pick(h, a.portal.cookieName, func(id string) (string, sessionIdentity, error) {
+		st, err := a.runningPeople()
+		if err != nil {
+			return "", sessionIdentity{}, err
+		}
+		name, level, err := st.sessions.Who(id)
+		if errors.Is(err, session.ErrNoSession) {
+			return "", sessionIdentity{}, err
+		} else if err != nil {
+			return "", sessionIdentity{}, ErrUnavailable
+		}
+		db := st.users.Current()
+		u, ok := db.Lookup(name)
+		if !ok || u.Disabled {
+			_ = st.sessions.End(id)
+			return "", sessionIdentity{}, session.ErrNoSession
+		}
+		return name, sessionIdentity{st.identities.of(db, u), int(level)}, nil
+	})
 	if errors.Is(err, session.ErrNoSession) {
 		return nil, 0, ErrNoSession
 	} else if err != nil {
-		return nil, 0, ErrUnavailable
+		return nil, 0, err
 	}
-	db := st.users.Current()
-	u, ok := db.Lookup(name)
-	if !ok || u.Disabled {
-		_ = st.sessions.End(cookie)
-		return nil, 0, ErrNoSession
-	}
-	return st.identities.of(db, u), int(level), nil
+	return found.user, found.level, nil
+}
+
+// sessionIdentity is who a live session speaks for, at its factor level.
+type sessionIdentity struct {
+	user  *UserIdentity
+	level int
 }
 
 // User is the current identity of the user called name, or false when there is no users file,

@@ -40,7 +40,8 @@ func newPortalWorld(t *testing.T) *portalWorld {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = kv.Destruct() })
-	db, err := users.Parse([]byte("users:\n  john:\n    displayname: John Doe\n    password: \"" + johnDigest + "\"\n"))
+	db, err := users.Parse([]byte("users:\n  john:\n    displayname: John Doe\n    password: \"" + johnDigest + "\"\n" +
+		"  jane:\n    displayname: Jane Doe\n    password: \"" + johnDigest + "\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,5 +199,66 @@ func TestSignInEndsAPlantedSession(t *testing.T) {
 	}
 	if len(ended) != 1 || ended[0] != "john "+before.Ref() {
 		t.Errorf("OnSignOut was told %q, want the replaced session's reference", ended)
+	}
+}
+
+// The portal reads the session cookies by the gate's rule (session.Pick): a cookie of the name
+// that speaks for no one never shadows a live one, in whatever order; the live sessions of two
+// people are a 400 on the portal's pages, as at the gate, and no session for the provider's
+// flows (Current), so the authorization endpoint issues nothing for either of them.
+func TestSessionCookiesReadAsAtTheGate(t *testing.T) {
+	w := newPortalWorld(t)
+	john, _, err := w.sessions.Create("john", session.OneFactor, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	john2, _, _ := w.sessions.Create("john", session.OneFactor, false)
+	jane, _, _ := w.sessions.Create("jane", session.OneFactor, false)
+	const name = "portcullis_session="
+	get := func(cookie string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", "https://auth.example.com/settings", nil)
+		r.Header.Set("Cookie", cookie)
+		rec := httptest.NewRecorder()
+		w.p.ServeHTTP(rec, r, PathSettings)
+		return rec
+	}
+	current := func(cookie string) string {
+		r := httptest.NewRequest("GET", "https://auth.example.com/api/oidc/authorization", nil)
+		r.Header.Set("Cookie", cookie)
+		if _, sess, _ := w.p.Current(r); sess != nil {
+			return sess.User
+		}
+		return ""
+	}
+	for _, c := range []struct {
+		cookie string
+		status int
+		user   string
+	}{
+		{name + "junk; " + name + john, 200, "john"},
+		{name + strings.Repeat("A", 43) + "; theme=dark; " + name + john, 200, "john"},
+		{name + john + "; " + name + "junk", 200, "john"},
+		{name + john + "; " + name + john2, 200, "john"},
+		{name + jane + "; " + name + john, 400, ""},
+		{name + john + "; " + name + jane, 400, ""},
+		{name + "v; " + name + "w; " + name + "x; " + name + "y; " + name + john, 400, ""},
+		{name + "junk", 303, ""},
+	} {
+		rec := get(c.cookie)
+		if rec.Code != c.status || (c.user == "john" && !strings.Contains(rec.Body.String(), "John Doe")) {
+			t.Errorf("%q: the settings page answered %d, want %d (signed in as %q)", c.cookie, rec.Code, c.status, c.user)
+		}
+		if got := current(c.cookie); got != c.user {
+			t.Errorf("%q: Current is %q, want %q", c.cookie, got, c.user)
+		}
+	}
+	// a sign-out ends the live session behind a junk cookie
+	r := httptest.NewRequest("GET", "https://auth.example.com/", nil)
+	r.Header.Set("Cookie", name+"junk; "+name+john)
+	if err := w.p.EndSession(httptest.NewRecorder(), r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.sessions.Get(john); err == nil {
+		t.Error("a sign-out left the live session behind a junk cookie")
 	}
 }

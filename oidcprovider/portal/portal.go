@@ -239,6 +239,13 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request, rel string) {
 		p.assets.ServeHTTP(w, r)
 		return
 	}
+	if _, _, err := p.pick(r); errors.Is(err, session.ErrCookies) {
+		// as at the gate: the portal does not choose between two people's sessions
+		p.cfg.Logger.Info("portal request refused: session cookies of two people, or too many session cookies", zap.String("path", rel), zap.String("remote_ip", p.cfg.ClientIP(r)))
+		p.render(w, r, http.StatusBadRequest, "error", &pageData{Title: "Your browser sent two sessions",
+			Error: "Your browser sent the session cookies of two people, or too many session cookies, so it cannot be told who is signed in. A site under this domain may have set one. Remove this site's cookies in your browser, then sign in again."})
+		return
+	}
 	get := r.Method == http.MethodGet || r.Method == http.MethodHead
 	post := r.Method == http.MethodPost
 	if post {

@@ -67,22 +67,52 @@ func (p *Portal) checkCSRF(r *http.Request) bool {
 }
 
 // current is the browser's live session and its user, or nils. A session whose user has been
-// removed or disabled is ended.
+// removed or disabled is ended. The cookies are read by the rule the gate reads them with
+// (session.Pick): every session cookie counts, one that speaks for no one never shadows a live
+// one, and the live sessions of two people are no session here (ServeHTTP answers them 400).
 func (p *Portal) current(r *http.Request) (string, *session.Session, *users.User) {
-	c, err := r.Cookie(p.cfg.CookieName)
+	id, s, err := p.pick(r)
 	if err != nil {
 		return "", nil, nil
 	}
-	sess, err := p.cfg.Sessions.Get(c.Value)
-	if err != nil {
-		return "", nil, nil
-	}
-	u, ok := p.cfg.Users().Lookup(sess.User)
-	if !ok || u.Disabled {
-		_ = p.cfg.Sessions.End(c.Value)
-		return "", nil, nil
-	}
-	return c.Value, sess, u
+	return id, s.sess, s.user
+}
+
+// signedIn is a live session and its user.
+type signedIn struct {
+	sess *session.Session
+	user *users.User
+}
+
+// pick is current with the reason when there is no session: session.ErrCookies for the live
+// sessions of two people, or more than session.MaxCookies cookies of the name.
+func (p *Portal) pick(r *http.Request) (string, signedIn, error) {
+	return session.Pick(r.Header, p.cfg.CookieName, func(id string) (string, signedIn, error) {
+		sess, err := p.cfg.Sessions.Get(id)
+		if err != nil {
+			return "", signedIn{}, session.ErrNoSession
+		}
+		u, ok := p.cfg.Users().Lookup(sess.User)
+		if !ok || u.Disabled {
+			_ = p.cfg.Sessions.End(id)
+			return "", signedIn{}, session.ErrNoSession
+		}
+		return sess.User, signedIn{sess, u}, nil
+	})
+}
+
+// sessionID is the id of the browser's live session, or "": the one a sign-in replaces or a
+// sign-out ends. It reads the cookies as current does but without the user's check, so the
+// session of a removed or disabled user still ends as a sign-out ends it (OnSignOut is told).
+func (p *Portal) sessionID(r *http.Request) string {
+	id, _, _ := session.Pick(r.Header, p.cfg.CookieName, func(id string) (string, struct{}, error) {
+		sess, err := p.cfg.Sessions.Get(id)
+		if err != nil {
+			return "", struct{}{}, session.ErrNoSession
+		}
+		return sess.User, struct{}{}, nil
+	})
+	return id
 }
 
 // setSession gives the browser the session cookie for id.

@@ -61,8 +61,8 @@ func (p *Portal) signIn(w http.ResponseWriter, r *http.Request) {
 	// The session it replaces ends as a sign-out would, with what it authorized (OnSignOut):
 	// the new session has another reference, so the replaced one's tokens would otherwise
 	// outlive every later sign-out of this browser (a prompt=login sign-in, say).
-	if c, err := r.Cookie(p.cfg.CookieName); err == nil {
-		_ = p.endSession(c.Value)
+	if id := p.sessionID(r); id != "" {
+		_ = p.endSession(id)
 	}
 	id, sess, err := p.cfg.Sessions.Create(u.Name, session.OneFactor, remember)
 	if err != nil {

@@ -24,11 +24,11 @@ func (p *Portal) signOutPage(w http.ResponseWriter, r *http.Request) {
 // signOut ends the session on the server and removes the cookie.
 func (p *Portal) signOut(w http.ResponseWriter, r *http.Request) {
 	rd := p.safeRedirect(r.PostFormValue("rd"))
-	if c, err := r.Cookie(p.cfg.CookieName); err == nil {
-		if sess, err := p.cfg.Sessions.Get(c.Value); err == nil {
+	if id := p.sessionID(r); id != "" {
+		if sess, err := p.cfg.Sessions.Get(id); err == nil {
 			p.cfg.Logger.Info("signed out", zap.String("user", sess.User), zap.String("remote_ip", p.cfg.ClientIP(r)))
 		}
-		if err := p.endSession(c.Value); err != nil {
+		if err := p.endSession(id); err != nil {
 			p.unavailable(w, r)
 			return
 		}
@@ -68,8 +68,8 @@ func (p *Portal) RenderSignOut(w http.ResponseWriter, r *http.Request, username,
 
 // EndSession ends the browser's session and removes its cookie.
 func (p *Portal) EndSession(w http.ResponseWriter, r *http.Request) error {
-	if c, err := r.Cookie(p.cfg.CookieName); err == nil {
-		if err := p.endSession(c.Value); err != nil {
+	if id := p.sessionID(r); id != "" {
+		if err := p.endSession(id); err != nil {
 			return err
 		}
 	}
