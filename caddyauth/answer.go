@@ -2,6 +2,7 @@ package caddyauth
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -60,13 +61,51 @@ func (g *gate) run(r *http.Request) outcome {
 }
 
 // admit lets an allowed request through: it counts it, gives the upstream the caller's identity
-// headers and placeholders (none on a bypass rule) and removes the session cookie.
+// headers and placeholders (none on a bypass rule, which loses a users_file user's Basic
+// credentials instead) and removes the session cookie.
 func (g *gate) admit(r *http.Request, o *outcome) {
 	g.countAllowed(o.site, o.d.Policy)
 	if o.found.id != nil {
 		applyIdentity(r, o.found.id)
+	} else if o.d.Policy == accesscontrol.Bypass {
+		g.stripUserBasic(r)
 	}
 	g.stripSessionCookie(r)
+}
+
+// stripUserBasic removes, on a bypass rule, the Basic credentials (in the headers of the site's
+// strategies) whose username is a user of the users file, so the upstream of a bypass path never
+// learns a Portcullis password; other Basic credentials (the upstream's own users') and other
+// schemes pass. It is a lookup only: the password is not checked, nothing is counted or logged.
+// A request without those headers allocates nothing.
+func (g *gate) stripUserBasic(r *http.Request) {
+	for i := range g.strategies {
+		s := &g.strategies[i]
+		if s.header == "" {
+			continue
+		}
+		for _, v := range r.Header[s.header] {
+			if name, ok := basicUsername(v); ok && g.app.IsUser(name) {
+				delete(r.Header, s.header)
+				break
+			}
+		}
+	}
+}
+
+// basicUsername is the username of Basic credentials (RFC 7617), or false for another scheme or
+// credentials that do not decode.
+func basicUsername(v string) (string, bool) {
+	i := strings.IndexAny(v, " \t")
+	if i < 0 || !strings.EqualFold(v[:i], "Basic") {
+		return "", false
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v[i+1:]))
+	if err != nil {
+		return "", false
+	}
+	user, _, ok := strings.Cut(string(raw), ":")
+	return user, ok && user != ""
 }
 
 // statusClientGone is the status of a request whose client left while its credentials were

@@ -3,6 +3,7 @@ package caddyauth
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -202,5 +203,40 @@ func TestBothEntryPointsAnswerAlike(t *testing.T) {
 	pw := httptest.NewRecorder()
 	if _, ok, _ := p.Authenticate(pw, gateRequest("https://secure.example.com/", browser)); ok || pw.Header().Get("Location") != w.Header().Get("Location") || pw.Header().Get("WWW-Authenticate") == "" {
 		t.Errorf("browser: the provider's headers %v, want oidc_auth's Location %q and a challenge", pw.Header(), w.Header().Get("Location"))
+	}
+}
+
+// On a bypass rule nothing is checked, but a Portcullis user's Basic credentials (any password,
+// in Authorization or Proxy-Authorization) never reach the upstream, which may be anyone's; the
+// Basic credentials of the upstream's own users and other schemes pass as sent.
+func TestBypassRemovesOurUsersBasicCredentials(t *testing.T) {
+	app := startGateApp(t, t.TempDir())
+	h := newHandler(t, app, GateConfig{})
+	basic := func(user, pass string) string {
+		return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+	}
+	for _, c := range []struct {
+		header, value string
+		kept          bool
+	}{
+		{"Authorization", basic("john", "password"), false},
+		{"Authorization", basic("jane", "wrong"), false},
+		{"Proxy-Authorization", basic("john", "password"), false},
+		{"Authorization", basic("bob", "bobpw"), true},
+		{"Proxy-Authorization", basic("bob", "bobpw"), true},
+		{"Authorization", "Bearer upstream-token", true},
+		{"Authorization", "Basic !!!", true},
+	} {
+		r := gateRequest("https://secure.example.com/public/x", map[string]string{c.header: c.value})
+		up := &upstream{}
+		if err := h.ServeHTTP(httptest.NewRecorder(), r, up); err != nil || !up.called {
+			t.Fatalf("%s %q on a bypass path: %v", c.header, c.value, err)
+		}
+		if got := up.headers.Get(c.header); (got == c.value) != c.kept || (!c.kept && got != "") {
+			t.Errorf("%s %q on a bypass path: the upstream got %q, want kept=%v", c.header, c.value, got, c.kept)
+		}
+		if up.headers.Get("Remote-User") != "" {
+			t.Errorf("%s %q on a bypass path set Remote-User", c.header, c.value)
+		}
 	}
 }

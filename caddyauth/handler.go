@@ -31,8 +31,10 @@ func init() {
 // came in on another port, is refused with 421.
 //
 // When the first rule that can match the request, for any caller, is a bypass rule (bypass
-// rules carry no subjects), the request goes on before any credential is read: nothing is
-// checked, counted or logged, and the upstream gets the credentials as sent.
+// rules carry no subjects), the request goes on before any credential is checked: nothing is
+// checked, counted or logged, and the upstream gets the credentials as sent, except Basic
+// credentials whose username is a user of the users file (a lookup of the name alone), which are
+// removed so the upstream never learns a Portcullis password.
 //
 // Before anything else it removes every request header and trailer named Remote-*, Remote_* or
 // Remote.*, and those names from the Connection header (reverse_proxy drops the headers that

@@ -35,6 +35,8 @@ import (
 //   - SessionCookieName and CheckSession: the portal's cookie, and who a request's session
 //     cookies speak for and the factor level, or ErrNoUsers, ErrNoSession (treat the cookies as
 //     absent), ErrSessionCookies (two people's sessions: 400), ErrUnavailable.
+//   - IsUser: whether a username is one of the users file's (a lookup, nothing checked or
+//     counted), for the Basic credentials the gateway removes on a bypass rule.
 //   - User: the current identity of a user a token speaks for, or false when the user is gone
 //     or disabled (or there is no users file, or the store is not open).
 //
@@ -197,6 +199,19 @@ func (a *App) User(name string) (*UserIdentity, bool) {
 		return nil, false
 	}
 	return st.identities.of(db, u), true
+}
+
+// IsUser reports whether the users file names a user called name, disabled or not. It is a
+// lookup only (no password is checked, nothing is counted or logged): the gateway removes the
+// Basic credentials of a user on a bypass rule. False without a users file, or while the store is
+// not open.
+func (a *App) IsUser(name string) bool {
+	st, err := a.runningPeople()
+	if err != nil {
+		return false
+	}
+	_, ok := st.users.Current().Lookup(name)
+	return ok
 }
 
 // CompileRules compiles rules against this app's network definitions and registered clients:
