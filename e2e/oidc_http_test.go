@@ -1092,3 +1092,28 @@ func bearerCall(t *testing.T, hc *http.Client, target, token string, want int) m
 	_ = json.Unmarshal(body, &rec)
 	return rec
 }
+
+// The authorization endpoint reads the session cookies by the gate's rule: a cookie of the name
+// that speaks for no one, sent before the live session (a sibling site can plant one with a
+// longer path), does not hide the person, who gets a code rather than the sign-in page.
+func TestAuthorizationReadsEverySessionCookie(t *testing.T) {
+	s := startOIDCHTTPSite(t, rpClient("app"))
+	john := newVisitor(t, s.portalSite, "")
+	john.signIn("", "john", "pw-john")
+	sid := john.cookie("portcullis_session")
+	a := s.authURL("app", nil)
+	req, _ := http.NewRequest(http.MethodGet, a.url, nil)
+	req.Header.Set("Accept", "text/html")
+	req.Header.Set("Cookie", "portcullis_session="+strings.Repeat("A", 43)+"; portcullis_session="+sid)
+	hc := s.portalSite.client()
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusSeeOther && resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc.String(), redirectURI("app")+"?") || loc.Query().Get("code") == "" {
+		t.Fatalf("a junk session cookie before john's: %d, Location %q; want a code at the application", resp.StatusCode, loc)
+	}
+}
