@@ -19,11 +19,12 @@ var errSessionCookies = oidcprovider.ErrSessionCookies
 // every cookie of the name counts, so one that speaks for no one never shadows a live one, and
 // the live sessions of two people are errSessionCookies rather than a pick.
 func (g *gate) checkSession(r *http.Request, s *strategy) (*identity, error) {
+	ctx := r.Context()
 	name := g.app.SessionCookieName()
 	if name == "" {
 		return nil, nil
 	}
-	user, level, err := g.app.CheckSession(r.Header)
+	user, level, err := g.app.CheckSession(ctx, r.Header)
 	switch {
 	case errors.Is(err, oidcprovider.ErrNoSession), errors.Is(err, oidcprovider.ErrNoUsers):
 		return nil, nil

@@ -71,6 +71,7 @@ func gateRequest(target string, headers map[string]string) *http.Request {
 // people in one request, or more than four cookies of the name, are refused with 400 rather than
 // one of them picked.
 func TestSeveralSessionCookies(t *testing.T) {
+	ctx := t.Context()
 	app := startGateApp(t, t.TempDir())
 	john, john2, jane := signInAs(t, app, "john"), signInAs(t, app, "john"), signInAs(t, app, "jane")
 	h := newHandler(t, app, GateConfig{})
@@ -109,7 +110,7 @@ func TestSeveralSessionCookies(t *testing.T) {
 		}
 	}
 	// an ended session is one that speaks for no one
-	if _, err := app.EndUserSessions("jane"); err != nil {
+	if _, err := app.EndUserSessions(ctx, "jane"); err != nil {
 		t.Fatal(err)
 	}
 	r := gateRequest("https://secure.example.com/", map[string]string{"Cookie": name + ended + "; " + name + john})

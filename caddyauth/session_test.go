@@ -96,6 +96,7 @@ func signInAs(t testing.TB, app *oidcprovider.App, user string) string {
 // the second-factor page; the upstream gets the Remote-* headers and not the session cookie; an
 // unknown or ended session is absent.
 func TestSessionStrategy(t *testing.T) {
+	ctx := t.Context()
 	app := startPeopleApp(t, t.TempDir())
 	sid := signIn(t, app)
 	h := newHandler(t, app, GateConfig{})
@@ -157,7 +158,7 @@ func TestSessionStrategy(t *testing.T) {
 			t.Errorf("%s: %d %s, want 302 to sign in", name, a.status, a.header.Get("Location"))
 		}
 	}
-	if n, err := app.EndUserSessions("john"); err != nil || n != 1 {
+	if n, err := app.EndUserSessions(ctx, "john"); err != nil || n != 1 {
 		t.Fatalf("EndUserSessions: %d, %v", n, err)
 	}
 	if a := serve(t, h, "GET", "https://secure.example.com/", map[string]string{"Cookie": cookie, "Accept": "text/html"}); a.status != http.StatusFound {

@@ -1,6 +1,7 @@
 package oidcprovider
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,12 +42,13 @@ type revokeRequest struct {
 }
 
 func revokeClientTokens(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
 	var req revokeRequest
 	app, err := adminRequest(r, &req, func() bool { return req.ClientID != "" }, `{"client_id": "<id>"}`)
 	if err != nil {
 		return err
 	}
-	n, err := app.RevokeClientTokens(req.ClientID)
+	n, err := app.RevokeClientTokens(ctx, req.ClientID)
 	if err != nil {
 		return adminError("revoking tokens", err)
 	}
@@ -62,12 +64,13 @@ type endSessionsRequest struct {
 }
 
 func endUserSessions(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
 	var req endSessionsRequest
 	app, err := adminRequest(r, &req, func() bool { return req.User != "" }, `{"user": "<name>"}`)
 	if err != nil {
 		return err
 	}
-	n, err := app.EndUserSessions(req.User)
+	n, err := app.EndUserSessions(ctx, req.User)
 	if errors.Is(err, ErrNoUsers) {
 		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("the running config has no users_file, so no sessions")}
 	} else if err != nil {
@@ -108,22 +111,22 @@ var _ caddy.AdminRouter = adminAPI{}
 // RevokeClientTokens ends every token of a client, registered or since removed from the config
 // (see the admin API's /oidc/tokens/revoke). It fails with ErrUnavailable while the store is not
 // open.
-func (a *App) RevokeClientTokens(clientID string) (int, error) {
+func (a *App) RevokeClientTokens(ctx context.Context, clientID string) (int, error) {
 	st := a.running()
 	if st == nil {
 		return 0, ErrUnavailable
 	}
-	return st.provider.RevokeClientTokens(clientID)
+	return st.provider.RevokeClientTokens(ctx, clientID)
 }
 
 // EndUserSessions ends every sign-in session of user (an operator cutting off a stolen
 // session) and returns how many were live.
-func (a *App) EndUserSessions(user string) (int, error) {
+func (a *App) EndUserSessions(ctx context.Context, user string) (int, error) {
 	st, err := a.runningPeople()
 	if err != nil {
 		return 0, err
 	}
-	refs, err := st.sessions.EndUserRefs(user)
+	refs, err := st.sessions.EndUserRefs(ctx, user)
 	if err != nil {
 		return len(refs), err
 	}
@@ -133,7 +136,7 @@ func (a *App) EndUserSessions(user string) (int, error) {
 		if ref == "" {
 			continue
 		}
-		n, err := st.provider.EndBrowserSession(ref)
+		n, err := st.provider.EndBrowserSession(ctx, ref)
 		if err != nil {
 			return len(refs), err
 		}

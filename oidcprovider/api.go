@@ -149,7 +149,7 @@ var ErrSessionCookies = session.ErrCookies
 // two people (or more than four cookies) are ErrSessionCookies. No cookie, or none that speaks
 // for anyone (unknown, ended or expired sessions, or their user removed or disabled), is
 // ErrNoSession: the caller treats the cookies as absent.
-func (a *App) CheckSession(h http.Header) (*UserIdentity, int, error) {
+func (a *App) CheckSession(ctx context.Context, h http.Header) (*UserIdentity, int, error) {
 	if a.portal == nil {
 		return nil, 0, ErrNoUsers
 	}
@@ -158,7 +158,7 @@ func (a *App) CheckSession(h http.Header) (*UserIdentity, int, error) {
 		if err != nil {
 			return "", sessionIdentity{}, err
 		}
-		name, level, err := st.sessions.Who(id)
+		name, level, err := st.sessions.Who(ctx, id)
 		if errors.Is(err, session.ErrNoSession) {
 			return "", sessionIdentity{}, err
 		} else if err != nil {
@@ -167,7 +167,7 @@ func (a *App) CheckSession(h http.Header) (*UserIdentity, int, error) {
 		db := st.users.Current()
 		u, ok := db.Lookup(name)
 		if !ok || u.Disabled {
-			_ = st.sessions.End(id)
+			_ = st.sessions.End(ctx, id)
 			return "", sessionIdentity{}, session.ErrNoSession
 		}
 		return name, sessionIdentity{st.identities.of(db, u), int(level)}, nil
@@ -188,7 +188,7 @@ type sessionIdentity struct {
 
 // User is the current identity of the user called name, or false when there is no users file,
 // the store is not open, or the user is gone or disabled (a user's access token at the gateway).
-func (a *App) User(name string) (*UserIdentity, bool) {
+func (a *App) User(_ context.Context, name string) (*UserIdentity, bool) {
 	st, err := a.runningPeople()
 	if err != nil {
 		return nil, false

@@ -8,6 +8,7 @@
 package oidcprovider
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -386,18 +387,19 @@ func isLoopbackHost(h string) bool {
 // Start opens (or shares) the store and prepares secrets, keys and the fosite composition. On
 // any error it lets the store go again.
 func (a *App) Start() error {
-	b, loaded, err := acquireBackend(a.dir, a.storeOpts)
+	ctx := a.ctx // startup: no request; the config's context
+	b, loaded, err := acquireBackend(ctx, a.dir, a.storeOpts)
 	if err != nil {
 		return fmt.Errorf("opening store %s: %w (if another Caddy process uses this directory, stop it or use 'caddy reload')", a.dir, err)
 	}
 	if loaded && b.opts != a.storeOpts {
 		a.logger.Warn("storage settings changed while the store is open; they take effect at the next start", zap.String("storage", a.dir))
 	}
-	st, err := a.prepare(b)
+	st, err := a.prepare(ctx, b)
 	if err != nil {
 		return errors.Join(err, releaseBackend(a.dir))
 	}
-	if err := a.startPeople(b, st); err != nil {
+	if err := a.startPeople(ctx, b, st); err != nil {
 		return errors.Join(err, releaseBackend(a.dir))
 	}
 	a.watchUsers(st)
@@ -407,11 +409,11 @@ func (a *App) Start() error {
 }
 
 // prepare builds the running state on an open backend.
-func (a *App) prepare(b *backend) (*runtimeState, error) {
+func (a *App) prepare(ctx context.Context, b *backend) (*runtimeState, error) {
 	secret := a.hmacSecret
 	if secret == nil {
 		var err error
-		secret, err = b.kv.GetOrCreate(keyHMACSecret, func() ([]byte, error) {
+		secret, err = b.kv.GetOrCreate(ctx, keyHMACSecret, func() ([]byte, error) {
 			s := make([]byte, 64)
 			_, _ = rand.Read(s) // crypto/rand.Read never fails (it crashes the program instead)
 			return s, nil
@@ -422,7 +424,7 @@ func (a *App) prepare(b *backend) (*runtimeState, error) {
 	}
 	signing := a.fileKeys
 	if len(signing) == 0 {
-		pemData, err := b.kv.GetOrCreate(keySigningKey, keys.GenerateDefaultPEM)
+		pemData, err := b.kv.GetOrCreate(ctx, keySigningKey, keys.GenerateDefaultPEM)
 		if err != nil {
 			return nil, fmt.Errorf("default signing key: %w", err)
 		}

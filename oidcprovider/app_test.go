@@ -32,12 +32,13 @@ func provisioned(t *testing.T, dir string) *App {
 // at once, and no reference is left in the pool (defect: it stayed open, locked, for the life of
 // the process).
 func TestFailedStartReleasesTheStore(t *testing.T) {
+	ctx := t.Context()
 	dir := t.TempDir()
 	kv, err := store.Open(dir, store.Options{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := kv.Put(store.Entry{Key: keySigningKey, Value: []byte("not a PEM key")}); err != nil {
+	if err := kv.Put(ctx, store.Entry{Key: keySigningKey, Value: []byte("not a PEM key")}); err != nil {
 		t.Fatal(err)
 	}
 	if err := kv.Destruct(); err != nil {
@@ -138,6 +139,7 @@ func TestTokenCacheRevocationRace(t *testing.T) {
 // after the revocation pass listed it (a token minted while the pass ran), and after a restart;
 // tokens minted afterwards work, and other clients' tokens are untouched.
 func TestRevokeClientTokensCutOff(t *testing.T) {
+	ctx := t.Context()
 	dir := t.TempDir()
 	start := func() (*App, *Handler) { return startAppIn(t, dir, testClients) }
 	a, h := start()
@@ -159,25 +161,25 @@ func TestRevokeClientTokensCutOff(t *testing.T) {
 	kuma := mint(h, "uptime-kuma-monitor", "insecure_secret")
 	other := mint(h, "explicit", "explicit-secret")
 	kv := a.running().backend.kv
-	keys, err := kv.Keys([]byte("tok/at/"))
+	keys, err := kv.Keys(ctx, []byte("tok/at/"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	saved := map[string][]byte{}
 	for _, k := range keys {
-		v, _ := kv.Get(k)
+		v, _ := kv.Get(ctx, k)
 		saved[string(k)] = v
 	}
 	if _, err := a.CheckBearer(context.Background(), kuma, target); err != nil {
 		t.Fatal(err)
 	}
-	n, err := a.RevokeClientTokens("uptime-kuma-monitor")
+	n, err := a.RevokeClientTokens(ctx, "uptime-kuma-monitor")
 	if err != nil || n != 1 {
 		t.Fatalf("revoked %d, %v", n, err)
 	}
 	// the record comes back, as a token stored after the pass would
 	for k, v := range saved {
-		if err := kv.Put(store.Entry{Key: []byte(k), Value: v, TTL: time.Hour}); err != nil {
+		if err := kv.Put(ctx, store.Entry{Key: []byte(k), Value: v, TTL: time.Hour}); err != nil {
 			t.Fatal(err)
 		}
 	}

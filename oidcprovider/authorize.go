@@ -107,22 +107,22 @@ func (p flowPortal) RenderSignOut(w http.ResponseWriter, r *http.Request, s *oau
 type flowSubjects struct{ *claims.Subjects }
 
 // Subject implements oauth.Subjects.
-func (s flowSubjects) Subject(_ context.Context, username, sectorID string) (string, error) {
-	return s.Subjects.Subject(username, sectorID)
+func (s flowSubjects) Subject(ctx context.Context, username, sectorID string) (string, error) {
+	return s.Subjects.Subject(ctx, username, sectorID)
 }
 
 // flowConsents are the remembered consents: oauth.Consents.
 type flowConsents struct{ *consent.Store }
 
 // Find implements oauth.Consents.
-func (c flowConsents) Find(_ context.Context, username, clientID string, scopes, audience []string, now time.Time) (bool, error) {
-	_, found, err := c.Store.Find(username, clientID, scopes, audience, now)
+func (c flowConsents) Find(ctx context.Context, username, clientID string, scopes, audience []string, now time.Time) (bool, error) {
+	_, found, err := c.Store.Find(ctx, username, clientID, scopes, audience, now)
 	return found, err
 }
 
 // Remember implements oauth.Consents.
-func (c flowConsents) Remember(_ context.Context, username, clientID string, scopes, audience []string, lifetime time.Duration, now time.Time) error {
-	_, err := c.Store.Remember(username, clientID, scopes, audience, lifetime, now)
+func (c flowConsents) Remember(ctx context.Context, username, clientID string, scopes, audience []string, lifetime time.Duration, now time.Time) error {
+	_, err := c.Store.Remember(ctx, username, clientID, scopes, audience, lifetime, now)
 	return err
 }
 

@@ -1,6 +1,7 @@
 package oidcprovider
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -49,13 +50,13 @@ const (
 // be paired with one releaseBackend(dir). Storage options apply when the database opens; a
 // config that names other options for a directory already open gets the open one (changed
 // options take effect at the next start).
-func acquireBackend(dir string, opts store.Options) (*backend, bool, error) {
+func acquireBackend(ctx context.Context, dir string, opts store.Options) (*backend, bool, error) {
 	v, loaded, err := backends.LoadOrNew(dir, func() (caddy.Destructor, error) {
 		kv, err := store.Open(dir, opts, caddy.Log().Named("oidc.store"))
 		if err != nil {
 			return nil, err
 		}
-		cutoffs, err := oauth.LoadClientCutoffs(kv)
+		cutoffs, err := oauth.LoadClientCutoffs(ctx, kv)
 		if err != nil {
 			return nil, errors.Join(err, kv.Destruct())
 		}

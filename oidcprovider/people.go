@@ -71,13 +71,13 @@ func (a *App) provisionPeople() error {
 // startPeople puts the users file in the running state with what serves its people: the
 // regulation on the store, the password guard, the sessions, the second-factor devices and the
 // portal.
-func (a *App) startPeople(b *backend, st *runtimeState) error {
+func (a *App) startPeople(ctx context.Context, b *backend, st *runtimeState) error {
 	if a.usersFile == nil {
 		return nil
 	}
 	st.users = a.usersFile
 	st.identities = new(userIdentityCache)
-	reg, err := regulation.New(a.Regulation.config(), b.kv)
+	reg, err := regulation.New(ctx, a.Regulation.config(), b.kv)
 	if err != nil {
 		return err
 	}

@@ -56,8 +56,8 @@ func (a *App) startPortal(b *backend, st *runtimeState) error {
 		},
 		Logger:        a.logger.Named("portal"),
 		FormActionFor: st.provider.FlowRedirectOrigins,
-		OnSignOut: func(user, ref string) {
-			n, err := st.provider.EndBrowserSession(ref)
+		OnSignOut: func(ctx context.Context, user, ref string) {
+			n, err := st.provider.EndBrowserSession(ctx, ref)
 			if err != nil {
 				a.logger.Error("ending the tokens of a signed-out session", zap.String("user", user), zap.Error(err))
 			} else if n > 0 {

@@ -1,6 +1,7 @@
 package claims
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -63,7 +64,7 @@ func reverseKey(sub string) []byte { return []byte(reversePrefix + sub) }
 //
 // Concurrent first calls agree because the store's GetOrCreate is atomic (the Badger store
 // serialises it across every user of the database).
-func (s *Subjects) Subject(username, sectorID string) (string, error) {
+func (s *Subjects) Subject(ctx context.Context, username, sectorID string) (string, error) {
 	if username == "" {
 		return "", errors.New("claims: subject of an empty username")
 	}
@@ -71,9 +72,9 @@ func (s *Subjects) Subject(username, sectorID string) (string, error) {
 	if sub, ok := s.durable.Load(string(key)); ok {
 		return sub.(string), nil
 	}
-	v, err := s.kv.Get(key)
+	v, err := s.kv.Get(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
-		v, err = s.kv.GetOrCreate(key, func() ([]byte, error) { return []byte(uuid.NewString()), nil })
+		v, err = s.kv.GetOrCreate(ctx, key, func() ([]byte, error) { return []byte(uuid.NewString()), nil })
 	}
 	if err != nil {
 		return "", fmt.Errorf("claims: reading the subject of user %q (sector %q): %w", username, sectorID, err)
@@ -87,7 +88,7 @@ func (s *Subjects) Subject(username, sectorID string) (string, error) {
 		return "", fmt.Errorf("claims: encoding the subject record of user %q: %w", username, err)
 	}
 	// Rewriting the same values is harmless; it makes the pair durable in one synced write.
-	err = s.kv.PutSync(
+	err = s.kv.PutSync(ctx,
 		store.Entry{Key: key, Value: []byte(sub)},
 		store.Entry{Key: reverseKey(sub), Value: rec},
 	)
@@ -101,8 +102,8 @@ func (s *Subjects) Subject(username, sectorID string) (string, error) {
 // Username returns the username whose public subject (sector "") is sub, and whether there is
 // one: logout's id_token_hint and the gateway name the user by it. A pairwise subject, or a
 // string that is not a subject, gives false.
-func (s *Subjects) Username(sub string) (string, bool, error) {
-	username, sector, ok, err := s.Lookup(sub)
+func (s *Subjects) Username(ctx context.Context, sub string) (string, bool, error) {
+	username, sector, ok, err := s.Lookup(ctx, sub)
 	if err != nil || !ok || sector != "" {
 		return "", false, err
 	}
@@ -111,11 +112,11 @@ func (s *Subjects) Username(sub string) (string, bool, error) {
 
 // Lookup returns the username and sector identifier of any subject Subject made, public or
 // pairwise, and whether sub is one.
-func (s *Subjects) Lookup(sub string) (username, sectorID string, ok bool, err error) {
+func (s *Subjects) Lookup(ctx context.Context, sub string) (username, sectorID string, ok bool, err error) {
 	if !validUUID(sub) {
 		return "", "", false, nil
 	}
-	v, err := s.kv.Get(reverseKey(sub))
+	v, err := s.kv.Get(ctx, reverseKey(sub))
 	if errors.Is(err, store.ErrNotFound) {
 		return "", "", false, nil
 	}

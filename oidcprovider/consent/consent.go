@@ -5,6 +5,7 @@
 package consent
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -166,7 +167,7 @@ func checkRequest(username, clientID string) error {
 // and duplicates do not matter) for lifetime from now, and returns it. It replaces an earlier
 // grant for the same user, client, scopes and audience, keeping that grant's id. The grant is
 // on disk (fsync'd) when Remember returns. The store's time-to-live removes it once expired.
-func (s *Store) Remember(username, clientID string, scopes, audience []string, lifetime time.Duration, now time.Time) (Grant, error) {
+func (s *Store) Remember(ctx context.Context, username, clientID string, scopes, audience []string, lifetime time.Duration, now time.Time) (Grant, error) {
 	if err := checkRequest(username, clientID); err != nil {
 		return Grant{}, err
 	}
@@ -179,7 +180,7 @@ func (s *Store) Remember(username, clientID string, scopes, audience []string, l
 	defer mu.Unlock()
 
 	mk := matchKey(username, clientID, scopes, audience)
-	id, err := s.matchedID(mk)
+	id, err := s.matchedID(ctx, mk)
 	if err != nil {
 		return Grant{}, fmt.Errorf("consent: remembering consent of %q to client %q: %w", username, clientID, err)
 	}
@@ -197,7 +198,7 @@ func (s *Store) Remember(username, clientID string, scopes, audience []string, l
 	// Badger's expiry has one-second resolution and rounds down; a second more keeps the keys
 	// until ExpiresAt, which Find checks itself.
 	ttl := lifetime + time.Second
-	err = s.kv.PutSync(
+	err = s.kv.PutSync(ctx,
 		store.Entry{Key: grantKey(username, id), Value: value, TTL: ttl},
 		store.Entry{Key: mk, Value: []byte(id), TTL: ttl},
 	)
@@ -208,8 +209,8 @@ func (s *Store) Remember(username, clientID string, scopes, audience []string, l
 }
 
 // matchedID returns the id the match key names, or "" when there is none.
-func (s *Store) matchedID(mk []byte) (string, error) {
-	v, err := s.kv.Get(mk)
+func (s *Store) matchedID(ctx context.Context, mk []byte) (string, error) {
+	v, err := s.kv.Get(ctx, mk)
 	if errors.Is(err, store.ErrNotFound) {
 		return "", nil
 	}
@@ -223,8 +224,8 @@ func (s *Store) matchedID(mk []byte) (string, error) {
 }
 
 // get reads the grant username holds under id; ok is false when there is none.
-func (s *Store) get(username, id string) (rec record, ok bool, err error) {
-	v, err := s.kv.Get(grantKey(username, id))
+func (s *Store) get(ctx context.Context, username, id string) (rec record, ok bool, err error) {
+	v, err := s.kv.Get(ctx, grantKey(username, id))
 	if errors.Is(err, store.ErrNotFound) {
 		return record{}, false, nil
 	}
@@ -245,19 +246,19 @@ func (s *Store) get(username, id string) (rec record, ok bool, err error) {
 // audience asked for (order and duplicates aside), and whether there is one. A grant for a
 // subset or a superset of the scopes or audience, another client or another user does not
 // match.
-func (s *Store) Find(username, clientID string, scopes, audience []string, now time.Time) (Grant, bool, error) {
+func (s *Store) Find(ctx context.Context, username, clientID string, scopes, audience []string, now time.Time) (Grant, bool, error) {
 	if username == "" || clientID == "" {
 		return Grant{}, false, nil
 	}
 	scopes, audience = set(scopes), set(audience)
-	id, err := s.matchedID(matchKey(username, clientID, scopes, audience))
+	id, err := s.matchedID(ctx, matchKey(username, clientID, scopes, audience))
 	if err != nil {
 		return Grant{}, false, fmt.Errorf("consent: finding consent of %q to client %q: %w", username, clientID, err)
 	}
 	if id == "" {
 		return Grant{}, false, nil
 	}
-	rec, ok, err := s.get(username, id)
+	rec, ok, err := s.get(ctx, username, id)
 	if err != nil {
 		return Grant{}, false, fmt.Errorf("consent: finding consent of %q to client %q: %w", username, clientID, err)
 	}
@@ -272,18 +273,18 @@ func (s *Store) Find(username, clientID string, scopes, audience []string, now t
 
 // List returns the user's unexpired grants, newest first, for the page where a user reviews
 // and withdraws them.
-func (s *Store) List(username string, now time.Time) ([]Grant, error) {
+func (s *Store) List(ctx context.Context, username string, now time.Time) ([]Grant, error) {
 	if username == "" {
 		return nil, nil
 	}
 	prefix := grantUserPrefix(username)
-	keys, err := s.kv.Keys(prefix)
+	keys, err := s.kv.Keys(ctx, prefix)
 	if err != nil {
 		return nil, fmt.Errorf("consent: listing grants of %q: %w", username, err)
 	}
 	grants := make([]Grant, 0, len(keys))
 	for _, k := range keys {
-		rec, ok, err := s.get(username, string(k[len(prefix):]))
+		rec, ok, err := s.get(ctx, username, string(k[len(prefix):]))
 		if err != nil {
 			return nil, fmt.Errorf("consent: listing grants of %q: %w", username, err)
 		}
@@ -303,14 +304,14 @@ func (s *Store) List(username string, now time.Time) ([]Grant, error) {
 // Withdraw deletes the user's grant id and reports whether there was one. An id that is not
 // one of the user's (another user's, an unknown or malformed one) gives false and deletes
 // nothing.
-func (s *Store) Withdraw(username, id string) (bool, error) {
+func (s *Store) Withdraw(ctx context.Context, username, id string) (bool, error) {
 	if username == "" || !validID(id) {
 		return false, nil
 	}
 	mu := s.lock(username)
 	mu.Lock()
 	defer mu.Unlock()
-	rec, ok, err := s.get(username, id)
+	rec, ok, err := s.get(ctx, username, id)
 	if err != nil {
 		return false, fmt.Errorf("consent: withdrawing grant %s of %q: %w", id, username, err)
 	}
@@ -319,37 +320,37 @@ func (s *Store) Withdraw(username, id string) (bool, error) {
 	}
 	keys := [][]byte{grantKey(username, id)}
 	mk := matchKey(username, rec.ClientID, rec.Scopes, rec.Audience)
-	if matched, err := s.matchedID(mk); err != nil {
+	if matched, err := s.matchedID(ctx, mk); err != nil {
 		return false, fmt.Errorf("consent: withdrawing grant %s of %q: %w", id, username, err)
 	} else if matched == id {
 		keys = append(keys, mk)
 	}
-	if err := s.kv.Delete(keys...); err != nil {
+	if err := s.kv.Delete(ctx, keys...); err != nil {
 		return false, fmt.Errorf("consent: withdrawing grant %s of %q: %w", id, username, err)
 	}
 	return true, nil
 }
 
 // WithdrawAll deletes every grant of the user and returns how many there were.
-func (s *Store) WithdrawAll(username string) (int, error) {
+func (s *Store) WithdrawAll(ctx context.Context, username string) (int, error) {
 	if username == "" {
 		return 0, nil
 	}
 	mu := s.lock(username)
 	mu.Lock()
 	defer mu.Unlock()
-	grants, err := s.kv.Keys(grantUserPrefix(username))
+	grants, err := s.kv.Keys(ctx, grantUserPrefix(username))
 	if err != nil {
 		return 0, fmt.Errorf("consent: withdrawing the grants of %q: %w", username, err)
 	}
-	matches, err := s.kv.Keys(matchUserPrefix(username))
+	matches, err := s.kv.Keys(ctx, matchUserPrefix(username))
 	if err != nil {
 		return 0, fmt.Errorf("consent: withdrawing the grants of %q: %w", username, err)
 	}
 	if len(grants)+len(matches) == 0 {
 		return 0, nil
 	}
-	if err := s.kv.Delete(append(grants, matches...)...); err != nil {
+	if err := s.kv.Delete(ctx, append(grants, matches...)...); err != nil {
 		return 0, fmt.Errorf("consent: withdrawing the grants of %q: %w", username, err)
 	}
 	return len(grants), nil

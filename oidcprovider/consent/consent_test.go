@@ -28,10 +28,11 @@ var (
 )
 
 func TestRoundTripAndPersistence(t *testing.T) {
+	ctx := t.Context()
 	dir := t.TempDir()
 	kv := openStore(t, dir)
 	s := NewStore(kv)
-	g, err := s.Remember("john", "grafana", scopes, audience, week, t0)
+	g, err := s.Remember(ctx, "john", "grafana", scopes, audience, week, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +41,7 @@ func TestRoundTripAndPersistence(t *testing.T) {
 		!slices.Equal(g.Audience, audience) || !g.GrantedAt.Equal(t0) || !g.ExpiresAt.Equal(t0.Add(week)) {
 		t.Fatalf("remembered %+v", g)
 	}
-	found, ok, err := s.Find("john", "grafana", scopes, audience, t0.Add(time.Hour))
+	found, ok, err := s.Find(ctx, "john", "grafana", scopes, audience, t0.Add(time.Hour))
 	if err != nil || !ok || found.ID != g.ID {
 		t.Fatalf("find: %+v %v %v", found, ok, err)
 	}
@@ -51,32 +52,33 @@ func TestRoundTripAndPersistence(t *testing.T) {
 	kv = openStore(t, dir)
 	defer kv.Destruct()
 	s = NewStore(kv)
-	list, err := s.List("john", t0.Add(time.Hour))
+	list, err := s.List(ctx, "john", t0.Add(time.Hour))
 	if err != nil || len(list) != 1 || list[0].ID != g.ID || !list[0].GrantedAt.Equal(t0) {
 		t.Fatalf("list after reopening: %+v %v", list, err)
 	}
-	if ok, err := s.Withdraw("john", g.ID); err != nil || !ok {
+	if ok, err := s.Withdraw(ctx, "john", g.ID); err != nil || !ok {
 		t.Fatalf("withdraw: %v %v", ok, err)
 	}
-	if _, ok, err := s.Find("john", "grafana", scopes, audience, t0.Add(time.Hour)); err != nil || ok {
+	if _, ok, err := s.Find(ctx, "john", "grafana", scopes, audience, t0.Add(time.Hour)); err != nil || ok {
 		t.Fatalf("found a withdrawn grant: %v %v", ok, err)
 	}
-	if ok, err := s.Withdraw("john", g.ID); err != nil || ok {
+	if ok, err := s.Withdraw(ctx, "john", g.ID); err != nil || ok {
 		t.Fatalf("second withdraw: %v %v", ok, err)
 	}
 	// nothing left behind
 	for _, p := range []string{grantPrefix, matchPrefix} {
-		if keys, _ := kv.Keys([]byte(p)); len(keys) != 0 {
+		if keys, _ := kv.Keys(ctx, []byte(p)); len(keys) != 0 {
 			t.Fatalf("keys left under %s: %q", p, keys)
 		}
 	}
 }
 
 func TestExactMatchOnly(t *testing.T) {
+	ctx := t.Context()
 	kv := openStore(t, t.TempDir())
 	defer kv.Destruct()
 	s := NewStore(kv)
-	if _, err := s.Remember("john", "grafana", scopes, audience, week, t0); err != nil {
+	if _, err := s.Remember(ctx, "john", "grafana", scopes, audience, week, t0); err != nil {
 		t.Fatal(err)
 	}
 	now := t0.Add(time.Minute)
@@ -101,16 +103,16 @@ func TestExactMatchOnly(t *testing.T) {
 		{"joined scopes", "john", "grafana", []string{"openidprofile", "email"}, audience, false},
 	}
 	for _, c := range cases {
-		_, ok, err := s.Find(c.user, c.client, c.scopes, c.audience, now)
+		_, ok, err := s.Find(ctx, c.user, c.client, c.scopes, c.audience, now)
 		if err != nil || ok != c.want {
 			t.Errorf("%s: found %v (%v), want %v", c.name, ok, err, c.want)
 		}
 	}
 	// nil and empty audience are the same set
-	if _, err := s.Remember("john", "grafana", []string{"openid"}, nil, week, t0); err != nil {
+	if _, err := s.Remember(ctx, "john", "grafana", []string{"openid"}, nil, week, t0); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := s.Find("john", "grafana", []string{"openid"}, []string{}, now); err != nil || !ok {
+	if _, ok, err := s.Find(ctx, "john", "grafana", []string{"openid"}, []string{}, now); err != nil || !ok {
 		t.Fatalf("empty audience: %v %v", ok, err)
 	}
 }
@@ -142,74 +144,77 @@ func TestDigestIsUnambiguous(t *testing.T) {
 }
 
 func TestExpiry(t *testing.T) {
+	ctx := t.Context()
 	kv := openStore(t, t.TempDir())
 	defer kv.Destruct()
 	s := NewStore(kv)
-	g, err := s.Remember("john", "grafana", scopes, audience, time.Hour, t0)
+	g, err := s.Remember(ctx, "john", "grafana", scopes, audience, time.Hour, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, _ := s.Find("john", "grafana", scopes, audience, t0.Add(time.Hour-time.Second)); !ok {
+	if _, ok, _ := s.Find(ctx, "john", "grafana", scopes, audience, t0.Add(time.Hour-time.Second)); !ok {
 		t.Fatal("not found just before expiry")
 	}
 	for _, at := range []time.Time{t0.Add(time.Hour), t0.Add(2 * time.Hour)} {
-		if _, ok, err := s.Find("john", "grafana", scopes, audience, at); err != nil || ok {
+		if _, ok, err := s.Find(ctx, "john", "grafana", scopes, audience, at); err != nil || ok {
 			t.Fatalf("found at %s, expiry %s: %v", at, g.ExpiresAt, err)
 		}
-		if list, err := s.List("john", at); err != nil || len(list) != 0 {
+		if list, err := s.List(ctx, "john", at); err != nil || len(list) != 0 {
 			t.Fatalf("listed at %s: %+v %v", at, list, err)
 		}
 	}
-	if _, err := s.Remember("john", "grafana", scopes, audience, 0, t0); err == nil {
+	if _, err := s.Remember(ctx, "john", "grafana", scopes, audience, 0, t0); err == nil {
 		t.Fatal("a zero lifetime was accepted")
 	}
 
 	// the store's time-to-live removes both keys
-	if _, err := s.Remember("jane", "grafana", scopes, audience, time.Second, time.Now()); err != nil {
+	if _, err := s.Remember(ctx, "jane", "grafana", scopes, audience, time.Second, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2100 * time.Millisecond)
 	for _, p := range [][]byte{grantUserPrefix("jane"), matchUserPrefix("jane")} {
-		if keys, err := kv.Keys(p); err != nil || len(keys) != 0 {
+		if keys, err := kv.Keys(ctx, p); err != nil || len(keys) != 0 {
 			t.Fatalf("keys under %s after the TTL: %q %v", p, keys, err)
 		}
 	}
 }
 
 func TestRememberReplaces(t *testing.T) {
+	ctx := t.Context()
 	kv := openStore(t, t.TempDir())
 	defer kv.Destruct()
 	s := NewStore(kv)
-	first, err := s.Remember("john", "grafana", scopes, audience, time.Hour, t0)
+	first, err := s.Remember(ctx, "john", "grafana", scopes, audience, time.Hour, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := s.Remember("john", "grafana", []string{"profile", "email", "openid"}, audience, week, t0.Add(time.Minute))
+	second, err := s.Remember(ctx, "john", "grafana", []string{"profile", "email", "openid"}, audience, week, t0.Add(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if second.ID != first.ID || !second.ExpiresAt.Equal(t0.Add(time.Minute+week)) {
 		t.Fatalf("replacement %+v of %+v", second, first)
 	}
-	list, err := s.List("john", t0.Add(2*time.Hour))
+	list, err := s.List(ctx, "john", t0.Add(2*time.Hour))
 	if err != nil || len(list) != 1 || list[0].ID != first.ID || !list[0].GrantedAt.Equal(t0.Add(time.Minute)) {
 		t.Fatalf("list after replacement: %+v %v", list, err)
 	}
 	// another scope set is another grant
-	third, err := s.Remember("john", "grafana", []string{"openid"}, audience, week, t0.Add(2*time.Minute))
+	third, err := s.Remember(ctx, "john", "grafana", []string{"openid"}, audience, week, t0.Add(2*time.Minute))
 	if err != nil || third.ID == first.ID {
 		t.Fatalf("another scope set: %+v %v", third, err)
 	}
 }
 
 func TestListNewestFirstAndIDs(t *testing.T) {
+	ctx := t.Context()
 	kv := openStore(t, t.TempDir())
 	defer kv.Destruct()
 	s := NewStore(kv)
 	ids := map[string]bool{}
 	var want []string
 	for i, client := range []string{"c1", "c2", "c3", "c4", "c5"} {
-		g, err := s.Remember("john", client, scopes, nil, week, t0.Add(time.Duration(i)*time.Minute))
+		g, err := s.Remember(ctx, "john", client, scopes, nil, week, t0.Add(time.Duration(i)*time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -219,7 +224,7 @@ func TestListNewestFirstAndIDs(t *testing.T) {
 		ids[g.ID] = true
 		want = append([]string{client}, want...)
 	}
-	list, err := s.List("john", t0.Add(time.Hour))
+	list, err := s.List(ctx, "john", t0.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,88 +235,92 @@ func TestListNewestFirstAndIDs(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("order %v, want %v", got, want)
 	}
-	if list, err := s.List("nobody", t0); err != nil || len(list) != 0 {
+	if list, err := s.List(ctx, "nobody", t0); err != nil || len(list) != 0 {
 		t.Fatalf("list of a user without grants: %+v %v", list, err)
 	}
 }
 
 func TestWithdrawOnlyOwnGrants(t *testing.T) {
+	ctx := t.Context()
 	kv := openStore(t, t.TempDir())
 	defer kv.Destruct()
 	s := NewStore(kv)
-	johns, err := s.Remember("john", "grafana", scopes, nil, week, t0)
+	johns, err := s.Remember(ctx, "john", "grafana", scopes, nil, week, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	janes, err := s.Remember("jane", "grafana", scopes, nil, week, t0)
+	janes, err := s.Remember(ctx, "jane", "grafana", scopes, nil, week, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{janes.ID, "", "x", johns.ID + "A", "../../grant/" + johns.ID, "AAAAAAAAAAAAAAAAAAAAAA"} {
-		if ok, err := s.Withdraw("john", id); err != nil || ok {
+		if ok, err := s.Withdraw(ctx, "john", id); err != nil || ok {
 			t.Fatalf("john withdrew %q: %v %v", id, ok, err)
 		}
 	}
-	if _, ok, _ := s.Find("jane", "grafana", scopes, nil, t0); !ok {
+	if _, ok, _ := s.Find(ctx, "jane", "grafana", scopes, nil, t0); !ok {
 		t.Fatal("jane's grant went with john's withdrawal of its id")
 	}
-	if ok, err := s.Withdraw("john", johns.ID); err != nil || !ok {
+	if ok, err := s.Withdraw(ctx, "john", johns.ID); err != nil || !ok {
 		t.Fatalf("john's own: %v %v", ok, err)
 	}
-	if _, ok, _ := s.Find("jane", "grafana", scopes, nil, t0); !ok {
+	if _, ok, _ := s.Find(ctx, "jane", "grafana", scopes, nil, t0); !ok {
 		t.Fatal("jane's grant went with john's")
 	}
 }
 
 func TestUsernamesCannotReachEachOther(t *testing.T) {
+	ctx := t.Context()
 	kv := openStore(t, t.TempDir())
 	defer kv.Destruct()
 	s := NewStore(kv)
 	users := []string{"a", "a/b", "a/", "/a", "ab", "a/b/c", "YQ"}
 	for _, u := range users {
-		if _, err := s.Remember(u, "client", scopes, nil, week, t0); err != nil {
+		if _, err := s.Remember(ctx, u, "client", scopes, nil, week, t0); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, u := range users {
-		list, err := s.List(u, t0)
+		list, err := s.List(ctx, u, t0)
 		if err != nil || len(list) != 1 || list[0].Username != u {
 			t.Fatalf("List(%q) = %+v %v", u, list, err)
 		}
 	}
-	if n, err := s.WithdrawAll("a"); err != nil || n != 1 {
+	if n, err := s.WithdrawAll(ctx, "a"); err != nil || n != 1 {
 		t.Fatalf("WithdrawAll(a) = %d %v", n, err)
 	}
 	for _, u := range users[1:] {
-		if _, ok, _ := s.Find(u, "client", scopes, nil, t0); !ok {
+		if _, ok, _ := s.Find(ctx, u, "client", scopes, nil, t0); !ok {
 			t.Fatalf("WithdrawAll(a) removed %q's grant", u)
 		}
 	}
-	if n, err := s.WithdrawAll("a"); err != nil || n != 0 {
+	if n, err := s.WithdrawAll(ctx, "a"); err != nil || n != 0 {
 		t.Fatalf("second WithdrawAll(a) = %d %v", n, err)
 	}
 }
 
 func TestWithdrawAll(t *testing.T) {
+	ctx := t.Context()
 	kv := openStore(t, t.TempDir())
 	defer kv.Destruct()
 	s := NewStore(kv)
 	for _, c := range []string{"c1", "c2", "c3"} {
-		if _, err := s.Remember("john", c, scopes, nil, week, t0); err != nil {
+		if _, err := s.Remember(ctx, "john", c, scopes, nil, week, t0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n, err := s.WithdrawAll("john"); err != nil || n != 3 {
+	if n, err := s.WithdrawAll(ctx, "john"); err != nil || n != 3 {
 		t.Fatalf("WithdrawAll = %d %v", n, err)
 	}
 	for _, p := range []string{grantPrefix, matchPrefix} {
-		if keys, _ := kv.Keys([]byte(p)); len(keys) != 0 {
+		if keys, _ := kv.Keys(ctx, []byte(p)); len(keys) != 0 {
 			t.Fatalf("keys left under %s: %q", p, keys)
 		}
 	}
 }
 
 func TestConcurrentUse(t *testing.T) {
+	ctx := t.Context()
 	kv := openStore(t, t.TempDir())
 	defer kv.Destruct()
 	s := NewStore(kv)
@@ -325,26 +334,26 @@ func TestConcurrentUse(t *testing.T) {
 			defer wg.Done()
 			<-start
 			// every goroutine remembers the same request, and one of its own
-			shared, err := s.Remember("john", "shared", []string{"openid", "profile"}, nil, week, t0)
+			shared, err := s.Remember(ctx, "john", "shared", []string{"openid", "profile"}, nil, week, t0)
 			if err != nil {
 				t.Error(err)
 				return
 			}
 			ids[g] = shared.ID
 			own := fmt.Sprintf("client-%d", g)
-			mine, err := s.Remember("john", own, scopes, nil, week, t0)
+			mine, err := s.Remember(ctx, "john", own, scopes, nil, week, t0)
 			if err != nil {
 				t.Error(err)
 				return
 			}
-			if _, ok, err := s.Find("john", own, scopes, nil, t0); err != nil || !ok {
+			if _, ok, err := s.Find(ctx, "john", own, scopes, nil, t0); err != nil || !ok {
 				t.Errorf("find %s: %v %v", own, ok, err)
 			}
-			if _, err := s.List("john", t0); err != nil {
+			if _, err := s.List(ctx, "john", t0); err != nil {
 				t.Error(err)
 			}
 			if g%2 == 0 {
-				if ok, err := s.Withdraw("john", mine.ID); err != nil || !ok {
+				if ok, err := s.Withdraw(ctx, "john", mine.ID); err != nil || !ok {
 					t.Errorf("withdraw %s: %v %v", own, ok, err)
 				}
 			}
@@ -357,35 +366,36 @@ func TestConcurrentUse(t *testing.T) {
 			t.Fatalf("one request got two grants: %s and %s", ids[0], id)
 		}
 	}
-	list, err := s.List("john", t0)
+	list, err := s.List(ctx, "john", t0)
 	if err != nil || len(list) != 1+goroutines/2 {
 		t.Fatalf("list: %d grants %v, want %d", len(list), err, 1+goroutines/2)
 	}
 }
 
 func TestClosedStore(t *testing.T) {
+	ctx := t.Context()
 	kv := openStore(t, t.TempDir())
 	s := NewStore(kv)
-	g, err := s.Remember("john", "grafana", scopes, nil, week, t0)
+	g, err := s.Remember(ctx, "john", "grafana", scopes, nil, week, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := kv.Destruct(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Remember("john", "grafana", scopes, nil, week, t0); !errors.Is(err, store.ErrClosed) {
+	if _, err := s.Remember(ctx, "john", "grafana", scopes, nil, week, t0); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("remember: %v", err)
 	}
-	if _, _, err := s.Find("john", "grafana", scopes, nil, t0); !errors.Is(err, store.ErrClosed) {
+	if _, _, err := s.Find(ctx, "john", "grafana", scopes, nil, t0); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("find: %v", err)
 	}
-	if _, err := s.List("john", t0); !errors.Is(err, store.ErrClosed) {
+	if _, err := s.List(ctx, "john", t0); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("list: %v", err)
 	}
-	if _, err := s.Withdraw("john", g.ID); !errors.Is(err, store.ErrClosed) {
+	if _, err := s.Withdraw(ctx, "john", g.ID); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("withdraw: %v", err)
 	}
-	if _, err := s.WithdrawAll("john"); !errors.Is(err, store.ErrClosed) {
+	if _, err := s.WithdrawAll(ctx, "john"); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("withdraw all: %v", err)
 	}
 }

@@ -126,7 +126,7 @@ func (p *Provider) NewAuthorizeRequest(ctx context.Context, r *http.Request, bin
 		return nil, fosite.ErrInvalidRequest.WithHint("The request's parameters cannot be read.")
 	}
 	if id := r.Form.Get("flow"); id != "" && len(r.Form) == 1 {
-		rec, err := p.loadFlow(id)
+		rec, err := p.loadFlow(ctx, id)
 		if err != nil {
 			return nil, err
 		}
@@ -205,11 +205,11 @@ func (p *Provider) NewAuthorizeRequest(ctx context.Context, r *http.Request, bin
 }
 
 // loadFlow reads a saved authorization request.
-func (p *Provider) loadFlow(id string) (*flowRecord, error) {
+func (p *Provider) loadFlow(ctx context.Context, id string) (*flowRecord, error) {
 	if len(id) > 64 {
 		return nil, errFlowExpired
 	}
-	data, err := p.cfg.KV.Get(flowKey(id))
+	data, err := p.cfg.KV.Get(ctx, flowKey(id))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errFlowExpired
 	} else if err != nil {
@@ -228,7 +228,7 @@ var errFlowExpired = fosite.ErrInvalidRequest.WithHint("This sign-in request has
 
 // SaveFlow keeps the request while its user visits the portal and returns its id (the same id
 // when it was saved before).
-func (p *Provider) SaveFlow(a *AuthorizeRequest) (string, error) {
+func (p *Provider) SaveFlow(ctx context.Context, a *AuthorizeRequest) (string, error) {
 	if a.FlowID != "" {
 		return a.FlowID, nil
 	}
@@ -244,7 +244,7 @@ func (p *Provider) SaveFlow(a *AuthorizeRequest) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := p.cfg.KV.Put(store.Entry{Key: flowKey(id), Value: data, TTL: flowLifetime}); err != nil {
+	if err := p.cfg.KV.Put(ctx, store.Entry{Key: flowKey(id), Value: data, TTL: flowLifetime}); err != nil {
 		return "", err
 	}
 	a.FlowID = id
@@ -308,14 +308,14 @@ func (p *Provider) Authorize(ctx context.Context, w http.ResponseWriter, a *Auth
 	}
 	resp, err := p.oauth2.NewAuthorizeResponse(ctx, a.ar, sess)
 	if err != nil {
-		p.WriteAuthorizeError(w, a, err)
+		p.WriteAuthorizeError(ctx, w, a, err)
 		return
 	}
 	resp.AddParameter("iss", p.cfg.Issuer)
 	if a.ar.GetResponseMode() == fosite.ResponseModeFormPost {
 		w.Header().Set("Content-Security-Policy", formPostCSP)
 	}
-	p.endFlow(a)
+	p.endFlow(ctx, a)
 	p.oauth2.WriteAuthorizeResponse(ctx, w, a.ar, resp)
 	p.cfg.Logger.Info("authorization granted",
 		zap.String("client_id", a.Client.ID()), zap.String("user", g.Username),
@@ -339,9 +339,9 @@ func (p *Provider) idTokenExtra(c fosite.Client, userClaims map[string]any) map[
 	return extra
 }
 
-func (p *Provider) endFlow(a *AuthorizeRequest) {
+func (p *Provider) endFlow(ctx context.Context, a *AuthorizeRequest) {
 	if a.FlowID != "" {
-		_ = p.cfg.KV.Delete(flowKey(a.FlowID))
+		_ = p.cfg.KV.Delete(ctx, flowKey(a.FlowID))
 	}
 }
 
@@ -356,12 +356,12 @@ func (a *AuthorizeRequest) RedirectOrigins() []string {
 
 // FlowRedirectOrigins is the origin of the redirect URI of the saved request that rd (a URL at
 // the issuer) resumes, or nil: a portal page whose form returns to rd may end up there.
-func (p *Provider) FlowRedirectOrigins(rd string) []string {
+func (p *Provider) FlowRedirectOrigins(ctx context.Context, rd string) []string {
 	u, err := url.Parse(rd)
 	if err != nil || !strings.HasPrefix(rd, p.cfg.Issuer+PathAuthorization+"?") {
 		return nil
 	}
-	rec, err := p.loadFlow(u.Query().Get("flow"))
+	rec, err := p.loadFlow(ctx, u.Query().Get("flow"))
 	if err != nil {
 		return nil
 	}
@@ -399,13 +399,13 @@ func (a *AuthorizeRequest) RedirectValid() bool {
 // WriteAuthorizeError sends err to the client's redirect URI in the request's response mode,
 // with state and iss. It must only be called when RedirectValid; otherwise the caller shows
 // the error to the person (never a redirect to an unverified URI).
-func (p *Provider) WriteAuthorizeError(w http.ResponseWriter, a *AuthorizeRequest, err error) {
+func (p *Provider) WriteAuthorizeError(ctx context.Context, w http.ResponseWriter, a *AuthorizeRequest, err error) {
 	rfc := fosite.ErrorToRFC6749Error(err)
 	if rfc.CodeField >= 500 {
 		p.cfg.Logger.Error("authorization failed", zap.String("client_id", a.Client.ID()), zap.String("debug", rfc.GetDescription()+" "+rfc.DebugField))
 		rfc = fosite.ErrServerError.WithHint("The provider failed to handle the request; see its log.")
 	}
-	p.endFlow(a)
+	p.endFlow(ctx, a)
 	params := url.Values{}
 	params.Set("error", rfc.ErrorField)
 	if d := rfc.GetDescription(); d != "" {

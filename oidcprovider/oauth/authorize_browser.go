@@ -42,12 +42,13 @@ func (f *Flow) ServeAuthorize(w http.ResponseWriter, r *http.Request) {
 // authorizeFailed answers a request that cannot go on: at the client's redirect URI when it is
 // registered, else on an error page (never a redirect to an unverified URI).
 func (f *Flow) authorizeFailed(w http.ResponseWriter, r *http.Request, ar *AuthorizeRequest, err error) {
+	ctx := r.Context()
 	if errors.Is(err, store.ErrClosed) {
 		f.cfg.Portal.RenderError(w, r, http.StatusServiceUnavailable, "Try again in a moment", "The sign-in service is busy or restarting. Try again in a few seconds.")
 		return
 	}
 	if ar.RedirectValid() {
-		f.p.WriteAuthorizeError(w, ar, err)
+		f.p.WriteAuthorizeError(ctx, w, ar, err)
 		return
 	}
 	rfc := fosite.ErrorToRFC6749Error(err)
@@ -67,6 +68,7 @@ func (f *Flow) authorizeFailed(w http.ResponseWriter, r *http.Request, ar *Autho
 // continueAuthorize decides what an authorization request needs next; consented is true when
 // the request comes from the consent form's Accept.
 func (f *Flow) continueAuthorize(w http.ResponseWriter, r *http.Request, ar *AuthorizeRequest, consented bool) {
+	ctx := r.Context()
 	s := f.cfg.Portal.Current(r)
 	now := time.Now()
 	force := false
@@ -81,7 +83,7 @@ func (f *Flow) continueAuthorize(w http.ResponseWriter, r *http.Request, ar *Aut
 	}
 	if s == nil || force {
 		if ar.Prompt("none") {
-			f.p.WriteAuthorizeError(w, ar, fosite.ErrLoginRequired.WithHint("The user is not signed in (prompt=none)."))
+			f.p.WriteAuthorizeError(ctx, w, ar, fosite.ErrLoginRequired.WithHint("The user is not signed in (prompt=none)."))
 			return
 		}
 		f.toPortal(w, r, ar, func(flowURL string) string { return f.cfg.Portal.SignInURL(flowURL, force) })
@@ -91,12 +93,12 @@ func (f *Flow) continueAuthorize(w http.ResponseWriter, r *http.Request, ar *Aut
 	switch f.cfg.Policy(r, ar.Client, s) {
 	case accesscontrol.Deny:
 		f.logger.Info("authorization denied by the client's policy", zap.String("client_id", ar.Client.ID()), zap.String("user", s.Username))
-		f.p.WriteAuthorizeError(w, ar, fosite.ErrAccessDenied.WithHint("The user may not use this application."))
+		f.p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The user may not use this application."))
 		return
 	case accesscontrol.TwoFactor:
 		if !s.TwoFactor {
 			if ar.Prompt("none") {
-				f.p.WriteAuthorizeError(w, ar, fosite.ErrInteractionRequired.WithHint("The application needs a second factor (prompt=none)."))
+				f.p.WriteAuthorizeError(ctx, w, ar, fosite.ErrInteractionRequired.WithHint("The application needs a second factor (prompt=none)."))
 				return
 			}
 			f.toPortal(w, r, ar, f.cfg.Portal.SecondFactorURL)
@@ -113,10 +115,10 @@ func (f *Flow) continueAuthorize(w http.ResponseWriter, r *http.Request, ar *Aut
 		}
 		if ask {
 			if ar.Prompt("none") {
-				f.p.WriteAuthorizeError(w, ar, fosite.ErrConsentRequired.WithHint("The user has not consented (prompt=none)."))
+				f.p.WriteAuthorizeError(ctx, w, ar, fosite.ErrConsentRequired.WithHint("The user has not consented (prompt=none)."))
 				return
 			}
-			flow, err := f.p.SaveFlow(ar)
+			flow, err := f.p.SaveFlow(ctx, ar)
 			if err != nil {
 				f.authorizeFailed(w, r, ar, err)
 				return
@@ -170,7 +172,8 @@ func grantedAudience(ar *AuthorizeRequest) []string {
 
 // toPortal saves the request and sends the browser to a portal page that returns to it.
 func (f *Flow) toPortal(w http.ResponseWriter, r *http.Request, ar *AuthorizeRequest, page func(flowURL string) string) {
-	flow, err := f.p.SaveFlow(ar)
+	ctx := r.Context()
+	flow, err := f.p.SaveFlow(ctx, ar)
 	if err != nil {
 		f.authorizeFailed(w, r, ar, err)
 		return
@@ -204,6 +207,7 @@ func (f *Flow) needsConsent(r *http.Request, ar *AuthorizeRequest, username stri
 
 // ServeConsent takes the consent form's answer.
 func (f *Flow) ServeConsent(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		f.cfg.Portal.RenderError(w, r, http.StatusMethodNotAllowed, "This address takes the consent form", "Open the application again and start signing in from there.")
@@ -236,7 +240,7 @@ func (f *Flow) ServeConsent(w http.ResponseWriter, r *http.Request) {
 	case "accept":
 	case "deny":
 		f.logger.Info("consent denied", zap.String("client_id", ar.Client.ID()), zap.String("user", s.Username))
-		f.p.WriteAuthorizeError(w, ar, fosite.ErrAccessDenied.WithHint("The user denied the request."))
+		f.p.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The user denied the request."))
 		return
 	default:
 		f.cfg.Portal.RenderError(w, r, http.StatusBadRequest, "This sign-in request cannot be completed", "The consent form is incomplete. Go back to the application and sign in again.")

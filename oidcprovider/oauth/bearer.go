@@ -105,7 +105,7 @@ func (p *Provider) loadBearer(ctx context.Context, raw, sig string) (*cachedToke
 	if err := p.strategy.Enigma.Validate(ctx, raw); err != nil {
 		return nil, &InvalidTokenError{"The access token is malformed or was not issued by this provider."}
 	}
-	data, err := p.cfg.KV.Get(tokenKey(kindAccess, sig))
+	data, err := p.cfg.KV.Get(ctx, tokenKey(kindAccess, sig))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, &InvalidTokenError{"The access token is expired, revoked, or unknown."}

@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -25,15 +26,15 @@ type ClientCutoffs struct {
 const cutoffPrefix = "client-cutoff/"
 
 // LoadClientCutoffs reads the cut-offs kept in kv.
-func LoadClientCutoffs(kv store.KV) (*ClientCutoffs, error) {
+func LoadClientCutoffs(ctx context.Context, kv store.KV) (*ClientCutoffs, error) {
 	c := &ClientCutoffs{}
 	m := map[string]time.Time{}
-	keys, err := kv.Keys([]byte(cutoffPrefix))
+	keys, err := kv.Keys(ctx, []byte(cutoffPrefix))
 	if err != nil {
 		return nil, fmt.Errorf("reading client cut-offs: %w", err)
 	}
 	for _, k := range keys {
-		v, err := kv.Get(k)
+		v, err := kv.Get(ctx, k)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		} else if err != nil {
@@ -51,11 +52,11 @@ func LoadClientCutoffs(kv store.KV) (*ClientCutoffs, error) {
 
 // Set makes every token of client issued at or before t count as revoked, and keeps the cut-off
 // in kv (one small key per client, replaced by the next revocation).
-func (c *ClientCutoffs) Set(kv store.KV, clientID string, t time.Time) error {
+func (c *ClientCutoffs) Set(ctx context.Context, kv store.KV, clientID string, t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	text, _ := t.UTC().MarshalText()
-	if err := kv.Put(store.Entry{Key: []byte(cutoffPrefix + clientID), Value: text}); err != nil {
+	if err := kv.Put(ctx, store.Entry{Key: []byte(cutoffPrefix + clientID), Value: text}); err != nil {
 		return fmt.Errorf("keeping the cut-off of client %s: %w", clientID, err)
 	}
 	next := maps.Clone(*c.m.Load())

@@ -209,6 +209,7 @@ func TestAuthorizationRedirectIsExact(t *testing.T) {
 
 // A saved authorization request resumes only in the browser that began it.
 func TestFlowIsBoundToItsBrowser(t *testing.T) {
+	ctx := t.Context()
 	f := newFlowProvider(t)
 	q := url.Values{"client_id": {"app"}, "response_type": {"code"}, "scope": {"openid"}, "redirect_uri": {testRedirect}, "state": {"state-0123456789"}}
 	r := httptest.NewRequest(http.MethodGet, PathAuthorization+"?"+q.Encode(), nil)
@@ -216,7 +217,7 @@ func TestFlowIsBoundToItsBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := f.p.SaveFlow(a)
+	id, err := f.p.SaveFlow(ctx, a)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,7 +81,7 @@ var parCredentials = []string{"client_secret", "client_assertion", "client_asser
 func parKey(requestURI string) []byte { return []byte("par/" + codeKey(requestURI)) }
 
 // CreatePARSession implements fosite.PARStorage.
-func (s *tokenStorage) CreatePARSession(_ context.Context, requestURI string, ar fosite.AuthorizeRequester) error {
+func (s *tokenStorage) CreatePARSession(ctx context.Context, requestURI string, ar fosite.AuthorizeRequester) error {
 	form := url.Values{}
 	for k, v := range ar.GetRequestForm() {
 		if !slices.Contains(parCredentials, k) {
@@ -101,12 +101,12 @@ func (s *tokenStorage) CreatePARSession(_ context.Context, requestURI string, ar
 	if err != nil {
 		return fmt.Errorf("encoding a pushed request: %w", err)
 	}
-	return s.kv.Put(store.Entry{Key: parKey(requestURI), Value: data, TTL: parLifetime})
+	return s.kv.Put(ctx, store.Entry{Key: parKey(requestURI), Value: data, TTL: parLifetime})
 }
 
 // GetPARSession implements fosite.PARStorage.
-func (s *tokenStorage) GetPARSession(_ context.Context, requestURI string) (fosite.AuthorizeRequester, error) {
-	data, err := s.kv.Get(parKey(requestURI))
+func (s *tokenStorage) GetPARSession(ctx context.Context, requestURI string) (fosite.AuthorizeRequester, error) {
+	data, err := s.kv.Get(ctx, parKey(requestURI))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fosite.ErrNotFound
 	} else if err != nil {
@@ -135,8 +135,8 @@ func (s *tokenStorage) GetPARSession(_ context.Context, requestURI string) (fosi
 }
 
 // DeletePARSession implements fosite.PARStorage: a request_uri is good for one use.
-func (s *tokenStorage) DeletePARSession(_ context.Context, requestURI string) error {
-	return s.kv.Delete(parKey(requestURI))
+func (s *tokenStorage) DeletePARSession(ctx context.Context, requestURI string) error {
+	return s.kv.Delete(ctx, parKey(requestURI))
 }
 
 var _ fosite.PARStorage = (*tokenStorage)(nil)

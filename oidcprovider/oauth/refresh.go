@@ -24,8 +24,8 @@ func (h *refreshedUser) CanHandleTokenEndpointRequest(_ context.Context, r fosit
 func (h *refreshedUser) CanSkipClientAuth(context.Context, fosite.AccessRequester) bool { return false }
 
 // HandleTokenEndpointRequest implements fosite.TokenEndpointHandler.
-func (h *refreshedUser) HandleTokenEndpointRequest(_ context.Context, r fosite.AccessRequester) error {
-	if !h.CanHandleTokenEndpointRequest(context.Background(), r) {
+func (h *refreshedUser) HandleTokenEndpointRequest(ctx context.Context, r fosite.AccessRequester) error {
+	if !h.CanHandleTokenEndpointRequest(ctx, r) {
 		return fosite.ErrUnknownRequest
 	}
 	sess, ok := r.GetSession().(*Session)

@@ -45,7 +45,7 @@ func (p *Provider) ServeRevocation(w http.ResponseWriter, r *http.Request) {
 		// token by its signature whatever its prefix says, and has checked that the token it
 		// found belongs to this client, so the prefix does not matter here either.
 		if raw, ok := unprefixed(token); ok {
-			if err := p.storage.delete(kindAccess, p.strategy.AccessTokenSignature(ctx, raw)); err != nil && !errors.Is(err, fosite.ErrNotFound) {
+			if err := p.storage.delete(ctx, kindAccess, p.strategy.AccessTokenSignature(ctx, raw)); err != nil && !errors.Is(err, fosite.ErrNotFound) {
 				p.writeError(w, r, err)
 				return
 			}

@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -15,23 +16,23 @@ import (
 // a leaked client secret. It reads every token record (tokens are stored by signature, not by
 // client), so it costs a pass over the store; the gate stops accepting each token at once, cached
 // or not. It returns how many tokens it ended.
-func (p *Provider) RevokeClientTokens(clientID string) (int, error) {
+func (p *Provider) RevokeClientTokens(ctx context.Context, clientID string) (int, error) {
 	// the cut-off first: from here on the gate refuses every token of the client issued until
 	// now, including those the pass below does not see (stored after it lists the store)
 	if p.cfg.Cutoffs != nil {
-		if err := p.cfg.Cutoffs.Set(p.storage.kv, clientID, time.Now()); err != nil {
+		if err := p.cfg.Cutoffs.Set(ctx, p.storage.kv, clientID, time.Now()); err != nil {
 			return 0, err
 		}
 	}
 	revoked := 0
 	for _, kind := range []string{kindAccess, kindRefresh} {
 		prefix := "tok/" + kind + "/"
-		keys, err := p.storage.kv.Keys([]byte(prefix))
+		keys, err := p.storage.kv.Keys(ctx, []byte(prefix))
 		if err != nil {
 			return revoked, fmt.Errorf("listing tokens: %w", err)
 		}
 		for _, k := range keys {
-			data, err := p.storage.kv.Get(k)
+			data, err := p.storage.kv.Get(ctx, k)
 			if errors.Is(err, store.ErrNotFound) {
 				continue // expired or revoked since the listing
 			} else if err != nil {
@@ -41,7 +42,7 @@ func (p *Provider) RevokeClientTokens(clientID string) (int, error) {
 			if unmarshalRecord(data, &rec) != nil || rec.ClientID != clientID {
 				continue
 			}
-			if err := p.storage.delete(kind, strings.TrimPrefix(string(k), prefix)); err != nil {
+			if err := p.storage.delete(ctx, kind, strings.TrimPrefix(string(k), prefix)); err != nil {
 				return revoked, fmt.Errorf("revoking a token: %w", err)
 			}
 			revoked++ // a concurrent pass may count the same token: the figure is an upper bound

@@ -75,8 +75,8 @@ func (s *tokenStorage) GetClient(_ context.Context, id string) (fosite.Client, e
 }
 
 // ClientAssertionJWTValid implements fosite.ClientManager.
-func (s *tokenStorage) ClientAssertionJWTValid(_ context.Context, jti string) error {
-	_, err := s.kv.Get([]byte("jti/" + jti))
+func (s *tokenStorage) ClientAssertionJWTValid(ctx context.Context, jti string) error {
+	_, err := s.kv.Get(ctx, []byte("jti/"+jti))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil
@@ -87,15 +87,15 @@ func (s *tokenStorage) ClientAssertionJWTValid(_ context.Context, jti string) er
 }
 
 // SetClientAssertionJWT implements fosite.ClientManager.
-func (s *tokenStorage) SetClientAssertionJWT(_ context.Context, jti string, exp time.Time) error {
+func (s *tokenStorage) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
 	ttl := time.Until(exp)
 	if ttl <= 0 {
 		return nil
 	}
-	return s.kv.Put(store.Entry{Key: []byte("jti/" + jti), Value: []byte{1}, TTL: ttl})
+	return s.kv.Put(ctx, store.Entry{Key: []byte("jti/" + jti), Value: []byte{1}, TTL: ttl})
 }
 
-func (s *tokenStorage) create(kind string, tt fosite.TokenType, signature string, req fosite.Requester) error {
+func (s *tokenStorage) create(ctx context.Context, kind string, tt fosite.TokenType, signature string, req fosite.Requester) error {
 	sess, ok := req.GetSession().(*Session)
 	if !ok {
 		return fmt.Errorf("storing token: unexpected session type %T", req.GetSession())
@@ -141,7 +141,7 @@ func (s *tokenStorage) create(kind string, tt fosite.TokenType, signature string
 	if sess.BrowserSession != "" && (kind == kindAccess || kind == kindCode) {
 		entries = append(entries, store.Entry{Key: browserIndexKey(sess.BrowserSession, kind, signature), Value: []byte{1}, TTL: ttl})
 	}
-	return s.kv.Put(entries...)
+	return s.kv.Put(ctx, entries...)
 }
 
 // indexedByRequest says whether a token is listed under its request id, for fosite's
@@ -163,9 +163,9 @@ func browserIndexKey(ref, kind, signature string) []byte {
 // EndBrowserSession ends the access tokens and unused codes that applications obtained through
 // the portal session ref (session.Ref), when its user signs out. Refresh tokens, granted for
 // offline access, outlive the browser session. It returns how many it ended.
-func (p *Provider) EndBrowserSession(ref string) (int, error) {
+func (p *Provider) EndBrowserSession(ctx context.Context, ref string) (int, error) {
 	prefix := []byte("bsess/" + ref + "/")
-	idx, err := p.cfg.KV.Keys(prefix)
+	idx, err := p.cfg.KV.Keys(ctx, prefix)
 	if err != nil {
 		return 0, err
 	}
@@ -177,21 +177,21 @@ func (p *Provider) EndBrowserSession(ref string) (int, error) {
 		}
 		switch kind {
 		case kindAccess:
-			err = p.storage.delete(kindAccess, sig)
+			err = p.storage.delete(ctx, kindAccess, sig)
 		case kindCode:
-			err = p.storage.deactivate(kindCode, fosite.AuthorizeCode, sig)
+			err = p.storage.deactivate(ctx, kindCode, fosite.AuthorizeCode, sig)
 		}
 		if err != nil && !errors.Is(err, fosite.ErrNotFound) {
 			return n, err
 		}
 		n++
 	}
-	return n, p.cfg.KV.Delete(idx...)
+	return n, p.cfg.KV.Delete(ctx, idx...)
 }
 
 // load reads a record; a missing record or client is fosite.ErrNotFound.
-func (s *tokenStorage) load(kind, signature string, into fosite.Session) (*fosite.Request, *tokenRecord, error) {
-	data, err := s.kv.Get(tokenKey(kind, signature))
+func (s *tokenStorage) load(ctx context.Context, kind, signature string, into fosite.Session) (*fosite.Request, *tokenRecord, error) {
+	data, err := s.kv.Get(ctx, tokenKey(kind, signature))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil, fosite.ErrNotFound
 	} else if err != nil {
@@ -242,20 +242,20 @@ func (s *tokenStorage) load(kind, signature string, into fosite.Session) (*fosit
 	return r, &rec, nil
 }
 
-func (s *tokenStorage) delete(kind, signature string) error {
+func (s *tokenStorage) delete(ctx context.Context, kind, signature string) error {
 	if kind == kindAccess {
 		defer s.tokens.Forget(signature)
 	}
-	_, rec, err := s.load(kind, signature, nil)
+	_, rec, err := s.load(ctx, kind, signature, nil)
 	keys := [][]byte{tokenKey(kind, signature)}
 	if err == nil {
 		keys = append(keys, requestIndexKey(rec.RequestID, kind, signature))
 	}
-	return s.kv.Delete(keys...)
+	return s.kv.Delete(ctx, keys...)
 }
 
-func (s *tokenStorage) revokeRequest(requestID, kind string) error {
-	idx, err := s.kv.Keys(requestIndexPrefix(requestID, kind))
+func (s *tokenStorage) revokeRequest(ctx context.Context, requestID, kind string) error {
+	idx, err := s.kv.Keys(ctx, requestIndexPrefix(requestID, kind))
 	if err != nil {
 		return err
 	}
@@ -271,17 +271,17 @@ func (s *tokenStorage) revokeRequest(requestID, kind string) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	return s.kv.Delete(keys...)
+	return s.kv.Delete(ctx, keys...)
 }
 
 // CreateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage.
-func (s *tokenStorage) CreateAuthorizeCodeSession(_ context.Context, code string, req fosite.Requester) error {
-	return s.create(kindCode, fosite.AuthorizeCode, code, req)
+func (s *tokenStorage) CreateAuthorizeCodeSession(ctx context.Context, code string, req fosite.Requester) error {
+	return s.create(ctx, kindCode, fosite.AuthorizeCode, code, req)
 }
 
 // GetAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage.
-func (s *tokenStorage) GetAuthorizeCodeSession(_ context.Context, code string, sess fosite.Session) (fosite.Requester, error) {
-	r, rec, err := s.load(kindCode, code, sess)
+func (s *tokenStorage) GetAuthorizeCodeSession(ctx context.Context, code string, sess fosite.Session) (fosite.Requester, error) {
+	r, rec, err := s.load(ctx, kindCode, code, sess)
 	if err != nil {
 		return nil, err
 	}
@@ -293,14 +293,14 @@ func (s *tokenStorage) GetAuthorizeCodeSession(_ context.Context, code string, s
 
 // InvalidateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage: the record stays,
 // marked used, so a replay is recognised.
-func (s *tokenStorage) InvalidateAuthorizeCodeSession(_ context.Context, code string) error {
-	return s.deactivate(kindCode, fosite.AuthorizeCode, code)
+func (s *tokenStorage) InvalidateAuthorizeCodeSession(ctx context.Context, code string) error {
+	return s.deactivate(ctx, kindCode, fosite.AuthorizeCode, code)
 }
 
 // deactivate marks a stored token spent, keeping it until it would have expired (at least a
 // minute) so that presenting it again is recognised.
-func (s *tokenStorage) deactivate(kind string, tt fosite.TokenType, signature string) error {
-	data, err := s.kv.Get(tokenKey(kind, signature))
+func (s *tokenStorage) deactivate(ctx context.Context, kind string, tt fosite.TokenType, signature string) error {
+	data, err := s.kv.Get(ctx, tokenKey(kind, signature))
 	if errors.Is(err, store.ErrNotFound) {
 		return fosite.ErrNotFound
 	} else if err != nil {
@@ -324,7 +324,7 @@ func (s *tokenStorage) deactivate(kind string, tt fosite.TokenType, signature st
 			ttl = until
 		}
 	}
-	return s.kv.Put(
+	return s.kv.Put(ctx,
 		store.Entry{Key: tokenKey(kind, signature), Value: data, TTL: ttl},
 		store.Entry{Key: requestIndexKey(rec.RequestID, kind, signature), Value: []byte{1}, TTL: ttl},
 	)
@@ -338,13 +338,13 @@ func codeKey(code string) string {
 }
 
 // CreateOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
-func (s *tokenStorage) CreateOpenIDConnectSession(_ context.Context, code string, req fosite.Requester) error {
-	return s.create(kindOIDC, fosite.AuthorizeCode, codeKey(code), req)
+func (s *tokenStorage) CreateOpenIDConnectSession(ctx context.Context, code string, req fosite.Requester) error {
+	return s.create(ctx, kindOIDC, fosite.AuthorizeCode, codeKey(code), req)
 }
 
 // GetOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
-func (s *tokenStorage) GetOpenIDConnectSession(_ context.Context, code string, req fosite.Requester) (fosite.Requester, error) {
-	r, _, err := s.load(kindOIDC, codeKey(code), req.GetSession())
+func (s *tokenStorage) GetOpenIDConnectSession(ctx context.Context, code string, req fosite.Requester) (fosite.Requester, error) {
+	r, _, err := s.load(ctx, kindOIDC, codeKey(code), req.GetSession())
 	if errors.Is(err, fosite.ErrNotFound) {
 		return nil, openid.ErrNoSessionFound
 	}
@@ -352,18 +352,18 @@ func (s *tokenStorage) GetOpenIDConnectSession(_ context.Context, code string, r
 }
 
 // DeleteOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
-func (s *tokenStorage) DeleteOpenIDConnectSession(_ context.Context, code string) error {
-	return s.delete(kindOIDC, codeKey(code))
+func (s *tokenStorage) DeleteOpenIDConnectSession(ctx context.Context, code string) error {
+	return s.delete(ctx, kindOIDC, codeKey(code))
 }
 
 // CreatePKCERequestSession implements pkce.PKCERequestStorage.
-func (s *tokenStorage) CreatePKCERequestSession(_ context.Context, signature string, req fosite.Requester) error {
-	return s.create(kindPKCE, fosite.AuthorizeCode, signature, req)
+func (s *tokenStorage) CreatePKCERequestSession(ctx context.Context, signature string, req fosite.Requester) error {
+	return s.create(ctx, kindPKCE, fosite.AuthorizeCode, signature, req)
 }
 
 // GetPKCERequestSession implements pkce.PKCERequestStorage.
-func (s *tokenStorage) GetPKCERequestSession(_ context.Context, signature string, sess fosite.Session) (fosite.Requester, error) {
-	r, _, err := s.load(kindPKCE, signature, sess)
+func (s *tokenStorage) GetPKCERequestSession(ctx context.Context, signature string, sess fosite.Session) (fosite.Requester, error) {
+	r, _, err := s.load(ctx, kindPKCE, signature, sess)
 	return r, err
 }
 
@@ -376,13 +376,13 @@ func (s *tokenStorage) DeletePKCERequestSession(context.Context, string) error {
 }
 
 // CreateAccessTokenSession implements oauth2.AccessTokenStorage.
-func (s *tokenStorage) CreateAccessTokenSession(_ context.Context, signature string, req fosite.Requester) error {
-	return s.create(kindAccess, fosite.AccessToken, signature, req)
+func (s *tokenStorage) CreateAccessTokenSession(ctx context.Context, signature string, req fosite.Requester) error {
+	return s.create(ctx, kindAccess, fosite.AccessToken, signature, req)
 }
 
 // GetAccessTokenSession implements oauth2.AccessTokenStorage.
-func (s *tokenStorage) GetAccessTokenSession(_ context.Context, signature string, sess fosite.Session) (fosite.Requester, error) {
-	r, _, err := s.load(kindAccess, signature, sess)
+func (s *tokenStorage) GetAccessTokenSession(ctx context.Context, signature string, sess fosite.Session) (fosite.Requester, error) {
+	r, _, err := s.load(ctx, kindAccess, signature, sess)
 	if err != nil {
 		return nil, err
 	}
@@ -393,19 +393,19 @@ func (s *tokenStorage) GetAccessTokenSession(_ context.Context, signature string
 }
 
 // DeleteAccessTokenSession implements oauth2.AccessTokenStorage.
-func (s *tokenStorage) DeleteAccessTokenSession(_ context.Context, signature string) error {
-	return s.delete(kindAccess, signature)
+func (s *tokenStorage) DeleteAccessTokenSession(ctx context.Context, signature string) error {
+	return s.delete(ctx, kindAccess, signature)
 }
 
 // CreateRefreshTokenSession implements oauth2.RefreshTokenStorage.
-func (s *tokenStorage) CreateRefreshTokenSession(_ context.Context, signature string, req fosite.Requester) error {
-	return s.create(kindRefresh, fosite.RefreshToken, signature, req)
+func (s *tokenStorage) CreateRefreshTokenSession(ctx context.Context, signature string, req fosite.Requester) error {
+	return s.create(ctx, kindRefresh, fosite.RefreshToken, signature, req)
 }
 
 // GetRefreshTokenSession implements oauth2.RefreshTokenStorage. A spent (rotated) or revoked
 // refresh token is fosite.ErrInactiveToken with its request, so a replay revokes its family.
-func (s *tokenStorage) GetRefreshTokenSession(_ context.Context, signature string, sess fosite.Session) (fosite.Requester, error) {
-	r, rec, err := s.load(kindRefresh, signature, sess)
+func (s *tokenStorage) GetRefreshTokenSession(ctx context.Context, signature string, sess fosite.Session) (fosite.Requester, error) {
+	r, rec, err := s.load(ctx, kindRefresh, signature, sess)
 	if err != nil {
 		return nil, err
 	}
@@ -419,21 +419,21 @@ func (s *tokenStorage) GetRefreshTokenSession(_ context.Context, signature strin
 }
 
 // DeleteRefreshTokenSession implements oauth2.RefreshTokenStorage.
-func (s *tokenStorage) DeleteRefreshTokenSession(_ context.Context, signature string) error {
-	return s.delete(kindRefresh, signature)
+func (s *tokenStorage) DeleteRefreshTokenSession(ctx context.Context, signature string) error {
+	return s.delete(ctx, kindRefresh, signature)
 }
 
 // RevokeRefreshToken implements oauth2.TokenRevocationStorage: the request's refresh tokens
 // are marked spent, not deleted, so presenting one again is recognised as a replay until it
 // would have expired.
-func (s *tokenStorage) RevokeRefreshToken(_ context.Context, requestID string) error {
-	idx, err := s.kv.Keys(requestIndexPrefix(requestID, kindRefresh))
+func (s *tokenStorage) RevokeRefreshToken(ctx context.Context, requestID string) error {
+	idx, err := s.kv.Keys(ctx, requestIndexPrefix(requestID, kindRefresh))
 	if err != nil {
 		return err
 	}
 	prefix := len(requestIndexPrefix(requestID, kindRefresh))
 	for _, k := range idx {
-		if err := s.deactivate(kindRefresh, fosite.RefreshToken, string(k[prefix:])); err != nil && !errors.Is(err, fosite.ErrNotFound) {
+		if err := s.deactivate(ctx, kindRefresh, fosite.RefreshToken, string(k[prefix:])); err != nil && !errors.Is(err, fosite.ErrNotFound) {
 			return err
 		}
 	}
@@ -446,6 +446,6 @@ func (s *tokenStorage) RevokeRefreshTokenMaybeGracePeriod(ctx context.Context, r
 }
 
 // RevokeAccessToken implements oauth2.TokenRevocationStorage.
-func (s *tokenStorage) RevokeAccessToken(_ context.Context, requestID string) error {
-	return s.revokeRequest(requestID, kindAccess)
+func (s *tokenStorage) RevokeAccessToken(ctx context.Context, requestID string) error {
+	return s.revokeRequest(ctx, requestID, kindAccess)
 }

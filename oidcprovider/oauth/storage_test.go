@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"context"
 	"encoding/json"
 	"net/url"
 	"strings"
@@ -18,9 +19,9 @@ import (
 var statusPage = audience.Target("https", "status.example.com", "/api/health")
 
 // keysUnder counts the store's keys with prefix.
-func (f *flowProvider) keysUnder(prefix string) int {
+func (f *flowProvider) keysUnder(ctx context.Context, prefix string) int {
 	f.t.Helper()
-	keys, err := f.kv.Keys([]byte(prefix))
+	keys, err := f.kv.Keys(ctx, []byte(prefix))
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -29,9 +30,9 @@ func (f *flowProvider) keysUnder(prefix string) int {
 
 // rewriteWithoutExpiry stores a token's record again as earlier versions wrote code-flow tokens:
 // JSON, issued at issued, without expiries and without a TTL.
-func (f *flowProvider) rewriteWithoutExpiry(kind, sig string, issued time.Time) {
+func (f *flowProvider) rewriteWithoutExpiry(ctx context.Context, kind, sig string, issued time.Time) {
 	f.t.Helper()
-	_, rec, err := f.p.storage.load(kind, sig, nil)
+	_, rec, err := f.p.storage.load(ctx, kind, sig, nil)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -40,7 +41,7 @@ func (f *flowProvider) rewriteWithoutExpiry(kind, sig string, issued time.Time) 
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	if err := f.kv.Put(store.Entry{Key: tokenKey(kind, sig), Value: data}); err != nil {
+	if err := f.kv.Put(ctx, store.Entry{Key: tokenKey(kind, sig), Value: data}); err != nil {
 		f.t.Fatal(err)
 	}
 }
@@ -55,20 +56,21 @@ func (f *flowProvider) revoke(client, token string) int {
 // Tokens of the code flow keep both (fosite revokes them by request, and reads the code's
 // form back). Revocation still ends the unindexed token, at once and at the gate.
 func TestStoredTokenFootprint(t *testing.T) {
+	ctx := t.Context()
 	f := newFlowProvider(t)
 	status, body := f.token("monitor", url.Values{"grant_type": {"client_credentials"}, "scope": {clients.ScopeBearerAuthz}, "audience": {"https://status.example.com/"}})
 	if status != 200 {
 		t.Fatalf("client_credentials: %d %v", status, body)
 	}
 	monitorToken := body["access_token"].(string)
-	if n := f.keysUnder("tok/" + kindAccess + "/"); n != 1 {
+	if n := f.keysUnder(ctx, "tok/"+kindAccess+"/"); n != 1 {
 		t.Fatalf("%d access-token records, want 1", n)
 	}
-	if n := f.keysUnder("req/"); n != 0 {
+	if n := f.keysUnder(ctx, "req/"); n != 0 {
 		t.Fatalf("a client_credentials token wrote %d request-index entries, want none", n)
 	}
 	sig := monitorToken[strings.LastIndex(monitorToken, ".")+1:]
-	data, err := f.kv.Get(tokenKey(kindAccess, sig))
+	data, err := f.kv.Get(ctx, tokenKey(kindAccess, sig))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +89,7 @@ func TestStoredTokenFootprint(t *testing.T) {
 	if status, body := f.exchange("app", code, ""); status != 200 {
 		t.Fatalf("exchange: %d %v", status, body)
 	}
-	if n := f.keysUnder("req/"); n < 2 { // the code and the access token, the refresh token too
+	if n := f.keysUnder(ctx, "req/"); n < 2 { // the code and the access token, the refresh token too
 		t.Fatalf("the code flow's tokens wrote %d request-index entries, want them indexed", n)
 	}
 
@@ -100,7 +102,7 @@ func TestStoredTokenFootprint(t *testing.T) {
 	if status := f.revoke("monitor", monitorToken); status != 200 {
 		t.Fatalf("revocation: %d", status)
 	}
-	if _, err := f.kv.Get(tokenKey(kindAccess, sig)); err == nil {
+	if _, err := f.kv.Get(ctx, tokenKey(kindAccess, sig)); err == nil {
 		t.Fatal("the revoked token's record is still stored")
 	}
 	if _, err := f.p.CheckBearer(t.Context(), monitorToken, statusPage); err == nil {
@@ -135,6 +137,7 @@ func TestRevocationIgnoresThePrefix(t *testing.T) {
 // the session before it reads the code a second time; reading it must not wipe them), so the
 // store forgets them and the gate refuses them in time.
 func TestCodeExchangeTokensExpire(t *testing.T) {
+	ctx := t.Context()
 	f := newFlowProvider(t)
 	before := time.Now()
 	status, body := f.exchange("app", f.authorize("app", nil), "")
@@ -152,7 +155,7 @@ func TestCodeExchangeTokensExpire(t *testing.T) {
 		if token == "" {
 			t.Fatalf("no %s in %v", kind, body)
 		}
-		_, rec, err := f.p.storage.load(kind, token[strings.LastIndex(token, ".")+1:], nil)
+		_, rec, err := f.p.storage.load(ctx, kind, token[strings.LastIndex(token, ".")+1:], nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -166,6 +169,7 @@ func TestCodeExchangeTokensExpire(t *testing.T) {
 // A token record without an access expiry (earlier versions stored code-flow tokens so) lasts
 // the access token lifespan from its issue at the gate, as fosite's own validation has it.
 func TestGateExpiresRecordsWithoutExpiry(t *testing.T) {
+	ctx := t.Context()
 	f := newFlowProvider(t)
 	_, body := f.token("monitor", url.Values{"grant_type": {"client_credentials"}, "scope": {clients.ScopeBearerAuthz}, "audience": {"https://status.example.com/"}})
 	token := body["access_token"].(string)
@@ -174,7 +178,7 @@ func TestGateExpiresRecordsWithoutExpiry(t *testing.T) {
 		issued time.Time
 		valid  bool
 	}{{time.Now().Add(-time.Minute), true}, {time.Now().Add(-2 * time.Hour), false}} {
-		f.rewriteWithoutExpiry(kindAccess, sig, c.issued)
+		f.rewriteWithoutExpiry(ctx, kindAccess, sig, c.issued)
 		f.p.cfg.Tokens.Forget(sig)
 		if _, err := f.p.CheckBearer(t.Context(), token, statusPage); (err == nil) != c.valid {
 			t.Errorf("issued %s ago without an expiry: gate error %v, want valid=%v", time.Since(c.issued).Round(time.Minute), err, c.valid)
@@ -185,6 +189,7 @@ func TestGateExpiresRecordsWithoutExpiry(t *testing.T) {
 // A refresh token record without an expiry (earlier versions stored code-flow refresh tokens
 // so, and fosite reads that as unlimited) lasts the refresh token lifespan from its issue.
 func TestRefreshRecordsWithoutExpiry(t *testing.T) {
+	ctx := t.Context()
 	f := newFlowProvider(t)
 	for _, c := range []struct {
 		issued time.Time
@@ -193,7 +198,7 @@ func TestRefreshRecordsWithoutExpiry(t *testing.T) {
 		_, body := f.exchange("app", f.authorize("app", nil), "")
 		rt, _ := body["refresh_token"].(string)
 		sig := rt[strings.LastIndex(rt, ".")+1:]
-		f.rewriteWithoutExpiry(kindRefresh, sig, c.issued)
+		f.rewriteWithoutExpiry(ctx, kindRefresh, sig, c.issued)
 		if status, body := f.refresh("app", rt); (status == 200) != c.valid {
 			t.Errorf("refresh token issued %s ago without an expiry: %d %v, want valid=%v", time.Since(c.issued).Round(time.Minute), status, body, c.valid)
 		}

@@ -131,7 +131,7 @@ func (p *Portal) consentWithdraw(w http.ResponseWriter, r *http.Request) {
 		redirect(w, r, p.withRD(PathSignIn, p.localURL(PathSettings)))
 		return
 	}
-	if _, err := p.cfg.Consents.Withdraw(u.Name, r.PostFormValue("id")); err != nil {
+	if _, err := p.cfg.Consents.Withdraw(r.Context(), u.Name, r.PostFormValue("id")); err != nil {
 		p.unavailable(w, r)
 		return
 	}

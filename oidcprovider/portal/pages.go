@@ -53,7 +53,7 @@ func (p *Portal) render(w http.ResponseWriter, r *http.Request, status int, page
 	d.CSRF = p.csrfToken(w, r)
 	extra := d.FormAction
 	if d.RD != "" && p.cfg.FormActionFor != nil {
-		extra = append(extra, p.cfg.FormActionFor(d.RD)...)
+		extra = append(extra, p.cfg.FormActionFor(r.Context(), d.RD)...)
 	}
 	if len(extra) > 0 {
 		// the page's form leads, through redirects, to an application: Chrome checks every hop

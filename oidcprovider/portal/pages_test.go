@@ -121,6 +121,7 @@ func (w *portalWorld) age(d time.Duration) { w.offset += d }
 // Changing devices needs the password within five minutes, and once the user has a second
 // factor, that factor within five minutes too.
 func TestDeviceChangesNeedFreshFactors(t *testing.T) {
+	ctx := t.Context()
 	w := newPortalWorld(t)
 	w.signIn()
 
@@ -157,7 +158,7 @@ func TestDeviceChangesNeedFreshFactors(t *testing.T) {
 	if loc := rec.Header().Get("Location"); rec.Code != http.StatusSeeOther || !strings.HasPrefix(loc, "/2fa?rd=") {
 		t.Fatalf("removal at one factor: %d %q, want the second-factor page", rec.Code, loc)
 	}
-	if _, err := w.devices.Info("john"); err != nil {
+	if _, err := w.devices.Info(ctx, "john"); err != nil {
 		t.Fatal("the device was removed without the second factor")
 	}
 	next, _ := otptotp.GenerateCodeCustom(m[1], time.Now().Add(w.offset+30*time.Second), otptotp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
@@ -173,7 +174,7 @@ func TestDeviceChangesNeedFreshFactors(t *testing.T) {
 	if rec := w.do("POST", "/settings/totp/remove", url.Values{}); !strings.Contains(rec.Body.String(), `action="/settings/confirm"`) && !strings.HasPrefix(rec.Header().Get("Location"), "/2fa") {
 		t.Fatalf("removal with stale factors: %d, want a confirmation", rec.Code)
 	}
-	if _, err := w.devices.Info("john"); err != nil {
+	if _, err := w.devices.Info(ctx, "john"); err != nil {
 		t.Fatal("the device was removed with stale factors")
 	}
 }
@@ -181,12 +182,13 @@ func TestDeviceChangesNeedFreshFactors(t *testing.T) {
 // A sign-in ends a session id planted in the browser before it, and what that session
 // authorized (OnSignOut is told, as at a sign-out).
 func TestSignInEndsAPlantedSession(t *testing.T) {
+	ctx := t.Context()
 	w := newPortalWorld(t)
 	var ended []string
-	w.p.cfg.OnSignOut = func(user, ref string) { ended = append(ended, user+" "+ref) }
+	w.p.cfg.OnSignOut = func(_ context.Context, user, ref string) { ended = append(ended, user+" "+ref) }
 	w.signIn()
 	planted := w.cookies["portcullis_session"].Value
-	before, err := w.sessions.Get(planted)
+	before, err := w.sessions.Get(ctx, planted)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +196,7 @@ func TestSignInEndsAPlantedSession(t *testing.T) {
 	if w.cookies["portcullis_session"].Value == planted {
 		t.Fatal("a second sign-in kept the session id")
 	}
-	if _, err := w.sessions.Get(planted); err == nil {
+	if _, err := w.sessions.Get(ctx, planted); err == nil {
 		t.Error("the session id from before the sign-in still works")
 	}
 	if len(ended) != 1 || ended[0] != "john "+before.Ref() {
@@ -207,13 +209,14 @@ func TestSignInEndsAPlantedSession(t *testing.T) {
 // people are a 400 on the portal's pages, as at the gate, and no session for the provider's
 // flows (Current), so the authorization endpoint issues nothing for either of them.
 func TestSessionCookiesReadAsAtTheGate(t *testing.T) {
+	ctx := t.Context()
 	w := newPortalWorld(t)
-	john, _, err := w.sessions.Create("john", session.OneFactor, false)
+	john, _, err := w.sessions.Create(ctx, "john", session.OneFactor, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	john2, _, _ := w.sessions.Create("john", session.OneFactor, false)
-	jane, _, _ := w.sessions.Create("jane", session.OneFactor, false)
+	john2, _, _ := w.sessions.Create(ctx, "john", session.OneFactor, false)
+	jane, _, _ := w.sessions.Create(ctx, "jane", session.OneFactor, false)
 	const name = "portcullis_session="
 	get := func(cookie string) *httptest.ResponseRecorder {
 		r := httptest.NewRequest("GET", "https://auth.example.com/settings", nil)
@@ -258,7 +261,7 @@ func TestSessionCookiesReadAsAtTheGate(t *testing.T) {
 	if err := w.p.EndSession(httptest.NewRecorder(), r); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.sessions.Get(john); err == nil {
+	if _, err := w.sessions.Get(ctx, john); err == nil {
 		t.Error("a sign-out left the live session behind a junk cookie")
 	}
 }

@@ -89,10 +89,10 @@ type Config struct {
 	// FormActionFor, when set, names the origins a form with return URL rd may lead to through
 	// redirects (the application's redirect URI when rd resumes an authorization request), so
 	// the page's form-action allows them.
-	FormActionFor func(rd string) []string
+	FormActionFor func(ctx context.Context, rd string) []string
 	// OnSignOut, when set, is told of each session ended by signing out (its user and its
 	// reference, Session.Ref), so what the session authorized can end with it.
-	OnSignOut func(user, ref string)
+	OnSignOut func(ctx context.Context, user, ref string)
 	// Consents, when set, are the users' remembered consents, listed on the signed-in page
 	// where a user may withdraw one.
 	Consents ConsentKeeper
@@ -102,8 +102,8 @@ type Config struct {
 
 // ConsentKeeper lists and withdraws a user's remembered consents.
 type ConsentKeeper interface {
-	List(username string, now time.Time) ([]consent.Grant, error)
-	Withdraw(username, id string) (bool, error)
+	List(ctx context.Context, username string, now time.Time) ([]consent.Grant, error)
+	Withdraw(ctx context.Context, username, id string) (bool, error)
 }
 
 // Portal serves the pages.

@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"context"
 	"net/http"
 	"net/netip"
 
@@ -16,6 +17,7 @@ import (
 
 // secondFactorPage asks for a TOTP code or a security key.
 func (p *Portal) secondFactorPage(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
 	rd := p.safeRedirect(r.URL.Query().Get("rd"))
 	_, sess, u := p.current(r)
 	if sess == nil {
@@ -23,14 +25,14 @@ func (p *Portal) secondFactorPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := &pageData{Title: "Second factor", RD: rd, User: u, Session: sess}
-	p.devices(u, d)
+	p.devices(ctx, u, d)
 	d.NeedsFirst = d.TOTP == nil && len(d.Keys) == 0
 	p.render(w, r, http.StatusOK, "secondfactor", d)
 }
 
 // elevate records a second factor: the session moves to a new id at level two.
-func (p *Portal) elevate(w http.ResponseWriter, id string, u *users.User, factor, ip string) bool {
-	newID, sess, err := p.cfg.Sessions.ElevateWith(id, session.TwoFactor, factor)
+func (p *Portal) elevate(ctx context.Context, w http.ResponseWriter, id string, u *users.User, factor, ip string) bool {
+	newID, sess, err := p.cfg.Sessions.ElevateWith(ctx, id, session.TwoFactor, factor)
 	if err != nil {
 		p.cfg.Logger.Error("portal: elevating a session", zap.Error(err))
 		return false
@@ -42,11 +44,11 @@ func (p *Portal) elevate(w http.ResponseWriter, id string, u *users.User, factor
 
 // begin starts a regulated second-factor attempt: false when the user at addr is banned. The
 // attempt is never nil (without a regulator it does nothing).
-func (p *Portal) begin(user string, addr netip.Addr) (*regulation.Attempt, bool) {
+func (p *Portal) begin(ctx context.Context, user string, addr netip.Addr) (*regulation.Attempt, bool) {
 	if p.cfg.Regulator == nil {
 		return &regulation.Attempt{}, true
 	}
-	a, ok := p.cfg.Regulator.BeginSecondFactor(user, addr)
+	a, ok := p.cfg.Regulator.BeginSecondFactor(ctx, user, addr)
 	if a == nil {
 		a = &regulation.Attempt{}
 	}

@@ -87,14 +87,15 @@ type signedIn struct {
 // pick is current with the reason when there is no session: session.ErrCookies for the live
 // sessions of two people, or more than session.MaxCookies cookies of the name.
 func (p *Portal) pick(r *http.Request) (string, signedIn, error) {
+	ctx := r.Context()
 	return session.Pick(r.Header, p.cfg.CookieName, func(id string) (string, signedIn, error) {
-		sess, err := p.cfg.Sessions.Get(id)
+		sess, err := p.cfg.Sessions.Get(ctx, id)
 		if err != nil {
 			return "", signedIn{}, session.ErrNoSession
 		}
 		u, ok := p.cfg.Users().Lookup(sess.User)
 		if !ok || u.Disabled {
-			_ = p.cfg.Sessions.End(id)
+			_ = p.cfg.Sessions.End(ctx, id)
 			return "", signedIn{}, session.ErrNoSession
 		}
 		return sess.User, signedIn{sess, u}, nil
@@ -105,8 +106,9 @@ func (p *Portal) pick(r *http.Request) (string, signedIn, error) {
 // sign-out ends. It reads the cookies as current does but without the user's check, so the
 // session of a removed or disabled user still ends as a sign-out ends it (OnSignOut is told).
 func (p *Portal) sessionID(r *http.Request) string {
+	ctx := r.Context()
 	id, _, _ := session.Pick(r.Header, p.cfg.CookieName, func(id string) (string, struct{}, error) {
-		sess, err := p.cfg.Sessions.Get(id)
+		sess, err := p.cfg.Sessions.Get(ctx, id)
 		if err != nil {
 			return "", struct{}{}, session.ErrNoSession
 		}

@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -15,15 +16,16 @@ import (
 
 // settingsPage is the signed-in page: who, how, the devices, and sign-out.
 func (p *Portal) settingsPage(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
 	_, sess, u := p.current(r)
 	if sess == nil {
 		redirect(w, r, p.withRD(PathSignIn, p.localURL(PathSettings)))
 		return
 	}
 	d := &pageData{Title: "Your account", User: u, Session: sess, Notice: notices[r.URL.Query().Get("notice")]}
-	p.devices(u, d)
+	p.devices(ctx, u, d)
 	if p.cfg.Consents != nil {
-		grants, err := p.cfg.Consents.List(u.Name, p.cfg.Now())
+		grants, err := p.cfg.Consents.List(ctx, u.Name, p.cfg.Now())
 		if err != nil {
 			p.unavailable(w, r)
 			return
@@ -41,22 +43,22 @@ func (p *Portal) settingsPage(w http.ResponseWriter, r *http.Request) {
 }
 
 // devices fills in the user's devices.
-func (p *Portal) devices(u *users.User, d *pageData) {
+func (p *Portal) devices(ctx context.Context, u *users.User, d *pageData) {
 	if p.cfg.TOTP != nil {
-		if info, err := p.cfg.TOTP.Info(u.Name); err == nil {
+		if info, err := p.cfg.TOTP.Info(ctx, u.Name); err == nil {
 			d.TOTP = info
 		}
 	}
 	if p.cfg.WebAuthn != nil {
-		if keys, err := p.cfg.WebAuthn.List(u.Name); err == nil {
+		if keys, err := p.cfg.WebAuthn.List(ctx, u.Name); err == nil {
 			d.Keys = keys
 		}
 	}
 }
 
-func (p *Portal) hasSecondFactor(u *users.User) bool {
+func (p *Portal) hasSecondFactor(ctx context.Context, u *users.User) bool {
 	d := &pageData{}
-	p.devices(u, d)
+	p.devices(ctx, u, d)
 	return d.TOTP != nil || len(d.Keys) > 0
 }
 
@@ -64,12 +66,13 @@ func (p *Portal) hasSecondFactor(u *users.User) bool {
 // and, for a user who has a second factor, that factor too. Otherwise it answers (a password
 // confirmation, or the second-factor page) and returns false.
 func (p *Portal) fresh(w http.ResponseWriter, r *http.Request, sess *session.Session, u *users.User, back string) bool {
+	ctx := r.Context()
 	now := p.cfg.Now()
 	if now.Sub(sess.PasswordAt) > freshness {
 		p.render(w, r, http.StatusOK, "confirm", &pageData{Title: "Confirm it is you", User: u, Next: back})
 		return false
 	}
-	if p.hasSecondFactor(u) && (sess.Level < session.TwoFactor || now.Sub(sess.SecondFactorAt) > freshness) {
+	if p.hasSecondFactor(ctx, u) && (sess.Level < session.TwoFactor || now.Sub(sess.SecondFactorAt) > freshness) {
 		redirect(w, r, p.base+PathSecondFactor+"?rd="+url.QueryEscape(p.localURL(back)))
 		return false
 	}
@@ -106,6 +109,7 @@ func (p *Portal) settingsReturn(next string) string {
 
 // confirmPassword records the password again before a device change.
 func (p *Portal) confirmPassword(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
 	id, sess, u := p.current(r)
 	next := p.settingsReturn(r.PostFormValue("next"))
 	if sess == nil {
@@ -120,7 +124,7 @@ func (p *Portal) confirmPassword(w http.ResponseWriter, r *http.Request) {
 		p.unavailable(w, r)
 		return
 	}
-	newID, sess, err := p.cfg.Sessions.ConfirmPassword(id)
+	newID, sess, err := p.cfg.Sessions.ConfirmPassword(ctx, id)
 	if err != nil {
 		p.unavailable(w, r)
 		return

@@ -29,6 +29,7 @@ func (p *Portal) signInPage(w http.ResponseWriter, r *http.Request) {
 
 // signIn checks the form: a new session (a new id) on success.
 func (p *Portal) signIn(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
 	username := strings.TrimSpace(r.PostFormValue("username"))
 	password := r.PostFormValue("password")
 	rd := p.safeRedirect(r.PostFormValue("rd"))
@@ -62,9 +63,9 @@ func (p *Portal) signIn(w http.ResponseWriter, r *http.Request) {
 	// the new session has another reference, so the replaced one's tokens would otherwise
 	// outlive every later sign-out of this browser (a prompt=login sign-in, say).
 	if id := p.sessionID(r); id != "" {
-		_ = p.endSession(id)
+		_ = p.endSession(ctx, id)
 	}
-	id, sess, err := p.cfg.Sessions.Create(u.Name, session.OneFactor, remember)
+	id, sess, err := p.cfg.Sessions.Create(ctx, u.Name, session.OneFactor, remember)
 	if err != nil {
 		p.cfg.Logger.Error("portal: starting a session", zap.Error(err))
 		p.unavailable(w, r)

@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 
@@ -23,12 +24,13 @@ func (p *Portal) signOutPage(w http.ResponseWriter, r *http.Request) {
 
 // signOut ends the session on the server and removes the cookie.
 func (p *Portal) signOut(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
 	rd := p.safeRedirect(r.PostFormValue("rd"))
 	if id := p.sessionID(r); id != "" {
-		if sess, err := p.cfg.Sessions.Get(id); err == nil {
+		if sess, err := p.cfg.Sessions.Get(ctx, id); err == nil {
 			p.cfg.Logger.Info("signed out", zap.String("user", sess.User), zap.String("remote_ip", p.cfg.ClientIP(r)))
 		}
-		if err := p.endSession(id); err != nil {
+		if err := p.endSession(ctx, id); err != nil {
 			p.unavailable(w, r)
 			return
 		}
@@ -42,13 +44,13 @@ func (p *Portal) signOut(w http.ResponseWriter, r *http.Request) {
 }
 
 // endSession ends the session of id and tells OnSignOut.
-func (p *Portal) endSession(id string) error {
-	sess, err := p.cfg.Sessions.Get(id)
-	if err := p.cfg.Sessions.End(id); err != nil {
+func (p *Portal) endSession(ctx context.Context, id string) error {
+	sess, err := p.cfg.Sessions.Get(ctx, id)
+	if err := p.cfg.Sessions.End(ctx, id); err != nil {
 		return err
 	}
 	if err == nil && p.cfg.OnSignOut != nil && sess.Ref() != "" {
-		p.cfg.OnSignOut(sess.User, sess.Ref())
+		p.cfg.OnSignOut(ctx, sess.User, sess.Ref())
 	}
 	return nil
 }
@@ -68,8 +70,9 @@ func (p *Portal) RenderSignOut(w http.ResponseWriter, r *http.Request, username,
 
 // EndSession ends the browser's session and removes its cookie.
 func (p *Portal) EndSession(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
 	if id := p.sessionID(r); id != "" {
-		if err := p.endSession(id); err != nil {
+		if err := p.endSession(ctx, id); err != nil {
 			return err
 		}
 	}

@@ -18,6 +18,7 @@ import (
 
 // checkTOTP checks a code from the second-factor page.
 func (p *Portal) checkTOTP(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
 	rd := p.safeRedirect(r.PostFormValue("rd"))
 	id, sess, u := p.current(r)
 	if sess == nil {
@@ -31,17 +32,17 @@ func (p *Portal) checkTOTP(w http.ResponseWriter, r *http.Request) {
 	addr := p.clientAddr(r)
 	fail := func(msg string) {
 		d := &pageData{Title: "Second factor", RD: rd, User: u, Session: sess, Error: msg}
-		p.devices(u, d)
+		p.devices(ctx, u, d)
 		p.render(w, r, http.StatusUnauthorized, "secondfactor", d)
 	}
-	attempt, allowed := p.begin(u.Name, addr)
+	attempt, allowed := p.begin(ctx, u.Name, addr)
 	if !allowed {
 		p.cfg.Logger.Info("second factor refused", zap.String("user", u.Name), zap.String("factor", "totp"), zap.String("reason", "banned"), zap.String("remote_ip", addr.String()))
 		p.observe("totp", "banned", nil)
 		fail("That code is not right. Wait for a new one and try again.")
 		return
 	}
-	err := p.cfg.TOTP.Check(u.Name, strings.ReplaceAll(r.PostFormValue("code"), " ", ""), p.cfg.Now())
+	err := p.cfg.TOTP.Check(ctx, u.Name, strings.ReplaceAll(r.PostFormValue("code"), " ", ""), p.cfg.Now())
 	if err != nil {
 		reason := "wrong code"
 		switch {
@@ -61,7 +62,7 @@ func (p *Portal) checkTOTP(w http.ResponseWriter, r *http.Request) {
 	}
 	attempt.Succeeded()
 	p.observe("totp", "success", nil)
-	if !p.elevate(w, id, u, "totp", addr.String()) {
+	if !p.elevate(ctx, w, id, u, "totp", addr.String()) {
 		p.unavailable(w, r)
 		return
 	}
@@ -74,12 +75,13 @@ func (p *Portal) checkTOTP(w http.ResponseWriter, r *http.Request) {
 
 // totpEnrolPage shows a new secret as a QR code and a URI, and asks for a code from it.
 func (p *Portal) totpEnrolPage(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
 	rd := p.safeRedirect(r.URL.Query().Get("rd"))
 	id, sess, u, ok := p.deviceChange(w, r, pathTOTPEnrol, p.cfg.TOTP != nil)
 	if !ok {
 		return
 	}
-	e, err := p.cfg.TOTP.StartEnrolment(u.Name, p.ceremonyKey(id))
+	e, err := p.cfg.TOTP.StartEnrolment(ctx, u.Name, p.ceremonyKey(id))
 	if err != nil {
 		p.cfg.Logger.Error("portal: starting a TOTP enrolment", zap.Error(err))
 		p.unavailable(w, r)
@@ -91,12 +93,13 @@ func (p *Portal) totpEnrolPage(w http.ResponseWriter, r *http.Request) {
 
 // totpEnrol confirms an enrolment with a code from the new device.
 func (p *Portal) totpEnrol(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
 	rd := p.safeRedirect(r.PostFormValue("rd"))
 	id, sess, u, ok := p.deviceChange(w, r, pathTOTPEnrol, p.cfg.TOTP != nil)
 	if !ok {
 		return
 	}
-	err := p.cfg.TOTP.FinishEnrolment(u.Name, p.ceremonyKey(id), strings.ReplaceAll(r.PostFormValue("code"), " ", ""), p.cfg.Now())
+	err := p.cfg.TOTP.FinishEnrolment(ctx, u.Name, p.ceremonyKey(id), strings.ReplaceAll(r.PostFormValue("code"), " ", ""), p.cfg.Now())
 	switch {
 	case errors.Is(err, totp.ErrWrongCode):
 		p.render(w, r, http.StatusBadRequest, "error", &pageData{Title: "That code is not right", Error: "The code did not match the new secret. Scan the QR code again and enter the code your app shows now.", Next: p.withRD(pathTOTPEnrol, rd)})
@@ -118,11 +121,12 @@ func (p *Portal) totpEnrol(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Portal) totpRemove(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
 	_, _, u, ok := p.deviceChange(w, r, PathSettings, p.cfg.TOTP != nil)
 	if !ok {
 		return
 	}
-	if err := p.cfg.TOTP.Remove(u.Name); err != nil && !errors.Is(err, totp.ErrNoDevice) {
+	if err := p.cfg.TOTP.Remove(ctx, u.Name); err != nil && !errors.Is(err, totp.ErrNoDevice) {
 		p.unavailable(w, r)
 		return
 	}

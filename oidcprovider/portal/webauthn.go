@@ -44,11 +44,12 @@ func (p *Portal) webauthnSession(w http.ResponseWriter, r *http.Request) (string
 }
 
 func (p *Portal) webauthnLoginOptions(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
 	id, _, u, ok := p.webauthnSession(w, r)
 	if !ok {
 		return
 	}
-	opts, err := p.cfg.WebAuthn.BeginLogin(u.Name, p.ceremonyKey(id))
+	opts, err := p.cfg.WebAuthn.BeginLogin(ctx, u.Name, p.ceremonyKey(id))
 	if errors.Is(err, webauthn.ErrNoDevice) {
 		scriptError(w, http.StatusBadRequest, "You have no security key registered.")
 		return
@@ -62,6 +63,7 @@ func (p *Portal) webauthnLoginOptions(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Portal) webauthnLoginVerify(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
 	rd := p.safeRedirect(r.URL.Query().Get("rd"))
 	id, _, u, ok := p.webauthnSession(w, r)
 	if !ok {
@@ -73,13 +75,13 @@ func (p *Portal) webauthnLoginVerify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	addr := p.clientAddr(r)
-	attempt, allowed := p.begin(u.Name, addr)
+	attempt, allowed := p.begin(ctx, u.Name, addr)
 	if !allowed {
 		p.observe("webauthn", "banned", nil)
 		scriptError(w, http.StatusUnauthorized, "The security key was not accepted.")
 		return
 	}
-	if err := p.cfg.WebAuthn.FinishLogin(u.Name, p.ceremonyKey(id), body); err != nil {
+	if err := p.cfg.WebAuthn.FinishLogin(ctx, u.Name, p.ceremonyKey(id), body); err != nil {
 		p.cfg.Logger.Info("second factor refused", zap.String("user", u.Name), zap.String("factor", "webauthn"), zap.String("reason", err.Error()), zap.String("remote_ip", addr.String()))
 		p.observe("webauthn", "failure", attempt)
 		scriptError(w, http.StatusUnauthorized, "The security key was not accepted.")
@@ -87,7 +89,7 @@ func (p *Portal) webauthnLoginVerify(w http.ResponseWriter, r *http.Request) {
 	}
 	attempt.Succeeded()
 	p.observe("webauthn", "success", nil)
-	if !p.elevate(w, id, u, "webauthn", addr.String()) {
+	if !p.elevate(ctx, w, id, u, "webauthn", addr.String()) {
 		scriptError(w, http.StatusServiceUnavailable, "Try again in a moment.")
 		return
 	}
@@ -110,12 +112,13 @@ func (p *Portal) keyRegisterPage(w http.ResponseWriter, r *http.Request) {
 
 // deviceSession is the session of a JSON device request that may change devices.
 func (p *Portal) deviceSession(w http.ResponseWriter, r *http.Request) (string, *session.Session, *users.User, bool) {
+	ctx := r.Context()
 	id, sess, u, ok := p.webauthnSession(w, r)
 	if !ok {
 		return "", nil, nil, false
 	}
 	now := p.cfg.Now()
-	if now.Sub(sess.PasswordAt) > freshness || (p.hasSecondFactor(u) && (sess.Level < session.TwoFactor || now.Sub(sess.SecondFactorAt) > freshness)) {
+	if now.Sub(sess.PasswordAt) > freshness || (p.hasSecondFactor(ctx, u) && (sess.Level < session.TwoFactor || now.Sub(sess.SecondFactorAt) > freshness)) {
 		scriptError(w, http.StatusForbidden, "Confirm it is you again: reload the page.")
 		return "", nil, nil, false
 	}
@@ -123,11 +126,12 @@ func (p *Portal) deviceSession(w http.ResponseWriter, r *http.Request) (string, 
 }
 
 func (p *Portal) keyRegisterOptions(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
 	id, _, u, ok := p.deviceSession(w, r)
 	if !ok {
 		return
 	}
-	opts, err := p.cfg.WebAuthn.BeginRegistration(u.Name, u.DisplayName, p.ceremonyKey(id))
+	opts, err := p.cfg.WebAuthn.BeginRegistration(ctx, u.Name, u.DisplayName, p.ceremonyKey(id))
 	if err != nil {
 		p.cfg.Logger.Error("portal: starting a WebAuthn registration", zap.Error(err))
 		scriptError(w, http.StatusServiceUnavailable, "Try again in a moment.")
@@ -138,6 +142,7 @@ func (p *Portal) keyRegisterOptions(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Portal) keyRegisterVerify(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
 	rd := p.safeRedirect(r.URL.Query().Get("rd"))
 	id, sess, u, ok := p.deviceSession(w, r)
 	if !ok {
@@ -151,7 +156,7 @@ func (p *Portal) keyRegisterVerify(w http.ResponseWriter, r *http.Request) {
 		scriptError(w, http.StatusBadRequest, "The browser's answer could not be read.")
 		return
 	}
-	cred, err := p.cfg.WebAuthn.FinishRegistration(u.Name, u.DisplayName, p.ceremonyKey(id), in.Name, in.Credential)
+	cred, err := p.cfg.WebAuthn.FinishRegistration(ctx, u.Name, u.DisplayName, p.ceremonyKey(id), in.Name, in.Credential)
 	if err != nil {
 		p.cfg.Logger.Info("security key not registered", zap.String("user", u.Name), zap.String("reason", err.Error()))
 		scriptError(w, http.StatusBadRequest, "The security key could not be registered. Try again.")
@@ -166,11 +171,12 @@ func (p *Portal) keyRegisterVerify(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Portal) keyRemove(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
 	_, _, u, ok := p.deviceChange(w, r, PathSettings, p.cfg.WebAuthn != nil)
 	if !ok {
 		return
 	}
-	err := p.cfg.WebAuthn.Remove(u.Name, r.PostFormValue("id"))
+	err := p.cfg.WebAuthn.Remove(ctx, u.Name, r.PostFormValue("id"))
 	if err != nil && !errors.Is(err, webauthn.ErrNoDevice) {
 		p.unavailable(w, r)
 		return

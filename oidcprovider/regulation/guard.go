@@ -175,7 +175,7 @@ func flightKey(username, password string, addr netip.Addr) string {
 // runs to its end whether or not the caller waits (ctx carries no cancellation).
 func (g *Guard) attempt(ctx context.Context, u *users.User, found bool, username, password string, addr netip.Addr, via string) result {
 	refused := Report{Via: via, Username: username, Known: found, Addr: addr, Outcome: Refused}
-	attempt, allowed := g.cfg.Regulator.Begin(username, addr)
+	attempt, allowed := g.cfg.Regulator.Begin(ctx, username, addr)
 	if !allowed || !found {
 		_ = waitLikeADigest(ctx)
 		if !allowed {

@@ -43,6 +43,7 @@ func cheapDigest(t *testing.T, password string) string {
 }
 
 func newGuardFixture(t *testing.T, cfg Config) *guardFixture {
+	ctx := t.Context()
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "users.yml")
 	data := fmt.Sprintf(`users:
@@ -62,7 +63,7 @@ func newGuardFixture(t *testing.T, cfg Config) *guardFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := New(cfg, nil)
+	reg, err := New(ctx, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

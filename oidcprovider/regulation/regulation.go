@@ -6,6 +6,7 @@
 package regulation
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -70,18 +71,18 @@ type Regulator struct {
 
 const banPrefix = "ban/"
 
-// New returns a regulator; with kv, it reads the bans kept there and keeps new ones.
-func New(cfg Config, kv store.KV) (*Regulator, error) {
+// New returns a regulator; with kv, it reads the bans kept there (under ctx) and keeps new ones.
+func New(ctx context.Context, cfg Config, kv store.KV) (*Regulator, error) {
 	r := &Regulator{cfg: cfg.WithDefaults(), kv: kv, now: time.Now, failures: map[string][]time.Time{}, bans: map[string]time.Time{}}
 	if kv == nil {
 		return r, nil
 	}
-	keys, err := kv.Keys([]byte(banPrefix))
+	keys, err := kv.Keys(ctx, []byte(banPrefix))
 	if err != nil {
 		return nil, fmt.Errorf("reading bans: %w", err)
 	}
 	for _, k := range keys {
-		v, err := kv.Get(k)
+		v, err := kv.Get(ctx, k)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		} else if err != nil {
@@ -154,7 +155,8 @@ func later(a, b time.Time) time.Time {
 // Settle it with Succeeded or Abandoned; a failed attempt needs nothing more.
 type Attempt struct {
 	r    *Regulator
-	keys []counted // the pair first, then the address, then (second factors) the user
+	ctx  context.Context // the caller's, for the bans this attempt lifts
+	keys []counted       // the pair first, then the address, then (second factors) the user
 	at   time.Time
 	// Banned reports that this attempt reached a limit: later attempts are refused.
 	Banned bool
@@ -172,22 +174,22 @@ type counted struct {
 // Begin starts an attempt of user from ip: false when the pair or the address is banned (the
 // caller answers as for a wrong password); otherwise the attempt is counted, and if it reaches a
 // limit the ban begins at once.
-func (r *Regulator) Begin(user string, ip netip.Addr) (*Attempt, bool) {
-	return r.begin(user, ip, false)
+func (r *Regulator) Begin(ctx context.Context, user string, ip netip.Addr) (*Attempt, bool) {
+	return r.begin(ctx, user, ip, false)
 }
 
 // BeginSecondFactor starts a second-factor attempt of user from ip: as Begin, and also counted
 // against the user's second factor from every address (SecondFactorRetries).
-func (r *Regulator) BeginSecondFactor(user string, ip netip.Addr) (*Attempt, bool) {
-	return r.begin(user, ip, true)
+func (r *Regulator) BeginSecondFactor(ctx context.Context, user string, ip netip.Addr) (*Attempt, bool) {
+	return r.begin(ctx, user, ip, true)
 }
 
-func (r *Regulator) begin(user string, ip netip.Addr, secondFactor bool) (*Attempt, bool) {
+func (r *Regulator) begin(ctx context.Context, user string, ip netip.Addr, secondFactor bool) (*Attempt, bool) {
 	if r.cfg.MaxRetries <= 0 {
 		return &Attempt{}, true
 	}
 	now := r.now()
-	a := &Attempt{r: r, at: now, keys: []counted{
+	a := &Attempt{r: r, ctx: ctx, at: now, keys: []counted{
 		{key: pairKey(user, ip), limit: r.cfg.MaxRetries, pardon: true},
 		{key: addressKey(ip), limit: r.cfg.AddressRetries},
 	}}
@@ -216,17 +218,20 @@ func (r *Regulator) begin(user string, ip netip.Addr, secondFactor bool) (*Attem
 	r.trim(now)
 	r.mu.Unlock()
 	a.Banned = len(newBans) > 0
-	r.persist(newBans, now)
+	r.persist(ctx, newBans, now)
 	return a, true
 }
 
-func (r *Regulator) persist(keys []string, now time.Time) {
+// persist keeps new bans in the store. A ban is kept even when the caller has gone (a guesser
+// who hangs up must not escape it), so the write does not take the caller's cancellation.
+func (r *Regulator) persist(ctx context.Context, keys []string, now time.Time) {
 	if r.kv == nil || len(keys) == 0 {
 		return
 	}
+	ctx = context.WithoutCancel(ctx)
 	until, _ := now.Add(r.cfg.BanTime).MarshalText()
 	for _, k := range keys {
-		_ = r.kv.Put(store.Entry{Key: []byte(banPrefix + k), Value: until, TTL: r.cfg.BanTime})
+		_ = r.kv.Put(ctx, store.Entry{Key: []byte(banPrefix + k), Value: until, TTL: r.cfg.BanTime})
 	}
 }
 
@@ -250,7 +255,7 @@ func (a *Attempt) Succeeded() {
 	}
 	a.r.mu.Unlock()
 	for i, c := range a.keys {
-		a.r.forget(lifted[i], c.key)
+		a.r.forget(a.ctx, lifted[i], c.key)
 	}
 }
 
@@ -269,7 +274,7 @@ func (a *Attempt) Abandoned() {
 	}
 	a.r.mu.Unlock()
 	for i, c := range a.keys {
-		a.r.forget(lifted[i], c.key)
+		a.r.forget(a.ctx, lifted[i], c.key)
 	}
 }
 
@@ -295,16 +300,17 @@ func (a *Attempt) giveBackLocked(key string, limit int) bool {
 	return false
 }
 
-func (r *Regulator) forget(lifted bool, key string) {
+// forget removes a lifted ban from the store, like persist whether or not the caller stays.
+func (r *Regulator) forget(ctx context.Context, lifted bool, key string) {
 	if lifted && r.kv != nil {
-		_ = r.kv.Delete([]byte(banPrefix + key))
+		_ = r.kv.Delete(context.WithoutCancel(ctx), []byte(banPrefix+key))
 	}
 }
 
 // Fail records a failed sign-in of user from ip (Begin, settled as a failure); it reports
 // whether a new ban began.
-func (r *Regulator) Fail(user string, ip netip.Addr) (banned bool, err error) {
-	a, ok := r.Begin(user, ip)
+func (r *Regulator) Fail(ctx context.Context, user string, ip netip.Addr) (banned bool, err error) {
+	a, ok := r.Begin(ctx, user, ip)
 	if !ok {
 		return false, nil
 	}

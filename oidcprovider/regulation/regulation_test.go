@@ -25,7 +25,7 @@ func (c *clock) add(d time.Duration) {
 
 func newTest(t *testing.T, cfg Config, kv store.KV) (*Regulator, *clock) {
 	t.Helper()
-	r, err := New(cfg, kv)
+	r, err := New(t.Context(), cfg, kv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,14 +42,14 @@ var (
 func TestBanAfterMaxRetriesWithinFindTime(t *testing.T) {
 	r, c := newTest(t, Config{MaxRetries: 3, FindTime: 2 * time.Minute, BanTime: 5 * time.Minute}, nil)
 	for i := 0; i < 2; i++ {
-		if banned, _ := r.Fail("john", guesser); banned {
+		if banned, _ := r.Fail(t.Context(), "john", guesser); banned {
 			t.Fatalf("banned after %d failures", i+1)
 		}
 	}
 	if _, b := r.Banned("john", guesser); b {
 		t.Fatal("banned before max_retries")
 	}
-	if banned, _ := r.Fail("john", guesser); !banned {
+	if banned, _ := r.Fail(t.Context(), "john", guesser); !banned {
 		t.Fatal("no ban at max_retries")
 	}
 	until, b := r.Banned("john", guesser)
@@ -69,7 +69,7 @@ func TestBanAfterMaxRetriesWithinFindTime(t *testing.T) {
 func TestFailuresSpreadBeyondFindTimeDoNotBan(t *testing.T) {
 	r, c := newTest(t, Config{MaxRetries: 3, FindTime: 2 * time.Minute}, nil)
 	for i := 0; i < 10; i++ {
-		if banned, _ := r.Fail("john", guesser); banned {
+		if banned, _ := r.Fail(t.Context(), "john", guesser); banned {
 			t.Fatalf("banned at failure %d though each was %s apart", i+1, time.Minute)
 		}
 		c.add(61 * time.Second)
@@ -81,7 +81,7 @@ func TestAddressBanAcrossUsersAndIPv6Prefix(t *testing.T) {
 	users := []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}
 	for i, u := range users {
 		ip := netip.MustParseAddr(fmt.Sprintf("2001:db8:1:2::%x", i+1))
-		if _, err := r.Fail(u, ip); err != nil {
+		if _, err := r.Fail(t.Context(), u, ip); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -96,11 +96,11 @@ func TestAddressBanAcrossUsersAndIPv6Prefix(t *testing.T) {
 
 func TestSuccessClearsThePair(t *testing.T) {
 	r, _ := newTest(t, Config{MaxRetries: 3}, nil)
-	r.Fail("john", home)
-	r.Fail("john", home)
+	r.Fail(t.Context(), "john", home)
+	r.Fail(t.Context(), "john", home)
 	r.Succeed("john", home)
-	r.Fail("john", home)
-	r.Fail("john", home)
+	r.Fail(t.Context(), "john", home)
+	r.Fail(t.Context(), "john", home)
 	if _, b := r.Banned("john", home); b {
 		t.Fatal("failures before a good sign-in still counted")
 	}
@@ -109,7 +109,7 @@ func TestSuccessClearsThePair(t *testing.T) {
 func TestDisabled(t *testing.T) {
 	r, _ := newTest(t, Config{MaxRetries: 0}, nil)
 	for i := 0; i < 50; i++ {
-		r.Fail("john", guesser)
+		r.Fail(t.Context(), "john", guesser)
 	}
 	if _, b := r.Banned("john", guesser); b {
 		t.Fatal("max_retries 0 must disable regulation")
@@ -123,12 +123,12 @@ func TestBansSurviveARestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := New(Config{MaxRetries: 2, BanTime: time.Hour}, kv)
+	r, err := New(t.Context(), Config{MaxRetries: 2, BanTime: time.Hour}, kv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Fail("john", guesser)
-	if banned, err := r.Fail("john", guesser); !banned || err != nil {
+	r.Fail(t.Context(), "john", guesser)
+	if banned, err := r.Fail(t.Context(), "john", guesser); !banned || err != nil {
 		t.Fatalf("ban: %v %v", banned, err)
 	}
 	kv.Destruct()
@@ -137,7 +137,7 @@ func TestBansSurviveARestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer kv.Destruct()
-	r2, err := New(Config{MaxRetries: 2, BanTime: time.Hour}, kv)
+	r2, err := New(t.Context(), Config{MaxRetries: 2, BanTime: time.Hour}, kv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestConcurrentFailures(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < 200; i++ {
 				ip := netip.AddrFrom4([4]byte{10, 0, byte(g), byte(i)})
-				r.Fail("john", ip)
+				r.Fail(t.Context(), "john", ip)
 				r.Banned("john", ip)
 				r.Succeed("john", ip)
 			}
@@ -170,7 +170,7 @@ func TestConcurrentFailures(t *testing.T) {
 // Second-factor failures also count per user from every address: a guesser who has the
 // password cannot search the code space from many addresses; a right code clears the count.
 func TestSecondFactorPerUserAcrossAddresses(t *testing.T) {
-	r, err := New(Config{MaxRetries: 3}, nil)
+	r, err := New(t.Context(), Config{MaxRetries: 3}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestSecondFactorPerUserAcrossAddresses(t *testing.T) {
 	for i := 0; i < 40; i++ {
 		ip := netip.AddrFrom4([4]byte{10, 0, byte(i), 1})
 		for j := 0; j < 2; j++ { // under the pair's limit of 3
-			if _, ok := r.BeginSecondFactor("john", ip); !ok {
+			if _, ok := r.BeginSecondFactor(t.Context(), "john", ip); !ok {
 				goto banned
 			}
 			failures++
@@ -190,23 +190,23 @@ banned:
 		t.Errorf("checked %d failures before the user-wide ban, want 10 (3 × max_retries, at least 10)", failures)
 	}
 	// the user's password attempts are not affected, nor another user's second factor
-	if _, ok := r.Begin("john", netip.MustParseAddr("10.9.9.9")); !ok {
+	if _, ok := r.Begin(t.Context(), "john", netip.MustParseAddr("10.9.9.9")); !ok {
 		t.Error("the second-factor ban blocked a password attempt")
 	}
-	if _, ok := r.BeginSecondFactor("jane", netip.MustParseAddr("10.9.9.8")); !ok {
+	if _, ok := r.BeginSecondFactor(t.Context(), "jane", netip.MustParseAddr("10.9.9.8")); !ok {
 		t.Error("john's second-factor ban blocked jane")
 	}
 	// a right code (before the limit) clears the user-wide count
-	r2, _ := New(Config{MaxRetries: 3}, nil)
+	r2, _ := New(t.Context(), Config{MaxRetries: 3}, nil)
 	for i := 0; i < 9; i++ {
-		r2.BeginSecondFactor("john", netip.AddrFrom4([4]byte{10, 1, byte(i), 1}))
+		r2.BeginSecondFactor(t.Context(), "john", netip.AddrFrom4([4]byte{10, 1, byte(i), 1}))
 	}
-	a, ok := r2.BeginSecondFactor("john", netip.MustParseAddr("10.2.0.1"))
+	a, ok := r2.BeginSecondFactor(t.Context(), "john", netip.MustParseAddr("10.2.0.1"))
 	if !ok {
 		t.Fatal("the tenth attempt was refused before it ran")
 	}
 	a.Succeeded()
-	if _, ok := r2.BeginSecondFactor("john", netip.MustParseAddr("10.3.0.1")); !ok {
+	if _, ok := r2.BeginSecondFactor(t.Context(), "john", netip.MustParseAddr("10.3.0.1")); !ok {
 		t.Error("a right code did not clear the user's second-factor failures")
 	}
 }

@@ -5,6 +5,7 @@
 package session
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -142,7 +143,7 @@ func userIndexPrefix(user string) []byte    { return []byte("sess-user/" + user 
 
 // Create begins a session for user at level and returns its id (for the cookie). With
 // rememberMe (ignored when remember-me is disabled) it lasts RememberMe and ignores inactivity.
-func (s *Store) Create(user string, level Level, rememberMe bool) (string, *Session, error) {
+func (s *Store) Create(ctx context.Context, user string, level Level, rememberMe bool) (string, *Session, error) {
 	if user == "" || strings.Contains(user, "/") {
 		return "", nil, fmt.Errorf("session: bad username %q", user)
 	}
@@ -152,12 +153,12 @@ func (s *Store) Create(user string, level Level, rememberMe bool) (string, *Sess
 	if rememberMe && s.cfg.RememberMe > 0 {
 		sess.RememberMe, sess.Expires = true, now.Add(s.cfg.RememberMe)
 	}
-	id, err := s.put(sess)
+	id, err := s.put(ctx, sess)
 	return id, sess, err
 }
 
 // put stores sess under a new id.
-func (s *Store) put(sess *Session) (string, error) {
+func (s *Store) put(ctx context.Context, sess *Session) (string, error) {
 	raw := make([]byte, 32) // 43 characters in base64url, the length get checks
 	_, _ = rand.Read(raw)   // crypto/rand.Read never fails (it crashes the program instead)
 	id := base64.RawURLEncoding.EncodeToString(raw)
@@ -170,7 +171,7 @@ func (s *Store) put(sess *Session) (string, error) {
 		return "", ErrNoSession
 	}
 	h := hashID(id)
-	if err := s.kv.Put(
+	if err := s.kv.Put(ctx,
 		store.Entry{Key: recordKey(h), Value: data, TTL: ttl},
 		store.Entry{Key: userIndexKey(sess.User, h), Value: []byte{1}, TTL: ttl},
 	); err != nil {
@@ -181,8 +182,8 @@ func (s *Store) put(sess *Session) (string, error) {
 
 // Get returns the live session of id and records the activity (at most once a minute). An
 // unknown, expired or inactive session is ErrNoSession (and an inactive one is ended).
-func (s *Store) Get(id string) (*Session, error) {
-	sess, err := s.get(id)
+func (s *Store) Get(ctx context.Context, id string) (*Session, error) {
+	sess, err := s.get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -192,8 +193,8 @@ func (s *Store) Get(id string) (*Session, error) {
 
 // Who returns the user and level of the live session of id, as Get does but without a copy of
 // the session: the gateway's check on every request.
-func (s *Store) Who(id string) (string, Level, error) {
-	sess, err := s.get(id)
+func (s *Store) Who(ctx context.Context, id string) (string, Level, error) {
+	sess, err := s.get(ctx, id)
 	if err != nil {
 		return "", 0, err
 	}
@@ -201,7 +202,7 @@ func (s *Store) Who(id string) (string, Level, error) {
 }
 
 // get returns the live session of id, shared with the cache: callers must not change it.
-func (s *Store) get(id string) (*Session, error) {
+func (s *Store) get(ctx context.Context, id string) (*Session, error) {
 	if len(id) != 43 {
 		return nil, ErrNoSession
 	}
@@ -214,7 +215,7 @@ func (s *Store) get(id string) (*Session, error) {
 		return c, nil
 	}
 	h := hex.EncodeToString(sum[:])
-	data, err := s.kv.Get(recordKey(h))
+	data, err := s.kv.Get(ctx, recordKey(h))
 	if errors.Is(err, store.ErrNotFound) {
 		s.cache.drop(&sum)
 		return nil, ErrNoSession
@@ -230,13 +231,13 @@ func (s *Store) get(id string) (*Session, error) {
 		return nil, ErrNoSession
 	}
 	if !sess.RememberMe && now.Sub(sess.LastActive) >= s.cfg.Inactivity {
-		_ = s.end(sess.User, h)
+		_ = s.end(ctx, sess.User, h)
 		return nil, ErrNoSession
 	}
 	if !sess.RememberMe && now.Sub(sess.LastActive) >= s.activityGranularity() {
 		sess.LastActive = now
 		if data, err := json.Marshal(&sess); err == nil {
-			_ = s.kv.Put(store.Entry{Key: recordKey(h), Value: data, TTL: sess.Expires.Sub(now)})
+			_ = s.kv.Put(ctx, store.Entry{Key: recordKey(h), Value: data, TTL: sess.Expires.Sub(now)})
 		}
 	}
 	s.cache.put(&sum, &sess)
@@ -245,14 +246,14 @@ func (s *Store) get(id string) (*Session, error) {
 
 // Elevate records a factor at level for the session of id and moves it to a new id (returned),
 // ending the old one, so an id seen before the step-up is worth nothing after it.
-func (s *Store) Elevate(id string, level Level) (string, *Session, error) {
-	return s.ElevateWith(id, level, "")
+func (s *Store) Elevate(ctx context.Context, id string, level Level) (string, *Session, error) {
+	return s.ElevateWith(ctx, id, level, "")
 }
 
 // ElevateWith is Elevate recording the kind of second factor given ("totp", "webauthn"), which
 // ID tokens report in amr.
-func (s *Store) ElevateWith(id string, level Level, factor string) (string, *Session, error) {
-	return s.rotate(id, func(sess *Session, now time.Time) {
+func (s *Store) ElevateWith(ctx context.Context, id string, level Level, factor string) (string, *Session, error) {
+	return s.rotate(ctx, id, func(sess *Session, now time.Time) {
 		sess.Level, sess.AuthTime = max(sess.Level, level), now
 		if level >= TwoFactor {
 			sess.SecondFactorAt, sess.SecondFactor = now, factor
@@ -262,33 +263,33 @@ func (s *Store) ElevateWith(id string, level Level, factor string) (string, *Ses
 
 // ConfirmPassword records that the password was given again (before a sensitive change) and
 // moves the session to a new id, as Elevate does.
-func (s *Store) ConfirmPassword(id string) (string, *Session, error) {
-	return s.rotate(id, func(sess *Session, now time.Time) { sess.PasswordAt, sess.AuthTime = now, now })
+func (s *Store) ConfirmPassword(ctx context.Context, id string) (string, *Session, error) {
+	return s.rotate(ctx, id, func(sess *Session, now time.Time) { sess.PasswordAt, sess.AuthTime = now, now })
 }
 
 // rotate applies change to the live session of id and moves it to a new id.
-func (s *Store) rotate(id string, change func(*Session, time.Time)) (string, *Session, error) {
-	sess, err := s.Get(id)
+func (s *Store) rotate(ctx context.Context, id string, change func(*Session, time.Time)) (string, *Session, error) {
+	sess, err := s.Get(ctx, id)
 	if err != nil {
 		return "", nil, err
 	}
 	now := s.now()
 	change(sess, now)
 	sess.LastActive = now
-	newID, err := s.put(sess)
+	newID, err := s.put(ctx, sess)
 	if err != nil {
 		return "", nil, err
 	}
-	if err := s.end(sess.User, hashID(id)); err != nil {
+	if err := s.end(ctx, sess.User, hashID(id)); err != nil {
 		return "", nil, err
 	}
 	return newID, sess, nil
 }
 
 // End ends the session of id (sign-out). Ending an unknown session is not an error.
-func (s *Store) End(id string) error {
+func (s *Store) End(ctx context.Context, id string) error {
 	h := hashID(id)
-	data, err := s.kv.Get(recordKey(h))
+	data, err := s.kv.Get(ctx, recordKey(h))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	} else if err != nil {
@@ -296,29 +297,29 @@ func (s *Store) End(id string) error {
 	}
 	var sess Session
 	_ = json.Unmarshal(data, &sess)
-	return s.end(sess.User, h)
+	return s.end(ctx, sess.User, h)
 }
 
-func (s *Store) end(user, h string) error {
+func (s *Store) end(ctx context.Context, user, h string) error {
 	s.cache.drop(unhex(h))
 	keys := [][]byte{recordKey(h)}
 	if user != "" {
 		keys = append(keys, userIndexKey(user, h))
 	}
-	return s.kv.Delete(keys...)
+	return s.kv.Delete(ctx, keys...)
 }
 
 // EndUser ends every session of user (signing out everywhere, or an operator cutting off a
 // stolen session) and returns how many it ended.
-func (s *Store) EndUser(user string) (int, error) {
-	refs, err := s.EndUserRefs(user)
+func (s *Store) EndUser(ctx context.Context, user string) (int, error) {
+	refs, err := s.EndUserRefs(ctx, user)
 	return len(refs), err
 }
 
 // EndUserRefs ends every session of user, as EndUser does, and returns the references
 // (Session.Ref) of those that were live, so what they authorized can end with them.
-func (s *Store) EndUserRefs(user string) ([]string, error) {
-	keys, err := s.kv.Keys(userIndexPrefix(user))
+func (s *Store) EndUserRefs(ctx context.Context, user string) ([]string, error) {
+	keys, err := s.kv.Keys(ctx, userIndexPrefix(user))
 	if err != nil {
 		return nil, err
 	}
@@ -326,12 +327,12 @@ func (s *Store) EndUserRefs(user string) ([]string, error) {
 	prefix := len(userIndexPrefix(user))
 	for _, k := range keys {
 		h := string(k[prefix:])
-		if data, err := s.kv.Get(recordKey(h)); err == nil {
+		if data, err := s.kv.Get(ctx, recordKey(h)); err == nil {
 			var sess Session
 			_ = json.Unmarshal(data, &sess)
 			refs = append(refs, sess.Ref())
 		}
-		if err := s.end(user, h); err != nil {
+		if err := s.end(ctx, user, h); err != nil {
 			return refs, err
 		}
 	}

@@ -35,122 +35,126 @@ func open(t *testing.T, dir string, cfg Config) (*Store, *store.Badger, *clock) 
 }
 
 func TestLifecycle(t *testing.T) {
+	ctx := t.Context()
 	s, kv, c := open(t, t.TempDir(), Config{Expiration: time.Hour, Inactivity: 5 * time.Minute})
 	defer kv.Destruct()
-	id, sess, err := s.Create("john", OneFactor, false)
+	id, sess, err := s.Create(ctx, "john", OneFactor, false)
 	if err != nil || sess.Level != OneFactor || len(id) != 43 {
 		t.Fatalf("create: %q %+v %v", id, sess, err)
 	}
 	// the store holds the id's hash, never the id
-	keys, _ := kv.Keys([]byte("sess"))
+	keys, _ := kv.Keys(ctx, []byte("sess"))
 	for _, k := range keys {
-		v, _ := kv.Get(k)
+		v, _ := kv.Get(ctx, k)
 		if bytes.Contains(k, []byte(id)) || bytes.Contains(v, []byte(id)) {
 			t.Fatal("the store holds a session id")
 		}
 	}
 	for i := 0; i < 10; i++ { // active every 4 minutes: inactivity never reached
 		c.add(4 * time.Minute)
-		if _, err := s.Get(id); err != nil {
+		if _, err := s.Get(ctx, id); err != nil {
 			t.Fatalf("an active session ended at %d: %v", i, err)
 		}
 	}
 	c.add(6 * time.Minute)
-	if _, err := s.Get(id); !errors.Is(err, ErrNoSession) {
+	if _, err := s.Get(ctx, id); !errors.Is(err, ErrNoSession) {
 		t.Fatalf("an inactive session: %v", err)
 	}
-	if _, err := s.Get(id); !errors.Is(err, ErrNoSession) {
+	if _, err := s.Get(ctx, id); !errors.Is(err, ErrNoSession) {
 		t.Fatal("an inactive session came back")
 	}
 	// expiration ends even an active session
-	id, _, _ = s.Create("john", OneFactor, false)
+	id, _, _ = s.Create(ctx, "john", OneFactor, false)
 	for i := 0; i < 15; i++ {
 		c.add(4 * time.Minute)
-		s.Get(id)
+		s.Get(ctx, id)
 	}
-	if _, err := s.Get(id); !errors.Is(err, ErrNoSession) {
+	if _, err := s.Get(ctx, id); !errors.Is(err, ErrNoSession) {
 		t.Fatalf("a session past its expiration: %v", err)
 	}
 	for _, bad := range []string{"", "x", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"} {
-		if _, err := s.Get(bad); !errors.Is(err, ErrNoSession) {
+		if _, err := s.Get(ctx, bad); !errors.Is(err, ErrNoSession) {
 			t.Errorf("id %q: %v", bad, err)
 		}
 	}
 }
 
 func TestRememberMeIgnoresInactivity(t *testing.T) {
+	ctx := t.Context()
 	s, kv, c := open(t, t.TempDir(), Config{Expiration: time.Hour, Inactivity: 5 * time.Minute, RememberMe: 48 * time.Hour})
 	defer kv.Destruct()
-	id, sess, _ := s.Create("john", OneFactor, true)
+	id, sess, _ := s.Create(ctx, "john", OneFactor, true)
 	if !sess.RememberMe {
 		t.Fatal("remember-me not set")
 	}
 	c.add(30 * time.Hour)
-	if _, err := s.Get(id); err != nil {
+	if _, err := s.Get(ctx, id); err != nil {
 		t.Fatalf("a remember-me session after 30h idle: %v", err)
 	}
 	c.add(19 * time.Hour)
-	if _, err := s.Get(id); !errors.Is(err, ErrNoSession) {
+	if _, err := s.Get(ctx, id); !errors.Is(err, ErrNoSession) {
 		t.Fatal("a remember-me session outlived remember_me")
 	}
 	off := New(Config{RememberMe: -1}, kv)
-	if _, sess, _ := off.Create("jane", OneFactor, true); sess.RememberMe {
+	if _, sess, _ := off.Create(ctx, "jane", OneFactor, true); sess.RememberMe {
 		t.Fatal("remember-me disabled, yet granted")
 	}
 }
 
 func TestElevateRotatesTheID(t *testing.T) {
+	ctx := t.Context()
 	s, kv, _ := open(t, t.TempDir(), Config{})
 	defer kv.Destruct()
-	id, _, _ := s.Create("john", OneFactor, false)
-	newID, sess, err := s.Elevate(id, TwoFactor)
+	id, _, _ := s.Create(ctx, "john", OneFactor, false)
+	newID, sess, err := s.Elevate(ctx, id, TwoFactor)
 	if err != nil || newID == id || sess.Level != TwoFactor {
 		t.Fatalf("elevate: %v %+v", err, sess)
 	}
-	if _, err := s.Get(id); !errors.Is(err, ErrNoSession) {
+	if _, err := s.Get(ctx, id); !errors.Is(err, ErrNoSession) {
 		t.Fatal("the id from before the step-up still works")
 	}
-	if got, err := s.Get(newID); err != nil || got.Level != TwoFactor {
+	if got, err := s.Get(ctx, newID); err != nil || got.Level != TwoFactor {
 		t.Fatalf("the new id: %+v %v", got, err)
 	}
 }
 
 func TestEndAndEndUserAndRestart(t *testing.T) {
+	ctx := t.Context()
 	dir := t.TempDir()
 	s, kv, _ := open(t, dir, Config{})
-	a, _, _ := s.Create("john", OneFactor, false)
-	b, _, _ := s.Create("john", TwoFactor, true)
-	c, _, _ := s.Create("john", OneFactor, false)
-	other, _, _ := s.Create("jane", OneFactor, false)
-	if err := s.End(a); err != nil {
+	a, _, _ := s.Create(ctx, "john", OneFactor, false)
+	b, _, _ := s.Create(ctx, "john", TwoFactor, true)
+	c, _, _ := s.Create(ctx, "john", OneFactor, false)
+	other, _, _ := s.Create(ctx, "jane", OneFactor, false)
+	if err := s.End(ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Get(a); !errors.Is(err, ErrNoSession) {
+	if _, err := s.Get(ctx, a); !errors.Is(err, ErrNoSession) {
 		t.Fatal("an ended session works")
 	}
-	if err := s.End(a); err != nil {
+	if err := s.End(ctx, a); err != nil {
 		t.Fatal("ending twice must not fail")
 	}
 	// sessions survive a restart
 	kv.Destruct()
 	s, kv, _ = open(t, dir, Config{})
 	defer kv.Destruct()
-	if _, err := s.Get(b); err != nil {
+	if _, err := s.Get(ctx, b); err != nil {
 		t.Fatalf("a session did not survive a restart: %v", err)
 	}
-	n, err := s.EndUser("john")
+	n, err := s.EndUser(ctx, "john")
 	if err != nil || n != 2 {
 		t.Fatalf("end user: %d %v", n, err)
 	}
 	for _, id := range []string{b, c} {
-		if _, err := s.Get(id); !errors.Is(err, ErrNoSession) {
+		if _, err := s.Get(ctx, id); !errors.Is(err, ErrNoSession) {
 			t.Fatal("a session of an ended user works")
 		}
 	}
-	if _, err := s.Get(other); err != nil {
+	if _, err := s.Get(ctx, other); err != nil {
 		t.Fatalf("another user's session ended: %v", err)
 	}
-	if _, _, err := s.Create("a/b", OneFactor, false); err == nil {
+	if _, _, err := s.Create(ctx, "a/b", OneFactor, false); err == nil {
 		t.Fatal("a username with '/' must be refused")
 	}
 }

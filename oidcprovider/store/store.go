@@ -5,6 +5,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -195,6 +196,35 @@ type Badger struct {
 	gcRuns atomic.Uint64
 	stop   chan struct{}
 	done   chan struct{}
+
+	// ops counts the operations running now, plus closedBit once Destruct has begun: an
+	// operation that finds the bit set returns ErrClosed without touching Badger (which may
+	// panic when used after Close), and Destruct waits for the running ones (drained) before it
+	// closes the database.
+	ops       atomic.Int64
+	drained   chan struct{}
+	drainOnce sync.Once
+}
+
+// closedBit marks Badger.ops once Destruct has begun; the bits below it count running operations.
+const closedBit = 1 << 62
+
+// enter admits an operation, or returns ErrClosed once Destruct has begun. An admitted
+// operation calls leave when done.
+func (b *Badger) enter() error {
+	if b.ops.Add(1)&closedBit != 0 {
+		b.leave()
+		return ErrClosed
+	}
+	return nil
+}
+
+// leave ends an operation that enter admitted; the last one to leave a closing store lets
+// Destruct go on.
+func (b *Badger) leave() {
+	if b.ops.Add(-1) == closedBit {
+		b.drainOnce.Do(func() { close(b.drained) })
+	}
 }
 
 // Open opens (creating if needed) the Badger database in dir with opts (zero fields take their
@@ -223,7 +253,7 @@ func open(dir string, opts Options, logger *zap.Logger, adjust func(*badger.Opti
 	if err != nil {
 		return nil, fmt.Errorf("opening badger database in %s: %w", dir, err)
 	}
-	b := &Badger{db: db, dir: dir, opts: opts, logger: logger, stop: make(chan struct{}), done: make(chan struct{})}
+	b := &Badger{db: db, dir: dir, opts: opts, logger: logger, stop: make(chan struct{}), done: make(chan struct{}), drained: make(chan struct{})}
 	go b.gcLoop()
 	return b, nil
 }
@@ -234,12 +264,11 @@ func (b *Badger) Options() Options { return b.opts }
 // RunGC garbage-collects the value log: it rewrites value-log files of which at least half is
 // expired, deleted or overwritten, one after the other, until no file qualifies. The GC loop calls
 // it every GCInterval.
-func (b *Badger) RunGC() (err error) {
-	defer func() {
-		if recover() != nil {
-			err = ErrClosed
-		}
-	}()
+func (b *Badger) RunGC() error {
+	if err := b.enter(); err != nil {
+		return err
+	}
+	defer b.leave()
 	b.gcRuns.Add(1)
 	for {
 		err := b.db.RunValueLogGC(gcDiscardRatio)
@@ -293,18 +322,27 @@ func (b *Badger) gcLoop() {
 		case <-b.stop:
 			return
 		case <-t.C:
-			if err := b.RunGC(); err != nil {
+			if err := b.RunGC(); err != nil && !errors.Is(err, ErrClosed) {
 				b.logger.Warn("value-log garbage collection", zap.String("dir", b.dir), zap.Error(err))
 			}
 		}
 	}
 }
 
-// Destruct stops the GC loop and closes the database; it implements caddy.Destructor. Every
-// operation after it returns ErrClosed.
+// Destruct stops the GC loop, waits for the operations already running and closes the
+// database; it implements caddy.Destructor. Every operation that starts once Destruct has begun
+// returns ErrClosed. Calling it again does nothing.
 func (b *Badger) Destruct() error {
+	old := b.ops.Or(closedBit)
+	if old&closedBit != 0 {
+		return nil
+	}
+	if old == 0 {
+		b.drainOnce.Do(func() { close(b.drained) })
+	}
 	close(b.stop)
 	<-b.done
+	<-b.drained
 	if err := b.db.Close(); err != nil {
 		return fmt.Errorf("closing badger database in %s: %w", b.dir, err)
 	}
@@ -327,13 +365,12 @@ func mapErr(err error) error {
 }
 
 // Get returns a copy of the value stored under key, ErrNotFound, or ErrClosed.
-func (b *Badger) Get(key []byte) (value []byte, err error) {
-	defer func() {
-		// Badger panics on some operations after Close; a closed store is a 503, not a crash.
-		if recover() != nil {
-			value, err = nil, ErrClosed
-		}
-	}()
+// A point read never waits long, so ctx is not consulted.
+func (b *Badger) Get(_ context.Context, key []byte) (value []byte, err error) {
+	if err := b.enter(); err != nil {
+		return nil, err
+	}
+	defer b.leave()
 	err = b.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(key)
 		if err != nil {
@@ -346,12 +383,12 @@ func (b *Badger) Get(key []byte) (value []byte, err error) {
 }
 
 // Put writes all entries in one transaction: either all of them are stored or none is.
-func (b *Badger) Put(entries ...Entry) (err error) {
-	defer func() {
-		if recover() != nil {
-			err = ErrClosed
-		}
-	}()
+// The write is not abandoned when ctx is cancelled: it takes microseconds.
+func (b *Badger) Put(_ context.Context, entries ...Entry) error {
+	if err := b.enter(); err != nil {
+		return err
+	}
+	defer b.leave()
 	return mapErr(b.db.Update(func(txn *badger.Txn) error {
 		for _, e := range entries {
 			be := badger.NewEntry(e.Key, e.Value)
@@ -368,25 +405,23 @@ func (b *Badger) Put(entries ...Entry) (err error) {
 
 // PutSync writes the entries as Put does and then syncs the database to disk, so they survive a
 // power failure the moment it returns.
-func (b *Badger) PutSync(entries ...Entry) (err error) {
-	if err := b.Put(entries...); err != nil {
+func (b *Badger) PutSync(ctx context.Context, entries ...Entry) error {
+	if err := b.enter(); err != nil {
 		return err
 	}
-	defer func() {
-		if recover() != nil {
-			err = ErrClosed
-		}
-	}()
+	defer b.leave()
+	if err := b.Put(ctx, entries...); err != nil {
+		return err
+	}
 	return mapErr(b.db.Sync())
 }
 
 // Delete removes the keys in one transaction. Deleting a missing key is not an error.
-func (b *Badger) Delete(keys ...[]byte) (err error) {
-	defer func() {
-		if recover() != nil {
-			err = ErrClosed
-		}
-	}()
+func (b *Badger) Delete(_ context.Context, keys ...[]byte) error {
+	if err := b.enter(); err != nil {
+		return err
+	}
+	defer b.leave()
 	return mapErr(b.db.Update(func(txn *badger.Txn) error {
 		for _, k := range keys {
 			if err := txn.Delete(k); err != nil {
@@ -397,13 +432,16 @@ func (b *Badger) Delete(keys ...[]byte) (err error) {
 	}))
 }
 
-// Keys returns every live key that starts with prefix.
-func (b *Badger) Keys(prefix []byte) (keys [][]byte, err error) {
-	defer func() {
-		if recover() != nil {
-			keys, err = nil, ErrClosed
-		}
-	}()
+// Keys returns every live key that starts with prefix. A long listing stops with ctx.Err() once
+// ctx is done.
+func (b *Badger) Keys(ctx context.Context, prefix []byte) (keys [][]byte, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := b.enter(); err != nil {
+		return nil, err
+	}
+	defer b.leave()
 	err = b.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.PrefetchValues = false
@@ -411,20 +449,28 @@ func (b *Badger) Keys(prefix []byte) (keys [][]byte, err error) {
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			if len(keys)%1024 == 1023 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
 			keys = append(keys, it.Item().KeyCopy(nil))
 		}
 		return nil
 	})
-	return keys, mapErr(err)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return keys, nil
 }
 
 // GetOrCreate returns the value under key, or, when there is none, stores and returns the value
 // that create makes. Concurrent callers in this process get the same value; it is how generated
 // secrets and keys are made once and then kept.
-func (b *Badger) GetOrCreate(key []byte, create func() ([]byte, error)) ([]byte, error) {
+func (b *Badger) GetOrCreate(ctx context.Context, key []byte, create func() ([]byte, error)) ([]byte, error) {
 	b.initMu.Lock()
 	defer b.initMu.Unlock()
-	v, err := b.Get(key)
+	v, err := b.Get(ctx, key)
 	if err == nil {
 		return v, nil
 	}
@@ -435,7 +481,7 @@ func (b *Badger) GetOrCreate(key []byte, create func() ([]byte, error)) ([]byte,
 	if err != nil {
 		return nil, err
 	}
-	if err := b.Put(Entry{Key: key, Value: v}); err != nil {
+	if err := b.Put(ctx, Entry{Key: key, Value: v}); err != nil {
 		return nil, err
 	}
 	return v, nil

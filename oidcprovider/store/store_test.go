@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"strings"
@@ -18,7 +19,7 @@ func TestCloseThenReopenKeepsData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Put(Entry{Key: []byte("k"), Value: []byte("v")}); err != nil {
+	if err := db.Put(t.Context(), Entry{Key: []byte("k"), Value: []byte("v")}); err != nil {
 		t.Fatal(err)
 	}
 	// Badger locks its directory: a second Open while the first is open fails
@@ -29,13 +30,13 @@ func TestCloseThenReopenKeepsData(t *testing.T) {
 	if err := db.Destruct(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Get([]byte("k")); !errors.Is(err, ErrClosed) {
+	if _, err := db.Get(t.Context(), []byte("k")); !errors.Is(err, ErrClosed) {
 		t.Fatalf("get after close: %v, want ErrClosed", err)
 	}
-	if err := db.Put(Entry{Key: []byte("k"), Value: []byte("v")}); !errors.Is(err, ErrClosed) {
+	if err := db.Put(t.Context(), Entry{Key: []byte("k"), Value: []byte("v")}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("put after close: %v, want ErrClosed", err)
 	}
-	if _, err := db.Keys([]byte("k")); !errors.Is(err, ErrClosed) {
+	if _, err := db.Keys(t.Context(), []byte("k")); !errors.Is(err, ErrClosed) {
 		t.Fatalf("keys after close: %v, want ErrClosed", err)
 	}
 	again, err := Open(dir, Options{}, nil)
@@ -43,7 +44,7 @@ func TestCloseThenReopenKeepsData(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer again.Destruct()
-	if v, err := again.Get([]byte("k")); err != nil || string(v) != "v" {
+	if v, err := again.Get(t.Context(), []byte("k")); err != nil || string(v) != "v" {
 		t.Fatalf("data lost across close and reopen: %q %v", v, err)
 	}
 }
@@ -54,7 +55,7 @@ func TestTTLAndPrefixAndDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Destruct()
-	err = db.Put(
+	err = db.Put(t.Context(),
 		Entry{Key: []byte("tok/at/1"), Value: []byte("a"), TTL: time.Second},
 		Entry{Key: []byte("tok/at/2"), Value: []byte("b")},
 		Entry{Key: []byte("tok/rt/1"), Value: []byte("c")},
@@ -62,21 +63,21 @@ func TestTTLAndPrefixAndDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := db.Keys([]byte("tok/at/"))
+	keys, err := db.Keys(t.Context(), []byte("tok/at/"))
 	if err != nil || len(keys) != 2 || !bytes.Equal(keys[0], []byte("tok/at/1")) {
 		t.Fatalf("prefix keys: %q %v", keys, err)
 	}
-	if err := db.Delete([]byte("tok/at/2"), []byte("missing")); err != nil {
+	if err := db.Delete(t.Context(), []byte("tok/at/2"), []byte("missing")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Get([]byte("tok/at/2")); !errors.Is(err, ErrNotFound) {
+	if _, err := db.Get(t.Context(), []byte("tok/at/2")); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("deleted key: %v", err)
 	}
 	time.Sleep(1100 * time.Millisecond)
-	if _, err := db.Get([]byte("tok/at/1")); !errors.Is(err, ErrNotFound) {
+	if _, err := db.Get(t.Context(), []byte("tok/at/1")); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("expired key still readable: %v", err)
 	}
-	if keys, _ := db.Keys([]byte("tok/at/")); len(keys) != 0 {
+	if keys, _ := db.Keys(t.Context(), []byte("tok/at/")); len(keys) != 0 {
 		t.Fatalf("expired key still listed: %q", keys)
 	}
 }
@@ -95,7 +96,7 @@ func TestGetOrCreateMakesOneValue(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			v, err := db.GetOrCreate([]byte("meta/secret"), func() ([]byte, error) {
+			v, err := db.GetOrCreate(t.Context(), []byte("meta/secret"), func() ([]byte, error) {
 				mu.Lock()
 				created++
 				mu.Unlock()
@@ -114,10 +115,10 @@ func TestGetOrCreateMakesOneValue(t *testing.T) {
 	if created != 1 || len(seen) != 1 {
 		t.Fatalf("created %d values, callers saw %d", created, len(seen))
 	}
-	if _, err := db.GetOrCreate([]byte("meta/failing"), func() ([]byte, error) { return nil, errors.New("boom") }); err == nil {
+	if _, err := db.GetOrCreate(t.Context(), []byte("meta/failing"), func() ([]byte, error) { return nil, errors.New("boom") }); err == nil {
 		t.Fatal("a failing create must fail")
 	}
-	if _, err := db.Get([]byte("meta/failing")); !errors.Is(err, ErrNotFound) {
+	if _, err := db.Get(t.Context(), []byte("meta/failing")); !errors.Is(err, ErrNotFound) {
 		t.Fatal("a failed create must store nothing")
 	}
 }
@@ -185,7 +186,7 @@ func TestExpiredEntriesAreReclaimed(t *testing.T) {
 				last = append([]byte("tok/"), k...)
 				batch = append(batch, Entry{Key: last, Value: v, TTL: ttl})
 			}
-			if err := db.Put(batch...); err != nil {
+			if err := db.Put(t.Context(), batch...); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -223,10 +224,10 @@ func TestExpiredEntriesAreReclaimed(t *testing.T) {
 	if err := db.RunGC(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Get(old); !errors.Is(err, ErrNotFound) {
+	if _, err := db.Get(t.Context(), old); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("expired key still readable: %v", err)
 	}
-	if keys, err := db.Keys([]byte("tok/")); err != nil || len(keys) != live {
+	if keys, err := db.Keys(t.Context(), []byte("tok/")); err != nil || len(keys) != live {
 		t.Fatalf("listed %d keys (%v), want the %d live ones", len(keys), err, live)
 	}
 	// the live entries are a tenth of the expired ones; allow for table overhead and for a
@@ -234,5 +235,85 @@ func TestExpiredEntriesAreReclaimed(t *testing.T) {
 	// exceeds before)
 	if after, _ := db.Size(); after > before*3/4 {
 		t.Fatalf("tables hold %d bytes after %d expired and %d live entries (%d before expiry): expired entries not reclaimed", after, expiring, live, before)
+	}
+}
+
+// Closing while operations run: each running operation finishes or returns ErrClosed, none
+// panics or sees another error, Destruct waits for the running ones (the race detector sees a
+// Badger call after Close otherwise), and every operation after it returns ErrClosed.
+func TestCloseWhileOperationsRun(t *testing.T) {
+	ctx := t.Context()
+	db, err := Open(t.TempDir(), Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	started := make(chan struct{})
+	var once sync.Once
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				k := []byte{'k', byte(w), byte(i)}
+				var err error
+				switch i % 5 {
+				case 0:
+					err = db.Put(ctx, Entry{Key: k, Value: k})
+				case 1:
+					_, err = db.Get(ctx, k)
+				case 2:
+					_, err = db.Keys(ctx, []byte{'k', byte(w)})
+				case 3:
+					err = db.Delete(ctx, k)
+				case 4:
+					err = db.PutSync(ctx, Entry{Key: k, Value: k})
+				}
+				if i > 20 {
+					once.Do(func() { close(started) })
+				}
+				switch {
+				case errors.Is(err, ErrClosed):
+					return
+				case err != nil && !errors.Is(err, ErrNotFound):
+					t.Errorf("operation %d while closing: %v", i%5, err)
+					return
+				}
+			}
+		}(w)
+	}
+	<-started
+	if err := db.Destruct(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if err := db.Destruct(); err != nil {
+		t.Fatalf("a second Destruct: %v", err)
+	}
+	if _, err := db.GetOrCreate(ctx, []byte("meta/x"), func() ([]byte, error) { return []byte("x"), nil }); !errors.Is(err, ErrClosed) {
+		t.Fatalf("GetOrCreate after close: %v, want ErrClosed", err)
+	}
+	if err := db.RunGC(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("RunGC after close: %v, want ErrClosed", err)
+	}
+}
+
+// A cancelled context stops a listing; point reads and writes are not abandoned.
+func TestKeysStopsWhenCancelled(t *testing.T) {
+	db, err := Open(t.TempDir(), Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Destruct()
+	if err := db.Put(t.Context(), Entry{Key: []byte("k"), Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := db.Keys(ctx, []byte("k")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("keys with a cancelled context: %v, want context.Canceled", err)
+	}
+	if v, err := db.Get(ctx, []byte("k")); err != nil || string(v) != "v" {
+		t.Fatalf("get with a cancelled context: %q %v", v, err)
 	}
 }

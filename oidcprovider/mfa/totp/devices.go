@@ -1,6 +1,7 @@
 package totp
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -105,11 +106,11 @@ func (d *Devices) Config() Config {
 }
 
 // Info describes the user's device, or returns ErrNoDevice.
-func (d *Devices) Info(user string) (*DeviceInfo, error) {
+func (d *Devices) Info(ctx context.Context, user string) (*DeviceInfo, error) {
 	if err := checkUser(user); err != nil {
 		return nil, err
 	}
-	rec, err := d.device(user)
+	rec, err := d.device(ctx, user)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +125,7 @@ func (d *Devices) Info(user string) (*DeviceInfo, error) {
 // FinishEnrolment confirms that the user's app shows the right codes. Starting again with the
 // same key replaces the pending secret. The user's current device, if any, stays in use until
 // then.
-func (d *Devices) StartEnrolment(user, key string) (*Enrolment, error) {
+func (d *Devices) StartEnrolment(ctx context.Context, user, key string) (*Enrolment, error) {
 	if err := checkUser(user); err != nil {
 		return nil, err
 	}
@@ -147,7 +148,7 @@ func (d *Devices) StartEnrolment(user, key string) (*Enrolment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("totp: starting an enrolment: %w", err)
 	}
-	if err := d.kv.Put(store.Entry{Key: pk, Value: value, TTL: EnrolmentTTL}); err != nil {
+	if err := d.kv.Put(ctx, store.Entry{Key: pk, Value: value, TTL: EnrolmentTTL}); err != nil {
 		return nil, fmt.Errorf("totp: saving the pending enrolment: %w", err)
 	}
 	return e, nil
@@ -158,7 +159,7 @@ func (d *Devices) StartEnrolment(user, key string) (*Enrolment, error) {
 // an expired one, is ErrNoEnrolment. On success the device is saved (on disk when it returns),
 // replacing the user's previous device, with the matched step as its last one, so the code just
 // entered cannot also be used to sign in; the pending enrolment is removed.
-func (d *Devices) FinishEnrolment(user, key, code string, now time.Time) error {
+func (d *Devices) FinishEnrolment(ctx context.Context, user, key, code string, now time.Time) error {
 	if err := checkUser(user); err != nil {
 		return err
 	}
@@ -167,7 +168,7 @@ func (d *Devices) FinishEnrolment(user, key, code string, now time.Time) error {
 	defer mu.Unlock()
 
 	pk := pendingKey(user, key)
-	raw, err := d.kv.Get(pk)
+	raw, err := d.kv.Get(ctx, pk)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return ErrNoEnrolment
@@ -180,7 +181,7 @@ func (d *Devices) FinishEnrolment(user, key, code string, now time.Time) error {
 	}
 	if !now.Before(p.Expires) {
 		// The store's TTL removes it soon; removing it now is tidier.
-		_ = d.kv.Delete(pk)
+		_ = d.kv.Delete(ctx, pk)
 		return ErrNoEnrolment
 	}
 	secret, err := d.sealer.Open(p.Sealed, string(pk))
@@ -208,10 +209,10 @@ func (d *Devices) FinishEnrolment(user, key, code string, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("totp: encoding the device: %w", err)
 	}
-	if err := d.kv.PutSync(store.Entry{Key: dk, Value: value}); err != nil {
+	if err := d.kv.PutSync(ctx, store.Entry{Key: dk, Value: value}); err != nil {
 		return fmt.Errorf("totp: saving the device: %w", err)
 	}
-	if err := d.kv.Delete(pk); err != nil {
+	if err := d.kv.Delete(ctx, pk); err != nil {
 		return fmt.Errorf("totp: the device is saved, but removing the pending enrolment failed: %w", err)
 	}
 	return nil
@@ -222,7 +223,7 @@ func (d *Devices) FinishEnrolment(user, key, code string, now time.Time) error {
 // digits and period apply, with the configured skew. The matched step is stored before Check
 // returns nil, and the checks of one user's codes are serialised, so a code is accepted at most
 // once even when submitted several times at once.
-func (d *Devices) Check(user, code string, now time.Time) error {
+func (d *Devices) Check(ctx context.Context, user, code string, now time.Time) error {
 	if err := checkUser(user); err != nil {
 		return err
 	}
@@ -230,7 +231,7 @@ func (d *Devices) Check(user, code string, now time.Time) error {
 	mu.Lock()
 	defer mu.Unlock()
 
-	rec, err := d.device(user)
+	rec, err := d.device(ctx, user)
 	if err != nil {
 		return err
 	}
@@ -252,14 +253,14 @@ func (d *Devices) Check(user, code string, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("totp: encoding the device: %w", err)
 	}
-	if err := d.kv.Put(store.Entry{Key: dk, Value: value}); err != nil {
+	if err := d.kv.Put(ctx, store.Entry{Key: dk, Value: value}); err != nil {
 		return fmt.Errorf("totp: recording the used code: %w", err)
 	}
 	return nil
 }
 
 // Remove deletes the user's device (on disk when it returns), or returns ErrNoDevice.
-func (d *Devices) Remove(user string) error {
+func (d *Devices) Remove(ctx context.Context, user string) error {
 	if err := checkUser(user); err != nil {
 		return err
 	}
@@ -268,24 +269,24 @@ func (d *Devices) Remove(user string) error {
 	defer mu.Unlock()
 
 	dk := deviceKey(user)
-	if _, err := d.kv.Get(dk); err != nil {
+	if _, err := d.kv.Get(ctx, dk); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return ErrNoDevice
 		}
 		return fmt.Errorf("totp: reading the device: %w", err)
 	}
-	if err := d.kv.Delete(dk); err != nil {
+	if err := d.kv.Delete(ctx, dk); err != nil {
 		return fmt.Errorf("totp: removing the device: %w", err)
 	}
-	if err := d.kv.PutSync(); err != nil {
+	if err := d.kv.PutSync(ctx); err != nil {
 		return fmt.Errorf("totp: removing the device: %w", err)
 	}
 	return nil
 }
 
 // device reads the user's device record.
-func (d *Devices) device(user string) (*deviceRecord, error) {
-	raw, err := d.kv.Get(deviceKey(user))
+func (d *Devices) device(ctx context.Context, user string) (*deviceRecord, error) {
+	raw, err := d.kv.Get(ctx, deviceKey(user))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, ErrNoDevice

@@ -42,12 +42,13 @@ func newDevices(t *testing.T, cfg Config, kv store.KV) *Devices {
 
 // enrol enrols a device for user at t0 and returns its secret.
 func enrol(t *testing.T, d *Devices, user string) string {
+	ctx := t.Context()
 	t.Helper()
-	e, err := d.StartEnrolment(user, "browser-session-1")
+	e, err := d.StartEnrolment(ctx, user, "browser-session-1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.FinishEnrolment(user, "browser-session-1", code(t, d.Config(), e.Secret, t0), t0); err != nil {
+	if err := d.FinishEnrolment(ctx, user, "browser-session-1", code(t, d.Config(), e.Secret, t0), t0); err != nil {
 		t.Fatal(err)
 	}
 	return e.Secret
@@ -55,14 +56,15 @@ func enrol(t *testing.T, d *Devices, user string) string {
 
 // allValues is every value stored under mfa/.
 func allValues(t *testing.T, kv store.KV) [][]byte {
+	ctx := t.Context()
 	t.Helper()
-	keys, err := kv.Keys([]byte("mfa/"))
+	keys, err := kv.Keys(ctx, []byte("mfa/"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var values [][]byte
 	for _, k := range keys {
-		v, err := kv.Get(k)
+		v, err := kv.Get(ctx, k)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,19 +74,20 @@ func allValues(t *testing.T, kv store.KV) [][]byte {
 }
 
 func TestDevicesEnrolCheckReplay(t *testing.T) {
+	ctx := t.Context()
 	db := openStore(t, t.TempDir())
 	defer db.Destruct()
 	d := newDevices(t, Config{}, db)
 	cfg := d.Config()
 
-	if _, err := d.Info("john"); !errors.Is(err, ErrNoDevice) {
+	if _, err := d.Info(ctx, "john"); !errors.Is(err, ErrNoDevice) {
 		t.Fatalf("info without a device: %v", err)
 	}
-	if err := d.Check("john", "123456", t0); !errors.Is(err, ErrNoDevice) {
+	if err := d.Check(ctx, "john", "123456", t0); !errors.Is(err, ErrNoDevice) {
 		t.Fatalf("check without a device: %v", err)
 	}
 
-	e, err := d.StartEnrolment("john", "k1")
+	e, err := d.StartEnrolment(ctx, "john", "k1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,22 +101,22 @@ func TestDevicesEnrolCheckReplay(t *testing.T) {
 	if wrong == code(t, cfg, e.Secret, t0) {
 		wrong = "111111"
 	}
-	if err := d.FinishEnrolment("john", "k1", wrong, t0); !errors.Is(err, ErrWrongCode) {
+	if err := d.FinishEnrolment(ctx, "john", "k1", wrong, t0); !errors.Is(err, ErrWrongCode) {
 		t.Fatalf("finish with a wrong code: %v", err)
 	}
-	if _, err := d.Info("john"); !errors.Is(err, ErrNoDevice) {
+	if _, err := d.Info(ctx, "john"); !errors.Is(err, ErrNoDevice) {
 		t.Fatalf("a device after a wrong enrolment code: %v", err)
 	}
 	enrolCode := code(t, cfg, e.Secret, t0)
-	if err := d.FinishEnrolment("john", "k1", enrolCode, t0); err != nil {
+	if err := d.FinishEnrolment(ctx, "john", "k1", enrolCode, t0); err != nil {
 		t.Fatalf("finish with the right code: %v", err)
 	}
 	// the pending enrolment is gone
-	if err := d.FinishEnrolment("john", "k1", enrolCode, t0); !errors.Is(err, ErrNoEnrolment) {
+	if err := d.FinishEnrolment(ctx, "john", "k1", enrolCode, t0); !errors.Is(err, ErrNoEnrolment) {
 		t.Fatalf("finishing twice: %v", err)
 	}
 
-	info, err := d.Info("john")
+	info, err := d.Info(ctx, "john")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,14 +129,14 @@ func TestDevicesEnrolCheckReplay(t *testing.T) {
 	}
 
 	// the enrolment code cannot be used to sign in
-	if err := d.Check("john", enrolCode, t0.Add(5*time.Second)); !errors.Is(err, ErrReplayed) {
+	if err := d.Check(ctx, "john", enrolCode, t0.Add(5*time.Second)); !errors.Is(err, ErrReplayed) {
 		t.Fatalf("the enrolment code used to sign in: %v", err)
 	}
 	next := t0.Add(30 * time.Second)
-	if err := d.Check("john", code(t, cfg, e.Secret, next), next); err != nil {
+	if err := d.Check(ctx, "john", code(t, cfg, e.Secret, next), next); err != nil {
 		t.Fatalf("the next code: %v", err)
 	}
-	if err := d.Check("john", code(t, cfg, e.Secret, next), next.Add(time.Second)); !errors.Is(err, ErrReplayed) {
+	if err := d.Check(ctx, "john", code(t, cfg, e.Secret, next), next.Add(time.Second)); !errors.Is(err, ErrReplayed) {
 		t.Fatalf("the same code again: %v", err)
 	}
 	later := next.Add(time.Minute)
@@ -141,10 +144,10 @@ func TestDevicesEnrolCheckReplay(t *testing.T) {
 	if bad == code(t, cfg, e.Secret, later) {
 		bad = "888888"
 	}
-	if err := d.Check("john", bad, later); !errors.Is(err, ErrWrongCode) {
+	if err := d.Check(ctx, "john", bad, later); !errors.Is(err, ErrWrongCode) {
 		t.Fatalf("a wrong code: %v", err)
 	}
-	if info, _ := d.Info("john"); !info.LastUsed.Equal(next) {
+	if info, _ := d.Info(ctx, "john"); !info.LastUsed.Equal(next) {
 		t.Fatalf("last used %v, want %v", info.LastUsed, next)
 	}
 	for _, v := range allValues(t, db) {
@@ -153,75 +156,77 @@ func TestDevicesEnrolCheckReplay(t *testing.T) {
 		}
 	}
 	// a new enrolment replaces the device
-	e2, err := d.StartEnrolment("john", "k2")
+	e2, err := d.StartEnrolment(ctx, "john", "k2")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// until it is finished, the old device works
-	if err := d.Check("john", code(t, cfg, e.Secret, later), later); err != nil {
+	if err := d.Check(ctx, "john", code(t, cfg, e.Secret, later), later); err != nil {
 		t.Fatalf("the old device during a new enrolment: %v", err)
 	}
 	much := later.Add(time.Minute)
-	if err := d.FinishEnrolment("john", "k2", code(t, cfg, e2.Secret, much), much); err != nil {
+	if err := d.FinishEnrolment(ctx, "john", "k2", code(t, cfg, e2.Secret, much), much); err != nil {
 		t.Fatal(err)
 	}
 	even := much.Add(time.Minute)
-	if err := d.Check("john", code(t, cfg, e.Secret, even), even); !errors.Is(err, ErrWrongCode) {
+	if err := d.Check(ctx, "john", code(t, cfg, e.Secret, even), even); !errors.Is(err, ErrWrongCode) {
 		t.Fatalf("the replaced device's code: %v", err)
 	}
-	if err := d.Check("john", code(t, cfg, e2.Secret, even), even); err != nil {
+	if err := d.Check(ctx, "john", code(t, cfg, e2.Secret, even), even); err != nil {
 		t.Fatalf("the new device's code: %v", err)
 	}
 }
 
 func TestDevicesEnrolmentBoundToUserAndKeyAndExpires(t *testing.T) {
+	ctx := t.Context()
 	db := openStore(t, t.TempDir())
 	defer db.Destruct()
 	d := newDevices(t, Config{}, db)
 	cfg := d.Config()
 
-	e, err := d.StartEnrolment("john", "k1")
+	e, err := d.StartEnrolment(ctx, "john", "k1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := code(t, cfg, e.Secret, t0)
-	if err := d.FinishEnrolment("john", "k2", c, t0); !errors.Is(err, ErrNoEnrolment) {
+	if err := d.FinishEnrolment(ctx, "john", "k2", c, t0); !errors.Is(err, ErrNoEnrolment) {
 		t.Fatalf("another key: %v", err)
 	}
-	if err := d.FinishEnrolment("jane", "k1", c, t0); !errors.Is(err, ErrNoEnrolment) {
+	if err := d.FinishEnrolment(ctx, "jane", "k1", c, t0); !errors.Is(err, ErrNoEnrolment) {
 		t.Fatalf("another user: %v", err)
 	}
-	if _, err := d.StartEnrolment("", "k1"); err == nil {
+	if _, err := d.StartEnrolment(ctx, "", "k1"); err == nil {
 		t.Fatal("an empty username must be refused")
 	}
-	if _, err := d.StartEnrolment("john", ""); err == nil {
+	if _, err := d.StartEnrolment(ctx, "john", ""); err == nil {
 		t.Fatal("an empty enrolment key must be refused")
 	}
 
 	// ten minutes later the enrolment has expired, even with the code of that moment
 	late := t0.Add(EnrolmentTTL)
-	if err := d.FinishEnrolment("john", "k1", code(t, cfg, e.Secret, late), late); !errors.Is(err, ErrNoEnrolment) {
+	if err := d.FinishEnrolment(ctx, "john", "k1", code(t, cfg, e.Secret, late), late); !errors.Is(err, ErrNoEnrolment) {
 		t.Fatalf("an expired enrolment: %v", err)
 	}
 	// and it was removed
-	if err := d.FinishEnrolment("john", "k1", c, t0); !errors.Is(err, ErrNoEnrolment) {
+	if err := d.FinishEnrolment(ctx, "john", "k1", c, t0); !errors.Is(err, ErrNoEnrolment) {
 		t.Fatalf("an expired enrolment, then in time: %v", err)
 	}
-	if _, err := d.Info("john"); !errors.Is(err, ErrNoDevice) {
+	if _, err := d.Info(ctx, "john"); !errors.Is(err, ErrNoDevice) {
 		t.Fatalf("a device from an expired enrolment: %v", err)
 	}
 
 	// an enrolment nobody finishes stays pending until the store's TTL removes it
-	if _, err := d.StartEnrolment("john", "k3"); err != nil {
+	if _, err := d.StartEnrolment(ctx, "john", "k3"); err != nil {
 		t.Fatal(err)
 	}
-	keys, err := db.Keys([]byte(pendingPrefix))
+	keys, err := db.Keys(ctx, []byte(pendingPrefix))
 	if err != nil || len(keys) != 1 {
 		t.Fatalf("pending keys %q %v", keys, err)
 	}
 }
 
 func TestDevicesUseTheirOwnSettings(t *testing.T) {
+	ctx := t.Context()
 	db := openStore(t, t.TempDir())
 	defer db.Destruct()
 	old := newDevices(t, Config{Algorithm: "SHA256", Digits: 8, Period: 60 * time.Second}, db)
@@ -230,35 +235,36 @@ func TestDevicesUseTheirOwnSettings(t *testing.T) {
 
 	// the configuration changes; the enrolled device keeps its settings
 	d := newDevices(t, Config{}, db)
-	info, err := d.Info("john")
+	info, err := d.Info(ctx, "john")
 	if err != nil || info.Algorithm != "SHA256" || info.Digits != 8 || info.Period != time.Minute {
 		t.Fatalf("info %+v %v", info, err)
 	}
 	now := t0.Add(2 * time.Minute)
-	if err := d.Check("john", code(t, oldCfg, secret, now), now); err != nil {
+	if err := d.Check(ctx, "john", code(t, oldCfg, secret, now), now); err != nil {
 		t.Fatalf("a code of the enrolled settings: %v", err)
 	}
 	now = now.Add(time.Minute)
-	if err := d.Check("john", code(t, d.Config(), secret, now), now); !errors.Is(err, ErrWrongCode) {
+	if err := d.Check(ctx, "john", code(t, d.Config(), secret, now), now); !errors.Is(err, ErrWrongCode) {
 		t.Fatalf("a code of the new settings: %v", err)
 	}
 }
 
 func TestDevicesRecordDoesNotMoveToAnotherUser(t *testing.T) {
+	ctx := t.Context()
 	db := openStore(t, t.TempDir())
 	defer db.Destruct()
 	d := newDevices(t, Config{}, db)
 	secret := enrol(t, d, "john")
 
-	raw, err := db.Get(deviceKey("john"))
+	raw, err := db.Get(ctx, deviceKey("john"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Put(store.Entry{Key: deviceKey("jane"), Value: raw}); err != nil {
+	if err := db.Put(ctx, store.Entry{Key: deviceKey("jane"), Value: raw}); err != nil {
 		t.Fatal(err)
 	}
 	now := t0.Add(time.Minute)
-	err = d.Check("jane", code(t, d.Config(), secret, now), now)
+	err = d.Check(ctx, "jane", code(t, d.Config(), secret, now), now)
 	if err == nil || errors.Is(err, ErrWrongCode) || errors.Is(err, ErrNoDevice) {
 		t.Fatalf("john's device under jane's name: %v", err)
 	}
@@ -266,54 +272,57 @@ func TestDevicesRecordDoesNotMoveToAnotherUser(t *testing.T) {
 		t.Fatal("the error shows the secret")
 	}
 	// john's device still works
-	if err := d.Check("john", code(t, d.Config(), secret, now), now); err != nil {
+	if err := d.Check(ctx, "john", code(t, d.Config(), secret, now), now); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestDevicesUsernamesDoNotCollide(t *testing.T) {
+	ctx := t.Context()
 	db := openStore(t, t.TempDir())
 	defer db.Destruct()
 	d := newDevices(t, Config{}, db)
 	enrol(t, d, "a/b")
 	for _, other := range []string{"a", "a/", "a/b/c", "b"} {
-		if _, err := d.Info(other); !errors.Is(err, ErrNoDevice) {
+		if _, err := d.Info(ctx, other); !errors.Is(err, ErrNoDevice) {
 			t.Errorf("%q sees the device of a/b: %v", other, err)
 		}
 	}
-	if _, err := d.Info("a/b"); err != nil {
+	if _, err := d.Info(ctx, "a/b"); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestDevicesRemove(t *testing.T) {
+	ctx := t.Context()
 	db := openStore(t, t.TempDir())
 	defer db.Destruct()
 	d := newDevices(t, Config{}, db)
 	secret := enrol(t, d, "john")
-	if err := d.Remove("john"); err != nil {
+	if err := d.Remove(ctx, "john"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Info("john"); !errors.Is(err, ErrNoDevice) {
+	if _, err := d.Info(ctx, "john"); !errors.Is(err, ErrNoDevice) {
 		t.Fatalf("info after remove: %v", err)
 	}
 	now := t0.Add(time.Minute)
-	if err := d.Check("john", code(t, d.Config(), secret, now), now); !errors.Is(err, ErrNoDevice) {
+	if err := d.Check(ctx, "john", code(t, d.Config(), secret, now), now); !errors.Is(err, ErrNoDevice) {
 		t.Fatalf("check after remove: %v", err)
 	}
-	if err := d.Remove("john"); !errors.Is(err, ErrNoDevice) {
+	if err := d.Remove(ctx, "john"); !errors.Is(err, ErrNoDevice) {
 		t.Fatalf("removing twice: %v", err)
 	}
 }
 
 func TestDevicesPersist(t *testing.T) {
+	ctx := t.Context()
 	dir := t.TempDir()
 	db := openStore(t, dir)
 	d := newDevices(t, Config{}, db)
 	secret := enrol(t, d, "john")
 	now := t0.Add(time.Minute)
 	used := code(t, d.Config(), secret, now)
-	if err := d.Check("john", used, now); err != nil {
+	if err := d.Check(ctx, "john", used, now); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Destruct(); err != nil {
@@ -323,21 +332,22 @@ func TestDevicesPersist(t *testing.T) {
 	db = openStore(t, dir)
 	defer db.Destruct()
 	d = newDevices(t, Config{}, db)
-	info, err := d.Info("john")
+	info, err := d.Info(ctx, "john")
 	if err != nil || !info.Created.Equal(t0) || !info.LastUsed.Equal(now) {
 		t.Fatalf("after reopening: %+v %v", info, err)
 	}
 	// the last used step persisted too
-	if err := d.Check("john", used, now); !errors.Is(err, ErrReplayed) {
+	if err := d.Check(ctx, "john", used, now); !errors.Is(err, ErrReplayed) {
 		t.Fatalf("a used code after reopening: %v", err)
 	}
 	later := now.Add(30 * time.Second)
-	if err := d.Check("john", code(t, d.Config(), secret, later), later); err != nil {
+	if err := d.Check(ctx, "john", code(t, d.Config(), secret, later), later); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestDevicesConcurrentChecksAcceptACodeOnce(t *testing.T) {
+	ctx := t.Context()
 	db := openStore(t, t.TempDir())
 	defer db.Destruct()
 	d := newDevices(t, Config{}, db)
@@ -352,7 +362,7 @@ func TestDevicesConcurrentChecksAcceptACodeOnce(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			errs[i] = d.Check("john", c, now)
+			errs[i] = d.Check(ctx, "john", c, now)
 		})
 	}
 	close(start)

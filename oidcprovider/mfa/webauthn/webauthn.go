@@ -9,6 +9,7 @@
 package webauthn
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -244,11 +245,11 @@ func New(cfg Config, kv store.KV, userHandleKey []byte) (*Devices, error) {
 }
 
 // List returns the user's security keys and passkeys, oldest first.
-func (d *Devices) List(username string) ([]Credential, error) {
+func (d *Devices) List(ctx context.Context, username string) ([]Credential, error) {
 	if err := checkUser(username); err != nil {
 		return nil, err
 	}
-	recs, err := d.records(username)
+	recs, err := d.records(ctx, username)
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +262,7 @@ func (d *Devices) List(username string) ([]Credential, error) {
 
 // Remove deletes the user's credential with id (as List gives it), on disk when it returns;
 // an id the user does not have is ErrNoDevice.
-func (d *Devices) Remove(username, id string) error {
+func (d *Devices) Remove(ctx context.Context, username, id string) error {
 	if err := checkUser(username); err != nil {
 		return err
 	}
@@ -274,20 +275,20 @@ func (d *Devices) Remove(username, id string) error {
 	defer mu.Unlock()
 
 	key := credentialKey(username, rawID)
-	if _, err := d.kv.Get(key); err != nil {
+	if _, err := d.kv.Get(ctx, key); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return ErrNoDevice
 		}
 		return fmt.Errorf("webauthn: reading the credential: %w", err)
 	}
 	keys := [][]byte{key}
-	if owner, err := d.kv.Get(ownerKey(rawID)); err == nil && string(owner) == username {
+	if owner, err := d.kv.Get(ctx, ownerKey(rawID)); err == nil && string(owner) == username {
 		keys = append(keys, ownerKey(rawID))
 	}
-	if err := d.kv.Delete(keys...); err != nil {
+	if err := d.kv.Delete(ctx, keys...); err != nil {
 		return fmt.Errorf("webauthn: removing the credential: %w", err)
 	}
-	if err := d.kv.PutSync(); err != nil {
+	if err := d.kv.PutSync(ctx); err != nil {
 		return fmt.Errorf("webauthn: removing the credential: %w", err)
 	}
 	return nil
@@ -297,14 +298,14 @@ func (d *Devices) Remove(username, id string) error {
 // bound to ceremonyKey. It returns the JSON of the PublicKeyCredentialCreationOptions, for the
 // browser's PublicKeyCredential.parseCreationOptionsFromJSON(): the user's credentials are
 // excluded, a resident key (passkey) is preferred, no attestation is asked for.
-func (d *Devices) BeginRegistration(username, displayName, ceremonyKey string) ([]byte, error) {
+func (d *Devices) BeginRegistration(ctx context.Context, username, displayName, ceremonyKey string) ([]byte, error) {
 	if err := checkUser(username); err != nil {
 		return nil, err
 	}
 	if ceremonyKey == "" {
 		return nil, errors.New("webauthn: beginning a registration: empty ceremony key")
 	}
-	recs, err := d.records(username)
+	recs, err := d.records(ctx, username)
 	if err != nil {
 		return nil, err
 	}
@@ -322,7 +323,7 @@ func (d *Devices) BeginRegistration(username, displayName, ceremonyKey string) (
 	if err != nil {
 		return nil, fmt.Errorf("webauthn: encoding the registration options: %w", err)
 	}
-	if err := d.saveCeremony(username, ceremonyKey, kindRegister, session); err != nil {
+	if err := d.saveCeremony(ctx, username, ceremonyKey, kindRegister, session); err != nil {
 		return nil, err
 	}
 	return options, nil
@@ -333,7 +334,7 @@ func (d *Devices) BeginRegistration(username, displayName, ceremonyKey string) (
 // it returns, under name (trimmed, at most MaxNameLength characters, DefaultName when empty).
 // The ceremony is consumed whatever the outcome. It returns ErrNoCeremony, an error wrapping
 // ErrVerification, or the new credential.
-func (d *Devices) FinishRegistration(username, displayName, ceremonyKey, name string, response []byte) (*Credential, error) {
+func (d *Devices) FinishRegistration(ctx context.Context, username, displayName, ceremonyKey, name string, response []byte) (*Credential, error) {
 	if err := checkUser(username); err != nil {
 		return nil, err
 	}
@@ -341,7 +342,7 @@ func (d *Devices) FinishRegistration(username, displayName, ceremonyKey, name st
 	mu.Lock()
 	defer mu.Unlock()
 
-	session, err := d.takeCeremony(username, ceremonyKey, kindRegister)
+	session, err := d.takeCeremony(ctx, username, ceremonyKey, kindRegister)
 	if err != nil {
 		return nil, err
 	}
@@ -349,7 +350,7 @@ func (d *Devices) FinishRegistration(username, displayName, ceremonyKey, name st
 	if err != nil {
 		return nil, verificationError("parsing the registration response", err)
 	}
-	recs, err := d.records(username)
+	recs, err := d.records(ctx, username)
 	if err != nil {
 		return nil, err
 	}
@@ -357,7 +358,7 @@ func (d *Devices) FinishRegistration(username, displayName, ceremonyKey, name st
 	if err != nil {
 		return nil, verificationError("verifying the registration", err)
 	}
-	switch owner, err := d.kv.Get(ownerKey(cred.ID)); {
+	switch owner, err := d.kv.Get(ctx, ownerKey(cred.ID)); {
 	case err == nil && string(owner) == username:
 		return nil, fmt.Errorf("%w: the credential is already registered", ErrVerification)
 	case err == nil:
@@ -375,7 +376,7 @@ func (d *Devices) FinishRegistration(username, displayName, ceremonyKey, name st
 	if err != nil {
 		return nil, fmt.Errorf("webauthn: encoding the credential: %w", err)
 	}
-	err = d.kv.PutSync(
+	err = d.kv.PutSync(ctx,
 		store.Entry{Key: credentialKey(username, cred.ID), Value: value},
 		store.Entry{Key: ownerKey(cred.ID), Value: []byte(username)},
 	)
@@ -390,14 +391,14 @@ func (d *Devices) FinishRegistration(username, displayName, ceremonyKey, name st
 // ceremonyKey. It returns ErrNoDevice, or the JSON of the PublicKeyCredentialRequestOptions for
 // the browser's PublicKeyCredential.parseRequestOptionsFromJSON(), allowing the user's
 // credentials.
-func (d *Devices) BeginLogin(username, ceremonyKey string) ([]byte, error) {
+func (d *Devices) BeginLogin(ctx context.Context, username, ceremonyKey string) ([]byte, error) {
 	if err := checkUser(username); err != nil {
 		return nil, err
 	}
 	if ceremonyKey == "" {
 		return nil, errors.New("webauthn: beginning a login: empty ceremony key")
 	}
-	recs, err := d.records(username)
+	recs, err := d.records(ctx, username)
 	if err != nil {
 		return nil, err
 	}
@@ -412,7 +413,7 @@ func (d *Devices) BeginLogin(username, ceremonyKey string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("webauthn: encoding the login options: %w", err)
 	}
-	if err := d.saveCeremony(username, ceremonyKey, kindLogin, session); err != nil {
+	if err := d.saveCeremony(ctx, username, ceremonyKey, kindLogin, session); err != nil {
 		return nil, err
 	}
 	return options, nil
@@ -423,7 +424,7 @@ func (d *Devices) BeginLogin(username, ceremonyKey string) ([]byte, error) {
 // returns ErrNoCeremony, ErrNoDevice, an error wrapping ErrVerification (a signature that does
 // not verify, another user's credential, a sign count that went backwards as a cloned
 // authenticator's would, ...), or nil once the credential's sign count and last use are stored.
-func (d *Devices) FinishLogin(username, ceremonyKey string, response []byte) error {
+func (d *Devices) FinishLogin(ctx context.Context, username, ceremonyKey string, response []byte) error {
 	if err := checkUser(username); err != nil {
 		return err
 	}
@@ -431,7 +432,7 @@ func (d *Devices) FinishLogin(username, ceremonyKey string, response []byte) err
 	mu.Lock()
 	defer mu.Unlock()
 
-	session, err := d.takeCeremony(username, ceremonyKey, kindLogin)
+	session, err := d.takeCeremony(ctx, username, ceremonyKey, kindLogin)
 	if err != nil {
 		return err
 	}
@@ -439,7 +440,7 @@ func (d *Devices) FinishLogin(username, ceremonyKey string, response []byte) err
 	if err != nil {
 		return verificationError("parsing the login response", err)
 	}
-	recs, err := d.records(username)
+	recs, err := d.records(ctx, username)
 	if err != nil {
 		return err
 	}
@@ -463,21 +464,21 @@ func (d *Devices) FinishLogin(username, ceremonyKey string, response []byte) err
 	if err != nil {
 		return fmt.Errorf("webauthn: encoding the credential: %w", err)
 	}
-	if err := d.kv.Put(store.Entry{Key: credentialKey(username, cred.ID), Value: value}); err != nil {
+	if err := d.kv.Put(ctx, store.Entry{Key: credentialKey(username, cred.ID), Value: value}); err != nil {
 		return fmt.Errorf("webauthn: recording the credential's use: %w", err)
 	}
 	return nil
 }
 
 // records reads the user's credentials, oldest first.
-func (d *Devices) records(username string) ([]*credentialRecord, error) {
-	keys, err := d.kv.Keys(credentialPrefixOf(username))
+func (d *Devices) records(ctx context.Context, username string) ([]*credentialRecord, error) {
+	keys, err := d.kv.Keys(ctx, credentialPrefixOf(username))
 	if err != nil {
 		return nil, fmt.Errorf("webauthn: listing the credentials: %w", err)
 	}
 	recs := make([]*credentialRecord, 0, len(keys))
 	for _, k := range keys {
-		raw, err := d.kv.Get(k)
+		raw, err := d.kv.Get(ctx, k)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			continue // removed since the listing
@@ -515,12 +516,12 @@ func (d *Devices) userHandle(username string) []byte {
 
 // saveCeremony keeps session for the user's ceremony of kind bound to ceremonyKey, for the
 // configured timeout.
-func (d *Devices) saveCeremony(username, ceremonyKey, kind string, session *gowebauthn.SessionData) error {
+func (d *Devices) saveCeremony(ctx context.Context, username, ceremonyKey, kind string, session *gowebauthn.SessionData) error {
 	value, err := json.Marshal(ceremonyRecord{Session: *session, Expires: d.now().Add(d.cfg.Timeout)})
 	if err != nil {
 		return fmt.Errorf("webauthn: encoding the %s ceremony: %w", kind, err)
 	}
-	err = d.kv.Put(store.Entry{Key: ceremonyKeyOf(username, ceremonyKey, kind), Value: value, TTL: d.cfg.Timeout})
+	err = d.kv.Put(ctx, store.Entry{Key: ceremonyKeyOf(username, ceremonyKey, kind), Value: value, TTL: d.cfg.Timeout})
 	if err != nil {
 		return fmt.Errorf("webauthn: saving the %s ceremony: %w", kind, err)
 	}
@@ -529,19 +530,19 @@ func (d *Devices) saveCeremony(username, ceremonyKey, kind string, session *gowe
 
 // takeCeremony reads and deletes the user's ceremony of kind bound to ceremonyKey. The caller
 // holds the user's lock, so a ceremony is taken at most once.
-func (d *Devices) takeCeremony(username, ceremonyKey, kind string) (*gowebauthn.SessionData, error) {
+func (d *Devices) takeCeremony(ctx context.Context, username, ceremonyKey, kind string) (*gowebauthn.SessionData, error) {
 	if ceremonyKey == "" {
 		return nil, ErrNoCeremony
 	}
 	key := ceremonyKeyOf(username, ceremonyKey, kind)
-	raw, err := d.kv.Get(key)
+	raw, err := d.kv.Get(ctx, key)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, ErrNoCeremony
 	case err != nil:
 		return nil, fmt.Errorf("webauthn: reading the %s ceremony: %w", kind, err)
 	}
-	if err := d.kv.Delete(key); err != nil {
+	if err := d.kv.Delete(ctx, key); err != nil {
 		return nil, fmt.Errorf("webauthn: consuming the %s ceremony: %w", kind, err)
 	}
 	var rec ceremonyRecord

@@ -249,12 +249,13 @@ func newDevices(t *testing.T, kv store.KV) (*Devices, *clock) {
 
 // register registers a for user through a whole ceremony.
 func register(t *testing.T, d *Devices, a *authenticator, user, name string) *Credential {
+	ctx := t.Context()
 	t.Helper()
-	options, err := d.BeginRegistration(user, "", "reg-"+user)
+	options, err := d.BeginRegistration(ctx, user, "", "reg-"+user)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cred, err := d.FinishRegistration(user, "", "reg-"+user, name, a.register(t, options))
+	cred, err := d.FinishRegistration(ctx, user, "", "reg-"+user, name, a.register(t, options))
 	if err != nil {
 		t.Fatalf("registering: %v", err)
 	}
@@ -263,29 +264,31 @@ func register(t *testing.T, d *Devices, a *authenticator, user, name string) *Cr
 
 // login signs user in with a through a whole ceremony.
 func login(t *testing.T, d *Devices, a *authenticator, user string) error {
+	ctx := t.Context()
 	t.Helper()
-	options, err := d.BeginLogin(user, "login-"+user)
+	options, err := d.BeginLogin(ctx, user, "login-"+user)
 	if err != nil {
 		return err
 	}
-	return d.FinishLogin(user, "login-"+user, a.login(t, options))
+	return d.FinishLogin(ctx, user, "login-"+user, a.login(t, options))
 }
 
 func TestRegisterListLogin(t *testing.T) {
+	ctx := t.Context()
 	db := openStore(t, t.TempDir())
 	defer db.Destruct()
 	d, clk := newDevices(t, db)
 	a := newAuthenticator(t)
 	a.passkey = true
 
-	if list, err := d.List("john"); err != nil || len(list) != 0 {
+	if list, err := d.List(ctx, "john"); err != nil || len(list) != 0 {
 		t.Fatalf("list before registering: %v %v", list, err)
 	}
-	if _, err := d.BeginLogin("john", "k"); !errors.Is(err, ErrNoDevice) {
+	if _, err := d.BeginLogin(ctx, "john", "k"); !errors.Is(err, ErrNoDevice) {
 		t.Fatalf("login without a device: %v", err)
 	}
 
-	options, err := d.BeginRegistration("john", "John Doe", "k1")
+	options, err := d.BeginRegistration(ctx, "john", "John Doe", "k1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +320,7 @@ func TestRegisterListLogin(t *testing.T) {
 		t.Error("the options must be the value under publicKey, not the whole CredentialCreation")
 	}
 	clk.t = clk.t.Add(10 * time.Second)
-	cred, err := d.FinishRegistration("john", "John Doe", "k1", "  My\tYubiKey \n", a.register(t, options))
+	cred, err := d.FinishRegistration(ctx, "john", "John Doe", "k1", "  My\tYubiKey \n", a.register(t, options))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,17 +331,17 @@ func TestRegisterListLogin(t *testing.T) {
 	if *cred != want {
 		t.Fatalf("credential %+v, want %+v", *cred, want)
 	}
-	list, err := d.List("john")
+	list, err := d.List(ctx, "john")
 	if err != nil || len(list) != 1 || list[0] != want {
 		t.Fatalf("list %+v %v", list, err)
 	}
 	// the registration ceremony was consumed
-	if _, err := d.FinishRegistration("john", "", "k1", "", a.register(t, options)); !errors.Is(err, ErrNoCeremony) {
+	if _, err := d.FinishRegistration(ctx, "john", "", "k1", "", a.register(t, options)); !errors.Is(err, ErrNoCeremony) {
 		t.Fatalf("finishing a registration twice: %v", err)
 	}
 
 	// a second registration excludes the first credential
-	options, err = d.BeginRegistration("john", "", "k2")
+	options, err = d.BeginRegistration(ctx, "john", "", "k2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,12 +353,12 @@ func TestRegisterListLogin(t *testing.T) {
 		t.Fatalf("exclusions %+v", o.ExcludeCredentials)
 	}
 	// an authenticator that registers anyway is refused
-	if _, err := d.FinishRegistration("john", "", "k2", "", a.register(t, options)); !errors.Is(err, ErrVerification) {
+	if _, err := d.FinishRegistration(ctx, "john", "", "k2", "", a.register(t, options)); !errors.Is(err, ErrVerification) {
 		t.Fatalf("registering a credential twice: %v", err)
 	}
 
 	// login
-	options, err = d.BeginLogin("john", "k3")
+	options, err = d.BeginLogin(ctx, "john", "k3")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,17 +371,17 @@ func TestRegisterListLogin(t *testing.T) {
 		t.Fatalf("request options %s", options)
 	}
 	clk.t = clk.t.Add(30 * time.Second)
-	if err := d.FinishLogin("john", "k3", a.login(t, options)); err != nil {
+	if err := d.FinishLogin(ctx, "john", "k3", a.login(t, options)); err != nil {
 		t.Fatalf("login: %v", err)
 	}
-	if list, _ := d.List("john"); !list[0].LastUsed.Equal(clk.t) {
+	if list, _ := d.List(ctx, "john"); !list[0].LastUsed.Equal(clk.t) {
 		t.Fatalf("last used %v, want %v", list[0].LastUsed, clk.t)
 	}
 	// the sign count was stored: the next login counts on
 	if err := login(t, d, a, "john"); err != nil {
 		t.Fatal(err)
 	}
-	recs, err := d.records("john")
+	recs, err := d.records(ctx, "john")
 	if err != nil || recs[0].Credential.Authenticator.SignCount != a.count {
 		t.Fatalf("stored sign count %d, want %d (%v)", recs[0].Credential.Authenticator.SignCount, a.count, err)
 	}
@@ -389,6 +392,7 @@ func TestRegisterListLogin(t *testing.T) {
 }
 
 func TestLoginFailures(t *testing.T) {
+	ctx := t.Context()
 	db := openStore(t, t.TempDir())
 	defer db.Destruct()
 	d, _ := newDevices(t, db)
@@ -397,7 +401,7 @@ func TestLoginFailures(t *testing.T) {
 
 	begin := func() []byte {
 		t.Helper()
-		options, err := d.BeginLogin("john", "k")
+		options, err := d.BeginLogin(ctx, "john", "k")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -405,7 +409,7 @@ func TestLoginFailures(t *testing.T) {
 	}
 	fail := func(what string, response []byte, want error) {
 		t.Helper()
-		err := d.FinishLogin("john", "k", response)
+		err := d.FinishLogin(ctx, "john", "k", response)
 		t.Logf("%s: %v", what, err)
 		if !errors.Is(err, want) {
 			t.Errorf("%s: %v, want %v", what, err, want)
@@ -439,7 +443,7 @@ func TestLoginFailures(t *testing.T) {
 
 	options := begin()
 	response := a.login(t, options)
-	if err := d.FinishLogin("john", "k", response); err != nil {
+	if err := d.FinishLogin(ctx, "john", "k", response); err != nil {
 		t.Fatal(err)
 	}
 	fail("a replayed ceremony", response, ErrNoCeremony)
@@ -447,11 +451,11 @@ func TestLoginFailures(t *testing.T) {
 	fail("a replayed answer in a new ceremony", response, ErrVerification)
 
 	// another ceremony key, or no key
-	d.BeginLogin("john", "k")
-	if err := d.FinishLogin("john", "other", a.login(t, options)); !errors.Is(err, ErrNoCeremony) {
+	d.BeginLogin(ctx, "john", "k")
+	if err := d.FinishLogin(ctx, "john", "other", a.login(t, options)); !errors.Is(err, ErrNoCeremony) {
 		t.Errorf("another ceremony key: %v", err)
 	}
-	if err := d.FinishLogin("john", "", a.login(t, options)); !errors.Is(err, ErrNoCeremony) {
+	if err := d.FinishLogin(ctx, "john", "", a.login(t, options)); !errors.Is(err, ErrNoCeremony) {
 		t.Errorf("no ceremony key: %v", err)
 	}
 
@@ -465,7 +469,7 @@ func TestLoginFailures(t *testing.T) {
 	a.userHandle = handle
 
 	// a sign count that goes backwards, as a cloned authenticator's would
-	recs, err := d.records("john")
+	recs, err := d.records(ctx, "john")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -479,6 +483,7 @@ func TestLoginFailures(t *testing.T) {
 }
 
 func TestOtherUsersCeremoniesAndCredentials(t *testing.T) {
+	ctx := t.Context()
 	db := openStore(t, t.TempDir())
 	defer db.Destruct()
 	d, _ := newDevices(t, db)
@@ -486,110 +491,112 @@ func TestOtherUsersCeremoniesAndCredentials(t *testing.T) {
 	register(t, d, john, "john", "")
 
 	// jane has no device: john's cannot be used for her
-	if _, err := d.BeginLogin("jane", "k"); !errors.Is(err, ErrNoDevice) {
+	if _, err := d.BeginLogin(ctx, "jane", "k"); !errors.Is(err, ErrNoDevice) {
 		t.Fatalf("jane without a device: %v", err)
 	}
 	register(t, d, jane, "jane", "")
 
 	// john's credential answering jane's ceremony
-	options, err := d.BeginLogin("jane", "k")
+	options, err := d.BeginLogin(ctx, "jane", "k")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.FinishLogin("jane", "k", john.login(t, options)); !errors.Is(err, ErrVerification) {
+	if err := d.FinishLogin(ctx, "jane", "k", john.login(t, options)); !errors.Is(err, ErrVerification) {
 		t.Fatalf("john's credential for jane: %v", err)
 	}
 	// even with jane's user handle
-	options, _ = d.BeginLogin("jane", "k")
+	options, _ = d.BeginLogin(ctx, "jane", "k")
 	johnAsJane := *john
 	johnAsJane.userHandle = jane.userHandle
-	if err := d.FinishLogin("jane", "k", johnAsJane.login(t, options)); !errors.Is(err, ErrVerification) {
+	if err := d.FinishLogin(ctx, "jane", "k", johnAsJane.login(t, options)); !errors.Is(err, ErrVerification) {
 		t.Fatalf("john's credential with jane's user handle: %v", err)
 	}
 
 	// john's ceremony finished as jane
-	options, _ = d.BeginLogin("john", "shared-key")
-	if err := d.FinishLogin("jane", "shared-key", jane.login(t, options)); !errors.Is(err, ErrNoCeremony) {
+	options, _ = d.BeginLogin(ctx, "john", "shared-key")
+	if err := d.FinishLogin(ctx, "jane", "shared-key", jane.login(t, options)); !errors.Is(err, ErrNoCeremony) {
 		t.Fatalf("john's ceremony finished by jane: %v", err)
 	}
 	// and it is still john's to finish
-	if err := d.FinishLogin("john", "shared-key", john.login(t, options)); err != nil {
+	if err := d.FinishLogin(ctx, "john", "shared-key", john.login(t, options)); err != nil {
 		t.Fatalf("john's own ceremony: %v", err)
 	}
 
 	// a registration ceremony is not a login ceremony
-	options, _ = d.BeginRegistration("john", "", "k")
-	if err := d.FinishLogin("john", "k", john.login(t, options)); !errors.Is(err, ErrNoCeremony) {
+	options, _ = d.BeginRegistration(ctx, "john", "", "k")
+	if err := d.FinishLogin(ctx, "john", "k", john.login(t, options)); !errors.Is(err, ErrNoCeremony) {
 		t.Fatalf("a registration ceremony finished as a login: %v", err)
 	}
 
 	// a credential registered to john cannot be registered to jane too
-	options, _ = d.BeginRegistration("jane", "", "k")
-	if _, err := d.FinishRegistration("jane", "", "k", "", john.register(t, options)); !errors.Is(err, ErrVerification) {
+	options, _ = d.BeginRegistration(ctx, "jane", "", "k")
+	if _, err := d.FinishRegistration(ctx, "jane", "", "k", "", john.register(t, options)); !errors.Is(err, ErrVerification) {
 		t.Fatalf("john's credential registered for jane: %v", err)
 	}
-	if list, _ := d.List("jane"); len(list) != 1 {
+	if list, _ := d.List(ctx, "jane"); len(list) != 1 {
 		t.Fatalf("jane's credentials: %+v", list)
 	}
 }
 
 func TestCeremoniesExpire(t *testing.T) {
+	ctx := t.Context()
 	db := openStore(t, t.TempDir())
 	defer db.Destruct()
 	d, clk := newDevices(t, db)
 	a := newAuthenticator(t)
 
-	options, err := d.BeginRegistration("john", "", "k")
+	options, err := d.BeginRegistration(ctx, "john", "", "k")
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk.t = clk.t.Add(time.Minute)
-	if _, err := d.FinishRegistration("john", "", "k", "", a.register(t, options)); !errors.Is(err, ErrNoCeremony) {
+	if _, err := d.FinishRegistration(ctx, "john", "", "k", "", a.register(t, options)); !errors.Is(err, ErrNoCeremony) {
 		t.Fatalf("an expired registration: %v", err)
 	}
-	options, _ = d.BeginRegistration("john", "", "k")
+	options, _ = d.BeginRegistration(ctx, "john", "", "k")
 	clk.t = clk.t.Add(59 * time.Second)
-	if _, err := d.FinishRegistration("john", "", "k", "", a.register(t, options)); err != nil {
+	if _, err := d.FinishRegistration(ctx, "john", "", "k", "", a.register(t, options)); err != nil {
 		t.Fatalf("a registration in time: %v", err)
 	}
 
-	options, _ = d.BeginLogin("john", "k")
+	options, _ = d.BeginLogin(ctx, "john", "k")
 	clk.t = clk.t.Add(time.Minute)
-	if err := d.FinishLogin("john", "k", a.login(t, options)); !errors.Is(err, ErrNoCeremony) {
+	if err := d.FinishLogin(ctx, "john", "k", a.login(t, options)); !errors.Is(err, ErrNoCeremony) {
 		t.Fatalf("an expired login: %v", err)
 	}
 }
 
 func TestRemove(t *testing.T) {
+	ctx := t.Context()
 	db := openStore(t, t.TempDir())
 	defer db.Destruct()
 	d, _ := newDevices(t, db)
 	a, b := newAuthenticator(t), newAuthenticator(t)
 	ca := register(t, d, a, "john", "a")
-	options, _ := d.BeginRegistration("john", "", "k")
-	cb, err := d.FinishRegistration("john", "", "k", "b", b.register(t, options))
+	options, _ := d.BeginRegistration(ctx, "john", "", "k")
+	cb, err := d.FinishRegistration(ctx, "john", "", "k", "b", b.register(t, options))
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	for _, id := range []string{"", "not base64url!", b64([]byte("unknown"))} {
-		if err := d.Remove("john", id); !errors.Is(err, ErrNoDevice) {
+		if err := d.Remove(ctx, "john", id); !errors.Is(err, ErrNoDevice) {
 			t.Errorf("removing %q: %v", id, err)
 		}
 	}
-	if err := d.Remove("jane", ca.ID); !errors.Is(err, ErrNoDevice) {
+	if err := d.Remove(ctx, "jane", ca.ID); !errors.Is(err, ErrNoDevice) {
 		t.Fatalf("removing john's credential as jane: %v", err)
 	}
-	if err := d.Remove("john", ca.ID); err != nil {
+	if err := d.Remove(ctx, "john", ca.ID); err != nil {
 		t.Fatal(err)
 	}
-	if list, _ := d.List("john"); len(list) != 1 || list[0].ID != cb.ID {
+	if list, _ := d.List(ctx, "john"); len(list) != 1 || list[0].ID != cb.ID {
 		t.Fatalf("after removing one: %+v", list)
 	}
 	if err := login(t, d, a, "john"); !errors.Is(err, ErrVerification) {
 		t.Fatalf("login with a removed credential: %v", err)
 	}
-	if err := d.Remove("john", cb.ID); err != nil {
+	if err := d.Remove(ctx, "john", cb.ID); err != nil {
 		t.Fatal(err)
 	}
 	if err := login(t, d, b, "john"); !errors.Is(err, ErrNoDevice) {
@@ -600,6 +607,7 @@ func TestRemove(t *testing.T) {
 }
 
 func TestPersists(t *testing.T) {
+	ctx := t.Context()
 	dir := t.TempDir()
 	db := openStore(t, dir)
 	d, _ := newDevices(t, db)
@@ -612,7 +620,7 @@ func TestPersists(t *testing.T) {
 	db = openStore(t, dir)
 	defer db.Destruct()
 	d, _ = newDevices(t, db)
-	if list, err := d.List("john"); err != nil || len(list) != 1 || list[0] != *cred {
+	if list, err := d.List(ctx, "john"); err != nil || len(list) != 1 || list[0] != *cred {
 		t.Fatalf("after reopening: %+v %v", list, err)
 	}
 	if err := login(t, d, a, "john"); err != nil {
@@ -621,16 +629,17 @@ func TestPersists(t *testing.T) {
 }
 
 func TestUsernamesDoNotCollide(t *testing.T) {
+	ctx := t.Context()
 	db := openStore(t, t.TempDir())
 	defer db.Destruct()
 	d, _ := newDevices(t, db)
 	a := newAuthenticator(t)
 	register(t, d, a, "a/b", "")
 	for _, other := range []string{"a", "a/", "a/b/c", "b"} {
-		if list, err := d.List(other); err != nil || len(list) != 0 {
+		if list, err := d.List(ctx, other); err != nil || len(list) != 0 {
 			t.Errorf("%q lists the credentials of a/b: %+v %v", other, list, err)
 		}
-		if _, err := d.BeginLogin(other, "k"); !errors.Is(err, ErrNoDevice) {
+		if _, err := d.BeginLogin(ctx, other, "k"); !errors.Is(err, ErrNoDevice) {
 			t.Errorf("%q begins a login with the credentials of a/b: %v", other, err)
 		}
 	}
@@ -704,6 +713,7 @@ func TestConfig(t *testing.T) {
 }
 
 func TestRequiredUserVerification(t *testing.T) {
+	ctx := t.Context()
 	db := openStore(t, t.TempDir())
 	defer db.Destruct()
 	d, err := New(Config{RPID: rpID, RPOrigins: []string{origin}, UserVerification: "Required", Timeout: 2 * time.Minute}, db, handleKey)
@@ -711,7 +721,7 @@ func TestRequiredUserVerification(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := newAuthenticator(t)
-	options, err := d.BeginRegistration("john", "", "k")
+	options, err := d.BeginRegistration(ctx, "john", "", "k")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -722,7 +732,7 @@ func TestRequiredUserVerification(t *testing.T) {
 	if o.AuthenticatorSelection.UserVerification != "required" || o.Timeout != 120000 {
 		t.Fatalf("options %s", options)
 	}
-	if _, err := d.FinishRegistration("john", "", "k", "", a.register(t, options)); err != nil {
+	if _, err := d.FinishRegistration(ctx, "john", "", "k", "", a.register(t, options)); err != nil {
 		t.Fatal(err)
 	}
 	if err := login(t, d, a, "john"); err != nil {
