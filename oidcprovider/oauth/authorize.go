@@ -400,7 +400,7 @@ func (a *AuthorizeRequest) RedirectValid() bool {
 // with state and iss. It must only be called when RedirectValid; otherwise the caller shows
 // the error to the person (never a redirect to an unverified URI).
 func (p *Provider) WriteAuthorizeError(ctx context.Context, w http.ResponseWriter, a *AuthorizeRequest, err error) {
-	rfc := fosite.ErrorToRFC6749Error(err)
+	rfc := rfcError(err)
 	if rfc.CodeField >= 500 {
 		p.cfg.Logger.Error("authorization failed", zap.String("client_id", a.Client.ID()), zap.String("debug", rfc.GetDescription()+" "+rfc.DebugField))
 		rfc = fosite.ErrServerError.WithHint("The provider failed to handle the request; see its log.")

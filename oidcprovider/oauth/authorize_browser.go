@@ -51,7 +51,7 @@ func (f *Flow) authorizeFailed(w http.ResponseWriter, r *http.Request, ar *Autho
 		f.p.WriteAuthorizeError(ctx, w, ar, err)
 		return
 	}
-	rfc := fosite.ErrorToRFC6749Error(err)
+	rfc := rfcError(err)
 	f.logger.Info("authorization request refused", zap.String("error", rfc.ErrorField), zap.String("reason", rfc.GetDescription()))
 	status := http.StatusBadRequest
 	if rfc.ErrorField == fosite.ErrInvalidClient.ErrorField {

@@ -50,7 +50,7 @@ func (p *Provider) writeError(w http.ResponseWriter, r *http.Request, err error)
 		WriteUnavailable(w)
 		return
 	}
-	rfc := fosite.ErrorToRFC6749Error(err)
+	rfc := rfcError(err)
 	if rfc.CodeField >= 500 && rfc.ErrorField != fosite.ErrTemporarilyUnavailable.ErrorField {
 		p.cfg.Logger.Error("oidc endpoint failed", zap.String("path", r.URL.Path), zap.Error(errors.Unwrap(err)), zap.String("debug", rfc.DebugField))
 		rfc = fosite.ErrServerError.WithHint("The provider failed to handle the request; see its log.")
@@ -86,4 +86,13 @@ func parseForm(w http.ResponseWriter, r *http.Request) error {
 		return fosite.ErrInvalidRequest.WithHint("The body must be an application/x-www-form-urlencoded form of at most 64 KiB.")
 	}
 	return nil
+}
+
+// rfcError is err as an RFC 6749 error that this request alone reads and changes. fosite's
+// GetDescription writes into the error it is called on, and the error may be a value that
+// concurrent requests share (fosite.ErrInvalidClient itself, or a package-level WithHint copy),
+// so every writer of an error answer works on its own copy.
+func rfcError(err error) *fosite.RFC6749Error {
+	own := *fosite.ErrorToRFC6749Error(err)
+	return &own
 }

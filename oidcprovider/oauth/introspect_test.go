@@ -133,5 +133,25 @@ func TestConcurrentRefusalsShareNoState(t *testing.T) {
 			}
 		}()
 	}
+	// a shared error value (as the client throttle's) answered by some requests while fosite's
+	// tracing reads it in others: the answer's description must be computed on a copy
+	shared := fosite.ErrInvalidClient.WithHint("Too many failed client authentications.")
+	for range 8 {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			w := httptest.NewRecorder()
+			f.p.writeError(w, httptest.NewRequest(http.MethodPost, PathToken, nil), shared)
+			if w.Code != http.StatusUnauthorized {
+				t.Errorf("shared error: %d", w.Code)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if shared.Error() == "" {
+				t.Error("the shared error lost its text")
+			}
+		}()
+	}
 	wg.Wait()
 }

@@ -168,7 +168,7 @@ func (p *Provider) issue(w http.ResponseWriter, r *http.Request, ar fosite.Acces
 // refuseToken answers a token request with its RFC 6749 error and logs one line naming the
 // client as presented, the grant and the reason; never the secret or a token.
 func (p *Provider) refuseToken(w http.ResponseWriter, r *http.Request, err error) {
-	rfc := fosite.ErrorToRFC6749Error(err)
+	rfc := rfcError(err)
 	if rfc.CodeField < 500 && !isClosedErr(err) {
 		if p.cfg.OnTokenRefused != nil {
 			grant := r.PostForm.Get("grant_type")
