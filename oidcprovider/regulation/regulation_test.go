@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -158,13 +159,41 @@ func TestConcurrentFailures(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < 200; i++ {
 				ip := netip.AddrFrom4([4]byte{10, 0, byte(g), byte(i)})
-				r.Fail(t.Context(), "john", ip)
-				r.Banned("john", ip)
+				if banned, _ := r.Fail(t.Context(), "john", ip); banned {
+					t.Errorf("one failure banned john at %v", ip)
+				}
+				if _, b := r.Banned("john", ip); b {
+					t.Errorf("john banned at %v after one failure", ip)
+				}
 				r.Succeed("john", ip)
 			}
 		}(g)
 	}
 	wg.Wait()
+
+	// sixteen failures of one pair at once: none is lost and exactly one crosses max_retries
+	var bans atomic.Int32
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 2; i++ {
+				if banned, _ := r.Fail(t.Context(), "mary", guesser); banned {
+					bans.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := bans.Load(); n != 1 {
+		t.Fatalf("%d concurrent failures reported the ban, want exactly one", n)
+	}
+	if _, b := r.Banned("mary", guesser); !b {
+		t.Fatal("sixteen concurrent failures did not ban the pair")
+	}
+	if _, b := r.Banned("mary", home); b {
+		t.Fatal("the guesser's failures banned mary at another address")
+	}
 }
 
 // Second-factor failures also count per user from every address: a guesser who has the
