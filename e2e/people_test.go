@@ -188,7 +188,10 @@ http://basic.localhost:%[2]d {
 		time.Sleep(5 * time.Millisecond)
 		c.Close()
 	}
-	time.Sleep(500 * time.Millisecond) // the checks finish after the callers left
+	// the checks finish after the callers left: wait for the third to ban the address's pair
+	for deadline := time.Now().Add(10 * time.Second); !bannedIn(h.s.log.String(), "127.0.0.5") && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if resp, _ := h.raw("127.0.0.5", "GET", host, "/x", basic("john", "pw-john"), ""); resp.StatusCode != 401 {
 		t.Errorf("the right password after three hung-up guesses from one address: %d, want 401 (banned)", resp.StatusCode)
 	}
@@ -232,4 +235,14 @@ func mergeHeaders(a, b map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// bannedIn reports whether log has the line of a ban of sign-in attempts from ip.
+func bannedIn(log, ip string) bool {
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "sign-in attempts banned") && strings.Contains(line, `"remote_ip":"`+ip+`"`) {
+			return true
+		}
+	}
+	return false
 }

@@ -180,7 +180,16 @@ func TestProviderLifecycle(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(200 * time.Millisecond)
+	// each step waits until an introspection has been answered since the last one
+	introspected := func() {
+		t.Helper()
+		for n, deadline := ok200.Load(), time.Now().Add(30*time.Second); ok200.Load() <= n; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no introspection answered for 30s (%d bad answers)\n%s", other.Load(), s.log.String())
+			}
+		}
+	}
+	introspected()
 	withLate := func(secret string) string {
 		return strings.Replace(cf, "\t\taccess_control {", "\t\tclient late-monitor {\n\t\t\tsecret \"$plaintext$"+secret+"\"\n\t\t\tscopes authelia.bearer.authz\n\t\t\taudience "+fmt.Sprintf("http://secure.localhost:%d/", httpPort)+"\n\t\t\tgrant_types client_credentials\n\t\t}\n\t\taccess_control {", 1)
 	}
@@ -200,7 +209,7 @@ func TestProviderLifecycle(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("reload %d: %s %s", i, body, buf[:n])
 		}
-		time.Sleep(300 * time.Millisecond)
+		introspected()
 	}
 	close(stop)
 	wg.Wait()
