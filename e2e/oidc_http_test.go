@@ -751,7 +751,6 @@ func TestAuthorizationFlowsWithoutBrowser(t *testing.T) {
 		}
 	})
 
-	var johnConsent string
 	t.Run("prompt=consent and a remembered consent", func(t *testing.T) {
 		s := s.with(t)
 		john := john.with(t)
@@ -777,19 +776,28 @@ func TestAuthorizationFlowsWithoutBrowser(t *testing.T) {
 			t.Errorf("after a denied prompt=consent: %s", st)
 		}
 		_, page := john.do(http.MethodGet, s.url("auth", "/settings"), nil)
-		m := consentID.FindStringSubmatch(page)
-		if m == nil || !strings.Contains(page, "Remembered App") {
+		if m := consentID.FindStringSubmatch(page); m == nil || !strings.Contains(page, "Remembered App") {
 			t.Fatalf("the signed-in page lists no remembered consent: %.1000s", page)
 		}
-		johnConsent = html.UnescapeString(m[1])
 	})
 
 	t.Run("withdrawing a consent", func(t *testing.T) {
 		s := s.with(t)
 		john := john.with(t)
-		if johnConsent == "" {
-			t.Skip("no remembered consent")
+		// a remembered consent of john's, made here when the subtest above has not made it
+		if st := john.authorize(s.authURL("remembered", nil).url); st.consent != nil {
+			if cb := john.answerConsent(st, "accept", true).callback(); cb.Get("code") == "" {
+				t.Fatalf("consent accepted: %v", cb)
+			}
+		} else if cb := st.callback(); cb.Get("code") == "" {
+			t.Fatalf("a client with a remembered consent: %s", st)
 		}
+		_, page := john.do(http.MethodGet, s.url("auth", "/settings"), nil)
+		m := consentID.FindStringSubmatch(page)
+		if m == nil {
+			t.Fatalf("the signed-in page lists no remembered consent: %.1000s", page)
+		}
+		johnConsent := html.UnescapeString(m[1])
 		// jane, another user, cannot withdraw john's consent
 		usersFile(t, s.users, map[string]string{
 			"john": "    displayname: John Doe\n    email: john@example.test\n    groups: [dev, admins]\n",
