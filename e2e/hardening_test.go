@@ -309,7 +309,10 @@ func TestConcurrentGuessesAreThrottled(t *testing.T) {
 	if refused.Load() != 40 {
 		t.Fatalf("%d of 40 wrong secrets refused with invalid_client", refused.Load())
 	}
-	time.Sleep(200 * time.Millisecond) // let the log lines land
+	// every refusal logs its line before it answers; wait for the 40 to come through the pipe
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(h.s.log.String(), "client authentication failed") < 40 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if n := countReasons(h.s.log.String(), "wrong secret"); n == 0 || n > 10 {
 		t.Fatalf("%d digest checks for 40 concurrent guesses from one address; at most the burst (10) may run", n)
 	}
