@@ -72,16 +72,7 @@ func rulesFor(clients []oidcprovider.ClientConfig) []accesscontrol.Rule {
 func startApp(t testing.TB, dir string, clients ...oidcprovider.ClientConfig) *oidcprovider.App {
 	t.Helper()
 	a := &oidcprovider.App{Issuer: "https://auth.example.com", Storage: oidcprovider.StorageConfig{Dir: dir}, Clients: clients, AccessControl: &accesscontrol.Config{DefaultPolicy: "deny", Rules: rulesFor(clients)}}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
-	if err := a.Provision(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Stop() })
-	return a
+	return running(t, a)
 }
 
 func newHandler(t testing.TB, app *oidcprovider.App, cfg GateConfig) *Handler {
@@ -541,4 +532,19 @@ func TestConnectionTokens(t *testing.T) {
 			t.Errorf("Connection %q: %q, want %q", c.in, got, c.want)
 		}
 	}
+}
+
+// running provisions and starts a, stopping it when the test ends.
+func running(t testing.TB, a *oidcprovider.App) *oidcprovider.App {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	if err := a.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Stop() })
+	return a
 }

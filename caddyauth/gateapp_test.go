@@ -43,16 +43,7 @@ func startGateApp(t testing.TB, dir string) *oidcprovider.App {
 			{Domain: []string{"closed.example.com"}, Policy: "deny"},
 		}},
 	}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
-	if err := a.Provision(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Stop() })
-	return a
+	return running(t, a)
 }
 
 // gateRequest is a request as Caddy hands it to a handler, over TLS, with a replacer.

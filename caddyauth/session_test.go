@@ -37,16 +37,7 @@ func startPeopleApp(t testing.TB, dir string) *oidcprovider.App {
 			{Domain: []string{"admin.example.com"}, Subject: [][]string{{"group:admins"}}, Policy: "two_factor"},
 		}},
 	}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
-	if err := a.Provision(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Stop() })
-	return a
+	return running(t, a)
 }
 
 var csrfInput = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
