@@ -27,3 +27,25 @@ type KV interface {
 }
 
 var _ KV = (*Badger)(nil)
+
+// Changes is implemented by a KV that several processes (nodes) share, such as the PostgreSQL
+// store: it tells each node when a record it may hold decoded in memory was ended or changed by
+// any node, so that caches in front of the store never accept what another node has ended (a
+// revoked token, a signed-out session, a ban). A store only one process can open (Badger) does
+// not implement it: there, the code that ends a record drops it from the caches itself.
+//
+// A change is delivered for every key removed by Delete, and for every key written by Put or
+// PutSync under a prefix some node has passed to Watch (all nodes run the same code, so they
+// watch the same prefixes). Delivery happens after the writing transaction commits, on every
+// node including the writer's, in commit order per writer, normally within milliseconds.
+type Changes interface {
+	// Watch calls fn with the key of every change under prefix, on a goroutine of the store's,
+	// one call at a time; fn must be quick and must not call the store. It returns a function
+	// that stops the calls.
+	Watch(prefix []byte, fn func(key []byte)) (stop func())
+	// Trusted reports whether this node is receiving changes: false while its listening
+	// connection is down or has just come back. Caches must not answer from memory while it is
+	// false (read the store instead); when it turns true again, every Watch fn of the store has
+	// first been called with a nil key, meaning "forget everything under your prefix".
+	Trusted() bool
+}
