@@ -13,7 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
 	"github.com/portcullis-auth/portcullis/accesscontrol"
-	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
+	"github.com/portcullis-auth/portcullis/oidcprovider/duration"
 )
 
 // Options of Authelia's that Portcullis will take but does not serve yet: naming one is an error
@@ -548,7 +548,10 @@ func unmarshalStorage(d *caddyfile.Dispenser, s *StorageConfig) error {
 				}
 			}
 		case "gc_interval":
-			err = durationArg(d, &s.GCInterval)
+			var v caddy.Duration
+			if err = durationArg(d, &v); err == nil {
+				s.GCInterval = duration.Duration(v)
+			}
 		default:
 			return d.Errf("storage: unknown option %q (memtable_size, num_memtables, block_cache_size, index_cache_size, value_log_file_size, gc_interval)", opt)
 		}
@@ -687,11 +690,11 @@ func unmarshalClient(d *caddyfile.Dispenser) (ClientConfig, error) {
 		case "pre_configured_consent_duration":
 			var v string
 			if err = oneArg(d, &v); err == nil {
-				dur, perr := clients.ParseDuration(v)
+				dur, perr := duration.Parse(v)
 				if perr != nil || dur <= 0 {
 					return c, d.Errf("client %s: pre_configured_consent_duration: %q is not a positive duration such as 1w, 7d or 168h", c.ID, v)
 				}
-				c.PreConfiguredConsentDuration = clients.Duration(dur)
+				c.PreConfiguredConsentDuration = duration.Duration(dur)
 			}
 		case "require_pushed_authorization_requests":
 			err = boolArg(d, &c.RequirePushedAuthorizationRequests)

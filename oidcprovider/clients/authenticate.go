@@ -11,6 +11,7 @@ import (
 	"github.com/ory/fosite"
 	"go.uber.org/zap"
 
+	"github.com/portcullis-auth/portcullis/oidcprovider/clientaddr"
 	"github.com/portcullis-auth/portcullis/oidcprovider/digest"
 )
 
@@ -133,7 +134,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, form 
 	if methodOK && c.IsPublic() {
 		return c, nil
 	}
-	addrKey := AddressKey(clientIP)
+	addrKey := clientaddr.KeyOf(clientIP)
 	pairKey := creds.ClientID + "\x00" + addrKey
 	// A throttled address or (client, address) is refused everything, a right secret included:
 	// otherwise the remembered-secret cache would answer a guesser at full speed, right or wrong.

@@ -18,6 +18,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/audience"
+	"github.com/portcullis-auth/portcullis/oidcprovider/duration"
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/digest"
 )
@@ -592,7 +593,7 @@ func resolveConsent(cfg *Config) error {
 		}
 	case ConsentPreConfigured:
 		if cfg.PreConfiguredConsentDuration == 0 {
-			cfg.PreConfiguredConsentDuration = Duration(DefaultPreConfiguredConsentDuration)
+			cfg.PreConfiguredConsentDuration = duration.Duration(DefaultPreConfiguredConsentDuration)
 		}
 	case ConsentExplicit, ConsentImplicit:
 		if cfg.PreConfiguredConsentDuration > 0 {

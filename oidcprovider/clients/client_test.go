@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ory/fosite"
+	"github.com/portcullis-auth/portcullis/oidcprovider/duration"
 )
 
 // app is a confidential client that signs people in, with the least configuration.
@@ -104,7 +105,7 @@ func TestResolvedOptions(t *testing.T) {
 				t.Errorf("modes %v", got)
 			}
 		}},
-		{"auto consent with a duration", with(app(), func(c *Config) { c.PreConfiguredConsentDuration = Duration(48 * time.Hour) }), func(t *testing.T, c *Client) {
+		{"auto consent with a duration", with(app(), func(c *Config) { c.PreConfiguredConsentDuration = duration.Duration(48 * time.Hour) }), func(t *testing.T, c *Client) {
 			if c.ConsentMode() != "pre-configured" || c.PreConfiguredConsentDuration() != 48*time.Hour {
 				t.Errorf("%s %s", c.ConsentMode(), c.PreConfiguredConsentDuration())
 			}
@@ -271,8 +272,10 @@ func TestValidationErrors(t *testing.T) {
 		{"deny is not a client policy", with(app(), func(c *Config) { c.AuthorizationPolicy = "deny" }), settings, `no authorization policy named "deny"`},
 		{"named policy of another provider", with(app(), func(c *Config) { c.AuthorizationPolicy = "staff" }), ProviderSettings{}, `no authorization policy named "staff"`},
 		{"bad consent mode", with(app(), func(c *Config) { c.ConsentMode = "remember" }), settings, `client app: consent_mode: "remember" must be auto, explicit, implicit or pre-configured`},
-		{"duration with explicit consent", with(app(), func(c *Config) { c.ConsentMode, c.PreConfiguredConsentDuration = "explicit", Duration(time.Hour) }), settings, "pre_configured_consent_duration: only applies to consent_mode pre-configured (or auto), not explicit"},
-		{"negative duration", with(app(), func(c *Config) { c.PreConfiguredConsentDuration = Duration(-time.Hour) }), settings, "pre_configured_consent_duration: -1h0m0s must be positive"},
+		{"duration with explicit consent", with(app(), func(c *Config) {
+			c.ConsentMode, c.PreConfiguredConsentDuration = "explicit", duration.Duration(time.Hour)
+		}), settings, "pre_configured_consent_duration: only applies to consent_mode pre-configured (or auto), not explicit"},
+		{"negative duration", with(app(), func(c *Config) { c.PreConfiguredConsentDuration = duration.Duration(-time.Hour) }), settings, "pre_configured_consent_duration: -1h0m0s must be positive"},
 		{"bad pkce method", with(app(), func(c *Config) { c.PKCEChallengeMethod = "s256" }), settings, `pkce_challenge_method: "s256" must be S256 or plain`},
 		{"plain pkce", with(app(), func(c *Config) { c.PKCEChallengeMethod = "plain" }), settings, "pkce_challenge_method: plain sends the verifier in the clear and needs the provider option enable_pkce_plain_challenge"},
 		{"unsigned ID tokens", with(app(), func(c *Config) { c.IDTokenSignedResponseAlg = "none" }), settings, "id_token_signed_response_alg: ID tokens are always signed"},
@@ -292,7 +295,7 @@ func TestValidationErrors(t *testing.T) {
 		{"gateway scope without PAR", with(bearer, func(c *Config) { c.RequirePushedAuthorizationRequests = false }), settings, "require_pushed_authorization_requests: a client with authelia.bearer.authz that signs people in must push"},
 		{"gateway scope without S256", with(bearer, func(c *Config) { c.PKCEChallengeMethod = "" }), settings, "pkce_challenge_method: a client with authelia.bearer.authz that signs people in must use PKCE with S256"},
 		{"gateway scope with implicit consent", with(bearer, func(c *Config) { c.ConsentMode = "implicit" }), settings, "consent_mode: a client with authelia.bearer.authz must ask for consent every time"},
-		{"gateway scope with remembered consent", with(bearer, func(c *Config) { c.PreConfiguredConsentDuration = Duration(time.Hour) }), settings, "pre_configured_consent_duration: a client with authelia.bearer.authz must ask"},
+		{"gateway scope with remembered consent", with(bearer, func(c *Config) { c.PreConfiguredConsentDuration = duration.Duration(time.Hour) }), settings, "pre_configured_consent_duration: a client with authelia.bearer.authz must ask"},
 		{"gateway scope with query", with(bearer, func(c *Config) { c.ResponseModes = []string{"form_post", "query"} }), settings, `response_modes: a client with authelia.bearer.authz may only use form_post, not "query"`},
 		{"gateway scope with implicit", with(bearer, func(c *Config) { c.ResponseTypes = []string{"code id_token"} }), settings, "grant_types: a client with authelia.bearer.authz may not use the implicit grant"},
 		{"gateway scope with openid", with(bearer, func(c *Config) { c.Scopes = []string{ScopeBearerAuthz, "openid"} }), settings, `may only add offline or offline_access, not "openid"`},
@@ -315,18 +318,18 @@ func TestDuration(t *testing.T) {
 		`"1w"`: 7 * 24 * time.Hour, `"7d"`: 7 * 24 * time.Hour, `"168h"`: 168 * time.Hour, `"1d12h"`: 36 * time.Hour,
 		`"1.5d"`: 36 * time.Hour, `"90m"`: 90 * time.Minute, `3600000000000`: time.Hour, ` "2w" `: 14 * 24 * time.Hour,
 	} {
-		var d Duration
+		var d duration.Duration
 		if err := json.Unmarshal([]byte(in), &d); err != nil || time.Duration(d) != want {
 			t.Errorf("%s: got %v, %v; want %v", in, time.Duration(d), err, want)
 		}
 	}
 	for _, in := range []string{`"1 week"`, `"w"`, `"soon"`, `""`, `true`, `1.5`} {
-		var d Duration
+		var d duration.Duration
 		if err := json.Unmarshal([]byte(in), &d); err == nil {
 			t.Errorf("%s: accepted as %v", in, time.Duration(d))
 		}
 	}
-	out, err := json.Marshal(Config{ID: "a", PreConfiguredConsentDuration: Duration(time.Hour)})
+	out, err := json.Marshal(Config{ID: "a", PreConfiguredConsentDuration: duration.Duration(time.Hour)})
 	if err != nil || !strings.Contains(string(out), `"pre_configured_consent_duration":3600000000000`) {
 		t.Errorf("marshal: %s %v", out, err)
 	}

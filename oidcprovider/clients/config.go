@@ -1,5 +1,7 @@
 package clients
 
+import "github.com/portcullis-auth/portcullis/oidcprovider/duration"
+
 // Config is one registered client as configured (the oidc app's "clients" list). JSON names are
 // Authelia's (seed 004).
 type Config struct {
@@ -69,7 +71,7 @@ type Config struct {
 	// PreConfiguredConsentDuration is how long a remembered consent lasts under the
 	// pre-configured mode. JSON: "pre_configured_consent_duration", an integer of nanoseconds or
 	// a string such as "168h", "7d" or "1w". Default: 1 week when the mode is pre-configured.
-	PreConfiguredConsentDuration Duration `json:"pre_configured_consent_duration,omitempty"`
+	PreConfiguredConsentDuration duration.Duration `json:"pre_configured_consent_duration,omitempty"`
 	// RequirePushedAuthorizationRequests makes the client send every authorization request
 	// through the pushed-authorization-request endpoint (RFC 9126) first. JSON:
 	// "require_pushed_authorization_requests". Default: false (the provider's own option

@@ -1,13 +1,10 @@
 package clients
 
 import (
-	"net/netip"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
-
-	"github.com/portcullis-auth/portcullis/oidcprovider/regulation"
 )
 
 // Limiter counts failed attempts per key with a token bucket per key (golang.org/x/time/rate):
@@ -96,14 +93,4 @@ func (l *Limiter) sweepLocked(now time.Time) {
 		delete(l.buckets, k)
 		n--
 	}
-}
-
-// AddressKey is the key of a client address for per-address limits: the address itself for
-// IPv4, its /64 network for IPv6 (one host usually holds a whole /64).
-func AddressKey(ip string) string {
-	a, err := netip.ParseAddr(ip)
-	if err != nil {
-		return ip
-	}
-	return regulation.Address(a)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/portcullis-auth/portcullis/accesscontrol"
 	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
 	"github.com/portcullis-auth/portcullis/oidcprovider/digest"
+	"github.com/portcullis-auth/portcullis/oidcprovider/duration"
 	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 )
 
@@ -175,7 +176,7 @@ func newBrowserFlow(t *testing.T) *browserFlow {
 	add(clients.Config{ID: "app", AuthorizationPolicy: clients.PolicyOneFactor})
 	add(clients.Config{ID: "implicit", AuthorizationPolicy: clients.PolicyOneFactor, ConsentMode: clients.ConsentImplicit})
 	add(clients.Config{ID: "remembered", AuthorizationPolicy: clients.PolicyOneFactor, ConsentMode: clients.ConsentPreConfigured,
-		PreConfiguredConsentDuration: clients.Duration(7 * 24 * time.Hour)})
+		PreConfiguredConsentDuration: duration.Duration(7 * 24 * time.Hour)})
 	add(clients.Config{ID: "strong", AuthorizationPolicy: clients.PolicyTwoFactor, ConsentMode: clients.ConsentImplicit})
 	add(clients.Config{ID: "closed", AuthorizationPolicy: "nobody", ConsentMode: clients.ConsentImplicit})
 	lookup := func(id string) (*clients.Client, bool) { c, ok := reg[id]; return c, ok }

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/portcullis-auth/portcullis/oidcprovider/clientaddr"
 	"github.com/portcullis-auth/portcullis/oidcprovider/digest"
 	"github.com/portcullis-auth/portcullis/oidcprovider/users"
 )
@@ -162,7 +163,7 @@ var flightSalt = func() []byte {
 func flightKey(username, password string, addr netip.Addr) string {
 	h := sha256.New()
 	h.Write(flightSalt)
-	for _, part := range []string{username, password, Address(addr)} {
+	for _, part := range []string{username, password, clientaddr.Key(addr)} {
 		var n [8]byte
 		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
 		h.Write(n[:]) // length-prefixed, so no two splits of the same bytes share a key

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/portcullis-auth/portcullis/oidcprovider/clientaddr"
 	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 )
 
@@ -96,24 +97,13 @@ func New(ctx context.Context, cfg Config, kv store.KV) (*Regulator, error) {
 	return r, nil
 }
 
-// Address is the key of a client address: the address for IPv4, its /64 for IPv6 (one host
-// usually holds a whole /64).
-func Address(ip netip.Addr) string {
-	ip = ip.Unmap()
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p.String()
-	}
-	return ip.String()
-}
-
 // pairKey keys a (user, address) pair by a hash of the username, so a made-up name of any length
 // costs the same few bytes.
 func pairKey(user string, ip netip.Addr) string {
 	h := sha256.Sum256([]byte(user))
-	return "u/" + hex.EncodeToString(h[:16]) + "|" + Address(ip)
+	return "u/" + hex.EncodeToString(h[:16]) + "|" + clientaddr.Key(ip)
 }
-func addressKey(ip netip.Addr) string { return "a/" + Address(ip) }
+func addressKey(ip netip.Addr) string { return "a/" + clientaddr.Key(ip) }
 
 // factorKey keys a user's second-factor failures from every address.
 func factorKey(user string) string {

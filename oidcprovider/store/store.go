@@ -14,9 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
+	"github.com/portcullis-auth/portcullis/oidcprovider/duration"
 	"go.uber.org/zap"
 )
 
@@ -72,10 +72,10 @@ type Options struct {
 	// files, so smaller files are reclaimed sooner. Default: 16 MiB. At least 1 MiB, at most 1 GiB.
 	ValueLogFileSize int64 `json:"value_log_file_size,omitempty"`
 
-	// GCInterval is how often the value log is garbage-collected; JSON gc_interval (a Caddy
+	// GCInterval is how often the value log is garbage-collected; JSON gc_interval (a
 	// duration such as "5m"). Each run rewrites the value-log files of which at least half is
 	// expired or overwritten, for as long as there are such files. Default: 5m. At least 1s.
-	GCInterval caddy.Duration `json:"gc_interval,omitempty"`
+	GCInterval duration.Duration `json:"gc_interval,omitempty"`
 }
 
 // The defaults; see Options.
@@ -85,7 +85,7 @@ const (
 	DefaultBlockCacheSize   = 8 << 20
 	DefaultIndexCacheSize   = 8 << 20
 	DefaultValueLogFileSize = 16 << 20
-	DefaultGCInterval       = caddy.Duration(5 * time.Minute)
+	DefaultGCInterval       = duration.Duration(5 * time.Minute)
 )
 
 const (

@@ -1,4 +1,7 @@
-package clients
+// Package duration reads the durations of Portcullis's JSON config without importing Caddy: Go's
+// syntax plus Caddy's "d" for days and "w" for weeks. The store packages and the clients package
+// use it, so none of them depends on Caddy for a duration.
+package duration
 
 import (
 	"bytes"
@@ -27,7 +30,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 		if err := json.Unmarshal(b, &s); err != nil {
 			return err
 		}
-		v, err := ParseDuration(s)
+		v, err := Parse(s)
 		if err != nil {
 			return err
 		}
@@ -42,9 +45,9 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// ParseDuration reads Go's duration syntax plus "d" (24h) and "w" (7d) units, in any
+// Parse reads Go's duration syntax plus "d" (24h) and "w" (7d) units, in any
 // combination: "1w", "7d", "1d12h", "90m".
-func ParseDuration(s string) (time.Duration, error) {
+func Parse(s string) (time.Duration, error) {
 	in := s
 	var b strings.Builder
 	for len(s) > 0 {
