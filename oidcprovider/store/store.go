@@ -27,6 +27,12 @@ var ErrNotFound = errors.New("store: key not found")
 // store elsewhere, or the process is stopping). HTTP handlers answer it with 503.
 var ErrClosed = errors.New("store: database is closed")
 
+// ErrUnavailable wraps every error of a shared store (PostgreSQL) that means the database cannot be
+// reached or did not answer in time, as opposed to a wrong request. The gateway answers callers
+// it cannot check with 503 and Retry-After, the token endpoint with 503 temporarily_unavailable;
+// both recover by themselves when the database is back. Test with errors.Is.
+var ErrUnavailable = errors.New("store: database unavailable")
+
 // Entry is one key-value pair written by Put. A zero TTL means the key never expires.
 type Entry struct {
 	Key   []byte
