@@ -199,6 +199,10 @@ type Badger struct {
 	logger *zap.Logger
 
 	initMu sync.Mutex // serialises GetOrCreate so two configs never generate two keys
+	// now is the clock writes take expiry times from (time.Now; a test sets it back to write
+	// entries that are already expired, as Badger's WithTTL would after their TTL has passed).
+	// Badger reads and compactions judge expiry by the real clock.
+	now    func() time.Time
 	gcRuns atomic.Uint64
 	stop   chan struct{}
 	done   chan struct{}
@@ -259,7 +263,7 @@ func open(dir string, opts Options, logger *zap.Logger, adjust func(*badger.Opti
 	if err != nil {
 		return nil, fmt.Errorf("opening badger database in %s: %w", dir, err)
 	}
-	b := &Badger{db: db, dir: dir, opts: opts, logger: logger, stop: make(chan struct{}), done: make(chan struct{}), drained: make(chan struct{})}
+	b := &Badger{now: time.Now, db: db, dir: dir, opts: opts, logger: logger, stop: make(chan struct{}), done: make(chan struct{}), drained: make(chan struct{})}
 	go b.gcLoop()
 	return b, nil
 }
@@ -399,7 +403,7 @@ func (b *Badger) Put(_ context.Context, entries ...Entry) error {
 		for _, e := range entries {
 			be := badger.NewEntry(e.Key, e.Value)
 			if e.TTL > 0 {
-				be = be.WithTTL(e.TTL)
+				be.ExpiresAt = uint64(b.now().Add(e.TTL).Unix())
 			}
 			if err := txn.SetEntry(be); err != nil {
 				return err

@@ -167,26 +167,10 @@ func TestOptionsDefaultsAndBounds(t *testing.T) {
 // (token keys are random, so new tokens' tables overlap old ones), the store shrinks back instead
 // of growing with every token ever minted. The store waits for ten level-0 tables before it
 // compacts; the test lets it start at one, so a few megabytes show what a busy store does.
+// Entries whose expiry has passed are dropped from the tables by compaction, not only hidden
+// from reads. The store's write clock is set back an hour, so entries written with a one-minute
+// TTL carry an expiry that has already passed, as if an hour had gone by, without waiting.
 func TestExpiredEntriesAreReclaimed(t *testing.T) {
-	// Badger keeps expiry in whole seconds, so an 8s TTL lasts 7 to 8 seconds: long enough for
-	// the writes and the reopen below on most machines; where they took longer than the TTL (a
-	// loaded CI machine), the attempt is made again with a longer one
-	for ttl := 8 * time.Second; ; ttl *= 2 {
-		if !expiredEntriesAreReclaimed(t, ttl) {
-			return
-		}
-		if ttl >= 32*time.Second {
-			t.Fatalf("writing and reopening took longer than a %v TTL three times", ttl)
-		}
-		t.Logf("writing and reopening outlasted a %v TTL; again with a longer one", ttl)
-	}
-}
-
-// expiredEntriesAreReclaimed is one attempt of TestExpiredEntriesAreReclaimed with the expiring
-// entries' TTL; it answers true when the writes and the reopen outlasted the TTL, so the attempt
-// proved nothing.
-func expiredEntriesAreReclaimed(t *testing.T, ttl time.Duration) (tooSlow bool) {
-	t.Helper()
 	dir := t.TempDir()
 	compactSoon := func(o *badger.Options) { o.NumLevelZeroTables = 1 }
 	db, err := open(dir, Options{MemTableSize: mib}, nil, compactSoon)
@@ -212,9 +196,10 @@ func expiredEntriesAreReclaimed(t *testing.T, ttl time.Duration) (tooSlow bool) 
 		return last
 	}
 	const expiring, live = 20000, 2000
-	// closing flushes the memtables, so every entry is in a table, then Flatten puts the tables
-	// on one level
-	reopen := func() {
+	// closing flushes the memtables, so every entry is in a table (a flush keeps expired
+	// entries), then Flatten compacts the tables onto one level, which drops the expired ones;
+	// the reopened store's clock is the real one
+	reopen := func(flatten bool) {
 		t.Helper()
 		if err := db.Destruct(); err != nil {
 			t.Fatal(err)
@@ -222,30 +207,37 @@ func expiredEntriesAreReclaimed(t *testing.T, ttl time.Duration) (tooSlow bool) 
 		if db, err = open(dir, Options{MemTableSize: mib}, nil, compactSoon); err != nil {
 			t.Fatal(err)
 		}
+		if !flatten {
+			return
+		}
 		if err := db.db.Flatten(1); err != nil {
 			t.Fatal(err)
 		}
 	}
-	started := time.Now()
-	old := write(expiring, ttl)
-	written := time.Now()
-	reopen()
-	before, _ := db.Size()
-	if before < expiring*valueSize {
-		if time.Since(started) >= ttl-time.Second {
-			return true
-		}
-		t.Fatalf("tables hold only %d bytes before expiry: the test cannot tell reclaimed from never written", before)
+	db.now = func() time.Time { return time.Now().Add(-time.Hour) }
+	old := write(expiring, time.Minute)
+	db.now = time.Now
+	if _, err := db.Get(t.Context(), old); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("an entry written an hour ago with a minute to live is readable: %v", err)
 	}
-	time.Sleep(time.Until(written.Add(ttl + time.Second)))
-	write(live, 0)
-	// the new entries' table overlaps the expired ones' key range, so compacting it rewrites them
-	reopen()
-	if err := db.RunGC(); err != nil {
+	// the same write on the real clock is readable: the clock, not the TTL, made them expire
+	fresh := write(1, time.Minute)
+	if _, err := db.Get(t.Context(), fresh); err != nil {
+		t.Fatalf("an entry with a minute to live on the store's clock: %v", err)
+	}
+	if err := db.Delete(t.Context(), fresh); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Get(t.Context(), old); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("expired key still readable: %v", err)
+	reopen(false)
+	before, _ := db.Size()
+	if before < expiring*valueSize {
+		t.Fatalf("tables hold only %d bytes before compaction: the test cannot tell reclaimed from never written", before)
+	}
+	write(live, 0)
+	// the new entries' table overlaps the expired ones' key range, so compacting it rewrites them
+	reopen(true)
+	if err := db.RunGC(); err != nil {
+		t.Fatal(err)
 	}
 	if keys, err := db.Keys(t.Context(), []byte("tok/")); err != nil || len(keys) != live {
 		t.Fatalf("listed %d keys (%v), want the %d live ones", len(keys), err, live)
@@ -254,9 +246,8 @@ func expiredEntriesAreReclaimed(t *testing.T, ttl time.Duration) (tooSlow bool) 
 	// compaction that leaves some tables for later on a busy machine (without expiry, after
 	// exceeds before)
 	if after, _ := db.Size(); after > before*3/4 {
-		t.Fatalf("tables hold %d bytes after %d expired and %d live entries (%d before expiry): expired entries not reclaimed", after, expiring, live, before)
+		t.Fatalf("tables hold %d bytes after %d expired and %d live entries (%d before): expired entries not reclaimed", after, expiring, live, before)
 	}
-	return false
 }
 
 // Closing while operations run: each running operation finishes or returns ErrClosed, none
