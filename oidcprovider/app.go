@@ -34,6 +34,7 @@ import (
 	"github.com/portcullis-auth/portcullis/oidcprovider/regulation"
 	"github.com/portcullis-auth/portcullis/oidcprovider/session"
 	"github.com/portcullis-auth/portcullis/oidcprovider/store"
+	"github.com/portcullis-auth/portcullis/oidcprovider/store/postgres"
 	"github.com/portcullis-auth/portcullis/oidcprovider/users"
 )
 
@@ -56,10 +57,11 @@ type App struct {
 	// Issuer is the provider's issuer URL, e.g. https://auth.example.com. It must be https, except
 	// for loopback hosts (localhost, *.localhost, 127.0.0.0/8, ::1). JSON: "issuer". Required.
 	Issuer string `json:"issuer"`
-	// Storage is the embedded Badger database: its directory and, optionally, its memory
-	// settings. JSON: "storage", either the directory as a string or an object
-	// {"dir": …, "memtable_size": …}. Default: directory <caddy data dir>/portcullis with the
-	// gateway-sized settings of store.Options.
+	// Storage is where the records live: the embedded Badger database (its directory and,
+	// optionally, its memory settings) or a PostgreSQL database shared by several nodes. JSON:
+	// "storage", either the Badger directory as a string, an object {"dir": …, "memtable_size":
+	// …}, or {"postgres": {…}} (see StorageConfig). Default: Badger in <caddy data
+	// dir>/portcullis with the gateway-sized settings of store.Options.
 	Storage StorageConfig `json:"storage,omitzero"`
 	// HMACSecret keys the HMAC of opaque tokens; at least 32 bytes. {env.*} and {file.*}
 	// placeholders are resolved at start. Changing it ends every token minted under the old one.
@@ -123,8 +125,9 @@ type App struct {
 
 	issuer      string
 	issuerURL   *url.URL
-	dir         string
-	storeOpts   store.Options
+	dir         string           // the Badger directory (empty with PostgreSQL)
+	storeOpts   store.Options    // Badger's settings
+	pg          *postgres.Config // the PostgreSQL store, placeholders resolved; nil with Badger
 	hmacSecret  []byte
 	fileKeys    []*keys.Key
 	clients     map[string]*clients.Client
@@ -245,6 +248,17 @@ func (a *App) Provision(ctx caddy.Context) error {
 }
 
 func (a *App) provisionStorage(repl *caddy.Replacer) error {
+	if err := a.Storage.check(); err != nil {
+		return err
+	}
+	if a.Storage.Postgres != nil {
+		c, err := resolvePostgres(repl, *a.Storage.Postgres, a.logger)
+		if err != nil {
+			return err
+		}
+		a.pg = &c
+		return nil
+	}
 	dir := a.Storage.Dir
 	if dir == "" {
 		dir = filepath.Join(caddy.AppDataDir(), "portcullis")
@@ -263,6 +277,47 @@ func (a *App) provisionStorage(repl *caddy.Replacer) error {
 		return fmt.Errorf("storage: %w", err)
 	}
 	return nil
+}
+
+// resolvePostgres replaces the placeholders ({env.*}, {file.*}) of a PostgreSQL config. An
+// unknown placeholder is an error naming its key; a password that resolves to nothing is logged
+// (a server that trusts local connections needs none) rather than refused.
+func resolvePostgres(repl *caddy.Replacer, c postgres.Config, logger *zap.Logger) (postgres.Config, error) {
+	var err error
+	resolve := func(key string, v *string) {
+		if err != nil || *v == "" {
+			return
+		}
+		if *v, err = repl.ReplaceOrErr(*v, true, true); err != nil {
+			err = fmt.Errorf("storage postgres: %s: %w", key, err)
+		}
+	}
+	resolve("dsn", &c.DSN)
+	resolve("address", &c.Address)
+	resolve("database", &c.Database)
+	resolve("schema", &c.Schema)
+	resolve("username", &c.Username)
+	if c.TLS != nil {
+		t := *c.TLS
+		resolve("tls server_name", &t.ServerName)
+		resolve("tls minimum_version", &t.MinimumVersion)
+		resolve("tls certificate_chain", &t.CertificateChain)
+		resolve("tls private_key", &t.PrivateKey)
+		resolve("tls ca_file", &t.CAFile)
+		c.TLS = &t
+	}
+	if err != nil {
+		return c, err
+	}
+	if c.Password != "" {
+		if c.Password, err = repl.ReplaceOrErr(c.Password, false, true); err != nil {
+			return c, fmt.Errorf("storage postgres: password: %w", err)
+		}
+		if c.Password == "" {
+			logger.Warn("storage postgres: password resolved to an empty value (is its environment variable set?); connecting without one")
+		}
+	}
+	return c, nil
 }
 
 func (a *App) provisionKeys(repl *caddy.Replacer) error {
@@ -388,6 +443,9 @@ func isLoopbackHost(h string) bool {
 // any error it lets the store go again.
 func (a *App) Start() error {
 	ctx := a.ctx // startup: no request; the config's context
+	if a.pg != nil {
+		return errors.New("storage postgres: this build has no PostgreSQL store yet; use a Badger directory")
+	}
 	b, loaded, err := acquireBackend(ctx, a.dir, a.storeOpts)
 	if err != nil {
 		return fmt.Errorf("opening store %s: %w (if another Caddy process uses this directory, stop it or use 'caddy reload')", a.dir, err)

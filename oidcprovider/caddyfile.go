@@ -14,6 +14,7 @@ import (
 
 	"github.com/portcullis-auth/portcullis/accesscontrol"
 	"github.com/portcullis-auth/portcullis/oidcprovider/duration"
+	"github.com/portcullis-auth/portcullis/oidcprovider/store/postgres"
 )
 
 // Options of Authelia's that Portcullis will take but does not serve yet: naming one is an error
@@ -27,13 +28,31 @@ var (
 //
 //	oidc {
 //		issuer <url>
-//		storage [<directory>] {
+//		storage [badger] [<directory>] {
 //			memtable_size <size>
 //			num_memtables <n>
 //			block_cache_size <size>
 //			index_cache_size <size>
 //			value_log_file_size <size>
 //			gc_interval <duration>
+//		}
+//		storage postgres {                # instead of Badger: one database shared by every node
+//			dsn <postgres://…>            # or the keys below
+//			address tcp://<host>[:<port>]|unix://<socket dir>
+//			database <name>
+//			schema <name>
+//			username <name>
+//			password <password>
+//			timeout <duration>
+//			max_connections <n>
+//			tls {
+//				server_name <name>
+//				skip_verify
+//				minimum_version TLS1.2|TLS1.3
+//				certificate_chain <pem file>
+//				private_key <pem file>
+//				ca_file <pem file>
+//			}
 //		}
 //		hmac_secret <secret>
 //		users_file <path>
@@ -521,10 +540,29 @@ func unmarshalWebAuthn(d *caddyfile.Dispenser) (*WebAuthnConfig, error) {
 	return w, nil
 }
 
-// unmarshalStorage reads 'storage [<dir>] [{ … }]'.
+// unmarshalStorage reads 'storage [badger] [<dir>] [{ … }]' (Badger) or
+// 'storage postgres { … }' (PostgreSQL). A relative Badger directory named postgres or badger
+// is written ./postgres or ./badger.
 func unmarshalStorage(d *caddyfile.Dispenser, s *StorageConfig) error {
 	if d.NextArg() {
-		s.Dir = d.Val()
+		switch d.Val() {
+		case "postgres":
+			if d.NextArg() {
+				return d.Errf("storage postgres takes no argument, got %q; its settings go in its block (dsn, or address, database, username, password …); for a Badger directory named postgres write ./postgres", d.Val())
+			}
+			pg, err := unmarshalPostgres(d)
+			if err != nil {
+				return err
+			}
+			s.Postgres = pg
+			return nil
+		case "badger":
+			if d.NextArg() {
+				s.Dir = d.Val()
+			}
+		default:
+			s.Dir = d.Val()
+		}
 		if d.NextArg() {
 			return d.Errf("storage takes one directory, got another: %q; settings go in its block", d.Val())
 		}
@@ -552,6 +590,8 @@ func unmarshalStorage(d *caddyfile.Dispenser, s *StorageConfig) error {
 			if err = durationArg(d, &v); err == nil {
 				s.GCInterval = duration.Duration(v)
 			}
+		case "dsn", "address", "database", "schema", "username", "password", "timeout", "max_connections", "tls":
+			return d.Errf("storage: %s is a PostgreSQL option; write 'storage postgres { %s … }' (the block of 'storage <dir>' holds Badger's settings)", opt, opt)
 		default:
 			return d.Errf("storage: unknown option %q (memtable_size, num_memtables, block_cache_size, index_cache_size, value_log_file_size, gc_interval)", opt)
 		}
@@ -560,6 +600,85 @@ func unmarshalStorage(d *caddyfile.Dispenser, s *StorageConfig) error {
 		}
 	}
 	return nil
+}
+
+// unmarshalPostgres reads the block of 'storage postgres { … }'. The values are checked when the
+// app is provisioned (postgres.Config.Validate), after placeholders are resolved.
+func unmarshalPostgres(d *caddyfile.Dispenser) (*postgres.Config, error) {
+	c := new(postgres.Config)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch opt := d.Val(); opt {
+		case "dsn":
+			err = oneArg(d, &c.DSN)
+		case "address":
+			err = oneArg(d, &c.Address)
+		case "database":
+			err = oneArg(d, &c.Database)
+		case "schema":
+			err = oneArg(d, &c.Schema)
+		case "username":
+			err = oneArg(d, &c.Username)
+		case "password":
+			err = oneArg(d, &c.Password)
+		case "timeout":
+			var v caddy.Duration
+			if err = durationArg(d, &v); err == nil {
+				c.Timeout = duration.Duration(v)
+			}
+		case "max_connections":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				if c.MaxConnections, err = strconv.Atoi(v); err != nil || c.MaxConnections < 1 {
+					return nil, d.Errf("storage postgres: max_connections: %q must be a whole number of at least 1", v)
+				}
+			}
+		case "tls":
+			if d.NextArg() {
+				return nil, d.Errf("storage postgres: tls takes no argument, got %q; its settings go in its block", d.Val())
+			}
+			if c.TLS != nil {
+				return nil, d.Err("storage postgres: tls is given twice")
+			}
+			c.TLS, err = unmarshalPostgresTLS(d)
+		case "memtable_size", "num_memtables", "block_cache_size", "index_cache_size", "value_log_file_size", "gc_interval":
+			return nil, d.Errf("storage postgres: %s is a setting of the embedded Badger store, not of PostgreSQL; remove it", opt)
+		default:
+			return nil, d.Errf("storage postgres: unknown option %q (dsn, address, database, schema, username, password, timeout, max_connections, tls)", opt)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// unmarshalPostgresTLS reads 'tls { … }' inside 'storage postgres'.
+func unmarshalPostgresTLS(d *caddyfile.Dispenser) (*postgres.TLSConfig, error) {
+	t := new(postgres.TLSConfig)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch opt := d.Val(); opt {
+		case "server_name":
+			err = oneArg(d, &t.ServerName)
+		case "skip_verify":
+			err = boolArg(d, &t.SkipVerify)
+		case "minimum_version":
+			err = oneArg(d, &t.MinimumVersion)
+		case "certificate_chain":
+			err = oneArg(d, &t.CertificateChain)
+		case "private_key":
+			err = oneArg(d, &t.PrivateKey)
+		case "ca_file":
+			err = oneArg(d, &t.CAFile)
+		default:
+			return nil, d.Errf("storage postgres: tls: unknown option %q (server_name, skip_verify, minimum_version, certificate_chain, private_key, ca_file)", opt)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
 }
 
 func unmarshalSigningKey(d *caddyfile.Dispenser) (SigningKey, error) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
 	"github.com/portcullis-auth/portcullis/oidcprovider/store"
+	"github.com/portcullis-auth/portcullis/oidcprovider/store/postgres"
 )
 
 // Lifespans are how long each kind of token lives. A zero value takes the default.
@@ -51,27 +52,72 @@ var defaultLifespans = Lifespans{
 	RefreshToken:  caddy.Duration(5400e9),
 }
 
-// StorageConfig is the embedded Badger database: where it lives and how much memory it may use.
-// In JSON it is either the directory as a string or an object with "dir" and the settings of
-// store.Options.
+// StorageConfig is where the provider keeps its records: the embedded Badger database (the
+// default, for one node) or a PostgreSQL database that several nodes share.
+//
+// In JSON it takes one of three forms:
+//
+//	"storage": "/var/lib/caddy/portcullis"                   Badger in that directory
+//	"storage": {"dir": "/var/lib/…", "memtable_size": …}     Badger with settings (store.Options)
+//	"storage": {"postgres": {"address": "tcp://…", …}}       PostgreSQL (postgres.Config)
+//
+// An object that names "postgres" together with "dir" or a Badger setting is an error.
 type StorageConfig struct {
-	// Dir is the database directory. One database per directory is shared by every config of
-	// the process. JSON: "dir". Default: <caddy data dir>/portcullis.
+	// Dir is the Badger database directory. One database per directory is shared by every config
+	// of the process. JSON: "dir". Default: <caddy data dir>/portcullis. Badger only.
 	Dir string `json:"dir,omitempty"`
-	// Options size the database's memory; zero values take the gateway-sized defaults.
+	// Options size the Badger database's memory; zero values take the gateway-sized defaults.
+	// JSON: their own keys beside "dir" (memtable_size, num_memtables, block_cache_size,
+	// index_cache_size, value_log_file_size, gc_interval). Badger only.
 	store.Options
+	// Postgres, when set, keeps every shared record in PostgreSQL instead of Badger, so that
+	// several Caddy nodes with the same Caddyfile act as one provider. Its keys are Authelia's
+	// storage.postgres keys (dsn, or address, database, schema, username, password, timeout,
+	// max_connections, tls); {env.*} and {file.*} placeholders in them are resolved at start.
+	// JSON: "postgres". Default: none (Badger).
+	Postgres *postgres.Config `json:"postgres,omitempty"`
 }
 
-// MarshalJSON writes the directory alone as a string when no setting is given.
+// badgerKeys names the JSON keys of s that only Badger takes and that are set.
+func (s StorageConfig) badgerKeys() []string {
+	var set []string
+	add := func(name string, on bool) {
+		if on {
+			set = append(set, name)
+		}
+	}
+	add("dir", s.Dir != "")
+	add("memtable_size", s.MemTableSize != 0)
+	add("num_memtables", s.NumMemtables != 0)
+	add("block_cache_size", s.BlockCacheSize != 0)
+	add("index_cache_size", s.IndexCacheSize != 0)
+	add("value_log_file_size", s.ValueLogFileSize != 0)
+	add("gc_interval", s.GCInterval != 0)
+	return set
+}
+
+// check reports a storage that names both PostgreSQL and Badger settings.
+func (s StorageConfig) check() error {
+	if s.Postgres == nil {
+		return nil
+	}
+	if set := s.badgerKeys(); len(set) > 0 {
+		return fmt.Errorf("storage: \"postgres\" and %q cannot be given together: %q is a setting of the embedded Badger store; remove it, or remove \"postgres\" to keep Badger", set[0], set[0])
+	}
+	return nil
+}
+
+// MarshalJSON writes the Badger directory alone as a string when no setting is given.
 func (s StorageConfig) MarshalJSON() ([]byte, error) {
-	if s.Options == (store.Options{}) {
+	if s.Options == (store.Options{}) && s.Postgres == nil {
 		return json.Marshal(s.Dir)
 	}
 	type plain StorageConfig
 	return json.Marshal(plain(s))
 }
 
-// UnmarshalJSON reads a directory string or an object; unknown keys are an error.
+// UnmarshalJSON reads a directory string or an object; unknown keys, and "postgres" together
+// with a Badger key, are an error.
 func (s *StorageConfig) UnmarshalJSON(b []byte) error {
 	if len(b) > 0 && b[0] == '"' {
 		*s = StorageConfig{}
@@ -83,6 +129,9 @@ func (s *StorageConfig) UnmarshalJSON(b []byte) error {
 	var p plain
 	if err := dec.Decode(&p); err != nil {
 		return fmt.Errorf("storage: %w", err)
+	}
+	if err := StorageConfig(p).check(); err != nil {
+		return err
 	}
 	*s = StorageConfig(p)
 	return nil

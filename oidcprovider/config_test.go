@@ -20,6 +20,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/portcullis-auth/portcullis/caddyauth"
+	"github.com/portcullis-auth/portcullis/oidcprovider"
 )
 
 // TestAdapt checks the Caddyfile → JSON contract of every option against golden files.
@@ -389,5 +390,131 @@ func TestAuthenticationProviderJSON(t *testing.T) {
 	}
 	if err := load(cfg(`[{"policy":"one_factor","colour":"blue"}]`)); err == nil || !strings.Contains(err.Error(), "colour") {
 		t.Fatalf("unknown JSON field: %v", err)
+	}
+}
+
+// withStorage is provider() with the given storage option instead of a Badger directory.
+func withStorage(storage, inner string) string {
+	return "{\n\tadmin off\n\toidc {\n\t\tissuer https://auth.example.com\n\t\t" + storage + "\n" + inner + "\n\t}\n}\nauth.example.com {\n\toidc_provider\n}\n"
+}
+
+// adaptStorage adapts a Caddyfile and returns the oidc app's "storage" JSON.
+func adaptStorage(t *testing.T, caddyfile string) string {
+	t.Helper()
+	js, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+	if err != nil {
+		t.Fatalf("adapt: %v", err)
+	}
+	var cfg struct {
+		Apps struct {
+			OIDC struct {
+				Storage json.RawMessage `json:"storage"`
+			} `json:"oidc"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(js, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	return string(cfg.Apps.OIDC.Storage)
+}
+
+// TestStorageForms checks the Caddyfile forms of the storage option: a Badger directory with or
+// without the word badger, a directory that is literally named postgres, and PostgreSQL by keys
+// or by DSN; and that a PostgreSQL config passes `caddy validate` with no database to reach.
+func TestStorageForms(t *testing.T) {
+	for _, c := range []struct{ storage, want string }{
+		{"storage /var/lib/p", `"/var/lib/p"`},
+		{"storage badger /var/lib/p", `"/var/lib/p"`},
+		{"storage ./postgres", `"./postgres"`},
+		{"storage badger postgres", `"postgres"`},
+		{"storage badger {\n memtable_size 1MiB\n}", `{"memtable_size":1048576}`},
+		{"storage postgres {\n dsn \"postgres://p@db.example.com/portcullis?sslmode=verify-full\"\n}", `{"postgres":{"dsn":"postgres://p@db.example.com/portcullis?sslmode=verify-full"}}`},
+		{"storage postgres {\n address unix:///run/postgresql\n database portcullis\n}", `{"postgres":{"address":"unix:///run/postgresql","database":"portcullis"}}`},
+	} {
+		if got := adaptStorage(t, withStorage(c.storage, "")); got != c.want {
+			t.Errorf("%q adapts to %s, want %s", c.storage, got, c.want)
+		}
+	}
+
+	// nothing listens on port 1: validate must not try
+	t.Setenv("PORTCULLIS_TEST_DB_PASSWORD", "not-used")
+	for _, storage := range []string{
+		"storage postgres {\n address tcp://127.0.0.1:1\n database portcullis\n username portcullis\n password {env.PORTCULLIS_TEST_DB_PASSWORD}\n timeout 2s\n max_connections 4\n tls {\n server_name db.example.com\n minimum_version TLS1.3\n }\n}",
+		"storage postgres {\n dsn postgres://portcullis@127.0.0.1:1/portcullis\n}",
+	} {
+		if err := validate(t, withStorage(storage, "")); err != nil {
+			t.Errorf("%q: validate: %v", storage, err)
+		}
+	}
+}
+
+// TestStorageErrors checks that every mistake in the storage option fails adapt or validate
+// with a message naming the key and the fix.
+func TestStorageErrors(t *testing.T) {
+	for _, c := range []struct{ name, storage, want string }{
+		{"unknown postgres option", "storage postgres {\n host db.example.com\n}", `storage postgres: unknown option "host" (dsn, address, database`},
+		{"unknown tls option", "storage postgres {\n address tcp://db:5432\n database p\n tls {\n verify off\n }\n}", `storage postgres: tls: unknown option "verify" (server_name, skip_verify`},
+		{"max_connections zero", "storage postgres {\n max_connections 0\n}", `storage postgres: max_connections: "0" must be a whole number of at least 1`},
+		{"max_connections word", "storage postgres {\n max_connections many\n}", `max_connections: "many" must be a whole number`},
+		{"timeout", "storage postgres {\n timeout soon\n}", `timeout: "soon" is not a duration`},
+		{"badger setting under postgres", "storage postgres {\n memtable_size 1MiB\n}", "storage postgres: memtable_size is a setting of the embedded Badger store"},
+		{"postgres key under a directory", "storage /var/lib/p {\n address tcp://db:5432\n}", "storage: address is a PostgreSQL option; write 'storage postgres { address"},
+		{"argument after postgres", "storage postgres /var/lib/p", "storage postgres takes no argument, got \"/var/lib/p\"; its settings go in its block"},
+		{"skip_verify value", "storage postgres {\n tls {\n skip_verify maybe\n }\n}", `skip_verify takes true or false, not "maybe"`},
+		{"directory and postgres", "storage /var/lib/p\n storage postgres {\n dsn postgres://db/p\n }", `storage: "postgres" and "dir" cannot be given together`},
+		{"unknown placeholder", "storage postgres {\n address tcp://db:5432\n database p\n password {vault.db}\n}", "storage postgres: password:"},
+		{"unset address variable", "storage postgres {\n address {env.PORTCULLIS_TEST_UNSET_ADDRESS}\n database p\n}", "storage postgres: address:"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := validate(t, withStorage(c.storage, ""))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v\nwant an error containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestStorageJSON checks the JSON forms of StorageConfig, and that "postgres" beside a Badger
+// key is refused naming both.
+func TestStorageJSON(t *testing.T) {
+	load := func(storage string) error {
+		var c caddy.Config
+		js := `{"admin":{"disabled":true},"apps":{"oidc":{"issuer":"https://auth.example.com","storage":` + storage + `}}}`
+		if err := json.Unmarshal([]byte(js), &c); err != nil {
+			return err
+		}
+		return caddy.Validate(&c)
+	}
+	dir := t.TempDir()
+	for _, ok := range []string{
+		`"` + dir + `"`,
+		`{"dir":"` + dir + `","memtable_size":1048576}`,
+		`{"postgres":{"address":"tcp://127.0.0.1:1","database":"portcullis","timeout":"5s"}}`,
+	} {
+		if err := load(ok); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for _, c := range []struct{ storage, want string }{
+		{`{"dir":"` + dir + `","postgres":{"dsn":"postgres://db/p"}}`, `storage: "postgres" and "dir" cannot be given together`},
+		{`{"gc_interval":"1m","postgres":{"dsn":"postgres://db/p"}}`, `"postgres" and "gc_interval" cannot be given together`},
+		{`{"postgres":{"adress":"tcp://db:5432"}}`, `unknown field "adress"`},
+		{`{"postgres":{"tls":{"verify":true}}}`, `unknown field "verify"`},
+	} {
+		if err := load(c.storage); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want an error containing %q", c.storage, err, c.want)
+		}
+	}
+
+	// the forms survive a round trip through MarshalJSON
+	for _, js := range []string{`"/var/lib/p"`, `{"dir":"/var/lib/p","num_memtables":3}`, `{"postgres":{"address":"tcp://db:5432","database":"p"}}`} {
+		var s oidcprovider.StorageConfig
+		if err := json.Unmarshal([]byte(js), &s); err != nil {
+			t.Fatalf("%s: %v", js, err)
+		}
+		out, err := json.Marshal(s)
+		if err != nil || string(out) != js {
+			t.Errorf("%s marshals back to %s (%v)", js, out, err)
+		}
 	}
 }
