@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"go.uber.org/zap"
 )
 
@@ -58,6 +59,7 @@ type watcher struct {
 
 type feed struct {
 	s       *Store
+	pid     atomic.Uint32 // the listening connection's server process, for tests
 	connCfg *pgx.ConnConfig
 	channel string
 	trusted atomic.Bool
@@ -68,6 +70,10 @@ type feed struct {
 
 func (f *feed) init(s *Store, cc *pgx.ConnConfig, channel string) {
 	f.s, f.connCfg, f.channel = s, cc.Copy(), channel
+	// the listener's idle waits end by their deadline, without a cancel request each time
+	f.connCfg.BuildContextWatcherHandler = func(pgConn *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.DeadlineContextWatcherHandler{Conn: pgConn.Conn()}
+	}
 	f.watchers.Store(&[]*watcher{})
 }
 
@@ -223,6 +229,7 @@ func (f *feed) listen(ctx context.Context) (*pgx.Conn, error) {
 		_ = conn.Close(context.Background())
 		return nil, err
 	}
+	f.pid.Store(conn.PgConn().PID())
 	return conn, nil
 }
 
@@ -243,6 +250,9 @@ func (f *feed) run(ctx context.Context, conn *pgx.Conn) {
 				return
 			}
 			f.s.logger.Warn("change feed: the listening connection is lost; caches are not trusted until it is back", zap.Error(err))
+			// the pool's connections are likely gone too (a restart): drop them rather than fail
+			// a request on each
+			f.s.pool.Reset()
 		}
 		select {
 		case <-ctx.Done():

@@ -30,8 +30,9 @@ type Config struct {
 	// TLS must be empty.
 	DSN string `json:"dsn,omitempty"`
 
-	// Address is the server: tcp://host:port (port defaults to 5432) or unix:///dir/of/socket;
-	// JSON "address". Required unless DSN is set.
+	// Address is the server: tcp://host:port (port defaults to 5432) or unix:///dir/of/socket
+	// (the socket dir/.s.PGSQL.5432; write unix:///dir/.s.PGSQL.<port> for another port); JSON
+	// "address". Required unless DSN is set.
 	Address string `json:"address,omitempty"`
 
 	// Database is the database name; JSON "database". Required unless DSN is set.
@@ -177,7 +178,8 @@ func tlsVersion(v string) (uint16, error) {
 }
 
 // parseAddress reads address: tcp://host[:port] gives host and port (5432 when absent); unix:///dir
-// gives the socket directory as host (the socket is dir/.s.PGSQL.5432, as libpq has it).
+// gives the socket directory as host (the socket is dir/.s.PGSQL.5432, as libpq has it), and
+// unix:///dir/.s.PGSQL.<port> the directory and the port of a server on another port.
 func parseAddress(addr string) (host string, port uint16, unix bool, err error) {
 	u, err := url.Parse(addr)
 	if err != nil {
@@ -206,6 +208,15 @@ func parseAddress(addr string) (host string, port uint16, unix bool, err error) 
 	case "unix":
 		if u.Host != "" || !strings.HasPrefix(u.Path, "/") {
 			return "", 0, false, errors.New("unix:// needs an absolute directory, as in unix:///run/postgresql")
+		}
+		dir, file := path.Split(path.Clean(u.Path))
+		if p, ok := strings.CutPrefix(file, ".s.PGSQL."); ok {
+			// the socket itself: its name carries the port
+			n, err := strconv.ParseUint(p, 10, 16)
+			if err != nil || n == 0 {
+				return "", 0, false, fmt.Errorf("socket %q does not end in a port from 1 to 65535", file)
+			}
+			return path.Clean(dir), uint16(n), true, nil
 		}
 		return path.Clean(u.Path), DefaultPort, true, nil
 	}

@@ -26,6 +26,7 @@ func TestConfigValidate(t *testing.T) {
 		{Address: "tcp://db.example.com", Database: "portcullis", Username: "u", Password: "p", Schema: "auth_1"},
 		{Address: "tcp://[::1]:6543", Database: "portcullis"},
 		{Address: "unix:///run/postgresql", Database: "portcullis"},
+		{Address: "unix:///run/postgresql/.s.PGSQL.5433", Database: "portcullis"},
 		{DSN: "postgres://u:p@db:5432/portcullis?sslmode=disable", Schema: "x"},
 		{DSN: "host=db dbname=portcullis user=u sslmode=disable"},
 		{Address: "tcp://db", Database: "d", TLS: &TLSConfig{MinimumVersion: "TLS1.3", ServerName: "db"}},
@@ -46,6 +47,7 @@ func TestConfigValidate(t *testing.T) {
 		{Config{Address: "tcp://db/x", Database: "d"}, []string{"address"}},
 		{Config{Address: "unix://run/postgresql", Database: "d"}, []string{"address", "unix:///run/postgresql"}},
 		{Config{Address: "tcp://db"}, []string{"database is required"}},
+		{Config{Address: "unix:///run/.s.PGSQL.x", Database: "d"}, []string{"address", "port"}},
 		{Config{DSN: "postgres://u@db/d", Address: "tcp://db", Password: "secret"}, []string{"dsn and address, password are exclusive"}},
 		{Config{DSN: "postgres://u:hunter2@db:notaport/d"}, []string{"dsn is not a valid connection string"}},
 		{Config{Address: "tcp://db", Database: "d", Schema: "a-b"}, []string{"schema", "identifier"}},
@@ -90,6 +92,7 @@ func TestConfigIdentity(t *testing.T) {
 		{Address: "tcp://db:5433", Database: "p", Username: "u"},
 		{Address: "tcp://db", Database: "p", Username: "v"},
 		{Address: "unix:///run/postgresql", Database: "p", Username: "u"},
+		{Address: "unix:///run/postgresql/.s.PGSQL.5433", Database: "p", Username: "u"},
 	} {
 		if other.Identity() == a.Identity() {
 			t.Errorf("%+v shares identity %q", other, a.Identity())

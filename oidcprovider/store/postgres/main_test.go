@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/portcullis-auth/portcullis/internal/pgtest"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 )
@@ -76,4 +78,23 @@ func openDSN(t *testing.T, dsn string, o options) *Store {
 	}
 	t.Cleanup(func() { s.Destruct() })
 	return s
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// counterValue reads a counter or gauge.
+func counterValue(c prometheus.Metric) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		panic(err)
+	}
+	if m.Counter != nil {
+		return m.Counter.GetValue()
+	}
+	return m.Gauge.GetValue()
 }

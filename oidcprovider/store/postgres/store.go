@@ -19,6 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 	"go.uber.org/zap"
@@ -33,6 +34,10 @@ const (
 
 // sweepEvery is how often a node looks for expired rows to delete (one node at a time does it).
 const sweepEvery = time.Minute
+
+// cancelGrace is how long a statement past its deadline may take to end after its cancel request
+// before its connection is closed.
+const cancelGrace = 500 * time.Millisecond
 
 // sweepBatch is how many expired rows one statement of the sweeper deletes.
 const sweepBatch = 1000
@@ -185,6 +190,12 @@ func (c Config) poolConfig() (*pgxpool.Config, error) {
 		}
 	}
 	pc.MaxConns = int32(c.MaxConnections)
+	// a statement past its deadline is cancelled on the server too (not just abandoned with
+	// its connection, which would let a write blocked on a lock commit later); the connection's
+	// deadline follows shortly after, for a server that does not answer at all
+	pc.ConnConfig.BuildContextWatcherHandler = func(pgConn *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: pgConn, DeadlineDelay: cancelGrace}
+	}
 	pc.ConnConfig.ConnectTimeout = time.Duration(c.Timeout)
 	if pc.ConnConfig.RuntimeParams == nil {
 		pc.ConnConfig.RuntimeParams = map[string]string{}
@@ -269,7 +280,13 @@ func (s *Store) do(ctx context.Context, op string, f func(ctx context.Context) e
 	qctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	start := time.Now()
-	err := s.wrap(ctx, op, f(qctx))
+	err := f(qctx)
+	if err != nil && qctx.Err() == nil && retryable(err) {
+		// a connection the server dropped (a restart, a failover) fails the first statement
+		// sent on it: every statement of the store may run twice, so try once more, on another
+		err = f(qctx)
+	}
+	err = s.wrap(ctx, op, err)
 	s.metrics.observe(op, time.Since(start), err != nil && !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil)
 	return err
 }
@@ -314,6 +331,17 @@ func unavailable(err error) bool {
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
 		strings.Contains(err.Error(), "conn closed") || strings.Contains(err.Error(), "conn busy")
+}
+
+// retryable reports whether err is a lost connection rather than a slow or refusing database.
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P05"
+	}
+	var connectErr *pgconn.ConnectError
+	return unavailable(err) && !errors.As(err, &connectErr) &&
+		!errors.Is(err, context.DeadlineExceeded) && !pgconn.Timeout(err)
 }
 
 // Get returns a copy of the live value under key, store.ErrNotFound, or store.ErrClosed.
