@@ -18,7 +18,9 @@ func importCommand() *cobra.Command {
 		`Reads an Authelia configuration.yml and prints the equivalent Caddyfile: the global oidc block
 (issuer, HMAC secret, lifespans, PKCE and PAR policy, authorization and claims policies, clients
 with their secret digests unchanged, the access_control networks and rules) and one site block per
-domain the rules name, with oidc_auth and a reverse_proxy placeholder to fill in.
+domain the rules name, with oidc_auth and a reverse_proxy placeholder to fill in. Authelia's
+storage.postgres becomes storage postgres { … }; its password is never written out: the output
+reads it from {env.PORTCULLIS_DB_PASSWORD}, or from the secret file Authelia's template names.
 
 Everything it cannot carry over is listed on standard error, one line per key path with the reason
 (Duo, password policies and e-mailed checks; custom scopes and claims, CORS, request objects, JWT

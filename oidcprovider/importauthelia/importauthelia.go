@@ -1,7 +1,7 @@
 // Package importauthelia turns an Authelia configuration.yml into the equivalent Portcullis
 // Caddyfile: the global oidc block (issuer, HMAC secret, lifespans, PKCE and PAR policy,
 // authorization and claims policies, clients with their digests unchanged, access-control
-// networks and rules) and one site block per domain the rules name. Whatever it cannot carry over is returned as a list of leftovers, each with the key
+// networks and rules, the PostgreSQL storage) and one site block per domain the rules name. Whatever it cannot carry over is returned as a list of leftovers, each with the key
 // path and the reason, so an operator knows what to finish by hand.
 package importauthelia
 
@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -160,7 +162,7 @@ func (c *converter) convert(root map[string]any) {
 		case "duo_api", "password_policy", "identity_validation":
 			c.leave(k, later)
 		case "storage":
-			c.leave(k, "Portcullis keeps its state in its own embedded store (the oidc storage option); tokens and consents are not migrated")
+			// carried over below
 		case "notifier":
 			c.leave(k, "Portcullis sends no mail yet")
 		case "server":
@@ -192,6 +194,7 @@ func (c *converter) convert(root map[string]any) {
 	c.line(1, "oidc {")
 	issuer := c.issuer(root)
 	c.line(2, "issuer %s", quote(issuer))
+	c.storage(root)
 	if oidc != nil {
 		c.provider(oidc)
 	}
@@ -925,4 +928,155 @@ func (c *converter) secondFactors(root map[string]any) {
 		}
 		c.line(2, "}")
 	}
+}
+
+// dbPasswordEnv is the environment variable the imported storage postgres block reads the
+// database password from, when Authelia's configuration does not say where its secret file is.
+const dbPasswordEnv = "PORTCULLIS_DB_PASSWORD"
+
+// secretTemplate is Authelia's configuration template that reads a secret from a file:
+// {{ secret "/path" }}, optionally piped through filters.
+var secretTemplate = regexp.MustCompile(`^\{\{-?\s*secret\s+"([^"]+)"\s*(\|[^}]*)?-?\}\}$`)
+
+// secretFile returns the file a value reads its secret from through Authelia's secret template.
+func secretFile(v any) (string, bool) {
+	m := secretTemplate.FindStringSubmatch(strings.TrimSpace(str(v)))
+	if m == nil {
+		return "", false
+	}
+	return m[1], true
+}
+
+// storage carries over Authelia's storage block: storage.postgres becomes 'storage postgres
+// { … }' with the same keys; local (SQLite) needs nothing (one node keeps the embedded store);
+// mysql is left over. Authelia's records are never read.
+func (c *converter) storage(root map[string]any) {
+	st, ok := root["storage"].(map[string]any)
+	if !ok {
+		if _, set := root["storage"]; set {
+			c.leave("storage", "not a map")
+		}
+		return
+	}
+	c.leave("storage", "Authelia's records (TOTP and WebAuthn devices, remembered consents, pending identity checks) are not read: people enrol their second factors and approve consents again")
+	for _, k := range sortedKeys(st) {
+		switch k {
+		case "encryption_key":
+			c.notNeeded("storage."+k, "it encrypts Authelia's own records, which Portcullis does not read")
+		case "local":
+			c.notNeeded("storage."+k, "one node keeps its state in Portcullis's embedded store (the default storage directory); for more than one node, use storage postgres")
+		case "mysql":
+			c.leave("storage."+k, "Portcullis shares its state between nodes through PostgreSQL only: the output keeps the embedded store, which serves one node; for more than one, add 'storage postgres { … }' (README: More than one node)")
+		case "postgres":
+			if pg, ok := st[k].(map[string]any); ok {
+				c.postgres(pg)
+			} else {
+				c.leave("storage."+k, "not a map")
+			}
+		default:
+			c.leave("storage."+k, "not carried over by the import")
+		}
+	}
+}
+
+// postgres writes the storage postgres block. The password is never written into the
+// Caddyfile: a password in Authelia's file becomes {env.PORTCULLIS_DB_PASSWORD} (and a
+// leftover says to set it), a secret file named by Authelia's template becomes {file.<path>}.
+func (c *converter) postgres(pg map[string]any) {
+	const base = "storage.postgres"
+	c.line(2, "storage postgres {")
+	address := str(pg["address"])
+	if address == "" && str(pg["host"]) != "" {
+		host, port := str(pg["host"]), str(pg["port"])
+		switch {
+		case strings.HasPrefix(host, "/"):
+			address = "unix://" + host
+		case port != "":
+			address = "tcp://" + net.JoinHostPort(strings.Trim(host, "[]"), port)
+		default:
+			address = "tcp://" + host
+		}
+	}
+	switch {
+	case address == "":
+		c.line(3, "address tcp://127.0.0.1:5432")
+		c.leave(base+".address", "no address given: the output uses tcp://127.0.0.1:5432; set the database server's")
+	case strings.HasPrefix(address, "unix://"):
+		c.line(3, "address %s", quote(address))
+	default:
+		// Authelia's scheme is optional (tcp by default) and may pin the IP version
+		for _, scheme := range []string{"tcp4://", "tcp6://", "tcp://"} {
+			address = strings.TrimPrefix(address, scheme)
+		}
+		c.line(3, "address %s", quote("tcp://"+address))
+	}
+	for _, k := range []string{"database", "schema", "username"} {
+		if v := str(pg[k]); v != "" {
+			c.line(3, "%s %s", k, quote(v))
+		}
+	}
+	password := "{env." + dbPasswordEnv + "}"
+	switch v, set := pg["password"]; {
+	case !set:
+		c.leave(base+".password", "Authelia read the password from its environment (AUTHELIA_STORAGE_POSTGRES_PASSWORD_FILE or AUTHELIA_STORAGE_POSTGRES_PASSWORD): the output reads it from the environment variable "+dbPasswordEnv+"; set it, or write 'password {file.<the secret file>}'")
+	default:
+		if file, ok := secretFile(v); ok {
+			password = "{file." + file + "}"
+		} else {
+			c.leave(base+".password", "the password is not copied into the Caddyfile: the output reads it from the environment variable "+dbPasswordEnv+"; set it there, or write it to a file only Caddy reads and use 'password {file.<that file>}'")
+		}
+	}
+	c.line(3, "password %s", password)
+	if v, ok := pg["timeout"]; ok {
+		c.line(3, "timeout %s", duration(v))
+	}
+	if tls, ok := pg["tls"].(map[string]any); ok {
+		c.postgresTLS(base+".tls", tls)
+	}
+	for _, k := range sortedKeys(pg) {
+		switch k {
+		case "address", "host", "port", "database", "schema", "username", "password", "timeout", "tls":
+		case "servers":
+			c.leave(base+"."+k, "Portcullis connects to one server: give the address of the primary (or of a proxy or virtual address that follows it)")
+		case "ssl":
+			c.leave(base+"."+k, "Authelia's ssl block (before 4.36) is not carried over: write a tls block (server_name, ca_file, certificate_chain, private_key)")
+		default:
+			c.leave(base+"."+k, "not carried over by the import")
+		}
+	}
+	c.line(2, "}")
+}
+
+// postgresTLS writes the tls block of storage postgres. Authelia gives the client certificate
+// and key inline (PEM) or through its secret template; Portcullis reads them from files.
+func (c *converter) postgresTLS(path string, tls map[string]any) {
+	c.line(3, "tls {")
+	for _, k := range sortedKeys(tls) {
+		switch k {
+		case "server_name":
+			c.line(4, "server_name %s", quote(str(tls[k])))
+		case "skip_verify":
+			if str(tls[k]) == "true" {
+				c.line(4, "skip_verify")
+			}
+		case "minimum_version":
+			switch v := strings.ToUpper(strings.TrimSpace(str(tls[k]))); v {
+			case "TLS1.2", "TLS1.3":
+				c.line(4, "minimum_version %s", v)
+			default:
+				c.leave(path+"."+k, "Portcullis speaks TLS 1.2 or 1.3 to the database: the output keeps the default, TLS1.2")
+			}
+		case "maximum_version":
+			c.notNeeded(path+"."+k, "Portcullis sets no maximum version: Go negotiates the highest both ends speak")
+		case "certificate_chain", "private_key":
+			if file, ok := secretFile(tls[k]); ok {
+				c.line(4, "%s %s", k, quote(file))
+			} else {
+				c.leave(path+"."+k, "Portcullis reads it from a PEM file: write it to a file (mode 0600 for the key) and add '"+k+" <file>' to the tls block")
+			}
+		default:
+			c.leave(path+"."+k, "not carried over by the import")
+		}
+	}
+	c.line(3, "}")
 }

@@ -150,3 +150,67 @@ access_control:
 		t.Errorf("an empty file: %v %+v", err, empty)
 	}
 }
+
+// Authelia's storage forms: the legacy host and port, a socket directory, a password from the
+// environment or a secret file, inline PEM, and the stores Portcullis does not share through.
+func TestStorage(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		want, not  []string
+		leftovers  []string // paths of leftovers (not "not needed")
+	}{{
+		name: "legacy host and port, password from the environment",
+		yaml: "storage:\n  postgres:\n    host: db.lan\n    port: 5433\n    database: auth\n    username: auth\n    timeout: 10\n",
+		want: []string{"storage postgres {\n", "address tcp://db.lan:5433\n", "database auth\n", "username auth\n",
+			"password {env.PORTCULLIS_DB_PASSWORD}\n", "timeout 10s\n"},
+		not:       []string{"schema"},
+		leftovers: []string{"storage", "storage.postgres.password"},
+	}, {
+		name:      "socket directory, password from a secret file",
+		yaml:      "storage:\n  postgres:\n    host: /run/postgresql\n    database: auth\n    password: '{{ secret \"/run/secrets/db\" }}'\n",
+		want:      []string{"address unix:///run/postgresql\n", "password {file./run/secrets/db}\n"},
+		leftovers: []string{"storage"},
+	}, {
+		name:      "address without a scheme, inline password and client key",
+		yaml:      "storage:\n  postgres:\n    address: '[::1]:5432'\n    database: auth\n    password: hunter2\n    tls:\n      skip_verify: true\n      minimum_version: TLS1.0\n      private_key: \"-----BEGIN PRIVATE KEY-----\\nAA==\\n-----END PRIVATE KEY-----\\n\"\n",
+		want:      []string{"address tcp://[::1]:5432\n", "password {env.PORTCULLIS_DB_PASSWORD}\n", "tls {\n", "skip_verify\n"},
+		not:       []string{"hunter2", "BEGIN PRIVATE KEY", "minimum_version", "private_key"},
+		leftovers: []string{"storage", "storage.postgres.password", "storage.postgres.tls.minimum_version", "storage.postgres.tls.private_key"},
+	}, {
+		name:      "mysql",
+		yaml:      "storage:\n  mysql:\n    address: tcp://db:3306\n    password: hunter2\n",
+		not:       []string{"storage", "hunter2"},
+		leftovers: []string{"storage", "storage.mysql"},
+	}, {
+		name:      "local",
+		yaml:      "storage:\n  encryption_key: k\n  local:\n    path: /config/db.sqlite3\n",
+		not:       []string{"storage", "sqlite"},
+		leftovers: []string{"storage"},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := importauthelia.Convert([]byte(tc.yaml), importauthelia.Options{Issuer: "https://auth.example.com"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(res.Caddyfile, w) {
+					t.Errorf("output lacks %q:\n%s", w, res.Caddyfile)
+				}
+			}
+			for _, n := range tc.not {
+				if strings.Contains(res.Caddyfile, n) {
+					t.Errorf("output has %q:\n%s", n, res.Caddyfile)
+				}
+			}
+			var got []string
+			for _, l := range res.Leftovers {
+				if !l.NotNeeded {
+					got = append(got, l.Path)
+				}
+			}
+			if strings.Join(got, " ") != strings.Join(tc.leftovers, " ") {
+				t.Errorf("leftovers %q, want %q", got, tc.leftovers)
+			}
+		})
+	}
+}
