@@ -33,7 +33,6 @@ import (
 	"github.com/portcullis-auth/portcullis/oidcprovider/portal"
 	"github.com/portcullis-auth/portcullis/oidcprovider/regulation"
 	"github.com/portcullis-auth/portcullis/oidcprovider/session"
-	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 	"github.com/portcullis-auth/portcullis/oidcprovider/store/postgres"
 	"github.com/portcullis-auth/portcullis/oidcprovider/users"
 )
@@ -125,9 +124,8 @@ type App struct {
 
 	issuer      string
 	issuerURL   *url.URL
-	dir         string           // the Badger directory (empty with PostgreSQL)
-	storeOpts   store.Options    // Badger's settings
-	pg          *postgres.Config // the PostgreSQL store, placeholders resolved; nil with Badger
+	dir         string    // the Badger directory (empty with PostgreSQL)
+	spec        storeSpec // the store to open at Start
 	hmacSecret  []byte
 	fileKeys    []*keys.Key
 	clients     map[string]*clients.Client
@@ -256,7 +254,10 @@ func (a *App) provisionStorage(repl *caddy.Replacer) error {
 		if err != nil {
 			return err
 		}
-		a.pg = &c
+		if err := c.Validate(); err != nil {
+			return err
+		}
+		a.spec = storeSpec{key: "postgres:" + c.Identity(), pg: &c}
 		return nil
 	}
 	dir := a.Storage.Dir
@@ -272,10 +273,11 @@ func (a *App) provisionStorage(repl *caddy.Replacer) error {
 		return fmt.Errorf("storage: resolving directory %q: %w", dir, err)
 	}
 	a.dir = filepath.Clean(abs)
-	a.storeOpts = a.Storage.Options.WithDefaults()
-	if err := a.storeOpts.Validate(); err != nil {
+	opts := a.Storage.Options.WithDefaults()
+	if err := opts.Validate(); err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}
+	a.spec = storeSpec{key: a.dir, dir: a.dir, opts: opts}
 	return nil
 }
 
@@ -443,27 +445,37 @@ func isLoopbackHost(h string) bool {
 // any error it lets the store go again.
 func (a *App) Start() error {
 	ctx := a.ctx // startup: no request; the config's context
-	if a.pg != nil {
-		return errors.New("storage postgres: this build has no PostgreSQL store yet; use a Badger directory")
-	}
-	b, loaded, err := acquireBackend(ctx, a.dir, a.storeOpts)
+	b, loaded, err := acquireBackend(ctx, a.spec)
 	if err != nil {
+		if a.spec.pg != nil {
+			// a node does not start without its database: it would answer every request 503
+			return fmt.Errorf("opening store %s: %w (is the database running and reachable from this node? a node starts only with its database)", a.storeName(), err)
+		}
 		return fmt.Errorf("opening store %s: %w (if another Caddy process uses this directory, stop it or use 'caddy reload')", a.dir, err)
 	}
-	if loaded && b.opts != a.storeOpts {
-		a.logger.Warn("storage settings changed while the store is open; they take effect at the next start", zap.String("storage", a.dir))
+	if loaded && !a.spec.sameSettings(b) {
+		a.logger.Warn("storage settings changed while the store is open; they take effect at the next start", zap.String("storage", a.storeName()))
 	}
 	st, err := a.prepare(ctx, b)
 	if err != nil {
-		return errors.Join(err, releaseBackend(a.dir))
+		return errors.Join(err, releaseBackend(a.spec.key))
 	}
 	if err := a.startPeople(ctx, b, st); err != nil {
-		return errors.Join(err, releaseBackend(a.dir))
+		return errors.Join(err, releaseBackend(a.spec.key))
 	}
 	a.watchUsers(st)
 	a.state.Store(st)
-	a.logger.Info("oidc provider started", zap.String("issuer", a.issuer), zap.String("storage", a.dir), zap.Int("clients", len(a.clients)))
+	a.logger.Info("oidc provider started", zap.String("issuer", a.issuer), zap.String("storage", a.storeName()), zap.Int("clients", len(a.clients)))
 	return nil
+}
+
+// storeName names the store in logs and errors: the Badger directory, or the PostgreSQL
+// database's identity (never its password).
+func (a *App) storeName() string {
+	if a.spec.pg != nil {
+		return a.spec.pg.Identity()
+	}
+	return a.dir
 }
 
 // prepare builds the running state on an open backend.
@@ -559,7 +571,7 @@ func (a *App) stop() error {
 	if st.stopWatch != nil {
 		close(st.stopWatch)
 	}
-	return releaseBackend(a.dir)
+	return releaseBackend(a.spec.key)
 }
 
 // client returns the registered client with the id.

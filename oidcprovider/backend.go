@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -12,14 +13,19 @@ import (
 	"github.com/portcullis-auth/portcullis/oidcprovider/oauth"
 	"github.com/portcullis-auth/portcullis/oidcprovider/session"
 	"github.com/portcullis-auth/portcullis/oidcprovider/store"
+	"github.com/portcullis-auth/portcullis/oidcprovider/store/postgres"
 )
 
-// backend is what one storage directory holds for as long as any config uses it: the open
-// database and the in-memory state that must outlive a config reload but never be shared with
-// another store (the decoded-token cache, the verified-secret cache, the failure limits).
+// backend is what one store holds for as long as any config uses it: the open database and the
+// in-memory state that must outlive a config reload but never be shared with another store (the
+// decoded-token cache, the verified-secret cache, the failure limits).
 type backend struct {
-	kv      *store.Badger
-	opts    store.Options // the options the database was opened with
+	kv     store.KV
+	badger *store.Badger    // the embedded store, or nil
+	pg     *postgres.Store  // the shared store, or nil
+	opts   store.Options    // the options Badger was opened with
+	pgCfg  *postgres.Config // the config PostgreSQL was opened with
+
 	tokens  *oauth.TokenCache
 	secrets *digest.Cache
 	limits  *clients.Limits
@@ -30,10 +36,16 @@ type backend struct {
 
 // Destruct closes the database when the last config using it lets go; it implements
 // caddy.Destructor.
-func (b *backend) Destruct() error { return b.kv.Destruct() }
+func (b *backend) Destruct() error {
+	if b.pg != nil {
+		return b.pg.Destruct()
+	}
+	return b.badger.Destruct()
+}
 
-// backends holds one backend per storage directory across config reloads: Caddy starts the new
-// config before it stops the old one, and Badger locks its directory.
+// backends holds one backend per store across config reloads: Caddy starts the new config
+// before it stops the old one, Badger locks its directory, and a PostgreSQL pool and its
+// listening connection are worth keeping.
 var backends = caddy.NewUsagePool()
 
 // Sizes of the in-memory caches of a backend.
@@ -46,29 +58,68 @@ const (
 	secretCacheTTL   = 60 * 60 * 1e9 // an hour after last use
 )
 
-// acquireBackend returns the backend of dir, opening it on first use. Every successful call must
-// be paired with one releaseBackend(dir). Storage options apply when the database opens; a
-// config that names other options for a directory already open gets the open one (changed
-// options take effect at the next start).
-func acquireBackend(ctx context.Context, dir string, opts store.Options) (*backend, bool, error) {
-	v, loaded, err := backends.LoadOrNew(dir, func() (caddy.Destructor, error) {
-		kv, err := store.Open(dir, opts, caddy.Log().Named("oidc.store"))
+// storeSpec says which store a config uses.
+type storeSpec struct {
+	// key identifies the store in backends: the Badger directory, or "postgres:" and the
+	// database's identity (server, user, database, schema; never the password).
+	key string
+	// dir and opts are the Badger store's, when pg is nil.
+	dir  string
+	opts store.Options
+	// pg is the PostgreSQL store's config, placeholders resolved.
+	pg *postgres.Config
+}
+
+// trusted reports whether what this node holds in memory about the store is current: always
+// for Badger; for PostgreSQL, while the store's change feed is up (store.Changes.Trusted), which
+// it is not while the database cannot be reached. Answers that rest on memory alone (bans, a
+// remembered password) are not given while it is false.
+func (b *backend) trusted() bool { return b.pg == nil || b.pg.Trusted() }
+
+// sameSettings reports whether b, opened for the same key, was opened with the spec's settings.
+func (s storeSpec) sameSettings(b *backend) bool {
+	if s.pg != nil {
+		return b.pgCfg != nil && reflect.DeepEqual(*s.pg, *b.pgCfg)
+	}
+	return b.opts == s.opts
+}
+
+// open opens the store the spec names.
+func (s storeSpec) open(ctx context.Context) (*backend, error) {
+	if s.pg != nil {
+		pg, err := postgres.Open(ctx, *s.pg, caddy.Log().Named("oidc.store"))
 		if err != nil {
 			return nil, err
 		}
-		cutoffs, err := oauth.LoadClientCutoffs(ctx, kv)
+		return &backend{kv: pg, pg: pg, pgCfg: s.pg}, nil
+	}
+	kv, err := store.Open(s.dir, s.opts, caddy.Log().Named("oidc.store"))
+	if err != nil {
+		return nil, err
+	}
+	return &backend{kv: kv, badger: kv, opts: s.opts}, nil
+}
+
+// acquireBackend returns the backend of the spec's store, opening it on first use. Every
+// successful call must be paired with one releaseBackend(spec.key). Storage settings apply when
+// the database opens; a config that names other settings for a store already open gets the open
+// one (changed settings take effect at the next start).
+func acquireBackend(ctx context.Context, spec storeSpec) (*backend, bool, error) {
+	v, loaded, err := backends.LoadOrNew(spec.key, func() (caddy.Destructor, error) {
+		b, err := spec.open(ctx)
 		if err != nil {
-			return nil, errors.Join(err, kv.Destruct())
+			return nil, err
 		}
-		return &backend{
-			cutoffs:  cutoffs,
-			kv:       kv,
-			opts:     opts,
-			tokens:   oauth.NewTokenCache(tokenCacheSize),
-			secrets:  digest.NewCache(secretCacheSize, secretCacheTTL),
-			limits:   clients.NewLimits(),
-			sessions: session.NewCache(sessionCacheSize),
-		}, nil
+		cutoffs, err := oauth.LoadClientCutoffs(ctx, b.kv)
+		if err != nil {
+			return nil, errors.Join(err, b.Destruct())
+		}
+		b.cutoffs = cutoffs
+		b.tokens = oauth.NewTokenCache(tokenCacheSize)
+		b.secrets = digest.NewCache(secretCacheSize, secretCacheTTL)
+		b.limits = clients.NewLimits()
+		b.sessions = session.NewCache(sessionCacheSize)
+		return b, nil
 	})
 	if err != nil {
 		return nil, false, err
@@ -77,9 +128,9 @@ func acquireBackend(ctx context.Context, dir string, opts store.Options) (*backe
 }
 
 // releaseBackend gives back one reference taken by acquireBackend.
-func releaseBackend(dir string) error {
-	if _, err := backends.Delete(dir); err != nil {
-		return fmt.Errorf("releasing store %s: %w", dir, err)
+func releaseBackend(key string) error {
+	if _, err := backends.Delete(key); err != nil {
+		return fmt.Errorf("releasing store %s: %w", key, err)
 	}
 	return nil
 }

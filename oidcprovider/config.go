@@ -74,6 +74,11 @@ type StorageConfig struct {
 	// several Caddy nodes with the same Caddyfile act as one provider. Its keys are Authelia's
 	// storage.postgres keys (dsn, or address, database, schema, username, password, timeout,
 	// max_connections, tls); {env.*} and {file.*} placeholders in them are resolved at start.
+	// `caddy validate` checks the keys without connecting. A node does not start while its
+	// database cannot be reached (the error names the database, never the password); once
+	// running, it answers 503 with Retry-After while the database is away and recovers by
+	// itself. A reload keeps the open pool when the database, user and schema stay the same
+	// (other changed keys, the password included, take effect at the next start).
 	// JSON: "postgres". Default: none (Badger).
 	Postgres *postgres.Config `json:"postgres,omitempty"`
 }

@@ -463,6 +463,11 @@ func TestStorageErrors(t *testing.T) {
 		{"skip_verify value", "storage postgres {\n tls {\n skip_verify maybe\n }\n}", `skip_verify takes true or false, not "maybe"`},
 		{"directory and postgres", "storage /var/lib/p\n storage postgres {\n dsn postgres://db/p\n }", `storage: "postgres" and "dir" cannot be given together`},
 		{"unknown placeholder", "storage postgres {\n address tcp://db:5432\n database p\n password {vault.db}\n}", "storage postgres: password:"},
+		{"no database", "storage postgres {\n address tcp://db.example.com:5432\n}", "storage postgres: database is required"},
+		{"no address", "storage postgres {\n database portcullis\n}", "storage postgres: address is required"},
+		{"bad address", "storage postgres {\n address db.example.com:5432\n database p\n}", "storage postgres: address \"db.example.com:5432\" must be tcp://host[:port] or unix:///dir"},
+		{"dsn and keys", "storage postgres {\n dsn postgres://db/p\n username p\n}", "storage postgres: dsn and username are exclusive"},
+		{"bad tls version", "storage postgres {\n address tcp://db:5432\n database p\n tls {\n minimum_version TLS1.0\n }\n}", "storage postgres: tls minimum_version \"TLS1.0\" must be TLS1.2 or TLS1.3"},
 		{"unset address variable", "storage postgres {\n address {env.PORTCULLIS_TEST_UNSET_ADDRESS}\n database p\n}", "storage postgres: address:"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

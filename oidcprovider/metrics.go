@@ -62,10 +62,10 @@ func newMetrics(reg *prometheus.Registry, app *App) (*metrics, error) {
 	storeSize := func(part string) func() float64 {
 		return func() float64 {
 			st := app.state.Load()
-			if st == nil {
+			if st == nil || st.backend.badger == nil {
 				return 0
 			}
-			lsm, vlog := st.backend.kv.Size()
+			lsm, vlog := st.backend.badger.Size()
 			if part == "vlog" {
 				return float64(vlog)
 			}
@@ -85,8 +85,8 @@ func newMetrics(reg *prometheus.Registry, app *App) (*metrics, error) {
 			Namespace: metricNamespace, Name: "store_gc_runs_total",
 			Help: "Value-log garbage collections run on the store since it opened.",
 		}, func() float64 {
-			if st := app.state.Load(); st != nil {
-				return float64(st.backend.kv.GCRuns())
+			if st := app.state.Load(); st != nil && st.backend.badger != nil {
+				return float64(st.backend.badger.GCRuns())
 			}
 			return 0
 		}),
