@@ -19,8 +19,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "oidc",
-		Usage: "<hash|keygen|check-policy|users|tokens|sessions|import-authelia> [flags]",
-		Short: "Portcullis tools: digests, signing keys, access-control checks, users, token and session revocation, Authelia import",
+		Usage: "<hash|keygen|check-policy|users|tokens|sessions|import-authelia|migrate> [flags]",
+		Short: "Portcullis tools: digests, signing keys, access-control checks, users, token and session revocation, Authelia import, migration to PostgreSQL",
 		Long: `
 Tools for operating the Portcullis OpenID Connect provider and gateway.
 
@@ -31,6 +31,7 @@ Tools for operating the Portcullis OpenID Connect provider and gateway.
   caddy oidc tokens revoke end a client's tokens on the running server
   caddy oidc sessions end  end a user's sign-in sessions on the running server
   caddy oidc import-authelia  the Caddyfile for an Authelia configuration.yml
+  caddy oidc migrate       copy a Badger store into PostgreSQL, for more than one node
 
 Run 'caddy oidc <command> --help' for a command's flags.`,
 		CobraFunc: func(cmd *cobra.Command) {
@@ -46,7 +47,7 @@ Run 'caddy oidc <command> --help' for a command's flags.`,
 				os.Exit(exitUsage)
 				return nil
 			}
-			cmd.AddCommand(hashCommand(), keygenCommand(), tokensCommand(), sessionsCommand(), importCommand(), usersCommand())
+			cmd.AddCommand(hashCommand(), keygenCommand(), tokensCommand(), sessionsCommand(), importCommand(), usersCommand(), migrateCommand())
 			for _, sub := range subcommands {
 				cmd.AddCommand(sub())
 			}
