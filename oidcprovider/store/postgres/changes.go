@@ -273,6 +273,10 @@ func (f *feed) run(ctx context.Context, conn *pgx.Conn) {
 		backoff = reconnectFirst
 		// changes made while nobody listened are lost: every cache forgets what it holds
 		f.reset()
+		if ctx.Err() != nil { // Destruct began meanwhile: stay untrusted
+			_ = c.Close(context.Background())
+			return
+		}
 		f.setTrusted(true)
 		f.s.logger.Info("change feed: listening again; caches are trusted")
 		conn = c
