@@ -1,6 +1,3 @@
-// Package postgres is Portcullis's shared store: the store.KV and store.Changes interfaces on a
-// PostgreSQL database (github.com/jackc/pgx/v5, pgxpool), so that several Caddy nodes with the same
-// Caddyfile behave as one provider and one gateway.
 package postgres
 
 import (
