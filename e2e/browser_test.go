@@ -73,7 +73,9 @@ func newBrowser(t *testing.T, exe, addr string) *browser {
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelTab := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancelTab(); cancelAlloc() })
-	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
+	// a bound on the whole browser session, so a hang fails the test; generous, because a loaded
+	// two-core machine makes the long portal walk-through take minutes
+	ctx, cancelTimeout := context.WithTimeout(ctx, 6*time.Minute)
 	t.Cleanup(cancelTimeout)
 	b := &browser{t: t, ctx: ctx, shots: artifactsDir(t)}
 	if err := chromedp.Do(ctx); err != nil {
@@ -466,6 +468,23 @@ func TestPortalInABrowser(t *testing.T) {
 	if loc := a.location(); loc != p.url("admin", "/after-restart") {
 		t.Errorf("after a restart at %s, want the admin site without signing in again", loc)
 	}
+
+	// more session cookies of our name than the portal reads (a sibling site under the cookie
+	// domain can set them): the portal tells the person to clear the site's cookies
+	secure := true
+	for _, path := range []string{"/", "/settings", "/settings/totp", "/settings/totp/remove"} {
+		for _, domain := range []string{"auth.example.test", ".example.test"} {
+			if _, err := chromedp.Call(a.ctx, network.SetCookie, network.SetCookieParams{Name: "portcullis_session",
+				Value: "planted", Domain: domain, Path: path, Secure: &secure}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	a.do(chromedp.Navigate(p.url("auth", "/settings/totp/remove")))
+	if title := a.text("h1"); !strings.Contains(title, "two sessions") {
+		t.Errorf("eight session cookies: page %q, want the page asking to clear the cookies", title)
+	}
+	a.shoot("error-session-cookies")
 	t.Logf("screenshots in %s", a.shots)
 }
 
