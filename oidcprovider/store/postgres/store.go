@@ -324,6 +324,11 @@ func unavailable(err error) bool {
 		}
 		return false
 	}
+	var certErr *tls.CertificateVerificationError
+	var headerErr tls.RecordHeaderError
+	if errors.As(err, &certErr) || errors.As(err, &headerErr) {
+		return false // the server's certificate, or TLS to a port that speaks none: configuration
+	}
 	var connectErr *pgconn.ConnectError
 	var netErr net.Error
 	return errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) || pgconn.SafeToRetry(err) ||
