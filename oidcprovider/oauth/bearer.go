@@ -71,8 +71,9 @@ func (p *Provider) CheckBearer(ctx context.Context, token string, target audienc
 	if !ok || sig == "" || strings.Contains(sig, ".") {
 		return nil, &InvalidTokenError{"The access token is malformed or was not issued by this provider."}
 	}
-	e, gen := p.cfg.Tokens.get(sig)
+	e := p.cfg.Tokens.get(sig)
 	if e == nil || e.secret != p.secretID || subtle.ConstantTimeCompare([]byte(e.token), []byte(token)) != 1 {
+		gen := p.cfg.Tokens.gen(sig) // before the read: a deletion during it keeps e out
 		var err error
 		if e, err = p.loadBearer(ctx, raw, sig); err != nil {
 			return nil, err
@@ -84,7 +85,9 @@ func (p *Provider) CheckBearer(ctx context.Context, token string, target audienc
 		p.cfg.Tokens.Forget(sig)
 		return nil, &InvalidTokenError{"The access token is expired."}
 	}
-	if p.cfg.Cutoffs.Revoked(e.identity.ClientID, e.issuedAt) {
+	if revoked, err := p.cfg.Cutoffs.Revoked(ctx, e.identity.ClientID, e.issuedAt); err != nil {
+		return nil, err
+	} else if revoked {
 		return nil, &InvalidTokenError{"The access token was revoked."}
 	}
 	client, known := p.cfg.Clients(e.identity.ClientID)

@@ -2,10 +2,13 @@ package oauth
 
 import (
 	"crypto/sha256"
+	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/audience"
+	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 )
 
 // secretID identifies an HMAC secret without revealing it.
@@ -37,40 +40,74 @@ type cachedToken struct {
 // every request. One belongs to each open store (configs that share the store across a reload
 // share it; two stores never do), keyed by token signature. Every path that deletes an access
 // token (revocation, deletion) forgets it here in the same call, and entries die with the token's
-// expiry, so a revoked or expired token is refused on the next request.
+// expiry, so a revoked or expired token is refused on the next request. On a store several nodes
+// share (store.Changes), Follow makes it forget what any node deletes, and answer nothing from
+// memory while the node is not receiving the changes.
 //
 // It is a map under a read-write lock rather than a library cache: the gate reads it on every
 // request, and BenchmarkBearerCheck measures the read at well under a microsecond with no
-// allocation; the generation counter that keeps a revoked token from being re-cached by a racing
-// read is not something a general-purpose cache offers.
+// allocation; the generation counters that keep a revoked token from being re-cached by a racing
+// read are not something a general-purpose cache offers.
 type TokenCache struct {
 	mu      sync.RWMutex
 	entries map[string]*cachedToken
 	max     int
-	// forgets counts Forget calls: a record read from the store before a revocation must not be
-	// cached after it, so put only stores when no forget happened since the read began.
-	forgets uint64
+	// gens count the forgets of the signatures that hash to each stripe, and epoch the times
+	// everything was forgotten: a record read from the store before a revocation must not be
+	// cached after it, so put only stores when neither moved since before the read began.
+	// Bumped under mu; read without it.
+	gens  [genStripes]atomic.Uint64
+	epoch atomic.Uint64
+	seed  maphash.Seed
+	// feed, when set (Follow), tells whether this node receives the shared store's changes.
+	feed atomic.Pointer[changeFeed]
 }
+
+// genStripes is how many generation counters a TokenCache spreads signatures over: a forget
+// holds back the caching of only the reads of its stripe, so a cluster's steady stream of
+// changes does not keep every racing read from caching.
+const genStripes = 256
+
+// changeFeed tells a cache that follows a shared store's changes whether it may answer from
+// memory.
+type changeFeed struct{ trusted func() bool }
+
+// unfollowed is the feed of a cache that stopped following its store's changes: it must not
+// trust its memory any more.
+var unfollowed = &changeFeed{trusted: func() bool { return false }}
 
 // NewTokenCache returns a cache of at most max entries.
 func NewTokenCache(max int) *TokenCache {
-	return &TokenCache{entries: map[string]*cachedToken{}, max: max}
+	return &TokenCache{entries: map[string]*cachedToken{}, max: max, seed: maphash.MakeSeed()}
 }
 
-// get returns the entry for signature, if any, and the forget count to hand to put.
-func (c *TokenCache) get(signature string) (*cachedToken, uint64) {
+// get returns the entry for signature, if any. While the node is not receiving the shared
+// store's changes it returns nothing: the caller reads the store.
+func (c *TokenCache) get(signature string) *cachedToken {
+	if f := c.feed.Load(); f != nil && !f.trusted() {
+		return nil
+	}
 	c.mu.RLock()
-	e, gen := c.entries[signature], c.forgets
+	e := c.entries[signature]
 	c.mu.RUnlock()
-	return e, gen
+	return e
 }
 
-// put stores e unless a Forget happened after the get that returned gen. When full, it drops
-// expired entries and then a tenth of the rest.
+// gen is the generation to hand to put for signature: take it before reading the store.
+func (c *TokenCache) gen(signature string) uint64 {
+	return c.epoch.Load() + c.gens[c.stripe(signature)].Load()
+}
+
+func (c *TokenCache) stripe(signature string) uint64 {
+	return maphash.String(c.seed, signature) % genStripes
+}
+
+// put stores e unless signature was forgotten (or everything was) after the gen call that
+// returned gen. When full, it drops expired entries and then a tenth of the rest.
 func (c *TokenCache) put(signature string, e *cachedToken, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.forgets != gen {
+	if c.epoch.Load()+c.gens[c.stripe(signature)].Load() != gen {
 		return
 	}
 	if len(c.entries) >= c.max {
@@ -91,8 +128,40 @@ func (c *TokenCache) put(signature string, e *cachedToken, gen uint64) {
 func (c *TokenCache) Forget(signature string) {
 	c.mu.Lock()
 	delete(c.entries, signature)
-	c.forgets++
+	c.gens[c.stripe(signature)].Add(1)
 	c.mu.Unlock()
+}
+
+// ForgetAll drops every token, and keeps every read that began before from caching.
+func (c *TokenCache) ForgetAll() {
+	c.mu.Lock()
+	clear(c.entries)
+	c.epoch.Add(1)
+	c.mu.Unlock()
+}
+
+// AccessTokenKeyPrefix is the store prefix of access-token records, whose deletions a
+// TokenCache follows on a shared store.
+const AccessTokenKeyPrefix = "tok/" + kindAccess + "/"
+
+// Follow makes the cache follow ch, the change feed of the store its tokens are read from: a
+// change of an access-token record (its deletion by any node) forgets it, a nil key forgets
+// everything, and while ch is not Trusted the cache answers nothing from memory. It returns the
+// function that stops following, after which the cache answers nothing from memory.
+func (c *TokenCache) Follow(ch store.Changes) (stop func()) {
+	c.feed.Store(&changeFeed{trusted: ch.Trusted})
+	c.ForgetAll() // what was cached before may have been ended unseen
+	unwatch := ch.Watch([]byte(AccessTokenKeyPrefix), func(key []byte) {
+		if key == nil {
+			c.ForgetAll()
+			return
+		}
+		c.Forget(string(key[len(AccessTokenKeyPrefix):]))
+	})
+	return func() {
+		unwatch()
+		c.feed.Store(unfollowed)
+	}
 }
 
 // Len is the number of cached tokens.

@@ -137,7 +137,7 @@ func unhex(h string) *[32]byte {
 	return &b
 }
 
-func recordKey(hash string) []byte          { return []byte("sess/" + hash) }
+func recordKey(hash string) []byte          { return []byte(KeyPrefix + hash) }
 func userIndexKey(user, hash string) []byte { return []byte("sess-user/" + user + "/" + hash) }
 func userIndexPrefix(user string) []byte    { return []byte("sess-user/" + user + "/") }
 
@@ -215,6 +215,7 @@ func (s *Store) get(ctx context.Context, id string) (*Session, error) {
 		return c, nil
 	}
 	h := hex.EncodeToString(sum[:])
+	gen := s.cache.gen(&sum) // before the read: an end during it keeps the session out
 	data, err := s.kv.Get(ctx, recordKey(h))
 	if errors.Is(err, store.ErrNotFound) {
 		s.cache.drop(&sum)
@@ -240,7 +241,7 @@ func (s *Store) get(ctx context.Context, id string) (*Session, error) {
 			_ = s.kv.Put(ctx, store.Entry{Key: recordKey(h), Value: data, TTL: sess.Expires.Sub(now)})
 		}
 	}
-	s.cache.put(&sum, &sess)
+	s.cache.put(&sum, &sess, gen)
 	return &sess, nil
 }
 
