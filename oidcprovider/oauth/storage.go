@@ -386,7 +386,9 @@ func (s *tokenStorage) GetAccessTokenSession(ctx context.Context, signature stri
 	if err != nil {
 		return nil, err
 	}
-	if s.cutoffs.Revoked(r.Client.GetID(), r.RequestedAt) {
+	if revoked, err := s.cutoffs.Revoked(ctx, r.Client.GetID(), r.RequestedAt); err != nil {
+		return nil, err
+	} else if revoked {
 		return nil, fosite.ErrNotFound
 	}
 	return r, nil
@@ -409,7 +411,9 @@ func (s *tokenStorage) GetRefreshTokenSession(ctx context.Context, signature str
 	if err != nil {
 		return nil, err
 	}
-	if s.cutoffs.Revoked(r.Client.GetID(), r.RequestedAt) {
+	if revoked, err := s.cutoffs.Revoked(ctx, r.Client.GetID(), r.RequestedAt); err != nil {
+		return nil, err
+	} else if revoked {
 		return nil, fosite.ErrNotFound
 	}
 	if !rec.Active {
