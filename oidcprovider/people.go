@@ -135,8 +135,10 @@ func (a *App) checkPassword(ctx context.Context, username, password, ip, via str
 		return nil, ErrBadCredentials
 	case errors.Is(err, regulation.ErrBusy):
 		return nil, ErrUnavailable
-	default:
+	case ctx.Err() != nil:
 		return nil, err // the caller left
+	default:
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err) // a shared store could not count it
 	}
 }
 

@@ -105,6 +105,13 @@ func NewGuard(cfg GuardConfig) *Guard {
 	return &Guard{cfg: cfg}
 }
 
+// Close stops what the guard's regulator follows (see Regulator.Close); nil-safe.
+func (g *Guard) Close() {
+	if g != nil {
+		g.cfg.Regulator.Close()
+	}
+}
+
 // Regulator is the regulator the guard counts with (the portal's second factors count with it
 // too).
 func (g *Guard) Regulator() *Regulator { return g.cfg.Regulator }
@@ -112,7 +119,8 @@ func (g *Guard) Regulator() *Regulator { return g.cfg.Regulator }
 // Check checks the password of username presented from addr, via "basic" or "portal" (for the
 // reports). It returns the user for a right password of an enabled user; ErrBadCredentials for a
 // wrong password, an unknown or disabled user or a banned attempt; ErrBusy when no digest slot
-// came free in time.
+// came free in time; on a store several nodes share, the store's error (wrapping
+// store.ErrUnavailable when its database is down) when the bans or the count cannot be read.
 //
 // A caller who leaves gets its context's error, whatever the branch: when ctx ends before the
 // answer is ready (while the check waits for the equalising delay, a digest slot or an identical
@@ -121,7 +129,9 @@ func (g *Guard) Regulator() *Regulator { return g.cfg.Regulator }
 // result.
 func (g *Guard) Check(ctx context.Context, username, password string, addr netip.Addr, via string) (*users.User, error) {
 	u, found := g.cfg.Users().Lookup(username)
-	if _, banned := g.cfg.Regulator.Banned(username, addr); banned {
+	if _, banned, err := g.cfg.Regulator.Check(ctx, username, addr); err != nil {
+		return nil, err
+	} else if banned {
 		if err := waitLikeADigest(ctx); err != nil {
 			return nil, err
 		}
@@ -176,7 +186,10 @@ func flightKey(username, password string, addr netip.Addr) string {
 // runs to its end whether or not the caller waits (ctx carries no cancellation).
 func (g *Guard) attempt(ctx context.Context, u *users.User, found bool, username, password string, addr netip.Addr, via string) result {
 	refused := Report{Via: via, Username: username, Known: found, Addr: addr, Outcome: Refused}
-	attempt, allowed := g.cfg.Regulator.Begin(ctx, username, addr)
+	attempt, allowed, err := g.cfg.Regulator.Enter(ctx, username, addr)
+	if err != nil {
+		return result{err: err} // the store cannot count it: nothing was checked
+	}
 	if !allowed || !found {
 		_ = waitLikeADigest(ctx)
 		if !allowed {

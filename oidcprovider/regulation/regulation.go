@@ -2,7 +2,9 @@
 // does (max_retries failures within find_time ban for ban_time), with one difference: failures
 // are counted per (user, address) and per address, never per user alone, so a guesser from one
 // address cannot lock a user out everywhere. Bans are kept in the store and survive a restart;
-// the failure counts behind them live in memory (find_time is short).
+// on a single node the failure counts behind them live in memory (find_time is short), and on a
+// store several nodes share they are kept in the store too, so that every node counts them (see
+// shared.go).
 package regulation
 
 import (
@@ -66,16 +68,25 @@ type Regulator struct {
 	now func() time.Time
 
 	mu       sync.Mutex
-	failures map[string][]time.Time // key → failure times within FindTime, oldest first
+	failures map[string][]time.Time // key → failure times within FindTime, oldest first (one node)
 	bans     map[string]time.Time   // key → end of the ban
+	// sh is set on a store several nodes share: failures are counted in the store, and bans
+	// follow its change feed.
+	sh *shared
 }
 
 const banPrefix = "ban/"
 
 // New returns a regulator; with kv, it reads the bans kept there (under ctx) and keeps new ones.
+// When kv is shared by several nodes (it implements store.Changes), failures are counted in it
+// and bans follow its change feed: call Close when the regulator is no longer used.
 func New(ctx context.Context, cfg Config, kv store.KV) (*Regulator, error) {
 	r := &Regulator{cfg: cfg.WithDefaults(), kv: kv, now: time.Now, failures: map[string][]time.Time{}, bans: map[string]time.Time{}}
 	if kv == nil {
+		return r, nil
+	}
+	if ch, ok := kv.(store.Changes); ok && r.cfg.MaxRetries > 0 {
+		r.follow(ch)
 		return r, nil
 	}
 	keys, err := kv.Keys(ctx, []byte(banPrefix))
@@ -113,11 +124,27 @@ func factorKey(user string) string {
 
 // Banned reports whether a sign-in of user from ip is refused, and until when. Callers answer a
 // banned attempt exactly as a wrong password, at the same cost, so a ban tells a guesser nothing.
+// On a shared store that cannot be read when it must be, it reports a ban (see Check).
 func (r *Regulator) Banned(user string, ip netip.Addr) (time.Time, bool) {
+	until, banned, err := r.Check(context.Background(), user, ip)
+	if err != nil {
+		return r.now().Add(time.Second), true
+	}
+	return until, banned
+}
+
+// Check is Banned, with the store's error: on a shared store it answers from memory while memory
+// is in step with the store's change feed, and otherwise reads the bans from the store (under
+// ctx), whose error it returns.
+func (r *Regulator) Check(ctx context.Context, user string, ip netip.Addr) (time.Time, bool, error) {
 	if r.cfg.MaxRetries <= 0 {
-		return time.Time{}, false
+		return time.Time{}, false, nil
 	}
 	now := r.now()
+	if r.sh != nil {
+		until, err := r.sharedBan(ctx, []string{pairKey(user, ip), addressKey(ip)}, now)
+		return until, !until.IsZero(), err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var until time.Time
@@ -130,7 +157,7 @@ func (r *Regulator) Banned(user string, ip netip.Addr) (time.Time, bool) {
 			}
 		}
 	}
-	return until, !until.IsZero()
+	return until, !until.IsZero(), nil
 }
 
 func later(a, b time.Time) time.Time {
@@ -150,6 +177,7 @@ type Attempt struct {
 	at   time.Time
 	// Banned reports that this attempt reached a limit: later attempts are refused.
 	Banned bool
+	id     string // names its failure records on a shared store
 }
 
 // counted is one key an attempt counts against, and the failures that ban it.
@@ -165,18 +193,27 @@ type counted struct {
 // caller answers as for a wrong password); otherwise the attempt is counted, and if it reaches a
 // limit the ban begins at once.
 func (r *Regulator) Begin(ctx context.Context, user string, ip netip.Addr) (*Attempt, bool) {
+	a, ok, err := r.begin(ctx, user, ip, false)
+	return a, ok && err == nil
+}
+
+// Enter is Begin with the store's error: on a shared store that cannot be read or written, the
+// attempt is refused with the error (the caller answers that the service is unavailable, not
+// that the password is wrong). On a single node it never fails.
+func (r *Regulator) Enter(ctx context.Context, user string, ip netip.Addr) (*Attempt, bool, error) {
 	return r.begin(ctx, user, ip, false)
 }
 
 // BeginSecondFactor starts a second-factor attempt of user from ip: as Begin, and also counted
 // against the user's second factor from every address (SecondFactorRetries).
 func (r *Regulator) BeginSecondFactor(ctx context.Context, user string, ip netip.Addr) (*Attempt, bool) {
-	return r.begin(ctx, user, ip, true)
+	a, ok, err := r.begin(ctx, user, ip, true)
+	return a, ok && err == nil
 }
 
-func (r *Regulator) begin(ctx context.Context, user string, ip netip.Addr, secondFactor bool) (*Attempt, bool) {
+func (r *Regulator) begin(ctx context.Context, user string, ip netip.Addr, secondFactor bool) (*Attempt, bool, error) {
 	if r.cfg.MaxRetries <= 0 {
-		return &Attempt{}, true
+		return &Attempt{}, true, nil
 	}
 	now := r.now()
 	a := &Attempt{r: r, ctx: ctx, at: now, keys: []counted{
@@ -186,13 +223,16 @@ func (r *Regulator) begin(ctx context.Context, user string, ip netip.Addr, secon
 	if secondFactor {
 		a.keys = append(a.keys, counted{key: factorKey(user), limit: r.cfg.SecondFactorRetries, pardon: true})
 	}
+	if r.sh != nil {
+		return r.beginShared(ctx, a)
+	}
 	var newBans []string
 	r.mu.Lock()
 	for _, c := range a.keys {
 		if end, ok := r.bans[c.key]; ok {
 			if now.Before(end) {
 				r.mu.Unlock()
-				return nil, false
+				return nil, false, nil
 			}
 			delete(r.bans, c.key)
 		}
@@ -209,7 +249,7 @@ func (r *Regulator) begin(ctx context.Context, user string, ip netip.Addr, secon
 	r.mu.Unlock()
 	a.Banned = len(newBans) > 0
 	r.persist(ctx, newBans, now)
-	return a, true
+	return a, true, nil
 }
 
 // persist keeps new bans in the store. A ban is kept even when the caller has gone (a guesser
@@ -230,6 +270,10 @@ func (r *Regulator) persist(ctx context.Context, keys []string, now time.Time) {
 // back.
 func (a *Attempt) Succeeded() {
 	if a.r == nil {
+		return
+	}
+	if a.r.sh != nil {
+		a.r.settleShared(a, false)
 		return
 	}
 	lifted := make([]bool, len(a.keys))
@@ -255,6 +299,10 @@ func (a *Attempt) Succeeded() {
 // up early would guess for free.
 func (a *Attempt) Abandoned() {
 	if a.r == nil {
+		return
+	}
+	if a.r.sh != nil {
+		a.r.settleShared(a, true)
 		return
 	}
 	lifted := make([]bool, len(a.keys))
@@ -300,9 +348,9 @@ func (r *Regulator) forget(ctx context.Context, lifted bool, key string) {
 // Fail records a failed sign-in of user from ip (Begin, settled as a failure); it reports
 // whether a new ban began.
 func (r *Regulator) Fail(ctx context.Context, user string, ip netip.Addr) (banned bool, err error) {
-	a, ok := r.Begin(ctx, user, ip)
-	if !ok {
-		return false, nil
+	a, ok, err := r.begin(ctx, user, ip, false)
+	if !ok || err != nil {
+		return false, err
 	}
 	return a.Banned, nil
 }
@@ -310,6 +358,13 @@ func (r *Regulator) Fail(ctx context.Context, user string, ip netip.Addr) (banne
 // Succeed clears the failures of the pair after a good sign-in (the address keeps its count:
 // one right password does not excuse a spray across users).
 func (r *Regulator) Succeed(user string, ip netip.Addr) {
+	if r.sh != nil {
+		recs, err := r.kv.Keys(context.Background(), failKeyPrefix(pairKey(user, ip)))
+		if err == nil && len(recs) > 0 {
+			_ = r.kv.Delete(context.Background(), recs...)
+		}
+		return
+	}
 	r.mu.Lock()
 	delete(r.failures, pairKey(user, ip))
 	r.mu.Unlock()
