@@ -571,6 +571,7 @@ func (a *App) stop() error {
 	if st.stopWatch != nil {
 		close(st.stopWatch)
 	}
+	st.guard.Close() // a shared store's ban feed
 	return releaseBackend(a.spec.key)
 }
 
