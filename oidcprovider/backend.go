@@ -119,6 +119,7 @@ func acquireBackend(ctx context.Context, spec storeSpec) (*backend, bool, error)
 		b.secrets = digest.NewCache(secretCacheSize, secretCacheTTL)
 		b.limits = clients.NewLimits()
 		b.sessions = session.NewCache(sessionCacheSize)
+		followChanges(b.kv, b.tokens, b.sessions, b.cutoffs) // a shared store's; ends with it
 		return b, nil
 	})
 	if err != nil {

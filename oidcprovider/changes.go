@@ -36,7 +36,9 @@ import (
 // followChanges makes the caches of a backend follow its store's change feed when the store is
 // shared by several nodes (kv implements store.Changes), and returns the function that stops
 // them. On a store only one process opens (Badger) it does nothing: there, the code that ends a
-// record drops it from the caches itself.
+// record drops it from the caches itself. A backend need not call stop: its store's Destruct ends
+// the feed (no more calls, never Trusted again), and the followers' reads of the closed store
+// end them.
 func followChanges(kv store.KV, tokens *oauth.TokenCache, sessions *session.Cache, cutoffs *oauth.ClientCutoffs) (stop func()) {
 	ch, ok := kv.(store.Changes)
 	if !ok {
