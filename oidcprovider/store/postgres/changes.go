@@ -30,10 +30,10 @@ const (
 
 	// idleWait is how long the listener waits for a notification before it checks the
 	// connection with a keepalive that must answer within keepaliveTimeout: together, a
-	// connection dead without a word (a cut cable) is noticed within about a second and a half;
-	// one that the server closes (a crash or a shutdown) at once.
-	idleWait         = 500 * time.Millisecond
-	keepaliveTimeout = time.Second
+	// connection dead without a word (a cut cable) is noticed within about a second; one that
+	// the server closes (a crash or a shutdown) at once.
+	idleWait         = 250 * time.Millisecond
+	keepaliveTimeout = 750 * time.Millisecond
 
 	// reconnectFirst and reconnectMax bound the backoff between attempts to listen again.
 	reconnectFirst = 50 * time.Millisecond
@@ -250,9 +250,11 @@ func (f *feed) run(ctx context.Context, conn *pgx.Conn) {
 				return
 			}
 			f.s.logger.Warn("change feed: the listening connection is lost; caches are not trusted until it is back", zap.Error(err))
-			// the pool's connections are likely gone too (a restart): drop them rather than fail
-			// a request on each
-			f.s.pool.Reset()
+			if !pgconn.Timeout(err) && !errors.Is(err, context.DeadlineExceeded) {
+				// the server closed it: the pool's connections are likely gone too (a
+				// restart), so drop them rather than fail a request on each
+				f.s.pool.Reset()
+			}
 		}
 		select {
 		case <-ctx.Done():
