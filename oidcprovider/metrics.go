@@ -91,6 +91,7 @@ func newMetrics(reg *prometheus.Registry, app *App) (*metrics, error) {
 			return 0
 		}),
 	}
+	collectors = append(collectors, storeCollector{app})
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -132,5 +133,28 @@ func (m *metrics) signIn(via, factor, result string) {
 func (m *metrics) banned() {
 	if m != nil {
 		m.bans.Inc()
+	}
+}
+
+// storeCollector puts the shared store's own metrics (postgres.Store.Collectors: the latency and
+// errors of its operations, the changes its feed sent and received, whether it listens) in the
+// config's registry, read from the running state's store at each scrape. With Badger it yields
+// nothing. It describes no metric in advance (an unchecked collector, as Prometheus calls it):
+// the store opens at Start, after the registry is built, and outlives the config across
+// reloads, so each config's registry reads the one open store, and registering it never
+// clashes with an earlier config's.
+type storeCollector struct{ app *App }
+
+// Describe sends nothing: the store's metrics exist only once a PostgreSQL store is open.
+func (storeCollector) Describe(chan<- *prometheus.Desc) {}
+
+// Collect sends the open PostgreSQL store's metrics.
+func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.app.state.Load()
+	if st == nil || st.backend.pg == nil {
+		return
+	}
+	for _, m := range st.backend.pg.Collectors() {
+		m.Collect(ch)
 	}
 }
