@@ -142,7 +142,7 @@ func (m *migration) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "Copied %d record(s) from %s to %s\n", total, m.From, m.To)
 	for _, kind := range slices.Sorted(maps.Keys(m.Copied)) {
-		fmt.Fprintf(w, "  %-8s %d\n", kind, m.Copied[kind])
+		fmt.Fprintf(w, "  %-12s %d\n", kind, m.Copied[kind])
 	}
 	if m.Expired > 0 {
 		fmt.Fprintf(w, "Left out %d record(s) that expired during the copy\n", m.Expired)

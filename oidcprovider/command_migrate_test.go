@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/portcullis-auth/portcullis/internal/pgtest"
@@ -68,7 +69,8 @@ func TestMigrationTarget(t *testing.T) {
 // A Badger store with real state (tokens minted and revoked by the provider, the generated
 // secret and key, and records of every other kind) arrives in PostgreSQL whole: every key with
 // its value and its expiry; a second run changes nothing; a store holding another provider's
-// records is refused unless --force.
+// records is refused unless --force; and a provider started on PostgreSQL accepts the tokens
+// minted on Badger, with the same key, and still refuses the revoked one.
 func TestMigrate(t *testing.T) {
 	ctx := t.Context()
 	pg := pgtest.Start(t)
@@ -87,11 +89,12 @@ func TestMigrate(t *testing.T) {
 		}
 		return tok
 	}
-	mint(h, "uptime-kuma-monitor", "insecure_secret")
-	mint(h, "explicit", "explicit-secret")
+	kuma := mint(h, "uptime-kuma-monitor", "insecure_secret")
+	revoked := mint(h, "explicit", "explicit-secret")
 	if n, err := a.RevokeClientTokens(ctx, "explicit"); err != nil || n != 1 {
 		t.Fatalf("revoked %d: %v", n, err)
 	}
+	kid := a.running().provider.Keys()[0].ID
 	kv := a.running().backend.kv
 	if err := kv.Put(ctx,
 		store.Entry{Key: []byte("sess/0123abcd"), Value: []byte(`{"user":"john"}`), TTL: 30 * time.Minute},
@@ -226,5 +229,28 @@ func TestMigrate(t *testing.T) {
 	}
 	if err := conn.QueryRow(ctx, "SELECT 1 FROM public.portcullis_kv WHERE key = 'tok/at/foreign'").Scan(new(int)); err != pgx.ErrNoRows {
 		t.Errorf("after --force the foreign record is still there: %v", err)
+	}
+
+	// the provider on PostgreSQL: the same key, the Badger tokens as they were
+	p := &App{Issuer: "https://auth.example.com", Storage: StorageConfig{Postgres: &postgres.Config{DSN: dsn}}, Clients: testClients}
+	pctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := p.Provision(pctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	ph := NewHandler(p)
+	if got := p.running().provider.Keys()[0].ID; got != kid {
+		t.Errorf("the provider on PostgreSQL signs with %s, the Badger one with %s", got, kid)
+	}
+	in := call(t, ph, "POST", oauth.PathIntrospection, url.Values{"token": {kuma}}, "uptime-kuma-monitor", "insecure_secret")
+	if in.body["active"] != true || in.body["sub"] != "uptime-kuma-monitor" {
+		t.Errorf("a token minted on Badger, introspected on PostgreSQL: %+v", in.body)
+	}
+	if in := call(t, ph, "POST", oauth.PathIntrospection, url.Values{"token": {revoked}}, "explicit", "explicit-secret"); in.body["active"] != false {
+		t.Errorf("a token revoked on Badger is active on PostgreSQL: %+v", in.body)
 	}
 }
