@@ -9,12 +9,13 @@ import (
 // What each in-memory state in front of the store needs on a store several nodes share
 // (store.Changes), so that no node accepts what another has ended:
 //
-//   - the decoded access tokens (oauth.TokenCache) follow "tok/at/": a revocation, a sign-out
-//     that ends the tokens of its session, `caddy oidc tokens revoke`, the family of a reused
-//     refresh token: all delete the record, and the deletion drops it on every node;
-//   - the decoded sessions (session.Cache) follow "sess/": a sign-out, `sessions end`, a step-up
-//     that moves the session to a new id delete the record; a rewrite (the activity written once a
-//     minute) drops it too, and the next request reads it back;
+//   - the decoded access tokens (oauth.TokenCache) follow "tok-end/at/": a revocation, a
+//     sign-out that ends the tokens of its session, `caddy oidc tokens revoke`, the family of a
+//     reused refresh token all delete the token's record and, on a shared store, its end key
+//     beside it, whose deletion drops the token on every node;
+//   - the decoded sessions (session.Cache) follow "sess-end/": a sign-out, `sessions end`, a
+//     step-up that moves the session to a new id, inactivity all delete the session's record and
+//     its end key; an activity write (once a minute) need not reach the other nodes;
 //   - the clients' revocation cut-offs (oauth.ClientCutoffs) follow "client-cutoff/": a cut-off
 //     set on any node is read back into memory, and read from the store until it is;
 //   - the bans (regulation.Regulator, one per running config) follow "ban/" themselves, and the
@@ -29,9 +30,12 @@ import (
 // accepted token, never a decision of the store; the subjects Subjects remembers never change
 // once made; the client-authentication throttle's buckets are per node by design.
 //
-// The store sends a change for every deleted key, and for written keys only under watched
-// prefixes: "tok/at/" and "sess/" make every new token and session (and a session's activity
-// write) a notification too; "client-cutoff/" and "ban/" are written rarely.
+// The store sends a change for every deleted key, and for a written key only under a watched
+// prefix, and a notifying commit costs several times a plain one on PostgreSQL (measured with
+// fsync on: 4.0 ms against 0.95 ms a Put, 16 writers on 2 cores). So the caches of tokens and
+// sessions watch end keys, which are never written, rather than the records' prefixes ("tok/at/",
+// "sess/"): watching those would make every token issued, every sign-in and every activity write
+// a notifying commit. The watched prefixes written to are "client-cutoff/" and "ban/", both rare.
 
 // followChanges makes the caches of a backend follow its store's change feed when the store is
 // shared by several nodes (kv implements store.Changes), and returns the function that stops

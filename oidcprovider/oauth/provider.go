@@ -158,6 +158,7 @@ func New(cfg Config) *Provider {
 	}
 	st := &prefixedStrategy{HMACSHAStrategyUnPrefixed: oauth2.NewHMACSHAStrategyUnPrefixed(&hmac.HMACStrategy{Config: fc}, fc)}
 	storage := &tokenStorage{kv: cfg.KV, tokens: cfg.Tokens, clients: cfg.Clients, cutoffs: cfg.Cutoffs, refreshLifespan: cfg.Lifespans.RefreshToken}
+	_, storage.shared = cfg.KV.(store.Changes)
 	signer := &keySigner{keys: cfg.Keys}
 	idTokens := &idTokenStrategy{DefaultStrategy: openid.DefaultStrategy{Signer: signer, Config: fc}}
 	idHelper := &openid.IDTokenHandleHelper{IDTokenStrategy: idTokens}

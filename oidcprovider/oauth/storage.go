@@ -53,6 +53,9 @@ type tokenStorage struct {
 	tokens  *TokenCache // forgets an access token the moment it is deleted
 	clients func(id string) (*clients.Client, bool)
 	cutoffs *ClientCutoffs // tokens of a client issued before its cut-off count as revoked
+	// shared: kv is shared by several nodes (store.Changes), so deleting an access token also
+	// deletes its end key (AccessTokenEndPrefix), which every node's TokenCache watches.
+	shared bool
 	// refreshLifespan is the provider-wide refresh token lifespan, for records stored without
 	// an expiry (see load).
 	refreshLifespan time.Duration
@@ -251,8 +254,20 @@ func (s *tokenStorage) delete(ctx context.Context, kind, signature string) error
 	if err == nil {
 		keys = append(keys, requestIndexKey(rec.RequestID, kind, signature))
 	}
+	if kind == kindAccess && s.shared {
+		keys = append(keys, accessTokenEndKey(signature))
+	}
 	return s.kv.Delete(ctx, keys...)
 }
+
+// AccessTokenEndPrefix is the prefix of the keys that announce the end of access tokens on a
+// store several nodes share: never written, only deleted beside a token's record, so the
+// decoded-token caches of every node can watch the ends of tokens (store.Changes sends every
+// deleted key) without watching the records' prefix, which would have every new token's commit
+// notify every node (a notifying commit costs several times a plain one on PostgreSQL).
+const AccessTokenEndPrefix = "tok-end/" + kindAccess + "/"
+
+func accessTokenEndKey(signature string) []byte { return []byte(AccessTokenEndPrefix + signature) }
 
 func (s *tokenStorage) revokeRequest(ctx context.Context, requestID, kind string) error {
 	idx, err := s.kv.Keys(ctx, requestIndexPrefix(requestID, kind))
@@ -266,6 +281,9 @@ func (s *tokenStorage) revokeRequest(ctx context.Context, requestID, kind string
 		keys = append(keys, k, tokenKey(kind, sig))
 		if kind == kindAccess {
 			defer s.tokens.Forget(sig)
+			if s.shared {
+				keys = append(keys, accessTokenEndKey(sig))
+			}
 		}
 	}
 	if len(keys) == 0 {

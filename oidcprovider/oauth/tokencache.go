@@ -140,23 +140,19 @@ func (c *TokenCache) ForgetAll() {
 	c.mu.Unlock()
 }
 
-// AccessTokenKeyPrefix is the store prefix of access-token records, whose deletions a
-// TokenCache follows on a shared store.
-const AccessTokenKeyPrefix = "tok/" + kindAccess + "/"
-
-// Follow makes the cache follow ch, the change feed of the store its tokens are read from: a
-// change of an access-token record (its deletion by any node) forgets it, a nil key forgets
-// everything, and while ch is not Trusted the cache answers nothing from memory. It returns the
+// Follow makes the cache follow ch, the change feed of the store its tokens are read from: the
+// end of an access token on any node (the deletion of its end key, AccessTokenEndPrefix, beside
+// its record) forgets it, a nil key forgets everything, and while ch is not Trusted the cache answers nothing from memory. It returns the
 // function that stops following, after which the cache answers nothing from memory.
 func (c *TokenCache) Follow(ch store.Changes) (stop func()) {
 	c.feed.Store(&changeFeed{trusted: ch.Trusted})
 	c.ForgetAll() // what was cached before may have been ended unseen
-	unwatch := ch.Watch([]byte(AccessTokenKeyPrefix), func(key []byte) {
+	unwatch := ch.Watch([]byte(AccessTokenEndPrefix), func(key []byte) {
 		if key == nil {
 			c.ForgetAll()
 			return
 		}
-		c.Forget(string(key[len(AccessTokenKeyPrefix):]))
+		c.Forget(string(key[len(AccessTokenEndPrefix):]))
 	})
 	return func() {
 		unwatch()

@@ -116,25 +116,31 @@ func (c *Cache) dropAll() {
 	}
 }
 
-// KeyPrefix is the store prefix of session records, whose changes a Cache follows on a shared
-// store.
-const KeyPrefix = "sess/"
+// EndKeyPrefix is the prefix of the keys that announce the end of sessions on a store several
+// nodes share: never written, only deleted beside a session's record (sign-out, sessions end, a
+// step-up that moves the session to a new id, inactivity), so the caches of every node can watch
+// the ends of sessions (store.Changes sends every deleted key) without watching the records'
+// prefix, which would have every sign-in and every activity write notify every node. A rewrite
+// of a session (its activity) need not reach the other nodes' caches: they answer from memory
+// only within the activity granularity, or for a remember-me session that inactivity does not
+// end.
+const EndKeyPrefix = "sess-end/"
 
-// Follow makes the cache follow ch, the change feed of the store its sessions are read from: a
-// change of a session record (its end, or a rewrite, by any node) drops it, a nil key drops
-// everything, and while ch is not Trusted the cache answers nothing from memory. It returns the
+// Follow makes the cache follow ch, the change feed of the store its sessions are read from: the
+// end of a session on any node (the deletion of its end key, EndKeyPrefix) drops it, a nil key
+// drops everything, and while ch is not Trusted the cache answers nothing from memory. It returns the
 // function that stops following, after which the cache answers nothing from memory.
 func (c *Cache) Follow(ch store.Changes) (stop func()) {
 	trusted := ch.Trusted
 	c.trusted.Store(&trusted)
 	c.dropAll() // what was cached before may have been ended unseen
-	unwatch := ch.Watch([]byte(KeyPrefix), func(key []byte) {
+	unwatch := ch.Watch([]byte(EndKeyPrefix), func(key []byte) {
 		if key == nil {
 			c.dropAll()
 			return
 		}
 		var h [32]byte
-		if n, err := hex.Decode(h[:], []byte(strings.TrimPrefix(string(key), KeyPrefix))); err == nil && n == len(h) {
+		if n, err := hex.Decode(h[:], []byte(strings.TrimPrefix(string(key), EndKeyPrefix))); err == nil && n == len(h) {
 			c.drop(&h)
 		}
 	})

@@ -101,11 +101,15 @@ type Store struct {
 	kv    store.KV
 	cache *Cache
 	now   func() time.Time
+	// shared: kv is shared by several nodes (store.Changes), so ending a session also deletes
+	// its end key (EndKeyPrefix), which every node's Cache watches.
+	shared bool
 }
 
 // New returns a session store on kv.
 func New(cfg Config, kv store.KV) *Store {
-	return &Store{cfg: cfg.WithDefaults(), kv: kv, now: time.Now}
+	_, shared := kv.(store.Changes)
+	return &Store{cfg: cfg.WithDefaults(), kv: kv, now: time.Now, shared: shared}
 }
 
 // NewWithCache returns a session store on kv that keeps decoded sessions in cache (shared by
@@ -137,7 +141,8 @@ func unhex(h string) *[32]byte {
 	return &b
 }
 
-func recordKey(hash string) []byte          { return []byte(KeyPrefix + hash) }
+func recordKey(hash string) []byte          { return []byte("sess/" + hash) }
+func endKey(hash string) []byte             { return []byte(EndKeyPrefix + hash) }
 func userIndexKey(user, hash string) []byte { return []byte("sess-user/" + user + "/" + hash) }
 func userIndexPrefix(user string) []byte    { return []byte("sess-user/" + user + "/") }
 
@@ -306,6 +311,9 @@ func (s *Store) end(ctx context.Context, user, h string) error {
 	keys := [][]byte{recordKey(h)}
 	if user != "" {
 		keys = append(keys, userIndexKey(user, h))
+	}
+	if s.shared {
+		keys = append(keys, endKey(h))
 	}
 	return s.kv.Delete(ctx, keys...)
 }
