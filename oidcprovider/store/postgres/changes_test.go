@@ -80,7 +80,8 @@ func TestChangesContract(t *testing.T) {
 			t.Fatalf("got %q, want tok/1", k)
 		}
 	}
-	// a delete sends every key, watched or not, and each Watch gets its prefix's keys
+	// a delete sends every key, watched or not, present or not (sess/9 was never written), and
+	// each Watch gets its prefix's keys
 	must(t, b.Delete(ctx, []byte("tok/1"), []byte("sess/9"), []byte("other/1")))
 	if k := ra.next(t, time.Second); k != "tok/1" {
 		t.Fatalf("got %q, want tok/1", k)

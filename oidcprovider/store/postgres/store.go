@@ -438,8 +438,9 @@ func (s *Store) PutSync(ctx context.Context, entries ...store.Entry) error {
 	})
 }
 
-// Delete removes the keys in one transaction; missing keys are not an error. Every key is sent
-// to every node's change feed at commit.
+// Delete removes the keys in one transaction; missing keys are not an error. Every key given is
+// sent to every node's change feed at commit, present or not, so that deleting a key never
+// written (an "end" marker a cache watches) is how a node tells the others something ended.
 func (s *Store) Delete(ctx context.Context, keys ...[]byte) error {
 	if len(keys) == 0 {
 		if err := s.enter(); err != nil {
