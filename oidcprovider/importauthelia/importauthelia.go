@@ -74,7 +74,7 @@ func Convert(configYAML []byte, opts Options) (*Result, error) {
 	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("reading the Authelia configuration: %w", err)
 	}
-	c := &converter{opts: opts}
+	c := &converter{opts: opts, certDir: str(root["certificates_directory"])}
 	c.convert(root)
 	sort.SliceStable(c.left, func(i, j int) bool { return c.left[i].Path < c.left[j].Path })
 	return &Result{Caddyfile: c.out.String(), Leftovers: c.left}, nil
@@ -84,6 +84,7 @@ type converter struct {
 	opts    Options
 	out     strings.Builder
 	left    []Leftover
+	certDir string          // Authelia's certificates_directory, which its TLS clients trust
 	clients map[string]bool // clients carried over: true for those with the client_credentials grant
 	dropped map[string]bool // clients left out
 }
@@ -1032,6 +1033,9 @@ func (c *converter) postgres(pg map[string]any) {
 	}
 	if tls, ok := pg["tls"].(map[string]any); ok {
 		c.postgresTLS(base+".tls", tls)
+		if c.certDir != "" {
+			c.leave(base+".tls", "Authelia also trusted the certificates in certificates_directory ("+c.certDir+"): if one of them signed the database's certificate, add 'ca_file <that PEM file>' to the tls block")
+		}
 	}
 	for _, k := range sortedKeys(pg) {
 		switch k {
