@@ -82,56 +82,91 @@ func Start(tb testing.TB) *Server {
 		tb.Skip(err)
 	}
 	s := &Server{Host: "127.0.0.1", bin: bin, tb: tb}
-	dir, err := os.MkdirTemp("", "pgtest-")
-	if err != nil {
+	tb.Cleanup(s.Close)
+	if err := s.launch(); err != nil {
 		tb.Fatal(err)
 	}
+	return s
+}
+
+// Launch initialises and starts a new server outside a test (the load harness in bench/ uses
+// it): the same server Start gives a test. The caller must Close it. Its StartAgain panics where
+// a test's would fail the test.
+func Launch() (*Server, error) {
+	bin, err := BinDir()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Host: "127.0.0.1", bin: bin}
+	if err := s.launch(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close stops the server (pg_ctl stop -m immediate) and removes its directory. Start's cleanup
+// calls it; a server from Launch must be closed by its caller.
+func (s *Server) Close() {
+	s.stop("immediate")
+	if s.Dir != "" {
+		_ = os.RemoveAll(s.Dir)
+	}
+}
+
+// launch makes the server's directory, runs initdb, configures and starts the server, and
+// creates the database named User.
+func (s *Server) launch() error {
+	dir, err := os.MkdirTemp("", "pgtest-")
+	if err != nil {
+		return fmt.Errorf("pgtest: %w", err)
+	}
 	s.Dir = dir
-	tb.Cleanup(func() { s.stop("immediate"); _ = os.RemoveAll(dir) })
 	if os.Geteuid() == 0 {
 		// PostgreSQL refuses to run as root: run it as the postgres user (or nobody).
 		s.cred, err = unprivileged()
 		if err != nil {
-			tb.Fatal(err)
+			return err
 		}
 		if err := os.Chmod(dir, 0o755); err != nil {
-			tb.Fatal(err)
+			return fmt.Errorf("pgtest: %w", err)
 		}
 		if err := os.Chown(dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
-			tb.Fatal(err)
+			return fmt.Errorf("pgtest: %w", err)
 		}
 	}
 	pwfile := filepath.Join(dir, "pw")
 	if err := os.WriteFile(pwfile, []byte(Password+"\n"), 0o644); err != nil {
-		tb.Fatal(err)
+		return fmt.Errorf("pgtest: %w", err)
 	}
 	if s.cred != nil {
 		_ = os.Chown(pwfile, int(s.cred.Uid), int(s.cred.Gid))
 	}
 	if out, err := s.command("initdb", "-D", s.data(), "-U", User, "--pwfile="+pwfile,
 		"--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync", "--locale=C").CombinedOutput(); err != nil {
-		tb.Fatalf("pgtest: initdb: %v\n%s", err, out)
+		return fmt.Errorf("pgtest: initdb: %w\n%s", err, out)
 	}
-	s.Port = freePort(tb)
+	if s.Port, err = freePort(); err != nil {
+		return err
+	}
 	conf := fmt.Sprintf("\nlisten_addresses = '127.0.0.1'\nport = %d\nunix_socket_directories = '%s'\n"+
 		"fsync = off\nmax_connections = 300\nshared_buffers = 32MB\n",
 		s.Port, dir)
 	f, err := os.OpenFile(filepath.Join(s.data(), "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
-		tb.Fatal(err)
+		return fmt.Errorf("pgtest: %w", err)
 	}
 	_, err = f.WriteString(conf)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		tb.Fatal(err)
+		return fmt.Errorf("pgtest: postgresql.conf: %w", err)
 	}
-	s.StartAgain()
-	if err := s.exec(context.Background(), "postgres", "CREATE DATABASE "+User); err != nil {
-		tb.Fatal(err)
+	if err := s.start(); err != nil {
+		return err
 	}
-	return s
+	return s.exec(context.Background(), "postgres", "CREATE DATABASE "+User)
 }
 
 func unprivileged() (*syscall.Credential, error) {
@@ -147,13 +182,13 @@ func unprivileged() (*syscall.Credential, error) {
 	return nil, errors.New("pgtest: running as root and found no postgres or nobody user to run PostgreSQL as")
 }
 
-func freePort(tb testing.TB) int {
+func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		tb.Fatal(err)
+		return 0, fmt.Errorf("pgtest: a free port: %w", err)
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (s *Server) data() string { return filepath.Join(s.Dir, "data") }
@@ -176,11 +211,21 @@ func (s *Server) DSN(database string) string {
 // lives as long as the server.
 func (s *Server) Database(tb testing.TB) string {
 	tb.Helper()
-	name := fmt.Sprintf("t%d", time.Now().UnixNano())
-	if err := s.exec(context.Background(), "postgres", "CREATE DATABASE "+name); err != nil {
+	dsn, err := s.NewDatabase()
+	if err != nil {
 		tb.Fatal(err)
 	}
-	return s.DSN(name)
+	return dsn
+}
+
+// NewDatabase is Database outside a test: it creates a new, empty database with a unique name
+// and returns its DSN.
+func (s *Server) NewDatabase() (string, error) {
+	name := fmt.Sprintf("t%d", time.Now().UnixNano())
+	if err := s.exec(context.Background(), "postgres", "CREATE DATABASE "+name); err != nil {
+		return "", err
+	}
+	return s.DSN(name), nil
 }
 
 func (s *Server) exec(ctx context.Context, database, sql string) error {
@@ -208,23 +253,40 @@ func (s *Server) stop(mode string) {
 		return
 	}
 	if out, err := s.command("pg_ctl", "stop", "-D", s.data(), "-m", mode, "-w").CombinedOutput(); err != nil {
-		s.tb.Logf("pgtest: pg_ctl stop: %v\n%s", err, out)
+		if s.tb != nil {
+			s.tb.Logf("pgtest: pg_ctl stop: %v\n%s", err, out)
+		} else {
+			fmt.Fprintf(os.Stderr, "pgtest: pg_ctl stop: %v\n%s\n", err, out)
+		}
 	}
 	s.up = false
 }
 
-// StartAgain starts the server (again) and waits until it accepts connections.
+// StartAgain starts the server (again) and waits until it accepts connections. A failure fails
+// the test (panics for a server from Launch).
 func (s *Server) StartAgain() {
-	s.tb.Helper()
+	if s.tb != nil {
+		s.tb.Helper()
+	}
+	if err := s.start(); err != nil {
+		if s.tb != nil {
+			s.tb.Fatal(err)
+		}
+		panic(err)
+	}
+}
+
+func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.up {
-		return
+		return nil
 	}
 	logFile := filepath.Join(s.Dir, "server.log")
 	if out, err := s.command("pg_ctl", "start", "-D", s.data(), "-l", logFile, "-w", "-t", "60").CombinedOutput(); err != nil {
 		log, _ := os.ReadFile(logFile)
-		s.tb.Fatalf("pgtest: pg_ctl start: %v\n%s\n%s", err, out, log)
+		return fmt.Errorf("pgtest: pg_ctl start: %w\n%s\n%s", err, out, log)
 	}
 	s.up = true
+	return nil
 }
