@@ -21,6 +21,16 @@
 // only it, in about a minute at the default -rounds and -duration once the reference is built
 // (builds are cached by commit).
 //
+// Then (-mode stores or all) it measures the Badger and the PostgreSQL store side by side (-store
+// badger, postgres or both): one Caddy per store with the same Caddyfile, both on core 0 and
+// loaded one at a time in alternating rounds, and a throwaway PostgreSQL (Debian's binaries,
+// initdb in a temporary directory, fsync on unless -pg-fsync=false) on core 1 with the upstream
+// and the load generator. It reports the gate's gated/plain ratio with warm caches on each store
+// and their difference, the latency of the first request with each of -cold fresh tokens (the
+// gate's cache cold: one read of the store) beside the second, the token endpoint's
+// client_credentials rate on each store and their ratio, and each node's memory with -tokens live
+// tokens. -mode all skips it, saying so, where PostgreSQL is not installed.
+//
 // Both sites get the same request (the same Authorization or Cookie header), so the difference is
 // the gate's work and nothing else. Each round also reports the CPU the machine's other processes
 // took meanwhile; a pair of rounds they disturbed (over a tenth of a core) is measured again, up
@@ -30,6 +40,7 @@
 //	go build -o /tmp/caddy-x ./cmd/caddy && go run ./bench -caddy /tmp/caddy-x
 //	go run ./bench -caddy /tmp/caddy-x -rounds 1 -duration 2s -tokens 20000 -sessions 20000
 //	go run ./bench -caddy /tmp/caddy-x -mode tokens -rounds 7
+//	go run ./bench -caddy /tmp/caddy-x -mode stores -rounds 5 -duration 3s
 //
 // Every request goes to 127.0.0.1; the run is bounded by -rounds and -duration.
 package main
@@ -59,6 +70,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/portcullis-auth/portcullis/internal/pgtest"
 )
 
 func main() {
@@ -73,7 +86,11 @@ func main() {
 	profile := flag.String("heapprofile", "", "write Caddy's heap profile (from the admin API) at the end to this file")
 	flag.IntVar(&redo, "redo", 2, "measure a pair of rounds again, up to this many times, when other processes took more than a tenth of a core")
 	flag.StringVar(&cpuProfileDir, "cpuprofile", "", "write Caddy's CPU profile (from the admin API) of every round to this directory")
-	mode := flag.String("mode", "all", "phases to run: gate (the gate's cost, minting, memory), tokens (the token rate beside plain Caddy and the -reference release) or all")
+	mode := flag.String("mode", "all", "phases to run: gate (the gate's cost, minting, memory), tokens (the token rate beside plain Caddy and the -reference release), stores (Badger and PostgreSQL side by side, see -store) or all")
+	stores := flag.String("store", "both", "stores the stores phase measures side by side: badger, postgres or both (postgres needs Debian's postgresql binaries)")
+	cold := flag.Int("cold", 1000, "fresh tokens whose first request the stores phase times (the gate's cache cold)")
+	pgConns := flag.Int("pg-connections", 0, "storage postgres max_connections of the stores phase's PostgreSQL node (0: the store's default, 4 × GOMAXPROCS)")
+	pgFsync := flag.Bool("pg-fsync", true, "run the stores phase's PostgreSQL with fsync on (a real server's default); off: as the tests run it")
 	reference := flag.String("reference", "645df47", "commits of this repository (comma-separated) whose token rate the tokens phase measures beside the binary under test (built from git and cached); empty: none")
 	pin := flag.Bool("pin", true, "with taskset and 2+ cores: Caddy on core 0, load generator and upstream on core 1")
 	flag.Parse()
@@ -102,11 +119,46 @@ func main() {
 	if *tokens < 10 || *sessions < 10 || *spread < 1 {
 		log.Fatal("-tokens and -sessions must be at least 10, -spread at least 1")
 	}
-	if *mode != "all" && *mode != "gate" && *mode != "tokens" {
-		log.Fatal("-mode is gate, tokens or all")
+	if *mode != "all" && *mode != "gate" && *mode != "tokens" && *mode != "stores" {
+		log.Fatal("-mode is gate, tokens, stores or all")
 	}
-	if err := run(*caddyBin, *mode, *reference, *duration, *rounds, *conns, *tokens, *sessions, min(*spread, *sessions)); err != nil {
-		log.Fatal(err)
+	if *stores != "badger" && *stores != "postgres" && *stores != "both" {
+		log.Fatal("-store is badger, postgres or both")
+	}
+	if *cold < 1 {
+		log.Fatal("-cold must be at least 1")
+	}
+	if *caddyBin == "" {
+		dir, err := os.MkdirTemp("", "portcullis-bench-build")
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		*caddyBin = filepath.Join(dir, "caddy")
+		b := exec.Command("go", "build", "-o", *caddyBin, "./cmd/caddy")
+		b.Stdout, b.Stderr = os.Stderr, os.Stderr
+		if err := b.Run(); err != nil {
+			log.Fatalf("building caddy: %v", err)
+		}
+	}
+	if *mode != "stores" {
+		if err := run(*caddyBin, *mode, *reference, *duration, *rounds, *conns, *tokens, *sessions, min(*spread, *sessions)); err != nil {
+			log.Fatal(err)
+		}
+	}
+	if *mode == "stores" || *mode == "all" {
+		if *stores != "badger" {
+			if _, err := pgtest.BinDir(); err != nil {
+				if *mode == "all" {
+					fmt.Printf("\n(stores phase skipped: %v)\n", err)
+					return
+				}
+				log.Fatal(err)
+			}
+		}
+		if err := storesPhase(*caddyBin, *stores, *duration, *rounds, *conns, *tokens, *cold, *pgConns, *pgFsync); err != nil {
+			log.Fatal(fmt.Errorf("stores: %w", err))
+		}
 	}
 }
 
@@ -198,14 +250,6 @@ func run(caddyBin, mode, reference string, duration time.Duration, rounds, conns
 	}
 	defer os.RemoveAll(work)
 	scratch = work
-	if caddyBin == "" {
-		caddyBin = filepath.Join(work, "caddy")
-		b := exec.Command("go", "build", "-o", caddyBin, "./cmd/caddy")
-		b.Stdout, b.Stderr = os.Stderr, os.Stderr
-		if err := b.Run(); err != nil {
-			return fmt.Errorf("building caddy: %w", err)
-		}
-	}
 	if mode != "gate" {
 		if err := tokenRate(work, caddyBin, reference, duration, rounds, conns); err != nil {
 			return fmt.Errorf("token rate: %w", err)
@@ -718,6 +762,8 @@ type sample struct {
 	// others is the CPU the machine's other processes (neither Caddy nor this process and its
 	// load generator) used during the round, in cores: a round they took much from is suspect.
 	others float64
+	// dbPerReq is the CPU time PostgreSQL's processes took per request (µs), in the stores phase.
+	dbPerReq float64
 }
 
 func rates(s []sample) []float64 {
