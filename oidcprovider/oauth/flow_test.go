@@ -65,6 +65,12 @@ func newFlowProvider(t testing.TB, extra ...clients.Config) *flowProvider {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = kv.Destruct() })
+	return newFlowProviderOn(t, kv, extra...)
+}
+
+// newFlowProviderOn is newFlowProvider on kv (a node of a shared store, say).
+func newFlowProviderOn(t testing.TB, kv store.KV, extra ...clients.Config) *flowProvider {
+	t.Helper()
 	reg := map[string]*clients.Client{}
 	for _, id := range []string{"app", "other"} {
 		c, err := clients.New(clients.Config{ID: id, Secret: "$plaintext$" + id + "-secret", GrantTypes: []string{"authorization_code", "refresh_token"},

@@ -53,7 +53,16 @@ func (p *Provider) serveUserGrant(w http.ResponseWriter, r *http.Request, grant 
 	// one exchange of a given code or refresh token at a time, so a replay racing the first
 	// use finds it spent (and revokes its grant) instead of rotating it a second time
 	if key := r.PostForm.Get("code") + r.PostForm.Get("refresh_token"); key != "" {
-		defer grantLocks.lock(key)()
+		// keyed by the store too: two stores in one process (two nodes in a test) lock apart
+		defer grantLocks.lock(fmt.Sprintf("%p|%s", p.storage.kv, key))()
+		if p.storage.shared { // and across the nodes of a shared store (grantclaim.go)
+			release, err := p.storage.claimGrant(ctx, key)
+			if err != nil {
+				p.refuseToken(w, r, err)
+				return
+			}
+			defer release()
+		}
 	}
 	ar, err := p.oauth2.NewAccessRequest(ctx, r, &Session{})
 	if errors.Is(err, fosite.ErrInactiveToken) {
@@ -261,7 +270,8 @@ const (
 )
 
 // grantLocks serialises exchanges of one code or refresh token across every config of the
-// process (the store is shared).
+// process that uses the same store (configs share it across a reload); on a store several nodes
+// share, claimGrant serialises them across the nodes.
 var grantLocks keyedLocks
 
 // keyedLocks is a fixed table of mutexes picked by a hash of the key: exchanges of the same
