@@ -122,6 +122,12 @@ const statusClientGone = 499
 func (g *gate) refuse(w http.ResponseWriter, r *http.Request, o *outcome, redirect bool) (int, error) {
 	if err := o.err; err != nil {
 		switch {
+		case oidcprovider.IsUnavailable(err):
+			// the store cannot answer (closed, or its database unreachable): never a pass, never
+			// a 500; checked first, since a statement that timed out is not the caller leaving
+			g.app.GateDecided(o.site, "none", "unavailable")
+			w.Header().Set("Retry-After", "1")
+			return http.StatusServiceUnavailable, err
 		case errors.Is(err, errMisdirected):
 			g.app.GateDecided(o.site, "none", "misdirected")
 			return http.StatusMisdirectedRequest, err
@@ -132,10 +138,6 @@ func (g *gate) refuse(w http.ResponseWriter, r *http.Request, o *outcome, redire
 			return statusClientGone, err
 		}
 		g.app.GateDecided(o.site, "none", "unavailable")
-		if errors.Is(err, oidcprovider.ErrUnavailable) {
-			w.Header().Set("Retry-After", "1")
-			return http.StatusServiceUnavailable, err
-		}
 		return http.StatusInternalServerError, fmt.Errorf("checking credentials: %w", err)
 	}
 	policy := o.d.Policy.String()

@@ -337,6 +337,20 @@ func TestStoreClosedIs503(t *testing.T) {
 	if a.status != 503 || a.header.Get("Retry-After") == "" {
 		t.Fatalf("closed store: %+v", a)
 	}
+
+	// the stock handler's provider answers the same, not the handler's 401
+	g, err := (&GateConfig{}).newGate(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "https://secure.example.com/", nil)
+	r.TLS = &tls.ConnectionState{}
+	r.Header.Set("Authorization", "Bearer "+kuma)
+	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
+	w := httptest.NewRecorder()
+	if _, ok, err := (&Provider{gate: g}).Authenticate(w, r); ok || err == nil || w.Code != 503 || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("provider on a closed store: ok %v, err %v, status %d, Retry-After %q", ok, err, w.Code, w.Header().Get("Retry-After"))
+	}
 }
 
 func TestAuthenticatorProvider(t *testing.T) {

@@ -20,7 +20,8 @@ func init() {
 // runs oidc_auth's code (identification, rules, and the answer's headers), within that handler's
 // limits: it can only accept a caller or not, and the handler then answers 401, so it sets the
 // headers oidc_auth would answer with (the challenge, Proxy-Authenticate for Proxy-Authorization,
-// the portal's Location) but never answers 302, 403 or 407 itself. A bypass rule admits every
+// the portal's Location) but never answers 302, 403 or 407 itself (only 503, for a store that
+// cannot answer). A bypass rule admits every
 // caller, without identification. Prefer the oidc_auth directive.
 //
 // It must be the handler's only provider: the stock handler tries its providers in random order
@@ -88,11 +89,21 @@ func checkAlone(ctx caddy.Context) error {
 
 // Authenticate implements caddyauth.Authenticator with oidc_auth's answer path: it sets the
 // headers oidc_auth would answer with (the stock handler then answers 401). It returns an error
-// only for technical failures (the store not open), never for bad credentials.
+// only for technical failures, never for bad credentials; when the store cannot answer (not
+// open, or its database unreachable) it answers 503 with Retry-After itself, as oidc_auth does,
+// rather than let the handler's 401 call unchecked credentials wrong.
 func (p *Provider) Authenticate(w http.ResponseWriter, r *http.Request) (caddyauthstd.User, bool, error) {
 	o := p.gate.run(r)
 	if !o.allowed() {
 		status, err := p.gate.refuse(w, r, &o, false)
+		if status == http.StatusServiceUnavailable {
+			// the handler would answer 401, telling a caller whose credentials were never
+			// checked that they are wrong; as this provider is the handler's only one, w is the
+			// response itself: answer 503 (Retry-After is set) before the handler's 401, which
+			// then writes nothing more
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return caddyauthstd.User{}, false, err
+		}
 		if status >= http.StatusInternalServerError || status == statusClientGone {
 			return caddyauthstd.User{}, false, err
 		}

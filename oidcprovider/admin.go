@@ -97,10 +97,11 @@ func adminRequest(r *http.Request, body any, valid func() bool, shape string) (*
 	return app.(*App), nil
 }
 
-// adminError answers a failed operator action: 503 while the store is not open, else 500.
+// adminError answers a failed operator action: 503 while the store is not open or its database
+// cannot be reached, else 500.
 func adminError(doing string, err error) error {
-	if errors.Is(err, ErrUnavailable) {
-		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
+	if IsUnavailable(err) {
+		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: fmt.Errorf("%s: %w", doing, err)}
 	}
 	return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("%s: %w", doing, err)}
 }

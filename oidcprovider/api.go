@@ -17,6 +17,7 @@ import (
 	"github.com/portcullis-auth/portcullis/oidcprovider/oauth"
 	"github.com/portcullis-auth/portcullis/oidcprovider/portal"
 	"github.com/portcullis-auth/portcullis/oidcprovider/session"
+	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 )
 
 // This file is the gateway's API: everything package caddyauth calls on the oidc app, and
@@ -48,8 +49,9 @@ import (
 //
 // What to count: GateCounter and GateDecided, the gate's decisions in the app's metrics.
 //
-// ErrUnavailable always means the store is not open (start-up, reload, shutdown) or, for a
-// password, that no digest slot came free in time: the gateway answers 503 with Retry-After.
+// ErrUnavailable always means the store is not open (start-up, reload, shutdown), its database
+// cannot be reached (a shared store), or, for a password, that no digest slot came free in time:
+// the gateway answers 503 with Retry-After (IsUnavailable tells).
 
 // BearerIdentity is who an accepted access token speaks for.
 type BearerIdentity = oauth.BearerIdentity
@@ -79,6 +81,14 @@ var (
 	// password check; answer 503 with Retry-After.
 	ErrUnavailable = oauth.ErrUnavailable
 )
+
+// IsUnavailable reports whether err means the provider cannot answer now: ErrUnavailable, or a
+// store error meaning its database is closed or cannot be reached (store.ErrClosed,
+// store.ErrUnavailable). The gateway answers 503 with Retry-After, before it looks for a caller
+// who left (a statement that timed out in the store is not the caller's deadline).
+func IsUnavailable(err error) bool {
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrClosed)
+}
 
 // ErrNoUsers means no users_file is configured: Basic credentials and session cookies are not
 // ours.

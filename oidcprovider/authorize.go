@@ -47,6 +47,10 @@ func (a *App) servePeopleFlow(w http.ResponseWriter, r *http.Request, rel string
 		oauth.WriteUnavailable(w)
 		return nil
 	}
+	if !st.backend.trusted() {
+		storeUnreachable(w, r, st)
+		return nil
+	}
 	switch rel {
 	case oauth.PathConsent:
 		st.flow.ServeConsent(w, r)

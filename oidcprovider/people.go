@@ -126,6 +126,12 @@ func (a *App) checkPassword(ctx context.Context, username, password, ip, via str
 	if err != nil {
 		return nil, err
 	}
+	if !st.backend.trusted() {
+		// bans are shared through the store: while its database cannot be reached, whether
+		// another node has banned this caller is unknown, and a failure here could not be
+		// shared, so no password is checked (503), right or wrong
+		return nil, ErrUnavailable
+	}
 	addr, _ := netip.ParseAddr(ip)
 	u, err := st.guard.Check(ctx, username, password, addr, via)
 	switch {

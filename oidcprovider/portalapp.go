@@ -156,11 +156,22 @@ func (a *App) servePortal(w http.ResponseWriter, r *http.Request, rel string) bo
 	if !st.portal.Handles(rel) {
 		return false
 	}
+	if !st.backend.trusted() {
+		storeUnreachable(w, r, st)
+		return true
+	}
 	if r.Method == http.MethodPost {
 		r.Body = http.MaxBytesReader(w, r.Body, oauth.MaxFormBytes)
 	}
 	st.portal.ServeHTTP(w, r, rel)
 	return true
+}
+
+// storeUnreachable answers a browser page 503 with Retry-After while the shared store's database
+// cannot be reached: the portal and the browser flows read the session there on every request.
+func storeUnreachable(w http.ResponseWriter, r *http.Request, st *runtimeState) {
+	w.Header().Set("Retry-After", "5")
+	st.portal.RenderError(w, r, http.StatusServiceUnavailable, "Try again in a moment", "The sign-in service cannot reach its database. Try again in a few seconds.")
 }
 
 // portalPath reports a path the portal would serve, without a running portal.

@@ -1,7 +1,6 @@
 package oauth
 
 import (
-	"errors"
 	"net/http"
 	"net/url"
 	"slices"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/portcullis-auth/portcullis/accesscontrol"
 	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
-	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 )
 
 // This file is the authorization endpoint as the browser goes through it: sign-in (prompt,
@@ -43,7 +41,8 @@ func (f *Flow) ServeAuthorize(w http.ResponseWriter, r *http.Request) {
 // registered, else on an error page (never a redirect to an unverified URI).
 func (f *Flow) authorizeFailed(w http.ResponseWriter, r *http.Request, ar *AuthorizeRequest, err error) {
 	ctx := r.Context()
-	if errors.Is(err, store.ErrClosed) {
+	if isUnavailable(err) {
+		w.Header().Set("Retry-After", "5")
 		f.cfg.Portal.RenderError(w, r, http.StatusServiceUnavailable, "Try again in a moment", "The sign-in service is busy or restarting. Try again in a few seconds.")
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -19,7 +20,8 @@ import (
 // API token, say).
 var ErrNotOurToken = errors.New("oidc: not a Portcullis access token")
 
-// ErrUnavailable means the store is not open (start-up, reload, shutdown); answer 503.
+// ErrUnavailable means the store is not open (start-up, reload, shutdown) or its database cannot
+// be reached; answer 503 with Retry-After.
 var ErrUnavailable = errors.New("oidc: provider store is not available")
 
 // InvalidTokenError is why a Bearer token of ours is refused; the gateway answers 401
@@ -114,6 +116,10 @@ func (p *Provider) loadBearer(ctx context.Context, raw, sig string) (*cachedToke
 		return nil, &InvalidTokenError{"The access token is expired, revoked, or unknown."}
 	case errors.Is(err, store.ErrClosed):
 		return nil, ErrUnavailable
+	case errors.Is(err, store.ErrUnavailable):
+		// both in the chain: the gateway's ErrUnavailable and the store's cause (which may hold
+		// the store's own context.DeadlineExceeded: the gateway tests ErrUnavailable first)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	case err != nil:
 		return nil, err
 	}

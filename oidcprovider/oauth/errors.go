@@ -16,7 +16,12 @@ import (
 // portal form (the oidcprovider package bounds those with it).
 const MaxFormBytes = 64 << 10
 
-func isClosedErr(err error) bool { return errors.Is(err, store.ErrClosed) }
+// isUnavailable reports an error that means the store cannot answer now: closed (start-up,
+// reload, shutdown) or, for a shared store, its database unreachable or too slow. Such a request
+// is answered 503 with Retry-After, never as the client's fault and never as a 500.
+func isUnavailable(err error) bool {
+	return errors.Is(err, store.ErrClosed) || errors.Is(err, store.ErrUnavailable) || errors.Is(err, ErrUnavailable)
+}
 
 // isUnknownTokenErr reports a revocation of a token the provider does not know, which RFC 7009
 // answers with 200.
@@ -24,14 +29,14 @@ func isUnknownTokenErr(err error) bool {
 	return errors.Is(err, fosite.ErrNotFound) || errors.Is(err, fosite.ErrInactiveToken) || errors.Is(err, fosite.ErrTokenExpired)
 }
 
-// WriteUnavailable answers 503 with Retry-After while the store is not open (start-up, reload,
-// shutdown).
+// WriteUnavailable answers 503 temporarily_unavailable with Retry-After while the store is not
+// open (start-up, reload, shutdown) or its database cannot be reached.
 func WriteUnavailable(w http.ResponseWriter) {
 	w.Header().Set("Retry-After", "1")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
 	w.WriteHeader(http.StatusServiceUnavailable)
-	_, _ = w.Write([]byte(`{"error":"temporarily_unavailable","error_description":"The provider is starting or reloading; retry shortly."}`))
+	_, _ = w.Write([]byte(`{"error":"temporarily_unavailable","error_description":"The provider is starting, reloading or cannot reach its database; retry shortly."}`))
 }
 
 // writeJSON writes v as a JSON response (Content-Type application/json unless already set).
@@ -43,10 +48,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// writeError writes an RFC 6749 §5.2 error. A closed store is a 503, never a 500; invalid_client
+// writeError writes an RFC 6749 §5.2 error. A store that cannot answer is a 503, never a 500; invalid_client
 // is always 401 with a Basic challenge (RFC 6749 §5.2, RFC 9110 §11.6.1).
 func (p *Provider) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	if isClosedErr(err) {
+	if isUnavailable(err) {
 		WriteUnavailable(w)
 		return
 	}

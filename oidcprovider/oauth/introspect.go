@@ -46,7 +46,7 @@ func (p *Provider) ServeIntrospection(w http.ResponseWriter, r *http.Request) {
 		err = fosite.ErrInactiveToken // a disabled or removed user's tokens are worth nothing
 	}
 	if err != nil {
-		if isClosedErr(err) {
+		if isUnavailable(err) {
 			WriteUnavailable(w)
 			return
 		}

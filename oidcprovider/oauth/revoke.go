@@ -32,7 +32,7 @@ func (p *Provider) ServeRevocation(w http.ResponseWriter, r *http.Request) {
 		_, err = p.authenticateClient(ctx, r, r.PostForm)
 	}
 	if err != nil && !isUnknownTokenErr(err) {
-		if rfc := rfcError(err); rfc.CodeField < 500 && !isClosedErr(err) {
+		if rfc := rfcError(err); rfc.CodeField < 500 && !isUnavailable(err) {
 			p.cfg.Logger.Info("token revocation refused", zap.String("client_id", p.loggableClientID(r)),
 				zap.String("error", rfc.ErrorField), zap.String("reason", truncate(rfc.GetDescription(), 160)))
 		}

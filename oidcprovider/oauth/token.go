@@ -178,7 +178,7 @@ func (p *Provider) issue(w http.ResponseWriter, r *http.Request, ar fosite.Acces
 // client as presented, the grant and the reason; never the secret or a token.
 func (p *Provider) refuseToken(w http.ResponseWriter, r *http.Request, err error) {
 	rfc := rfcError(err)
-	if rfc.CodeField < 500 && !isClosedErr(err) {
+	if rfc.CodeField < 500 && !isUnavailable(err) {
 		if p.cfg.OnTokenRefused != nil {
 			grant := r.PostForm.Get("grant_type")
 			if grant != clients.GrantClientCredentials && grant != grantAuthorizationCode && grant != grantRefreshToken {

@@ -64,7 +64,7 @@ func (p *Provider) ServeUserinfo(w http.ResponseWriter, r *http.Request) {
 		err = fosite.ErrInvalidTokenFormat // fosite tries a refresh token too: not here
 	}
 	if err != nil {
-		if isClosedErr(err) {
+		if isUnavailable(err) {
 			WriteUnavailable(w)
 			return
 		}
