@@ -104,8 +104,30 @@ func TestPostgresBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// the database down: a node that is not already running does not start
+	// the database down: a running node's endpoints answer 503 temporarily_unavailable with
+	// Retry-After, not an error of the client's and not a 500
 	srv.Stop()
+	rh := NewHandler(reloaded)
+	for _, c := range []struct {
+		path       string
+		form       url.Values
+		user, pass string
+	}{
+		{oauth.PathToken, url.Values{"grant_type": {"client_credentials"}, "scope": {clients.ScopeBearerAuthz}}, "uptime-kuma-monitor", "insecure_secret"},
+		{oauth.PathIntrospection, url.Values{"token": {tok}}, "uptime-kuma-monitor", "insecure_secret"},
+		{oauth.PathRevocation, url.Values{"token": {tok}}, "uptime-kuma-monitor", "insecure_secret"},
+		{oauth.PathUserinfo, url.Values{"access_token": {tok}}, "", ""},
+	} {
+		res := call(t, rh, "POST", c.path, c.form, c.user, c.pass)
+		if res.status != 503 || res.header.Get("Retry-After") == "" || res.body["error"] != "temporarily_unavailable" {
+			t.Errorf("%s with the database down: %+v", c.path, res)
+		}
+	}
+	if _, err := reloaded.CheckBearer(context.Background(), tok, target); !IsUnavailable(err) {
+		t.Errorf("the gate's check with the database down: %v", err)
+	}
+
+	// a node that is not already running does not start
 	third := *cfg
 	third.Schema = "third"
 	down := provisionedOn(t, &third)
