@@ -46,7 +46,7 @@ type testNode struct {
 var nodeStatus = audience.Target("https", "status.example.com", "/api/health")
 
 // newTestNode opens a node on dsn; everything it started ends with t.
-func newTestNode(t *testing.T, dsn string, signing []*keys.Key) *testNode {
+func newTestNode(t testing.TB, dsn string, signing []*keys.Key) *testNode {
 	t.Helper()
 	ctx := t.Context()
 	kv, err := postgres.Open(ctx, postgres.Config{DSN: dsn}, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
@@ -90,7 +90,7 @@ func newTestNode(t *testing.T, dsn string, signing []*keys.Key) *testNode {
 
 // post sends form to one of the node's endpoints as the monitor and returns the status and the
 // JSON answer.
-func (n *testNode) post(t *testing.T, serve http.HandlerFunc, path string, form url.Values) (int, map[string]any) {
+func (n *testNode) post(t testing.TB, serve http.HandlerFunc, path string, form url.Values) (int, map[string]any) {
 	t.Helper()
 	r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(form.Encode()))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -103,7 +103,7 @@ func (n *testNode) post(t *testing.T, serve http.HandlerFunc, path string, form 
 }
 
 // mint has the node issue the monitor a gateway token.
-func (n *testNode) mint(t *testing.T) string {
+func (n *testNode) mint(t testing.TB) string {
 	t.Helper()
 	status, out := n.post(t, n.provider.ServeToken, oauth.PathToken, url.Values{"grant_type": {"client_credentials"},
 		"scope": {clients.ScopeBearerAuthz}, "audience": {"https://status.example.com/"}})
@@ -380,4 +380,27 @@ func TestTwoNodesCachesStayTrue(t *testing.T) {
 		a.revoke(t, tok)
 		t.Logf("after recovery, revocation on A to refusal by B: %v", b.waitRefused(t, tok))
 	})
+}
+
+// BenchmarkFollowedGateHit measures the gate's token check on a cache hit on a node of a shared
+// store, whose caches follow the change feed (an atomic load and the store's Trusted on top of
+// the hit on Badger, BenchmarkCheckBearerHit in package oauth).
+func BenchmarkFollowedGateHit(b *testing.B) {
+	srv := pgtest.Start(b)
+	_, key, err := keys.Generate("ES256", 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := newTestNode(b, srv.Database(b), []*keys.Key{key})
+	tok := n.mint(b)
+	ctx := context.Background()
+	if _, err := n.provider.CheckBearer(ctx, tok, nodeStatus); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := n.provider.CheckBearer(ctx, tok, nodeStatus); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
