@@ -79,7 +79,7 @@ func (b *backend) trusted() bool { return b.pg == nil || b.pg.Trusted() }
 // sameSettings reports whether b, opened for the same key, was opened with the spec's settings.
 func (s storeSpec) sameSettings(b *backend) bool {
 	if s.pg != nil {
-		return b.pgCfg != nil && reflect.DeepEqual(*s.pg, *b.pgCfg)
+		return b.pgCfg != nil && reflect.DeepEqual(s.pg.WithDefaults(), b.pgCfg.WithDefaults())
 	}
 	return b.opts == s.opts
 }
