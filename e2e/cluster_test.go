@@ -64,7 +64,9 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("revoked on A, refused by B's warm gate within the bound", func(t *testing.T) {
-		const tries = 50
+		// a hundred tries, so that p99 is not the maximum: one stall of a loaded 2-core machine
+		// (a -race server, the other tests' builds) must not decide the figure alone
+		const tries = 100
 		var took []time.Duration
 		var odd []string
 		missed := 0
