@@ -106,6 +106,10 @@ func TestStoreMetricsOnTheAdminEndpoint(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("reload: %d\n%s", resp.StatusCode, s.log.String())
 	}
+	// the old config's server closes its keep-alive connections: a POST on one of them would fail
+	// with EOF (a POST is not retried), so the requests after the reload use new connections
+	hc.CloseIdleConnections()
+	hc = client()
 	deadline := time.Now().Add(10 * time.Second * slow)
 	for {
 		status, _ := form(t, hc, fmt.Sprintf("http://auth.localhost:%d/api/oidc/token", httpPort), "other", "other-secret", url.Values{"grant_type": {"client_credentials"}})
