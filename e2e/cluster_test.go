@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -27,8 +28,8 @@ const eventLimit = time.Second
 // Two Caddy nodes with the same Caddyfile and users file on one PostgreSQL database behave as
 // one provider and one gateway (issue 16): tokens, codes, sessions, refresh-token families, bans
 // and keys are shared; what one node ends the other refuses within the bound, with its caches
-// warm; a reload keeps a node's connections; a node killed under load loses no token it answered
-// with and the other keeps serving.
+// warm; the database going away makes both answer 503 and both come back by themselves; a node
+// killed under load loses no token it answered with and the other keeps serving.
 func TestCluster(t *testing.T) {
 	begin := time.Now()
 	c := startCluster(t)
@@ -176,6 +177,71 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("both nodes race to redeem one code: exactly one succeeds", func(t *testing.T) {
+		const racers = 16
+		onA := a.browser(t, newJar(t))
+		for round := range 3 {
+			code, ar := gwCode(t, onA, a)
+			type result struct {
+				node   string
+				status int
+				out    map[string]any
+				err    error
+			}
+			results := make([]result, racers)
+			clients := make([]*http.Client, racers)
+			for i := range racers {
+				n := []*clusterNode{a, b}[i%2]
+				clients[i] = n.client("")
+				// each racer's connection is open before the start, so they arrive together
+				if resp, err := clients[i].Get(n.url("auth", "/.well-known/openid-configuration")); err == nil {
+					resp.Body.Close()
+				}
+			}
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range racers {
+				n := []*clusterNode{a, b}[i%2]
+				wg.Go(func() {
+					<-start
+					status, out, err := n.exchangeCode(clients[i], code, ar.verifier)
+					results[i] = result{n.name, status, out, err}
+				})
+			}
+			close(start)
+			wg.Wait()
+			var won []result
+			for _, r := range results {
+				switch {
+				case r.err == nil && r.status == http.StatusOK:
+					won = append(won, r)
+				case r.err == nil && r.status == http.StatusBadRequest && r.out["error"] == "invalid_grant":
+				default:
+					t.Errorf("round %d: a racer on %s: %d %v %v, want 200 or 400 invalid_grant\n%s", round, r.node, r.status, r.out, r.err,
+						map[string]*clusterNode{"A": a, "B": b}[r.node].errorLines())
+				}
+			}
+			if len(won) != 1 {
+				t.Fatalf("round %d: %d of %d racers on both nodes redeemed one code, want exactly 1", round, len(won), racers)
+			}
+			at, _ := won[0].out["access_token"].(string)
+			rt, _ := won[0].out["refresh_token"].(string)
+			// whatever the racers did, one more replay on the other node ends the code's tokens
+			other := map[string]*clusterNode{"A": b, "B": a}[won[0].node]
+			if status, out, err := other.exchangeCode(other.hc, code, ar.verifier); err != nil || status != http.StatusBadRequest {
+				t.Errorf("round %d: a replay on %s after the race: %d %v %v", round, other.name, status, out, err)
+			}
+			for _, n := range []*clusterNode{a, b} {
+				if d, ok := until(eventLimit, func() bool { return n.gateStatus(at) == http.StatusUnauthorized }); !ok {
+					t.Errorf("round %d: %s's gate still accepts the winner's access token %v after the replays", round, n.name, d.Round(time.Millisecond))
+				}
+			}
+			if status, out := a.refresh(t, rt); status != http.StatusBadRequest || out["error"] != "invalid_grant" {
+				t.Errorf("round %d: the winner's refresh token after the replays: %d %v, want 400 invalid_grant", round, status, out)
+			}
+		}
+	})
+
 	t.Run("a refresh-token reuse on A revokes the family on B", func(t *testing.T) {
 		onA := a.browser(t, newJar(t))
 		code, ar := gwCode(t, onA, a)
@@ -212,6 +278,58 @@ func TestCluster(t *testing.T) {
 		}
 		if status, out := b.refresh(t, rt2); status != http.StatusBadRequest || out["error"] != "invalid_grant" {
 			t.Errorf("the family's live refresh token on B after the reuse: %d %v, want 400 invalid_grant", status, out)
+		}
+	})
+
+	t.Run("both nodes race to rotate one refresh token: exactly one succeeds", func(t *testing.T) {
+		const racers = 16
+		onA := a.browser(t, newJar(t))
+		code, ar := gwCode(t, onA, a)
+		status, out, err := a.exchangeCode(a.hc, code, ar.verifier)
+		rt, _ := out["refresh_token"].(string)
+		if err != nil || status != http.StatusOK || rt == "" {
+			t.Fatalf("code exchange on A: %d %v %v", status, out, err)
+		}
+		type result struct {
+			node   string
+			status int
+			out    map[string]any
+			err    error
+		}
+		results := make([]result, racers)
+		clients := make([]*http.Client, racers)
+		for i := range racers {
+			n := []*clusterNode{a, b}[i%2]
+			clients[i] = n.client("")
+			if resp, err := clients[i].Get(n.url("auth", "/.well-known/openid-configuration")); err == nil {
+				resp.Body.Close()
+			}
+		}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range racers {
+			n := []*clusterNode{a, b}[i%2]
+			wg.Go(func() {
+				<-start
+				status, out, err := n.grant(clients[i], url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+				results[i] = result{n.name, status, out, err}
+			})
+		}
+		close(start)
+		wg.Wait()
+		var won []result
+		for _, r := range results {
+			switch {
+			case r.err == nil && r.status == http.StatusOK:
+				won = append(won, r)
+			case r.err == nil && r.status == http.StatusBadRequest && r.out["error"] == "invalid_grant":
+			default:
+				t.Errorf("a racer on %s: %d %v %v, want 200 or 400 invalid_grant\n%s", r.node, r.status, r.out, r.err,
+					map[string]*clusterNode{"A": a, "B": b}[r.node].errorLines())
+			}
+		}
+		if len(won) != 1 {
+			t.Fatalf("%d of %d racers on both nodes rotated one refresh token, want exactly 1", len(won), racers)
 		}
 	})
 
@@ -305,6 +423,126 @@ func TestCluster(t *testing.T) {
 		// the pool and the listening connection outlive the reload: no connection was closed
 		if after := backends(t, c); len(before) == 0 || slices.ContainsFunc(before, func(pid int32) bool { return !slices.Contains(after, pid) }) {
 			t.Errorf("the database's sessions were %v before A's reload and %v after: A closed connections (its pool or its listener) and opened others", before, after)
+		}
+	})
+
+	t.Run("the database stopped and started: 503s, then recovery without a restart", func(t *testing.T) {
+		warm := a.token(t)
+		cold := b.token(t) // never shown to a gate before the database goes
+		jar := newJar(t)
+		onA := a.browser(t, jar)
+		onA.signIn("", "john", "pw-john")
+		session := onA.cookie("portcullis_session")
+		for _, n := range []*clusterNode{a, b} {
+			if st := n.gateStatus(warm); st != http.StatusOK {
+				t.Fatalf("a token at %s's gate: %d", n.name, st)
+			}
+			if st := getWithCookie(t, n.hc, n.url("secure", "/"), session).StatusCode; st != http.StatusOK {
+				t.Fatalf("a session at %s's gate: %d", n.name, st)
+			}
+		}
+		type probe struct {
+			what  string
+			check func(n *clusterNode) (status int, detail string)
+		}
+		gate := func(tok string) func(n *clusterNode) (int, string) {
+			return func(n *clusterNode) (int, string) {
+				resp, err := n.gate(n.hc, tok)
+				if err != nil {
+					return 0, err.Error()
+				}
+				return resp.StatusCode, resp.Header.Get("Retry-After")
+			}
+		}
+		probes := []probe{
+			{"a token both gates have cached", gate(warm)},
+			{"a token no gate has seen", gate(cold)},
+			{"a session both gates have cached", func(n *clusterNode) (int, string) {
+				resp := getWithCookie(t, n.hc, n.url("secure", "/"), session)
+				return resp.StatusCode, resp.Header.Get("Retry-After")
+			}},
+			{"the token endpoint", func(n *clusterNode) (int, string) {
+				status, out, err := n.tokenEndpoint(n.hc, "kuma", kumaSecret, url.Values{"grant_type": {"client_credentials"}, "scope": {"authelia.bearer.authz"}})
+				if err != nil {
+					return status, err.Error()
+				}
+				return status, fmt.Sprint(out["error"])
+			}},
+		}
+		isEndpoint := func(p probe) bool { return p.what == "the token endpoint" }
+		// a user's refresh, which the database must answer, is 503 too while it is down
+		code, ar := gwCode(t, onA, a)
+		status, out, err := a.exchangeCode(a.hc, code, ar.verifier)
+		rt, _ := out["refresh_token"].(string)
+		if err != nil || status != http.StatusOK || rt == "" {
+			t.Fatalf("code exchange on A: %d %v %v", status, out, err)
+		}
+
+		c.pg.Stop()
+		defer c.pg.StartAgain() // for the subtests after this one, should it stop early
+		down := time.Now()
+		// a node learns within the bound that its listening connection is gone
+		time.Sleep(crossNodeBound)
+		rounds := 0
+		for time.Since(down) < 1500*time.Millisecond {
+			rounds++
+			for _, n := range []*clusterNode{a, b} {
+				for _, p := range probes {
+					status, detail := p.check(n)
+					switch {
+					case isEndpoint(p) && (status != http.StatusServiceUnavailable || detail != "temporarily_unavailable"):
+						t.Errorf("database down: %s of %s: %d %s, want 503 temporarily_unavailable", p.what, n.name, status, detail)
+					case !isEndpoint(p) && (status != http.StatusServiceUnavailable || detail == ""):
+						t.Errorf("database down: %s at %s's gate: %d (Retry-After %q), want 503 with Retry-After", p.what, n.name, status, detail)
+					}
+				}
+			}
+			if t.Failed() {
+				break
+			}
+		}
+		for _, n := range []*clusterNode{a, b} {
+			if status, out := n.refresh(t, rt); status != http.StatusServiceUnavailable || out["error"] != "temporarily_unavailable" {
+				t.Errorf("database down: a refresh at %s: %d %v, want 503 temporarily_unavailable", n.name, status, out)
+			}
+		}
+		t.Logf("database down: %d rounds of 503s from both nodes", rounds)
+
+		c.pg.StartAgain()
+		up := time.Now()
+		seen := map[string]bool{}
+		d, ok := until(30*time.Second, func() bool {
+			all := true
+			for _, n := range []*clusterNode{a, b} {
+				for _, p := range probes {
+					status, detail := p.check(n)
+					if status == http.StatusOK {
+						continue
+					}
+					all = false
+					if status != http.StatusServiceUnavailable {
+						if k := p.what + n.name; !seen[k] {
+							seen[k] = true
+							t.Errorf("database back: %s at %s: %d %s, want 503 until it recovers, then 200", p.what, n.name, status, detail)
+						}
+					}
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+			return all
+		})
+		if !ok {
+			t.Fatalf("both nodes had not recovered %v after the database came back", d.Round(time.Millisecond))
+		}
+		t.Logf("database back: both nodes answered 200 everywhere %v later", time.Since(up).Round(time.Millisecond))
+		// the listeners are back too: an end on A reaches B's warm cache
+		tok := a.token(t)
+		if st := b.gateStatus(tok); st != http.StatusOK {
+			t.Fatalf("a fresh token at B's gate: %d", st)
+		}
+		a.revoke(t, tok)
+		if d, ok := until(eventLimit, func() bool { return b.gateStatus(tok) == http.StatusUnauthorized }); !ok {
+			t.Errorf("after the database came back, B still accepts a token A revoked %v ago", d.Round(time.Millisecond))
 		}
 	})
 
