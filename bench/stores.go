@@ -190,7 +190,7 @@ func storesPhase(caddyBin, which string, duration time.Duration, rounds, conns, 
 		}
 		return alternateN(rounds, fns...)
 	}
-	gateReport := func(title string, got [][]sample) {
+	gateReport := func(title string, got [][]sample, reads float64) {
 		ratios := make([][]float64, len(nodes))
 		for i, n := range nodes {
 			report(fmt.Sprintf("%s, %s", title, n.name), "oidc_auth + proxy", got[2*i], got[2*i+1])
@@ -206,9 +206,32 @@ func storesPhase(caddyBin, which string, duration time.Duration, rounds, conns, 
 			fmt.Printf("  gated/plain on postgres − on badger: %+.3f (median of %d paired rounds; per round %s; goal: within 0.02)\n",
 				median(d), len(d), fmtSigned(d))
 		}
+		if reads >= 0 {
+			fmt.Printf("  store reads by the postgres node during these rounds (all statements of the gated ones included): %.0f\n", reads)
+		}
+	}
+	// warmRounds measures the gate rounds and counts the postgres node's reads meanwhile
+	warmRounds := func(title, phase string) {
+		var pgNode *node
+		for _, n := range nodes {
+			if n.dir == "" {
+				pgNode = n
+			}
+		}
+		before := 0.0
+		if pgNode != nil {
+			before, _ = storeOps(pgNode, "get")
+		}
+		got := gateRounds(phase)
+		reads := -1.0
+		if pgNode != nil {
+			after, _ := storeOps(pgNode, "get")
+			reads = after - before
+		}
+		gateReport(title, got, reads)
 	}
 	fmt.Printf("\n-- gate, warm caches (one live token per node, already checked once) --\n")
-	gateReport("Bearer, warm cache", gateRounds("gate-warm"))
+	warmRounds("Bearer, warm cache", "gate-warm")
 
 	// cold cache: the first request with each of nCold fresh tokens, one at a time, then the
 	// second request with each
@@ -220,22 +243,22 @@ func storesPhase(caddyBin, which string, duration time.Duration, rounds, conns, 
 				return fmt.Errorf("%s: %w", n.name, err)
 			}
 		}
-		reads0 := kvScans(n, dsn)
+		reads0, secs0 := storeOps(n, "get")
 		cold, err := latencies(n, fresh)
 		if err != nil {
 			return err
 		}
-		reads1 := kvScans(n, dsn)
+		reads1, secs1 := storeOps(n, "get")
 		warm, err := latencies(n, fresh)
 		if err != nil {
 			return err
 		}
-		reads2 := kvScans(n, dsn)
+		reads2, _ := storeOps(n, "get")
 		fmt.Printf("  %-8s first request : p50 %s, p90 %s, p99 %s\n", n.name, pct(cold, 50), pct(cold, 90), pct(cold, 99))
 		fmt.Printf("  %-8s second request: p50 %s, p90 %s, p99 %s; first − second at p50: %s\n", n.name, pct(warm, 50), pct(warm, 90), pct(warm, 99), pct(cold, 50)-pct(warm, 50))
-		if reads0 >= 0 && reads1 >= 0 && reads2 >= 0 {
-			fmt.Printf("  %-8s reads of the store's table (pg_stat_user_tables: index and sequential scans): %.2f per first request, %.2f per second request\n",
-				n.name, float64(reads1-reads0)/float64(nCold), float64(reads2-reads1)/float64(nCold))
+		if n.dir == "" {
+			fmt.Printf("  %-8s store reads (Caddy's portcullis_store_statement_duration_seconds{operation=\"get\"}): %.2f per first request, taking %s on average; %.2f per second request\n",
+				n.name, (reads1-reads0)/float64(nCold), time.Duration((secs1-secs0)/max(1, reads1-reads0)*float64(time.Second)).Round(time.Microsecond), (reads2-reads1)/float64(nCold))
 		}
 	}
 
@@ -312,7 +335,7 @@ func storesPhase(caddyBin, which string, duration time.Duration, rounds, conns, 
 	}
 
 	fmt.Printf("\n-- gate, warm caches, %d live tokens --\n", nTokens)
-	gateReport(fmt.Sprintf("Bearer, warm cache, %d live tokens", nTokens), gateRounds("gate-warm-many"))
+	warmRounds(fmt.Sprintf("Bearer, warm cache, %d live tokens", nTokens), "gate-warm-many")
 	return nil
 }
 
@@ -356,19 +379,30 @@ func fmtSigned(v []float64) string {
 	return strings.Join(parts, ", ")
 }
 
-// kvScans is how many index and sequential scans PostgreSQL has counted on the store's table
-// (each read of the store is one), or -1 for the Badger node. Backends report their counts
-// within a second or so of going idle, so it waits for that first.
-func kvScans(n *node, dsn string) int64 {
+// storeOps is the PostgreSQL store's count and total seconds of one operation (get, put, …), from
+// Caddy's admin /metrics (portcullis_store_statement_duration_seconds), or zeros for Badger.
+func storeOps(n *node, op string) (count, seconds float64) {
 	if n.dir != "" {
-		return -1
+		return 0, 0
 	}
-	time.Sleep(2 * time.Second)
-	v, err := strconv.ParseInt(pgQuery(dsn, "SELECT (coalesce(idx_scan, 0) + coalesce(seq_scan, 0))::text FROM pg_stat_user_tables WHERE relname = 'portcullis_kv'"), 10, 64)
+	resp, err := http.Get(fmt.Sprintf("http://localhost:%d/metrics", n.c.admin))
 	if err != nil {
-		return -1
+		return 0, 0
 	}
-	return v
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	for _, line := range strings.Split(b.String(), "\n") {
+		for _, part := range []struct {
+			suffix string
+			v      *float64
+		}{{"_count", &count}, {"_sum", &seconds}} {
+			if rest, ok := strings.CutPrefix(line, "portcullis_store_statement_duration_seconds"+part.suffix+`{operation="`+op+`"} `); ok {
+				*part.v, _ = strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			}
+		}
+	}
+	return count, seconds
 }
 
 // nodeMemory prints a node's memory (as memory does) and, for PostgreSQL, the database's size.
