@@ -45,6 +45,7 @@ func startCaddy(hc *http.Client, bin, dir string, config func(admin, port int) s
 			_ = cmd.Wait()
 			close(c.exited)
 		}()
+		atFatal(c.stop)
 		err := waitUp(hc, up(port), c.exited)
 		if err == nil {
 			return c, nil

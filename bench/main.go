@@ -629,14 +629,14 @@ func wrk(port int, host string, h headers, conns int, d time.Duration) float64 {
 	}
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
-		log.Fatalf("wrk: %v\n%s", err, out)
+		fatalf("wrk: %v\n%s", err, out)
 	}
 	if strings.Contains(string(out), "Non-2xx") {
-		log.Fatalf("wrk saw failed requests for %s:\n%s", host, out)
+		fatalf("wrk saw failed requests for %s:\n%s", host, out)
 	}
 	m := wrkRate.FindSubmatch(out)
 	if m == nil {
-		log.Fatalf("wrk output without a rate:\n%s", out)
+		fatalf("wrk output without a rate:\n%s", out)
 	}
 	v, _ := strconv.ParseFloat(string(m[1]), 64)
 	return v
@@ -674,6 +674,31 @@ func loopbackClient(conns int) *http.Client {
 			return d.DialContext(ctx, network, "127.0.0.1:"+p)
 		},
 	}, Timeout: 10 * time.Second}
+}
+
+// cleanups are what fatalf undoes before exiting: the Caddy processes and the PostgreSQL server
+// the bench started, which would outlive it. Each must be safe to call again.
+var (
+	cleanupMu sync.Mutex
+	cleanups  []func()
+)
+
+// atFatal registers f for fatalf.
+func atFatal(f func()) {
+	cleanupMu.Lock()
+	defer cleanupMu.Unlock()
+	cleanups = append(cleanups, f)
+}
+
+// fatalf logs, stops what the bench started (latest first) and exits with status 1.
+func fatalf(format string, args ...any) {
+	log.Printf(format, args...)
+	cleanupMu.Lock()
+	defer cleanupMu.Unlock()
+	for i := len(cleanups) - 1; i >= 0; i-- {
+		cleanups[i]()
+	}
+	os.Exit(1)
 }
 
 // errExited is a Caddy that exited before it answered.
@@ -733,7 +758,7 @@ func load(hc *http.Client, u string, h headers, conns int, d time.Duration) floa
 	}
 	wg.Wait()
 	if bad.Load() > 0 {
-		log.Fatalf("%s: %d failed requests", u, bad.Load())
+		fatalf("%s: %d failed requests", u, bad.Load())
 	}
 	return float64(n.Load()) / d.Seconds()
 }

@@ -105,6 +105,7 @@ func storesPhase(caddyBin, which string, duration time.Duration, rounds, conns, 
 			return fmt.Errorf("starting PostgreSQL: %w", err)
 		}
 		defer pg.Close()
+		atFatal(pg.Close)
 		if dsn, err = pg.NewDatabase(); err != nil {
 			return err
 		}

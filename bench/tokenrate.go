@@ -220,8 +220,7 @@ func loadFunc(hc *http.Client, conns int, d time.Duration, one func(*http.Client
 	}
 	wg.Wait()
 	if bad.Load() > 0 {
-		fmt.Fprintf(os.Stderr, "bench: %d failed requests\n", bad.Load())
-		os.Exit(1)
+		fatalf("bench: %d failed requests", bad.Load())
 	}
 	return float64(n.Load()) / d.Seconds()
 }
