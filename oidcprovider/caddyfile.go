@@ -182,7 +182,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "hmac_secret":
-			if err := oneArg(d, &a.HMACSecret); err != nil {
+			if err := secretArg(d, &a.HMACSecret); err != nil {
 				return err
 			}
 		case "users_file":
@@ -319,6 +319,21 @@ func oneArg(d *caddyfile.Dispenser, dst *string) error {
 	*dst = d.Val()
 	if d.NextArg() {
 		return d.Errf("%s takes one value, got another: %q", opt, d.Val())
+	}
+	return nil
+}
+
+// secretArg is oneArg for a value that may hold a secret (a password, a DSN with one, a client
+// secret): its errors never quote what was written, since they are printed by caddy validate and
+// logged at start.
+func secretArg(d *caddyfile.Dispenser, dst *string) error {
+	opt := d.Val()
+	if !d.NextArg() {
+		return d.Errf("%s needs a value", opt)
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.Errf("%s takes one value, got more (not shown: it may be secret); quote a value with spaces: %s \"…\"", opt, opt)
 	}
 	return nil
 }
@@ -610,7 +625,7 @@ func unmarshalPostgres(d *caddyfile.Dispenser) (*postgres.Config, error) {
 		var err error
 		switch opt := d.Val(); opt {
 		case "dsn":
-			err = oneArg(d, &c.DSN)
+			err = secretArg(d, &c.DSN)
 		case "address":
 			err = oneArg(d, &c.Address)
 		case "database":
@@ -620,7 +635,7 @@ func unmarshalPostgres(d *caddyfile.Dispenser) (*postgres.Config, error) {
 		case "username":
 			err = oneArg(d, &c.Username)
 		case "password":
-			err = oneArg(d, &c.Password)
+			err = secretArg(d, &c.Password)
 		case "timeout":
 			var v caddy.Duration
 			if err = durationArg(d, &v); err == nil {
@@ -773,7 +788,7 @@ func unmarshalClient(d *caddyfile.Dispenser) (ClientConfig, error) {
 		case "name", "client_name":
 			err = oneArg(d, &c.Name)
 		case "secret", "client_secret":
-			err = oneArg(d, &c.Secret)
+			err = secretArg(d, &c.Secret)
 		case "public":
 			c.Public = true
 			if d.NextArg() {

@@ -469,11 +469,16 @@ func TestStorageErrors(t *testing.T) {
 		{"dsn and keys", "storage postgres {\n dsn postgres://db/p\n username p\n}", "storage postgres: dsn and username are exclusive"},
 		{"bad tls version", "storage postgres {\n address tcp://db:5432\n database p\n tls {\n minimum_version TLS1.0\n }\n}", "storage postgres: tls minimum_version \"TLS1.0\" must be TLS1.2 or TLS1.3"},
 		{"unset address variable", "storage postgres {\n address {env.PORTCULLIS_TEST_UNSET_ADDRESS}\n database p\n}", "storage postgres: address:"},
+		{"unquoted dsn with a password", "storage postgres {\n dsn host=db password=S3cret-dsn-pw\n}", `dsn takes one value, got more (not shown: it may be secret); quote a value with spaces: dsn "…"`},
+		{"password in two words", "storage postgres {\n address tcp://db:5432\n database p\n password S3cret two\n}", "password takes one value, got more (not shown"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			err := validate(t, withStorage(c.storage, ""))
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("got %v\nwant an error containing %q", err, c.want)
+			}
+			if strings.Contains(err.Error(), "S3cret") {
+				t.Fatalf("the error shows the secret: %v", err)
 			}
 		})
 	}
