@@ -1,7 +1,9 @@
 package totp
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -43,6 +45,10 @@ const EnrolmentTTL = 10 * time.Minute
 const (
 	devicePrefix  = "mfa/totp/device/"
 	pendingPrefix = "mfa/totp/pending/"
+	// usedPrefix holds one claim per accepted time step (see Check): the user, a digest of the
+	// device's sealed secret (so a new device does not inherit the old one's claims) and the
+	// step follow.
+	usedPrefix = "mfa/totp/used/"
 )
 
 // lockStripes is the number of mutexes that serialise the checks of a user's codes.
@@ -221,8 +227,12 @@ func (d *Devices) FinishEnrolment(ctx context.Context, user, key, code string, n
 // Check verifies a code from the user's device at now: ErrNoDevice, ErrWrongCode, ErrReplayed
 // (the code's step, or a later one, was already used), or nil. The device's own algorithm,
 // digits and period apply, with the configured skew. The matched step is stored before Check
-// returns nil, and the checks of one user's codes are serialised, so a code is accepted at most
-// once even when submitted several times at once.
+// returns nil, so a code is accepted at most once even when submitted several times at once, to
+// one node or to several sharing a store: the checks of one user's codes are serialised in the
+// process, and before accepting a step Check claims it in the store with GetOrCreate (atomic
+// across nodes); only the request whose claim is stored accepts the code, every other one gets
+// ErrReplayed. The claim lives a few periods beyond the skew window, as long as the step could
+// match; the device's last step still refuses the steps before it.
 func (d *Devices) Check(ctx context.Context, user, code string, now time.Time) error {
 	if err := checkUser(user); err != nil {
 		return err
@@ -248,15 +258,48 @@ func (d *Devices) Check(ctx context.Context, user, code string, now time.Time) e
 	if err != nil {
 		return err
 	}
+	// Another node may have read the same last step and be accepting the same code right now:
+	// the process's lock cannot see it, so claim the step in the shared store first.
+	claim, err := d.claimStep(ctx, user, rec, step, cfg)
+	if err != nil {
+		return err
+	}
 	rec.LastStep, rec.LastUsed = step, now
 	value, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("totp: encoding the device: %w", err)
 	}
-	if err := d.kv.Put(ctx, store.Entry{Key: dk, Value: value}); err != nil {
+	// The step is claimed: record it even if the caller has gone, and give the claim its expiry
+	// in the same transaction (GetOrCreate stores without one).
+	wctx := context.WithoutCancel(ctx)
+	if err := d.kv.Put(wctx, store.Entry{Key: dk, Value: value}, claim); err != nil {
+		// the claim stays (a retry of this code is a replay), but not for ever
+		_ = d.kv.Put(wctx, claim)
 		return fmt.Errorf("totp: recording the used code: %w", err)
 	}
 	return nil
+}
+
+// claimStep claims step of the user's device in the store, atomically across the nodes sharing
+// it, and returns the claim's entry with its expiry, for the caller to write; a step already
+// claimed (by any node) is ErrReplayed.
+func (d *Devices) claimStep(ctx context.Context, user string, rec *deviceRecord, step uint64, cfg Config) (store.Entry, error) {
+	sum := sha256.Sum256(rec.Sealed)
+	key := []byte(fmt.Sprintf("%s%s/%s/%d", usedPrefix, base64.RawURLEncoding.EncodeToString([]byte(user)),
+		base64.RawURLEncoding.EncodeToString(sum[:12]), step))
+	mine := []byte(rand.Text())
+	v, err := d.kv.GetOrCreate(ctx, key, func() ([]byte, error) { return mine, nil })
+	if err != nil {
+		return store.Entry{}, fmt.Errorf("totp: claiming the code's time step: %w", err)
+	}
+	if !bytes.Equal(v, mine) {
+		return store.Entry{}, ErrReplayed
+	}
+	// A step matches while it is within the skew window of the current one: from skew periods
+	// before it comes to skew periods after it ends. Keep the claim that long from now, and two
+	// periods more for clocks that differ between nodes.
+	ttl := time.Duration(2*(*cfg.Skew)+3) * cfg.Period
+	return store.Entry{Key: key, Value: mine, TTL: ttl}, nil
 }
 
 // Remove deletes the user's device (on disk when it returns), or returns ErrNoDevice.
