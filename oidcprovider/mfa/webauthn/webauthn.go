@@ -9,8 +9,10 @@
 package webauthn
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -90,7 +92,12 @@ const (
 	credentialPrefix = "mfa/webauthn/cred/"     // + user + "/" + credential id: credentialRecord
 	ownerPrefix      = "mfa/webauthn/owner/"    // + credential id: the owner's username
 	ceremonyPrefix   = "mfa/webauthn/ceremony/" // + kind + "/" + user + "/" + sha256(key): ceremonyRecord
+	takenPrefix      = "mfa/webauthn/taken/"    // + sha256(ceremony record): the claim of the node that took it
 )
+
+// takenMargin is how much longer than the ceremony timeout a ceremony's claim is kept, for
+// clocks that differ between nodes.
+const takenMargin = time.Minute
 
 const (
 	kindRegister = "register"
@@ -528,8 +535,12 @@ func (d *Devices) saveCeremony(ctx context.Context, username, ceremonyKey, kind 
 	return nil
 }
 
-// takeCeremony reads and deletes the user's ceremony of kind bound to ceremonyKey. The caller
-// holds the user's lock, so a ceremony is taken at most once.
+// takeCeremony reads and deletes the user's ceremony of kind bound to ceremonyKey. A ceremony
+// is taken at most once, even by requests finishing it on several nodes at once: the caller
+// holds the user's lock in this process, and before deleting the ceremony takeCeremony claims it
+// in the store with GetOrCreate (atomic across nodes sharing the store), keyed by a digest of the
+// record (which holds the ceremony's random challenge); a request whose claim is not the stored
+// one gets ErrNoCeremony. The claim outlives the ceremony's timeout.
 func (d *Devices) takeCeremony(ctx context.Context, username, ceremonyKey, kind string) (*gowebauthn.SessionData, error) {
 	if ceremonyKey == "" {
 		return nil, ErrNoCeremony
@@ -542,6 +553,20 @@ func (d *Devices) takeCeremony(ctx context.Context, username, ceremonyKey, kind 
 	case err != nil:
 		return nil, fmt.Errorf("webauthn: reading the %s ceremony: %w", kind, err)
 	}
+	sum := sha256.Sum256(raw)
+	claim := []byte(takenPrefix + enc(sum[:]))
+	mine := []byte(rand.Text())
+	v, err := d.kv.GetOrCreate(ctx, claim, func() ([]byte, error) { return mine, nil })
+	if err != nil {
+		return nil, fmt.Errorf("webauthn: claiming the %s ceremony: %w", kind, err)
+	}
+	if !bytes.Equal(v, mine) {
+		return nil, ErrNoCeremony // another request, maybe on another node, took it
+	}
+	// taken: finish consuming it even if the caller has gone, and give the claim an expiry
+	// (GetOrCreate stores without one)
+	ctx = context.WithoutCancel(ctx)
+	_ = d.kv.Put(ctx, store.Entry{Key: claim, Value: mine, TTL: d.cfg.Timeout + takenMargin})
 	if err := d.kv.Delete(ctx, key); err != nil {
 		return nil, fmt.Errorf("webauthn: consuming the %s ceremony: %w", kind, err)
 	}
