@@ -383,7 +383,8 @@ func TestGuesserCannotLockOutTheMonitor(t *testing.T) {
 	}
 	// locked out would mean waiting for a throttle window or a digest slot (seconds to minutes);
 	// the monitor may pay for its own check a few times over on a machine the guessers keep busy
-	if limit := 3*alone + slow*time.Second; took > limit {
+	// (4.8 times over once, on a 2-core machine also running other suites)
+	if limit := 6*alone + 2*slow*time.Second; took > limit {
 		t.Fatalf("the real monitor waited %v for its token while its id is being guessed (%v alone; limit %v)", took, alone, limit)
 	}
 	t.Logf("%d guesses; the real monitor got its token in %v (%v alone)", guesses.Load(), took, alone)
