@@ -73,6 +73,7 @@ type Regulator struct {
 	// sh is set on a store several nodes share: failures are counted in the store, and bans
 	// follow its change feed.
 	sh *shared
+	cr store.Creator // kv, on a store several nodes share: claims the attempts' slots
 }
 
 const banPrefix = "ban/"
@@ -86,6 +87,11 @@ func New(ctx context.Context, cfg Config, kv store.KV) (*Regulator, error) {
 		return r, nil
 	}
 	if ch, ok := kv.(store.Changes); ok && r.cfg.MaxRetries > 0 {
+		cr, ok := kv.(store.Creator)
+		if !ok {
+			return nil, errors.New("regulation: a store several nodes share must be able to create a record atomically (store.Creator)")
+		}
+		r.cr = cr
 		r.follow(ch)
 		return r, nil
 	}
@@ -177,7 +183,8 @@ type Attempt struct {
 	at   time.Time
 	// Banned reports that this attempt reached a limit: later attempts are refused.
 	Banned bool
-	id     string // names its failure records on a shared store
+	id     string // names the attempt in the slots it holds on a shared store
+	slots  []int  // on a shared store, the slot it holds of each key
 }
 
 // counted is one key an attempt counts against, and the failures that ban it.
@@ -359,10 +366,11 @@ func (r *Regulator) Fail(ctx context.Context, user string, ip netip.Addr) (banne
 // one right password does not excuse a spray across users).
 func (r *Regulator) Succeed(user string, ip netip.Addr) {
 	if r.sh != nil {
-		recs, err := r.kv.Keys(context.Background(), failKeyPrefix(pairKey(user, ip)))
-		if err == nil && len(recs) > 0 {
-			_ = r.kv.Delete(context.Background(), recs...)
+		recs := make([][]byte, r.cfg.MaxRetries)
+		for n := range recs {
+			recs[n] = slotKey(pairKey(user, ip), n)
 		}
+		_ = r.kv.Delete(context.Background(), recs...)
 		return
 	}
 	r.mu.Lock()

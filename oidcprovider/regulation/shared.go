@@ -7,35 +7,43 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 )
 
-// On a store several nodes share (one that implements store.Changes), a regulator counts
-// failures in the store rather than in memory, so adding nodes does not multiply a guesser's
-// attempts, and it keeps the bans of every node:
+// On a store several nodes share (one that implements store.Changes and store.Creator), a
+// regulator counts failures in the store rather than in memory, so adding nodes does not multiply
+// a guesser's attempts, and it keeps the bans of every node:
 //
-//	fail/<hash of the counted key>/<attempt id> → the attempt's time, expiring after FindTime
-//	ban/<counted key>                           → the end of the ban, expiring with it
+//	slot/<hash of the counted key>/<n> → the attempt holding it, expiring after FindTime
+//	ban/<counted key>                  → the end of the ban, expiring with it
 //
-// An attempt writes its failure records first (one transaction) and then counts the live records
-// of each key, so attempts running at once on any nodes cannot all get past the limit: the last
-// to write sees every other's record. Bans are mirrored in memory and followed through the change
-// feed: a ban written or lifted by any node marks its key, which the next check reads from the
-// store; a nil change (the node's feed came back) reads them all again. While the node is not
-// receiving changes, every check reads the store. The per-node token buckets of client
-// authentication stay in memory; they are not the regulator's.
+// A key counted with limit L has L slots, n = 0..L-1. Before its check runs, an attempt claims
+// the first free slot of each of its keys with Create, atomic across nodes; when a key has none
+// free, the attempt is refused as banned (and the key banned). So however many attempts start
+// at once on however many nodes, at most L of them reach the check within FindTime, as on a
+// single node where the count and the ban check share a mutex. A failed attempt keeps its slots:
+// they are its failure records. A success or an abandoned attempt gives them back, as the
+// single-node regulator gives back its reservation; a success pardoning a key frees all its
+// slots. The attempt that takes a key's last slot bans the key at once, as on a single node.
+//
+// Bans are mirrored in memory and followed through the change feed: a ban written or lifted by
+// any node marks its key, which the next check reads from the store; a nil change (the node's
+// feed came back) reads them all again. While the node is not receiving changes, every check
+// reads the store. The per-node token buckets of client authentication stay in memory; they are
+// not the regulator's.
 
-// failPrefix is the store prefix of the failure records.
-const failPrefix = "fail/"
+// slotPrefix is the store prefix of the attempt slots.
+const slotPrefix = "slot/"
 
-// failKeyPrefix is the prefix of the failure records of a counted key: its hash, so that no key
-// is a prefix of another's records whatever characters it holds.
-func failKeyPrefix(key string) []byte {
+// slotKey is the store key of slot n of a counted key, named by the key's hash so that no key's
+// slots are a prefix of another's whatever characters it holds.
+func slotKey(key string, n int) []byte {
 	h := sha256.Sum256([]byte(key))
-	return []byte(failPrefix + hex.EncodeToString(h[:16]) + "/")
+	return []byte(slotPrefix + hex.EncodeToString(h[:16]) + "/" + strconv.Itoa(n))
 }
 
 // shared is the state of a regulator on a shared store. Its fields are guarded by the
@@ -215,16 +223,17 @@ func (r *Regulator) sharedBan(ctx context.Context, keys []string, now time.Time)
 	return until, nil
 }
 
-// attemptID names one attempt's failure records: its time first, so they list in order, then
-// randomness, so two nodes never name two attempts alike.
+// attemptID names one attempt in the slots it holds: its time, then randomness, so two nodes
+// never name two attempts alike.
 func attemptID(at time.Time) string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	return fmt.Sprintf("%016x-%s", at.UnixNano(), hex.EncodeToString(b))
 }
 
-// beginShared is begin on a shared store: refused when a key is banned; otherwise the attempt's
-// failure records are written, each key's live records counted, and a key at its limit banned.
+// beginShared is begin on a shared store: refused when a key is banned, or when a key has no
+// free slot left (then it is banned); otherwise the attempt holds a slot of each key, and a key
+// whose last slot it took is banned.
 func (r *Regulator) beginShared(ctx context.Context, a *Attempt) (*Attempt, bool, error) {
 	keys := make([]string, len(a.keys))
 	for i, c := range a.keys {
@@ -240,30 +249,30 @@ func (r *Regulator) beginShared(ctx context.Context, a *Attempt) (*Attempt, bool
 	// the attempt counts even if its caller leaves now
 	ctx = context.WithoutCancel(ctx)
 	a.id = attemptID(a.at)
-	at, _ := a.at.MarshalText()
-	entries := make([]store.Entry, len(a.keys))
-	for i, c := range a.keys {
-		entries[i] = store.Entry{Key: append(failKeyPrefix(c.key), a.id...), Value: at, TTL: r.cfg.FindTime}
-	}
-	if err := r.kv.Put(ctx, entries...); err != nil {
-		return nil, false, fmt.Errorf("counting a sign-in failure: %w", err)
-	}
+	a.slots = make([]int, len(a.keys))
 	var newBans []string
-	for _, c := range a.keys {
-		n, err := r.countShared(ctx, c.key)
+	for i, c := range a.keys {
+		n, err := r.claim(ctx, c, a.id)
 		if err != nil {
+			r.giveBack(ctx, a, i)
 			return nil, false, err
 		}
-		if n < c.limit {
-			continue
+		if n < 0 {
+			// every slot held: as a ban on a single node, and this attempt was never counted
+			r.giveBack(ctx, a, i)
+			if r.banLocally(c.key, a.at) {
+				if err := r.persistShared(ctx, []string{c.key}, a.at); err != nil {
+					return nil, false, err
+				}
+			}
+			return nil, false, nil
 		}
-		r.mu.Lock()
-		// another attempt of this node, or the feed, has it banned already: not a new ban
-		if end, ok := r.bans[c.key]; !ok || !a.at.Before(end) {
-			r.bans[c.key] = a.at.Add(r.cfg.BanTime)
+		a.slots[i] = n
+	}
+	for i, c := range a.keys {
+		if a.slots[i] == c.limit-1 && r.banLocally(c.key, a.at) {
 			newBans = append(newBans, c.key)
 		}
-		r.mu.Unlock()
 	}
 	a.Banned = len(newBans) > 0
 	if err := r.persistShared(ctx, newBans, a.at); err != nil {
@@ -272,13 +281,44 @@ func (r *Regulator) beginShared(ctx context.Context, a *Attempt) (*Attempt, bool
 	return a, true, nil
 }
 
-// countShared counts the live failure records of key.
-func (r *Regulator) countShared(ctx context.Context, key string) (int, error) {
-	recs, err := r.kv.Keys(ctx, failKeyPrefix(key))
-	if err != nil {
-		return 0, fmt.Errorf("counting sign-in failures: %w", err)
+// claim takes the first free slot of c for the attempt id and returns its number, or -1 when
+// every slot is held.
+func (r *Regulator) claim(ctx context.Context, c counted, id string) (int, error) {
+	for n := range c.limit {
+		ok, err := r.cr.Create(ctx, store.Entry{Key: slotKey(c.key, n), Value: []byte(id), TTL: r.cfg.FindTime})
+		if err != nil {
+			return 0, fmt.Errorf("counting a sign-in attempt: %w", err)
+		}
+		if ok {
+			return n, nil
+		}
 	}
-	return len(recs), nil
+	return -1, nil
+}
+
+// giveBack frees the slots of a's first n keys. Best effort: a slot left behind expires after
+// FindTime.
+func (r *Regulator) giveBack(ctx context.Context, a *Attempt, n int) {
+	if n == 0 {
+		return
+	}
+	keys := make([][]byte, n)
+	for i := range n {
+		keys[i] = slotKey(a.keys[i].key, a.slots[i])
+	}
+	_ = r.kv.Delete(ctx, keys...)
+}
+
+// banLocally bans key in memory from now, and reports whether that is a new ban (another
+// attempt of this node, or the feed, may have it banned already).
+func (r *Regulator) banLocally(key string, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if end, ok := r.bans[key]; ok && now.Before(end) {
+		return false
+	}
+	r.bans[key] = now.Add(r.cfg.BanTime)
+	return true
 }
 
 // persistShared writes new bans to the store, where every node finds them.
@@ -297,43 +337,41 @@ func (r *Regulator) persistShared(ctx context.Context, keys []string, now time.T
 	return nil
 }
 
-// settleShared settles an attempt on a shared store: a pardoned key loses all its failure
-// records and its ban; any other key loses this attempt's record, and its ban when the count
-// falls back under its limit (or, when all, every key is settled that way). Best effort: a
-// record left behind expires after FindTime.
+// settleShared settles an attempt on a shared store: a pardoned key loses all its slots and its
+// ban; any other key (or, when all, every key) gets back the slot of this attempt and loses its
+// ban, since a slot is free again. One deletion in the normal case; best effort: a slot left
+// behind expires after FindTime.
 func (r *Regulator) settleShared(a *Attempt, all bool) {
 	ctx := context.WithoutCancel(a.ctx)
-	for _, c := range a.keys {
+	var del [][]byte
+	for i, c := range a.keys {
 		if c.pardon && !all {
-			r.pardonShared(ctx, c.key)
-			continue
+			for n := range c.limit {
+				del = append(del, slotKey(c.key, n))
+			}
+		} else {
+			del = append(del, slotKey(c.key, a.slots[i]))
 		}
-		_ = r.kv.Delete(ctx, append(failKeyPrefix(c.key), a.id...))
-		if n, err := r.countShared(ctx, c.key); err == nil && n < c.limit {
-			r.liftShared(ctx, c.key, nil)
+		if r.mayBeBanned(ctx, c.key) {
+			del = append(del, []byte(banPrefix+c.key))
 		}
 	}
+	_ = r.kv.Delete(ctx, del...)
 }
 
-// pardonShared removes every failure record and the ban of key.
-func (r *Regulator) pardonShared(ctx context.Context, key string) {
-	recs, err := r.kv.Keys(ctx, failKeyPrefix(key))
-	if err != nil {
-		return
-	}
-	r.liftShared(ctx, key, recs)
-}
-
-// liftShared removes the ban of key, if the store has one, with the records also to delete (a
-// deletion tells every node, so nothing is deleted in vain).
-func (r *Regulator) liftShared(ctx context.Context, key string, also [][]byte) {
+// mayBeBanned reports whether the store may hold a ban of key, and forgets it in memory: from
+// memory when it is in step with the store, else from the store (a deletion tells every node,
+// so no ban is deleted in vain).
+func (r *Regulator) mayBeBanned(ctx context.Context, key string) bool {
 	r.mu.Lock()
+	_, banned := r.bans[key]
+	_, dirty := r.sh.dirty[key]
+	fresh := !r.sh.all && !dirty && r.sh.ch.Trusted()
 	delete(r.bans, key)
 	r.mu.Unlock()
-	if _, err := r.kv.Get(ctx, []byte(banPrefix+key)); err == nil {
-		also = append(also, []byte(banPrefix+key))
+	if fresh {
+		return banned
 	}
-	if len(also) > 0 {
-		_ = r.kv.Delete(ctx, also...)
-	}
+	_, err := r.kv.Get(ctx, []byte(banPrefix+key))
+	return !errors.Is(err, store.ErrNotFound)
 }

@@ -28,6 +28,15 @@ type KV interface {
 
 var _ KV = (*Badger)(nil)
 
+// Creator is implemented by a KV several nodes share that can store a record only where none is
+// live, atomically across nodes (the PostgreSQL store). The regulator claims the places of its
+// attempts with it.
+type Creator interface {
+	// Create stores e unless a live record holds its key (an expired one counts as absent), and
+	// reports whether it stored it: of calls racing for one key on any nodes, exactly one does.
+	Create(ctx context.Context, e Entry) (created bool, err error)
+}
+
 // Changes is implemented by a KV that several processes (nodes) share, such as the PostgreSQL
 // store: it tells each node when a record it may hold decoded in memory was ended or changed by
 // any node, so that caches in front of the store never accept what another node has ended (a

@@ -19,7 +19,7 @@ func newMetrics() *metrics {
 	return &metrics{
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "portcullis_store_statement_duration_seconds",
-			Help:    "Time the shared store's operations took on the database, by operation (get, put, put_sync, delete, keys, get_or_create, sweep).",
+			Help:    "Time the shared store's operations took on the database, by operation (get, put, put_sync, delete, keys, get_or_create, create, sweep).",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"operation"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -12,7 +12,7 @@ import (
 
 // statements are the store's SQL with its schema written in.
 type statements struct {
-	get, put, del, keysRange, keysFrom, insertIfAbsent, sweep string
+	get, put, del, keysRange, keysFrom, insertIfAbsent, create, sweep string
 }
 
 // live is the condition every read puts on a row: not expired by the database's clock, so that
@@ -46,6 +46,17 @@ SELECT pg_notify($2, p) FROM unnest($3::text[]) AS p`,
 	WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= now()
 	RETURNING 1
 ), n AS (SELECT pg_notify($3, p) FROM i, unnest($4::text[]) AS p)
+SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM n)`,
+		// stores the entry, with its TTL, unless a live row holds the key (an expired one is
+		// replaced); the first count is 1 when this call stored it. Of racing calls for one
+		// key exactly one stores: the others wait for its row and find it live.
+		create: `WITH i AS (
+	INSERT INTO ` + kv + ` AS kv (key, value, expires_at)
+	VALUES ($1, $2, CASE WHEN $3::bigint > 0 THEN now() + $3::bigint * interval '1 microsecond' END)
+	ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
+	WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= now()
+	RETURNING 1
+), n AS (SELECT pg_notify($4, p) FROM i, unnest($5::text[]) AS p)
 SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM n)`,
 		sweep: `DELETE FROM ` + kv + ` WHERE key IN (
 	SELECT key FROM ` + kv + ` WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED

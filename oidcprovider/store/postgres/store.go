@@ -545,6 +545,24 @@ func (s *Store) GetOrCreate(ctx context.Context, key []byte, create func() ([]by
 	return nil, fmt.Errorf("postgres get_or_create: the key kept disappearing between insert and read")
 }
 
+// Create stores e unless a live row holds its key (an expired one is replaced), and reports
+// whether it stored it, in one statement. It is atomic across nodes: of calls racing for one key,
+// exactly one stores its entry and the others report false.
+func (s *Store) Create(ctx context.Context, e store.Entry) (created bool, err error) {
+	err = s.do(ctx, "create", func(ctx context.Context) error {
+		keys, values, ttls := putArgs([]store.Entry{e})
+		payloads := s.feed.payloads(keys, true)
+		var n int64
+		err := s.pool.QueryRow(ctx, s.sql.create, keys[0], values[0], ttls[0], s.feed.channel, payloads).Scan(&n, new(int64))
+		created = err == nil && n == 1
+		if created {
+			s.feed.sent(payloads, err)
+		}
+		return err
+	})
+	return created, err
+}
+
 // sweepLoop runs Sweep every sweepEvery (with jitter, so that nodes started together do not
 // all try at once) until Destruct.
 func (s *Store) sweepLoop() {
