@@ -386,6 +386,35 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("40 guesses at once over both nodes get at most max_retries password checks", func(t *testing.T) {
+		const from = "127.0.0.26"
+		var wg sync.WaitGroup
+		for i := range 40 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				n := []*clusterNode{a, b}[i%2]
+				if st := n.basicStatus(t, from, "jane", fmt.Sprint("burst-", i)); st != http.StatusUnauthorized {
+					t.Errorf("guess %d on %s: %d, want 401", i, n.name, st)
+				}
+			}()
+		}
+		wg.Wait()
+		logs := func() string { return a.srv.log.String() + b.srv.log.String() }
+		for deadline := time.Now().Add(5 * time.Second); strings.Count(logs(), `"remote_ip":"`+from+`"`) < 40 && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+		checked := `"remote_ip":"` + from + `","user":"jane","reason":"wrong credentials"`
+		if n := strings.Count(logs(), checked); n == 0 || n > 3 {
+			t.Errorf("%d of 40 simultaneous guesses over two nodes got a password check, want 1 to 3 (max_retries)", n)
+		}
+		for _, n := range []*clusterNode{a, b} {
+			if st := n.basicStatus(t, from, "jane", "pw-jane"); st != http.StatusUnauthorized {
+				t.Errorf("the right password on %s after the burst: %d, want 401 (banned)", n.name, st)
+			}
+		}
+	})
+
 	t.Run("a reload of A keeps its pool and its listener", func(t *testing.T) {
 		before := backends(t, c)
 		cfg, err := os.ReadFile(a.srv.config)
