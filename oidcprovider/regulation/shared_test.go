@@ -13,6 +13,7 @@ import (
 
 	"github.com/portcullis-auth/portcullis/internal/pgtest"
 	"github.com/portcullis-auth/portcullis/oidcprovider/regulation"
+	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 	"github.com/portcullis-auth/portcullis/oidcprovider/store/postgres"
 )
 
@@ -197,5 +198,74 @@ func TestSharedGiveBack(t *testing.T) {
 			}
 			time.Sleep(time.Millisecond)
 		}
+	}
+}
+
+// counting counts the statements a regulator sends to its store.
+type counting struct {
+	*postgres.Store
+	n atomic.Int32
+}
+
+func (c *counting) Get(ctx context.Context, k []byte) ([]byte, error) {
+	c.n.Add(1)
+	return c.Store.Get(ctx, k)
+}
+func (c *counting) Put(ctx context.Context, e ...store.Entry) error {
+	c.n.Add(1)
+	return c.Store.Put(ctx, e...)
+}
+func (c *counting) Delete(ctx context.Context, k ...[]byte) error {
+	c.n.Add(1)
+	return c.Store.Delete(ctx, k...)
+}
+func (c *counting) Keys(ctx context.Context, p []byte) ([][]byte, error) {
+	c.n.Add(1)
+	return c.Store.Keys(ctx, p)
+}
+func (c *counting) Create(ctx context.Context, e store.Entry) (bool, error) {
+	c.n.Add(1)
+	return c.Store.Create(ctx, e)
+}
+
+// TestSharedRoundTrips: a normal sign-in (no failures, no ban) costs one statement per counted
+// key to begin and one to settle.
+func TestSharedRoundTrips(t *testing.T) {
+	srv := pgtest.Start(t)
+	kv, err := postgres.Open(t.Context(), postgres.Config{DSN: srv.Database(t)}, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = kv.Destruct() })
+	c := &counting{Store: kv}
+	r, err := regulation.New(t.Context(), regulation.Config{MaxRetries: 3}, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	ip := netip.MustParseAddr("192.0.2.50")
+	// until the bans are loaded and the feed is trusted, checks read the store
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		c.n.Store(0)
+		if _, _, err := r.Check(t.Context(), "warm", ip); err != nil {
+			t.Fatal(err)
+		}
+		if c.n.Load() == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("checks still read the store after 5 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.n.Store(0)
+	att, ok, err := r.Enter(t.Context(), "john", ip)
+	if !ok || err != nil {
+		t.Fatalf("Enter: %v %v", ok, err)
+	}
+	begin := c.n.Load()
+	att.Succeeded()
+	if begin != 2 || c.n.Load() != 3 {
+		t.Errorf("a normal sign-in: %d statements to begin, %d in all; want 2 (a slot of the pair and of the address) and 3 (one deletion)", begin, c.n.Load())
 	}
 }
