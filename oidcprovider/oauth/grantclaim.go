@@ -41,8 +41,20 @@ func (s *tokenStorage) claimGrant(ctx context.Context, grant string) (release fu
 	mine := []byte(rand.Text())
 	deadline := time.Now().Add(grantClaimWait)
 	wait := 2 * time.Millisecond
+	creator, _ := s.kv.(store.Creator)
 	for {
-		v, err := s.kv.GetOrCreate(ctx, key, func() ([]byte, error) { return mine, nil })
+		var v []byte
+		var err error
+		if creator != nil {
+			// one statement that stores the claim with its expiry, so no claim is ever left
+			// without one (GetOrCreate's value is given its expiry by the write that follows)
+			var created bool
+			if created, err = creator.Create(ctx, store.Entry{Key: key, Value: mine, TTL: grantClaimTTL}); err == nil && created {
+				return func() { _ = s.kv.Delete(context.WithoutCancel(ctx), key) }, nil
+			}
+		} else {
+			v, err = s.kv.GetOrCreate(ctx, key, func() ([]byte, error) { return mine, nil })
+		}
 		if err != nil {
 			// a 503 (temporarily_unavailable), never a 500: the store is down or slow
 			return nil, fosite.ErrTemporarilyUnavailable.WithHint("The provider's store cannot be reached; retry shortly.").
