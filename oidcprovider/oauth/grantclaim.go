@@ -1,9 +1,7 @@
 package oauth
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -17,7 +15,7 @@ import (
 // On a store several nodes share, grantLocks (a process's mutexes) do not keep two nodes from
 // exchanging one code, or rotating one refresh token, at the same time: both would read the
 // grant unspent and both issue tokens. A claim in the store does: the first exchange to create
-// the grant's claim key (GetOrCreate is atomic across nodes) holds it, the others wait for it to
+// the grant's claim key (store.Claim is atomic across nodes) holds it, the others wait for it to
 // be deleted and then find the grant spent, as a replay, which revokes what it issued.
 const (
 	// grantClaimPrefix is the store prefix of the claims: the SHA-256 of the code or refresh
@@ -38,32 +36,16 @@ var errGrantBusy = fosite.ErrTemporarilyUnavailable.WithHint("Another exchange o
 func (s *tokenStorage) claimGrant(ctx context.Context, grant string) (release func(), err error) {
 	sum := sha256.Sum256([]byte(grant))
 	key := []byte(grantClaimPrefix + hex.EncodeToString(sum[:]))
-	mine := []byte(rand.Text())
 	deadline := time.Now().Add(grantClaimWait)
 	wait := 2 * time.Millisecond
-	creator, _ := s.kv.(store.Creator)
 	for {
-		var v []byte
-		var err error
-		if creator != nil {
-			// one statement that stores the claim with its expiry, so no claim is ever left
-			// without one (GetOrCreate's value is given its expiry by the write that follows)
-			var created bool
-			if created, err = creator.Create(ctx, store.Entry{Key: key, Value: mine, TTL: grantClaimTTL}); err == nil && created {
-				return func() { _ = s.kv.Delete(context.WithoutCancel(ctx), key) }, nil
-			}
-		} else {
-			v, err = s.kv.GetOrCreate(ctx, key, func() ([]byte, error) { return mine, nil })
-		}
+		_, claimed, err := store.Claim(ctx, s.kv, key, grantClaimTTL)
 		if err != nil {
 			// a 503 (temporarily_unavailable), never a 500: the store is down or slow
 			return nil, fosite.ErrTemporarilyUnavailable.WithHint("The provider's store cannot be reached; retry shortly.").
 				WithWrap(fmt.Errorf("claiming a grant: %w", err))
 		}
-		if bytes.Equal(v, mine) {
-			// GetOrCreate stores without an expiry: give the claim one, so that a node dying
-			// while it holds it does not keep the grant from every later exchange
-			_ = s.kv.Put(ctx, store.Entry{Key: key, Value: mine, TTL: grantClaimTTL})
+		if claimed {
 			return func() { _ = s.kv.Delete(context.WithoutCancel(ctx), key) }, nil
 		}
 		if time.Now().After(deadline) {

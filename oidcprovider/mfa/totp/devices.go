@@ -1,9 +1,7 @@
 package totp
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -229,7 +227,7 @@ func (d *Devices) FinishEnrolment(ctx context.Context, user, key, code string, n
 // digits and period apply, with the configured skew. The matched step is stored before Check
 // returns nil, so a code is accepted at most once even when submitted several times at once, to
 // one node or to several sharing a store: the checks of one user's codes are serialised in the
-// process, and before accepting a step Check claims it in the store with GetOrCreate (atomic
+// process, and before accepting a step Check claims it in the store with store.Claim (atomic
 // across nodes); only the request whose claim is stored accepts the code, every other one gets
 // ErrReplayed. The claim lives a few periods beyond the skew window, as long as the step could
 // match; the device's last step still refuses the steps before it.
@@ -269,12 +267,10 @@ func (d *Devices) Check(ctx context.Context, user, code string, now time.Time) e
 	if err != nil {
 		return fmt.Errorf("totp: encoding the device: %w", err)
 	}
-	// The step is claimed: record it even if the caller has gone, and give the claim its expiry
-	// in the same transaction (GetOrCreate stores without one).
+	// The step is claimed (with its expiry): record it even if the caller has gone.
 	wctx := context.WithoutCancel(ctx)
 	if err := d.kv.Put(wctx, store.Entry{Key: dk, Value: value}, claim); err != nil {
-		// the claim stays (a retry of this code is a replay), but not for ever
-		_ = d.kv.Put(wctx, claim)
+		// the claim stays until it expires: a retry of this code is a replay
 		return fmt.Errorf("totp: recording the used code: %w", err)
 	}
 	return nil
@@ -287,18 +283,17 @@ func (d *Devices) claimStep(ctx context.Context, user string, rec *deviceRecord,
 	sum := sha256.Sum256(rec.Sealed)
 	key := []byte(fmt.Sprintf("%s%s/%s/%d", usedPrefix, base64.RawURLEncoding.EncodeToString([]byte(user)),
 		base64.RawURLEncoding.EncodeToString(sum[:12]), step))
-	mine := []byte(rand.Text())
-	v, err := d.kv.GetOrCreate(ctx, key, func() ([]byte, error) { return mine, nil })
-	if err != nil {
-		return store.Entry{}, fmt.Errorf("totp: claiming the code's time step: %w", err)
-	}
-	if !bytes.Equal(v, mine) {
-		return store.Entry{}, ErrReplayed
-	}
 	// A step matches while it is within the skew window of the current one: from skew periods
 	// before it comes to skew periods after it ends. Keep the claim that long from now, and two
 	// periods more for clocks that differ between nodes.
 	ttl := time.Duration(2*(*cfg.Skew)+3) * cfg.Period
+	mine, claimed, err := store.Claim(ctx, d.kv, key, ttl)
+	if err != nil {
+		return store.Entry{}, fmt.Errorf("totp: claiming the code's time step: %w", err)
+	}
+	if !claimed {
+		return store.Entry{}, ErrReplayed
+	}
 	return store.Entry{Key: key, Value: mine, TTL: ttl}, nil
 }
 

@@ -9,10 +9,8 @@
 package webauthn
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -538,7 +536,7 @@ func (d *Devices) saveCeremony(ctx context.Context, username, ceremonyKey, kind 
 // takeCeremony reads and deletes the user's ceremony of kind bound to ceremonyKey. A ceremony
 // is taken at most once, even by requests finishing it on several nodes at once: the caller
 // holds the user's lock in this process, and before deleting the ceremony takeCeremony claims it
-// in the store with GetOrCreate (atomic across nodes sharing the store), keyed by a digest of the
+// in the store with store.Claim (atomic across nodes sharing the store), keyed by a digest of the
 // record (which holds the ceremony's random challenge); a request whose claim is not the stored
 // one gets ErrNoCeremony. The claim outlives the ceremony's timeout.
 func (d *Devices) takeCeremony(ctx context.Context, username, ceremonyKey, kind string) (*gowebauthn.SessionData, error) {
@@ -555,18 +553,15 @@ func (d *Devices) takeCeremony(ctx context.Context, username, ceremonyKey, kind 
 	}
 	sum := sha256.Sum256(raw)
 	claim := []byte(takenPrefix + enc(sum[:]))
-	mine := []byte(rand.Text())
-	v, err := d.kv.GetOrCreate(ctx, claim, func() ([]byte, error) { return mine, nil })
+	_, claimed, err := store.Claim(ctx, d.kv, claim, d.cfg.Timeout+takenMargin)
 	if err != nil {
 		return nil, fmt.Errorf("webauthn: claiming the %s ceremony: %w", kind, err)
 	}
-	if !bytes.Equal(v, mine) {
+	if !claimed {
 		return nil, ErrNoCeremony // another request, maybe on another node, took it
 	}
-	// taken: finish consuming it even if the caller has gone, and give the claim an expiry
-	// (GetOrCreate stores without one)
+	// taken: finish consuming it even if the caller has gone
 	ctx = context.WithoutCancel(ctx)
-	_ = d.kv.Put(ctx, store.Entry{Key: claim, Value: mine, TTL: d.cfg.Timeout + takenMargin})
 	if err := d.kv.Delete(ctx, key); err != nil {
 		return nil, fmt.Errorf("webauthn: consuming the %s ceremony: %w", kind, err)
 	}
