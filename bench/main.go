@@ -259,24 +259,15 @@ func run(caddyBin, mode, reference string, duration time.Duration, rounds, conns
 		}
 	}
 
-	// the upstream: a small fixed answer, in this process
-	ul, err := net.Listen("tcp", "127.0.0.1:0")
+	upstream, usersPath, err := startUpstream(work)
 	if err != nil {
 		return err
 	}
-	body := bytes.Repeat([]byte("x"), 256)
-	go func() {
-		_ = http.Serve(ul, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(body) }))
-	}()
-
-	usersPath := filepath.Join(work, "users.yml")
-	if err := os.WriteFile(usersPath, []byte(usersFile), 0o600); err != nil {
-		return err
-	}
+	defer upstream.Close()
 	hc := loopbackClient(conns)
 	storeDir := filepath.Join(work, "store")
 	caddy, err := startCaddy(hc, caddyBin, work, func(admin, port int) string {
-		return config(admin, port, ul.Addr().String(), storeDir, usersPath)
+		return config(admin, port, upstream.Addr().String(), storeDir, usersPath)
 	}, func(port int) string { return fmt.Sprintf("http://plain.localhost:%d/", port) })
 	if err != nil {
 		return err
@@ -1083,4 +1074,22 @@ func signInMany(issuer string, n, conns int) ([]string, int, error) {
 	}
 	wg.Wait()
 	return ids, conns, firstErr
+}
+
+// startUpstream serves the bench's upstream (a small fixed answer, in this process) and writes
+// the users file into work; the caller closes the listener.
+func startUpstream(work string) (upstream net.Listener, usersPath string, err error) {
+	usersPath = filepath.Join(work, "users.yml")
+	if err := os.WriteFile(usersPath, []byte(usersFile), 0o600); err != nil {
+		return nil, "", err
+	}
+	upstream, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", err
+	}
+	body := bytes.Repeat([]byte("x"), 256)
+	go func() {
+		_ = http.Serve(upstream, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(body) }))
+	}()
+	return upstream, usersPath, nil
 }

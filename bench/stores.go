@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -63,19 +62,11 @@ func storesPhase(caddyBin, which string, duration time.Duration, rounds, conns, 
 	defer os.RemoveAll(work)
 	scratch = work
 
-	ul, err := net.Listen("tcp", "127.0.0.1:0")
+	ul, usersPath, err := startUpstream(work)
 	if err != nil {
 		return err
 	}
 	defer ul.Close()
-	body := bytes.Repeat([]byte("x"), 256)
-	go func() {
-		_ = http.Serve(ul, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(body) }))
-	}()
-	usersPath := filepath.Join(work, "users.yml")
-	if err := os.WriteFile(usersPath, []byte(usersFile), 0o600); err != nil {
-		return err
-	}
 
 	fmt.Printf("\n== stores: %s, one Caddy each, %d connections, %d rounds of %s, alternating ==\n", which, conns, rounds, duration)
 	var nodes []*node

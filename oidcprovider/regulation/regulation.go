@@ -12,9 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
@@ -95,22 +93,11 @@ func New(ctx context.Context, cfg Config, kv store.KV) (*Regulator, error) {
 		r.follow(ch)
 		return r, nil
 	}
-	keys, err := kv.Keys(ctx, []byte(banPrefix))
+	bans, err := r.readBans(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("reading bans: %w", err)
+		return nil, err
 	}
-	for _, k := range keys {
-		v, err := kv.Get(ctx, k)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		} else if err != nil {
-			return nil, fmt.Errorf("reading bans: %w", err)
-		}
-		var until time.Time
-		if until.UnmarshalText(v) == nil {
-			r.bans[strings.TrimPrefix(string(k), banPrefix)] = until
-		}
-	}
+	r.bans = bans
 	return r, nil
 }
 
