@@ -50,6 +50,7 @@ type User struct {
 
 	digest     algorithm.Digest
 	digestText string
+	memo       userMemo
 }
 
 // CheckPassword reports whether password matches the user's digest (a full digest check; the
@@ -100,8 +101,9 @@ type entry struct {
 
 // Database is one parsed version of the file. It is immutable and safe for concurrent use.
 type Database struct {
-	users map[string]*User
-	names []string
+	users  map[string]*User
+	names  []string
+	folded map[string]string // fold(name) → name
 }
 
 // Parse reads a users file. Every error names the user and the field at fault.
@@ -117,12 +119,12 @@ func Parse(data []byte) (*Database, error) {
 	if doc.Users.Kind != yaml.MappingNode {
 		return nil, errors.New("users file: no 'users:' map (expected users: { <name>: { password: …, … } })")
 	}
-	db := &Database{users: map[string]*User{}}
+	db := &Database{users: map[string]*User{}, folded: map[string]string{}}
 	decoder, err := crypt.NewDefaultDecoder()
 	if err != nil {
 		return nil, fmt.Errorf("users file: %w", err)
 	}
-	folded := map[string]string{}
+	folded := db.folded
 	for i := 0; i+1 < len(doc.Users.Content); i += 2 {
 		name, node := doc.Users.Content[i].Value, doc.Users.Content[i+1]
 		u, err := parseUser(name, node, decoder)
@@ -130,11 +132,11 @@ func Parse(data []byte) (*Database, error) {
 			return nil, fmt.Errorf("users file: user %q (line %d): %w", name, doc.Users.Content[i].Line, err)
 		}
 		// fold as strings.EqualFold does (ſ and s, K and k): rules compare names that way
-		fold := strings.ToLower(strings.ToUpper(name))
-		if other, dup := folded[fold]; dup {
+		folding := fold(name)
+		if other, dup := folded[folding]; dup {
 			return nil, fmt.Errorf("users file: users %q and %q differ only in case; sign-in could not tell them apart", other, name)
 		}
-		folded[fold] = name
+		folded[folding] = name
 		db.users[name] = u
 		db.names = append(db.names, name)
 	}
