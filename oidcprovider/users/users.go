@@ -47,6 +47,12 @@ type User struct {
 	Disabled bool
 	// Profile holds the optional OpenID Connect profile fields.
 	Profile Profile
+	// PasswordVersion, for a user of a directory that does not hand out password digests
+	// (LDAP), is a value that changes whenever the password may have changed (the entry's
+	// modification time, say): right passwords are remembered under it, so a change forgets
+	// them. "" means a right password is never remembered. The file's users leave it empty:
+	// their digest serves (Digest).
+	PasswordVersion string
 
 	digest     algorithm.Digest
 	digestText string
@@ -57,9 +63,15 @@ type User struct {
 // caller caps and caches them). It does not look at Disabled.
 func (u *User) CheckPassword(password string) bool { return u.digest.Match(password) }
 
-// Digest is the user's password digest as written in the file: a changed password changes it,
-// so callers may key remembered verifications on it.
-func (u *User) Digest() string { return u.digestText }
+// Digest is the user's password digest as written in the file, or PasswordVersion for a user
+// of a directory: a changed password changes it, so callers may key remembered verifications on
+// it. "" means none may be remembered.
+func (u *User) Digest() string {
+	if u.digestText != "" {
+		return u.digestText
+	}
+	return u.PasswordVersion
+}
 
 // Profile holds the optional profile fields of Authelia's file, named as its keys.
 type Profile struct {
