@@ -104,7 +104,10 @@ func (g *gate) identify(r *http.Request, t *target) (identification, error) {
 			{
 				// a user's token: the user is read afresh, so a removed or disabled user is
 				// refused at once, and the rules see their current groups
-				u, ok := g.app.User(r.Context(), b.Username)
+				u, ok, err := g.app.User(r.Context(), b.Username)
+				if err != nil {
+					return found, err
+				}
 				if !ok {
 					found.failure = &credentialFailure{strategy: s, description: "The user of this access token is disabled or no longer exists."}
 					return found, nil

@@ -18,6 +18,7 @@ import (
 	"github.com/portcullis-auth/portcullis/oidcprovider/portal"
 	"github.com/portcullis-auth/portcullis/oidcprovider/session"
 	"github.com/portcullis-auth/portcullis/oidcprovider/store"
+	"github.com/portcullis-auth/portcullis/oidcprovider/users"
 )
 
 // This file is the gateway's API: everything package caddyauth calls on the oidc app, and
@@ -87,7 +88,7 @@ var (
 // store.ErrUnavailable). The gateway answers 503 with Retry-After, before it looks for a caller
 // who left (a statement that timed out in the store is not the caller's deadline).
 func IsUnavailable(err error) bool {
-	return errors.Is(err, ErrUnavailable) || errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrClosed)
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrClosed) || errors.Is(err, users.ErrUnavailable)
 }
 
 // ErrNoUsers means no users_file is configured: Basic credentials and session cookies are not
@@ -174,13 +175,15 @@ func (a *App) CheckSession(ctx context.Context, h http.Header) (*UserIdentity, i
 		} else if err != nil {
 			return "", sessionIdentity{}, ErrUnavailable
 		}
-		db := st.users.Current()
-		u, ok := db.Lookup(name)
-		if !ok || u.Disabled {
+		u, err := st.users.Lookup(ctx, name)
+		if err != nil && !errors.Is(err, users.ErrNotFound) {
+			return "", sessionIdentity{}, fmt.Errorf("%w: %w", ErrUnavailable, err) // kept; 503
+		}
+		if err != nil || u.Disabled {
 			_ = st.sessions.End(ctx, id)
 			return "", sessionIdentity{}, session.ErrNoSession
 		}
-		return name, sessionIdentity{st.identities.of(db, u), int(level)}, nil
+		return name, sessionIdentity{identityOf(u), int(level)}, nil
 	})
 	if errors.Is(err, session.ErrNoSession) {
 		return nil, 0, ErrNoSession
@@ -196,19 +199,24 @@ type sessionIdentity struct {
 	level int
 }
 
-// User is the current identity of the user called name, or false when there is no users file,
-// the store is not open, or the user is gone or disabled (a user's access token at the gateway).
-func (a *App) User(_ context.Context, name string) (*UserIdentity, bool) {
+// User is the current identity of the user called name, or false when there are no people, the
+// store is not open, or the user is gone or disabled (a user's access token at the gateway); err
+// (wrapping ErrUnavailable) when the user directory cannot be asked, which is never a pass.
+func (a *App) User(ctx context.Context, name string) (*UserIdentity, bool, error) {
 	st, err := a.runningPeople()
 	if err != nil {
-		return nil, false
+		return nil, false, nil
 	}
-	db := st.users.Current()
-	u, ok := db.Lookup(name)
-	if !ok || u.Disabled {
-		return nil, false
+	u, err := st.users.Lookup(ctx, name)
+	switch {
+	case errors.Is(err, users.ErrNotFound):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("%w: %w", ErrUnavailable, err) // the directory: 503, never a pass
+	case u.Disabled:
+		return nil, false, nil
 	}
-	return st.identities.of(db, u), true
+	return identityOf(u), true, nil
 }
 
 // IsUser reports whether the users file names a user called name, disabled or not. It is a
@@ -220,8 +228,8 @@ func (a *App) IsUser(name string) bool {
 	if err != nil {
 		return false
 	}
-	_, ok := st.users.Current().Lookup(name)
-	return ok
+	_, err = st.users.Lookup(context.Background(), name)
+	return err == nil
 }
 
 // CompileRules compiles rules against this app's network definitions and registered clients:

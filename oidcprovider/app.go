@@ -142,6 +142,9 @@ type App struct {
 	// usersFile is the users file as Provision read it (nil without users_file); Start
 	// publishes it in the running state, which requests read it from
 	usersFile *users.File
+	// directory is where people come from: the users file or the LDAP directory (nil without
+	// either: no portal, and Basic credentials are passed on untouched)
+	directory users.Directory
 	portal    *portalSettings
 
 	// state is the running state: nil until Start publishes it and again from Stop. Everything
@@ -158,15 +161,15 @@ type runtimeState struct {
 	secret   []byte      // the provider's secret, the root of the portal's keys
 
 	// people, with a users_file (all nil without one)
-	users      *users.File        // watched for changes while running
-	stopWatch  chan struct{}      // closed to end the watch
-	identities *userIdentityCache // users' identities for the gateway, per version of the file
-	guard      *regulation.Guard  // checks users' passwords
-	sessions   *session.Store
-	portal     *portal.Portal
-	flow       *oauth.Flow      // the browser side of the flows, on the portal
-	subjects   *claims.Subjects // users' sub per sector
-	consents   *consent.Store   // remembered consents
+	users     users.Directory   // the users file or the LDAP directory
+	usersFile *users.File       // watched for changes while running (nil with LDAP)
+	stopWatch chan struct{}     // closed to end the watch
+	guard     *regulation.Guard // checks users' passwords
+	sessions  *session.Store
+	portal    *portal.Portal
+	flow      *oauth.Flow      // the browser side of the flows, on the portal
+	subjects  *claims.Subjects // users' sub per sector
+	consents  *consent.Store   // remembered consents
 }
 
 // CaddyModule returns the Caddy module information.
@@ -516,8 +519,8 @@ func (a *App) prepare(ctx context.Context, b *backend) (*runtimeState, error) {
 	b.secrets.Retain(current)
 
 	var ppl oauth.People
-	if a.usersFile != nil {
-		ppl = people{a.usersFile}
+	if a.directory != nil {
+		ppl = people{a.directory}
 	}
 	p := oauth.New(oauth.Config{
 		People:              ppl,

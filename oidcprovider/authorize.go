@@ -2,6 +2,8 @@ package oidcprovider
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"time"
@@ -18,28 +20,43 @@ import (
 	"github.com/portcullis-auth/portcullis/oidcprovider/users"
 )
 
-// people is the provider's view of the users file: oauth.People.
-type people struct{ users *users.File }
+// people is the provider's view of the user directory: oauth.People.
+type people struct{ users users.Directory }
+
+// find is the user called name: nil for none (or disabled), err when the directory cannot be
+// asked (wrapping oauth.ErrUnavailable, so the endpoints answer 503 and keep the grant).
+func (p people) find(ctx context.Context, name string) (*users.User, error) {
+	u, err := p.users.Lookup(ctx, name)
+	switch {
+	case errors.Is(err, users.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", oauth.ErrUnavailable, err)
+	case u.Disabled:
+		return nil, nil
+	}
+	return u, nil
+}
 
 // Active implements oauth.People.
-func (p people) Active(name string) bool {
-	u, ok := p.users.Current().Lookup(name)
-	return ok && !u.Disabled
+func (p people) Active(ctx context.Context, name string) (bool, error) {
+	u, err := p.find(ctx, name)
+	return u != nil, err
 }
 
 // Claims implements oauth.People.
-func (p people) Claims(name string, scopes []string) (map[string]any, bool) {
-	u, ok := p.users.Current().Lookup(name)
-	if !ok || u.Disabled {
-		return nil, false
+func (p people) Claims(ctx context.Context, name string, scopes []string) (map[string]any, bool, error) {
+	u, err := p.find(ctx, name)
+	if u == nil {
+		return nil, false, err
 	}
-	return claims.ForScopes(u, scopes), true
+	return claims.ForScopes(u, scopes), true, nil
 }
 
 // servePeopleFlow serves the endpoints a browser visits (authorization, consent, sign-out):
 // they need the portal, so without a users_file they are not served.
 func (a *App) servePeopleFlow(w http.ResponseWriter, r *http.Request, rel string, next caddyhttp.Handler) error {
-	if a.usersFile == nil {
+	if a.directory == nil {
 		return next.ServeHTTP(w, r)
 	}
 	st := a.running()

@@ -65,6 +65,7 @@ func (a *App) provisionPeople() error {
 		return fmt.Errorf("users_file: %w", err)
 	}
 	a.usersFile = f
+	a.directory = f
 	return nil
 }
 
@@ -72,18 +73,17 @@ func (a *App) provisionPeople() error {
 // regulation on the store, the password guard, the sessions, the second-factor devices and the
 // portal.
 func (a *App) startPeople(ctx context.Context, b *backend, st *runtimeState) error {
-	if a.usersFile == nil {
+	if a.directory == nil {
 		return nil
 	}
-	st.users = a.usersFile
-	st.identities = new(userIdentityCache)
+	st.users, st.usersFile = a.directory, a.usersFile
 	reg, err := regulation.New(ctx, a.Regulation.config(), b.kv)
 	if err != nil {
 		return err
 	}
 	st.guard = regulation.NewGuard(regulation.GuardConfig{
 		Regulator: reg,
-		Users:     st.users.Current,
+		Users:     st.users,
 		Cache:     b.secrets,
 		Report:    a.passwordChecked,
 	})
@@ -92,10 +92,10 @@ func (a *App) startPeople(ctx context.Context, b *backend, st *runtimeState) err
 
 // watchUsers starts watching the running state's users file, until Stop closes st.stopWatch.
 func (a *App) watchUsers(st *runtimeState) {
-	if st.users == nil {
+	if st.usersFile == nil {
 		return
 	}
-	f := st.users
+	f := st.usersFile
 	st.stopWatch = make(chan struct{})
 	go f.Watch(usersReload, st.stopWatch, func(changed bool, err error) {
 		if err != nil {
@@ -109,7 +109,7 @@ func (a *App) watchUsers(st *runtimeState) {
 // runningPeople returns the running state for a request about people: ErrNoUsers without a
 // users_file, ErrUnavailable while the store is not open.
 func (a *App) runningPeople() (*runtimeState, error) {
-	if a.usersFile == nil {
+	if a.directory == nil {
 		return nil, ErrNoUsers
 	}
 	st := a.running()
@@ -136,16 +136,24 @@ func (a *App) checkPassword(ctx context.Context, username, password, ip, via str
 	u, err := st.guard.Check(ctx, username, password, addr, via)
 	switch {
 	case err == nil:
-		return userIdentity(u), nil
+		return identityOf(u), nil
 	case errors.Is(err, regulation.ErrBadCredentials):
 		return nil, ErrBadCredentials
 	case errors.Is(err, regulation.ErrBusy):
 		return nil, ErrUnavailable
+	case errors.Is(err, users.ErrUnavailable):
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err) // the directory: 503, never a pass
 	case ctx.Err() != nil:
 		return nil, err // the caller left
 	default:
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err) // a shared store could not count it
 	}
+}
+
+// identityOf is u's identity for the gateway, built once per User (a directory hands out a new
+// User when one changes), so the cookie check builds none per request.
+func identityOf(u *users.User) *UserIdentity {
+	return u.Memo(func() any { return userIdentity(u) }).(*UserIdentity)
 }
 
 func userIdentity(u *users.User) *UserIdentity {

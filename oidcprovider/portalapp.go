@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
-	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -19,7 +17,6 @@ import (
 	"github.com/portcullis-auth/portcullis/oidcprovider/oauth"
 	"github.com/portcullis-auth/portcullis/oidcprovider/portal"
 	"github.com/portcullis-auth/portcullis/oidcprovider/session"
-	"github.com/portcullis-auth/portcullis/oidcprovider/users"
 )
 
 // deriveKey derives a 32-byte key for one purpose from the provider's secret.
@@ -43,7 +40,7 @@ func (a *App) startPortal(b *backend, st *runtimeState) error {
 		Secure:          ps.secure,
 		RememberMe:      ps.sessions.WithDefaults().RememberMe,
 		DefaultRedirect: ps.defaultURL,
-		Users:           st.users.Current,
+		Users:           st.users,
 		CheckPassword:   a.checkPortalPassword,
 		ClientIP:        ClientIP,
 		Sessions:        st.sessions,
@@ -113,34 +110,9 @@ func (a *App) checkPortalPassword(ctx context.Context, username, password, ip st
 	return err
 }
 
-// userIdentityCache keeps the UserIdentity of each user of one version of the users file, so the
-// gateway's cookie check builds none per request; a new version of the file starts a new cache.
-type userIdentityCache struct {
-	cur atomic.Pointer[identitiesOf]
-}
-
-type identitiesOf struct {
-	db *users.Database
-	m  sync.Map // *users.User → *UserIdentity
-}
-
-func (c *userIdentityCache) of(db *users.Database, u *users.User) *UserIdentity {
-	ids := c.cur.Load()
-	if ids == nil || ids.db != db {
-		ids = &identitiesOf{db: db}
-		c.cur.Store(ids)
-	}
-	if v, ok := ids.m.Load(u); ok {
-		return v.(*UserIdentity)
-	}
-	id := userIdentity(u)
-	ids.m.Store(u, id)
-	return id
-}
-
 // servePortal serves a portal page at rel, and reports whether rel was one.
 func (a *App) servePortal(w http.ResponseWriter, r *http.Request, rel string) bool {
-	if a.usersFile == nil {
+	if a.directory == nil {
 		return false
 	}
 	st := a.running()

@@ -141,7 +141,11 @@ func (f *Flow) continueAuthorize(w http.ResponseWriter, r *http.Request, ar *Aut
 		f.authorizeFailed(w, r, ar, err)
 		return
 	}
-	userClaims, ok := f.p.cfg.People.Claims(s.Username, scopes)
+	userClaims, ok, err := f.p.cfg.People.Claims(r.Context(), s.Username, scopes)
+	if err != nil {
+		f.authorizeFailed(w, r, ar, err)
+		return
+	}
 	if !ok {
 		// removed or disabled since the portal read the session: as if signed out
 		f.toPortal(w, r, ar, func(flowURL string) string { return f.cfg.Portal.SignInURL(flowURL, false) })

@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"mime/multipart"
 	"net/http"
@@ -27,17 +28,17 @@ type testPeople struct {
 	disabled map[string]bool
 }
 
-func (t *testPeople) Active(name string) bool {
+func (t *testPeople) Active(_ context.Context, name string) (bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return !t.disabled[name]
+	return !t.disabled[name], nil
 }
 
-func (t *testPeople) Claims(name string, _ []string) (map[string]any, bool) {
-	if !t.Active(name) {
-		return nil, false
+func (t *testPeople) Claims(ctx context.Context, name string, _ []string) (map[string]any, bool, error) {
+	if active, _ := t.Active(ctx, name); !active {
+		return nil, false, nil
 	}
-	return map[string]any{"preferred_username": name}, true
+	return map[string]any{"preferred_username": name}, true, nil
 }
 
 func (t *testPeople) disable(name string) {

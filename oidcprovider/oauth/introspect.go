@@ -42,8 +42,14 @@ func (p *Provider) ServeIntrospection(w http.ResponseWriter, r *http.Request) {
 	}
 	sess := &Session{}
 	use, ar, err := p.oauth2.IntrospectToken(ctx, token, fosite.TokenUse(r.PostForm.Get("token_type_hint")), sess)
-	if err == nil && sess.Username != "" && (p.cfg.People == nil || !p.cfg.People.Active(sess.Username)) {
-		err = fosite.ErrInactiveToken // a disabled or removed user's tokens are worth nothing
+	if err == nil && sess.Username != "" {
+		if p.cfg.People == nil {
+			err = fosite.ErrInactiveToken
+		} else if active, aerr := p.cfg.People.Active(ctx, sess.Username); aerr != nil {
+			err = aerr // the directory cannot be asked: 503, never "active"
+		} else if !active {
+			err = fosite.ErrInactiveToken // a disabled or removed user's tokens are worth nothing
+		}
 	}
 	if err != nil {
 		if isUnavailable(err) {

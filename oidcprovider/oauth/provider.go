@@ -95,11 +95,13 @@ type Config struct {
 // People is what the provider needs to know of users: whether one may still hold tokens, and
 // the claims of the scopes granted to a client.
 type People interface {
-	// Active reports whether the user exists and is not disabled.
-	Active(username string) bool
+	// Active reports whether the user exists and is not disabled; err (wrapping
+	// ErrUnavailable) when the user directory cannot be asked, which is never a yes.
+	Active(ctx context.Context, username string) (bool, error)
 	// Claims are the user's claims for the granted scopes (profile, email, groups…), as the ID
-	// token and userinfo carry them; ok is false when the user is gone or disabled.
-	Claims(username string, scopes []string) (claims map[string]any, ok bool)
+	// token and userinfo carry them; ok is false when the user is gone or disabled; err (wrapping
+	// ErrUnavailable) when the user directory cannot be asked.
+	Claims(ctx context.Context, username string, scopes []string) (claims map[string]any, ok bool, err error)
 }
 
 // Provider is the fosite composition of one running config.

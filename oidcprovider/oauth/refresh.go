@@ -33,11 +33,19 @@ func (h *refreshedUser) HandleTokenEndpointRequest(ctx context.Context, r fosite
 		return fosite.ErrUnknownRequest
 	}
 	people := h.p.cfg.People
-	if people == nil || !people.Active(sess.Username) {
+	if people == nil {
+		return fosite.ErrInvalidGrant.WithHint("The user of this grant is disabled or no longer exists.")
+	}
+	if active, err := people.Active(ctx, sess.Username); err != nil {
+		return err // the directory cannot be asked: 503, and the grant is kept
+	} else if !active {
 		return fosite.ErrInvalidGrant.WithHint("The user of this grant is disabled or no longer exists.")
 	}
 	if sess.Claims != nil {
-		claims, ok := people.Claims(sess.Username, r.GetGrantedScopes())
+		claims, ok, err := people.Claims(ctx, sess.Username, r.GetGrantedScopes())
+		if err != nil {
+			return err
+		}
 		if !ok {
 			return fosite.ErrInvalidGrant.WithHint("The user of this grant is disabled or no longer exists.")
 		}

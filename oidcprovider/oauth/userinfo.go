@@ -79,7 +79,11 @@ func (p *Provider) ServeUserinfo(w http.ResponseWriter, r *http.Request) {
 		p.bearerError(w, http.StatusUnauthorized, "invalid_token", "The access token is not a user's.")
 		return
 	}
-	claims, ok := p.cfg.People.Claims(sess.Username, ar.GetGrantedScopes())
+	claims, ok, err := p.cfg.People.Claims(r.Context(), sess.Username, ar.GetGrantedScopes())
+	if err != nil {
+		WriteUnavailable(w)
+		return
+	}
 	if !ok {
 		p.bearerError(w, http.StatusUnauthorized, "invalid_token", "The user of this access token is disabled or no longer exists.")
 		return

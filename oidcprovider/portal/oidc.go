@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 
@@ -15,7 +16,7 @@ import (
 // named is the current user called username, or a stand-in with the name alone when the user
 // left the users file since their session was read.
 func (p *Portal) named(username string) *users.User {
-	if u, ok := p.cfg.Users().Lookup(username); ok {
+	if u, err := p.cfg.Users.Lookup(context.Background(), username); err == nil {
 		return u
 	}
 	return &users.User{Name: username, DisplayName: username}

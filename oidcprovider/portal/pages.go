@@ -73,6 +73,14 @@ func (p *Portal) render(w http.ResponseWriter, r *http.Request, status int, page
 	}
 }
 
+// directoryDown is the page for a user directory (LDAP) that cannot be reached: 503, never a
+// sign-in that skips it.
+func (p *Portal) directoryDown(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", "10")
+	p.render(w, r, http.StatusServiceUnavailable, "error", &pageData{Title: "Sign-in is unavailable",
+		Error: "The directory of users cannot be reached just now, so nobody can be signed in. Try again in a minute; if it lasts, tell the people who run this service."})
+}
+
 func (p *Portal) unavailable(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Retry-After", "5")
 	p.render(w, r, http.StatusServiceUnavailable, "error", &pageData{Title: "Try again in a moment", Error: "The sign-in service is busy or restarting. Try again in a few seconds."})

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -40,8 +42,12 @@ func newPortalWorld(t *testing.T) *portalWorld {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = kv.Destruct() })
-	db, err := users.Parse([]byte("users:\n  john:\n    displayname: John Doe\n    password: \"" + johnDigest + "\"\n" +
-		"  jane:\n    displayname: Jane Doe\n    password: \"" + johnDigest + "\"\n"))
+	usersPath := filepath.Join(t.TempDir(), "users.yml")
+	if err := os.WriteFile(usersPath, []byte("users:\n  john:\n    displayname: John Doe\n    password: \""+johnDigest+"\"\n"+
+		"  jane:\n    displayname: Jane Doe\n    password: \""+johnDigest+"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := users.Open(usersPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +66,7 @@ func newPortalWorld(t *testing.T) *portalWorld {
 	w.sessions = session.New(session.Config{Inactivity: time.Hour}, kv).WithClock(now)
 	w.p, err = New(Config{
 		Issuer: issuer, CookieName: "portcullis_session", CookieDomain: "example.com", SameSite: http.SameSiteLaxMode,
-		Secure: true, RememberMe: time.Hour, Key: key, Users: func() *users.Database { return db },
+		Secure: true, RememberMe: time.Hour, Key: key, Users: db,
 		CheckPassword: func(_ context.Context, user, password, _ string) error {
 			if user == "john" && password == "password" {
 				return nil

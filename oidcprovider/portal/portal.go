@@ -65,8 +65,8 @@ type Config struct {
 	DefaultRedirect string
 	// Key is a secret for CSRF tokens and ceremony keys (derived from the provider's secret).
 	Key []byte
-	// Users returns the current users file.
-	Users func() *users.Database
+	// Users is where the people come from (the users file or an LDAP directory).
+	Users users.Directory
 	// CheckPassword checks a sign-in's password.
 	CheckPassword PasswordChecker
 	// ClientIP is the client address as Caddy settled it.
@@ -239,7 +239,12 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request, rel string) {
 		p.assets.ServeHTTP(w, r)
 		return
 	}
-	if _, _, err := p.pick(r); errors.Is(err, session.ErrCookies) {
+	_, _, picked := p.pick(r)
+	if errors.Is(picked, users.ErrUnavailable) {
+		p.directoryDown(w, r)
+		return
+	}
+	if err := picked; errors.Is(err, session.ErrCookies) {
 		// as at the gate: the portal does not choose between two people's sessions
 		p.cfg.Logger.Info("portal request refused: session cookies of two people, or too many session cookies", zap.String("path", rel), zap.String("remote_ip", p.cfg.ClientIP(r)))
 		p.render(w, r, http.StatusBadRequest, "error", &pageData{Title: "Your browser sent two sessions",

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -93,8 +94,11 @@ func (p *Portal) pick(r *http.Request) (string, signedIn, error) {
 		if err != nil {
 			return "", signedIn{}, session.ErrNoSession
 		}
-		u, ok := p.cfg.Users().Lookup(sess.User)
-		if !ok || u.Disabled {
+		u, err := p.cfg.Users.Lookup(ctx, sess.User)
+		if err != nil && !errors.Is(err, users.ErrNotFound) {
+			return "", signedIn{}, err // the directory cannot be asked: the session is kept
+		}
+		if err != nil || u.Disabled {
 			_ = p.cfg.Sessions.End(ctx, id)
 			return "", signedIn{}, session.ErrNoSession
 		}

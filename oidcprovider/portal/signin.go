@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/session"
+	"github.com/portcullis-auth/portcullis/oidcprovider/users"
 )
 
 // This file is the sign-in page: the password form and the session it starts.
@@ -49,13 +50,16 @@ func (p *Portal) signIn(w http.ResponseWriter, r *http.Request) {
 		again.Error = "Incorrect username or password."
 		p.render(w, r, http.StatusUnauthorized, "signin", again)
 		return
+	} else if errors.Is(err, users.ErrUnavailable) {
+		p.directoryDown(w, r)
+		return
 	} else if err != nil {
 		p.unavailable(w, r)
 		return
 	}
-	u, ok := p.cfg.Users().Lookup(username)
-	if !ok {
-		p.unavailable(w, r)
+	u, err := p.cfg.Users.Lookup(ctx, username)
+	if err != nil {
+		p.directoryDown(w, r)
 		return
 	}
 	// a sign-in always starts a new session: an id planted in the browser before is worth nothing.

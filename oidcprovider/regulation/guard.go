@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -62,8 +63,8 @@ type Report struct {
 type GuardConfig struct {
 	// Regulator counts the attempts and keeps the bans. Required.
 	Regulator *Regulator
-	// Users returns the current version of the users file. Required.
-	Users func() *users.Database
+	// Users is where the people come from (the users file or an LDAP directory). Required.
+	Users users.Directory
 	// Cache remembers right passwords (under the id "user:"+name). Required.
 	Cache *digest.Cache
 	// Report, when set, is told of every settled check.
@@ -128,7 +129,19 @@ func (g *Guard) Regulator() *Regulator { return g.cfg.Regulator }
 // attempt still counts as it would have: a check that began runs to its end and counts on its
 // result.
 func (g *Guard) Check(ctx context.Context, username, password string, addr netip.Addr, via string) (*users.User, error) {
-	u, found := g.cfg.Users().Lookup(username)
+	u, err := g.cfg.Users.Lookup(ctx, username)
+	found := err == nil
+	switch {
+	case found:
+		// the directory's spelling is the identity: "John", "john" and john's mail address
+		// share one failure count and one remembered password
+		username = u.Name
+	case errors.Is(err, users.ErrNotFound):
+		// an unknown name counts under one spelling, however it is written
+		username = strings.ToLower(username)
+	default:
+		return nil, err // the directory cannot be asked: nothing is counted, nothing passes
+	}
 	if _, banned, err := g.cfg.Regulator.Check(ctx, username, addr); err != nil {
 		return nil, err
 	} else if banned {
@@ -138,7 +151,7 @@ func (g *Guard) Check(ctx context.Context, username, password string, addr netip
 		g.report(Report{Via: via, Username: username, Known: found, Addr: addr, Outcome: Banned})
 		return nil, ErrBadCredentials
 	}
-	if found && !u.Disabled && g.cfg.Cache.Remembered(cacheID(username), u.Digest(), password) {
+	if found && !u.Disabled && u.Digest() != "" && g.cfg.Cache.Remembered(cacheID(username), u.Digest(), password) {
 		g.report(Report{Via: via, Username: username, Known: true, Addr: addr, Outcome: Accepted, Remembered: true})
 		return u, nil
 	}
@@ -203,23 +216,34 @@ func (g *Guard) attempt(ctx context.Context, u *users.User, found bool, username
 	refused.NewBan = attempt.Banned
 	if u.Disabled {
 		// the same work as a right user's check, and always a failure
-		_, err := g.digest(ctx, func() bool { return u.CheckPassword(password) })
+		_, _, err := g.check(ctx, u, password)
 		g.report(refused)
 		if err != nil {
 			return result{err: ErrBusy}
 		}
 		return result{err: ErrBadCredentials}
 	}
-	var failed error
-	ok, _ := g.cfg.Cache.Verify(cacheID(username), u.Digest(), password, func() bool {
-		ok, err := g.digest(ctx, func() bool { return u.CheckPassword(password) })
-		failed = err
+	var failed, unreachable error
+	verify := func() bool {
+		ok, dirErr, err := g.check(ctx, u, password)
+		failed, unreachable = err, dirErr
 		return ok
-	})
-	if failed != nil {
+	}
+	var ok bool
+	if u.Digest() == "" {
+		ok = verify() // nothing to remember it under
+	} else {
+		ok, _ = g.cfg.Cache.Verify(cacheID(username), u.Digest(), password, verify)
+	}
+	switch {
+	case failed != nil:
 		// no digest slot: the check never ran, so the attempt is given back
 		attempt.Abandoned()
 		return result{err: ErrBusy}
+	case unreachable != nil:
+		// the directory could not answer: nothing was learnt, so nothing counts
+		attempt.Abandoned()
+		return result{err: unreachable}
 	}
 	// the check ran: it counts on its result even if the caller has gone, or a guesser who
 	// hangs up before the answer would guess for free (and learn the answer from the cache)
@@ -230,6 +254,17 @@ func (g *Guard) attempt(ctx context.Context, u *users.User, found bool, username
 	attempt.Succeeded()
 	g.report(Report{Via: via, Username: username, Known: true, Addr: addr, Outcome: Accepted})
 	return result{user: u}
+}
+
+// check runs the directory's password check in a digest slot: err when no slot came free,
+// dirErr when the directory could not answer (a wrong password is ok false, both nil).
+func (g *Guard) check(ctx context.Context, u *users.User, password string) (ok bool, dirErr, err error) {
+	ok, err = g.digest(ctx, func() bool {
+		match, e := g.cfg.Users.CheckPassword(ctx, u, password)
+		dirErr = e
+		return match && e == nil
+	})
+	return ok, dirErr, err
 }
 
 func (g *Guard) report(r Report) {

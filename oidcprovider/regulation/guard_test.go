@@ -68,7 +68,7 @@ func newGuardFixture(t *testing.T, cfg Config) *guardFixture {
 		t.Fatal(err)
 	}
 	fx := &guardFixture{reg: reg, cache: digest.NewCache(64, time.Hour)}
-	fx.guard = NewGuard(GuardConfig{Regulator: reg, Users: f.Current, Cache: fx.cache, Report: func(r Report) {
+	fx.guard = NewGuard(GuardConfig{Regulator: reg, Users: f, Cache: fx.cache, Report: func(r Report) {
 		fx.mu.Lock()
 		defer fx.mu.Unlock()
 		fx.reports = append(fx.reports, r)
