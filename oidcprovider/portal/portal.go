@@ -27,6 +27,7 @@ import (
 	"github.com/portcullis-auth/portcullis/oidcprovider/consent"
 	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/totp"
 	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/webauthn"
+	"github.com/portcullis-auth/portcullis/oidcprovider/notify"
 	"github.com/portcullis-auth/portcullis/oidcprovider/regulation"
 	"github.com/portcullis-auth/portcullis/oidcprovider/session"
 	"github.com/portcullis-auth/portcullis/oidcprovider/users"
@@ -98,6 +99,9 @@ type Config struct {
 	Consents ConsentKeeper
 	// ClientName names an application on the signed-in page. Optional.
 	ClientName func(clientID string) string
+	// Notifier sends people their one-time codes, reset links and account notices; nil when
+	// the provider has no notifier block.
+	Notifier notify.Notifier
 }
 
 // ConsentKeeper lists and withdraws a user's remembered consents.
