@@ -304,3 +304,67 @@ func TestGuardUnknownUserTakesAsLongAsACheck(t *testing.T) {
 		t.Fatalf("an unknown user was answered in %v, a check takes %v", took, avg)
 	}
 }
+
+// TestGuardSpellingsOfOneUserShareOneFailureCount: "John", "JOHN" and john's mail address name
+// one user (the directory's spelling is the identity), so guesses under each count together and
+// the ban covers every spelling.
+func TestGuardSpellingsOfOneUserShareOneFailureCount(t *testing.T) {
+	fx := newGuardFixture(t, Config{MaxRetries: 3})
+	for i, name := range []string{"John", "JOHN", "john@example.com"} {
+		if _, err := fx.check(name, fmt.Sprint("guess-", i), "192.0.2.1"); !errors.Is(err, ErrBadCredentials) {
+			t.Fatalf("guess %d as %q: %v", i, name, err)
+		}
+	}
+	r := fx.taken()
+	if len(r) != 3 || !r[2].NewBan {
+		t.Fatalf("three guesses under three spellings must begin one ban: %+v", r)
+	}
+	for _, rep := range r {
+		if rep.Username != "john" || !rep.Known {
+			t.Fatalf("a report must name the canonical user: %+v", rep)
+		}
+	}
+	if _, err := fx.check("john", "john-password", "192.0.2.1"); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("the ban must cover the canonical spelling with the right password: %v", err)
+	}
+	// and the right password under another spelling, elsewhere, signs john in as john
+	u, err := fx.check("JoHn", "john-password", "198.51.100.9")
+	if err != nil || u.Name != "john" {
+		t.Fatalf("JoHn with john's password from another address: %v, %+v", err, u)
+	}
+}
+
+// downDirectory is a users.Directory whose server cannot be reached.
+type downDirectory struct{ users.Directory }
+
+func (downDirectory) Lookup(context.Context, string) (*users.User, error) {
+	return nil, fmt.Errorf("ldap: dial: %w", users.ErrUnavailable)
+}
+
+// flakyDirectory finds users but cannot check their passwords (the bind fails).
+type flakyDirectory struct{ users.Directory }
+
+func (flakyDirectory) CheckPassword(context.Context, *users.User, string) (bool, error) {
+	return false, fmt.Errorf("ldap: bind: %w", users.ErrUnavailable)
+}
+
+// TestGuardDirectoryDownIsNeverAPassAndCountsNothing: a directory that cannot be asked gives
+// an error wrapping users.ErrUnavailable (the gate's 503), never a pass and never a failure
+// that counts towards a ban.
+func TestGuardDirectoryDownIsNeverAPassAndCountsNothing(t *testing.T) {
+	fx := newGuardFixture(t, Config{MaxRetries: 2})
+	file := fx.guard.cfg.Users
+	for _, dir := range []users.Directory{downDirectory{file}, flakyDirectory{file}} {
+		fx.guard.cfg.Users = dir
+		for range 3 {
+			u, err := fx.check("john", "john-password", "192.0.2.1")
+			if !errors.Is(err, users.ErrUnavailable) || u != nil {
+				t.Fatalf("%T: want users.ErrUnavailable and no user, got %v, %+v", dir, err, u)
+			}
+		}
+	}
+	fx.guard.cfg.Users = file
+	if _, err := fx.check("john", "john-password", "192.0.2.1"); err != nil {
+		t.Fatalf("after the directory is back, nothing may have counted against john: %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package users
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -232,4 +233,61 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("no database and no error")
 		}
 	})
+}
+
+func TestFileLookupByAnySpellingOrMail(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "users.yml")
+	digest := "$argon2id$v=19$m=65536,t=3,p=4$6Xh5mQ8ZXU3sYJd4v2oV1g$0Y1dC2h3xJ6mC8o9pJw7tq1lE2f8d3V0Jx0l8u4Z3bA"
+	data := "users:\n  John:\n    password: \"" + digest + "\"\n    email: [john@example.com, j@example.org]\n" +
+		"  jane:\n    password: \"" + digest + "\"\n    email: shared@example.com\n" +
+		"  jim:\n    password: \"" + digest + "\"\n    email: shared@example.com\n"
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for in, want := range map[string]string{"John": "John", "john": "John", "JOHN": "John", "john@example.com": "John",
+		"J@Example.ORG": "John", "jane": "jane"} {
+		u, err := f.Lookup(t.Context(), in)
+		if err != nil || u.Name != want {
+			t.Errorf("Lookup(%q) = %v, %v; want %s", in, u, err, want)
+		}
+	}
+	for _, in := range []string{"", "nobody", "shared@example.com", "nobody@example.com", "*", "jo"} {
+		if u, err := f.Lookup(t.Context(), in); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Lookup(%q) = %v, %v; want ErrNotFound (a shared address names no one)", in, u, err)
+		}
+	}
+}
+
+func TestFileSetPasswordWritesADigestAndRereads(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "users.yml")
+	old, err := HashPassword("old-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("# people\nusers:\n  john:\n    password: \""+old+"\"  # keep me\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := f.Lookup(t.Context(), "john")
+	if err := f.SetPassword(t.Context(), u, "new-password-1"); err != nil {
+		t.Fatal(err)
+	}
+	u2, _ := f.Lookup(t.Context(), "john")
+	if ok, _ := f.CheckPassword(t.Context(), u2, "new-password-1"); !ok {
+		t.Fatal("the new password must be right after SetPassword")
+	}
+	if ok, _ := f.CheckPassword(t.Context(), u2, "old-password"); ok {
+		t.Fatal("the old password must be wrong after SetPassword")
+	}
+	data, _ := os.ReadFile(path)
+	if !strings.Contains(string(data), "# people") || !strings.Contains(string(data), "$argon2id$") || strings.Contains(string(data), "new-password-1") {
+		t.Fatalf("the file must keep its comments and hold only a digest:\n%s", data)
+	}
 }
