@@ -219,17 +219,18 @@ func (a *App) User(ctx context.Context, name string) (*UserIdentity, bool, error
 	return identityOf(u), true, nil
 }
 
-// IsUser reports whether the users file names a user called name, disabled or not. It is a
+// IsUser reports whether the user directory names a user called name, disabled or not. It is a
 // lookup only (no password is checked, nothing is counted or logged): the gateway removes the
-// Basic credentials of a user on a bypass rule. False without a users file, or while the store is
-// not open.
+// Basic credentials of a user on a bypass rule. False without people, or while the store is not
+// open. True while the directory cannot be asked: a password that may be a user's is never
+// passed on to an upstream.
 func (a *App) IsUser(name string) bool {
 	st, err := a.runningPeople()
 	if err != nil {
 		return false
 	}
 	_, err = st.users.Lookup(context.Background(), name)
-	return err == nil
+	return !errors.Is(err, users.ErrNotFound)
 }
 
 // CompileRules compiles rules against this app's network definitions and registered clients:
