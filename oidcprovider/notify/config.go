@@ -279,9 +279,17 @@ func New(cfg Config, logger *zap.Logger) (Notifier, error) {
 		logger = zap.NewNop()
 	}
 	if cfg.FileSystem != nil {
-		return newFileSystem(*cfg.FileSystem, logger)
+		f, err := newFileSystem(*cfg.FileSystem, logger)
+		if err != nil {
+			return nil, err
+		}
+		return f, nil
 	}
-	return newSMTP(*cfg.SMTP, logger)
+	s, err := newSMTP(*cfg.SMTP, logger)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // checkDir tells whether the directory a file goes in exists.
