@@ -307,3 +307,41 @@ func checkDir(name string) error {
 	}
 	return nil
 }
+
+// Resolve returns a copy of c with replace applied to every value that may hold a placeholder
+// such as {env.SMTP_PASSWORD} or {file.…}: smtp address, username, password, sender,
+// identifier, tls server_name and ca_file, and the filesystem file. Subject is left as it is:
+// its {title} is the notifier's own. An error names the key (never the value, which may be a
+// password).
+func (c Config) Resolve(replace func(value string) (string, error)) (Config, error) {
+	var err error
+	resolve := func(key string, v *string) {
+		if err != nil || *v == "" {
+			return
+		}
+		if *v, err = replace(*v); err != nil {
+			err = fmt.Errorf("notifier: %s: %w", key, err)
+		}
+	}
+	if c.SMTP != nil {
+		s := *c.SMTP
+		resolve("smtp address", &s.Address)
+		resolve("smtp username", &s.Username)
+		resolve("smtp password", &s.Password)
+		resolve("smtp sender", &s.Sender)
+		resolve("smtp identifier", &s.Identifier)
+		if s.TLS != nil {
+			t := *s.TLS
+			resolve("smtp tls server_name", &t.ServerName)
+			resolve("smtp tls ca_file", &t.CAFile)
+			s.TLS = &t
+		}
+		c.SMTP = &s
+	}
+	if c.FileSystem != nil {
+		f := *c.FileSystem
+		resolve("filesystem", &f.Filename)
+		c.FileSystem = &f
+	}
+	return c, err
+}

@@ -2,6 +2,7 @@ package notify
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -109,5 +110,38 @@ func TestHumanDuration(t *testing.T) {
 		if got := humanDuration(d); got != want {
 			t.Errorf("humanDuration(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+func TestResolve(t *testing.T) {
+	in := Config{SMTP: &SMTPConfig{Address: "submission://{env.HOST}:587", Password: "{env.PW}", Sender: "a@example.com",
+		Subject: "[X] {title}", TLS: &TLSConfig{CAFile: "{env.CA}"}}}
+	vals := map[string]string{"submission://{env.HOST}:587": "submission://mx.example.com:587", "{env.PW}": "pw", "{env.CA}": "/ca.pem"}
+	out, err := in.Resolve(func(v string) (string, error) {
+		if r, ok := vals[v]; ok {
+			return r, nil
+		}
+		if strings.Contains(v, "{") {
+			return "", errors.New("unknown placeholder")
+		}
+		return v, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.SMTP.Address != "submission://mx.example.com:587" || out.SMTP.Password != "pw" || out.SMTP.TLS.CAFile != "/ca.pem" || out.SMTP.Subject != "[X] {title}" {
+		t.Fatalf("resolved %+v %+v", out.SMTP, out.SMTP.TLS)
+	}
+	if in.SMTP.Password != "{env.PW}" || in.SMTP.TLS.CAFile != "{env.CA}" {
+		t.Fatal("Resolve changed its receiver")
+	}
+	in.SMTP.Username = "{env.NOPE}"
+	if _, err := in.Resolve(func(v string) (string, error) {
+		if v == "{env.NOPE}" {
+			return "", errors.New("unknown placeholder")
+		}
+		return v, nil
+	}); err == nil || !strings.Contains(err.Error(), "smtp username") {
+		t.Fatalf("error %v does not name the key", err)
 	}
 }
