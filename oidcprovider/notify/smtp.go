@@ -86,6 +86,12 @@ func newSMTP(c SMTPConfig, logger *zap.Logger) (*SMTP, error) {
 			n.tls.RootCAs = pool
 		}
 	}
+	if n.tls.InsecureSkipVerify {
+		logger.Warn("notifier: smtp tls skip_verify is set: any server that answers gets the password and every code; use it only in tests")
+	}
+	if c.DisableRequireTLS {
+		logger.Warn("notifier: smtp disable_require_tls is set: codes and reset links may cross the network in clear text")
+	}
 	return n, nil
 }
 

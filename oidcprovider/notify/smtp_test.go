@@ -388,3 +388,15 @@ func TestSMTPDisableHTML(t *testing.T) {
 		t.Fatalf("HTML %q text %q", m.HTML, m.Text)
 	}
 }
+
+// TestSMTPWarnsOfWeakTLS: New logs a warning for skip_verify and disable_require_tls.
+func TestSMTPWarnsOfWeakTLS(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	c := &SMTPConfig{Address: "smtp://127.0.0.1:25", Sender: "a@example.com", DisableRequireTLS: true, TLS: &TLSConfig{SkipVerify: true}}
+	if _, err := New(Config{SMTP: c}, zap.New(core)); err != nil {
+		t.Fatal(err)
+	}
+	if logs.FilterMessageSnippet("skip_verify").Len() != 1 || logs.FilterMessageSnippet("disable_require_tls").Len() != 1 {
+		t.Fatalf("warnings: %v", logs.All())
+	}
+}
