@@ -45,7 +45,9 @@ type pageData struct {
 	ClientName  string   // the application asking to sign out
 	FormAction  []string // origins a form on the page may end up at (an application's redirect)
 	Consents    []consentItem
-	HasConsents bool // remembered consents are kept
+	HasConsents bool       // remembered consents are kept
+	ForgotURL   string     // the sign-in page's "Forgot password?" link; "" hides it
+	Reset       *resetView // the password reset's pages
 }
 
 func (p *Portal) render(w http.ResponseWriter, r *http.Request, status int, page string, d *pageData) {
@@ -60,6 +62,7 @@ func (p *Portal) render(w http.ResponseWriter, r *http.Request, status int, page
 		w.Header().Set("Content-Security-Policy", p.cspWithFormAction(extra))
 	}
 	d.HasTOTP, d.HasKeys = p.cfg.TOTP != nil, p.cfg.WebAuthn != nil
+	d.ForgotURL = p.forgotURL()
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, "layout.html", d); err != nil {
 		p.cfg.Logger.Error("portal: rendering a page", zap.String("page", page), zap.Error(err))

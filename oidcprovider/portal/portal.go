@@ -102,6 +102,10 @@ type Config struct {
 	// Notifier sends people their one-time codes, reset links and account notices; nil when
 	// the provider has no notifier block.
 	Notifier notify.Notifier
+	// PasswordReset, when set, offers "Forgot password?" on the sign-in page: the built-in
+	// pages (a one-time link mailed through Notifier) or a link to another service's page.
+	// nil hides the link, and the reset pages answer 404.
+	PasswordReset *PasswordReset
 }
 
 // ConsentKeeper lists and withdraws a user's remembered consents.
@@ -120,6 +124,8 @@ type Portal struct {
 	csp    string
 	// cspFormAction is the form-action source list of csp, for pages that add to it.
 	cspFormAction string
+	// reset is the built-in password reset (nil when off or at a custom URL)
+	reset *resetter
 }
 
 // Paths of the portal's pages and endpoints, relative to the issuer.
@@ -161,6 +167,10 @@ func New(cfg Config) (*Portal, error) {
 		cfg.ClientIP = func(r *http.Request) string { return r.RemoteAddr }
 	}
 	p := &Portal{cfg: cfg, base: strings.TrimSuffix(cfg.Issuer.Path, "/"), origin: cfg.Issuer.Scheme + "://" + cfg.Issuer.Host, pages: map[string]*template.Template{}}
+	var err error
+	if p.reset, err = newResetter(cfg.PasswordReset, cfg.Notifier); err != nil {
+		return nil, err
+	}
 	funcs := template.FuncMap{
 		"path": func(rel string) string { return p.base + rel },
 		"date": func(t time.Time) string {
@@ -227,7 +237,7 @@ func (p *Portal) Handles(rel string) bool {
 		pathKeyVerify, pathKeyRemove, pathConsentWithdraw, PathSignOut:
 		return true
 	}
-	return strings.HasPrefix(rel, pathAssets)
+	return isResetPath(rel) || strings.HasPrefix(rel, pathAssets)
 }
 
 // ServeHTTP serves the page at rel (a path relative to the issuer). The caller bounds the body
@@ -301,6 +311,8 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request, rel string) {
 		p.signOutPage(w, r)
 	case rel == PathSignOut && post:
 		p.signOut(w, r)
+	case isResetPath(rel):
+		p.serveReset(w, r, rel)
 	default:
 		w.Header().Set("Allow", "GET, HEAD, POST")
 		http.Error(w, "405 method not allowed", http.StatusMethodNotAllowed)
