@@ -545,6 +545,7 @@ func startQuickStart(t *testing.T, ports map[string]int) *server {
 		t.Fatal(err)
 	}
 	cf = strings.Replace(cf, "users_file users.example.yml", "users_file "+abs, 1)
+	cf = strings.Replace(cf, "filesystem notification.txt", "filesystem "+filepath.Join(t.TempDir(), "notification.txt"), 1)
 	admin := freePort(t)
 	cf = strings.Replace(cf, "{\n", fmt.Sprintf("{\n\tadmin localhost:%d\n", admin), 1)
 	s := newServer(t, cf, admin, ports["8080"])

@@ -29,12 +29,14 @@ import (
 	"github.com/portcullis-auth/portcullis/oidcprovider/consent"
 	"github.com/portcullis-auth/portcullis/oidcprovider/digest"
 	"github.com/portcullis-auth/portcullis/oidcprovider/keys"
+	"github.com/portcullis-auth/portcullis/oidcprovider/notify"
 	"github.com/portcullis-auth/portcullis/oidcprovider/oauth"
 	"github.com/portcullis-auth/portcullis/oidcprovider/portal"
 	"github.com/portcullis-auth/portcullis/oidcprovider/regulation"
 	"github.com/portcullis-auth/portcullis/oidcprovider/session"
 	"github.com/portcullis-auth/portcullis/oidcprovider/store/postgres"
 	"github.com/portcullis-auth/portcullis/oidcprovider/users"
+	"github.com/portcullis-auth/portcullis/oidcprovider/users/ldap"
 )
 
 func init() {
@@ -108,6 +110,14 @@ type App struct {
 	// logged. JSON: "users_file". Default: none (no portal; Basic credentials are passed on
 	// untouched).
 	UsersFile string `json:"users_file,omitempty"`
+	// LDAP takes the people from an LDAP directory instead of a users file, with Authelia's
+	// authentication_backend.ldap keys (see package users/ldap). JSON: "ldap". Default: none.
+	LDAP *ldap.Config `json:"ldap,omitempty"`
+	// Notifier sends people one-time codes (before a second factor is added or removed, or a
+	// password changed), password-reset links and notices of changes to their account, by
+	// SMTP or to a file (Authelia's notifier keys; see package notify). JSON: "notifier".
+	// Default: none (no mail: a first second factor is enrolled by the operator).
+	Notifier *notify.Config `json:"notifier,omitempty"`
 	// Regulation bans password guessing (the portal's sign-in and Basic credentials) and
 	// second-factor guessing, counted per (user, address) and per address.
 	// JSON: "regulation". Default: Authelia's (max_retries 3, find_time 2m, ban_time 5m).
@@ -145,7 +155,11 @@ type App struct {
 	// directory is where people come from: the users file or the LDAP directory (nil without
 	// either: no portal, and Basic credentials are passed on untouched)
 	directory users.Directory
-	portal    *portalSettings
+	// ldapDirectory is the LDAP directory when ldap is configured (closed at Cleanup)
+	ldapDirectory *ldap.Directory
+	// notifier delivers messages to people (nil without a notifier block)
+	notifier notify.Notifier
+	portal   *portalSettings
 
 	// state is the running state: nil until Start publishes it and again from Stop. Everything
 	// above is configuration, written by Provision only; Start and Stop write nothing else.
@@ -236,7 +250,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.provisionClients(repl); err != nil {
 		return err
 	}
-	if err := a.provisionPeople(); err != nil {
+	if err := a.provisionPeople(repl); err != nil {
 		return err
 	}
 	if err := a.provisionPortal(); err != nil {
@@ -467,6 +481,7 @@ func (a *App) Start() error {
 		return errors.Join(err, releaseBackend(a.spec.key))
 	}
 	a.watchUsers(st)
+	a.checkAtStart()
 	a.state.Store(st)
 	a.logger.Info("oidc provider started", zap.String("issuer", a.issuer), zap.String("storage", a.storeName()), zap.Int("clients", len(a.clients)))
 	return nil
@@ -561,7 +576,13 @@ func (a *App) Stop() error { return a.stop() }
 
 // Cleanup does what Stop does if Stop did not run (a config whose other apps failed to start);
 // it implements caddy.CleanerUpper.
-func (a *App) Cleanup() error { return a.stop() }
+func (a *App) Cleanup() error {
+	err := a.stop()
+	if a.ldapDirectory != nil {
+		_ = a.ldapDirectory.Close() // this config's service connections
+	}
+	return err
+}
 
 // stop withdraws the running state, if any, ends its users file's watch and gives back its
 // reference to the store. Only the caller that withdraws the state releases it, so it runs

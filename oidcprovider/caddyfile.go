@@ -189,6 +189,24 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := oneArg(d, &a.UsersFile); err != nil {
 				return err
 			}
+		case "ldap":
+			if a.LDAP != nil {
+				return d.Err("ldap is given twice; merge the two blocks")
+			}
+			c, err := unmarshalLDAP(d)
+			if err != nil {
+				return err
+			}
+			a.LDAP = c
+		case "notifier":
+			if a.Notifier != nil {
+				return d.Err("notifier is given twice; merge the two blocks")
+			}
+			c, err := unmarshalNotifier(d)
+			if err != nil {
+				return err
+			}
+			a.Notifier = c
 		case "regulation":
 			if a.Regulation != nil {
 				return d.Err("regulation is given twice; merge the two blocks")

@@ -11,8 +11,10 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/portcullis-auth/portcullis/oidcprovider/notify"
 	"github.com/portcullis-auth/portcullis/oidcprovider/regulation"
 	"github.com/portcullis-auth/portcullis/oidcprovider/users"
+	"github.com/portcullis-auth/portcullis/oidcprovider/users/ldap"
 )
 
 // RegulationConfig is Authelia's regulation block.
@@ -42,7 +44,7 @@ const usersReload = 2 * time.Second
 
 // provisionPeople reads the users file, so a bad file fails caddy validate naming the user and
 // the field.
-func (a *App) provisionPeople() error {
+func (a *App) provisionPeople(repl *caddy.Replacer) error {
 	if r := a.Regulation; r != nil {
 		switch {
 		case r.MaxRetries != nil && *r.MaxRetries < 0:
@@ -52,6 +54,24 @@ func (a *App) provisionPeople() error {
 		case r.BanTime < 0:
 			return fmt.Errorf("regulation: ban_time must be positive")
 		}
+	}
+	if err := a.provisionNotifier(repl); err != nil {
+		return err
+	}
+	if a.LDAP != nil {
+		if a.UsersFile != "" {
+			return errors.New("users_file and ldap are both given: people come from one of them; remove one")
+		}
+		cfg, err := resolveLDAP(repl, *a.LDAP, a.logger)
+		if err != nil {
+			return err
+		}
+		dir, err := ldap.New(cfg, a.logger.Named("ldap"))
+		if err != nil {
+			return err
+		}
+		a.ldapDirectory, a.directory = dir, dir
+		return nil
 	}
 	if a.UsersFile == "" {
 		return nil
@@ -67,6 +87,52 @@ func (a *App) provisionPeople() error {
 	a.usersFile = f
 	a.directory = f
 	return nil
+}
+
+// provisionNotifier checks the notifier block and builds the notifier (it connects to nothing).
+func (a *App) provisionNotifier(repl *caddy.Replacer) error {
+	if a.Notifier == nil {
+		return nil
+	}
+	cfg, err := a.Notifier.Resolve(func(v string) (string, error) { return repl.ReplaceOrErr(v, true, true) })
+	if err != nil {
+		return err
+	}
+	n, err := notify.New(cfg, a.logger.Named("notifier"))
+	if err != nil {
+		return err
+	}
+	a.notifier = n
+	return nil
+}
+
+// checkAtStart asks the directory and the notifier whether they answer, in the background, and
+// logs what it learns: neither stops the server (a directory or mail server down at start may
+// be back in a minute).
+func (a *App) checkAtStart() {
+	const bound = 15 * time.Second
+	if d := a.ldapDirectory; d != nil {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), bound)
+			defer cancel()
+			if err := d.Check(ctx); err != nil {
+				a.logger.Error("ldap: the directory does not answer; sign-ins fail (503) until it does", zap.Error(err))
+				return
+			}
+			a.logger.Info("ldap: the directory answers", zap.String("address", d.Config().Address))
+		}()
+	}
+	if n := a.notifier; n != nil && (a.Notifier == nil || !a.Notifier.DisableStartupCheck) {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), bound)
+			defer cancel()
+			if err := n.Check(ctx); err != nil {
+				a.logger.Error("notifier: messages cannot be delivered; codes and reset links will fail until they can", zap.Error(err))
+				return
+			}
+			a.logger.Info("notifier: messages can be delivered")
+		}()
+	}
 }
 
 // startPeople puts the users file in the running state with what serves its people: the

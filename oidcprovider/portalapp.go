@@ -41,6 +41,7 @@ func (a *App) startPortal(b *backend, st *runtimeState) error {
 		RememberMe:      ps.sessions.WithDefaults().RememberMe,
 		DefaultRedirect: ps.defaultURL,
 		Users:           st.users,
+		Notifier:        a.notifier,
 		CheckPassword:   a.checkPortalPassword,
 		ClientIP:        ClientIP,
 		Sessions:        st.sessions,

@@ -93,10 +93,10 @@ type portalSettings struct {
 
 // provisionPortal checks and resolves the session, totp and webauthn options.
 func (a *App) provisionPortal() error {
-	if a.UsersFile == "" {
-		for name, given := range map[string]bool{"session": a.Session != nil, "totp": a.TOTP != nil, "webauthn": a.WebAuthn != nil} {
+	if a.UsersFile == "" && a.LDAP == nil {
+		for name, given := range map[string]bool{"session": a.Session != nil, "totp": a.TOTP != nil, "webauthn": a.WebAuthn != nil, "notifier": a.Notifier != nil} {
 			if given {
-				return fmt.Errorf("%s: needs users_file (the people who sign in); add 'users_file /etc/caddy/users.yml'", name)
+				return fmt.Errorf("%s: needs people who sign in: add 'users_file /etc/caddy/users.yml' or an 'ldap { … }' block", name)
 			}
 		}
 		return nil
