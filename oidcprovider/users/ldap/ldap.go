@@ -62,7 +62,9 @@ type Directory struct {
 	cfg    Config
 	logger *zap.Logger
 	addr   *url.URL
-	tls    *tls.Config
+
+	tlsMu sync.Mutex
+	tls   *tls.Config // read from the tls files at the first TLS dial
 
 	usersBase, groupsBase string
 	groupsBaseDN          *goldap.DN
@@ -107,11 +109,6 @@ func New(cfg Config, logger *zap.Logger) (*Directory, error) {
 	if d.groupsBaseDN, err = goldap.ParseDN(d.groupsBase); err != nil {
 		return nil, fmt.Errorf("ldap: additional_groups_dn and base_dn: %w", err)
 	}
-	if u.Scheme == "ldaps" || cfg.StartTLS {
-		if d.tls, err = tlsConfig(cfg.TLS, u.Hostname()); err != nil {
-			return nil, err
-		}
-	}
 	n := 1
 	if cfg.Pooling.Enable {
 		n = cfg.Pooling.Count
@@ -146,7 +143,24 @@ func (a Attributes) profile() []string {
 		a.PostalCode, a.Country}
 }
 
-func tlsConfig(t *TLSConfig, host string) (*tls.Config, error) {
+// tlsConfig returns the TLS config of the connections, reading the tls files the first time (as
+// storage postgres does, so caddy validate passes where the files are not; a missing file makes
+// the directory unavailable, and Check says which).
+func (d *Directory) tlsConfig() (*tls.Config, error) {
+	d.tlsMu.Lock()
+	defer d.tlsMu.Unlock()
+	if d.tls != nil {
+		return d.tls, nil
+	}
+	tc, err := buildTLS(d.cfg.TLS, d.addr.Hostname())
+	if err != nil {
+		return nil, err
+	}
+	d.tls = tc
+	return tc, nil
+}
+
+func buildTLS(t *TLSConfig, host string) (*tls.Config, error) {
 	if t == nil {
 		t = &TLSConfig{}
 	}
@@ -198,7 +212,13 @@ func (d *Directory) dial(ctx context.Context) (*goldap.Conn, error) {
 	defer cancel()
 	var dialer net.Dialer
 	var nc net.Conn
+	var tc *tls.Config
 	var err error
+	if d.addr.Scheme == "ldaps" || d.cfg.StartTLS {
+		if tc, err = d.tlsConfig(); err != nil {
+			return nil, err
+		}
+	}
 	switch d.addr.Scheme {
 	case "ldapi":
 		nc, err = dialer.DialContext(ctx, "unix", d.addr.Path)
@@ -213,12 +233,12 @@ func (d *Directory) dial(ctx context.Context) (*goldap.Conn, error) {
 		}
 		nc, err = dialer.DialContext(ctx, "tcp", host)
 		if err == nil && d.addr.Scheme == "ldaps" {
-			tc := tls.Client(nc, d.tls)
-			if err = tc.HandshakeContext(ctx); err != nil {
+			tlsConn := tls.Client(nc, tc)
+			if err = tlsConn.HandshakeContext(ctx); err != nil {
 				nc.Close()
 				return nil, fmt.Errorf("TLS handshake: %w", err)
 			}
-			nc = tc
+			nc = tlsConn
 		}
 	}
 	if err != nil {
@@ -230,7 +250,7 @@ func (d *Directory) dial(ctx context.Context) (*goldap.Conn, error) {
 	if d.cfg.StartTLS {
 		dl, _ := ctx.Deadline()
 		_ = nc.SetDeadline(dl)
-		err := c.StartTLS(d.tls)
+		err := c.StartTLS(tc)
 		_ = nc.SetDeadline(time.Time{})
 		if err != nil {
 			c.Close()

@@ -485,7 +485,9 @@ func TestDirectoryDown(t *testing.T) {
 }
 
 // TestTLS reaches the server over ldaps:// and StartTLS with its CA in tls ca_file (refused
-// without it: the certificate is verified), with skip_verify, and over ldapi://.
+// without it: the certificate is verified), with skip_verify, and over ldapi://. A ca_file that
+// is not there is read at the first dial (New succeeds, as caddy validate must where the file is
+// not), and makes the directory unavailable.
 func TestTLS(t *testing.T) {
 	s := ldaptest.Start(t, fixture)
 	ca := filepath.Join(t.TempDir(), "ca.pem")
@@ -508,6 +510,7 @@ func TestTLS(t *testing.T) {
 		{"StartTLS with ca_file", s.URL(), true, &TLSConfig{CAFile: ca}, true},
 		{"StartTLS with the system roots", s.URL(), true, nil, false},
 		{"ldapi", s.SocketURL(), false, nil, true},
+		{"a ca_file that is not there", s.TLSURL(), false, &TLSConfig{CAFile: filepath.Join(t.TempDir(), "none.pem")}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config(s)
