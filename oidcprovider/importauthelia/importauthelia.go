@@ -127,12 +127,18 @@ func list(v any) []string {
 	return []string{str(v)}
 }
 
-// quote writes a Caddyfile token: bare when safe, else double-quoted with escapes.
+// quote writes a Caddyfile token: bare when safe, else quoted. Caddy's lexer reads \" in a
+// double-quoted token as a quote and keeps every other backslash, so a value with a backslash
+// (a regular expression's \w, an LDAP DN's \,) goes in backquotes, which take everything as
+// written.
 func quote(s string) string {
 	if s != "" && !strings.ContainsAny(s, " \t\r\n\"'`{}#\\") && !strings.HasPrefix(s, "{") {
 		return s
 	}
-	return strconv.Quote(s)
+	if strings.Contains(s, `\`) && !strings.Contains(s, "`") {
+		return "`" + s + "`"
+	}
+	return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"`
 }
 
 func quoteAll(list []string) string {

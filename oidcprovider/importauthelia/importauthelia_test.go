@@ -214,3 +214,34 @@ func TestStorage(t *testing.T) {
 		})
 	}
 }
+
+// TestBackslashesSurvive: a value with backslashes (a domain_regex's \w) reaches the adapted
+// config as written; in a double-quoted token Caddy would keep the escaping backslashes too.
+func TestBackslashesSurvive(t *testing.T) {
+	in := "access_control:\n  default_policy: deny\n  rules:\n    - domain_regex: '^(?P<Group>\\w+)\\.team\\.example\\.com$'\n      policy: one_factor\n"
+	res, err := importauthelia.Convert([]byte(in), importauthelia.Options{Issuer: "https://auth.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(res.Caddyfile), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Apps struct {
+			OIDC struct {
+				AccessControl struct {
+					Rules []struct {
+						DomainRegex []string `json:"domain_regex"`
+					} `json:"rules"`
+				} `json:"access_control"`
+			} `json:"oidc"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(adapted, &v); err != nil {
+		t.Fatal(err)
+	}
+	if r := v.Apps.OIDC.AccessControl.Rules; len(r) != 1 || len(r[0].DomainRegex) != 1 || r[0].DomainRegex[0] != `^(?P<Group>\w+)\.team\.example\.com$` {
+		t.Fatalf("domain_regex adapted to %+v from\n%s", r, res.Caddyfile)
+	}
+}
