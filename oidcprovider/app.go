@@ -131,6 +131,10 @@ type App struct {
 	// WebAuthn configures security keys and passkeys as a second factor. JSON: "webauthn".
 	// Default: enabled.
 	WebAuthn *WebAuthnConfig `json:"webauthn,omitempty"`
+	// PasswordReset offers "Forgot password?" on the sign-in page: a one-time link mailed by
+	// the notifier, or a link to another service (custom_url). JSON: "password_reset".
+	// Default: offered when there is a notifier.
+	PasswordReset *PasswordResetConfig `json:"password_reset,omitempty"`
 
 	issuer      string
 	issuerURL   *url.URL
@@ -254,6 +258,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if err := a.provisionPortal(); err != nil {
+		return err
+	}
+	if err := a.provisionPasswordReset(); err != nil {
 		return err
 	}
 	if err := a.provisionAccessControl(); err != nil {

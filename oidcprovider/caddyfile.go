@@ -310,6 +310,15 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.Clients = append(a.Clients, c)
+		case "password_reset":
+			if a.PasswordReset != nil {
+				return d.Err("password_reset is given twice; merge the two blocks")
+			}
+			pr, err := unmarshalPasswordReset(d)
+			if err != nil {
+				return err
+			}
+			a.PasswordReset = pr
 		case "access_control":
 			if a.AccessControl != nil {
 				return d.Err("access_control is given twice; merge the two blocks")

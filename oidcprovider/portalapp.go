@@ -94,6 +94,7 @@ func (a *App) startPortal(b *backend, st *runtimeState) error {
 			return fmt.Errorf("webauthn: %w", err)
 		}
 	}
+	cfg.PasswordReset = a.portalPasswordReset(b.kv, cfg.Notifier != nil)
 	if st.portal, err = portal.New(cfg); err != nil {
 		return err
 	}

@@ -1,0 +1,105 @@
+package oidcprovider
+
+import (
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/portcullis-auth/portcullis/oidcprovider/portal"
+	"github.com/portcullis-auth/portcullis/oidcprovider/store"
+)
+
+// PasswordResetConfig is Authelia's password_reset block (authentication_backend.password_reset
+// there): whether the sign-in page offers "Forgot password?", and where it leads. The built-in
+// reset mails a one-time link through the notifier; the link's lifespan is identity_validation's
+// reset_password jwt_lifespan (default 5m).
+//
+//	password_reset {
+//		disable false
+//		custom_url https://accounts.example.com/forgot
+//	}
+type PasswordResetConfig struct {
+	// Disable hides "Forgot password?" and turns the reset pages off (they answer 404).
+	// JSON: "disable". Default: false (offered whenever a notifier can mail the links).
+	Disable bool `json:"disable,omitempty"`
+	// CustomURL sends "Forgot password?" to another service's page (an https URL, or http on a
+	// loopback host); the built-in reset pages are then off. JSON: "custom_url". Default: ""
+	// (the built-in reset).
+	CustomURL string `json:"custom_url,omitempty"`
+}
+
+// check validates the block; errors name the key and the fix.
+func (c *PasswordResetConfig) check() error {
+	if c == nil || c.CustomURL == "" {
+		return nil
+	}
+	u, err := url.Parse(c.CustomURL)
+	if err != nil || !u.IsAbs() || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.User != nil {
+		return fmt.Errorf("password_reset: custom_url %q must be an absolute https URL such as https://accounts.example.com/forgot", c.CustomURL)
+	}
+	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		return fmt.Errorf("password_reset: custom_url %q must use https (http only for localhost and loopback addresses)", c.CustomURL)
+	}
+	if c.Disable {
+		return fmt.Errorf("password_reset: both disable and custom_url are set; remove custom_url to turn the reset off, or disable to send people to %s", c.CustomURL)
+	}
+	return nil
+}
+
+// portalPasswordReset is the portal's password reset for this config: nil when it is disabled,
+// or when there is no notifier to mail links and no custom_url (the sign-in page then offers no
+// reset, and startup logs why).
+func (a *App) portalPasswordReset(kv store.KV, hasNotifier bool) *portal.PasswordReset {
+	c := a.PasswordReset
+	switch {
+	case c != nil && c.Disable:
+		return nil
+	case c != nil && c.CustomURL != "":
+		return &portal.PasswordReset{CustomURL: c.CustomURL}
+	case !hasNotifier:
+		a.logger.Info("password reset is off: there is no notifier to mail reset links (add a notifier block, or password_reset { custom_url … })")
+		return nil
+	}
+	return &portal.PasswordReset{Store: kv, Lifespan: a.resetLinkLifespan()}
+}
+
+// unmarshalPasswordReset reads 'password_reset { disable [true|false]; custom_url <url> }'.
+func unmarshalPasswordReset(d *caddyfile.Dispenser) (*PasswordResetConfig, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	c := &PasswordResetConfig{}
+	for d.NextBlock(1) {
+		switch opt := d.Val(); opt {
+		case "disable":
+			if err := boolArg(d, &c.Disable); err != nil {
+				return nil, err
+			}
+		case "custom_url":
+			if err := oneArg(d, &c.CustomURL); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, d.Errf("password_reset: unknown option %q (disable, custom_url)", opt)
+		}
+	}
+	return c, nil
+}
+
+// provisionPasswordReset checks the password_reset block.
+func (a *App) provisionPasswordReset() error {
+	if a.PasswordReset == nil {
+		return nil
+	}
+	if a.directory == nil {
+		return fmt.Errorf("password_reset: needs the people who sign in; add 'users_file /etc/caddy/users.yml' or an ldap block")
+	}
+	return a.PasswordReset.check()
+}
+
+// resetLinkLifespan is how long a mailed reset link stays valid.
+func (a *App) resetLinkLifespan() time.Duration {
+	return portal.DefaultResetLifespan
+}
