@@ -96,7 +96,13 @@ func (a *App) provisionPasswordReset() error {
 	if a.directory == nil {
 		return fmt.Errorf("password_reset: needs the people who sign in; add 'users_file /etc/caddy/users.yml' or an ldap block")
 	}
-	return a.PasswordReset.check()
+	if err := a.PasswordReset.check(); err != nil {
+		return err
+	}
+	if c := a.PasswordReset; !c.Disable && c.CustomURL == "" && a.Notifier == nil {
+		return fmt.Errorf("password_reset: the built-in reset mails a link, and there is no notifier; add a notifier block (notifier { smtp { … } }), set custom_url, or set disable true")
+	}
+	return nil
 }
 
 // resetLinkLifespan is how long a mailed reset link stays valid.

@@ -19,6 +19,7 @@ func TestPasswordResetConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	users := "users_file " + usersPath + "\n"
+	mail := users + "notifier {\n filesystem " + filepath.Join(dir, "notification.txt") + "\n}\n"
 
 	adapter := caddyconfig.GetAdapter("caddyfile")
 	js, _, err := adapter.Adapt([]byte(provider(users+"password_reset {\n disable false\n custom_url https://accounts.example.com/forgot\n}")), nil)
@@ -46,7 +47,7 @@ func TestPasswordResetConfig(t *testing.T) {
 		"password_reset {\n custom_url http://localhost:8080/forgot\n}",
 		"password_reset {\n}",
 	} {
-		if err := validate(t, provider(users+ok)); err != nil {
+		if err := validate(t, provider(mail+ok)); err != nil {
 			t.Errorf("%q: %v", ok, err)
 		}
 	}
@@ -59,6 +60,7 @@ func TestPasswordResetConfig(t *testing.T) {
 		{users + "password_reset {\n disable maybe\n}", `disable takes true or false, not "maybe"`},
 		{users + "password_reset {\n}\npassword_reset {\n}", "password_reset is given twice"},
 		{"password_reset {\n disable false\n}", "password_reset: needs the people who sign in"},
+		{users + "password_reset {\n}", "password_reset: the built-in reset mails a link, and there is no notifier; add a notifier block"},
 	} {
 		err := validate(t, provider(c.in))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
