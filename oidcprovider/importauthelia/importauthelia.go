@@ -779,9 +779,18 @@ func sortedKeys(m map[string]any) []string {
 // (totp, webauthn) and the regulation.
 func (c *converter) people(root map[string]any) {
 	if ab, ok := root["authentication_backend"].(map[string]any); ok {
+		_, hasLDAP := ab["ldap"].(map[string]any)
 		for _, k := range sortedKeys(ab) {
-			if k != "file" {
-				c.leave("authentication_backend."+k, "Portcullis reads people from a users file only")
+			switch {
+			case k == "file":
+			case k == "ldap" && hasLDAP:
+				c.ldap(ab[k].(map[string]any), ab["refresh_interval"])
+			case k == "refresh_interval" && hasLDAP:
+				// carried over as the ldap block's cache_ttl
+			case k == "refresh_interval":
+				c.notNeeded("authentication_backend."+k, "Portcullis re-reads the users file when it changes")
+			default:
+				c.leave("authentication_backend."+k, "not carried over by the import")
 			}
 		}
 		if file, ok := ab["file"].(map[string]any); ok {
@@ -935,6 +944,198 @@ func (c *converter) secondFactors(root map[string]any) {
 		}
 		c.line(2, "}")
 	}
+}
+
+// ldapPasswordEnv is the environment variable the imported ldap block reads the service
+// account's password from, when Authelia's configuration does not say where its secret file is.
+const ldapPasswordEnv = "PORTCULLIS_LDAP_PASSWORD"
+
+// ldapKeys are the keys of authentication_backend.ldap the ldap block takes as they are, in the
+// order written.
+var ldapKeys = []string{"implementation", "address", "start_tls", "timeout", "base_dn", "additional_users_dn", "users_filter",
+	"additional_groups_dn", "groups_filter", "group_search_mode", "user"}
+
+// ldapAttributeKeys are the keys of attributes the ldap block takes, in the order written.
+var ldapAttributeKeys = []string{"distinguished_name", "username", "display_name", "mail", "member_of", "group_name",
+	"given_name", "family_name", "middle_name", "nickname", "gender", "birthdate", "website", "profile", "picture",
+	"zoneinfo", "locale", "phone_number", "phone_extension", "street_address", "locality", "region", "postal_code", "country"}
+
+// legacyLDAPKeys are the keys of Authelia before 4.38 and their current names.
+var legacyLDAPKeys = map[string]string{"url": "address", "username_attribute": "attributes.username",
+	"mail_attribute": "attributes.mail", "display_name_attribute": "attributes.display_name",
+	"group_name_attribute": "attributes.group_name", "distinguished_name_attribute": "attributes.distinguished_name",
+	"member_of_attribute": "attributes.member_of"}
+
+// ldap writes the ldap block from authentication_backend.ldap, with refresh_interval as its
+// cache_ttl. The password is never written into the Caddyfile: a password in Authelia's file
+// becomes {env.PORTCULLIS_LDAP_PASSWORD} (and a leftover says to set it), a secret file named by
+// Authelia's template becomes {file.<path>}.
+func (c *converter) ldap(l map[string]any, refresh any) {
+	const base = "authentication_backend.ldap"
+	attrs, _ := l["attributes"].(map[string]any)
+	if attrs == nil {
+		attrs = map[string]any{}
+	}
+	for old, k := range legacyLDAPKeys {
+		v, ok := l[old]
+		if !ok {
+			continue
+		}
+		delete(l, old)
+		if a, isAttr := strings.CutPrefix(k, "attributes."); isAttr {
+			if _, set := attrs[a]; !set {
+				attrs[a] = v
+			}
+		} else if _, set := l[k]; !set {
+			l[k] = v
+		}
+	}
+	c.line(2, "ldap {")
+	for _, k := range ldapKeys {
+		v, ok := l[k]
+		if !ok || str(v) == "" {
+			continue
+		}
+		switch k {
+		case "address":
+			c.line(3, "address %s", quote(ldapAddress(str(v))))
+		case "timeout":
+			c.line(3, "timeout %s", duration(v))
+		case "start_tls":
+			if str(v) == "true" {
+				c.line(3, "start_tls")
+			}
+		default:
+			c.line(3, "%s %s", k, quote(str(v)))
+		}
+	}
+	password := "{env." + ldapPasswordEnv + "}"
+	switch v, set := l["password"]; {
+	case !set:
+		c.leave(base+".password", "Authelia read the password from its environment (AUTHELIA_AUTHENTICATION_BACKEND_LDAP_PASSWORD_FILE or AUTHELIA_AUTHENTICATION_BACKEND_LDAP_PASSWORD): the output reads it from the environment variable "+ldapPasswordEnv+"; set it, or write 'password {file.<the secret file>}'")
+	default:
+		if file, ok := secretFile(v); ok {
+			password = "{file." + file + "}"
+		} else {
+			c.leave(base+".password", "the password is not copied into the Caddyfile: the output reads it from the environment variable "+ldapPasswordEnv+"; set it there, or write it to a file only Caddy reads and use 'password {file.<that file>}'")
+		}
+	}
+	c.line(3, "password %s", password)
+	if tls, ok := l["tls"].(map[string]any); ok {
+		c.ldapTLS(base+".tls", tls)
+		if c.certDir != "" {
+			c.leave(base+".tls", "Authelia also trusted the certificates in certificates_directory ("+c.certDir+"): if one of them signed the directory's certificate, add 'ca_file <that PEM file>' to the tls block")
+		}
+	}
+	if len(attrs) > 0 {
+		c.line(3, "attributes {")
+		for _, k := range ldapAttributeKeys {
+			if v := str(attrs[k]); v != "" {
+				c.line(4, "%s %s", k, quote(v))
+			}
+		}
+		c.line(3, "}")
+		for _, k := range sortedKeys(attrs) {
+			if !slices.Contains(ldapAttributeKeys, k) {
+				c.leave(base+".attributes."+k, "Portcullis reads the username, display name, mail, groups and OpenID Connect profile attributes only")
+			}
+		}
+	}
+	if p, ok := l["pooling"].(map[string]any); ok {
+		c.line(3, "pooling {")
+		for _, k := range sortedKeys(p) {
+			switch k {
+			case "enable":
+				if str(p[k]) == "true" {
+					c.line(4, "enable")
+				}
+			case "count", "retries":
+				c.line(4, "%s %s", k, quote(str(p[k])))
+			case "timeout":
+				c.line(4, "timeout %s", duration(p[k]))
+			default:
+				c.leave(base+".pooling."+k, "not carried over by the import")
+			}
+		}
+		c.line(3, "}")
+	}
+	switch r := strings.TrimSpace(str(refresh)); r {
+	case "":
+		c.notNeeded("authentication_backend.refresh_interval", "unset: Authelia refreshed a user's groups and state every 5 minutes; Portcullis asks the directory again after cache_ttl, 30s by default")
+	case "always":
+		c.line(3, "cache_ttl 1s")
+		c.notNeeded("authentication_backend.refresh_interval", "always: Portcullis asks the directory again after cache_ttl, set to 1s")
+	case "disable":
+		c.leave("authentication_backend.refresh_interval", "disable: Portcullis always asks the directory again after cache_ttl (30s by default), so a change there is seen")
+	default:
+		c.line(3, "cache_ttl %s", duration(refresh))
+	}
+	for _, k := range sortedKeys(l) {
+		switch {
+		case slices.Contains(ldapKeys, k), k == "password", k == "tls", k == "attributes", k == "pooling":
+		case k == "permit_referrals":
+			if str(l[k]) == "true" {
+				c.leave(base+"."+k, "Portcullis follows no referrals: point address at a server that holds the users (for a password reset, a writable one)")
+			} else {
+				c.notNeeded(base+"."+k, "false is what Portcullis does")
+			}
+		case k == "permit_feature_detection_failure":
+			c.notNeeded(base+"."+k, "Portcullis reads no RootDSE: it asks for the password-modify operation only when setting a password")
+		case k == "permit_unauthenticated_bind":
+			if str(l[k]) == "true" {
+				c.leave(base+"."+k, "Portcullis binds as a service account only: set user and password")
+			} else {
+				c.notNeeded(base+"."+k, "false is what Portcullis does")
+			}
+		default:
+			c.leave(base+"."+k, "not carried over by the import")
+		}
+	}
+	c.line(2, "}")
+}
+
+// ldapAddress gives Authelia's address a scheme where it has none: ldapi for an absolute path,
+// else ldaps, as Authelia does.
+func ldapAddress(a string) string {
+	switch {
+	case strings.Contains(a, "://"):
+		return a
+	case strings.HasPrefix(a, "/"):
+		return "ldapi://" + url.PathEscape(a)
+	}
+	return "ldaps://" + a
+}
+
+// ldapTLS writes the tls block of ldap. Authelia gives the client certificate and key inline
+// (PEM) or through its secret template; Portcullis reads them from files.
+func (c *converter) ldapTLS(path string, tls map[string]any) {
+	c.line(3, "tls {")
+	for _, k := range sortedKeys(tls) {
+		switch k {
+		case "server_name":
+			c.line(4, "server_name %s", quote(str(tls[k])))
+		case "skip_verify":
+			if str(tls[k]) == "true" {
+				c.line(4, "skip_verify")
+			}
+		case "minimum_version", "maximum_version":
+			switch v := strings.ToUpper(strings.TrimSpace(str(tls[k]))); v {
+			case "TLS1.2", "TLS1.3":
+				c.line(4, "%s %s", k, v)
+			default:
+				c.leave(path+"."+k, "Portcullis speaks TLS 1.2 or 1.3 to the directory: the output keeps the default")
+			}
+		case "certificate_chain", "private_key":
+			if file, ok := secretFile(tls[k]); ok {
+				c.line(4, "%s %s", k, quote(file))
+			} else {
+				c.leave(path+"."+k, "Portcullis reads it from a PEM file: write it to a file (mode 0600 for the key) and add '"+k+" <file>' to the tls block")
+			}
+		default:
+			c.leave(path+"."+k, "not carried over by the import")
+		}
+	}
+	c.line(3, "}")
 }
 
 // dbPasswordEnv is the environment variable the imported storage postgres block reads the

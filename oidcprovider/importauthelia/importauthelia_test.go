@@ -60,6 +60,16 @@ func TestGolden(t *testing.T) {
 				}
 				caddyfile = caddyfile[:i] + "users_file " + users + caddyfile[end:]
 			}
+			// so is the LDAP service account's password, from the environment or a secret file
+			t.Setenv("PORTCULLIS_LDAP_PASSWORD", "not-used")
+			if i := strings.Index(caddyfile, "password {file."); i >= 0 {
+				end := i + strings.IndexByte(caddyfile[i:], '\n')
+				secret := filepath.Join(t.TempDir(), "ldap-password")
+				if err := os.WriteFile(secret, []byte("not-used\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				caddyfile = caddyfile[:i] + "password {file." + secret + "}" + caddyfile[end:]
+			}
 			adapted, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
 			if err != nil {
 				t.Fatalf("the output does not adapt: %v", err)
