@@ -20,6 +20,7 @@ func init() { caddy.RegisterModule(adminAPI{}) }
 //
 //	POST /oidc/tokens/revoke  {"client_id": "<id>"}  →  {"client_id": "<id>", "revoked": <n>}
 //	POST /oidc/sessions/end   {"user": "<name>"}     →  {"user": "<name>", "ended": <n>}
+//	POST /oidc/users/totp/add, /oidc/users/totp/remove: see admin_totp.go
 type adminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -32,6 +33,8 @@ func (adminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/oidc/tokens/revoke", Handler: caddy.AdminHandlerFunc(revokeClientTokens)},
 		{Pattern: "/oidc/sessions/end", Handler: caddy.AdminHandlerFunc(endUserSessions)},
+		{Pattern: adminTOTPAdd, Handler: caddy.AdminHandlerFunc(addUserTOTP)},
+		{Pattern: adminTOTPRemove, Handler: caddy.AdminHandlerFunc(removeUserTOTP)},
 	}
 }
 

@@ -29,6 +29,7 @@ import (
 	"github.com/portcullis-auth/portcullis/oidcprovider/consent"
 	"github.com/portcullis-auth/portcullis/oidcprovider/digest"
 	"github.com/portcullis-auth/portcullis/oidcprovider/keys"
+	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/totp"
 	"github.com/portcullis-auth/portcullis/oidcprovider/notify"
 	"github.com/portcullis-auth/portcullis/oidcprovider/oauth"
 	"github.com/portcullis-auth/portcullis/oidcprovider/portal"
@@ -188,6 +189,7 @@ type runtimeState struct {
 	flow      *oauth.Flow      // the browser side of the flows, on the portal
 	subjects  *claims.Subjects // users' sub per sector
 	consents  *consent.Store   // remembered consents
+	totp      *totp.Devices    // TOTP devices (nil when TOTP is disabled)
 }
 
 // CaddyModule returns the Caddy module information.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"regexp"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
@@ -85,6 +86,13 @@ func adminCall(address, configFile, adapter, path string, body, out any) error {
 	}
 	resp, err := caddycmd.AdminAPIRequest(adminAddr, http.MethodPost, path, nil, bytes.NewReader(payload))
 	if err != nil {
+		// an answer of 400 or more comes back as an error that quotes the JSON body: print its message
+		var apiErr struct {
+			Error string `json:"error"`
+		}
+		if m := adminRefusal.FindStringSubmatch(err.Error()); m != nil && json.Unmarshal([]byte(m[2]), &apiErr) == nil && apiErr.Error != "" {
+			return fmt.Errorf("the running server at %s answered %s: %s", adminAddr, m[1], apiErr.Error)
+		}
 		return fmt.Errorf("asking the running server at %s: %w", adminAddr, err)
 	}
 	defer resp.Body.Close()
@@ -103,6 +111,10 @@ func adminCall(address, configFile, adapter, path string, body, out any) error {
 	}
 	return nil
 }
+
+// adminRefusal matches the error caddycmd.AdminAPIRequest makes of an answer of 400 or more:
+// its status and body.
+var adminRefusal = regexp.MustCompile(`(?s)^caddy responded with error: HTTP (\d+): (.*)$`)
 
 // adminFlags adds the flags of a command that asks the running server: where its admin API is,
 // and --json.

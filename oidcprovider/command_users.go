@@ -39,6 +39,7 @@ func usersCommand() *cobra.Command {
   caddy oidc users disable <name> --file users.yml [--enable]
   caddy oidc users enable <name> --file users.yml
   caddy oidc users list --file users.yml [--json]
+  caddy oidc users totp add|remove <name> [--file users.yml] [admin flags]   (on the running server)
 
 The digest flags are those of 'caddy oidc hash' (--algorithm argon2id by default); the password is
 read from a prompt or standard input, never from the command line.
@@ -57,7 +58,7 @@ read from a prompt or standard input, never from the command line.
 		},
 	}
 	cmd.AddCommand(usersAddCommand(), usersPasswdCommand(), usersDisableCommand("disable"),
-		usersDisableCommand("enable"), usersListCommand())
+		usersDisableCommand("enable"), usersListCommand(), usersTOTPCommand())
 	return cmd
 }
 

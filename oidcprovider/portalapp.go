@@ -84,6 +84,7 @@ func (a *App) startPortal(b *backend, st *runtimeState) error {
 		if cfg.TOTP, err = totp.NewDevices(*ps.totp, b.kv, sealer); err != nil {
 			return fmt.Errorf("totp: %w", err)
 		}
+		st.totp = cfg.TOTP
 	}
 	if ps.webauthn != nil {
 		handles, err := deriveKey(st.secret, "webauthn user handle")
