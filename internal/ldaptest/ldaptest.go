@@ -1,6 +1,7 @@
 // Package ldaptest starts throwaway OpenLDAP servers for tests: Debian's slapd with a config
 // made in a temporary directory (the mdb backend, the core, cosine, nis and inetOrgPerson
-// schemas, the memberOf overlay), listening on free loopback ports for ldap:// and ldaps:// (a
+// schemas, the memberOf overlay, and the ppolicy overlay without a default policy, which defines
+// pwdReset and the like), listening on free loopback ports for ldap:// and ldaps:// (a
 // certificate the package makes) and on a Unix socket for ldapi://, run as an unprivileged user
 // when the test runs as root, and removed when the test ends. Without slapd a test is skipped on
 // a developer's machine and fails when PORTCULLIS_REQUIRE_LDAP is set, so CI never passes for
@@ -232,6 +233,7 @@ argsfile %[1]s/slapd.args
 modulepath /usr/lib/ldap
 moduleload back_mdb
 moduleload memberof
+moduleload ppolicy
 TLSCertificateFile %[1]s/cert.pem
 TLSCertificateKeyFile %[1]s/key.pem
 password-hash {SSHA}
@@ -251,6 +253,7 @@ access to *
 	by users read
 	by * none
 overlay memberof
+overlay ppolicy
 `, s.Dir, BaseDN, AdminDN, AdminPassword)
 	return b.String()
 }

@@ -19,7 +19,9 @@ type Config struct {
 	// Implementation is the kind of directory, whose defaults fill the filters and attributes
 	// left empty: custom, activedirectory, rfc2307bis, freeipa, lldap or glauth; JSON
 	// "implementation". Default: custom. activedirectory also sets passwords through unicodePwd
-	// instead of the password-modify extended operation.
+	// instead of the password-modify extended operation. The presets are Authelia's: rfc2307bis's
+	// users_filter leaves out (pwdReset=TRUE), an attribute OpenLDAP knows only with the ppolicy
+	// overlay loaded; without it that filter finds no one, so set users_filter.
 	Implementation string `json:"implementation,omitempty"`
 
 	// Address is the server: ldap://host[:port], ldaps://host[:port] or ldapi://<socket path,

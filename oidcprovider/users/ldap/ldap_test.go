@@ -391,8 +391,15 @@ userPassword: newbie-password
 	if u2 == u1 || !slices.Equal(u1.Groups, []string{"admins", "dev"}) || !slices.Equal(u2.Groups, []string{"dev"}) {
 		t.Fatalf("old %v new %v (same %v)", u1.Groups, u2.Groups, u1 == u2)
 	}
-	if u, err := d.Lookup(c, "newbie"); err != nil || u.Name != "newbie" {
-		t.Fatalf("the user added: %v %v", u, err)
+	for {
+		u, err := d.Lookup(c, "newbie")
+		if err == nil && u.Name == "newbie" {
+			break
+		}
+		if !errors.Is(err, users.ErrNotFound) || time.Since(began) > 2*time.Second {
+			t.Fatalf("the user added, %v after: %v %v", time.Since(began), u, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	// an unchanged entry stays the same *User past cache_ttl
 	time.Sleep(450 * time.Millisecond)
@@ -651,5 +658,34 @@ func TestDateTimes(t *testing.T) {
 	}
 	if _, err := goldap.CompileFilter(dateTimes("(&(a>={date-time:generalized})(b={input}))", now)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPresets runs the lldap and rfc2307bis presets against slapd: John is found by mail with
+// his groups and the preset's display name, and rfc2307bis leaves out an account whose password
+// must be reset (pwdReset, which needs the ppolicy overlay to be defined: without it OpenLDAP
+// matches nobody, and users_filter must be set).
+func TestPresets(t *testing.T) {
+	s := ldaptest.Start(t, fixture)
+	c := ctx(t)
+	for impl, display := range map[string]string{ImplementationLLDAP: "John Doe", ImplementationRFC2307bis: "John Doe"} {
+		cfg := Config{Implementation: impl, Address: s.URL(), BaseDN: ldaptest.BaseDN, User: ldaptest.ServiceDN, Password: servicePassword}
+		if impl == ImplementationRFC2307bis {
+			cfg.AdditionalUsersDN, cfg.AdditionalGroupsDN = "ou=people", "ou=groups"
+		}
+		d := open(t, cfg, nil)
+		u, err := d.Lookup(c, "john@example.com")
+		if err != nil || u.Name != "John" || u.DisplayName != display || !slices.Equal(u.Groups, []string{"admins", "dev"}) {
+			t.Fatalf("%s: %+v %v", impl, u, err)
+		}
+		if ok, err := d.CheckPassword(c, u, "john-password"); !ok || err != nil {
+			t.Fatalf("%s: CheckPassword %v %v", impl, ok, err)
+		}
+	}
+	s.Modify(t, "dn: uid=ann,ou=people,dc=example,dc=com\nchangetype: modify\nreplace: pwdReset\npwdReset: TRUE\n")
+	cfg := Config{Implementation: ImplementationRFC2307bis, Address: s.URL(), BaseDN: ldaptest.BaseDN, User: ldaptest.ServiceDN,
+		Password: servicePassword, AdditionalUsersDN: "ou=people", AdditionalGroupsDN: "ou=groups"}
+	if u, err := open(t, cfg, nil).Lookup(c, "ann"); !errors.Is(err, users.ErrNotFound) {
+		t.Fatalf("rfc2307bis found ann, whose password must be reset: %+v %v", u, err)
 	}
 }
