@@ -171,7 +171,7 @@ func (c *converter) convert(root map[string]any) {
 		case "storage":
 			// carried over below
 		case "notifier":
-			c.leave(k, "Portcullis sends no mail yet")
+			// carried over below
 		case "server":
 			c.notNeeded(k, "Caddy's listeners and TLS serve the sites, and oidc_auth on each site replaces Authelia's authz endpoints (it reads Bearer and, with users_file, Basic credentials)")
 		case "log", "telemetry", "ntp", "certificates_directory":
@@ -789,6 +789,8 @@ func (c *converter) people(root map[string]any) {
 				// carried over as the ldap block's cache_ttl
 			case k == "refresh_interval":
 				c.notNeeded("authentication_backend."+k, "Portcullis re-reads the users file when it changes")
+			case k == "password_reset":
+				c.passwordReset(ab[k])
 			default:
 				c.leave("authentication_backend."+k, "not carried over by the import")
 			}
@@ -808,6 +810,7 @@ func (c *converter) people(root map[string]any) {
 			}
 		}
 	}
+	c.notifier(root)
 	c.session(root)
 	c.secondFactors(root)
 	reg, ok := root["regulation"].(map[string]any)
@@ -1290,4 +1293,160 @@ func (c *converter) postgresTLS(path string, tls map[string]any) {
 		}
 	}
 	c.line(3, "}")
+}
+
+// passwordReset carries over authentication_backend.password_reset: disable and custom_url.
+func (c *converter) passwordReset(v any) {
+	pr, ok := v.(map[string]any)
+	if !ok {
+		return
+	}
+	var lines []string
+	for _, k := range sortedKeys(pr) {
+		switch k {
+		case "disable":
+			if str(pr[k]) == "true" {
+				lines = append(lines, "disable")
+			}
+		case "custom_url":
+			if u := str(pr[k]); u != "" {
+				lines = append(lines, "custom_url "+quote(u))
+			}
+		default:
+			c.leave("authentication_backend.password_reset."+k, "not carried over by the import")
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	c.line(2, "password_reset {")
+	for _, l := range lines {
+		c.line(3, "%s", l)
+	}
+	c.line(2, "}")
+}
+
+// smtpPasswordEnv is the environment variable the imported notifier reads the SMTP password
+// from, when Authelia's configuration does not say where its secret file is.
+const smtpPasswordEnv = "PORTCULLIS_SMTP_PASSWORD"
+
+// notifier carries over Authelia's notifier: filesystem or smtp, with its address (4.38's, or
+// host and port before it), account, sender, subject, timeouts and TLS. The password is never
+// copied: it is read from the environment or from Authelia's secret file.
+func (c *converter) notifier(root map[string]any) {
+	n, ok := root["notifier"].(map[string]any)
+	if !ok {
+		return
+	}
+	c.line(2, "notifier {")
+	for _, k := range sortedKeys(n) {
+		switch k {
+		case "disable_startup_check":
+			if str(n[k]) == "true" {
+				c.line(3, "disable_startup_check")
+			}
+		case "filesystem":
+			if f := str(dig(n, k, "filename")); f != "" {
+				c.line(3, "filesystem %s", quote(f))
+			}
+		case "smtp":
+			if s, ok := n[k].(map[string]any); ok {
+				c.smtp(s)
+			}
+		case "template_path":
+			c.leave("notifier."+k, "Portcullis's messages come from its own templates; not carried over")
+		default:
+			c.leave("notifier."+k, "not carried over by the import")
+		}
+	}
+	c.line(2, "}")
+}
+
+func (c *converter) smtp(s map[string]any) {
+	const base = "notifier.smtp"
+	c.line(3, "smtp {")
+	address := str(s["address"])
+	if address == "" && str(s["host"]) != "" {
+		// before 4.38: host and port, the scheme told by the port
+		port := str(s["port"])
+		if port == "" {
+			port = "25"
+		}
+		scheme := "smtp"
+		switch port {
+		case "465":
+			scheme = "submissions"
+		case "587":
+			scheme = "submission"
+		}
+		address = scheme + "://" + net.JoinHostPort(str(s["host"]), port)
+	}
+	if address != "" {
+		if !strings.Contains(address, "://") {
+			address = "smtp://" + address // Authelia's default scheme
+		}
+		c.line(4, "address %s", quote(address))
+	}
+	for _, k := range sortedKeys(s) {
+		v := s[k]
+		switch k {
+		case "address", "host", "port", "password":
+		case "username", "sender", "identifier", "subject":
+			c.line(4, "%s %s", k, quote(str(v)))
+		case "timeout":
+			c.line(4, "timeout %s", duration(v))
+		case "disable_require_tls", "disable_starttls", "disable_html_emails":
+			if str(v) == "true" {
+				c.line(4, "%s", k)
+			}
+		case "startup_check_address":
+			c.notNeeded(base+"."+k, "Portcullis checks the server at start without sending a mail")
+		case "tls":
+			if tls, ok := v.(map[string]any); ok {
+				c.smtpTLS(base+".tls", tls)
+			}
+		default:
+			c.leave(base+"."+k, "not carried over by the import")
+		}
+	}
+	if _, hasUser := s["username"]; hasUser {
+		password := "{env." + smtpPasswordEnv + "}"
+		switch v, set := s["password"]; {
+		case !set:
+			c.leave(base+".password", "Authelia read the password from its environment (AUTHELIA_NOTIFIER_SMTP_PASSWORD_FILE or AUTHELIA_NOTIFIER_SMTP_PASSWORD): the output reads it from the environment variable "+smtpPasswordEnv+"; set it, or write 'password {file.<the secret file>}'")
+		default:
+			if file, ok := secretFile(v); ok {
+				password = "{file." + file + "}"
+			} else {
+				c.leave(base+".password", "the password is not copied into the Caddyfile: the output reads it from the environment variable "+smtpPasswordEnv+"; set it there, or write it to a file only Caddy reads and use 'password {file.<that file>}'")
+			}
+		}
+		c.line(4, "password %s", password)
+	}
+	c.line(3, "}")
+}
+
+// smtpTLS carries over the notifier's tls block.
+func (c *converter) smtpTLS(path string, tls map[string]any) {
+	c.line(4, "tls {")
+	for _, k := range sortedKeys(tls) {
+		switch k {
+		case "server_name":
+			c.line(5, "server_name %s", quote(str(tls[k])))
+		case "skip_verify":
+			if str(tls[k]) == "true" {
+				c.line(5, "skip_verify")
+			}
+		case "minimum_version", "maximum_version":
+			switch v := strings.ToUpper(strings.TrimSpace(str(tls[k]))); v {
+			case "TLS1.2", "TLS1.3":
+				c.line(5, "%s %s", k, v)
+			default:
+				c.leave(path+"."+k, "Portcullis speaks TLS 1.2 or 1.3 to the mail server: the output keeps the default")
+			}
+		default:
+			c.leave(path+"."+k, "not carried over by the import")
+		}
+	}
+	c.line(4, "}")
 }

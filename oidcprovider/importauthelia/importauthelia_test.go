@@ -70,6 +70,13 @@ func TestGolden(t *testing.T) {
 				}
 				caddyfile = caddyfile[:i] + "password {file." + secret + "}" + caddyfile[end:]
 			}
+			// and the notifier's file is in a directory of Authelia's machine; its SMTP password
+			// comes from the environment
+			t.Setenv("PORTCULLIS_SMTP_PASSWORD", "not-used")
+			if i := strings.Index(caddyfile, "filesystem "); i >= 0 {
+				end := i + strings.IndexByte(caddyfile[i:], '\n')
+				caddyfile = caddyfile[:i] + "filesystem " + filepath.Join(t.TempDir(), "notification.txt") + caddyfile[end:]
+			}
 			adapted, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
 			if err != nil {
 				t.Fatalf("the output does not adapt: %v", err)
