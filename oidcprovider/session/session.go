@@ -80,6 +80,9 @@ type Session struct {
 	// Family is a random reference given at sign-in and kept when the id changes (step-up,
 	// password confirmation): what tokens issued through the session record.
 	Family string `json:"family,omitempty"`
+	// ElevatedAt is when the person last proved who they are with a one-time code sent to them
+	// (an elevated session, before a sensitive change); zero if never.
+	ElevatedAt time.Time `json:"elevated_at,omitzero"`
 }
 
 // Ref is the session's stable reference (its Family), which does not reveal its id.
@@ -273,6 +276,19 @@ func (s *Store) ConfirmPassword(ctx context.Context, id string) (string, *Sessio
 	return s.rotate(ctx, id, func(sess *Session, now time.Time) { sess.PasswordAt, sess.AuthTime = now, now })
 }
 
+// MarkElevated records that the person proved who they are with a one-time code sent to them
+// (Session.ElevatedAt) and moves the session to a new id, as Elevate does: the privilege
+// changed, so an id seen before it is worth nothing after it.
+func (s *Store) MarkElevated(ctx context.Context, id string) (string, *Session, error) {
+	return s.rotate(ctx, id, func(sess *Session, now time.Time) { sess.ElevatedAt = now })
+}
+
+// Rotate moves the live session of id to a new id, changing nothing else but its activity (a
+// password change keeps the browser that made it signed in, under an id never seen before).
+func (s *Store) Rotate(ctx context.Context, id string) (string, *Session, error) {
+	return s.rotate(ctx, id, func(*Session, time.Time) {})
+}
+
 // rotate applies change to the live session of id and moves it to a new id.
 func (s *Store) rotate(ctx context.Context, id string, change func(*Session, time.Time)) (string, *Session, error) {
 	sess, err := s.Get(ctx, id)
@@ -325,9 +341,21 @@ func (s *Store) EndUser(ctx context.Context, user string) (int, error) {
 	return len(refs), err
 }
 
+// EndUserExcept ends every session of user but the one of keep (a password change ends the
+// person's other browsers, not the one that made it) and returns the references (Session.Ref)
+// of those that were live, so what they authorized can end with them.
+func (s *Store) EndUserExcept(ctx context.Context, user, keep string) ([]string, error) {
+	return s.endUser(ctx, user, hashID(keep))
+}
+
 // EndUserRefs ends every session of user, as EndUser does, and returns the references
 // (Session.Ref) of those that were live, so what they authorized can end with them.
 func (s *Store) EndUserRefs(ctx context.Context, user string) ([]string, error) {
+	return s.endUser(ctx, user, "")
+}
+
+// endUser ends every session of user but the one whose id hashes to keep ("" for none).
+func (s *Store) endUser(ctx context.Context, user, keep string) ([]string, error) {
 	keys, err := s.kv.Keys(ctx, userIndexPrefix(user))
 	if err != nil {
 		return nil, err
@@ -336,6 +364,9 @@ func (s *Store) EndUserRefs(ctx context.Context, user string) ([]string, error) 
 	prefix := len(userIndexPrefix(user))
 	for _, k := range keys {
 		h := string(k[prefix:])
+		if h == keep {
+			continue
+		}
 		if data, err := s.kv.Get(ctx, recordKey(h)); err == nil {
 			var sess Session
 			_ = json.Unmarshal(data, &sess)

@@ -158,3 +158,55 @@ func TestEndAndEndUserAndRestart(t *testing.T) {
 		t.Fatal("a username with '/' must be refused")
 	}
 }
+
+// MarkElevated records the one-time code's proof and moves the session to a new id; Rotate moves
+// it without other change; EndUserExcept ends the user's other sessions and keeps the one named.
+func TestElevationRotateAndEndOthers(t *testing.T) {
+	ctx := t.Context()
+	s, kv, c := open(t, t.TempDir(), Config{Expiration: time.Hour, Inactivity: 5 * time.Minute})
+	defer kv.Destruct()
+	id, before, err := s.Create(ctx, "john", OneFactor, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.add(time.Minute)
+	elevated, sess, err := s.MarkElevated(ctx, id)
+	if err != nil || elevated == id || !sess.ElevatedAt.Equal(c.now()) || sess.Level != OneFactor || sess.Ref() != before.Ref() {
+		t.Fatalf("MarkElevated: %q %+v %v", elevated, sess, err)
+	}
+	if _, err := s.Get(ctx, id); !errors.Is(err, ErrNoSession) {
+		t.Error("the id from before the elevation still works")
+	}
+	if got, err := s.Get(ctx, elevated); err != nil || !got.ElevatedAt.Equal(sess.ElevatedAt) {
+		t.Fatalf("the elevated session as stored: %+v %v", got, err)
+	}
+	rotated, sess, err := s.Rotate(ctx, elevated)
+	if err != nil || rotated == elevated || sess.ElevatedAt.IsZero() {
+		t.Fatalf("Rotate: %q %+v %v", rotated, sess, err)
+	}
+	if _, err := s.Get(ctx, elevated); !errors.Is(err, ErrNoSession) {
+		t.Error("the id from before the rotation still works")
+	}
+	other, otherSess, _ := s.Create(ctx, "john", OneFactor, false)
+	third, thirdSess, _ := s.Create(ctx, "john", OneFactor, false)
+	jane, _, _ := s.Create(ctx, "jane", OneFactor, false)
+	refs, err := s.EndUserExcept(ctx, "john", rotated)
+	if err != nil || len(refs) != 2 {
+		t.Fatalf("EndUserExcept: %v %v", refs, err)
+	}
+	for _, r := range refs {
+		if r != otherSess.Ref() && r != thirdSess.Ref() {
+			t.Errorf("EndUserExcept returned %q, not an ended session's reference", r)
+		}
+	}
+	for _, gone := range []string{other, third} {
+		if _, err := s.Get(ctx, gone); !errors.Is(err, ErrNoSession) {
+			t.Error("another session of john survived")
+		}
+	}
+	for _, kept := range []string{rotated, jane} {
+		if _, err := s.Get(ctx, kept); err != nil {
+			t.Errorf("a session that should stay ended: %v", err)
+		}
+	}
+}
