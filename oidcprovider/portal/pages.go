@@ -45,9 +45,10 @@ type pageData struct {
 	ClientName  string   // the application asking to sign out
 	FormAction  []string // origins a form on the page may end up at (an application's redirect)
 	Consents    []consentItem
-	HasConsents bool       // remembered consents are kept
-	ForgotURL   string     // the sign-in page's "Forgot password?" link; "" hides it
-	Reset       *resetView // the password reset's pages
+	HasConsents bool           // remembered consents are kept
+	ForgotURL   string         // the sign-in page's "Forgot password?" link; "" hides it
+	Reset       *resetView     // the password reset's pages
+	Elevation   *elevationView // the elevation page
 }
 
 func (p *Portal) render(w http.ResponseWriter, r *http.Request, status int, page string, d *pageData) {
@@ -97,6 +98,8 @@ var notices = map[string]string{
 	"key-removed":       "The security key was removed.",
 	"signed-out":        "You are signed out.",
 	"consent-withdrawn": "The application will ask for your consent again.",
+	"code-sent":         "Code sent. It may take a minute to arrive.",
+	"password-changed":  "Your password is changed. Your other sessions are signed out.",
 }
 
 func redirect(w http.ResponseWriter, r *http.Request, to string) {

@@ -34,6 +34,8 @@ type portalWorld struct {
 	sessions *session.Store
 	devices  *totp.Devices
 	cookies  map[string]*http.Cookie
+	kv       *store.Badger
+	users    *users.File
 }
 
 func newPortalWorld(t *testing.T) *portalWorld {
@@ -43,7 +45,7 @@ func newPortalWorld(t *testing.T) *portalWorld {
 	}
 	t.Cleanup(func() { _ = kv.Destruct() })
 	usersPath := filepath.Join(t.TempDir(), "users.yml")
-	if err := os.WriteFile(usersPath, []byte("users:\n  john:\n    displayname: John Doe\n    password: \""+johnDigest+"\"\n"+
+	if err := os.WriteFile(usersPath, []byte("users:\n  john:\n    displayname: John Doe\n    email: john@example.com\n    password: \""+johnDigest+"\"\n"+
 		"  jane:\n    displayname: Jane Doe\n    password: \""+johnDigest+"\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +63,7 @@ func newPortalWorld(t *testing.T) *portalWorld {
 		t.Fatal(err)
 	}
 	issuer, _ := url.Parse("https://auth.example.com")
-	w := &portalWorld{t: t, devices: devices, cookies: map[string]*http.Cookie{}}
+	w := &portalWorld{t: t, devices: devices, cookies: map[string]*http.Cookie{}, kv: kv, users: db}
 	now := func() time.Time { return time.Now().Add(w.offset) }
 	w.sessions = session.New(session.Config{Inactivity: time.Hour}, kv).WithClock(now)
 	w.p, err = New(Config{
@@ -73,7 +75,7 @@ func newPortalWorld(t *testing.T) *portalWorld {
 			}
 			return ErrBadCredentials
 		},
-		Sessions: w.sessions, TOTP: devices, Now: now,
+		Sessions: w.sessions, TOTP: devices, Now: now, Store: kv,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -124,11 +126,13 @@ func (w *portalWorld) signIn() {
 // age moves the clock forward by d.
 func (w *portalWorld) age(d time.Duration) { w.offset += d }
 
-// Changing devices needs the password within five minutes, and once the user has a second
+// Without a notifier and with require_notifier false (the rule from before elevated sessions),
+// changing devices needs the password within five minutes, and once the user has a second
 // factor, that factor within five minutes too.
 func TestDeviceChangesNeedFreshFactors(t *testing.T) {
 	ctx := t.Context()
 	w := newPortalWorld(t)
+	w.p.cfg.Elevation.PasswordWithoutNotifier = true
 	w.signIn()
 
 	// a fresh password: the enrolment page shows a secret

@@ -30,6 +30,7 @@ import (
 	"github.com/portcullis-auth/portcullis/oidcprovider/notify"
 	"github.com/portcullis-auth/portcullis/oidcprovider/regulation"
 	"github.com/portcullis-auth/portcullis/oidcprovider/session"
+	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 	"github.com/portcullis-auth/portcullis/oidcprovider/users"
 )
 
@@ -106,6 +107,12 @@ type Config struct {
 	// pages (a one-time link mailed through Notifier) or a link to another service's page.
 	// nil hides the link, and the reset pages answer 404.
 	PasswordReset *PasswordReset
+	// Elevation is how a session is elevated before a sensitive change (a second factor added
+	// or removed, a password changed). The zero value is the defaults.
+	Elevation ElevationConfig
+	// Store keeps the pending one-time codes (as digests) and their send limits. Required
+	// with a Notifier.
+	Store store.KV
 }
 
 // ConsentKeeper lists and withdraws a user's remembered consents.
@@ -126,6 +133,8 @@ type Portal struct {
 	cspFormAction string
 	// reset is the built-in password reset (nil when off or at a custom URL)
 	reset *resetter
+	// codeKey keys the digests of one-time codes (derived from Key)
+	codeKey []byte
 }
 
 // Paths of the portal's pages and endpoints, relative to the issuer.
@@ -144,6 +153,9 @@ const (
 	pathKeyVerify       = "/settings/webauthn/verify"
 	pathKeyRemove       = "/settings/webauthn/remove"
 	pathConsentWithdraw = "/settings/consents/withdraw"
+	pathElevate         = "/settings/elevate"
+	pathElevateSend     = "/settings/elevate/send"
+	pathPassword        = "/settings/password"
 	PathSignOut         = "/logout"
 	pathAssets          = "/assets/"
 )
@@ -166,6 +178,10 @@ func New(cfg Config) (*Portal, error) {
 	if cfg.ClientIP == nil {
 		cfg.ClientIP = func(r *http.Request) string { return r.RemoteAddr }
 	}
+	if cfg.Notifier != nil && cfg.Store == nil {
+		return nil, errors.New("portal: a notifier needs a store for the codes it sends")
+	}
+	cfg.Elevation = cfg.Elevation.WithDefaults()
 	p := &Portal{cfg: cfg, base: strings.TrimSuffix(cfg.Issuer.Path, "/"), origin: cfg.Issuer.Scheme + "://" + cfg.Issuer.Host, pages: map[string]*template.Template{}}
 	var err error
 	if p.reset, err = newResetter(cfg.PasswordReset, cfg.Notifier); err != nil {
@@ -215,6 +231,9 @@ func New(cfg Config) (*Portal, error) {
 	}
 	p.cspFormAction = formAction
 	p.csp = p.cspWithFormAction(nil)
+	m := hmac.New(sha256.New, cfg.Key)
+	m.Write([]byte("portcullis elevation code key v1"))
+	p.codeKey = m.Sum(nil)
 	return p, nil
 }
 
@@ -234,7 +253,8 @@ func (p *Portal) Handles(rel string) bool {
 	switch rel {
 	case PathSignIn, PathSecondFactor, pathTOTPCheck, pathWebAuthnOptions, pathWebAuthnVerify,
 		PathSettings, pathConfirm, pathTOTPEnrol, pathTOTPRemove, pathKeyRegister, pathKeyOptions,
-		pathKeyVerify, pathKeyRemove, pathConsentWithdraw, PathSignOut:
+		pathKeyVerify, pathKeyRemove, pathConsentWithdraw, PathSignOut,
+		pathElevate, pathElevateSend, pathPassword:
 		return true
 	}
 	return isResetPath(rel) || strings.HasPrefix(rel, pathAssets)
@@ -307,6 +327,16 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request, rel string) {
 		p.keyRemove(w, r)
 	case rel == pathConsentWithdraw && post:
 		p.consentWithdraw(w, r)
+	case rel == pathElevate && get:
+		p.elevateView(w, r)
+	case rel == pathElevate && post:
+		p.checkCode(w, r)
+	case rel == pathElevateSend && post:
+		p.sendCode(w, r)
+	case rel == pathPassword && get:
+		p.passwordPage(w, r)
+	case rel == pathPassword && post:
+		p.changePassword(w, r)
 	case rel == PathSignOut && get:
 		p.signOutPage(w, r)
 	case rel == PathSignOut && post:

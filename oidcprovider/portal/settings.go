@@ -62,21 +62,24 @@ func (p *Portal) hasSecondFactor(ctx context.Context, u *users.User) bool {
 	return d.TOTP != nil || len(d.Keys) > 0
 }
 
-// fresh makes sure the session may change devices: the password given within five minutes,
-// and, for a user who has a second factor, that factor too. Otherwise it answers (a password
-// confirmation, or the second-factor page) and returns false.
+// fresh makes sure the session may make a sensitive change (a device added or removed, a
+// password changed): an elevated session (elevation.go), or, under the rule kept for a provider
+// without a notifier, the password given within five minutes and, for a user who has a second
+// factor, that factor too. Otherwise it answers (the elevation page, the second-factor page or
+// a password confirmation, each coming back to back with the request's rd) and returns false.
 func (p *Portal) fresh(w http.ResponseWriter, r *http.Request, sess *session.Session, u *users.User, back string) bool {
-	ctx := r.Context()
-	now := p.cfg.Now()
-	if now.Sub(sess.PasswordAt) > freshness {
+	rd := p.safeRedirect(r.FormValue("rd"))
+	switch p.lacks(r.Context(), sess, u) {
+	case elevated:
+		return true
+	case needPassword:
 		p.render(w, r, http.StatusOK, "confirm", &pageData{Title: "Confirm it is you", User: u, Next: back})
-		return false
+	case needSecondFactor:
+		redirect(w, r, p.base+PathSecondFactor+"?rd="+url.QueryEscape(p.origin+p.returnTo(back, rd)))
+	default:
+		redirect(w, r, p.elevateURL(back, rd))
 	}
-	if p.hasSecondFactor(ctx, u) && (sess.Level < session.TwoFactor || now.Sub(sess.SecondFactorAt) > freshness) {
-		redirect(w, r, p.base+PathSecondFactor+"?rd="+url.QueryEscape(p.localURL(back)))
-		return false
-	}
-	return true
+	return false
 }
 
 // deviceChange is the start of every page that adds or removes a device: the browser's session
@@ -101,7 +104,7 @@ func (p *Portal) deviceChange(w http.ResponseWriter, r *http.Request, back strin
 // settingsReturn is a portal settings path a confirmation may go back to.
 func (p *Portal) settingsReturn(next string) string {
 	switch next {
-	case pathTOTPEnrol, pathKeyRegister, PathSettings:
+	case pathTOTPEnrol, pathKeyRegister, pathPassword, PathSettings:
 		return next
 	}
 	return PathSettings

@@ -113,6 +113,7 @@ func (p *Portal) totpEnrol(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.cfg.Logger.Info("second factor added", zap.String("user", u.Name), zap.String("factor", "totp"), zap.String("remote_ip", p.cfg.ClientIP(r)))
+	p.notifyEvent(ctx, r, u, "A second factor was added", "An authenticator app was added to your account as a second factor.")
 	if rd != "" && sess.Level < session.TwoFactor {
 		redirect(w, r, p.withRD(PathSecondFactor, rd))
 		return
@@ -131,5 +132,6 @@ func (p *Portal) totpRemove(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.cfg.Logger.Info("second factor removed", zap.String("user", u.Name), zap.String("factor", "totp"), zap.String("remote_ip", p.cfg.ClientIP(r)))
+	p.notifyEvent(ctx, r, u, "A second factor was removed", "The authenticator app was removed from your account.")
 	redirect(w, r, p.base+PathSettings+"?notice=totp-removed")
 }

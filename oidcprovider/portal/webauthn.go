@@ -117,8 +117,7 @@ func (p *Portal) deviceSession(w http.ResponseWriter, r *http.Request) (string, 
 	if !ok {
 		return "", nil, nil, false
 	}
-	now := p.cfg.Now()
-	if now.Sub(sess.PasswordAt) > freshness || (p.hasSecondFactor(ctx, u) && (sess.Level < session.TwoFactor || now.Sub(sess.SecondFactorAt) > freshness)) {
+	if p.lacks(ctx, sess, u) != elevated {
 		scriptError(w, http.StatusForbidden, "Confirm it is you again: reload the page.")
 		return "", nil, nil, false
 	}
@@ -163,6 +162,7 @@ func (p *Portal) keyRegisterVerify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.cfg.Logger.Info("second factor added", zap.String("user", u.Name), zap.String("factor", "webauthn"), zap.String("name", cred.Name), zap.String("remote_ip", p.cfg.ClientIP(r)))
+	p.notifyEvent(ctx, r, u, "A second factor was added", "A security key or passkey was added to your account as a second factor.")
 	to := p.base + PathSettings + "?notice=key-added"
 	if rd != "" && sess.Level < session.TwoFactor {
 		to = p.withRD(PathSecondFactor, rd)
@@ -182,5 +182,6 @@ func (p *Portal) keyRemove(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.cfg.Logger.Info("second factor removed", zap.String("user", u.Name), zap.String("factor", "webauthn"), zap.String("remote_ip", p.cfg.ClientIP(r)))
+	p.notifyEvent(ctx, r, u, "A second factor was removed", "A security key or passkey was removed from your account.")
 	redirect(w, r, p.base+PathSettings+"?notice=key-removed")
 }

@@ -1,0 +1,102 @@
+package portal
+
+import (
+	"errors"
+	"net/http"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+
+	"github.com/portcullis-auth/portcullis/oidcprovider/users"
+)
+
+// This file is the password change on the account page: the current password (regulated as a
+// sign-in), the new one twice, in an elevated session; then the person's other sessions end,
+// with what they authorized, and a notice is mailed.
+
+// passwordPage shows the form (GET) in an elevated session.
+func (p *Portal) passwordPage(w http.ResponseWriter, r *http.Request) {
+	_, sess, u, ok := p.deviceChange(w, r, pathPassword, true)
+	if !ok {
+		return
+	}
+	p.render(w, r, http.StatusOK, "password", &pageData{Title: "Change your password", User: u, Session: sess})
+}
+
+// changePassword checks the form (POST) and sets the new password.
+func (p *Portal) changePassword(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	id, sess, u, ok := p.deviceChange(w, r, pathPassword, true)
+	if !ok {
+		return
+	}
+	current, next, again := r.PostFormValue("current"), r.PostFormValue("new"), r.PostFormValue("again")
+	refuse := func(status int, msg string) {
+		p.render(w, r, status, "password", &pageData{Title: "Change your password", User: u, Session: sess, Error: msg})
+	}
+	switch {
+	case current == "" || next == "":
+		refuse(http.StatusBadRequest, "Enter your current password and the new one.")
+		return
+	case len(next) > maxPasswordBytes:
+		refuse(http.StatusBadRequest, "The new password is too long: keep it under 1024 bytes (about 1000 letters).")
+		return
+	case !utf8.ValidString(next):
+		refuse(http.StatusBadRequest, "The new password holds characters that cannot be used. Type it again.")
+		return
+	case utf8.RuneCountInString(next) < minPasswordLength:
+		refuse(http.StatusBadRequest, "The new password is too short: use at least 8 characters.")
+		return
+	case next != again:
+		refuse(http.StatusBadRequest, "The two new passwords are not the same. Type the new password twice.")
+		return
+	}
+	ip := p.cfg.ClientIP(r)
+	err := p.cfg.CheckPassword(ctx, u.Name, current, ip)
+	switch {
+	case errors.Is(err, ErrBadCredentials):
+		p.cfg.Logger.Info("password not changed: the current password is wrong", zap.String("user", u.Name), zap.String("remote_ip", ip))
+		refuse(http.StatusUnauthorized, "Your current password is not right.")
+		return
+	case errors.Is(err, users.ErrUnavailable):
+		p.directoryDown(w, r)
+		return
+	case err != nil:
+		p.unavailable(w, r)
+		return
+	}
+	if next == current {
+		refuse(http.StatusBadRequest, "The new password is the same as the current one. Choose another.")
+		return
+	}
+	if err := p.cfg.Users.SetPassword(ctx, u, next); err != nil {
+		if errors.Is(err, users.ErrUnavailable) {
+			p.directoryDown(w, r)
+			return
+		}
+		p.cfg.Logger.Error("portal: setting a password", zap.String("user", u.Name), zap.Error(err))
+		p.unavailable(w, r)
+		return
+	}
+	// whoever else holds a session of this person (a stolen cookie, a forgotten browser) is
+	// signed out, with the tokens those sessions got; this browser goes on under a new id
+	refs, err := p.cfg.Sessions.EndUserExcept(ctx, u.Name, id)
+	if err != nil {
+		p.cfg.Logger.Error("portal: ending the other sessions after a password change", zap.String("user", u.Name), zap.Error(err))
+	}
+	if p.cfg.OnSignOut != nil {
+		for _, ref := range refs {
+			p.cfg.OnSignOut(ctx, u.Name, ref)
+		}
+	}
+	newID, sess, err := p.cfg.Sessions.ConfirmPassword(ctx, id)
+	if err != nil {
+		p.cfg.Logger.Error("portal: moving the session after a password change", zap.Error(err))
+		p.unavailable(w, r)
+		return
+	}
+	p.setSession(w, newID, sess)
+	p.cfg.Logger.Info("password changed", zap.String("user", u.Name), zap.Int("sessions_ended", len(refs)), zap.String("remote_ip", ip))
+	p.notifyEvent(ctx, r, u, "Your password was changed", "The password of your account was changed, and your other sessions were signed out. If you did not change it, tell the people who run this service at once.")
+	redirect(w, r, p.base+PathSettings+"?notice=password-changed")
+}
