@@ -136,6 +136,11 @@ type App struct {
 	// the notifier, or a link to another service (custom_url). JSON: "password_reset".
 	// Default: offered when there is a notifier.
 	PasswordReset *PasswordResetConfig `json:"password_reset,omitempty"`
+	// IdentityValidation is the proof of identity asked before a second factor is added or
+	// removed and before a password change (Authelia's identity_validation; see
+	// ElevatedSessionConfig). Needs users_file. JSON: "identity_validation". Default: a code
+	// mailed by the notifier, 8 characters, valid 5m, elevating the session for 10m.
+	IdentityValidation *IdentityValidationConfig `json:"identity_validation,omitempty"`
 
 	issuer      string
 	issuerURL   *url.URL
@@ -263,6 +268,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if err := a.provisionPasswordReset(); err != nil {
+		return err
+	}
+	if _, err := a.IdentityValidation.elevation(); err != nil {
 		return err
 	}
 	if err := a.provisionAccessControl(); err != nil {

@@ -243,6 +243,15 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.WebAuthn = w
+		case "identity_validation":
+			if a.IdentityValidation != nil {
+				return d.Err("identity_validation is given twice; merge the two blocks")
+			}
+			iv, err := unmarshalIdentityValidation(d)
+			if err != nil {
+				return err
+			}
+			a.IdentityValidation = iv
 		case "enforce_pkce":
 			if err := oneArg(d, &a.EnforcePKCE); err != nil {
 				return err

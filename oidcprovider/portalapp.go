@@ -96,6 +96,9 @@ func (a *App) startPortal(b *backend, st *runtimeState) error {
 		}
 	}
 	cfg.PasswordReset = a.portalPasswordReset(b.kv, cfg.Notifier != nil)
+	// checked by Provision
+	cfg.Elevation, _ = a.IdentityValidation.elevation()
+	cfg.Store = b.kv
 	if st.portal, err = portal.New(cfg); err != nil {
 		return err
 	}

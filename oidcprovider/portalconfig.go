@@ -94,7 +94,7 @@ type portalSettings struct {
 // provisionPortal checks and resolves the session, totp and webauthn options.
 func (a *App) provisionPortal() error {
 	if a.UsersFile == "" && a.LDAP == nil {
-		for name, given := range map[string]bool{"session": a.Session != nil, "totp": a.TOTP != nil, "webauthn": a.WebAuthn != nil, "notifier": a.Notifier != nil} {
+		for name, given := range map[string]bool{"session": a.Session != nil, "totp": a.TOTP != nil, "webauthn": a.WebAuthn != nil, "notifier": a.Notifier != nil, "identity_validation": a.IdentityValidation != nil} {
 			if given {
 				return fmt.Errorf("%s: needs people who sign in: add 'users_file /etc/caddy/users.yml' or an 'ldap { … }' block", name)
 			}
