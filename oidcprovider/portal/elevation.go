@@ -119,7 +119,7 @@ const (
 // passwordRule reports that the rule from before elevated sessions applies: no notifier, and
 // the operator chose it.
 func (p *Portal) passwordRule() bool {
-	return p.cfg.Notifier == nil && p.cfg.Elevation.PasswordWithoutNotifier
+	return !p.mails() && p.cfg.Elevation.PasswordWithoutNotifier
 }
 
 // lacks says what sess lacks before a sensitive change of u's account.
@@ -207,6 +207,9 @@ func (p *Portal) codeDigest(user, sessionID, code string) []byte {
 	return m.Sum(nil)
 }
 
+// mails reports whether codes can be mailed: a notifier, and a store for their digests.
+func (p *Portal) mails() bool { return p.cfg.Notifier != nil && p.cfg.Store != nil }
+
 // pendingCode reports whether a code sent to the browser of session id is still live.
 func (p *Portal) pendingCode(ctx context.Context, user, id string) bool {
 	data, err := p.cfg.Store.Get(ctx, p.userKey("code", user))
@@ -247,7 +250,7 @@ func (p *Portal) elevationPage(w http.ResponseWriter, r *http.Request, status in
 	e := &elevationView{Lifespan: minutes(p.cfg.Elevation.CodeLifespan), Characters: p.cfg.Elevation.Characters}
 	addr := mailOf(u)
 	switch {
-	case p.cfg.Notifier == nil:
+	case !p.mails():
 		e.NoNotifier = true
 	case addr == "":
 		e.NoAddress = true
@@ -319,7 +322,7 @@ func (p *Portal) sendCode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	addr := mailOf(u)
-	if p.cfg.Notifier == nil || addr == "" {
+	if !p.mails() || addr == "" {
 		p.elevationPage(w, r, http.StatusConflict, id, sess, u, next, rd, nil)
 		return
 	}
@@ -419,7 +422,7 @@ var digestEqual = hmac.Equal
 // spendCode reports whether code is the live code sent to user's session id, and spends it:
 // of submissions racing on any nodes, one alone is told yes.
 func (p *Portal) spendCode(ctx context.Context, user, id, code string) (bool, error) {
-	if code == "" || len(code) > 64 {
+	if code == "" || len(code) > 64 || p.cfg.Store == nil {
 		return false, nil
 	}
 	key := p.userKey("code", user)

@@ -110,8 +110,8 @@ type Config struct {
 	// Elevation is how a session is elevated before a sensitive change (a second factor added
 	// or removed, a password changed). The zero value is the defaults.
 	Elevation ElevationConfig
-	// Store keeps the pending one-time codes (as digests) and their send limits. Required
-	// with a Notifier.
+	// Store keeps the pending one-time codes (as digests) and their send limits; without it
+	// no code is sent, as without a Notifier.
 	Store store.KV
 }
 
@@ -177,9 +177,6 @@ func New(cfg Config) (*Portal, error) {
 	}
 	if cfg.ClientIP == nil {
 		cfg.ClientIP = func(r *http.Request) string { return r.RemoteAddr }
-	}
-	if cfg.Notifier != nil && cfg.Store == nil {
-		return nil, errors.New("portal: a notifier needs a store for the codes it sends")
 	}
 	cfg.Elevation = cfg.Elevation.WithDefaults()
 	p := &Portal{cfg: cfg, base: strings.TrimSuffix(cfg.Issuer.Path, "/"), origin: cfg.Issuer.Scheme + "://" + cfg.Issuer.Host, pages: map[string]*template.Template{}}
