@@ -60,7 +60,7 @@ func TestIdentityValidationConfig(t *testing.T) {
 		{"unknown", block("jwt_lifespan 5m"), `identity_validation: elevated_session: unknown option "jwt_lifespan" (code_lifespan, elevation_lifespan, characters`},
 		{"unknown block", provider(users + "identity_validation {\n reset_password {\n }\n}"), `identity_validation: unknown option "reset_password"`},
 		{"twice", provider(users + "identity_validation {\n}\nidentity_validation {\n}"), "identity_validation is given twice"},
-		{"without users", provider("identity_validation {\n elevated_session {\n characters 8\n }\n}"), "identity_validation: needs users_file"},
+		{"without users", provider("identity_validation {\n elevated_session {\n characters 8\n }\n}"), "identity_validation: needs people who sign in"},
 	} {
 		err := validate(t, c.caddyfile)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
