@@ -22,8 +22,10 @@
 // session of a user who becomes unknown ends. users.User.Disabled is always false here.
 //
 // A directory that cannot be reached, times out or refuses the service account gives errors
-// wrapping users.ErrUnavailable, never users.ErrNotFound and never a pass; the next operation
-// dials again, so service resumes when the server is back.
+// wrapping users.ErrUnavailable, never users.ErrNotFound and never a pass. Once an operation has
+// spent its retries, later ones fail at once for a second (a directory that does not answer
+// costs each request no more), then dial again, so service resumes within a second of the
+// server's return. An outage is logged at most every 10 s, and the return once.
 package ldap
 
 import (
@@ -79,6 +81,10 @@ type Directory struct {
 	cache cache
 
 	closed atomic.Bool
+
+	downUntil   atomic.Int64 // unix ns: until then operations fail at once (see downFor)
+	lastDownLog atomic.Int64 // unix ns of the last log of an unreachable directory
+	wasDown     atomic.Bool
 }
 
 // New validates cfg (filling in its defaults) and returns the directory. It does not connect:
@@ -319,8 +325,11 @@ func transient(err error) bool {
 
 // withService runs op on a service connection, on another (new) one when the connection fails,
 // up to pooling retries times within pooling timeout. Its errors wrap users.ErrUnavailable.
-func (d *Directory) withService(ctx context.Context, what string, op func(*goldap.Conn) error) error {
-	ctx, cancel := context.WithTimeout(ctx, d.opTimeout)
+func (d *Directory) withService(parent context.Context, what string, op func(*goldap.Conn) error) error {
+	if err := d.down(); err != nil {
+		return errUnavailable(what, err)
+	}
+	ctx, cancel := context.WithTimeout(parent, d.opTimeout)
 	defer cancel()
 	var last error
 	for attempt := 0; attempt <= d.cfg.Pooling.Retries; attempt++ {
@@ -346,17 +355,60 @@ func (d *Directory) withService(ctx context.Context, what string, op func(*golda
 		}
 		err = op(c)
 		if err == nil {
+			d.reachable()
 			return nil
 		}
 		if !transient(err) {
+			d.reachable()
 			d.logger.Error("ldap: the directory refused an operation", zap.String("operation", what), zap.Error(err))
 			return errUnavailable(what, err)
 		}
 		s.broken(c)
 		last = err
 	}
-	d.logger.Warn("ldap: the directory cannot be reached", zap.String("operation", what), zap.String("address", d.cfg.Address), zap.Error(last))
+	if err := parent.Err(); err != nil {
+		return errUnavailable(what, err) // the caller left: not the directory's fault
+	}
+	d.unreachable(what, last)
 	return errUnavailable(what, last)
+}
+
+// downFor is how long after an operation found the directory unreachable (every retry spent)
+// later operations fail at once instead of waiting for the timeout again: a directory that does
+// not answer costs each request at the gate no more than that, and service resumes at most
+// downFor after it is back.
+const downFor = time.Second
+
+// downLogEvery bounds how often an unreachable directory is logged.
+const downLogEvery = 10 * time.Second
+
+var errRecentlyDown = errors.New("it did not answer less than a second ago")
+
+// down is errRecentlyDown within downFor of the last time the directory was found unreachable.
+func (d *Directory) down() error {
+	if until := d.downUntil.Load(); until != 0 && time.Now().UnixNano() < until {
+		return errRecentlyDown
+	}
+	return nil
+}
+
+// unreachable records an operation that could not reach the directory, and logs it (at most
+// every downLogEvery).
+func (d *Directory) unreachable(what string, err error) {
+	now := time.Now().UnixNano()
+	d.downUntil.Store(now + int64(downFor))
+	d.wasDown.Store(true)
+	if last := d.lastDownLog.Load(); now-last >= int64(downLogEvery) && d.lastDownLog.CompareAndSwap(last, now) {
+		d.logger.Warn("ldap: the directory cannot be reached; sign-ins and the gate answer 503 until it does",
+			zap.String("operation", what), zap.String("address", d.cfg.Address), zap.Error(err))
+	}
+}
+
+// reachable records an answer from the directory, logging the first after an outage.
+func (d *Directory) reachable() {
+	if d.wasDown.Load() && d.wasDown.CompareAndSwap(true, false) {
+		d.logger.Info("ldap: the directory answers again", zap.String("address", d.cfg.Address))
+	}
 }
 
 // Check binds as the service account and reads base_dn: the start-up check, whose failure the
@@ -848,6 +900,11 @@ func (d *Directory) CheckPassword(ctx context.Context, u *users.User, password s
 	if err != nil {
 		return false, err
 	}
+	const what = "binding as a user"
+	if err := d.down(); err != nil {
+		return false, errUnavailable(what, err)
+	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, d.opTimeout)
 	defer cancel()
 	var last error
@@ -861,23 +918,29 @@ func (d *Directory) CheckPassword(ctx context.Context, u *users.User, password s
 		c.Close()
 		switch {
 		case err == nil:
+			d.reachable()
 			return true, nil
 		case goldap.IsErrorWithCode(err, goldap.LDAPResultInvalidCredentials),
 			goldap.IsErrorWithCode(err, goldap.LDAPResultInappropriateAuthentication),
 			goldap.IsErrorWithCode(err, goldap.LDAPResultInsufficientAccessRights),
 			goldap.IsErrorWithCode(err, goldap.LDAPResultConstraintViolation),
 			goldap.IsErrorWithCode(err, goldap.LDAPResultUnwillingToPerform):
+			d.reachable()
 			return false, nil
 		case !transient(err):
-			return false, errUnavailable("binding as a user", err)
+			d.reachable()
+			return false, errUnavailable(what, err)
 		}
 		last = err
+	}
+	if err := parent.Err(); err != nil {
+		return false, errUnavailable(what, err)
 	}
 	if last == nil {
 		last = ctx.Err()
 	}
-	d.logger.Warn("ldap: the directory cannot be reached to check a password", zap.String("address", d.cfg.Address), zap.Error(last))
-	return false, errUnavailable("binding as a user", last)
+	d.unreachable(what, last)
+	return false, errUnavailable(what, last)
 }
 
 // SetPassword implements users.Directory: as the service account, it sets u's password with the

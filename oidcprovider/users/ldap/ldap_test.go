@@ -416,15 +416,17 @@ userPassword: newbie-password
 }
 
 // TestDirectoryDown: with the server stopped, Lookup, CheckPassword, SetPassword and Check fail
-// with ErrUnavailable (never ErrNotFound, never a pass), quickly; started again, everything works
-// without a new Directory. A server that accepts but never answers is unavailable within the
-// pooling timeout.
+// with ErrUnavailable (never ErrNotFound, never a pass), quickly, and the outage is logged once;
+// started again, everything works within a second without a new Directory, and the return is
+// logged. A server that accepts but never answers is unavailable within the pooling timeout, and
+// right after that operations fail at once; a caller that gives up does not count as an outage.
 func TestDirectoryDown(t *testing.T) {
 	s := ldaptest.Start(t, fixture)
 	cfg := config(s)
 	cfg.CacheTTL = duration.Duration(time.Millisecond)
 	cfg.Pooling = Pooling{Enable: true, Count: 3}
-	d := open(t, cfg, nil)
+	logs, recorded := observer.New(zap.InfoLevel)
+	d := open(t, cfg, zap.New(logs))
 	c := ctx(t)
 	john, err := d.Lookup(c, "john")
 	if err != nil {
@@ -449,7 +451,25 @@ func TestDirectoryDown(t *testing.T) {
 	if time.Since(began) > 3*time.Second {
 		t.Errorf("a refused connection took %v to report", time.Since(began))
 	}
+	if n := recorded.FilterMessageSnippet("cannot be reached").Len(); n != 1 {
+		t.Errorf("the outage was logged %d times, want once", n)
+	}
 	s.StartAgain()
+	back := time.Now()
+	for {
+		_, err := d.Lookup(c, "ann")
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, users.ErrUnavailable) || time.Since(back) > 3*time.Second {
+			t.Fatalf("%v after the restart: %v", time.Since(back), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("lookups work again %v after the restart", time.Since(back))
+	if recorded.FilterMessageSnippet("answers again").Len() != 1 {
+		t.Error("the directory's return was not logged")
+	}
 	var wg sync.WaitGroup
 	for range 12 {
 		wg.Go(func() {
@@ -488,6 +508,24 @@ func TestDirectoryDown(t *testing.T) {
 	}
 	if took := time.Since(began); took > 1500*time.Millisecond {
 		t.Fatalf("a mute server took %v (pooling timeout 1s)", took)
+	}
+	// right after, lookups fail at once instead of waiting for the timeout again
+	began = time.Now()
+	if _, err := mute.Lookup(c, "ann"); !errors.Is(err, users.ErrUnavailable) || time.Since(began) > 100*time.Millisecond {
+		t.Fatalf("a lookup right after the mute server's timeout: %v in %v", err, time.Since(began))
+	}
+	if ok, err := mute.CheckPassword(c, john, "john-password"); ok || !errors.Is(err, users.ErrUnavailable) {
+		t.Fatalf("CheckPassword right after the mute server's timeout: %v %v", ok, err)
+	}
+	// a caller that gives up is not an outage
+	fresh := open(t, cfg, nil)
+	gone, cancel := context.WithTimeout(c, 50*time.Millisecond)
+	defer cancel()
+	if _, err := fresh.Lookup(gone, "john"); !errors.Is(err, users.ErrUnavailable) {
+		t.Fatalf("a lookup whose caller left: %v", err)
+	}
+	if fresh.down() != nil {
+		t.Fatal("a caller that left marked the directory down")
 	}
 }
 
