@@ -38,6 +38,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -123,8 +124,7 @@ func New(cfg Config, logger *zap.Logger) (*Directory, error) {
 		d.pool = append(d.pool, &slot{})
 	}
 	a := cfg.Attributes
-	for _, attr := range append([]string{a.Username, a.DisplayName, a.Mail, a.DistinguishedName,
-		"modifyTimestamp", "pwdChangedTime", "pwdLastSet"}, a.profile()...) {
+	for _, attr := range slices.Concat([]string{a.Username, a.DisplayName, a.Mail, a.DistinguishedName}, versionAttrs, a.profile()) {
 		if attr != "" {
 			d.userAttrs = append(d.userAttrs, attr)
 		}
@@ -686,12 +686,7 @@ func (d *Directory) user(ctx context.Context, e *goldap.Entry) (*users.User, err
 			}
 		}
 	}
-	for _, attr := range []string{"pwdLastSet", "pwdChangedTime", "modifyTimestamp"} {
-		if v := e.GetEqualFoldAttributeValue(attr); v != "" {
-			u.PasswordVersion = e.DN + "|" + attr + "=" + v
-			break
-		}
-	}
+	u.PasswordVersion = passwordVersion(e)
 	d.fillProfile(u, e)
 	groups, err := d.groups(ctx, e, name)
 	if err != nil {
@@ -699,6 +694,27 @@ func (d *Directory) user(ctx context.Context, e *goldap.Entry) (*users.User, err
 	}
 	u.Groups = groups
 	return u, nil
+}
+
+// versionAttrs are the operational attributes that change when a password may have: Active
+// Directory's pwdLastSet, ppolicy's pwdChangedTime, and every change's entryCSN (OpenLDAP, to the
+// microsecond) and modifyTimestamp (to the second; most directories).
+var versionAttrs = []string{"pwdLastSet", "pwdChangedTime", "entryCSN", "modifyTimestamp"}
+
+// passwordVersion is the entry's DN with the versionAttrs it has: all of them, since a directory
+// may keep one without updating it on every password change (pwdChangedTime without a policy,
+// say), while modifyTimestamp changes with every modification. "" when it has none.
+func passwordVersion(e *goldap.Entry) string {
+	var b strings.Builder
+	for _, attr := range versionAttrs {
+		if v := e.GetEqualFoldAttributeValue(attr); v != "" {
+			b.WriteString("|" + attr + "=" + v)
+		}
+	}
+	if b.Len() == 0 {
+		return ""
+	}
+	return e.DN + b.String()
 }
 
 func contains(list []string, v string) bool {
