@@ -39,7 +39,6 @@ import (
 	"net/url"
 	"os"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -455,21 +454,22 @@ type flight struct {
 }
 
 type cache struct {
-	mu      sync.Mutex
+	mu      sync.RWMutex
 	entries map[string]*cached
 	flights map[string]*flight
 }
 
 func (c *cache) get(key string, now time.Time) *cached {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	if e := c.entries[key]; e != nil && now.Before(e.expires) {
 		return e
 	}
 	return nil
 }
 
-// put stores e under key; the oldest entries make room when the cache is full.
+// put stores e under key; when the cache is full, the expired entries make room, and then a
+// quarter of the others, whichever they are.
 func (c *cache) put(key string, e *cached, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -491,8 +491,8 @@ func (c *cache) put(key string, e *cached, now time.Time) {
 
 // previous returns the user last cached under key, even expired, to reuse when unchanged.
 func (c *cache) previous(key string) *cached {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	return c.entries[key]
 }
 
@@ -681,7 +681,7 @@ func (d *Directory) user(ctx context.Context, e *goldap.Entry) (*users.User, err
 	}
 	if a.Mail != "" {
 		for _, m := range e.GetEqualFoldAttributeValues(a.Mail) {
-			if m != "" && !contains(u.Emails, m) {
+			if m != "" && !slices.Contains(u.Emails, m) {
 				u.Emails = append(u.Emails, m)
 			}
 		}
@@ -715,15 +715,6 @@ func passwordVersion(e *goldap.Entry) string {
 		return ""
 	}
 	return e.DN + b.String()
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // canonicalName is the username of an entry: its one value, or, when the attribute holds
@@ -783,18 +774,8 @@ func (d *Directory) groups(ctx context.Context, e *goldap.Entry, name string) ([
 	if err != nil {
 		return nil, err
 	}
-	sort.Strings(names)
-	return slicesCompact(names), nil
-}
-
-func slicesCompact(s []string) []string {
-	out := s[:0]
-	for i, v := range s {
-		if i == 0 || v != s[i-1] {
-			out = append(out, v)
-		}
-	}
-	return out
+	slices.Sort(names)
+	return slices.Compact(names), nil
 }
 
 // searchGroups searches the groups with filter, keeping, when keep is not nil, those whose DN
