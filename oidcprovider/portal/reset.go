@@ -149,8 +149,10 @@ func (p *Portal) serveReset(w http.ResponseWriter, r *http.Request, rel string) 
 			Error: "Passwords cannot be reset here. Ask the people who run this service."})
 		return
 	}
-	// the confirm page's URL carries the token: no Referer may take it anywhere
-	w.Header().Set("Referrer-Policy", "no-referrer")
+	// the confirm page's URL carries the token: a Referer carries the origin alone (not
+	// no-referrer, under which a browser sends its forms with Origin: null, which the CSRF check
+	// refuses)
+	w.Header().Set("Referrer-Policy", "strict-origin")
 	get := r.Method == http.MethodGet || r.Method == http.MethodHead
 	post := r.Method == http.MethodPost
 	switch {

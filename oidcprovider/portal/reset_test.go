@@ -303,7 +303,7 @@ func TestPasswordResetByMail(t *testing.T) {
 		if rec.Code != 200 || !strings.Contains(rec.Body.String(), `name="password_again"`) || strings.Contains(rec.Body.String(), `name="code"`) {
 			t.Fatalf("opening the link (%d): %d", i, rec.Code)
 		}
-		if rec.Header().Get("Referrer-Policy") != "no-referrer" {
+		if rec.Header().Get("Referrer-Policy") != "strict-origin" {
 			t.Error("the link's page may send its URL as a Referer")
 		}
 	}
@@ -322,7 +322,7 @@ func TestPasswordResetByMail(t *testing.T) {
 		t.Fatal("a refused form changed the password")
 	}
 	rec = w.setPassword(token, "a new password", "a new password", nil)
-	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "Your password was changed.") || !strings.Contains(rec.Body.String(), `href="/"`) {
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "Every session of your account was signed out") || !strings.Contains(rec.Body.String(), `href="/"`) {
 		t.Fatalf("setting the password: %d %s", rec.Code, rec.Body.String())
 	}
 	if !w.passwordIs("john", "a new password") || w.passwordIs("john", "password") {
