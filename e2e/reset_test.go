@@ -1,0 +1,167 @@
+package e2e
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/portcullis-auth/portcullis/internal/smtptest"
+)
+
+// resetLink finds the reset link in a mail's text.
+var resetLink = regexp.MustCompile(`https://[^\s"<>]+/reset-password/confirm\?token=[A-Za-z0-9_-]{43}`)
+
+// A person who forgot their password asks for a link at the sign-in page, receives it by mail
+// (a real SMTP server, STARTTLS checked against its certificate, AUTH), opens the link from the
+// received mail, sets a new password, and signs in with it while the old one is refused. The
+// users file on disk holds the new digest, a notice of the change is mailed, and the link works
+// once. Every page and state is photographed at phone and desktop width.
+func TestPasswordResetInABrowser(t *testing.T) {
+	exe := chromiumPath(t)
+	mail := smtptest.Start(t, smtptest.WithStartTLS(), smtptest.WithAuth("portcullis", "smtp-secret"))
+	ca := filepath.Join(t.TempDir(), "smtp-ca.pem")
+	if err := os.WriteFile(ca, mail.CertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startPortalSiteWith(t, `
+		notifier {
+			smtp {
+				address submission://`+mail.Addr()+`
+				username portcullis
+				password smtp-secret
+				sender "Portcullis <auth@example.test>"
+				timeout 10s
+				tls {
+					ca_file `+ca+`
+				}
+			}
+		}
+		password_reset {
+			disable false
+		}`)
+	before, err := os.ReadFile(p.users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t, exe, "10.0.0.7")
+
+	// the sign-in page offers the reset
+	b.do(chromedp.Navigate(p.url("auth", "/")))
+	b.shoot("reset-signin")
+	if got := b.text("a[href$='/reset-password']"); got != "Forgot password?" {
+		t.Fatalf("the sign-in page's reset link says %q", got)
+	}
+	b.submit("a[href$='/reset-password']")
+	if loc := b.location(); loc != p.url("auth", "/reset-password") {
+		t.Fatalf("at %s, want the reset page", loc)
+	}
+	b.shoot("reset-request")
+	b.do(chromedp.SendKeys(chromedp.ID("username"), "john"))
+	b.submit("button[type=submit]")
+	if body, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.body.innerText`)); !strings.Contains(body, "we sent a link") {
+		t.Fatalf("after asking, at %s:\n%s", b.location(), body)
+	}
+	if msg := b.text(".lead"); !strings.Contains(msg, "If an account matches what you entered, we sent a link") {
+		t.Fatalf("after asking: %q", msg)
+	}
+	b.shoot("reset-sent")
+
+	// the link comes by mail, on the issuer
+	m := mail.WaitFor(t, "john@example.test", 30*time.Second*slow)
+	link := resetLink.FindString(m.Text)
+	if link == "" {
+		t.Fatalf("no reset link in the mail's text:\n%s", m.Text)
+	}
+	if !strings.HasPrefix(link, p.url("auth", "/reset-password/confirm?token=")) {
+		t.Errorf("the link %s is not on the issuer", link)
+	}
+	if !strings.Contains(m.HTML, strings.ReplaceAll(link, "&", "&amp;")) {
+		t.Error("the mail's HTML part does not carry the same link")
+	}
+	if !strings.Contains(m.Text, "5 minutes") {
+		t.Errorf("the mail does not give the link's lifespan (5m):\n%s", m.Text)
+	}
+	if !m.TLS || m.Username != "portcullis" {
+		t.Errorf("the mail came without TLS (%v) or without AUTH (%q)", m.TLS, m.Username)
+	}
+
+	// opened from the mail: the new-password form
+	b.do(chromedp.Navigate(link))
+	b.shoot("reset-form")
+	b.do(chromedp.SendKeys(chromedp.ID("password"), "a brand new password"), chromedp.SendKeys(chromedp.ID("password_again"), "a brand new passw0rd"))
+	b.submit("button[type=submit]")
+	if msg := b.text(".error"); !strings.Contains(msg, "The two passwords are not the same") {
+		t.Fatalf("mismatched passwords: %q", msg)
+	}
+	b.shoot("reset-form-error")
+	b.do(chromedp.SendKeys(chromedp.ID("password"), "a brand new password"), chromedp.SendKeys(chromedp.ID("password_again"), "a brand new password"))
+	b.submit("button[type=submit]")
+	if title := b.text("h1"); title != "Password changed" {
+		t.Fatalf("after setting the password: %q at %s", title, b.location())
+	}
+	b.shoot("reset-done")
+
+	// the file on disk changed, through the editor (the rest of the entry is kept)
+	after, err := os.ReadFile(p.users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(after) == string(before) || !strings.Contains(string(after), "$argon2id$") || !strings.Contains(string(after), "email: john@example.test") {
+		t.Errorf("the users file did not get the new digest:\n%s", after)
+	}
+	notice := mail.WaitFor(t, "john@example.test", 30*time.Second*slow)
+	if !strings.Contains(notice.Text, "password was changed") {
+		t.Errorf("the second mail is not the notice of the change:\n%s", notice.Text)
+	}
+
+	// the old password is refused, the new one signs in
+	b.submit("a.button.primary")
+	b.do(chromedp.SendKeys(chromedp.ID("username"), "john"), chromedp.SendKeys(chromedp.ID("password"), "pw-john"))
+	b.submit("button[type=submit]")
+	if msg := b.text(".error"); !strings.Contains(msg, "Incorrect username or password") {
+		t.Fatalf("the old password: %q", msg)
+	}
+	b.do(chromedp.SendKeys(chromedp.ID("password"), "a brand new password"))
+	b.submit("button[type=submit]")
+	if loc := b.location(); !strings.HasPrefix(loc, p.url("auth", "/settings")) {
+		t.Fatalf("after signing in with the new password at %s, want the account page", loc)
+	}
+
+	// the link worked once
+	b.do(chromedp.Navigate(link))
+	if title := b.text("h1"); title != "This link does not work" {
+		t.Errorf("the used link: %q", title)
+	}
+	b.shoot("reset-link-used")
+
+	// a name nobody has gets the same answer, and no mail
+	hc := p.client()
+	resp, err := hc.Get(p.url("auth", "/reset-password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("the reset page over HTTP: %d", resp.StatusCode)
+	}
+	n := len(mail.Mails())
+	b.do(chromedp.Navigate(p.url("auth", "/reset-password")))
+	b.do(chromedp.SendKeys(chromedp.ID("username"), "nobody@example.test"))
+	b.submit("button[type=submit]")
+	if msg := b.text(".lead"); !strings.Contains(msg, "If an account matches what you entered, we sent a link") {
+		t.Errorf("an unknown name: %q", msg)
+	}
+	time.Sleep(time.Second)
+	if len(mail.Mails()) != n {
+		t.Error("a mail was sent for an unknown name")
+	}
+	if strings.Contains(p.s.log.String(), link[strings.Index(link, "token=")+6:]) {
+		t.Error("the server's log holds the token")
+	}
+}
