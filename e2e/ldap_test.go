@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -360,6 +362,48 @@ func TestPeopleFromLDAP(t *testing.T) {
 	for _, secret := range []string{ldapServicePassword, "john-ldap-pw", "ann-ldap-pw"} {
 		if strings.Contains(p.s.log.String(), secret) {
 			t.Errorf("the log shows a password (%s…)", secret[:4])
+		}
+	}
+}
+
+// `caddy validate` of a Caddyfile with an ldap block reaches no directory (nothing listens where
+// it points, and the tls ca_file is not there), and a mistake fails it naming the key and the
+// fix, without the password.
+func TestValidateLDAPWithoutDirectory(t *testing.T) {
+	dir := t.TempDir()
+	validate := func(block string) (string, error) {
+		cf := filepath.Join(dir, "Caddyfile")
+		body := "{\n\tadmin off\n\toidc {\n\t\tissuer https://auth.example.com\n\t\tldap {\n" + block + "\n\t\t}\n\t}\n}\nauth.example.com {\n\toidc_provider\n}\n"
+		if err := os.WriteFile(cf, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(caddyBin, "validate", "--config", cf, "--adapter", "caddyfile")
+		cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir, "PORTCULLIS_TEST_LDAP_PASSWORD=S3cret-ldap-pw")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	good := "\t\t\taddress ldaps://127.0.0.1:1\n\t\t\tbase_dn dc=example,dc=com\n\t\t\tusers_filter (&({username_attribute}={input})(objectClass=person))\n" +
+		"\t\t\tgroups_filter (member={dn})\n\t\t\tuser cn=portcullis,dc=example,dc=com\n\t\t\tpassword {env.PORTCULLIS_TEST_LDAP_PASSWORD}\n" +
+		"\t\t\tattributes {\n\t\t\t\tusername uid\n\t\t\t}\n\t\t\ttls {\n\t\t\t\tca_file " + filepath.Join(dir, "none.pem") + "\n\t\t\t}"
+	start := time.Now()
+	if out, err := validate(good); err != nil {
+		t.Fatalf("caddy validate with no directory: %v\n%s", err, out)
+	}
+	if took := time.Since(start); took > 10*time.Second*slow {
+		t.Errorf("caddy validate took %v: it must not wait for a directory", took)
+	}
+	for _, c := range []struct{ change, want string }{
+		{strings.Replace(good, "{input}", "john", 1), "ldap: users_filter must contain {input}"},
+		{strings.Replace(good, "address", "adress", 1), `ldap: unknown option \"adress\"`},
+		{strings.Replace(good, "{env.PORTCULLIS_TEST_LDAP_PASSWORD}", "{env.PORTCULLIS_TEST_LDAP_UNSET}", 1), "ldap: password resolved to an empty value"},
+		{strings.Replace(good, "ldaps://127.0.0.1:1", "127.0.0.1:389", 1), "must start with ldap://, ldaps:// or ldapi://"},
+	} {
+		out, err := validate(c.change)
+		if err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("want %q, got %v\n%s", c.want, err, out)
+		}
+		if strings.Contains(out, "S3cret") {
+			t.Errorf("caddy validate shows the password:\n%s", out)
 		}
 	}
 }
