@@ -733,3 +733,25 @@ func TestPresets(t *testing.T) {
 		t.Fatalf("rfc2307bis found ann, whose password must be reset: %+v %v", u, err)
 	}
 }
+
+// TestSetPasswordActiveDirectory: implementation activedirectory sets unicodePwd with a modify
+// rather than the extended operation (slapd, which has no unicodePwd, says so), and the error is
+// not a pass and shows no password.
+func TestSetPasswordActiveDirectory(t *testing.T) {
+	s := ldaptest.Start(t, fixture)
+	cfg := config(s)
+	cfg.Implementation = ImplementationActiveDirectory
+	d := open(t, cfg, nil)
+	c := ctx(t)
+	u, err := d.Lookup(c, "john")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = d.SetPassword(c, u, "ad-Pa55word")
+	if err == nil || !strings.Contains(err.Error(), "unicodePwd") || strings.Contains(err.Error(), "Pa55word") {
+		t.Fatalf("SetPassword on activedirectory against slapd: %v", err)
+	}
+	if ok, _ := d.CheckPassword(c, u, "john-password"); !ok {
+		t.Fatal("the password changed")
+	}
+}
