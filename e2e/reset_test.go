@@ -44,6 +44,11 @@ func TestPasswordResetInABrowser(t *testing.T) {
 		}
 		password_reset {
 			disable false
+		}
+		identity_validation {
+			reset_password {
+				jwt_lifespan 10m
+			}
 		}`)
 	before, err := os.ReadFile(p.users)
 	if err != nil {
@@ -84,8 +89,8 @@ func TestPasswordResetInABrowser(t *testing.T) {
 	if !strings.Contains(m.HTML, strings.ReplaceAll(link, "&", "&amp;")) {
 		t.Error("the mail's HTML part does not carry the same link")
 	}
-	if !strings.Contains(m.Text, "5 minutes") {
-		t.Errorf("the mail does not give the link's lifespan (5m):\n%s", m.Text)
+	if !strings.Contains(m.Text, "10 minutes") {
+		t.Errorf("the mail does not give the link's lifespan (10m):\n%s", m.Text)
 	}
 	if !m.TLS || m.Username != "portcullis" {
 		t.Errorf("the mail came without TLS (%v) or without AUTH (%q)", m.TLS, m.Username)

@@ -18,6 +18,9 @@ type IdentityValidationConfig struct {
 	// a password change. JSON: "elevated_session". Default: the defaults of
 	// ElevatedSessionConfig.
 	ElevatedSession *ElevatedSessionConfig `json:"elevated_session,omitempty"`
+	// ResetPassword is the password reset's link (see ResetPasswordConfig, in
+	// passwordreset.go). JSON: "reset_password". Default: jwt_lifespan 5m.
+	ResetPassword *ResetPasswordConfig `json:"reset_password,omitempty"`
 }
 
 // ElevatedSessionConfig is Authelia's identity_validation.elevated_session block. Adding or
@@ -108,8 +111,17 @@ func unmarshalIdentityValidation(d *caddyfile.Dispenser) (*IdentityValidationCon
 				return nil, err
 			}
 			iv.ElevatedSession = e
+		case "reset_password":
+			if iv.ResetPassword != nil {
+				return nil, d.Err("identity_validation: reset_password is given twice; merge the two blocks")
+			}
+			rp, err := unmarshalResetPassword(d)
+			if err != nil {
+				return nil, err
+			}
+			iv.ResetPassword = rp
 		default:
-			return nil, d.Errf("identity_validation: unknown option %q (elevated_session)", opt)
+			return nil, d.Errf("identity_validation: unknown option %q (elevated_session, reset_password)", opt)
 		}
 	}
 	return iv, nil

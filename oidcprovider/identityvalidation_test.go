@@ -58,7 +58,7 @@ func TestIdentityValidationConfig(t *testing.T) {
 		{"negative", block("elevation_lifespan -5m"), `elevation_lifespan: "-5m" must be positive`},
 		{"bad flag", block("require_notifier maybe"), `require_notifier takes true or false, not "maybe"`},
 		{"unknown", block("jwt_lifespan 5m"), `identity_validation: elevated_session: unknown option "jwt_lifespan" (code_lifespan, elevation_lifespan, characters`},
-		{"unknown block", provider(users + "identity_validation {\n reset_password {\n }\n}"), `identity_validation: unknown option "reset_password"`},
+		{"unknown block", provider(users + "identity_validation {\n one_time_code {\n }\n}"), `identity_validation: unknown option "one_time_code" (elevated_session, reset_password)`},
 		{"twice", provider(users + "identity_validation {\n}\nidentity_validation {\n}"), "identity_validation is given twice"},
 		{"without users", provider("identity_validation {\n elevated_session {\n characters 8\n }\n}"), "identity_validation: needs people who sign in"},
 	} {

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/portal"
@@ -88,8 +89,55 @@ func unmarshalPasswordReset(d *caddyfile.Dispenser) (*PasswordResetConfig, error
 	return c, nil
 }
 
-// provisionPasswordReset checks the password_reset block.
+// ResetPasswordConfig is Authelia's identity_validation.reset_password block: the mailed
+// reset link. Portcullis's links are random tokens the store keeps as digests, not JWTs, so
+// Authelia's jwt_algorithm and jwt_secret have no use here.
+//
+//	identity_validation {
+//		reset_password {
+//			jwt_lifespan 5m
+//		}
+//	}
+type ResetPasswordConfig struct {
+	// JWTLifespan is how long a mailed reset link stays valid (1m to 1h). JSON:
+	// "jwt_lifespan". Default: 5m.
+	JWTLifespan caddy.Duration `json:"jwt_lifespan,omitempty"`
+}
+
+// Bounds of reset_password's jwt_lifespan.
+const (
+	minResetLifespan = time.Minute
+	maxResetLifespan = time.Hour
+)
+
+// unmarshalResetPassword reads 'reset_password { jwt_lifespan <duration> }'.
+func unmarshalResetPassword(d *caddyfile.Dispenser) (*ResetPasswordConfig, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	c := &ResetPasswordConfig{}
+	for d.NextBlock(2) {
+		switch opt := d.Val(); opt {
+		case "jwt_lifespan":
+			if err := durationArg(d, &c.JWTLifespan); err != nil {
+				return nil, err
+			}
+		case "jwt_algorithm", "jwt_secret":
+			return nil, d.Errf("identity_validation: reset_password: %s has no use here (reset links are random one-time tokens kept as digests, not JWTs); remove it", opt)
+		default:
+			return nil, d.Errf("identity_validation: reset_password: unknown option %q (jwt_lifespan)", opt)
+		}
+	}
+	return c, nil
+}
+
+// provisionPasswordReset checks the password_reset block and the reset link's lifespan.
 func (a *App) provisionPasswordReset() error {
+	if iv := a.IdentityValidation; iv != nil && iv.ResetPassword != nil {
+		if l := time.Duration(iv.ResetPassword.JWTLifespan); l != 0 && (l < minResetLifespan || l > maxResetLifespan) {
+			return fmt.Errorf("identity_validation: reset_password: jwt_lifespan %v: use a duration from 1m to 1h (or leave it out for 5m)", l)
+		}
+	}
 	if a.PasswordReset == nil {
 		return nil
 	}
@@ -107,5 +155,8 @@ func (a *App) provisionPasswordReset() error {
 
 // resetLinkLifespan is how long a mailed reset link stays valid.
 func (a *App) resetLinkLifespan() time.Duration {
+	if iv := a.IdentityValidation; iv != nil && iv.ResetPassword != nil && iv.ResetPassword.JWTLifespan > 0 {
+		return time.Duration(iv.ResetPassword.JWTLifespan)
+	}
 	return portal.DefaultResetLifespan
 }

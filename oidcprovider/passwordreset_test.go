@@ -46,6 +46,7 @@ func TestPasswordResetConfig(t *testing.T) {
 		"password_reset {\n custom_url https://accounts.example.com/forgot\n}",
 		"password_reset {\n custom_url http://localhost:8080/forgot\n}",
 		"password_reset {\n}",
+		"identity_validation {\n reset_password {\n jwt_lifespan 10m\n }\n}",
 	} {
 		if err := validate(t, provider(mail+ok)); err != nil {
 			t.Errorf("%q: %v", ok, err)
@@ -60,6 +61,10 @@ func TestPasswordResetConfig(t *testing.T) {
 		{users + "password_reset {\n disable maybe\n}", `disable takes true or false, not "maybe"`},
 		{users + "password_reset {\n}\npassword_reset {\n}", "password_reset is given twice"},
 		{"password_reset {\n disable false\n}", "password_reset: needs the people who sign in"},
+		{users + "identity_validation {\n reset_password {\n jwt_lifespan 2h\n }\n}", "identity_validation: reset_password: jwt_lifespan 2h0m0s: use a duration from 1m to 1h (or leave it out for 5m)"},
+		{users + "identity_validation {\n reset_password {\n jwt_secret abc\n }\n}", "jwt_secret has no use here"},
+		{users + "identity_validation {\n reset_password {\n lifespan 5m\n }\n}", `reset_password: unknown option "lifespan" (jwt_lifespan)`},
+		{users + "identity_validation {\n reset_password {\n }\n reset_password {\n }\n}", "reset_password is given twice"},
 		{users + "password_reset {\n}", "password_reset: the built-in reset mails a link, and there is no notifier; add a notifier block"},
 	} {
 		err := validate(t, provider(c.in))
