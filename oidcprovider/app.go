@@ -270,7 +270,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.provisionPasswordReset(); err != nil {
 		return err
 	}
-	if _, err := a.IdentityValidation.elevation(); err != nil {
+	if err := a.provisionIdentityValidation(); err != nil {
 		return err
 	}
 	if err := a.provisionAccessControl(); err != nil {

@@ -94,6 +94,23 @@ func (c *IdentityValidationConfig) elevation() (portal.ElevationConfig, error) {
 	return out.WithDefaults(), nil
 }
 
+// provisionIdentityValidation checks the block, and warns when a second factor can be enrolled
+// but no code can be mailed: people without one cannot add one at the portal.
+func (a *App) provisionIdentityValidation() error {
+	e, err := a.IdentityValidation.elevation()
+	if err != nil {
+		return err
+	}
+	if a.portal != nil && (a.portal.totp != nil || a.portal.webauthn != nil) && a.Notifier == nil {
+		if e.PasswordWithoutNotifier {
+			a.logger.Warn("identity_validation: require_notifier is false and there is no notifier: a password typed within five minutes is enough to add a second factor, so whoever learns a password can enrol their own")
+		} else {
+			a.logger.Warn("no notifier: people without a second factor cannot add one at the portal (no code can be mailed to them); give them a first device with 'caddy oidc users totp add', or add a notifier block")
+		}
+	}
+	return nil
+}
+
 // unmarshalIdentityValidation reads 'identity_validation { elevated_session { … } }'.
 func unmarshalIdentityValidation(d *caddyfile.Dispenser) (*IdentityValidationConfig, error) {
 	if d.NextArg() {

@@ -336,7 +336,7 @@ func (p *Portal) sendCode(w http.ResponseWriter, r *http.Request) {
 	if !first {
 		p.cfg.Logger.Info("elevation code not sent: one was sent moments ago", zap.String("user", u.Name), zap.String("remote_ip", ip))
 		p.elevationPage(w, r, http.StatusTooManyRequests, id, sess, u, next, rd, &pageData{
-			Error: "A code was sent moments ago. Check your mail (and its spam folder); you can ask for another in " + minutes(p.cfg.Elevation.SendInterval) + "."})
+			Error: "A code was sent moments ago. Check your mail (and its spam folder); you can ask for another within " + minutes(p.cfg.Elevation.SendInterval) + "."})
 		return
 	}
 	code := newCode(p.cfg.Elevation.Characters)
