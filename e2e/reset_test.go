@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -50,6 +52,27 @@ func TestPasswordResetInABrowser(t *testing.T) {
 				jwt_lifespan 10m
 			}
 		}`)
+	// mary has an authenticator app, given by the operator
+	usersFile(t, p.users, map[string]string{
+		"john": "    displayname: John Doe\n    email: john@example.test\n    groups: [dev, admins]\n",
+		"mary": "    displayname: Mary Major\n    email: mary@example.test\n",
+	})
+	var added struct {
+		URI string `json:"uri"`
+	}
+	for deadline := time.Now().Add(10 * time.Second * slow); ; time.Sleep(200 * time.Millisecond) {
+		out, errOut, code := command(t, "", "users", "totp", "add", "mary", "--json", "--address", fmt.Sprintf("localhost:%d", p.admin))
+		if code == 0 {
+			if err := json.Unmarshal([]byte(out), &added); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("totp add mary: %s", errOut)
+		}
+	}
+	marySecret := secretOfURI(t, added.URI)
 	before, err := os.ReadFile(p.users)
 	if err != nil {
 		t.Fatal(err)
@@ -168,5 +191,34 @@ func TestPasswordResetInABrowser(t *testing.T) {
 	}
 	if strings.Contains(p.s.log.String(), link[strings.Index(link, "token=")+6:]) {
 		t.Error("the server's log holds the token")
+	}
+
+	// mary has a second factor: the link's form asks for her code first
+	m2 := newBrowser(t, exe, "10.0.0.8")
+	m2.do(chromedp.Navigate(p.url("auth", "/reset-password")))
+	m2.do(chromedp.SendKeys(chromedp.ID("username"), "mary@example.test"))
+	m2.submit("button[type=submit]")
+	maryLink := resetLink.FindString(mail.WaitFor(t, "mary@example.test", 30*time.Second*slow).Text)
+	if maryLink == "" {
+		t.Fatal("no link in mary's mail")
+	}
+	m2.do(chromedp.Navigate(maryLink))
+	m2.shoot("reset-form-totp")
+	m2.do(chromedp.SendKeys(chromedp.ID("code"), "000000"), chromedp.SendKeys(chromedp.ID("password"), "mary's new password"), chromedp.SendKeys(chromedp.ID("password_again"), "mary's new password"))
+	m2.submit("button[type=submit]")
+	if msg := m2.text(".error"); !strings.Contains(msg, "That code is not right") {
+		t.Fatalf("a wrong code: %q", msg)
+	}
+	m2.shoot("reset-form-totp-error")
+	m2.do(chromedp.SendKeys(chromedp.ID("code"), totpCode(t, marySecret, time.Now())), chromedp.SendKeys(chromedp.ID("password"), "mary's new password"), chromedp.SendKeys(chromedp.ID("password_again"), "mary's new password"))
+	m2.submit("button[type=submit]")
+	if title := m2.text("h1"); title != "Password changed" {
+		t.Fatalf("mary with her code: %q", title)
+	}
+	m2.submit("a.button.primary")
+	m2.do(chromedp.SendKeys(chromedp.ID("username"), "mary"), chromedp.SendKeys(chromedp.ID("password"), "mary's new password"))
+	m2.submit("button[type=submit]")
+	if loc := m2.location(); !strings.HasPrefix(loc, p.url("auth", "/")) || strings.Contains(m2.text("h1"), "Sign in") {
+		t.Errorf("mary's new password: at %s", loc)
 	}
 }
