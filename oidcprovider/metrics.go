@@ -52,7 +52,7 @@ func newMetrics(reg *prometheus.Registry, app *App) (*metrics, error) {
 		}, []string{"site", "policy", "answer"}),
 		signIns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricNamespace, Name: "sign_ins_total",
-			Help: "Factors checked, by via (portal, or basic for credentials on a request; a remembered Basic password is not counted), factor (password, totp, webauthn) and result (success, failure, banned).",
+			Help: "Factors checked, by via (portal, or basic for credentials on a request; a remembered Basic password is not counted), factor (password, totp, webauthn, or code for a mailed one-time code) and result (success, failure, banned).",
 		}, []string{"via", "factor", "result"}),
 		bans: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: metricNamespace, Name: "bans_total",

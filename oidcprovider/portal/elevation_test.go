@@ -305,6 +305,14 @@ func TestNoNotifierRefusesEnrolment(t *testing.T) {
 	if len(codes(t, file)) != 0 {
 		t.Error("a code was mailed to a user without an address")
 	}
+
+	// require_notifier false changes nothing when there is a notifier: the code is asked
+	w3, _ := newElevationWorld(t)
+	w3.p.cfg.Elevation.PasswordWithoutNotifier = true
+	w3.signIn()
+	if loc := w3.do("GET", "/settings/totp", nil).Header().Get("Location"); !strings.HasPrefix(loc, "/settings/elevate?") {
+		t.Errorf("require_notifier false with a notifier: %q, want the elevation page", loc)
+	}
 }
 
 // The elevation goes back only to the portal's settings pages, whatever next and rd say; rd is
