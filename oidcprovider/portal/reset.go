@@ -426,13 +426,14 @@ func (p *Portal) formData(ctx context.Context, l *resetLink) (*pageData, error) 
 		if err != nil {
 			return nil, err
 		}
-		if !proved {
-			v.NeedsCode = f.totp
-			v.NeedsKey = f.keys
-			v.KeyOnly = f.keys && !f.totp
-			v.OptionsURL = p.base + pathResetKeyOptions + "?token=" + l.token
-			v.VerifyURL = p.base + pathResetKeyVerify + "?token=" + l.token
+		if proved {
+			return &pageData{Title: "Choose a new password", User: l.user, Reset: v, Notice: "Your security key was accepted."}, nil
 		}
+		v.NeedsCode = f.totp
+		v.NeedsKey = f.keys
+		v.KeyOnly = f.keys && !f.totp
+		v.OptionsURL = p.base + pathResetKeyOptions + "?token=" + l.token
+		v.VerifyURL = p.base + pathResetKeyVerify + "?token=" + l.token
 	}
 	return &pageData{Title: "Choose a new password", User: l.user, Reset: v}, nil
 }
