@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	cdpwebauthn "github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 
 	"github.com/portcullis-auth/portcullis/internal/smtptest"
@@ -220,5 +221,62 @@ func TestPasswordResetInABrowser(t *testing.T) {
 	m2.submit("button[type=submit]")
 	if loc := m2.location(); !strings.HasPrefix(loc, p.url("auth", "/")) || strings.Contains(m2.text("h1"), "Sign in") {
 		t.Errorf("mary's new password: at %s", loc)
+	}
+}
+
+// A person whose second factor is a security key proves it on the link's page (Chrome's
+// virtual authenticator answers the page's WebAuthn request) before the page asks for the new
+// password; the key was registered at the portal after a mailed code, as people do.
+func TestPasswordResetWithASecurityKey(t *testing.T) {
+	exe := chromiumPath(t)
+	p, mail := startMailSite(t)
+	b := newBrowser(t, exe, "10.0.0.9")
+	if _, err := chromedp.Call(b.ctx, cdpwebauthn.Enable, cdpwebauthn.EnableParams{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(b.ctx, cdpwebauthn.AddVirtualAuthenticator, cdpwebauthn.AddVirtualAuthenticatorParams{Options: &cdpwebauthn.VirtualAuthenticatorOptions{
+		Protocol: cdpwebauthn.AuthenticatorProtocolCtap2, Transport: cdpwebauthn.AuthenticatorTransportUsb,
+		HasResidentKey: true, HasUserVerification: true, IsUserVerified: true, AutomaticPresenceSimulation: true,
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	// john registers a key (after the mailed code)
+	b.signInAs(p, "john", "pw-john")
+	b.do(chromedp.Navigate(p.url("auth", "/settings/webauthn")))
+	b.submit("#send-code")
+	b.do(chromedp.SendKeys(chromedp.ID("code"), mailedCode(t, mail)))
+	b.submit(`form[action$="/settings/elevate"] button[type=submit]`)
+	b.do(chromedp.SetValue(chromedp.ID("key-name"), "YubiKey 5"), chromedp.Click(chromedp.ID("webauthn-register")))
+	waitLocation(t, b, p.url("auth", "/settings?notice=key-added"))
+
+	// the reset: the key first, then the password
+	b.do(chromedp.Navigate(p.url("auth", "/reset-password")))
+	b.do(chromedp.SendKeys(chromedp.ID("username"), "john"))
+	b.submit("button[type=submit]")
+	var link string
+	for link == "" { // past the notice of the key added
+		link = resetLink.FindString(mail.WaitFor(t, "john@example.test", mailWait*slow).Text)
+	}
+	b.do(chromedp.Navigate(link))
+	if n, _ := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll("#password, #password_again").length`)); n != 0 {
+		t.Fatal("the page asks for the password before the key")
+	}
+	b.shoot("reset-key")
+	b.do(chromedp.Click(chromedp.ID("webauthn-login")), chromedp.WaitVisible(chromedp.ID("password_again")))
+	if n, _ := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll("#webauthn-login, #code").length`)); n != 0 {
+		t.Error("after the key the page still asks for a second factor")
+	}
+	if msg := b.text(".notice"); msg != "Your security key was accepted." {
+		t.Errorf("after the key the page says %q", msg)
+	}
+	b.shoot("reset-key-proved")
+	b.do(chromedp.SendKeys(chromedp.ID("password"), "keyed new password"), chromedp.SendKeys(chromedp.ID("password_again"), "keyed new password"))
+	b.submit("button[type=submit]")
+	if title := b.text("h1"); title != "Password changed" {
+		t.Fatalf("after the key and the password: %q", title)
+	}
+	b.signInAs(p, "john", "keyed new password")
+	if loc := b.location(); !strings.HasPrefix(loc, p.url("auth", "/settings")) {
+		t.Errorf("the new password: at %s, want the account page", loc)
 	}
 }
