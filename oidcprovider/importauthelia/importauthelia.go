@@ -58,7 +58,7 @@ type Result struct {
 }
 
 // later marks sections that need the sign-in portal, which Portcullis does not serve yet.
-const later = "Portcullis has no Duo, password policy or e-mailed identity checks; keep Authelia for them or drop them"
+const later = "Portcullis has no Duo or password policy; keep Authelia for them or drop them"
 
 // Options tune Convert.
 type Options struct {
@@ -166,8 +166,10 @@ func (c *converter) convert(root map[string]any) {
 			// carried over below
 		case "session", "totp", "webauthn":
 			// carried over below, with the users file
-		case "duo_api", "password_policy", "identity_validation":
+		case "duo_api", "password_policy":
 			c.leave(k, later)
+		case "identity_validation":
+			// carried over below
 		case "storage":
 			// carried over below
 		case "notifier":
@@ -811,6 +813,7 @@ func (c *converter) people(root map[string]any) {
 		}
 	}
 	c.notifier(root)
+	c.identityValidation(root)
 	c.session(root)
 	c.secondFactors(root)
 	reg, ok := root["regulation"].(map[string]any)
@@ -1449,4 +1452,62 @@ func (c *converter) smtpTLS(path string, tls map[string]any) {
 		}
 	}
 	c.line(4, "}")
+}
+
+// identityValidation carries over identity_validation: the elevated session's keys and the
+// reset link's lifespan (Portcullis's links are random tokens kept as digests, not JWTs).
+func (c *converter) identityValidation(root map[string]any) {
+	iv, ok := root["identity_validation"].(map[string]any)
+	if !ok {
+		return
+	}
+	var lines []string
+	for _, k := range sortedKeys(iv) {
+		switch k {
+		case "elevated_session":
+			es, _ := iv[k].(map[string]any)
+			var inner []string
+			for _, ek := range sortedKeys(es) {
+				switch v := es[ek]; ek {
+				case "code_lifespan", "elevation_lifespan":
+					inner = append(inner, ek+" "+duration(v))
+				case "characters":
+					inner = append(inner, ek+" "+quote(str(v)))
+				case "require_second_factor", "skip_second_factor":
+					inner = append(inner, ek+" "+quote(str(v)))
+				default:
+					c.leave("identity_validation.elevated_session."+ek, "not carried over by the import")
+				}
+			}
+			if len(inner) > 0 {
+				lines = append(lines, "elevated_session {")
+				for _, l := range inner {
+					lines = append(lines, "\t"+l)
+				}
+				lines = append(lines, "}")
+			}
+		case "reset_password":
+			rp, _ := iv[k].(map[string]any)
+			for _, rk := range sortedKeys(rp) {
+				switch rk {
+				case "jwt_lifespan":
+					lines = append(lines, "reset_password {", "\tjwt_lifespan "+duration(rp[rk]), "}")
+				case "jwt_algorithm", "jwt_secret":
+					c.notNeeded("identity_validation.reset_password."+rk, "Portcullis's reset links carry a random token kept as a digest, not a JWT")
+				default:
+					c.leave("identity_validation.reset_password."+rk, "not carried over by the import")
+				}
+			}
+		default:
+			c.leave("identity_validation."+k, "not carried over by the import")
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	c.line(2, "identity_validation {")
+	for _, l := range lines {
+		c.line(3, "%s", l)
+	}
+	c.line(2, "}")
 }
