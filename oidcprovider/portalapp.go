@@ -62,6 +62,7 @@ func (a *App) startPortal(b *backend, st *runtimeState) error {
 				a.logger.Info("tokens of a signed-out session ended", zap.String("user", user), zap.Int("tokens", n))
 			}
 		},
+		EndUserTokens: st.provider.RevokeUserTokens,
 	}
 	st.subjects = claims.NewSubjects(b.kv)
 	st.consents = consent.NewStore(b.kv)

@@ -567,7 +567,8 @@ func (p *Portal) resetTOTP(ctx context.Context, u *users.User, addr netip.Addr, 
 }
 
 // endEverySession ends every session of user and what each authorized (OnSignOut), as the
-// operator's `caddy oidc sessions end` does, and returns how many there were.
+// operator's `caddy oidc sessions end` does, then every token the user gave applications
+// (EndUserTokens), and returns how many sessions there were.
 func (p *Portal) endEverySession(ctx context.Context, user string) int {
 	refs, err := p.cfg.Sessions.EndUserRefs(ctx, user)
 	if err != nil {
@@ -578,6 +579,13 @@ func (p *Portal) endEverySession(ctx context.Context, user string) int {
 			if ref != "" {
 				p.cfg.OnSignOut(ctx, user, ref)
 			}
+		}
+	}
+	// a refresh token outlives its session: whoever signed in with the old password must not
+	// keep refreshing
+	if p.cfg.EndUserTokens != nil {
+		if _, err := p.cfg.EndUserTokens(ctx, user); err != nil {
+			p.cfg.Logger.Error("ending the tokens of a user whose password changed", zap.String("user", user), zap.Error(err))
 		}
 	}
 	return len(refs)

@@ -1,0 +1,95 @@
+package e2e
+
+import (
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// These tests replay, with the real binary, what an outsider tried against issue 17's password
+// reset and got through, so each stays fixed.
+
+var resetLinkLine = regexp.MustCompile(`(?m)^Link: (\S+)$`)
+
+// waitResetLink waits for the next reset link appended to the filesystem notifier's file.
+func waitResetLink(t *testing.T, file string, seen int) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second * slow)
+	for time.Now().Before(deadline) {
+		data, _ := os.ReadFile(file)
+		if m := resetLinkLine.FindAllStringSubmatch(string(data), -1); len(m) > seen {
+			return m[seen][1]
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no reset link in %s", file)
+	return ""
+}
+
+// resetPassword asks for a link for user, opens it and sets password, as a person would.
+func resetPassword(t *testing.T, v *visitor, file string, seen int, user, password string) {
+	t.Helper()
+	resp, page := v.do(http.MethodGet, v.p.url("auth", "/reset-password"), nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("reset page: %d", resp.StatusCode)
+	}
+	f := hiddenFields(page)
+	f.Set("username", user)
+	if resp, page = v.do(http.MethodPost, v.p.url("auth", "/reset-password"), f); resp.StatusCode != http.StatusOK {
+		t.Fatalf("asking for a link: %d: %.300s", resp.StatusCode, page)
+	}
+	link := waitResetLink(t, file, seen)
+	if resp, page = v.do(http.MethodGet, link, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the link's page: %d: %.300s", resp.StatusCode, page)
+	}
+	f = hiddenFields(page)
+	f.Set("password", password)
+	f.Set("password_again", password)
+	if resp, page = v.do(http.MethodPost, v.p.url("auth", "/reset-password/confirm"), f); resp.StatusCode != http.StatusOK {
+		t.Fatalf("setting the new password: %d: %.300s", resp.StatusCode, page)
+	}
+}
+
+// A thief who learnt john's password signed in to an application with offline_access. john
+// resets his password: every session ends, and so must every token the thief's sign-in gave the
+// application, refresh tokens included (a refresh token outlives the browser session, so ending
+// the session's access tokens alone leaves the thief a way back in for as long as they refresh).
+func TestAttackResetEndsRefreshTokens(t *testing.T) {
+	notes := filepath.Join(t.TempDir(), "notification.txt")
+	s := startOIDCHTTPSite(t, rpClient("rp", "scopes openid offline_access", "grant_types authorization_code refresh_token")+
+		"\t\tnotifier {\n\t\t\tfilesystem "+notes+"\n\t\t}\n")
+	thief := newVisitor(t, s.portalSite, "198.51.100.7")
+	got := s.codeFlow(thief, "rp", url.Values{"scope": {"openid offline_access"}})
+	refresh, _ := got.tokens["refresh_token"].(string)
+	if !strings.HasPrefix(refresh, "portcullis_rt_") {
+		t.Fatalf("no refresh token: %v", got.tokens)
+	}
+	// a second, older grant whose browser session is already gone (signed out)
+	other := newVisitor(t, s.portalSite, "198.51.100.8")
+	old := s.codeFlow(other, "rp", url.Values{"scope": {"openid offline_access"}})
+	oldRefresh, _ := old.tokens["refresh_token"].(string)
+	other.signOut()
+
+	resetPassword(t, newVisitor(t, s.portalSite, "203.0.113.5"), notes, 0, "john", "john-after-the-reset")
+
+	for name, rt := range map[string]string{"the live session's": refresh, "an older grant's": oldRefresh} {
+		status, body := form(t, s.hc, s.issuer+"/api/oidc/token", "rp", "rp-secret",
+			url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+		if status == http.StatusOK {
+			t.Errorf("%s refresh token still works after a password reset: %v", name, body)
+		}
+	}
+	if status, _, _ := s.userinfo(got.accessToken()); status == http.StatusOK {
+		t.Error("the thief's access token still works after a password reset")
+	}
+	if status, _, _ := s.userinfo(old.accessToken()); status == http.StatusOK {
+		t.Error("an older grant's access token still works after a password reset")
+	}
+	// john's own new sign-in works
+	newVisitor(t, s.portalSite, "203.0.113.6").signIn("", "john", "john-after-the-reset")
+}
