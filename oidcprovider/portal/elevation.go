@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"net/http"
 	"net/url"
@@ -339,11 +340,9 @@ func (p *Portal) sendCode(w http.ResponseWriter, r *http.Request) {
 			Error: "A code was sent moments ago. Check your mail (and its spam folder); you can ask for another within " + minutes(p.cfg.Elevation.SendInterval) + "."})
 		return
 	}
-	code := newCode(p.cfg.Elevation.Characters)
 	now := p.cfg.Now()
-	rec, _ := json.Marshal(codeRecord{Digest: p.codeDigest(u.Name, id, code), Session: p.sessionTag(id), Sent: now})
-	// a new code replaces the old: one record per person
-	if err := p.cfg.Store.Put(ctx, store.Entry{Key: p.userKey("code", u.Name), Value: rec, TTL: p.cfg.Elevation.CodeLifespan}); err != nil {
+	code, err := p.issueCode(ctx, u.Name, id)
+	if err != nil {
 		p.cfg.Logger.Error("portal: keeping an elevation code", zap.Error(err))
 		p.unavailable(w, r)
 		return
@@ -364,6 +363,20 @@ func (p *Portal) sendCode(w http.ResponseWriter, r *http.Request) {
 		q.Set("rd", rd)
 	}
 	redirect(w, r, p.base+pathElevate+"?"+q.Encode())
+}
+
+// issueCode makes a new code for user's session id and keeps its digest, replacing the code
+// sent before (one record per person).
+func (p *Portal) issueCode(ctx context.Context, user, id string) (string, error) {
+	code := newCode(p.cfg.Elevation.Characters)
+	rec, err := json.Marshal(codeRecord{Digest: p.codeDigest(user, id, code), Session: p.sessionTag(id), Sent: p.cfg.Now()})
+	if err != nil {
+		return "", err
+	}
+	if err := p.cfg.Store.Put(ctx, store.Entry{Key: p.userKey("code", user), Value: rec, TTL: p.cfg.Elevation.CodeLifespan}); err != nil {
+		return "", fmt.Errorf("portal: keeping an elevation code: %w", err)
+	}
+	return code, nil
 }
 
 // checkCode checks a code (POST): the session is elevated, under a new id, when it is right.
