@@ -83,7 +83,10 @@ const ldapCacheTTL = time.Second
 
 // startLDAPSite runs a directory and a Caddy whose people come from it: the portal, a site any
 // signed-in person reaches, and one for the dev group.
-func startLDAPSite(t *testing.T) (*portalSite, *ldaptest.Server) {
+func startLDAPSite(t *testing.T) (*portalSite, *ldaptest.Server) { return startLDAPSiteWith(t, "") }
+
+// startLDAPSiteWith is startLDAPSite with more options (a notifier, say) in the oidc block.
+func startLDAPSiteWith(t *testing.T, more string) (*portalSite, *ldaptest.Server) {
 	dir := ldaptest.Start(t, ldapPeople)
 	tmp := t.TempDir()
 	p := &portalSite{t: t, port: freePort(t), up: newRecorder(t)}
@@ -137,6 +140,7 @@ func startLDAPSite(t *testing.T) (*portalSite, *ldaptest.Server) {
 				policy one_factor
 			}
 		}
+%[9]s
 	}
 }
 auth.example.test:%[3]d {
@@ -151,7 +155,7 @@ dev.example.test:%[3]d {
 	reverse_proxy %[5]s
 }
 `, adminPort, httpPort, p.port, filepath.Join(tmp, "store"), strings.TrimPrefix(p.up.srv.URL, "http://"),
-		dir.URL(), ldaptest.ServiceDN, ldapCacheTTL)
+		dir.URL(), ldaptest.ServiceDN, ldapCacheTTL, more)
 	p.admin = adminPort
 	p.s = newServer(t, cf, adminPort, p.port, "PORTCULLIS_E2E_LDAP_PASSWORD="+ldapServicePassword)
 	p.start()

@@ -3,7 +3,9 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,6 +15,7 @@ import (
 
 	cdpwebauthn "github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
+	goldap "github.com/go-ldap/ldap/v3"
 
 	"github.com/portcullis-auth/portcullis/internal/smtptest"
 )
@@ -278,5 +281,85 @@ func TestPasswordResetWithASecurityKey(t *testing.T) {
 	b.signInAs(p, "john", "keyed new password")
 	if loc := b.location(); !strings.HasPrefix(loc, p.url("auth", "/settings")) {
 		t.Errorf("the new password: at %s, want the account page", loc)
+	}
+}
+
+// A password reset against a real OpenLDAP: the link mailed for a mail address of the
+// directory's, opened and submitted over HTTP, changes the directory's own password (the
+// password-modify extended operation): a bind with the new password works, with the old one
+// fails, and the portal signs in with the new one only.
+func TestPasswordResetOverLDAP(t *testing.T) {
+	mail := smtptest.Start(t, smtptest.WithStartTLS())
+	ca := filepath.Join(t.TempDir(), "smtp-ca.pem")
+	if err := os.WriteFile(ca, mail.CertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, dir := startLDAPSiteWith(t, `
+		notifier {
+			smtp {
+				address submission://`+mail.Addr()+`
+				sender "Portcullis <auth@example.test>"
+				tls {
+					ca_file `+ca+`
+				}
+			}
+		}`)
+	hc := p.client()
+	hc.Jar = newJar(t)
+	form := func(path string) (csrf string) {
+		t.Helper()
+		resp, err := hc.Get(p.url("auth", path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		m := csrfField.FindSubmatch(page)
+		if resp.StatusCode != 200 || m == nil {
+			t.Fatalf("GET %s: %d %.300s", path, resp.StatusCode, page)
+		}
+		return string(m[1])
+	}
+	post := func(path string, v url.Values) (int, string) {
+		t.Helper()
+		resp, err := hc.PostForm(p.url("auth", path), v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := post("/reset-password", url.Values{"csrf": {form("/reset-password")}, "username": {"JOHN@example.test"}}); code != 200 || !strings.Contains(body, "we sent a link") {
+		t.Fatalf("asking: %d", code)
+	}
+	link := resetLink.FindString(mail.WaitFor(t, "john@example.test", 30*time.Second*slow).Text)
+	if link == "" {
+		t.Fatal("no reset link in the mail")
+	}
+	token := link[strings.Index(link, "token=")+6:]
+	csrf := form(strings.TrimPrefix(link, p.url("auth", "")))
+	if code, body := post("/reset-password/confirm", url.Values{"csrf": {csrf}, "token": {token}, "password": {"new-ldap-password"}, "password_again": {"new-ldap-password"}}); code != 200 || !strings.Contains(body, "Password changed") {
+		t.Fatalf("setting the password: %d %.500s", code, body)
+	}
+	bind := func(pw string) error {
+		c, err := goldap.DialURL(dir.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.Bind("uid=John,ou=people,dc=example,dc=com", pw)
+	}
+	if err := bind("new-ldap-password"); err != nil {
+		t.Errorf("the directory refuses the new password: %v", err)
+	}
+	if err := bind("john-ldap-pw"); err == nil {
+		t.Error("the directory still takes the old password")
+	}
+	if code, _ := p.postSignIn(p.client(), "john", "john-ldap-pw"); code == http.StatusSeeOther {
+		t.Error("the portal signed in with the old password")
+	}
+	if code, _ := p.postSignIn(p.client(), "john", "new-ldap-password"); code != http.StatusSeeOther {
+		t.Errorf("the new password at the portal: %d, want 303", code)
 	}
 }
