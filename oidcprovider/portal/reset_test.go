@@ -654,3 +654,52 @@ func TestPasswordResetAddressLimit(t *testing.T) {
 		t.Error("another address was refused too")
 	}
 }
+
+// failingDirectory is the users file behind a directory that cannot store passwords (an LDAP
+// server that refuses the change or is down), and, when down is set, cannot be asked at all.
+type failingDirectory struct {
+	users.Directory
+	down bool
+}
+
+func (d *failingDirectory) Lookup(ctx context.Context, name string) (*users.User, error) {
+	if d.down {
+		return nil, fmt.Errorf("ldap: dialing: %w", users.ErrUnavailable)
+	}
+	return d.Directory.Lookup(ctx, name)
+}
+
+func (d *failingDirectory) SetPassword(context.Context, *users.User, string) error {
+	return fmt.Errorf("ldap: setting the password: %w", users.ErrUnavailable)
+}
+
+// A directory that cannot store the password, or cannot be asked, gets a page that says so
+// (503, never a 500), and the link still works once it answers again.
+func TestPasswordResetDirectoryErrors(t *testing.T) {
+	w := newResetWorld(t, &PasswordReset{})
+	dir := &failingDirectory{Directory: w.users}
+	cfg := w.p.cfg
+	cfg.Users = dir
+	var err error
+	if w.p, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	w.ask("john")
+	_, token := w.lastLink()
+	rec := w.setPassword(token, "a new password", "a new password", nil)
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "Your password was not changed") || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("a directory that refuses the password: %d %s", rec.Code, rec.Body.String())
+	}
+	dir.down = true
+	if rec := w.call("GET", w.confirmPath(token), nil); rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "cannot be reached") {
+		t.Errorf("a directory that is down: %d", rec.Code)
+	}
+	// back: the link was not used up
+	cfg.Users = w.users
+	if w.p, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if rec := w.setPassword(token, "a new password", "a new password", nil); rec.Code != 200 {
+		t.Errorf("the link once the directory answers: %d", rec.Code)
+	}
+}
