@@ -66,7 +66,9 @@ const (
 
 // Paths of the password reset, relative to the issuer.
 const (
-	PathResetPassword   = "/reset-password"
+	// PathResetPassword is the "Forgot password?" page: a username or mail address in.
+	PathResetPassword = "/reset-password"
+	// PathResetConfirm is the mailed link's page (?token=…): the new password in.
 	PathResetConfirm    = "/reset-password/confirm"
 	pathResetKeyOptions = "/reset-password/webauthn/options"
 	pathResetKeyVerify  = "/reset-password/webauthn/verify"
