@@ -93,3 +93,70 @@ func TestAttackResetEndsRefreshTokens(t *testing.T) {
 	// john's own new sign-in works
 	newVisitor(t, s.portalSite, "203.0.113.6").signIn("", "john", "john-after-the-reset")
 }
+
+var notifierCodeLine = regexp.MustCompile(`(?m)^Code: (\S+)$`)
+
+// waitCode waits for the seen+1-th code appended to the filesystem notifier's file.
+func waitCode(t *testing.T, file string, seen int) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second * slow)
+	for time.Now().Before(deadline) {
+		data, _ := os.ReadFile(file)
+		if m := notifierCodeLine.FindAllStringSubmatch(string(data), -1); len(m) > seen {
+			return m[seen][1]
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no code in %s", file)
+	return ""
+}
+
+// The same thief; john changes his password on the account page (after the mailed code): the
+// thief's refresh token must stop working as it does after a reset.
+func TestAttackPasswordChangeEndsRefreshTokens(t *testing.T) {
+	notes := filepath.Join(t.TempDir(), "notification.txt")
+	s := startOIDCHTTPSite(t, rpClient("rp", "scopes openid offline_access", "grant_types authorization_code refresh_token")+
+		"\t\tnotifier {\n\t\t\tfilesystem "+notes+"\n\t\t}\n")
+	thief := newVisitor(t, s.portalSite, "198.51.100.7")
+	got := s.codeFlow(thief, "rp", url.Values{"scope": {"openid offline_access"}})
+	refresh, _ := got.tokens["refresh_token"].(string)
+	if !strings.HasPrefix(refresh, "portcullis_rt_") {
+		t.Fatalf("no refresh token: %v", got.tokens)
+	}
+	thief.signOut() // the browser session ends; the application keeps its refresh token
+
+	john := newVisitor(t, s.portalSite, "203.0.113.5")
+	john.signIn("", "john", "pw-john")
+	resp, page := john.do(http.MethodGet, s.url("auth", "/settings/elevate?next=/settings/password"), nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("elevation page: %d: %.300s", resp.StatusCode, page)
+	}
+	f := hiddenFields(page)
+	if resp, page = john.do(http.MethodPost, s.url("auth", "/settings/elevate/send"), f); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sending a code: %d: %.300s", resp.StatusCode, page)
+	}
+	f.Set("code", waitCode(t, notes, 0))
+	if resp, page = john.do(http.MethodPost, s.url("auth", "/settings/elevate"), f); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the code: %d: %.300s", resp.StatusCode, page)
+	}
+	resp, page = john.do(http.MethodGet, s.url("auth", "/settings/password"), nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("password page: %d: %.300s", resp.StatusCode, page)
+	}
+	f = hiddenFields(page)
+	f.Set("current", "pw-john")
+	f.Set("new", "john-changed-it")
+	f.Set("again", "john-changed-it")
+	if resp, page = john.do(http.MethodPost, s.url("auth", "/settings/password"), f); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("changing the password: %d: %.300s", resp.StatusCode, page)
+	}
+	status, body := form(t, s.hc, s.issuer+"/api/oidc/token", "rp", "rp-secret",
+		url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}})
+	if status == http.StatusOK {
+		t.Errorf("the thief's refresh token still works after a password change: %v", body)
+	}
+	// john's own browser session goes on
+	if resp, _ := john.do(http.MethodGet, s.url("auth", "/settings"), nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("john's own session after the change: %d", resp.StatusCode)
+	}
+}

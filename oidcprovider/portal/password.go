@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"unicode/utf8"
@@ -87,6 +88,14 @@ func (p *Portal) changePassword(w http.ResponseWriter, r *http.Request) {
 	if p.cfg.OnSignOut != nil {
 		for _, ref := range refs {
 			p.cfg.OnSignOut(ctx, u.Name, ref)
+		}
+	}
+	// a refresh token outlives its session: an application signed in with the old password
+	// (by whoever learnt it) must not keep refreshing; the person's own applications sign in
+	// again through this browser's session
+	if p.cfg.EndUserTokens != nil {
+		if _, err := p.cfg.EndUserTokens(context.WithoutCancel(ctx), u.Name); err != nil {
+			p.cfg.Logger.Error("portal: ending the tokens of a user whose password changed", zap.String("user", u.Name), zap.Error(err))
 		}
 	}
 	newID, sess, err := p.cfg.Sessions.ConfirmPassword(ctx, id)
