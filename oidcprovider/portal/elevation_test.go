@@ -412,8 +412,9 @@ func TestSecondFactorElevates(t *testing.T) {
 func TestPasswordChange(t *testing.T) {
 	ctx := t.Context()
 	w, file := newElevationWorld(t)
-	var ended []string
+	var ended, tokensOf []string
 	w.p.cfg.OnSignOut = func(_ context.Context, user, ref string) { ended = append(ended, user+" "+ref) }
+	w.p.cfg.EndUserTokens = func(_ context.Context, user string) (int, error) { tokensOf = append(tokensOf, user); return 1, nil }
 	other, otherSess, err := w.sessions.Create(ctx, "john", session.OneFactor, false)
 	if err != nil {
 		t.Fatal(err)
@@ -476,6 +477,9 @@ func TestPasswordChange(t *testing.T) {
 	}
 	if len(ended) != 1 || ended[0] != "john "+otherSess.Ref() {
 		t.Errorf("OnSignOut was told %q, want the other session", ended)
+	}
+	if len(tokensOf) != 1 || tokensOf[0] != "john" {
+		t.Errorf("EndUserTokens was told %q, want john once", tokensOf)
 	}
 	if data, _ := os.ReadFile(file); !strings.Contains(string(data), "Your password was changed") {
 		t.Error("no notice mailed")

@@ -99,7 +99,7 @@ var notices = map[string]string{
 	"signed-out":        "You are signed out.",
 	"consent-withdrawn": "The application will ask for your consent again.",
 	"code-sent":         "Code sent. It may take a minute to arrive.",
-	"password-changed":  "Your password is changed. Your other sessions are signed out.",
+	"password-changed":  "Your password is changed. Your other sessions and the applications you use are signed out.",
 }
 
 func redirect(w http.ResponseWriter, r *http.Request, to string) {

@@ -13,7 +13,8 @@ import (
 
 // This file is the password change on the account page: the current password (regulated as a
 // sign-in), the new one twice, in an elevated session; then the person's other sessions end,
-// with what they authorized, and a notice is mailed.
+// with what they authorized, every token the person gave applications ends, and a notice is
+// mailed.
 
 // passwordPage shows the form (GET) in an elevated session.
 func (p *Portal) passwordPage(w http.ResponseWriter, r *http.Request) {
@@ -87,7 +88,9 @@ func (p *Portal) changePassword(w http.ResponseWriter, r *http.Request) {
 	}
 	if p.cfg.OnSignOut != nil {
 		for _, ref := range refs {
-			p.cfg.OnSignOut(ctx, u.Name, ref)
+			if ref != "" {
+				p.cfg.OnSignOut(ctx, u.Name, ref)
+			}
 		}
 	}
 	// a refresh token outlives its session: an application signed in with the old password
@@ -106,6 +109,6 @@ func (p *Portal) changePassword(w http.ResponseWriter, r *http.Request) {
 	}
 	p.setSession(w, newID, sess)
 	p.cfg.Logger.Info("password changed", zap.String("user", u.Name), zap.Int("sessions_ended", len(refs)), zap.String("remote_ip", ip))
-	p.notifyEvent(ctx, r, u, "Your password was changed", "The password of your account was changed, and your other sessions were signed out. If you did not change it, tell the people who run this service at once.")
+	p.notifyEvent(ctx, r, u, "Your password was changed", "The password of your account was changed, and your other sessions and applications were signed out. If you did not change it, tell the people who run this service at once.")
 	redirect(w, r, p.base+PathSettings+"?notice=password-changed")
 }
