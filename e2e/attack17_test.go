@@ -75,7 +75,15 @@ func TestAttackResetEndsRefreshTokens(t *testing.T) {
 	oldRefresh, _ := old.tokens["refresh_token"].(string)
 	other.signOut()
 
+	// and a code the thief's application got but has not exchanged yet
+	pending := s.authURL("rp", url.Values{"scope": {"openid offline_access"}})
+	code := thief2(t, s, pending).callback().Get("code")
+
 	resetPassword(t, newVisitor(t, s.portalSite, "203.0.113.5"), notes, 0, "john", "john-after-the-reset")
+
+	if status, body := s.exchange("rp", "rp-secret", code, pending.verifier); status == http.StatusOK {
+		t.Errorf("a code issued before the reset gave tokens after it: %v", body)
+	}
 
 	for name, rt := range map[string]string{"the live session's": refresh, "an older grant's": oldRefresh} {
 		status, body := form(t, s.hc, s.issuer+"/api/oidc/token", "rp", "rp-secret",
@@ -109,6 +117,20 @@ func waitCode(t *testing.T, file string, seen int) string {
 	}
 	t.Fatalf("no code in %s", file)
 	return ""
+}
+
+// thief2 runs an authorization request to its callback in a new browser signed in as john.
+func thief2(t *testing.T, s *oidcSite, a authRequest) step {
+	t.Helper()
+	v := newVisitor(t, s.portalSite, "198.51.100.9")
+	st := v.authorize(a.url)
+	if st.signIn {
+		st = v.signInAt(st, "john", "pw-john")
+	}
+	if st.consent != nil {
+		st = v.answerConsent(st, "accept", false)
+	}
+	return st
 }
 
 // The same thief; john changes his password on the account page (after the mailed code): the

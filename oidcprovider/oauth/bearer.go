@@ -92,6 +92,13 @@ func (p *Provider) CheckBearer(ctx context.Context, token string, target audienc
 	} else if revoked {
 		return nil, &InvalidTokenError{"The access token was revoked."}
 	}
+	if !e.identity.ClientCredentials && e.identity.Username != "" {
+		if revoked, err := p.cfg.Cutoffs.Revoked(ctx, userCutoffID(e.identity.Username), e.issuedAt); err != nil {
+			return nil, err
+		} else if revoked {
+			return nil, &InvalidTokenError{"The access token was revoked: its user's password changed."}
+		}
+	}
 	client, known := p.cfg.Clients(e.identity.ClientID)
 	if !known {
 		return nil, &InvalidTokenError{"The client of this access token is no longer registered."}

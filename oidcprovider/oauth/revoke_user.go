@@ -3,68 +3,44 @@ package oauth
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strings"
+	"time"
 
+	"github.com/ory/fosite"
 	"go.uber.org/zap"
-
-	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 )
 
-// RevokeUserTokens ends every access and refresh token, and every authorization code, that the
-// user named username (the directory's spelling) gave applications: what a password reset or
-// change must do besides ending the user's browser sessions, since a refresh token outlives the
-// session it came from and would let whoever signed in with the old password keep refreshing.
-//
-// Like RevokeClientTokens it reads every token record (tokens are stored by signature, not by
-// user), so it costs a pass over the store. It then ends, grant by grant, the tokens a refresh
-// made from those grants while the pass ran (the request index), so a thief refreshing at that
-// moment does not keep the new pair. It returns how many tokens and codes it ended.
-func (p *Provider) RevokeUserTokens(ctx context.Context, username string) (int, error) {
+// userCutoffID is the name a user's revocation cut-off is kept under beside the clients': a
+// client id never holds a colon (RFC 3986 unreserved characters only), so the two never meet.
+func userCutoffID(username string) string { return "user:" + username }
+
+// RevokeUserTokens ends every access and refresh token and every authorization code the user
+// named username (the directory's spelling) gave applications before now: what a password reset
+// or change must do besides ending the user's browser sessions, since a refresh token outlives
+// the session it came from and would let whoever signed in with the old password keep
+// refreshing. It sets the user's cut-off (kept in the store, followed by every node as the
+// clients' are), so it costs one write however many tokens there are: the gate, introspection,
+// userinfo and the token endpoint refuse each earlier token from then on, cached or not, and a
+// code issued earlier gives no tokens.
+func (p *Provider) RevokeUserTokens(ctx context.Context, username string) error {
 	if username == "" {
-		return 0, errors.New("oauth: revoking a user's tokens: no username")
+		return errors.New("oauth: revoking a user's tokens: no username")
 	}
-	grants := map[string]bool{}
-	revoked := 0
-	for _, kind := range []string{kindRefresh, kindAccess, kindCode} {
-		prefix := "tok/" + kind + "/"
-		keys, err := p.storage.kv.Keys(ctx, []byte(prefix))
-		if err != nil {
-			return revoked, fmt.Errorf("listing tokens: %w", err)
-		}
-		for _, k := range keys {
-			data, err := p.storage.kv.Get(ctx, k)
-			if errors.Is(err, store.ErrNotFound) {
-				continue // expired or revoked since the listing
-			} else if err != nil {
-				return revoked, fmt.Errorf("reading a token: %w", err)
-			}
-			var rec tokenRecord
-			if unmarshalRecord(data, &rec) != nil || rec.Session == nil || rec.Session.ClientCredentials ||
-				rec.Session.Username != username {
-				continue
-			}
-			grants[rec.RequestID] = true
-			if err := p.storage.delete(ctx, kind, strings.TrimPrefix(string(k), prefix)); err != nil {
-				return revoked, fmt.Errorf("revoking a token: %w", err)
-			}
-			revoked++ // a concurrent pass may count the same token: the figure is an upper bound
-		}
+	if p.cfg.Cutoffs == nil {
+		return errors.New("oauth: revoking a user's tokens: no cut-offs")
 	}
-	for id := range grants {
-		for _, kind := range []string{kindRefresh, kindAccess} {
-			if err := p.storage.revokeRequest(ctx, id, kind); err != nil {
-				return revoked, fmt.Errorf("revoking a grant's tokens: %w", err)
-			}
-		}
+	if err := p.cfg.Cutoffs.Set(ctx, p.storage.kv, userCutoffID(username), time.Now()); err != nil {
+		return err
 	}
-	if revoked > 0 {
-		p.cfg.Logger.Info("tokens of a user revoked", zap.String("user", username), zap.Int("count", revoked))
-		if p.cfg.OnTokenRevoked != nil {
-			for range revoked {
-				p.cfg.OnTokenRevoked()
-			}
-		}
+	p.cfg.Logger.Info("every earlier token of a user revoked", zap.String("user", username))
+	return nil
+}
+
+// userRevoked reports whether r, a stored request, is a user's and was made at or before the
+// user's cut-off.
+func (s *tokenStorage) userRevoked(ctx context.Context, r fosite.Requester) (bool, error) {
+	sess, ok := r.GetSession().(*Session)
+	if !ok || sess.ClientCredentials || sess.Username == "" {
+		return false, nil
 	}
-	return revoked, nil
+	return s.cutoffs.Revoked(ctx, userCutoffID(sess.Username), r.GetRequestedAt())
 }

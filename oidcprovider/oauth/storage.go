@@ -303,6 +303,12 @@ func (s *tokenStorage) GetAuthorizeCodeSession(ctx context.Context, code string,
 	if err != nil {
 		return nil, err
 	}
+	// a code issued before the user's password changed gives no tokens
+	if revoked, err := s.userRevoked(ctx, r); err != nil {
+		return nil, err
+	} else if revoked {
+		return nil, fosite.ErrNotFound
+	}
 	if !rec.Active {
 		return r, fosite.ErrInvalidatedAuthorizeCode
 	}
@@ -409,6 +415,11 @@ func (s *tokenStorage) GetAccessTokenSession(ctx context.Context, signature stri
 	} else if revoked {
 		return nil, fosite.ErrNotFound
 	}
+	if revoked, err := s.userRevoked(ctx, r); err != nil {
+		return nil, err
+	} else if revoked {
+		return nil, fosite.ErrNotFound
+	}
 	return r, nil
 }
 
@@ -430,6 +441,11 @@ func (s *tokenStorage) GetRefreshTokenSession(ctx context.Context, signature str
 		return nil, err
 	}
 	if revoked, err := s.cutoffs.Revoked(ctx, r.Client.GetID(), r.RequestedAt); err != nil {
+		return nil, err
+	} else if revoked {
+		return nil, fosite.ErrNotFound
+	}
+	if revoked, err := s.userRevoked(ctx, r); err != nil {
 		return nil, err
 	} else if revoked {
 		return nil, fosite.ErrNotFound

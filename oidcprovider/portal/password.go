@@ -97,7 +97,7 @@ func (p *Portal) changePassword(w http.ResponseWriter, r *http.Request) {
 	// (by whoever learnt it) must not keep refreshing; the person's own applications sign in
 	// again through this browser's session
 	if p.cfg.EndUserTokens != nil {
-		if _, err := p.cfg.EndUserTokens(context.WithoutCancel(ctx), u.Name); err != nil {
+		if err := p.cfg.EndUserTokens(context.WithoutCancel(ctx), u.Name); err != nil {
 			p.cfg.Logger.Error("portal: ending the tokens of a user whose password changed", zap.String("user", u.Name), zap.Error(err))
 		}
 	}

@@ -95,10 +95,10 @@ type Config struct {
 	// OnSignOut, when set, is told of each session ended by signing out (its user and its
 	// reference, Session.Ref), so what the session authorized can end with it.
 	OnSignOut func(ctx context.Context, user, ref string)
-	// EndUserTokens, when set, ends every token the user gave applications, refresh tokens
-	// included, and returns how many: a password reset calls it after ending the user's
-	// sessions, since a refresh token outlives the session it came from.
-	EndUserTokens func(ctx context.Context, user string) (int, error)
+	// EndUserTokens, when set, ends every token the user gave applications until now, refresh
+	// tokens included: a password reset or change calls it after ending the user's sessions,
+	// since a refresh token outlives the session it came from.
+	EndUserTokens func(ctx context.Context, user string) error
 	// Consents, when set, are the users' remembered consents, listed on the signed-in page
 	// where a user may withdraw one.
 	Consents ConsentKeeper

@@ -586,7 +586,7 @@ func (p *Portal) endEverySession(ctx context.Context, user string) int {
 	// a refresh token outlives its session: whoever signed in with the old password must not
 	// keep refreshing
 	if p.cfg.EndUserTokens != nil {
-		if _, err := p.cfg.EndUserTokens(ctx, user); err != nil {
+		if err := p.cfg.EndUserTokens(ctx, user); err != nil {
 			p.cfg.Logger.Error("ending the tokens of a user whose password changed", zap.String("user", user), zap.Error(err))
 		}
 	}
