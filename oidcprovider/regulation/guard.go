@@ -77,7 +77,8 @@ type GuardConfig struct {
 // credentials on a request and for the portal's sign-in form alike:
 //
 //   - A banned (user, address) pair or address is refused before anything else, a remembered
-//     right password included (otherwise the cache would answer a guesser during the ban).
+//     right password included (otherwise the cache would answer a guesser during the ban); a
+//     banned address before the directory is even asked.
 //   - A remembered right password (keyed by an HMAC of user, digest and password; sliding hour)
 //     costs one HMAC and counts nothing, so a script with many connections costs microseconds
 //     after its first request and never trips the limits with its own right password.
@@ -129,6 +130,17 @@ func (g *Guard) Regulator() *Regulator { return g.cfg.Regulator }
 // attempt still counts as it would have: a check that began runs to its end and counts on its
 // result.
 func (g *Guard) Check(ctx context.Context, username, password string, addr netip.Addr, via string) (*users.User, error) {
+	// a banned address is refused before the directory is asked: otherwise a banned guesser
+	// could go on making a directory search (and a cache entry) of every name it sends
+	if _, banned, err := g.cfg.Regulator.Check(ctx, strings.ToLower(username), addr); err != nil {
+		return nil, err
+	} else if banned {
+		if err := waitLikeADigest(ctx); err != nil {
+			return nil, err
+		}
+		g.report(Report{Via: via, Username: strings.ToLower(username), Addr: addr, Outcome: Banned})
+		return nil, ErrBadCredentials
+	}
 	u, err := g.cfg.Users.Lookup(ctx, username)
 	found := err == nil
 	switch {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -366,5 +367,49 @@ func TestGuardDirectoryDownIsNeverAPassAndCountsNothing(t *testing.T) {
 	fx.guard.cfg.Users = file
 	if _, err := fx.check("john", "john-password", "192.0.2.1"); err != nil {
 		t.Fatalf("after the directory is back, nothing may have counted against john: %v", err)
+	}
+}
+
+// countingDirectory counts the lookups that reach the directory.
+type countingDirectory struct {
+	users.Directory
+	n atomic.Int64
+}
+
+func (d *countingDirectory) Lookup(ctx context.Context, name string) (*users.User, error) {
+	d.n.Add(1)
+	return d.Directory.Lookup(ctx, name)
+}
+
+// TestGuardBannedAddressDoesNotReachTheDirectory: once an address is banned, its attempts are
+// refused before the directory is asked, so a banned guesser cannot go on making a directory
+// search (and a cache entry) of every name it sends.
+func TestGuardBannedAddressDoesNotReachTheDirectory(t *testing.T) {
+	fx := newGuardFixture(t, Config{MaxRetries: 2, AddressRetries: 3})
+	dir := &countingDirectory{Directory: fx.guard.cfg.Users}
+	fx.guard.cfg.Users = dir
+	for i := range 3 {
+		if _, err := fx.check(fmt.Sprintf("nobody%d", i), "x", "192.0.2.9"); !errors.Is(err, ErrBadCredentials) {
+			t.Fatalf("guess %d: %v", i, err)
+		}
+	}
+	if _, banned := fx.reg.Banned("someone", netip.MustParseAddr("192.0.2.9")); !banned {
+		t.Fatal("the address is not banned after AddressRetries failures")
+	}
+	before := dir.n.Load()
+	for i := range 5 {
+		if _, err := fx.check(fmt.Sprintf("fresh%d", i), "x", "192.0.2.9"); !errors.Is(err, ErrBadCredentials) {
+			t.Fatalf("banned guess %d: %v", i, err)
+		}
+	}
+	if _, err := fx.check("john", "john-password", "192.0.2.9"); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("a right password from a banned address: %v", err)
+	}
+	if n := dir.n.Load() - before; n != 0 {
+		t.Errorf("a banned address reached the directory %d times", n)
+	}
+	// another address is not affected
+	if _, err := fx.check("john", "john-password", "192.0.2.10"); err != nil {
+		t.Fatalf("john from another address: %v", err)
 	}
 }
