@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis-auth/portcullis/internal/smtptest"
 )
 
 // These tests replay, with the real binary, what an outsider tried against issue 17's password
@@ -180,5 +183,75 @@ func TestAttackPasswordChangeEndsRefreshTokens(t *testing.T) {
 	// john's own browser session goes on
 	if resp, _ := john.do(http.MethodGet, s.url("auth", "/settings"), nil); resp.StatusCode != http.StatusOK {
 		t.Errorf("john's own session after the change: %d", resp.StatusCode)
+	}
+}
+
+// Against a real OpenLDAP and a real SMTP server: the reset form's filter injections, a name
+// with a NUL and an over-long one find nobody, so no mail leaves, and their answer is the one a
+// real user's request gets; a forged X-Forwarded-Host or Host port does not reach the link, which
+// is built from the issuer.
+func TestAttackResetOverLDAPInjectionsAndForwardedHost(t *testing.T) {
+	mail := smtptest.Start(t, smtptest.WithStartTLS())
+	ca := filepath.Join(t.TempDir(), "smtp-ca.pem")
+	if err := os.WriteFile(ca, mail.CertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := startLDAPSiteWith(t, `
+		notifier {
+			smtp {
+				address submission://`+mail.Addr()+`
+				sender "Portcullis <auth@example.test>"
+				tls {
+					ca_file `+ca+`
+				}
+			}
+		}`)
+	hc := p.client()
+	hc.Jar = newJar(t)
+	ask := func(name string, header map[string]string) (int, string) {
+		t.Helper()
+		resp, err := hc.Get(p.url("auth", "/reset-password"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		m := csrfField.FindSubmatch(page)
+		if m == nil {
+			t.Fatalf("no CSRF field: %.300s", page)
+		}
+		req, _ := http.NewRequest(http.MethodPost, p.url("auth", "/reset-password"),
+			strings.NewReader(url.Values{"csrf": {string(m[1])}, "username": {name}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err = hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	status, want := ask("ann", map[string]string{"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "http", "Forwarded": "host=evil.example;proto=http"})
+	if status != http.StatusOK {
+		t.Fatalf("asking for ann: %d", status)
+	}
+	for _, name := range []string{"*", ")(uid=*", "john)(|(uid=*", "john@example.test)(uid=*", `\2a`, "John\x00", "J*", strings.Repeat("a", 300)} {
+		if status, body := ask(name, nil); status != http.StatusOK || body != want {
+			t.Errorf("%q: %d, or an answer unlike a real user's", name, status)
+		}
+	}
+	m := mail.WaitFor(t, "ann@example.test", 30*time.Second*slow)
+	link := resetLink.FindString(m.Text)
+	if !strings.HasPrefix(link, p.url("auth", "/reset-password/confirm?token=")) || strings.Contains(m.Text, "evil.example") || strings.Contains(m.HTML, "evil.example") {
+		t.Errorf("the link is not the issuer's: %q", link)
+	}
+	time.Sleep(2 * time.Second) // the background requests of the injections have ended
+	if all := mail.Mails(); len(all) != 1 {
+		for _, x := range all {
+			t.Errorf("mail to %v", x.To)
+		}
 	}
 }
