@@ -58,6 +58,9 @@ type ElevationConfig struct {
 	PasswordWithoutNotifier bool
 	// SendInterval is the least time between two codes mailed to one person; 0 is 30s.
 	SendInterval time.Duration
+	// SendsPerHour is how many codes one person may be mailed in a clock hour; 0 is 10. With
+	// SendInterval it keeps someone who has the password from filling the mailbox.
+	SendsPerHour int
 }
 
 // WithDefaults fills the zero fields.
@@ -73,6 +76,9 @@ func (c ElevationConfig) WithDefaults() ElevationConfig {
 	}
 	if c.SendInterval <= 0 {
 		c.SendInterval = 30 * time.Second
+	}
+	if c.SendsPerHour <= 0 {
+		c.SendsPerHour = 10
 	}
 	return c
 }
@@ -341,6 +347,16 @@ func (p *Portal) sendCode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := p.cfg.Now()
+	if ok, err := p.hourlySlot(ctx, u.Name, now); err != nil {
+		p.cfg.Logger.Error("portal: limiting the codes mailed", zap.Error(err))
+		p.unavailable(w, r)
+		return
+	} else if !ok {
+		p.cfg.Logger.Info("elevation code not sent: the hourly limit is reached", zap.String("user", u.Name), zap.String("remote_ip", ip))
+		p.elevationPage(w, r, http.StatusTooManyRequests, id, sess, u, next, rd, &pageData{
+			Error: "Too many codes were sent to you this hour. Use the latest one, or try again later."})
+		return
+	}
 	code, err := p.issueCode(ctx, u.Name, id)
 	if err != nil {
 		p.cfg.Logger.Error("portal: keeping an elevation code", zap.Error(err))
@@ -367,6 +383,19 @@ func (p *Portal) sendCode(w http.ResponseWriter, r *http.Request) {
 
 // issueCode makes a new code for user's session id and keeps its digest, replacing the code
 // sent before (one record per person).
+// hourlySlot takes one of the SendsPerHour numbered slots of user's clock hour (each claimed
+// once, across nodes); false when all are taken.
+func (p *Portal) hourlySlot(ctx context.Context, user string, now time.Time) (bool, error) {
+	hour := now.Truncate(time.Hour).Unix()
+	for n := range p.cfg.Elevation.SendsPerHour {
+		_, claimed, err := store.Claim(ctx, p.cfg.Store, p.userKey("sent-hour", fmt.Sprintf("%s\x00%d\x00%d", user, hour, n)), time.Hour)
+		if err != nil || claimed {
+			return claimed, err
+		}
+	}
+	return false, nil
+}
+
 func (p *Portal) issueCode(ctx context.Context, user, id string) (string, error) {
 	code := newCode(p.cfg.Elevation.Characters)
 	rec, err := json.Marshal(codeRecord{Digest: p.codeDigest(user, id, code), Session: p.sessionTag(id), Sent: p.cfg.Now()})

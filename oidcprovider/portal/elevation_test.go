@@ -508,3 +508,25 @@ func TestPasswordChangeDirectoryDown(t *testing.T) {
 		t.Fatalf("directory down: %d %s", rec.Code, rec.Body.String())
 	}
 }
+
+// At most SendsPerHour codes are mailed to a person in a clock hour, however far apart.
+func TestElevationCodesAreCappedPerHour(t *testing.T) {
+	w, file := newElevationWorld(t)
+	w.p.cfg.Elevation.SendInterval = time.Millisecond
+	w.p.cfg.Elevation.SendsPerHour = 3
+	w.signIn()
+	for i := range 3 {
+		w.askCode(file, "/settings/totp")
+		if n := len(codes(t, file)); n != i+1 {
+			t.Fatalf("after %d asks: %d mails", i+1, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	rec := w.do("POST", "/settings/elevate/send", url.Values{"next": {"/settings/totp"}})
+	if rec.Code != http.StatusTooManyRequests || !strings.Contains(rec.Body.String(), "this hour") {
+		t.Fatalf("a fourth code within the hour: %d, want 429", rec.Code)
+	}
+	if n := len(codes(t, file)); n != 3 {
+		t.Fatalf("%d mails, want 3", n)
+	}
+}

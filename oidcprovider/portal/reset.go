@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -466,6 +467,8 @@ func newPasswordProblem(pw, again string) string {
 		return "The two passwords are not the same. Type them again."
 	case len(pw) > maxPasswordBytes:
 		return fmt.Sprintf("That password is too long: use at most %d bytes.", maxPasswordBytes)
+	case !utf8.ValidString(pw):
+		return "That password holds characters that cannot be stored. Type it again."
 	case len([]rune(pw)) < minPasswordLength:
 		return fmt.Sprintf("That password is too short: use at least %d characters.", minPasswordLength)
 	}

@@ -703,3 +703,14 @@ func TestPasswordResetDirectoryErrors(t *testing.T) {
 		t.Errorf("the link once the directory answers: %d", rec.Code)
 	}
 }
+
+// A new password that is not UTF-8 is refused with a message, as on the change page.
+func TestResetRefusesAPasswordThatIsNotUTF8(t *testing.T) {
+	bad := "abcdefgh\xff\xfe"
+	if msg := newPasswordProblem(bad, bad); !strings.Contains(msg, "cannot be stored") {
+		t.Fatalf("newPasswordProblem(invalid UTF-8) = %q", msg)
+	}
+	if msg := newPasswordProblem("correct horse", "correct horse"); msg != "" {
+		t.Fatalf("a good password: %q", msg)
+	}
+}
