@@ -691,7 +691,11 @@ func unmarshalPostgres(d *caddyfile.Dispenser) (*postgres.Config, error) {
 			if c.TLS != nil {
 				return nil, d.Err("storage postgres: tls is given twice")
 			}
-			c.TLS, err = unmarshalPostgresTLS(d)
+			var t tlsBlock
+			if err = t.unmarshal(d, "storage postgres", "server_name", "skip_verify", "minimum_version", "certificate_chain", "private_key", "ca_file"); err == nil {
+				c.TLS = &postgres.TLSConfig{ServerName: t.ServerName, SkipVerify: t.SkipVerify, MinimumVersion: t.MinimumVersion,
+					CertificateChain: t.CertificateChain, PrivateKey: t.PrivateKey, CAFile: t.CAFile}
+			}
 		case "memtable_size", "num_memtables", "block_cache_size", "index_cache_size", "value_log_file_size", "gc_interval":
 			return nil, d.Errf("storage postgres: %s is a setting of the embedded Badger store, not of PostgreSQL; remove it", opt)
 		default:
@@ -702,34 +706,6 @@ func unmarshalPostgres(d *caddyfile.Dispenser) (*postgres.Config, error) {
 		}
 	}
 	return c, nil
-}
-
-// unmarshalPostgresTLS reads 'tls { … }' inside 'storage postgres'.
-func unmarshalPostgresTLS(d *caddyfile.Dispenser) (*postgres.TLSConfig, error) {
-	t := new(postgres.TLSConfig)
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch opt := d.Val(); opt {
-		case "server_name":
-			err = oneArg(d, &t.ServerName)
-		case "skip_verify":
-			err = boolArg(d, &t.SkipVerify)
-		case "minimum_version":
-			err = oneArg(d, &t.MinimumVersion)
-		case "certificate_chain":
-			err = oneArg(d, &t.CertificateChain)
-		case "private_key":
-			err = oneArg(d, &t.PrivateKey)
-		case "ca_file":
-			err = oneArg(d, &t.CAFile)
-		default:
-			return nil, d.Errf("storage postgres: tls: unknown option %q (server_name, skip_verify, minimum_version, certificate_chain, private_key, ca_file)", opt)
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	return t, nil
 }
 
 func unmarshalSigningKey(d *caddyfile.Dispenser) (SigningKey, error) {

@@ -84,7 +84,11 @@ func unmarshalLDAP(d *caddyfile.Dispenser) (*ldap.Config, error) {
 			if d.NextArg() {
 				return nil, d.Errf("ldap: tls takes no argument, got %q; its settings go in its block", d.Val())
 			}
-			c.TLS, err = unmarshalLDAPTLS(d)
+			var t tlsBlock
+			if err = t.unmarshal(d, "ldap", "server_name", "skip_verify", "minimum_version", "maximum_version", "certificate_chain", "private_key", "ca_file"); err == nil {
+				c.TLS = &ldap.TLSConfig{ServerName: t.ServerName, SkipVerify: t.SkipVerify, MinimumVersion: t.MinimumVersion,
+					MaximumVersion: t.MaximumVersion, CertificateChain: t.CertificateChain, PrivateKey: t.PrivateKey, CAFile: t.CAFile}
+			}
 		case "timeout":
 			err = ldapDuration(d, &c.Timeout)
 		case "base_dn":
@@ -150,36 +154,6 @@ func ldapDuration(d *caddyfile.Dispenser, dst *duration.Duration) error {
 	}
 	*dst = duration.Duration(v)
 	return nil
-}
-
-// unmarshalLDAPTLS reads 'tls { … }' inside 'ldap'.
-func unmarshalLDAPTLS(d *caddyfile.Dispenser) (*ldap.TLSConfig, error) {
-	t := new(ldap.TLSConfig)
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch opt := d.Val(); opt {
-		case "server_name":
-			err = oneArg(d, &t.ServerName)
-		case "skip_verify":
-			err = boolArg(d, &t.SkipVerify)
-		case "minimum_version":
-			err = oneArg(d, &t.MinimumVersion)
-		case "maximum_version":
-			err = oneArg(d, &t.MaximumVersion)
-		case "certificate_chain":
-			err = oneArg(d, &t.CertificateChain)
-		case "private_key":
-			err = oneArg(d, &t.PrivateKey)
-		case "ca_file":
-			err = oneArg(d, &t.CAFile)
-		default:
-			return nil, d.Errf("ldap: tls: unknown option %q (server_name, skip_verify, minimum_version, maximum_version, certificate_chain, private_key, ca_file)", opt)
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	return t, nil
 }
 
 // unmarshalLDAPAttributes reads 'attributes { … }' inside 'ldap'.

@@ -135,7 +135,11 @@ func unmarshalNotifierSMTP(d *caddyfile.Dispenser) (*notify.SMTPConfig, error) {
 			if s.TLS != nil {
 				return nil, d.Err("notifier: smtp: tls is given twice")
 			}
-			s.TLS, err = unmarshalNotifierTLS(d)
+			var t tlsBlock
+			if err = t.unmarshal(d, "notifier: smtp", "server_name", "skip_verify", "minimum_version", "maximum_version", "ca_file"); err == nil {
+				s.TLS = &notify.TLSConfig{ServerName: t.ServerName, SkipVerify: t.SkipVerify, MinimumVersion: t.MinimumVersion,
+					MaximumVersion: t.MaximumVersion, CAFile: t.CAFile}
+			}
 		case "disable_require_tls":
 			err = boolArg(d, &s.DisableRequireTLS)
 		case "disable_starttls":
@@ -150,30 +154,4 @@ func unmarshalNotifierSMTP(d *caddyfile.Dispenser) (*notify.SMTPConfig, error) {
 		}
 	}
 	return s, nil
-}
-
-// unmarshalNotifierTLS reads 'tls { … }' inside 'notifier { smtp { … } }'.
-func unmarshalNotifierTLS(d *caddyfile.Dispenser) (*notify.TLSConfig, error) {
-	t := new(notify.TLSConfig)
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch opt := d.Val(); opt {
-		case "server_name":
-			err = oneArg(d, &t.ServerName)
-		case "skip_verify":
-			err = boolArg(d, &t.SkipVerify)
-		case "minimum_version":
-			err = oneArg(d, &t.MinimumVersion)
-		case "maximum_version":
-			err = oneArg(d, &t.MaximumVersion)
-		case "ca_file":
-			err = oneArg(d, &t.CAFile)
-		default:
-			return nil, d.Errf("notifier: smtp: tls: unknown option %q (server_name, skip_verify, minimum_version, maximum_version, ca_file)", opt)
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	return t, nil
 }

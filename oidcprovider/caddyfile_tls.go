@@ -1,0 +1,39 @@
+package oidcprovider
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+// tlsBlock is what a 'tls { … }' block of storage postgres, ldap or the notifier's smtp may
+// hold; each takes some of the keys (Authelia's names, plus ca_file).
+type tlsBlock struct {
+	ServerName, MinimumVersion, MaximumVersion, CertificateChain, PrivateKey, CAFile string
+	SkipVerify                                                                       bool
+}
+
+// unmarshal reads the block (d on the tls token's line), accepting only keys; scope names the
+// enclosing block in errors ("ldap", "notifier: smtp").
+func (t *tlsBlock) unmarshal(d *caddyfile.Dispenser, scope string, keys ...string) error {
+	fields := map[string]*string{"server_name": &t.ServerName, "minimum_version": &t.MinimumVersion,
+		"maximum_version": &t.MaximumVersion, "certificate_chain": &t.CertificateChain,
+		"private_key": &t.PrivateKey, "ca_file": &t.CAFile}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if !slices.Contains(keys, opt) {
+			return d.Errf("%s: tls: unknown option %q (%s)", scope, opt, strings.Join(keys, ", "))
+		}
+		var err error
+		if opt == "skip_verify" {
+			err = boolArg(d, &t.SkipVerify)
+		} else {
+			err = oneArg(d, fields[opt])
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
