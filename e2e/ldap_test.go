@@ -23,25 +23,7 @@ const ldapServicePassword = "e2e-service-password-Kq3"
 
 // ldapPeople is the e2e directory: John (spelt so) in admins and dev, ann in dev, and a disabled
 // account the users_filter excludes.
-const ldapPeople = `dn: ou=people,dc=example,dc=com
-objectClass: organizationalUnit
-ou: people
-
-dn: ou=groups,dc=example,dc=com
-objectClass: organizationalUnit
-ou: groups
-
-dn: ou=services,dc=example,dc=com
-objectClass: organizationalUnit
-ou: services
-
-dn: cn=portcullis,ou=services,dc=example,dc=com
-objectClass: organizationalRole
-objectClass: simpleSecurityObject
-cn: portcullis
-userPassword: ` + ldapServicePassword + `
-
-dn: uid=John,ou=people,dc=example,dc=com
+var ldapPeople = ldaptest.Skeleton(ldapServicePassword) + `dn: uid=John,ou=people,dc=example,dc=com
 objectClass: inetOrgPerson
 uid: John
 cn: John Doe

@@ -393,3 +393,26 @@ func (s *Server) close() {
 		_ = os.RemoveAll(s.Dir)
 	}
 }
+
+// Skeleton is the LDIF every test directory starts with: ou=people, ou=groups and ou=services
+// under BaseDN, and the service account cn=portcullis,ou=services with servicePassword. A test
+// appends its people and groups.
+func Skeleton(servicePassword string) string {
+	return `dn: ou=people,dc=example,dc=com
+objectClass: organizationalUnit
+ou: people
+
+dn: ou=groups,dc=example,dc=com
+objectClass: organizationalUnit
+ou: groups
+
+dn: ou=services,dc=example,dc=com
+objectClass: organizationalUnit
+ou: services
+
+dn: cn=portcullis,ou=services,dc=example,dc=com
+objectClass: organizationalRole
+objectClass: simpleSecurityObject
+cn: portcullis
+userPassword: ` + servicePassword + "\n\n"
+}

@@ -16,25 +16,7 @@ import (
 const ldapServicePassword = "service-secret-9Zr"
 
 // ldapPeople is a directory with a service account and John (a mail address, a password).
-const ldapPeople = `dn: ou=people,dc=example,dc=com
-objectClass: organizationalUnit
-ou: people
-
-dn: ou=groups,dc=example,dc=com
-objectClass: organizationalUnit
-ou: groups
-
-dn: ou=services,dc=example,dc=com
-objectClass: organizationalUnit
-ou: services
-
-dn: cn=portcullis,ou=services,dc=example,dc=com
-objectClass: organizationalRole
-objectClass: simpleSecurityObject
-cn: portcullis
-userPassword: ` + ldapServicePassword + `
-
-dn: uid=john,ou=people,dc=example,dc=com
+var ldapPeople = ldaptest.Skeleton(ldapServicePassword) + `dn: uid=john,ou=people,dc=example,dc=com
 objectClass: inetOrgPerson
 uid: john
 cn: John Doe

@@ -27,25 +27,7 @@ const servicePassword = "service-secret-7Qx"
 // fixture is the directory of the tests: John (spelt so), ann, a disabled account the filter
 // excludes, two accounts sharing one mail address, a unicode name, and three groups (one whose
 // RDN is not its name).
-const fixture = `dn: ou=people,dc=example,dc=com
-objectClass: organizationalUnit
-ou: people
-
-dn: ou=groups,dc=example,dc=com
-objectClass: organizationalUnit
-ou: groups
-
-dn: ou=services,dc=example,dc=com
-objectClass: organizationalUnit
-ou: services
-
-dn: cn=portcullis,ou=services,dc=example,dc=com
-objectClass: organizationalRole
-objectClass: simpleSecurityObject
-cn: portcullis
-userPassword: ` + servicePassword + `
-
-dn: uid=John,ou=people,dc=example,dc=com
+var fixture = ldaptest.Skeleton(servicePassword) + `dn: uid=John,ou=people,dc=example,dc=com
 objectClass: inetOrgPerson
 uid: John
 cn: John Doe
