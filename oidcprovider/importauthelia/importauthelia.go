@@ -1028,7 +1028,7 @@ func (c *converter) ldap(l map[string]any, refresh any) {
 	}
 	c.line(3, "password %s", password)
 	if tls, ok := l["tls"].(map[string]any); ok {
-		c.ldapTLS(base+".tls", tls)
+		c.tlsBlock(base+".tls", tls, 3, "the directory", true)
 		if c.certDir != "" {
 			c.leave(base+".tls", "Authelia also trusted the certificates in certificates_directory ("+c.certDir+"): if one of them signed the directory's certificate, add 'ca_file <that PEM file>' to the tls block")
 		}
@@ -1112,28 +1112,31 @@ func ldapAddress(a string) string {
 	return "ldaps://" + a
 }
 
-// ldapTLS writes the tls block of ldap. Authelia gives the client certificate and key inline
-// (PEM) or through its secret template; Portcullis reads them from files.
-func (c *converter) ldapTLS(path string, tls map[string]any) {
-	c.line(3, "tls {")
+// tlsBlock writes the tls block of ldap or of the notifier's smtp at depth; peer names the
+// server in the reasons. Authelia gives the client certificate and key inline (PEM) or through
+// its secret template; Portcullis reads them from files, where it takes one (clientCert).
+func (c *converter) tlsBlock(path string, tls map[string]any, depth int, peer string, clientCert bool) {
+	c.line(depth, "tls {")
 	for _, k := range sortedKeys(tls) {
 		switch k {
 		case "server_name":
-			c.line(4, "server_name %s", quote(str(tls[k])))
+			c.line(depth+1, "server_name %s", quote(str(tls[k])))
 		case "skip_verify":
 			if str(tls[k]) == "true" {
-				c.line(4, "skip_verify")
+				c.line(depth+1, "skip_verify")
 			}
 		case "minimum_version", "maximum_version":
 			switch v := strings.ToUpper(strings.TrimSpace(str(tls[k]))); v {
 			case "TLS1.2", "TLS1.3":
-				c.line(4, "%s %s", k, v)
+				c.line(depth+1, "%s %s", k, v)
 			default:
-				c.leave(path+"."+k, "Portcullis speaks TLS 1.2 or 1.3 to the directory: the output keeps the default")
+				c.leave(path+"."+k, "Portcullis speaks TLS 1.2 or 1.3 to "+peer+": the output keeps the default")
 			}
 		case "certificate_chain", "private_key":
-			if file, ok := secretFile(tls[k]); ok {
-				c.line(4, "%s %s", k, quote(file))
+			if !clientCert {
+				c.leave(path+"."+k, "Portcullis presents no client certificate to "+peer)
+			} else if file, ok := secretFile(tls[k]); ok {
+				c.line(depth+1, "%s %s", k, quote(file))
 			} else {
 				c.leave(path+"."+k, "Portcullis reads it from a PEM file: write it to a file (mode 0600 for the key) and add '"+k+" <file>' to the tls block")
 			}
@@ -1141,7 +1144,7 @@ func (c *converter) ldapTLS(path string, tls map[string]any) {
 			c.leave(path+"."+k, "not carried over by the import")
 		}
 	}
-	c.line(3, "}")
+	c.line(depth, "}")
 }
 
 // dbPasswordEnv is the environment variable the imported storage postgres block reads the
@@ -1406,7 +1409,7 @@ func (c *converter) smtp(s map[string]any) {
 			c.notNeeded(base+"."+k, "Portcullis checks the server at start without sending a mail")
 		case "tls":
 			if tls, ok := v.(map[string]any); ok {
-				c.smtpTLS(base+".tls", tls)
+				c.tlsBlock(base+".tls", tls, 4, "the mail server", false)
 			}
 		default:
 			c.leave(base+"."+k, "not carried over by the import")
@@ -1429,30 +1432,6 @@ func (c *converter) smtp(s map[string]any) {
 	c.line(3, "}")
 }
 
-// smtpTLS carries over the notifier's tls block.
-func (c *converter) smtpTLS(path string, tls map[string]any) {
-	c.line(4, "tls {")
-	for _, k := range sortedKeys(tls) {
-		switch k {
-		case "server_name":
-			c.line(5, "server_name %s", quote(str(tls[k])))
-		case "skip_verify":
-			if str(tls[k]) == "true" {
-				c.line(5, "skip_verify")
-			}
-		case "minimum_version", "maximum_version":
-			switch v := strings.ToUpper(strings.TrimSpace(str(tls[k]))); v {
-			case "TLS1.2", "TLS1.3":
-				c.line(5, "%s %s", k, v)
-			default:
-				c.leave(path+"."+k, "Portcullis speaks TLS 1.2 or 1.3 to the mail server: the output keeps the default")
-			}
-		default:
-			c.leave(path+"."+k, "not carried over by the import")
-		}
-	}
-	c.line(4, "}")
-}
 
 // identityValidation carries over identity_validation: the elevated session's keys and the
 // reset link's lifespan (Portcullis's links are random tokens kept as digests, not JWTs).
