@@ -1432,7 +1432,6 @@ func (c *converter) smtp(s map[string]any) {
 	c.line(3, "}")
 }
 
-
 // identityValidation carries over identity_validation: the elevated session's keys and the
 // reset link's lifespan (Portcullis's links are random tokens kept as digests, not JWTs).
 func (c *converter) identityValidation(root map[string]any) {
