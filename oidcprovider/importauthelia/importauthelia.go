@@ -1015,18 +1015,7 @@ func (c *converter) ldap(l map[string]any, refresh any) {
 			c.line(3, "%s %s", k, quote(str(v)))
 		}
 	}
-	password := "{env." + ldapPasswordEnv + "}"
-	switch v, set := l["password"]; {
-	case !set:
-		c.leave(base+".password", "Authelia read the password from its environment (AUTHELIA_AUTHENTICATION_BACKEND_LDAP_PASSWORD_FILE or AUTHELIA_AUTHENTICATION_BACKEND_LDAP_PASSWORD): the output reads it from the environment variable "+ldapPasswordEnv+"; set it, or write 'password {file.<the secret file>}'")
-	default:
-		if file, ok := secretFile(v); ok {
-			password = "{file." + file + "}"
-		} else {
-			c.leave(base+".password", "the password is not copied into the Caddyfile: the output reads it from the environment variable "+ldapPasswordEnv+"; set it there, or write it to a file only Caddy reads and use 'password {file.<that file>}'")
-		}
-	}
-	c.line(3, "password %s", password)
+	c.passwordLine(3, base, l, ldapPasswordEnv, "AUTHELIA_AUTHENTICATION_BACKEND_LDAP_PASSWORD")
 	if tls, ok := l["tls"].(map[string]any); ok {
 		c.tlsBlock(base+".tls", tls, 3, "the directory", true)
 		if c.certDir != "" {
@@ -1232,18 +1221,7 @@ func (c *converter) postgres(pg map[string]any) {
 			c.line(3, "%s %s", k, quote(v))
 		}
 	}
-	password := "{env." + dbPasswordEnv + "}"
-	switch v, set := pg["password"]; {
-	case !set:
-		c.leave(base+".password", "Authelia read the password from its environment (AUTHELIA_STORAGE_POSTGRES_PASSWORD_FILE or AUTHELIA_STORAGE_POSTGRES_PASSWORD): the output reads it from the environment variable "+dbPasswordEnv+"; set it, or write 'password {file.<the secret file>}'")
-	default:
-		if file, ok := secretFile(v); ok {
-			password = "{file." + file + "}"
-		} else {
-			c.leave(base+".password", "the password is not copied into the Caddyfile: the output reads it from the environment variable "+dbPasswordEnv+"; set it there, or write it to a file only Caddy reads and use 'password {file.<that file>}'")
-		}
-	}
-	c.line(3, "password %s", password)
+	c.passwordLine(3, base, pg, dbPasswordEnv, "AUTHELIA_STORAGE_POSTGRES_PASSWORD")
 	if v, ok := pg["timeout"]; ok {
 		c.line(3, "timeout %s", duration(v))
 	}
@@ -1416,18 +1394,7 @@ func (c *converter) smtp(s map[string]any) {
 		}
 	}
 	if _, hasUser := s["username"]; hasUser {
-		password := "{env." + smtpPasswordEnv + "}"
-		switch v, set := s["password"]; {
-		case !set:
-			c.leave(base+".password", "Authelia read the password from its environment (AUTHELIA_NOTIFIER_SMTP_PASSWORD_FILE or AUTHELIA_NOTIFIER_SMTP_PASSWORD): the output reads it from the environment variable "+smtpPasswordEnv+"; set it, or write 'password {file.<the secret file>}'")
-		default:
-			if file, ok := secretFile(v); ok {
-				password = "{file." + file + "}"
-			} else {
-				c.leave(base+".password", "the password is not copied into the Caddyfile: the output reads it from the environment variable "+smtpPasswordEnv+"; set it there, or write it to a file only Caddy reads and use 'password {file.<that file>}'")
-			}
-		}
-		c.line(4, "password %s", password)
+		c.passwordLine(4, base, s, smtpPasswordEnv, "AUTHELIA_NOTIFIER_SMTP_PASSWORD")
 	}
 	c.line(3, "}")
 }
@@ -1488,4 +1455,23 @@ func (c *converter) identityValidation(root map[string]any) {
 		c.line(3, "%s", l)
 	}
 	c.line(2, "}")
+}
+
+// passwordLine writes the password of the section at base (ldap, storage postgres, the
+// notifier's smtp) at depth, never the password itself: Authelia's secret file becomes
+// {file.<file>}, anything else the environment variable env, and a leftover says which to set
+// (Authelia itself read autheliaEnv or autheliaEnv_FILE when the section has no password).
+func (c *converter) passwordLine(depth int, base string, section map[string]any, env, autheliaEnv string) {
+	password := "{env." + env + "}"
+	switch v, set := section["password"]; {
+	case !set:
+		c.leave(base+".password", "Authelia read the password from its environment ("+autheliaEnv+"_FILE or "+autheliaEnv+"): the output reads it from the environment variable "+env+"; set it, or write 'password {file.<the secret file>}'")
+	default:
+		if file, ok := secretFile(v); ok {
+			password = "{file." + file + "}"
+		} else {
+			c.leave(base+".password", "the password is not copied into the Caddyfile: the output reads it from the environment variable "+env+"; set it there, or write it to a file only Caddy reads and use 'password {file.<that file>}'")
+		}
+	}
+	c.line(depth, "password %s", password)
 }
