@@ -319,15 +319,8 @@ func (a *App) provisionStorage(repl *caddy.Replacer) error {
 // unknown placeholder is an error naming its key; a password that resolves to nothing is logged
 // (a server that trusts local connections needs none) rather than refused.
 func resolvePostgres(repl *caddy.Replacer, c postgres.Config, logger *zap.Logger) (postgres.Config, error) {
-	var err error
-	resolve := func(key string, v *string) {
-		if err != nil || *v == "" {
-			return
-		}
-		if *v, err = repl.ReplaceOrErr(*v, true, true); err != nil {
-			err = fmt.Errorf("storage postgres: %s: %w", key, err)
-		}
-	}
+	r := &placeholders{repl: repl, scope: "storage postgres"}
+	resolve := r.resolve
 	resolve("dsn", &c.DSN)
 	resolve("address", &c.Address)
 	resolve("database", &c.Database)
@@ -342,9 +335,10 @@ func resolvePostgres(repl *caddy.Replacer, c postgres.Config, logger *zap.Logger
 		resolve("tls ca_file", &t.CAFile)
 		c.TLS = &t
 	}
-	if err != nil {
-		return c, err
+	if r.err != nil {
+		return c, r.err
 	}
+	var err error
 	if c.Password != "" {
 		if c.Password, err = repl.ReplaceOrErr(c.Password, false, true); err != nil {
 			return c, fmt.Errorf("storage postgres: password: %w", err)

@@ -223,15 +223,8 @@ func unmarshalLDAPPooling(d *caddyfile.Dispenser, p *ldap.Pooling) error {
 // naming its key; a password that resolves to nothing is an error too (an empty password would
 // be an unauthenticated bind).
 func resolveLDAP(repl *caddy.Replacer, c ldap.Config, logger *zap.Logger) (ldap.Config, error) {
-	var err error
-	resolve := func(key string, v *string) {
-		if err != nil || *v == "" {
-			return
-		}
-		if *v, err = repl.ReplaceOrErr(*v, true, true); err != nil {
-			err = fmt.Errorf("ldap: %s: %w", key, err)
-		}
-	}
+	r := &placeholders{repl: repl, scope: "ldap"}
+	resolve := r.resolve
 	resolve("address", &c.Address)
 	resolve("base_dn", &c.BaseDN)
 	resolve("additional_users_dn", &c.AdditionalUsersDN)
@@ -245,9 +238,10 @@ func resolveLDAP(repl *caddy.Replacer, c ldap.Config, logger *zap.Logger) (ldap.
 		resolve("tls ca_file", &t.CAFile)
 		c.TLS = &t
 	}
-	if err != nil {
-		return c, err
+	if r.err != nil {
+		return c, r.err
 	}
+	var err error
 	if c.Password != "" {
 		if c.Password, err = repl.ReplaceOrErr(c.Password, false, true); err != nil {
 			return c, fmt.Errorf("ldap: password: %w", err)

@@ -1,9 +1,14 @@
 package oidcprovider
 
+// What the storage postgres, ldap and notifier blocks share: their tls blocks and the
+// resolution of their {env.*} and {file.*} placeholders.
+
 import (
+	"fmt"
 	"slices"
 	"strings"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
@@ -36,4 +41,23 @@ func (t *tlsBlock) unmarshal(d *caddyfile.Dispenser, scope string, keys ...strin
 		}
 	}
 	return nil
+}
+
+// placeholders replaces the {env.*} and {file.*} placeholders of a config's values, key by key,
+// keeping the first error (naming scope and key, never the value).
+type placeholders struct {
+	repl  *caddy.Replacer
+	scope string
+	err   error
+}
+
+// resolve replaces the placeholders of *v, which key names; an empty value stays empty.
+func (r *placeholders) resolve(key string, v *string) {
+	if r.err != nil || *v == "" {
+		return
+	}
+	var err error
+	if *v, err = r.repl.ReplaceOrErr(*v, true, true); err != nil {
+		r.err = fmt.Errorf("%s: %s: %w", r.scope, key, err)
+	}
 }
