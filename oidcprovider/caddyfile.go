@@ -21,7 +21,7 @@ import (
 // that says so, rather than a silent no-op.
 var (
 	pendingProviderOptions = []string{"scopes", "cors", "enable_client_debug_messages", "discovery_signed_response_alg", "discovery_signed_response_key_id"}
-	pendingClientOptions   = []string{"request_uris", "authorization_signed_response_alg", "authorization_signed_response_key_id", "access_token_signed_response_alg", "access_token_signed_response_key_id", "introspection_signed_response_alg", "introspection_signed_response_key_id", "request_object_signing_alg", "token_endpoint_auth_signing_alg", "jwks_uri", "jwks", "allow_multiple_auth_methods"}
+	pendingClientOptions   = []string{"request_uris", "allow_multiple_auth_methods"}
 )
 
 // parseGlobalOption parses the global oidc option. Syntax:
@@ -862,6 +862,35 @@ func unmarshalClient(d *caddyfile.Dispenser) (ClientConfig, error) {
 			err = oneArg(d, &c.ClaimsPolicy)
 		case "resource_server_for":
 			c.ResourceServerFor, err = appendArgs(d, c.ResourceServerFor)
+		case "token_endpoint_auth_signing_alg":
+			err = oneArg(d, &c.TokenEndpointAuthSigningAlg)
+		case "jwks_uri":
+			err = oneArg(d, &c.JWKSURI)
+		case "public_key":
+			var k ClientKey
+			if k, err = unmarshalClientKey(d, c.ID); err == nil {
+				c.JWKS = append(c.JWKS, k)
+			}
+		case "jwks":
+			return c, d.Errf("client %s: jwks is the JSON name; in a Caddyfile give each key as public_key <key_id> { algorithm …; key_file … }", c.ID)
+		case "request_object_signing_alg":
+			err = oneArg(d, &c.RequestObjectSigningAlg)
+		case "access_token_signed_response_alg":
+			err = oneArg(d, &c.AccessTokenSignedResponseAlg)
+		case "access_token_signed_response_key_id":
+			err = oneArg(d, &c.AccessTokenSignedResponseKeyID)
+		case "introspection_signed_response_alg":
+			err = oneArg(d, &c.IntrospectionSignedResponseAlg)
+		case "introspection_signed_response_key_id":
+			err = oneArg(d, &c.IntrospectionSignedResponseKeyID)
+		case "authorization_signed_response_alg":
+			err = oneArg(d, &c.AuthorizationSignedResponseAlg)
+		case "authorization_signed_response_key_id":
+			err = oneArg(d, &c.AuthorizationSignedResponseKeyID)
+		case "backchannel_logout_uri":
+			err = oneArg(d, &c.BackchannelLogoutURI)
+		case "backchannel_logout_session_required":
+			err = boolArg(d, &c.BackchannelLogoutSessionRequired)
 		default:
 			if slices.Contains(pendingClientOptions, opt) {
 				return c, d.Errf("client %s: option %q is not available yet in this release of Portcullis; remove it", c.ID, opt)
@@ -873,6 +902,41 @@ func unmarshalClient(d *caddyfile.Dispenser) (ClientConfig, error) {
 		}
 	}
 	return c, nil
+}
+
+// unmarshalClientKey reads 'public_key <key_id> { algorithm …; use sig; key_file … | key … }' in a
+// client block.
+func unmarshalClientKey(d *caddyfile.Dispenser, clientID string) (ClientKey, error) {
+	var k ClientKey
+	if !d.NextArg() {
+		return k, d.Errf("client %s: public_key needs its key_id: public_key <key_id> { algorithm ES256; key_file /etc/caddy/clients/app.pub.pem }", clientID)
+	}
+	k.KeyID = d.Val()
+	if d.NextArg() {
+		return k, d.Errf("client %s: public_key %s: unexpected argument %q; options go inside the block", clientID, k.KeyID, d.Val())
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch opt := d.Val(); opt {
+		case "algorithm":
+			err = oneArg(d, &k.Algorithm)
+		case "use":
+			err = oneArg(d, &k.Use)
+		case "key_file":
+			err = oneArg(d, &k.KeyFile)
+		case "key":
+			err = oneArg(d, &k.Key)
+		default:
+			return k, d.Errf("client %s: public_key %s: unknown option %q (algorithm, use, key_file, key)", clientID, k.KeyID, opt)
+		}
+		if err != nil {
+			return k, err
+		}
+	}
+	if (k.KeyFile == "") == (k.Key == "") {
+		return k, d.Errf("client %s: public_key %s: give exactly one of key_file (a PEM public key or certificate) or key", clientID, k.KeyID)
+	}
+	return k, nil
 }
 
 // unmarshalAuthorizationPolicy reads 'authorization_policy <name> { … }' in the oidc block.

@@ -44,6 +44,9 @@ type SigningKey struct {
 // ClientConfig is one registered client; see clients.Config for its fields.
 type ClientConfig = clients.Config
 
+// ClientKey is one public key of a client; see clients.ClientKey.
+type ClientKey = clients.ClientKey
+
 // Default lifespans (Authelia's).
 var defaultLifespans = Lifespans{
 	AccessToken:   caddy.Duration(3600e9),

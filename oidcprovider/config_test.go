@@ -205,7 +205,7 @@ func TestValidateErrors(t *testing.T) {
 		{"bad client id", provider(strings.Replace(kuma, "client kuma", "client \"ku ma\"", 1)), "client_id must be"},
 		{"duplicate client", provider(kuma + "\n" + kuma), "registered twice"},
 		{"pending client option", provider(strings.Replace(kuma, "grant_types", "request_uris https://x/req\n\tgrant_types", 1)), `option "request_uris" is not available yet`},
-		{"pending JWKS", provider(strings.Replace(app, "}", "jwks_uri https://app.example.com/jwks.json\n}", 1)), `client app: option "jwks_uri" is not available yet`},
+		{"public_key without a key", provider(strings.Replace(app, "}", "public_key k1 {\n algorithm ES256\n}\n}", 1)), `client app: public_key k1: give exactly one of key_file`},
 		{"pending provider option", provider("scopes {\n}"), `option "scopes" is not available yet`},
 		{"redirect URIs on a client_credentials client", provider(strings.Replace(kuma, "grant_types", "redirect_uris https://x/cb\n\tgrant_types", 1)), "client kuma: redirect_uris: only a client that signs people in"},
 		{"code flow client", provider(app), ""},

@@ -117,4 +117,84 @@ type Config struct {
 	// a public client cannot introspect and may not set it. Beyond Authelia. JSON:
 	// "resource_server_for". Default: none.
 	ResourceServerFor []string `json:"resource_server_for,omitempty"`
+
+	// TokenEndpointAuthSigningAlg is the JWS algorithm the client's assertions must use with
+	// client_secret_jwt (HS256, HS384, HS512) or private_key_jwt (RS256, RS384, RS512, PS256,
+	// PS384, PS512, ES256, ES384, ES512); an assertion signed otherwise is refused. JSON:
+	// "token_endpoint_auth_signing_alg". Default: HS256 for client_secret_jwt; for
+	// private_key_jwt, the algorithm of the client's keys when they all have one, else RS256.
+	TokenEndpointAuthSigningAlg string `json:"token_endpoint_auth_signing_alg,omitempty"`
+	// JWKSURI is an https URL where the client publishes its public keys (a JWK Set), for
+	// private_key_jwt assertions and request objects. It is fetched when first needed (never at
+	// caddy validate), with a timeout and a size cap, and cached. Exclusive with jwks. JSON:
+	// "jwks_uri". Default: none.
+	JWKSURI string `json:"jwks_uri,omitempty"`
+	// JWKS are the client's public keys given in the config, for private_key_jwt assertions and
+	// request objects (Authelia's "jwks" list; in a Caddyfile, one "public_key <key_id> { … }"
+	// block per key). Exclusive with jwks_uri. JSON: "jwks". Default: none.
+	JWKS []ClientKey `json:"jwks,omitempty"`
+	// RequestObjectSigningAlg is the JWS algorithm the client's request objects (the "request"
+	// parameter, RFC 9101) must be signed with; "none" is refused. JSON:
+	// "request_object_signing_alg". Default: any algorithm of the client's keys.
+	RequestObjectSigningAlg string `json:"request_object_signing_alg,omitempty"`
+	// AccessTokenSignedResponseAlg makes the client's access tokens JWTs (RFC 9068, typ
+	// at+jwt) signed with this algorithm by one of the provider's signing keys; "none" keeps
+	// them opaque. JSON: "access_token_signed_response_alg". Default: "none" (opaque), or the
+	// algorithm of access_token_signed_response_key_id.
+	AccessTokenSignedResponseAlg string `json:"access_token_signed_response_alg,omitempty"`
+	// AccessTokenSignedResponseKeyID names the signing_key that signs the client's JWT access
+	// tokens. JSON: "access_token_signed_response_key_id". Default: the first key of the
+	// algorithm.
+	AccessTokenSignedResponseKeyID string `json:"access_token_signed_response_key_id,omitempty"`
+	// IntrospectionSignedResponseAlg makes introspection answers to this client signed JWTs
+	// (RFC 9701, application/token-introspection+jwt); "none" keeps them JSON. JSON:
+	// "introspection_signed_response_alg". Default: "none", or the algorithm of
+	// introspection_signed_response_key_id.
+	IntrospectionSignedResponseAlg string `json:"introspection_signed_response_alg,omitempty"`
+	// IntrospectionSignedResponseKeyID names the signing_key that signs the client's
+	// introspection answers. JSON: "introspection_signed_response_key_id". Default: the first
+	// key of the algorithm.
+	IntrospectionSignedResponseKeyID string `json:"introspection_signed_response_key_id,omitempty"`
+	// AuthorizationSignedResponseAlg is the JWS algorithm of the client's JARM authorization
+	// responses (response_mode jwt, query.jwt, fragment.jwt, form_post.jwt). JSON:
+	// "authorization_signed_response_alg". Default: RS256, or the algorithm of
+	// authorization_signed_response_key_id.
+	AuthorizationSignedResponseAlg string `json:"authorization_signed_response_alg,omitempty"`
+	// AuthorizationSignedResponseKeyID names the signing_key that signs the client's JARM
+	// responses. JSON: "authorization_signed_response_key_id". Default: the first key of the
+	// algorithm.
+	AuthorizationSignedResponseKeyID string `json:"authorization_signed_response_key_id,omitempty"`
+	// BackchannelLogoutURI receives a signed logout_token (OpenID Connect Back-Channel Logout
+	// 1.0) when a session in which the client got an ID token ends: https, or http on a
+	// loopback host, without a fragment. JSON: "backchannel_logout_uri". Default: none.
+	BackchannelLogoutURI string `json:"backchannel_logout_uri,omitempty"`
+	// BackchannelLogoutSessionRequired makes the logout_token carry the session's "sid" (which
+	// the client's ID tokens then carry too). JSON: "backchannel_logout_session_required".
+	// Default: false (sid is sent anyway; this records that the client relies on it).
+	BackchannelLogoutSessionRequired bool `json:"backchannel_logout_session_required,omitempty"`
+}
+
+// ClientKey is one public key of a client (Authelia's jwks entries). In a Caddyfile:
+//
+//	public_key <key_id> {
+//		algorithm ES256
+//		key_file /etc/caddy/clients/app.pub.pem
+//	}
+type ClientKey struct {
+	// KeyID is the JWK "kid" the client puts in its JWS headers. JSON: "key_id". Required,
+	// unique among the client's keys.
+	KeyID string `json:"key_id"`
+	// Algorithm is the JWS algorithm the key verifies (RS256, RS384, RS512, PS256, PS384,
+	// PS512, ES256, ES384, ES512). JSON: "algorithm". Default: RS256 for an RSA key, the
+	// curve's algorithm for an EC key.
+	Algorithm string `json:"algorithm,omitempty"`
+	// Use is the JWK "use"; only "sig" is accepted. JSON: "use". Default: "sig".
+	Use string `json:"use,omitempty"`
+	// Key is the PEM public key (PUBLIC KEY or RSA PUBLIC KEY) or certificate (CERTIFICATE,
+	// the first of a chain); placeholders {env.*} and {file.*} are resolved at start. JSON:
+	// "key". Exclusive with key_file; one of the two is required.
+	Key string `json:"key,omitempty"`
+	// KeyFile is a file holding the PEM public key or certificate. JSON: "key_file".
+	// Exclusive with key.
+	KeyFile string `json:"key_file,omitempty"`
 }
