@@ -239,3 +239,14 @@ func FuzzRecord(f *testing.F) {
 		}
 	})
 }
+
+func TestSIDOfIsKeyedAndStable(t *testing.T) {
+	a := &Provider{cfg: Config{HMACSecret: []byte("0123456789abcdef0123456789abcdef")}}
+	b := &Provider{cfg: Config{HMACSecret: []byte("fedcba9876543210fedcba9876543210")}}
+	if a.sidOf("") != "" {
+		t.Fatal("no session, no sid")
+	}
+	if s := a.sidOf("ref1"); s != a.sidOf("ref1") || len(s) != 24 || s == a.sidOf("ref2") || s == b.sidOf("ref1") || s == "ref1" {
+		t.Fatalf("sid %q: want stable, 24 characters, distinct per ref and per secret", s)
+	}
+}
