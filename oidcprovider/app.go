@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,7 @@ import (
 	"github.com/portcullis-auth/portcullis/oidcprovider/portal"
 	"github.com/portcullis-auth/portcullis/oidcprovider/regulation"
 	"github.com/portcullis-auth/portcullis/oidcprovider/session"
+	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 	"github.com/portcullis-auth/portcullis/oidcprovider/store/postgres"
 	"github.com/portcullis-auth/portcullis/oidcprovider/users"
 	"github.com/portcullis-auth/portcullis/oidcprovider/users/ldap"
@@ -366,11 +368,12 @@ func (a *App) provisionKeys(repl *caddy.Replacer) error {
 			return fmt.Errorf("signing_key #%d: key_id %q is used twice", i+1, k.ID)
 		}
 		seen[k.ID] = true
-		hasRS256 = hasRS256 || k.Algorithm == "RS256"
+		k.Retired = kc.Retired
+		hasRS256 = hasRS256 || (k.Algorithm == "RS256" && !k.Retired)
 		a.fileKeys = append(a.fileKeys, k)
 	}
 	if len(a.fileKeys) > 0 && !hasRS256 {
-		return errors.New("signing_key: at least one RS256 key is required (OpenID Connect mandates RS256); add an RSA key with 'algorithm RS256'")
+		return errors.New("signing_key: at least one RS256 key that is not retired is required (OpenID Connect mandates RS256); add an RSA key with 'algorithm RS256'")
 	}
 	return nil
 }
@@ -522,7 +525,15 @@ func (a *App) prepare(ctx context.Context, b *backend) (*runtimeState, error) {
 		}
 	}
 	signing := a.fileKeys
-	if len(signing) == 0 {
+	if len(signing) > 0 {
+		generated, err := a.retiredGeneratedKey(ctx, b.kv)
+		if err != nil {
+			return nil, err
+		}
+		if generated != nil {
+			signing = append(slices.Clip(signing), generated)
+		}
+	} else {
 		pemData, err := b.kv.GetOrCreate(ctx, keySigningKey, keys.GenerateDefaultPEM)
 		if err != nil {
 			return nil, fmt.Errorf("default signing key: %w", err)
@@ -608,6 +619,56 @@ func (a *App) stop() error {
 	}
 	st.guard.Close() // a shared store's ban feed
 	return releaseBackend(a.spec.key)
+}
+
+// keyGeneratedRetiredAt records when configured signing keys first replaced the generated key.
+var keyGeneratedRetiredAt = []byte("meta/signing_key/default_retired_at")
+
+// retiredGeneratedKey is the generated default key, retired, while the tokens it signed may
+// still be in use: when signing keys are configured in a store that holds a generated key, that
+// key stays in the JWKS (signing nothing) for the longest access-token or ID-token lifespan after
+// the first start with configured keys, so moving from the generated key to key files is a
+// rotation like any other. nil when there is none or its time has passed.
+func (a *App) retiredGeneratedKey(ctx context.Context, kv store.KV) (*keys.Key, error) {
+	pemData, err := kv.Get(ctx, keySigningKey)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("generated signing key: %w", err)
+	}
+	stamp, err := kv.GetOrCreate(ctx, keyGeneratedRetiredAt, func() ([]byte, error) {
+		return []byte(time.Now().UTC().Format(time.RFC3339)), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("generated signing key: %w", err)
+	}
+	since, err := time.Parse(time.RFC3339, string(stamp))
+	if err != nil {
+		return nil, fmt.Errorf("generated signing key: retirement time %q in the store: %w", stamp, err)
+	}
+	if time.Since(since) > a.longestSignedLifespan() {
+		return nil, nil
+	}
+	priv, err := keys.ParsePEM(pemData)
+	if err != nil {
+		return nil, fmt.Errorf("generated signing key in store: %w", err)
+	}
+	k, err := keys.New(priv, "RS256", "")
+	if err != nil {
+		return nil, fmt.Errorf("generated signing key: %w", err)
+	}
+	k.Retired = true
+	return k, nil
+}
+
+// longestSignedLifespan is the longest lifespan of a signed token (access token, ID token),
+// over the global lifespans and the custom sets.
+func (a *App) longestSignedLifespan() time.Duration {
+	longest := max(time.Duration(a.Lifespans.AccessToken), time.Duration(a.Lifespans.IDToken))
+	for _, set := range a.Lifespans.Custom {
+		longest = max(longest, time.Duration(set.AccessToken), time.Duration(set.IDToken))
+	}
+	return longest
 }
 
 // client returns the registered client with the id.

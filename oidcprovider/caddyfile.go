@@ -726,8 +726,13 @@ func unmarshalSigningKey(d *caddyfile.Dispenser) (SigningKey, error) {
 			if err := oneArg(d, &k.KeyFile); err != nil {
 				return k, err
 			}
+		case "retired":
+			k.Retired = true
+			if d.NextArg() {
+				return k, d.Errf("signing_key: retired takes no argument; remove %q", d.Val())
+			}
 		default:
-			return k, d.Errf("signing_key: unknown option %q (algorithm, key_file)", d.Val())
+			return k, d.Errf("signing_key: unknown option %q (algorithm, key_file, retired)", d.Val())
 		}
 	}
 	if k.KeyFile == "" {

@@ -83,6 +83,9 @@ func (a *App) clientSettings() clients.ProviderSettings {
 	sort.Strings(s.AuthorizationPolicies)
 	sort.Strings(s.ClaimsPolicies)
 	for _, k := range a.fileKeys {
+		if k.Retired {
+			continue // a client cannot name it: it signs nothing
+		}
 		s.SigningKeys = append(s.SigningKeys, clients.SigningKey{ID: k.ID, Algorithm: k.Algorithm})
 	}
 	return s

@@ -39,6 +39,10 @@ type SigningKey struct {
 	// KeyFile is a PEM file holding the private key in PKCS#1, SEC 1 or PKCS#8 form.
 	// JSON: "key_file". Required.
 	KeyFile string `json:"key_file"`
+	// Retired keeps the key in the JWKS, so the tokens it signed still verify, but signs nothing
+	// new: the last step of a rotation, until those tokens have expired. JSON: "retired".
+	// Default: false.
+	Retired bool `json:"retired,omitempty"`
 }
 
 // ClientConfig is one registered client; see clients.Config for its fields.

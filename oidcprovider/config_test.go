@@ -156,6 +156,8 @@ func TestValidateErrors(t *testing.T) {
 	ecFile := writeKey(t, dir, "ec.pem", ec)
 	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
 	rsaFile := writeKey(t, dir, "rsa.pem", rsaKey)
+	rsaKey2, _ := rsa.GenerateKey(rand.Reader, 2048)
+	rsaFile2 := writeKey(t, dir, "rsa2.pem", rsaKey2)
 	cases := []struct {
 		name, caddyfile, want string
 	}{
@@ -197,8 +199,11 @@ func TestValidateErrors(t *testing.T) {
 		{"missing key file", provider("signing_key {\n algorithm RS256\n key_file " + dir + "/none.pem\n}"), "key_file"},
 		{"small RSA key", provider("signing_key {\n key_file " + smallFile + "\n}"), "use at least 2048"},
 		{"EC key with RSA alg", provider("signing_key {\n algorithm RS256\n key_file " + ecFile + "\n}"), "does not fit this EC key"},
-		{"no RS256 key", provider("signing_key {\n key_file " + ecFile + "\n}"), "at least one RS256 key is required"},
+		{"no RS256 key", provider("signing_key {\n key_file " + ecFile + "\n}"), "at least one RS256 key that is not retired is required"},
 		{"signing_key without key_file", provider("signing_key {\n algorithm RS256\n}"), "key_file is required"},
+		{"only RS256 key retired", provider("signing_key old {\n key_file " + rsaFile + "\n retired\n}\nsigning_key ec {\n key_file " + ecFile + "\n}"), "at least one RS256 key that is not retired is required"},
+		{"retired with an argument", provider("signing_key old {\n key_file " + rsaFile + "\n retired yes\n}"), "retired takes no argument"},
+		{"client naming a retired key", provider("signing_key new {\n key_file " + ecFile + "\n algorithm ES256\n}\nsigning_key main {\n key_file " + rsaFile + "\n retired\n}\nsigning_key rs {\n key_file " + rsaFile2 + "\n}\n" + strings.Replace(app, "}", "id_token_signed_response_key_id main\n}", 1)), `client app: id_token_signed_response_key_id: no signing_key has key_id "main"`},
 		{"bad duration", provider("lifespans {\n access_token soon\n}"), "not a duration"},
 		{"bad enforce_pkce", provider("enforce_pkce sometimes"), "enforce_pkce"},
 		{"unknown custom lifespan", provider(strings.Replace(kuma, "grant_types", "lifespan fast\n\tgrant_types", 1)), `no custom lifespan named "fast"`},

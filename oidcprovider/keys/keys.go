@@ -27,6 +27,9 @@ type Key struct {
 	Algorithm string
 	// Signer is the private key.
 	Signer crypto.Signer
+	// Retired marks a key that is kept in the JWKS, so what it signed still verifies, but
+	// signs nothing new (a key being rotated out).
+	Retired bool
 }
 
 var rsaAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
@@ -150,11 +153,12 @@ func JWKS(keys []*Key) jose.JSONWebKeySet {
 	return set
 }
 
-// Algorithms lists the distinct algorithms of keys, in order.
+// Algorithms lists the distinct algorithms of the keys that sign (retired keys left out), in
+// order.
 func Algorithms(keys []*Key) []string {
 	algs := []string{}
 	for _, k := range keys {
-		if !containsFold(algs, k.Algorithm) {
+		if !k.Retired && !containsFold(algs, k.Algorithm) {
 			algs = append(algs, k.Algorithm)
 		}
 	}

@@ -25,22 +25,25 @@ type keySigner struct {
 
 var _ jwt.Signer = (*keySigner)(nil)
 
-// key returns the key with id kid, else the first key of alg, else the first RS256 key.
+// key returns the key that signs for (kid, alg): the key with id kid, else the first key of alg,
+// else the first RS256 key, else the first key. Retired keys sign nothing.
 func (s *keySigner) key(kid, alg string) (*keys.Key, error) {
 	for _, k := range s.keys {
-		if kid != "" && k.ID == kid {
+		if kid != "" && k.ID == kid && !k.Retired {
 			return k, nil
 		}
 	}
 	for _, want := range []string{alg, "RS256"} {
 		for _, k := range s.keys {
-			if want != "" && k.Algorithm == want {
+			if want != "" && k.Algorithm == want && !k.Retired {
 				return k, nil
 			}
 		}
 	}
-	if len(s.keys) > 0 {
-		return s.keys[0], nil
+	for _, k := range s.keys {
+		if !k.Retired {
+			return k, nil
+		}
 	}
 	return nil, errors.New("no signing key")
 }

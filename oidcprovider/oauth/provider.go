@@ -229,8 +229,12 @@ func (p *Provider) authenticateClient(ctx context.Context, r *http.Request, form
 	return p.cfg.Authenticator.Authenticate(ctx, r, form, p.cfg.ClientIP(r))
 }
 
-// Keys are the provider's signing keys.
+// Keys are the provider's signing keys, the retired ones too (they verify, never sign).
 func (p *Provider) Keys() []*keys.Key { return p.cfg.Keys }
+
+// SigningKey is the key that signs for a client's key id and algorithm options: the key with id
+// kid, else the first key of alg, else the first RS256 key; never a retired key.
+func (p *Provider) SigningKey(kid, alg string) (*keys.Key, error) { return p.signer.key(kid, alg) }
 
 // prefixedStrategy is fosite's HMAC-SHA512/256 token strategy with Portcullis's prefixes.
 type prefixedStrategy struct {
