@@ -37,7 +37,10 @@ prints the key id the provider derives for it. Use it as
 	}
 
 Algorithms: RS256 (default), RS384, RS512, PS256, PS384, PS512 with --bits 2048 (default), 3072
-or 4096; ES256, ES384, ES512. An existing file is left alone unless --force is given.`,
+or 4096; ES256, ES384, ES512. An existing file is left alone unless --force is given.
+
+To rotate, list the new key first and keep the old one with 'retired' (it stays in the JWKS and
+signs nothing) until the longest access-token or ID-token lifespan has passed; then remove it.`,
 		func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
 				return usagef("--out is required: the file to write the key to")
