@@ -328,6 +328,9 @@ func NewFor(cfg Config, lifespans Lifespans, p ProviderSettings) (*Client, error
 	if cfg.UserinfoSignedResponseAlg, err = resolveSigning(cfg.ID, "userinfo_signed_response", cfg.UserinfoSignedResponseAlg, cfg.UserinfoSignedResponseKeyID, "none", p.SigningKeys); err != nil {
 		return nil, err
 	}
+	if err := resolveSignedAnswers(&cfg, p); err != nil {
+		return nil, err
+	}
 
 	if cfg.SectorIdentifierURI != "" {
 		u, err := url.Parse(cfg.SectorIdentifierURI)
@@ -629,7 +632,7 @@ func resolveSigning(id, opt, alg, kid, def string, keys []SigningKey) (string, e
 		if def == "none" {
 			return alg, nil
 		}
-		return "", configError(id, algOpt, "ID tokens are always signed; use RS256 or the algorithm of a signing_key")
+		return "", configError(id, algOpt, "%s are always signed; use RS256 or the algorithm of a signing_key", alwaysSigned(opt))
 	}
 	if !slices.Contains(signingAlgs, alg) {
 		return "", configError(id, algOpt, "unknown algorithm %q (%s)", alg, strings.Join(signingAlgs, ", "))

@@ -45,6 +45,7 @@ func (p *Provider) discoveryDocument() map[string]any {
 		"token_endpoint_auth_methods_supported":         authMethodsSupported,
 		"introspection_endpoint_auth_methods_supported": authMethodsSupported,
 		"revocation_endpoint_auth_methods_supported":    authMethodsSupported,
+		"introspection_signing_alg_values_supported":    algs,
 	}
 	if p.cfg.People == nil {
 		return doc

@@ -13,6 +13,8 @@ import (
 // whose resource_server_for lists it, read it in full; any other caller learns only whether it
 // is active and what it grants, never whose it is (username, sub: the "sub" of a client with a
 // sector_identifier_uri is pairwise, and would let another client link people across sectors).
+// The answer is JSON, or a signed JWT (RFC 9701) for a caller that registered
+// introspection_signed_response_alg or asks for one (see writeIntrospection).
 func (p *Provider) ServeIntrospection(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if err := parseForm(w, r); err != nil {
@@ -37,7 +39,7 @@ func (p *Provider) ServeIntrospection(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Pragma", "no-cache")
 	inactive := map[string]any{"active": false}
 	if !strings.HasPrefix(token, TokenPrefix) {
-		writeJSON(w, http.StatusOK, inactive)
+		p.writeIntrospection(w, r, caller, inactive)
 		return
 	}
 	sess := &Session{}
@@ -56,7 +58,7 @@ func (p *Provider) ServeIntrospection(w http.ResponseWriter, r *http.Request) {
 			WriteUnavailable(w)
 			return
 		}
-		writeJSON(w, http.StatusOK, inactive)
+		p.writeIntrospection(w, r, caller, inactive)
 		return
 	}
 	resp := map[string]any{
@@ -83,5 +85,5 @@ func (p *Provider) ServeIntrospection(w http.ResponseWriter, r *http.Request) {
 	if use == fosite.AccessToken {
 		resp["token_type"] = "bearer"
 	}
-	writeJSON(w, http.StatusOK, resp)
+	p.writeIntrospection(w, r, caller, resp)
 }
