@@ -143,6 +143,9 @@ type App struct {
 	// ElevatedSessionConfig). Needs users_file. JSON: "identity_validation". Default: a code
 	// mailed by the notifier, 8 characters, valid 5m, elevating the session for 10m.
 	IdentityValidation *IdentityValidationConfig `json:"identity_validation,omitempty"`
+	// CORS lets browser applications on other origins call the provider's endpoints (see
+	// CORSConfig). JSON: "cors". Default: none (no other origin is allowed).
+	CORS *CORSConfig `json:"cors,omitempty"`
 
 	issuer      string
 	issuerURL   *url.URL
@@ -151,6 +154,7 @@ type App struct {
 	hmacSecret  []byte
 	fileKeys    []*keys.Key
 	clients     map[string]*clients.Client
+	cors        *corsPolicy // the provisioned cors block (nil: nothing allowed)
 	globalRules *accesscontrol.RuleSet
 	defaultPol  accesscontrol.Policy
 	networks    map[string][]netip.Prefix
@@ -261,6 +265,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if err := a.provisionClients(repl); err != nil {
+		return err
+	}
+	if err := a.provisionCORS(); err != nil {
 		return err
 	}
 	if err := a.provisionPeople(repl); err != nil {

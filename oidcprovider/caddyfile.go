@@ -20,7 +20,7 @@ import (
 // Options of Authelia's that Portcullis will take but does not serve yet: naming one is an error
 // that says so, rather than a silent no-op.
 var (
-	pendingProviderOptions = []string{"scopes", "cors", "enable_client_debug_messages", "discovery_signed_response_alg", "discovery_signed_response_key_id"}
+	pendingProviderOptions = []string{"scopes", "enable_client_debug_messages", "discovery_signed_response_alg", "discovery_signed_response_key_id"}
 	pendingClientOptions   = []string{"request_uris", "allow_multiple_auth_methods"}
 )
 
@@ -141,6 +141,11 @@ var (
 //			sector_identifier_uri <https url>
 //			claims_policy <claims_policy name>
 //			resource_server_for <client_id...>   # whose tokens it introspects in full
+//		}
+//		cors {                                   # browser apps on other origins (CORS)
+//			endpoints authorization|pushed-authorization-request|token|revocation|introspection|userinfo...
+//			allowed_origins <scheme://host[:port]...>
+//			allowed_origins_from_client_redirect_uris [true|false]
 //		}
 //		access_control {
 //			default_policy bypass|one_factor|two_factor|deny
@@ -328,6 +333,15 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.PasswordReset = pr
+		case "cors":
+			if a.CORS != nil {
+				return d.Err("cors is given twice; merge the two blocks")
+			}
+			c, err := unmarshalCORS(d)
+			if err != nil {
+				return err
+			}
+			a.CORS = c
 		case "access_control":
 			if a.AccessControl != nil {
 				return d.Err("access_control is given twice; merge the two blocks")

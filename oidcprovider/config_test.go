@@ -165,7 +165,6 @@ func TestValidateErrors(t *testing.T) {
 		{"http issuer", strings.Replace(provider(""), "https://auth.example.com", "http://auth.example.com", 1), "must use https"},
 		{"issuer with query", strings.Replace(provider(""), "https://auth.example.com", "https://auth.example.com/?x=1", 1), "may not carry a query"},
 		{"unknown option", provider("bogus 1"), `unknown option "bogus"`},
-		{"pending option", provider("cors {\n}"), `"cors" is not available yet`},
 		{"session without users", provider("session {\n expiration 1h\n}"), "session: needs people who sign in"},
 		{"totp without users", provider("totp {\n digits 8\n}"), "totp: needs people who sign in"},
 		{"session option", provider(users + "session {\n domain_name x\n}"), `session: unknown option "domain_name"`},

@@ -114,6 +114,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		p = rest
 	}
+	if h.app.cors.serve(w, r, p) {
+		return nil // a CORS preflight, answered
+	}
 	var serve func(*oauth.Provider, http.ResponseWriter, *http.Request)
 	switch p {
 	case oauth.PathDiscoveryOIDC, oauth.PathDiscoveryOAuth:
