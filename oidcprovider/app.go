@@ -75,7 +75,7 @@ type App struct {
 	// Default: one RSA-2048 RS256 key generated on first start and kept in the store.
 	SigningKeys []SigningKey `json:"signing_keys,omitempty"`
 	// Lifespans of tokens. JSON: "lifespans". Default: access_token 1h, authorize_code 1m,
-	// id_token 1h, refresh_token 90m.
+	// id_token 1h, refresh_token 90m, device_code 10m.
 	Lifespans Lifespans `json:"lifespans,omitzero"`
 	// EnforcePKCE is never, public_clients_only or always (for the authorization code flow).
 	// JSON: "enforce_pkce". Default: public_clients_only.
@@ -423,7 +423,7 @@ func (a *App) provisionClients(repl *caddy.Replacer) error {
 
 func (a *App) provisionLifespans() error {
 	check := func(name string, l *Lifespans) error {
-		for opt, d := range map[string]caddy.Duration{"access_token": l.AccessToken, "authorize_code": l.AuthorizeCode, "id_token": l.IDToken, "refresh_token": l.RefreshToken} {
+		for opt, d := range map[string]caddy.Duration{"access_token": l.AccessToken, "authorize_code": l.AuthorizeCode, "id_token": l.IDToken, "refresh_token": l.RefreshToken, "device_code": l.DeviceCode} {
 			if d < 0 {
 				return fmt.Errorf("lifespans%s: %s must be positive", name, opt)
 			}
@@ -694,6 +694,7 @@ func (l Lifespans) durations() clients.Lifespans {
 		AuthorizeCode: time.Duration(l.AuthorizeCode),
 		IDToken:       time.Duration(l.IDToken),
 		RefreshToken:  time.Duration(l.RefreshToken),
+		DeviceCode:    time.Duration(l.DeviceCode),
 	}
 }
 
@@ -709,6 +710,9 @@ func mergeLifespans(over, base Lifespans) Lifespans {
 	}
 	if over.RefreshToken != 0 {
 		base.RefreshToken = over.RefreshToken
+	}
+	if over.DeviceCode != 0 {
+		base.DeviceCode = over.DeviceCode
 	}
 	base.Custom = nil
 	return base

@@ -774,6 +774,10 @@ func unmarshalLifespans(d *caddyfile.Dispenser, l *Lifespans, allowCustom bool) 
 			if err := durationArg(d, &l.RefreshToken); err != nil {
 				return err
 			}
+		case "device_code":
+			if err := durationArg(d, &l.DeviceCode); err != nil {
+				return err
+			}
 		case "custom":
 			if !allowCustom {
 				return d.Err("lifespans: custom sets do not nest")
@@ -797,7 +801,7 @@ func unmarshalLifespans(d *caddyfile.Dispenser, l *Lifespans, allowCustom bool) 
 			}
 			l.Custom[name] = set
 		default:
-			return d.Errf("lifespans: unknown option %q (access_token, authorize_code, id_token, refresh_token, custom)", opt)
+			return d.Errf("lifespans: unknown option %q (access_token, authorize_code, id_token, refresh_token, device_code, custom)", opt)
 		}
 	}
 	return nil

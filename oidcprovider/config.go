@@ -22,6 +22,10 @@ type Lifespans struct {
 	IDToken caddy.Duration `json:"id_token,omitempty"`
 	// RefreshToken is the refresh token lifespan. JSON: "refresh_token". Default: 90m.
 	RefreshToken caddy.Duration `json:"refresh_token,omitempty"`
+	// DeviceCode is how long a device code and its user code (RFC 8628, the device
+	// authorization grant) wait for the person to approve at /device. JSON: "device_code".
+	// Default: 10m.
+	DeviceCode caddy.Duration `json:"device_code,omitempty"`
 	// Custom holds named lifespan sets that a client selects with its "lifespan" option; a zero
 	// value in a set falls back to the global one. JSON: "custom". Default: none.
 	Custom map[string]Lifespans `json:"custom,omitempty"`
@@ -57,6 +61,7 @@ var defaultLifespans = Lifespans{
 	AuthorizeCode: caddy.Duration(60e9),
 	IDToken:       caddy.Duration(3600e9),
 	RefreshToken:  caddy.Duration(5400e9),
+	DeviceCode:    caddy.Duration(600e9),
 }
 
 // StorageConfig is where the provider keeps its records: the embedded Badger database (the

@@ -36,8 +36,10 @@ const (
 	// GrantRefreshToken is the refresh_token grant (RFC 6749 §6).
 	GrantRefreshToken = "refresh_token"
 	// GrantImplicit is the implicit grant (RFC 6749 §4.2), for the implicit and hybrid flows.
-	GrantImplicit   = "implicit"
-	grantDeviceCode = "urn:ietf:params:oauth:grant-type:device_code"
+	GrantImplicit = "implicit"
+	// GrantDeviceCode is the device authorization grant (RFC 8628), for devices and CLIs
+	// without a browser of their own: no redirect URI, no response type.
+	GrantDeviceCode = "urn:ietf:params:oauth:grant-type:device_code"
 
 	// AuthMethodBasic is client_secret_basic: id and secret in HTTP Basic credentials.
 	AuthMethodBasic = "client_secret_basic"
@@ -61,8 +63,8 @@ const (
 
 var (
 	clientIDPattern = regexp.MustCompile(`^[A-Za-z0-9._~-]{1,100}$`)
-	// knownGrants are the seed's grant types; all but device_code are served.
-	knownGrants = []string{GrantAuthorizationCode, GrantImplicit, GrantRefreshToken, GrantClientCredentials, grantDeviceCode}
+	// knownGrants are the seed's grant types, all served.
+	knownGrants = []string{GrantAuthorizationCode, GrantImplicit, GrantRefreshToken, GrantClientCredentials, GrantDeviceCode}
 	// forbiddenCCScopes may not be registered on a client that has the client_credentials grant.
 	forbiddenCCScopes = []string{"openid", "offline", "offline_access"}
 	// defaultScopes are Authelia's default scopes of a client that signs people in.
@@ -77,8 +79,9 @@ var (
 )
 
 // Lifespans are a client's effective token lifespans; zero falls back to the provider's.
+// DeviceCode is how long a device code (RFC 8628) waits for its person.
 type Lifespans struct {
-	AccessToken, AuthorizeCode, IDToken, RefreshToken time.Duration
+	AccessToken, AuthorizeCode, IDToken, RefreshToken, DeviceCode time.Duration
 }
 
 // SigningKey is what a client's signing options are checked against: a configured signing key's
@@ -371,10 +374,8 @@ func resolveFlows(cfg *Config) error {
 	fail := func(opt, f string, a ...any) error { return configError(cfg.ID, opt, f, a...) }
 	for i, g := range cfg.GrantTypes {
 		switch {
-		case g == grantDeviceCode:
-			return fail("grant_types", "%q is not available yet; use authorization_code", g)
 		case !slices.Contains(knownGrants, g):
-			return fail("grant_types", "unknown grant type %q (authorization_code, refresh_token, implicit, client_credentials)", g)
+			return fail("grant_types", "unknown grant type %q (authorization_code, refresh_token, implicit, client_credentials, %s)", g, GrantDeviceCode)
 		case slices.Contains(cfg.GrantTypes[:i], g):
 			return fail("grant_types", "%q is listed twice", g)
 		}
@@ -417,8 +418,8 @@ func resolveFlows(cfg *Config) error {
 		if len(cfg.ResponseTypes) > 0 {
 			return fail("response_types", "only a client with the authorization_code or implicit grant uses the authorization endpoint; add 'grant_types authorization_code' or remove response_types")
 		}
-		if slices.Contains(cfg.GrantTypes, GrantRefreshToken) {
-			return fail("grant_types", "refresh_token needs the authorization_code grant (refresh tokens come with the code and hybrid flows); add authorization_code to grant_types or remove refresh_token")
+		if slices.Contains(cfg.GrantTypes, GrantRefreshToken) && !slices.Contains(cfg.GrantTypes, GrantDeviceCode) {
+			return fail("grant_types", "refresh_token needs the authorization_code or device_code grant (refresh tokens come with the code, hybrid and device flows); add authorization_code to grant_types or remove refresh_token")
 		}
 		return nil
 	case len(cfg.ResponseTypes) == 0 && hasCode:
@@ -426,8 +427,8 @@ func resolveFlows(cfg *Config) error {
 	case len(cfg.ResponseTypes) == 0:
 		return fail("response_types", "the implicit grant needs an implicit response type; set 'response_types id_token' (or \"id_token token\")")
 	}
-	if slices.Contains(cfg.GrantTypes, GrantRefreshToken) && !hasCode {
-		return fail("grant_types", "refresh_token needs the authorization_code grant (refresh tokens come with the code and hybrid flows); add authorization_code to grant_types or remove refresh_token")
+	if slices.Contains(cfg.GrantTypes, GrantRefreshToken) && !hasCode && !slices.Contains(cfg.GrantTypes, GrantDeviceCode) {
+		return fail("grant_types", "refresh_token needs the authorization_code or device_code grant (refresh tokens come with the code, hybrid and device flows); add authorization_code to grant_types or remove refresh_token")
 	}
 	usedCode, usedImplicit := false, false
 	for _, t := range cfg.ResponseTypes {
@@ -659,6 +660,10 @@ func keyIDs(keys []SigningKey) string {
 	}
 	return strings.Join(ids, ", ")
 }
+
+// DeviceCodeLifespan is how long the client's device codes (RFC 8628) wait for their person;
+// 0 means the provider's.
+func (c *Client) DeviceCodeLifespan() time.Duration { return c.lifespans.DeviceCode }
 
 // ID returns the client id.
 func (c *Client) ID() string { return c.cfg.ID }

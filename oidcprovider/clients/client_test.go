@@ -226,7 +226,10 @@ func TestValidationErrors(t *testing.T) {
 		p    ProviderSettings
 		want string
 	}{
-		{"device code", with(app(), func(c *Config) { c.GrantTypes = []string{"urn:ietf:params:oauth:grant-type:device_code"} }), settings, `grant_types: "urn:ietf:params:oauth:grant-type:device_code" is not available yet`},
+		{"device code with redirect URIs", with(app(), func(c *Config) { c.GrantTypes = []string{"urn:ietf:params:oauth:grant-type:device_code"} }), settings, `redirect_uris: only a client that signs people in`},
+		{"device code with response types", with(app(), func(c *Config) {
+			c.GrantTypes, c.RedirectURIs, c.ResponseTypes = []string{GrantDeviceCode}, nil, []string{"code"}
+		}), settings, `response_types: only a client with the authorization_code or implicit grant uses the authorization endpoint`},
 		{"unknown grant", with(app(), func(c *Config) { c.GrantTypes = []string{"password"} }), settings, `client app: grant_types: unknown grant type "password"`},
 		{"grant twice", with(app(), func(c *Config) { c.GrantTypes = []string{"authorization_code", "authorization_code"} }), settings, `"authorization_code" is listed twice`},
 		{"unknown response type", with(app(), func(c *Config) { c.ResponseTypes = []string{"none"} }), settings, `client app: response_types: "none" is not a response type`},
@@ -244,10 +247,10 @@ func TestValidationErrors(t *testing.T) {
 		}), settings, "grant_types: authorization_code is unused"},
 		{"implicit grant alone", with(app(), func(c *Config) { c.GrantTypes = []string{"implicit"} }), settings, "response_types: the implicit grant needs an implicit response type"},
 		{"response types on a client_credentials client", with(cc, func(c *Config) { c.ResponseTypes = []string{"code"} }), settings, "client m: response_types: only a client with the authorization_code or implicit grant"},
-		{"refresh without code", with(cc, func(c *Config) { c.GrantTypes = []string{"client_credentials", "refresh_token"} }), settings, "grant_types: refresh_token needs the authorization_code grant"},
+		{"refresh without code", with(cc, func(c *Config) { c.GrantTypes = []string{"client_credentials", "refresh_token"} }), settings, "grant_types: refresh_token needs the authorization_code or device_code grant"},
 		{"refresh with implicit only", with(app(), func(c *Config) {
 			c.GrantTypes, c.ResponseTypes = []string{"implicit", "refresh_token"}, []string{"id_token"}
-		}), settings, "refresh_token needs the authorization_code grant"},
+		}), settings, "refresh_token needs the authorization_code or device_code grant"},
 		{"offline_access without refresh", with(app(), func(c *Config) { c.Scopes = []string{"openid", "offline_access"} }), settings, "scopes: offline_access asks for refresh tokens, which need the refresh_token grant; add 'grant_types authorization_code refresh_token'"},
 		{"offline without refresh", with(app(), func(c *Config) { c.Scopes = []string{"offline"} }), settings, "scopes: offline asks for refresh tokens"},
 		{"no redirect URI", with(app(), func(c *Config) { c.RedirectURIs = nil }), settings, "client app: redirect_uris: a client with the authorization_code grant (grant_types' default) needs at least one redirect URI"},
@@ -360,5 +363,29 @@ func TestResourceServerFor(t *testing.T) {
 	err = CheckResourceServers(map[string]*Client{"api": api})
 	if want := `client api: resource_server_for: no client "app" is registered`; err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("got %v, want an error containing %q", err, want)
+	}
+}
+
+// A device client (RFC 8628) needs no redirect URI and gets no response type or mode; a public
+// one may have refresh tokens for offline_access; its device codes live its lifespans' device
+// code lifespan.
+func TestDeviceClient(t *testing.T) {
+	c, err := New(Config{ID: "tv", Public: true, GrantTypes: []string{GrantDeviceCode, GrantRefreshToken},
+		Scopes: []string{"openid", "offline_access"}}, Lifespans{DeviceCode: 3 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.GetResponseTypes()) != 0 || len(c.GetResponseModes()) != 0 || len(c.GetRedirectURIs()) != 0 {
+		t.Errorf("a device client has response types %v, modes %v, redirect URIs %v", c.GetResponseTypes(), c.GetResponseModes(), c.GetRedirectURIs())
+	}
+	if c.AuthMethod() != AuthMethodNone || c.AuthorizationPolicy() != PolicyTwoFactor {
+		t.Errorf("auth method %s, policy %s", c.AuthMethod(), c.AuthorizationPolicy())
+	}
+	if c.DeviceCodeLifespan() != 3*time.Minute {
+		t.Errorf("device code lifespan %s", c.DeviceCodeLifespan())
+	}
+	if _, err := New(Config{ID: "both", Secret: "$plaintext$s", GrantTypes: []string{GrantAuthorizationCode, GrantDeviceCode},
+		RedirectURIs: []string{"https://app.example.com/cb"}}, Lifespans{}); err != nil {
+		t.Errorf("a client with the code and device grants: %v", err)
 	}
 }

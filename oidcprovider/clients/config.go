@@ -25,7 +25,9 @@ type Config struct {
 	// sites). JSON: "audience". Default: none.
 	Audience []string `json:"audience,omitempty"`
 	// GrantTypes the client may use: authorization_code, refresh_token, implicit,
-	// client_credentials (device_code is not available yet). JSON: "grant_types". Default:
+	// client_credentials, urn:ietf:params:oauth:grant-type:device_code (RFC 8628: a device
+	// client needs no redirect_uris and uses no response types; with refresh_token it gets
+	// refresh tokens for offline_access). JSON: "grant_types". Default:
 	// derived from response_types: authorization_code for the default response type "code",
 	// implicit for implicit types, both for hybrid types.
 	GrantTypes []string `json:"grant_types,omitempty"`
