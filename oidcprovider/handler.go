@@ -31,6 +31,7 @@ func init() {
 //	/api/oidc/revocation (…/revoke)          RFC 7009 revocation
 //	/api/oidc/userinfo                       OpenID Connect userinfo
 //	/api/oidc/pushed-authorization-request   RFC 9126 pushed authorization requests
+//	/api/oidc/device-authorization           RFC 8628 device authorization (with a users_file)
 //
 // With a users_file, the browser's side of the flows and the sign-in portal's pages too:
 //
@@ -133,6 +134,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		serve = (*oauth.Provider).ServeUserinfo
 	case oauth.PathPAR:
 		serve = (*oauth.Provider).ServePAR
+	case oauth.PathDeviceAuthorization:
+		serve = (*oauth.Provider).ServeDeviceAuthorization
 	case oauth.PathAuthorization, oauth.PathAuthorizationAlias, oauth.PathConsent, oauth.PathLogout:
 		return h.app.servePeopleFlow(w, r, p, next)
 	default:

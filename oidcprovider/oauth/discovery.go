@@ -57,7 +57,8 @@ func (p *Provider) discoveryDocument() map[string]any {
 	doc["authorization_endpoint"] = iss + PathAuthorization
 	doc["userinfo_endpoint"] = iss + PathUserinfo
 	doc["end_session_endpoint"] = iss + PathLogout
-	doc["grant_types_supported"] = []string{grantAuthorizationCode, "implicit", grantRefreshToken, clients.GrantClientCredentials}
+	doc["grant_types_supported"] = []string{grantAuthorizationCode, "implicit", grantRefreshToken, clients.GrantClientCredentials, grantDeviceCode}
+	doc["device_authorization_endpoint"] = iss + PathDeviceAuthorization
 	doc["response_types_supported"] = []string{"code", "id_token", "token", "id_token token", "code id_token", "code token", "code id_token token"}
 	doc["response_modes_supported"] = []string{"query", "fragment", "form_post"}
 	doc["subject_types_supported"] = []string{"public", "pairwise"}

@@ -118,7 +118,7 @@ type Provider struct {
 
 // New composes fosite: the authorization code flow with OpenID Connect (and the implicit and
 // hybrid flows for clients that register their response types), PKCE, refresh tokens,
-// client_credentials, introspection and revocation.
+// client_credentials, the device authorization grant (device.go), introspection and revocation.
 func New(cfg Config) *Provider {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
@@ -198,6 +198,8 @@ func New(cfg Config) *Provider {
 		HandleHelper: &oauth2.HandleHelper{AccessTokenStrategy: st, AccessTokenStorage: storage, Config: fc},
 		Config:       fc,
 	}
+	device := &deviceGrant{p: p, fc: fc, access: &oauth2.HandleHelper{AccessTokenStrategy: st, AccessTokenStorage: storage, Config: fc},
+		refresh: st, storage: storage, idTokens: idHelper}
 	oidcCodeOnly, oidcRefreshOnly := grantHandler{oidcCode, true}, grantHandler{oidcRefresh, true}
 	fc.TokenEndpointHandlers = fosite.TokenEndpointHandlers{&grantTable{grants: map[string]grantLists{
 		clients.GrantClientCredentials: {
@@ -211,6 +213,10 @@ func New(cfg Config) *Provider {
 		grantRefreshToken: {
 			request:  []grantHandler{{refreshFlow, false}, {people, false}, oidcRefreshOnly},
 			response: []grantHandler{{refreshFlow, false}, oidcRefreshOnly},
+		},
+		grantDeviceCode: {
+			request:  []grantHandler{{device, false}, {people, false}},
+			response: []grantHandler{{device, false}},
 		},
 	}}}
 	fc.TokenIntrospectionHandlers = fosite.TokenIntrospectionHandlers{

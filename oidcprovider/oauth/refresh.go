@@ -6,7 +6,8 @@ import (
 	"github.com/ory/fosite"
 )
 
-// refreshedUser is a token endpoint handler for the authorization_code and refresh_token grants
+// refreshedUser is a token endpoint handler for the authorization_code, refresh_token and
+// device_code grants
 // that runs after fosite's own checks: a user who is gone from the users file or disabled gets
 // no tokens, and the ID token issued carries the user's current claims.
 type refreshedUser struct {
@@ -17,7 +18,8 @@ var _ fosite.TokenEndpointHandler = (*refreshedUser)(nil)
 
 // CanHandleTokenEndpointRequest implements fosite.TokenEndpointHandler.
 func (h *refreshedUser) CanHandleTokenEndpointRequest(_ context.Context, r fosite.AccessRequester) bool {
-	return r.GetGrantTypes().ExactOne(grantRefreshToken) || r.GetGrantTypes().ExactOne(grantAuthorizationCode)
+	return r.GetGrantTypes().ExactOne(grantRefreshToken) || r.GetGrantTypes().ExactOne(grantAuthorizationCode) ||
+		r.GetGrantTypes().ExactOne(grantDeviceCode)
 }
 
 // CanSkipClientAuth implements fosite.TokenEndpointHandler.

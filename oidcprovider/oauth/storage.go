@@ -164,7 +164,8 @@ func browserIndexKey(ref, kind, signature string) []byte {
 }
 
 // EndBrowserSession ends the access tokens and unused codes that applications obtained through
-// the portal session ref (session.Ref), when its user signs out. Refresh tokens, granted for
+// the portal session ref (session.Ref), and the device approvals not yet collected, when its
+// user signs out. Refresh tokens, granted for
 // offline access, outlive the browser session. It returns how many it ended.
 func (p *Provider) EndBrowserSession(ctx context.Context, ref string) (int, error) {
 	prefix := []byte("bsess/" + ref + "/")
@@ -183,6 +184,8 @@ func (p *Provider) EndBrowserSession(ctx context.Context, ref string) (int, erro
 			err = p.storage.delete(ctx, kindAccess, sig)
 		case kindCode:
 			err = p.storage.deactivate(ctx, kindCode, fosite.AuthorizeCode, sig)
+		case kindDevice:
+			err = p.endDeviceApproval(ctx, sig)
 		}
 		if err != nil && !errors.Is(err, fosite.ErrNotFound) {
 			return n, err

@@ -18,14 +18,14 @@ import (
 	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
 )
 
-// ServeToken is the token endpoint (RFC 6749 §3.2): the authorization_code, refresh_token and
-// client_credentials grants.
+// ServeToken is the token endpoint (RFC 6749 §3.2): the authorization_code, refresh_token,
+// client_credentials and device_code (RFC 8628) grants.
 func (p *Provider) ServeToken(w http.ResponseWriter, r *http.Request) {
 	if err := parseForm(w, r); err != nil {
 		p.refuseToken(w, r, err)
 		return
 	}
-	for _, k := range []string{"scope", "grant_type", "code", "refresh_token", "redirect_uri", "code_verifier"} {
+	for _, k := range []string{"scope", "grant_type", "code", "refresh_token", "redirect_uri", "code_verifier", "device_code"} {
 		if len(r.PostForm[k]) > 1 {
 			p.refuseToken(w, r, fosite.ErrInvalidRequest.WithHintf("The %s parameter is repeated.", k))
 			return
@@ -42,6 +42,12 @@ func (p *Provider) ServeToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p.serveUserGrant(w, r, gt)
+	case grantDeviceCode:
+		if p.cfg.People == nil {
+			p.refuseToken(w, r, fosite.ErrUnsupportedGrantType.WithHintf("The grant type '%s' needs a users_file.", gt))
+			return
+		}
+		p.serveDeviceGrant(w, r)
 	default:
 		p.refuseToken(w, r, fosite.ErrUnsupportedGrantType.WithHintf("The grant type '%s' is not supported.", gt))
 	}
@@ -181,10 +187,15 @@ func (p *Provider) refuseToken(w http.ResponseWriter, r *http.Request, err error
 	if rfc.CodeField < 500 && !isUnavailable(err) {
 		if p.cfg.OnTokenRefused != nil {
 			grant := r.PostForm.Get("grant_type")
-			if grant != clients.GrantClientCredentials && grant != grantAuthorizationCode && grant != grantRefreshToken {
+			if grant != clients.GrantClientCredentials && grant != grantAuthorizationCode && grant != grantRefreshToken && grant != grantDeviceCode {
 				grant = "other"
 			}
 			p.cfg.OnTokenRefused(grant, rfc.ErrorField)
+		}
+		if rfc.ErrorField == errAuthorizationPending.ErrorField {
+			// a waiting device polls every few seconds: not a line each time
+			p.writeError(w, r, err)
+			return
 		}
 		grant := r.PostForm.Get("grant_type")
 		if !slices.Contains(knownGrants, grant) {
