@@ -167,12 +167,17 @@ type Config struct {
 	// algorithm.
 	AuthorizationSignedResponseKeyID string `json:"authorization_signed_response_key_id,omitempty"`
 	// BackchannelLogoutURI receives a signed logout_token (OpenID Connect Back-Channel Logout
-	// 1.0) when a session in which the client got an ID token ends: https, or http on a
-	// loopback host, without a fragment. JSON: "backchannel_logout_uri". Default: none.
+	// 1.0), POSTed by a queue that retries for about 45 minutes, when a portal session in which
+	// the client got an ID token ends (sign-out at the portal or by an application, `caddy oidc
+	// sessions end`, a password change or reset, a newer sign-in in the same browser): https, or
+	// http on a loopback host (localhost, *.localhost, 127.0.0.0/8, ::1), without a fragment or
+	// user info, on a client that signs people in (public clients too). JSON:
+	// "backchannel_logout_uri". Default: none.
 	BackchannelLogoutURI string `json:"backchannel_logout_uri,omitempty"`
-	// BackchannelLogoutSessionRequired makes the logout_token carry the session's "sid" (which
-	// the client's ID tokens then carry too). JSON: "backchannel_logout_session_required".
-	// Default: false (sid is sent anyway; this records that the client relies on it).
+	// BackchannelLogoutSessionRequired records that the client needs the session's "sid" in
+	// its logout tokens and ID tokens; Portcullis puts it in both always (every ID token of a
+	// portal session and every logout token), so this only needs backchannel_logout_uri beside
+	// it. JSON: "backchannel_logout_session_required". Default: false.
 	BackchannelLogoutSessionRequired bool `json:"backchannel_logout_session_required,omitempty"`
 }
 
