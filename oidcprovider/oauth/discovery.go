@@ -76,6 +76,8 @@ func (p *Provider) discoveryDocument() map[string]any {
 	doc["pushed_authorization_request_endpoint"] = iss + PathPAR
 	doc["require_pushed_authorization_requests"] = p.cfg.RequirePAR
 	doc["claim_types_supported"] = []string{"normal"}
+	doc["backchannel_logout_supported"] = true
+	doc["backchannel_logout_session_supported"] = true
 	return doc
 }
 

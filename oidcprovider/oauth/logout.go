@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 
 	"github.com/ory/fosite/token/jwt"
 	"go.uber.org/zap"
@@ -46,6 +47,9 @@ func (p *Provider) ParseLogout(ctx context.Context, form url.Values) (*LogoutReq
 		var ve *jwt.ValidationError
 		if t == nil || (err != nil && !(errors.As(err, &ve) && ve.Errors&^jwt.ValidationErrorExpired == 0)) {
 			return nil, &ErrLogoutRequest{"The id_token_hint is not an ID token this provider issued."}
+		}
+		if typ, _ := t.Header["typ"].(string); strings.EqualFold(typ, "logout+jwt") || t.Claims["events"] != nil {
+			return nil, &ErrLogoutRequest{"The id_token_hint is a logout token, not an ID token."}
 		}
 		if iss, _ := t.Claims["iss"].(string); iss != p.cfg.Issuer {
 			return nil, &ErrLogoutRequest{"The id_token_hint was issued by another provider."}

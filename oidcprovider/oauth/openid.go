@@ -113,16 +113,34 @@ func (s *keySigner) Hash(_ context.Context, in []byte) ([]byte, error) {
 // GetSigningMethodLength implements jwt.Signer.
 func (s *keySigner) GetSigningMethodLength(context.Context) int { return sha256.Size }
 
-// idTokenStrategy is fosite's ID token strategy with one fix: an ID token issued at a refresh
-// gets a fresh expiry (the stored claims keep the first one).
+// idTokenStrategy is fosite's ID token strategy with two additions: an ID token issued at a
+// refresh gets a fresh expiry (the stored claims keep the first one), and an ID token issued
+// through a portal session carries its sid and is remembered for back-channel logout.
 type idTokenStrategy struct {
 	openid.DefaultStrategy
+	p *Provider
 }
 
-// GenerateIDToken implements openid.OpenIDConnectTokenStrategy.
+// GenerateIDToken implements openid.OpenIDConnectTokenStrategy: in the code flow's token
+// answer, the implicit and hybrid flows' authorization answer, and at a refresh.
 func (s *idTokenStrategy) GenerateIDToken(ctx context.Context, lifespan time.Duration, r fosite.Requester) (string, error) {
-	if sess, ok := r.GetSession().(*Session); ok {
-		sess.IDTokenClaims().ExpiresAt = time.Time{}
+	sess, ok := r.GetSession().(*Session)
+	if ok {
+		claims := sess.IDTokenClaims()
+		claims.ExpiresAt = time.Time{}
+		if sid := s.p.sidOf(sess.BrowserSession); sid != "" {
+			if claims.Extra == nil {
+				claims.Extra = map[string]any{}
+			}
+			claims.Extra["sid"] = sid
+		}
 	}
-	return s.DefaultStrategy.GenerateIDToken(ctx, lifespan, r)
+	token, err := s.DefaultStrategy.GenerateIDToken(ctx, lifespan, r)
+	if err != nil || !ok {
+		return token, err
+	}
+	if err := s.p.rememberIDToken(ctx, r.GetClient(), sess); err != nil {
+		return "", err
+	}
+	return token, nil
 }

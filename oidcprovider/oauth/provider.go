@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/oauth2"
@@ -90,6 +91,16 @@ type Config struct {
 	// People finds users and their claims for the user flows. Optional: without it only
 	// client_credentials is served.
 	People People
+
+	// SessionLifespan is the longest a portal session lives (the longer of its expiration and
+	// remember_me): how long the record that a client got an ID token in a session is kept for
+	// its back-channel logout, when that is longer than the client's refresh token lifespan.
+	// Optional.
+	SessionLifespan time.Duration
+	// BackchannelRetries are the waits before each retry of a back-channel logout whose
+	// delivery failed; after the last retry fails it is given up. Optional: default
+	// DefaultBackchannelRetries. Tests shorten it; it is not a user-facing option.
+	BackchannelRetries []time.Duration
 }
 
 // People is what the provider needs to know of users: whether one may still hold tokens, and
@@ -114,6 +125,8 @@ type Provider struct {
 	// secretID identifies the HMAC secret: a cached token checked under another secret is not
 	// trusted.
 	secretID secretID
+	// bcl delivers back-channel logouts.
+	bcl *backchannel
 }
 
 // New composes fosite: the authorization code flow with OpenID Connect (and the implicit and
@@ -125,6 +138,7 @@ func New(cfg Config) *Provider {
 	}
 	globalSecret := sha256.Sum256(cfg.HMACSecret)
 	p := &Provider{cfg: cfg, secretID: secretIDOf(cfg.HMACSecret)}
+	p.bcl = newBackchannel(p)
 	entropy := cfg.MinParameterEntropy
 	switch {
 	case entropy == 0:
@@ -162,7 +176,7 @@ func New(cfg Config) *Provider {
 	storage := &tokenStorage{kv: cfg.KV, tokens: cfg.Tokens, clients: cfg.Clients, cutoffs: cfg.Cutoffs, refreshLifespan: cfg.Lifespans.RefreshToken}
 	_, storage.shared = cfg.KV.(store.Changes)
 	signer := &keySigner{keys: cfg.Keys}
-	idTokens := &idTokenStrategy{DefaultStrategy: openid.DefaultStrategy{Signer: signer, Config: fc}}
+	idTokens := &idTokenStrategy{DefaultStrategy: openid.DefaultStrategy{Signer: signer, Config: fc}, p: p}
 	idHelper := &openid.IDTokenHandleHelper{IDTokenStrategy: idTokens}
 	validator := openid.NewOpenIDConnectRequestValidator(signer, fc)
 	codeFlow := &oauth2.AuthorizeExplicitGrantHandler{

@@ -165,9 +165,11 @@ func browserIndexKey(ref, kind, signature string) []byte {
 
 // EndBrowserSession ends the access tokens and unused codes that applications obtained through
 // the portal session ref (session.Ref), and the device approvals not yet collected, when its
-// user signs out. Refresh tokens, granted for
-// offline access, outlive the browser session. It returns how many it ended.
+// user signs out, and queues a back-channel logout for each client that got an ID token in it.
+// Refresh tokens, granted for offline access, outlive the browser session. It returns how many
+// it ended.
 func (p *Provider) EndBrowserSession(ctx context.Context, ref string) (int, error) {
+	p.enqueueBackchannelLogouts(ctx, ref)
 	prefix := []byte("bsess/" + ref + "/")
 	idx, err := p.cfg.KV.Keys(ctx, prefix)
 	if err != nil {
