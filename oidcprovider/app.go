@@ -504,6 +504,7 @@ func (a *App) Start() error {
 	a.watchUsers(st)
 	a.checkAtStart()
 	a.state.Store(st)
+	st.provider.StartBackchannelLogout()
 	a.logger.Info("oidc provider started", zap.String("issuer", a.issuer), zap.String("storage", a.storeName()), zap.Int("clients", len(a.clients)))
 	return nil
 }
@@ -595,6 +596,9 @@ func (a *App) prepare(ctx context.Context, b *backend) (*runtimeState, error) {
 		Keys:           signing,
 		Tokens:         b.tokens,
 		Logger:         a.logger,
+
+		SessionLifespan:    a.sessionLifespan(),
+		BackchannelRetries: backchannelRetries(a.logger),
 	})
 	return &runtimeState{backend: b, provider: p, ports: a.listenPorts(), secret: secret}, nil
 }
@@ -625,6 +629,7 @@ func (a *App) stop() error {
 		close(st.stopWatch)
 	}
 	st.guard.Close() // a shared store's ban feed
+	st.provider.StopBackchannelLogout()
 	return releaseBackend(a.spec.key)
 }
 
