@@ -337,6 +337,9 @@ func NewFor(cfg Config, lifespans Lifespans, p ProviderSettings) (*Client, error
 	if err := resolveSignedAnswers(&cfg, p); err != nil {
 		return nil, err
 	}
+	if err := resolveAccessTokenSigning(&cfg, p.SigningKeys); err != nil {
+		return nil, err
+	}
 
 	if cfg.SectorIdentifierURI != "" {
 		u, err := url.Parse(cfg.SectorIdentifierURI)
