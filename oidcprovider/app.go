@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/ory/fosite"
 	"go.uber.org/zap"
 
 	"github.com/portcullis-auth/portcullis/accesscontrol"
@@ -599,6 +600,10 @@ func (a *App) prepare(ctx context.Context, b *backend) (*runtimeState, error) {
 
 		SessionLifespan:    a.sessionLifespan(),
 		BackchannelRetries: backchannelRetries(a.logger),
+
+		// what the gate checks JWT access tokens with
+		Revocations:                b.revocations,
+		LongestAccessTokenLifespan: a.longestAccessTokenLifespan(),
 	})
 	return &runtimeState{backend: b, provider: p, ports: a.listenPorts(), secret: secret}, nil
 }
@@ -701,6 +706,16 @@ func (l Lifespans) durations() clients.Lifespans {
 		RefreshToken:  time.Duration(l.RefreshToken),
 		DeviceCode:    time.Duration(l.DeviceCode),
 	}
+}
+
+// longestAccessTokenLifespan is the longest any registered client's access tokens live: how long
+// the gate must remember a JWT access token revoked early.
+func (a *App) longestAccessTokenLifespan() time.Duration {
+	longest := time.Duration(a.Lifespans.AccessToken)
+	for _, c := range a.clients {
+		longest = max(longest, c.GetEffectiveLifespan("", fosite.AccessToken, longest))
+	}
+	return longest
 }
 
 func mergeLifespans(over, base Lifespans) Lifespans {

@@ -30,6 +30,8 @@ type backend struct {
 	secrets *digest.Cache
 	limits  *clients.Limits
 	cutoffs *oauth.ClientCutoffs
+	// revocations are the JWT access tokens ended early, for the gate.
+	revocations *oauth.Revocations
 	// sessions caches decoded sign-in sessions for the gateway's cookie check.
 	sessions *session.Cache
 }
@@ -115,11 +117,14 @@ func acquireBackend(ctx context.Context, spec storeSpec) (*backend, bool, error)
 			return nil, errors.Join(err, b.Destruct())
 		}
 		b.cutoffs = cutoffs
+		if b.revocations, err = oauth.LoadRevocations(ctx, b.kv); err != nil {
+			return nil, errors.Join(err, b.Destruct())
+		}
 		b.tokens = oauth.NewTokenCache(tokenCacheSize)
 		b.secrets = digest.NewCache(secretCacheSize, secretCacheTTL)
 		b.limits = clients.NewLimits()
 		b.sessions = session.NewCache(sessionCacheSize)
-		followChanges(b.kv, b.tokens, b.sessions, b.cutoffs) // a shared store's; ends with it
+		followChanges(b.kv, b.tokens, b.sessions, b.cutoffs, b.revocations) // a shared store's; ends with it
 		return b, nil
 	})
 	if err != nil {

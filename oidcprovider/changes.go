@@ -18,6 +18,9 @@ import (
 //     its end key; an activity write (once a minute) need not reach the other nodes;
 //   - the clients' revocation cut-offs (oauth.ClientCutoffs) follow "client-cutoff/": a cut-off
 //     set on any node is read back into memory, and read from the store until it is;
+//   - the JWT access tokens ended early (oauth.Revocations) follow "at-revoked/": an entry written
+//     by any node (a revoked token's jti, a signed-out session's sid, whose keys hold all they
+//     say) is installed from its key, and all are read back after a gap in the feed;
 //   - the bans (regulation.Regulator, one per running config) follow "ban/" themselves, and the
 //     failures that decide them are counted in the store ("fail/"), not in memory.
 //
@@ -35,7 +38,8 @@ import (
 // fsync on: 4.0 ms against 0.95 ms a Put, 16 writers on 2 cores). So the caches of tokens and
 // sessions watch end keys, which are never written, rather than the records' prefixes ("tok/at/",
 // "sess/"): watching those would make every token issued, every sign-in and every activity write
-// a notifying commit. The watched prefixes written to are "client-cutoff/" and "ban/", both rare.
+// a notifying commit. The watched prefixes written to are "client-cutoff/", "at-revoked/" and
+// "ban/", all rare.
 
 // followChanges makes the caches of a backend follow its store's change feed when the store is
 // shared by several nodes (kv implements store.Changes), and returns the function that stops
@@ -43,7 +47,7 @@ import (
 // record drops it from the caches itself. A backend need not call stop: its store's Destruct ends
 // the feed (no more calls, never Trusted again), and the followers' reads of the closed store
 // end them.
-func followChanges(kv store.KV, tokens *oauth.TokenCache, sessions *session.Cache, cutoffs *oauth.ClientCutoffs) (stop func()) {
+func followChanges(kv store.KV, tokens *oauth.TokenCache, sessions *session.Cache, cutoffs *oauth.ClientCutoffs, revocations *oauth.Revocations) (stop func()) {
 	ch, ok := kv.(store.Changes)
 	if !ok {
 		return func() {}
@@ -52,6 +56,7 @@ func followChanges(kv store.KV, tokens *oauth.TokenCache, sessions *session.Cach
 		tokens.Follow(ch),
 		sessions.Follow(ch),
 		cutoffs.Follow(kv, ch),
+		revocations.Follow(kv, ch),
 	}
 	return func() {
 		for _, s := range stops {

@@ -40,6 +40,8 @@ type testNode struct {
 	sessions *session.Store
 	reg      *regulation.Regulator
 	provider *oauth.Provider
+	// revocations are the node's JWT access tokens ended early.
+	revocations *oauth.Revocations
 }
 
 // nodeStatus is a target inside the monitor's audience.
@@ -58,9 +60,13 @@ func newTestNode(t testing.TB, dsn string, signing []*keys.Key) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &testNode{kv: kv, tokens: oauth.NewTokenCache(1000), cutoffs: cutoffs}
+	revocations, err := oauth.LoadRevocations(ctx, kv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &testNode{kv: kv, tokens: oauth.NewTokenCache(1000), cutoffs: cutoffs, revocations: revocations}
 	sessions := session.NewCache(1000)
-	t.Cleanup(followChanges(kv, n.tokens, sessions, cutoffs))
+	t.Cleanup(followChanges(kv, n.tokens, sessions, cutoffs, revocations))
 	n.sessions = session.NewWithCache(session.Config{}, kv, sessions)
 	if n.reg, err = regulation.New(ctx, regulation.Config{MaxRetries: 3, FindTime: time.Minute, BanTime: time.Minute}, kv); err != nil {
 		t.Fatal(err)
@@ -80,10 +86,11 @@ func newTestNode(t testing.TB, dsn string, signing []*keys.Key) *testNode {
 		Clients:    lookup,
 		Authenticator: &clients.Authenticator{Lookup: lookup, Secrets: digest.NewCache(100, time.Hour),
 			Limits: clients.NewLimits(), Logger: zap.NewNop()},
-		ClientIP: func(*http.Request) string { return "127.0.0.1" },
-		Keys:     signing,
-		Tokens:   n.tokens,
-		Cutoffs:  cutoffs,
+		ClientIP:    func(*http.Request) string { return "127.0.0.1" },
+		Keys:        signing,
+		Tokens:      n.tokens,
+		Cutoffs:     cutoffs,
+		Revocations: revocations,
 	})
 	return n
 }

@@ -61,9 +61,15 @@ type BearerIdentity struct {
 // target; its client must still be registered with the gateway scope and an audience entry that
 // authorizes target, so removing a client, its scope or its audience from the config takes effect
 // on the next request.
+//
+// A JWT access token (RFC 9068) is ours when its iss is this provider's issuer; it is checked
+// without reading the store: its signature against the provider's current keys (once, then
+// remembered), and its revocation in memory (Revocations: its jti, its portal session's end),
+// besides the same cut-offs, expiry, scope, audience and client rules as an opaque token. On a
+// shared store whose changes this node is not receiving, its record is read instead.
 func (p *Provider) CheckBearer(ctx context.Context, token string, target audience.URL) (*BearerIdentity, error) {
 	if !strings.HasPrefix(token, TokenPrefix) {
-		return nil, ErrNotOurToken
+		return p.checkJWTBearer(ctx, token, target)
 	}
 	raw, ok := strings.CutPrefix(token, TokenPrefix+kindAccess+"_")
 	if !ok {
@@ -87,6 +93,65 @@ func (p *Provider) CheckBearer(ctx context.Context, token string, target audienc
 		p.cfg.Tokens.Forget(sig)
 		return nil, &InvalidTokenError{"The access token is expired."}
 	}
+	return p.admit(ctx, e, target)
+}
+
+// checkJWTBearer is CheckBearer for a value without our opaque prefix: a JWT access token of
+// ours, or not ours at all.
+func (p *Provider) checkJWTBearer(ctx context.Context, token string, target audience.URL) (*BearerIdentity, error) {
+	key := cacheKey(token)
+	e := p.jwts.get(key, token)
+	if e == nil {
+		var err error
+		if e, err = p.verifyAccessJWT(token); err != nil {
+			return nil, err
+		}
+		p.jwts.put(key, e)
+	}
+	if !time.Now().Before(e.identity.ExpiresAt) {
+		return nil, &InvalidTokenError{"The access token is expired."}
+	}
+	if r := p.cfg.Revocations; r != nil && r.Trusted() {
+		if r.Revoked(e.jti, e.sid, e.issuedAt) {
+			return nil, &InvalidTokenError{"The access token was revoked."}
+		}
+	} else if err := p.storedAccessToken(ctx, e.jtiString); err != nil {
+		// memory cannot prove it unrevoked (a shared store's change feed is down): its record
+		// can, as for an opaque token
+		return nil, err
+	}
+	return p.admit(ctx, &e.cachedToken, target)
+}
+
+// storedAccessToken checks that the access token stored under signature is still in the store
+// (a revoked or ended token's record is deleted).
+func (p *Provider) storedAccessToken(ctx context.Context, signature string) error {
+	_, err := p.cfg.KV.Get(ctx, tokenKey(kindAccess, signature))
+	return storeReadError(err)
+}
+
+// storeReadError maps the error of a token record's read to the gate's answer.
+func storeReadError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrNotFound):
+		return &InvalidTokenError{"The access token is expired, revoked, or unknown."}
+	case errors.Is(err, store.ErrClosed):
+		return ErrUnavailable
+	case errors.Is(err, store.ErrUnavailable):
+		// both in the chain: the gateway's ErrUnavailable and the store's cause (which may hold
+		// the store's own context.DeadlineExceeded: the gateway tests ErrUnavailable first)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return fmt.Errorf("reading an access token: %w", err)
+}
+
+// admit applies the rules every access token of ours meets after its own checks (authentic,
+// unexpired, not ended): the client's and the user's revocation cut-offs, the client still
+// registered, the gateway scope on the token and the client, an audience of both that
+// authorizes target.
+func (p *Provider) admit(ctx context.Context, e *cachedToken, target audience.URL) (*BearerIdentity, error) {
 	if revoked, err := p.cfg.Cutoffs.Revoked(ctx, e.identity.ClientID, e.issuedAt); err != nil {
 		return nil, err
 	} else if revoked {
@@ -118,17 +183,8 @@ func (p *Provider) loadBearer(ctx context.Context, raw, sig string) (*cachedToke
 		return nil, &InvalidTokenError{"The access token is malformed or was not issued by this provider."}
 	}
 	data, err := p.cfg.KV.Get(ctx, tokenKey(kindAccess, sig))
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return nil, &InvalidTokenError{"The access token is expired, revoked, or unknown."}
-	case errors.Is(err, store.ErrClosed):
-		return nil, ErrUnavailable
-	case errors.Is(err, store.ErrUnavailable):
-		// both in the chain: the gateway's ErrUnavailable and the store's cause (which may hold
-		// the store's own context.DeadlineExceeded: the gateway tests ErrUnavailable first)
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
-	case err != nil:
-		return nil, err
+	if err != nil {
+		return nil, storeReadError(err)
 	}
 	var rec tokenRecord
 	if err := unmarshalRecord(data, &rec); err != nil || rec.Session == nil {

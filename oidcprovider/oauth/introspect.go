@@ -38,7 +38,7 @@ func (p *Provider) ServeIntrospection(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
 	inactive := map[string]any{"active": false}
-	if !strings.HasPrefix(token, TokenPrefix) {
+	if !strings.HasPrefix(token, TokenPrefix) && !jwtShaped(token) {
 		p.writeIntrospection(w, r, caller, inactive)
 		return
 	}

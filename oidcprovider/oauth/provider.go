@@ -9,6 +9,7 @@ package oauth
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/sha256"
 	"net/http"
 	"net/url"
@@ -73,6 +74,15 @@ type Config struct {
 	OnTokenRefused func(grant, errCode string)
 	OnTokenRevoked func()
 
+	// Revocations are the JWT access tokens ended before their expiry, shared by the configs of
+	// one store, so the gate checks those tokens without reading the store. Optional: without
+	// it the gate reads a JWT access token's record, as for an opaque token.
+	Revocations *Revocations
+	// LongestAccessTokenLifespan is the longest any client's access tokens live: how long a
+	// revocation entry must be kept when the token's own expiry is not at hand. Optional:
+	// Lifespans.AccessToken when shorter or zero.
+	LongestAccessTokenLifespan time.Duration
+
 	// RequirePAR makes every client push its authorization requests (RFC 9126).
 	RequirePAR bool
 	// EnforcePKCE is "never", "public_clients_only" (or "") or "always".
@@ -127,6 +137,13 @@ type Provider struct {
 	secretID secretID
 	// bcl delivers back-channel logouts.
 	bcl *backchannel
+
+	// access is the access-token strategy: opaque, or JWT per client (jwtaccess.go).
+	access *accessStrategy
+	// jwts are the JWT access tokens whose signatures the gate verified.
+	jwts *jwtCache
+	// userAEAD seals the username claim of users' JWT access tokens.
+	userAEAD cipher.AEAD
 }
 
 // New composes fosite: the authorization code flow with OpenID Connect (and the implicit and
@@ -137,7 +154,10 @@ func New(cfg Config) *Provider {
 		cfg.Logger = zap.NewNop()
 	}
 	globalSecret := sha256.Sum256(cfg.HMACSecret)
-	p := &Provider{cfg: cfg, secretID: secretIDOf(cfg.HMACSecret)}
+	if cfg.LongestAccessTokenLifespan < cfg.Lifespans.AccessToken {
+		cfg.LongestAccessTokenLifespan = cfg.Lifespans.AccessToken
+	}
+	p := &Provider{cfg: cfg, secretID: secretIDOf(cfg.HMACSecret), jwts: newJWTCache(jwtCacheSize), userAEAD: userSealer(cfg.HMACSecret)}
 	p.bcl = newBackchannel(p)
 	entropy := cfg.MinParameterEntropy
 	switch {
@@ -173,19 +193,21 @@ func New(cfg Config) *Provider {
 		FormPostHTMLTemplate:           formPostTemplate,
 	}
 	st := &prefixedStrategy{HMACSHAStrategyUnPrefixed: oauth2.NewHMACSHAStrategyUnPrefixed(&hmac.HMACStrategy{Config: fc}, fc)}
-	storage := &tokenStorage{kv: cfg.KV, tokens: cfg.Tokens, clients: cfg.Clients, cutoffs: cfg.Cutoffs, refreshLifespan: cfg.Lifespans.RefreshToken}
+	acc := &accessStrategy{prefixedStrategy: st, p: p}
+	storage := &tokenStorage{kv: cfg.KV, tokens: cfg.Tokens, clients: cfg.Clients, cutoffs: cfg.Cutoffs, refreshLifespan: cfg.Lifespans.RefreshToken,
+		revocations: cfg.Revocations, accessLifespan: cfg.LongestAccessTokenLifespan}
 	_, storage.shared = cfg.KV.(store.Changes)
 	signer := &keySigner{keys: cfg.Keys}
 	idTokens := &idTokenStrategy{DefaultStrategy: openid.DefaultStrategy{Signer: signer, Config: fc}, p: p}
 	idHelper := &openid.IDTokenHandleHelper{IDTokenStrategy: idTokens}
 	validator := openid.NewOpenIDConnectRequestValidator(signer, fc)
 	codeFlow := &oauth2.AuthorizeExplicitGrantHandler{
-		AccessTokenStrategy: st, RefreshTokenStrategy: st, AuthorizeCodeStrategy: st,
+		AccessTokenStrategy: acc, RefreshTokenStrategy: st, AuthorizeCodeStrategy: st,
 		CoreStorage: storage, TokenRevocationStorage: storage, Config: fc,
 	}
-	implicitFlow := &oauth2.AuthorizeImplicitGrantTypeHandler{AccessTokenStrategy: st, AccessTokenStorage: storage, Config: fc}
+	implicitFlow := &oauth2.AuthorizeImplicitGrantTypeHandler{AccessTokenStrategy: acc, AccessTokenStorage: storage, Config: fc}
 	refreshFlow := &oauth2.RefreshTokenGrantHandler{
-		AccessTokenStrategy: st, RefreshTokenStrategy: st, TokenRevocationStorage: storage, Config: fc,
+		AccessTokenStrategy: acc, RefreshTokenStrategy: st, TokenRevocationStorage: storage, Config: fc,
 	}
 	oidcCode := &openid.OpenIDConnectExplicitHandler{
 		OpenIDConnectRequestStorage: storage, IDTokenHandleHelper: idHelper,
@@ -209,7 +231,7 @@ func New(cfg Config) *Provider {
 	fc.PushedAuthorizeEndpointHandlers = fosite.PushedAuthorizeEndpointHandlers{&par.PushedAuthorizeHandler{Storage: storage, Config: fc}}
 	fc.AuthorizeEndpointHandlers = fosite.AuthorizeEndpointHandlers{codeFlow, implicitFlow, oidcCode, oidcImplicit, oidcHybrid, pkceFlow}
 	clientCredentials := &oauth2.ClientCredentialsGrantHandler{
-		HandleHelper: &oauth2.HandleHelper{AccessTokenStrategy: st, AccessTokenStorage: storage, Config: fc},
+		HandleHelper: &oauth2.HandleHelper{AccessTokenStrategy: acc, AccessTokenStorage: storage, Config: fc},
 		Config:       fc,
 	}
 	device := &deviceGrant{p: p, fc: fc, access: &oauth2.HandleHelper{AccessTokenStrategy: st, AccessTokenStorage: storage, Config: fc},
@@ -234,13 +256,13 @@ func New(cfg Config) *Provider {
 		},
 	}}}
 	fc.TokenIntrospectionHandlers = fosite.TokenIntrospectionHandlers{
-		&kindIntrospector{core: &oauth2.CoreValidator{CoreStrategy: st, CoreStorage: storage, Config: fc}},
+		&kindIntrospector{core: &oauth2.CoreValidator{CoreStrategy: acc, CoreStorage: storage, Config: fc}},
 	}
 	fc.RevocationHandlers = fosite.RevocationHandlers{
-		&oauth2.TokenRevocationHandler{TokenRevocationStorage: storage, AccessTokenStrategy: st, RefreshTokenStrategy: st},
+		&oauth2.TokenRevocationHandler{TokenRevocationStorage: storage, AccessTokenStrategy: acc, RefreshTokenStrategy: st},
 	}
 	p.oauth2 = fosite.NewOAuth2Provider(storage, fc)
-	p.strategy, p.storage, p.signer = st, storage, signer
+	p.strategy, p.access, p.storage, p.signer = st, acc, storage, signer
 	return p
 }
 
@@ -321,6 +343,8 @@ func (k *kindIntrospector) IntrospectToken(ctx context.Context, token string, us
 		use = fosite.AccessToken
 	case strings.HasPrefix(token, TokenPrefix+kindRefresh+"_"):
 		use = fosite.RefreshToken
+	case jwtShaped(token):
+		use = fosite.AccessToken // refresh tokens are never JWTs
 	}
 	return k.core.IntrospectToken(ctx, token, use, ar, scopes)
 }

@@ -23,7 +23,7 @@ func (p *Provider) ServeRevocation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var err error
-	authentic := p.authentic(ctx, token)
+	authentic := p.authentic(ctx, token) || (jwtShaped(token) && p.ourJWT(token))
 	if authentic {
 		err = p.oauth2.NewRevocationRequest(ctx, r)
 	} else {
@@ -44,8 +44,14 @@ func (p *Provider) ServeRevocation(w http.ResponseWriter, r *http.Request) {
 		// (client_credentials, see indexedByRequest) is deleted by its signature. fosite finds a
 		// token by its signature whatever its prefix says, and has checked that the token it
 		// found belongs to this client, so the prefix does not matter here either.
+		sig := ""
 		if raw, ok := unprefixed(token); ok {
-			if err := p.storage.delete(ctx, kindAccess, p.strategy.AccessTokenSignature(ctx, raw)); err != nil && !errors.Is(err, fosite.ErrNotFound) {
+			sig = p.strategy.AccessTokenSignature(ctx, raw)
+		} else if jwtShaped(token) {
+			sig = unverifiedJTI(token) // verified by ourJWT above
+		}
+		if sig != "" {
+			if err := p.storage.delete(ctx, kindAccess, sig); err != nil && !errors.Is(err, fosite.ErrNotFound) {
 				p.writeError(w, r, err)
 				return
 			}

@@ -59,6 +59,11 @@ type tokenStorage struct {
 	// refreshLifespan is the provider-wide refresh token lifespan, for records stored without
 	// an expiry (see load).
 	refreshLifespan time.Duration
+	// revocations learn of every JWT access token ended before its expiry, for the gate (nil:
+	// the gate reads the store). accessLifespan is the longest an access token lives, how long
+	// a revocation is kept when the token's expiry is not at hand.
+	revocations    *Revocations
+	accessLifespan time.Duration
 }
 
 var (
@@ -175,6 +180,14 @@ func (p *Provider) EndBrowserSession(ctx context.Context, ref string) (int, erro
 	if err != nil {
 		return 0, err
 	}
+	if p.cfg.Revocations != nil && ref != "" {
+		// the JWT access tokens of the session end in the gate's memory, those the listing
+		// below does not see included (issued while it ran)
+		now := time.Now()
+		if err := p.cfg.Revocations.EndSession(ctx, p.cfg.KV, p.sidOf(ref), now, now.Add(p.cfg.LongestAccessTokenLifespan)); err != nil {
+			return 0, err
+		}
+	}
 	n := 0
 	for _, k := range idx {
 		kind, sig, ok := strings.Cut(string(k[len(prefix):]), "/")
@@ -255,6 +268,17 @@ func (s *tokenStorage) delete(ctx context.Context, kind, signature string) error
 		defer s.tokens.Forget(signature)
 	}
 	_, rec, err := s.load(ctx, kind, signature, nil)
+	if kind == kindAccess && err == nil {
+		// a JWT access token is revoked in the gate's memory (and the store) before its record
+		// goes: the gate does not read the record
+		exp := time.Time{}
+		if rec.Session != nil {
+			exp = rec.Session.GetExpiresAt(fosite.AccessToken)
+		}
+		if err := s.revokeJWT(ctx, signature, exp); err != nil {
+			return err
+		}
+	}
 	keys := [][]byte{tokenKey(kind, signature)}
 	if err == nil {
 		keys = append(keys, requestIndexKey(rec.RequestID, kind, signature))
@@ -263,6 +287,19 @@ func (s *tokenStorage) delete(ctx context.Context, kind, signature string) error
 		keys = append(keys, accessTokenEndKey(signature))
 	}
 	return s.kv.Delete(ctx, keys...)
+}
+
+// revokeJWT records the revocation of the access token stored under signature, when it is a JWT
+// access token (its signature is its jti), until exp (zero: the longest an access token lives).
+func (s *tokenStorage) revokeJWT(ctx context.Context, signature string, exp time.Time) error {
+	jti, ok := jtiOf(signature)
+	if !ok || s.revocations == nil {
+		return nil
+	}
+	if exp.IsZero() {
+		exp = time.Now().Add(s.accessLifespan)
+	}
+	return s.revocations.RevokeToken(ctx, s.kv, jti, exp)
 }
 
 // AccessTokenEndPrefix is the prefix of the keys that announce the end of access tokens on a
@@ -285,6 +322,9 @@ func (s *tokenStorage) revokeRequest(ctx context.Context, requestID, kind string
 		sig := string(k[prefix:])
 		keys = append(keys, k, tokenKey(kind, sig))
 		if kind == kindAccess {
+			if err := s.revokeJWT(ctx, sig, time.Time{}); err != nil {
+				return err
+			}
 			defer s.tokens.Forget(sig)
 			if s.shared {
 				keys = append(keys, accessTokenEndKey(sig))
