@@ -1,0 +1,323 @@
+package e2e
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	josejwt "github.com/go-jose/go-jose/v4/jwt"
+)
+
+// bclReceiver is the back-channel logout endpoint of the applications: http://127.0.0.1:<port>
+// /bcl/<client>, on a port it can leave and take again (a receiver that is down, then back).
+// It verifies each logout token it is sent as a relying party must (Back-Channel Logout 1.0
+// §2.6), with go-jose against the provider's /jwks.json, and keeps what it verified.
+type bclReceiver struct {
+	t      *testing.T
+	port   int
+	issuer string
+	jwks   func() jose.JSONWebKeySet
+	mu     sync.Mutex
+	srv    *http.Server
+	got    []bclReceived
+}
+
+// bclReceived is one verified logout token and the client whose URI it came to.
+type bclReceived struct {
+	client string
+	claims map[string]any
+}
+
+func newBCLReceiver(t *testing.T) *bclReceiver {
+	r := &bclReceiver{t: t, port: freePort(t)}
+	t.Cleanup(r.down)
+	return r
+}
+
+func (r *bclReceiver) uri(client string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d/bcl/%s", r.port, client)
+}
+
+// up listens (again) on the receiver's port.
+func (r *bclReceiver) up() {
+	r.t.Helper()
+	var l net.Listener
+	var err error
+	for range 50 { // the port the receiver just left may take a moment to be free
+		if l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", r.port)); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(r.serve), ReadHeaderTimeout: 5 * time.Second}
+	r.mu.Lock()
+	r.srv = srv
+	r.mu.Unlock()
+	go func() { _ = srv.Serve(l) }()
+}
+
+// down closes the receiver: connections are refused.
+func (r *bclReceiver) down() {
+	r.mu.Lock()
+	srv := r.srv
+	r.srv = nil
+	r.mu.Unlock()
+	if srv != nil {
+		_ = srv.Close()
+	}
+}
+
+func (r *bclReceiver) serve(w http.ResponseWriter, req *http.Request) {
+	client, ok := strings.CutPrefix(req.URL.Path, "/bcl/")
+	if !ok || req.Method != http.MethodPost || req.Header.Get("Content-Type") != "application/x-www-form-urlencoded" {
+		r.t.Errorf("back-channel logout: %s %s (%s)", req.Method, req.URL.Path, req.Header.Get("Content-Type"))
+		http.Error(w, "want a form POST to /bcl/<client>", http.StatusBadRequest)
+		return
+	}
+	if err := req.ParseForm(); err != nil || len(req.PostForm) != 1 {
+		r.t.Errorf("back-channel logout to %s: form %v (%v), want logout_token alone", client, req.PostForm, err)
+	}
+	claims, err := r.verify(req.PostForm.Get("logout_token"), client)
+	if err != nil {
+		r.t.Errorf("back-channel logout to %s: %v", client, err)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	r.mu.Lock()
+	r.got = append(r.got, bclReceived{client: client, claims: claims})
+	r.mu.Unlock()
+	w.WriteHeader(http.StatusOK)
+}
+
+// verify checks a logout token for client: a JWS of the provider's keys with typ logout+jwt,
+// iss, aud, iat and exp, jti, sub and sid, the back-channel logout event, and no nonce.
+func (r *bclReceiver) verify(raw, client string) (map[string]any, error) {
+	algs := []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.PS256, jose.EdDSA}
+	jws, err := jose.ParseSignedCompact(raw, algs)
+	if err != nil {
+		return nil, fmt.Errorf("not a JWS: %w", err)
+	}
+	h := jws.Signatures[0].Header
+	if h.ExtraHeaders["typ"] != "logout+jwt" {
+		return nil, fmt.Errorf("typ %v, want logout+jwt", h.ExtraHeaders["typ"])
+	}
+	set := r.jwks()
+	keys := set.Key(h.KeyID)
+	if len(keys) != 1 {
+		return nil, fmt.Errorf("kid %q is not in /jwks.json", h.KeyID)
+	}
+	payload, err := jws.Verify(keys[0].Key)
+	if err != nil {
+		return nil, fmt.Errorf("signature: %w", err)
+	}
+	var std josejwt.Claims
+	var claims map[string]any
+	if err := json.Unmarshal(payload, &std); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		return nil, err
+	}
+	if err := std.ValidateWithLeeway(josejwt.Expected{Issuer: r.issuer, AnyAudience: josejwt.Audience{client}}, 5*time.Second); err != nil {
+		return nil, fmt.Errorf("claims: %w", err)
+	}
+	switch {
+	case std.IssuedAt == nil || std.Expiry == nil || std.ID == "":
+		return nil, errors.New("no iat, exp or jti")
+	case std.Subject == "" || claims["sid"] == nil:
+		return nil, errors.New("no sub or sid")
+	case claims["nonce"] != nil:
+		return nil, errors.New("a nonce")
+	}
+	events, _ := claims["events"].(map[string]any)
+	if ev, ok := events["http://schemas.openid.net/event/backchannel-logout"].(map[string]any); !ok || len(ev) != 0 {
+		return nil, fmt.Errorf("events %v", claims["events"])
+	}
+	return claims, nil
+}
+
+// received are the verified logout tokens so far.
+func (r *bclReceiver) received() []bclReceived {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]bclReceived(nil), r.got...)
+}
+
+// expect waits for the count of verified tokens to reach want, and for no more to come in a
+// moment, and returns those past from.
+func (r *bclReceiver) expect(from, want int, limit time.Duration) []bclReceived {
+	r.t.Helper()
+	deadline := time.Now().Add(limit)
+	for len(r.received()) < from+want && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	got := r.received()[from:]
+	if len(got) != want {
+		r.t.Fatalf("%d logout tokens, want %d: %v", len(got), want, got)
+	}
+	return got
+}
+
+// checkFor checks that a logout token went to client for the session of the ID token claims
+// idt (its sid and sub).
+func checkFor(t *testing.T, got []bclReceived, client string, idt map[string]any) {
+	t.Helper()
+	for _, g := range got {
+		if g.client != client {
+			continue
+		}
+		if g.claims["sid"] != idt["sid"] || g.claims["sub"] != idt["sub"] {
+			t.Errorf("%s: logout token sid %v sub %v, the ID token's sid %v sub %v", client, g.claims["sid"], g.claims["sub"], idt["sid"], idt["sub"])
+		}
+		return
+	}
+	t.Errorf("no logout token went to %s: %v", client, got)
+}
+
+// Back-channel logout with the real server: each application that got an ID token in a session
+// is sent a verified logout token with the ID token's sid when the session ends at the portal,
+// by an application's RP-initiated logout, or by `caddy oidc sessions end`; one without a
+// backchannel_logout_uri is sent nothing; a receiver that is down does not slow the sign-out
+// and gets its token once it is back; a job pending when Caddy stops is sent after the restart.
+func TestBackchannelLogout(t *testing.T) {
+	// a test schedule of retries, so a receiver that is down is retried within seconds
+	t.Setenv("PORTCULLIS_TEST_BACKCHANNEL_RETRIES", "1s,1s,2s,2s,5s,10s")
+	rec := newBCLReceiver(t)
+	rec.up()
+	s := startOIDCHTTPSite(t,
+		rpClient("bc1", "backchannel_logout_uri "+rec.uri("bc1"), "backchannel_logout_session_required true")+
+			rpClient("bc2", "backchannel_logout_uri "+rec.uri("bc2"))+
+			rpClient("nobc"))
+	rec.issuer = s.issuer
+	// the applications fetch the JWKS once and keep it, as relying parties do (the restarted
+	// server sends a pending logout while its TLS may not yet answer)
+	var set jose.JSONWebKeySet
+	resp, err := s.hc.Get(s.issuer + "/jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err := json.Unmarshal(b, &set); err != nil || len(set.Keys) == 0 {
+		t.Fatalf("/jwks.json: %v %s", err, b)
+	}
+	rec.jwks = func() jose.JSONWebKeySet { return set }
+
+	var disc map[string]any
+	if resp, err := s.hc.Get(s.issuer + "/.well-known/openid-configuration"); err != nil {
+		t.Fatal(err)
+	} else {
+		_ = json.NewDecoder(resp.Body).Decode(&disc)
+		resp.Body.Close()
+	}
+	if disc["backchannel_logout_supported"] != true || disc["backchannel_logout_session_supported"] != true {
+		t.Errorf("discovery: backchannel_logout_supported %v, backchannel_logout_session_supported %v", disc["backchannel_logout_supported"], disc["backchannel_logout_session_supported"])
+	}
+
+	t.Run("portal sign-out", func(t *testing.T) {
+		s := s.with(t)
+		v := newVisitor(t, s.portalSite, "")
+		idts := map[string]map[string]any{}
+		for _, c := range []string{"bc1", "bc2", "nobc"} {
+			idts[c] = s.codeFlow(v, c, nil).claims
+		}
+		if idts["bc1"]["sid"] == nil || idts["bc1"]["sid"] != idts["bc2"]["sid"] || idts["bc1"]["sid"] != idts["nobc"]["sid"] {
+			t.Fatalf("the ID tokens of one session carry sid %v, %v, %v", idts["bc1"]["sid"], idts["bc2"]["sid"], idts["nobc"]["sid"])
+		}
+		from := len(rec.received())
+		v.signOut()
+		got := rec.expect(from, 2, 10*time.Second*slow) // bc1 and bc2 once each, nobc nothing
+		checkFor(t, got, "bc1", idts["bc1"])
+		checkFor(t, got, "bc2", idts["bc2"])
+	})
+
+	t.Run("RP-initiated logout", func(t *testing.T) {
+		s := s.with(t)
+		v := newVisitor(t, s.portalSite, "")
+		si := s.codeFlow(v, "bc1", nil)
+		from := len(rec.received())
+		resp, page := v.do(http.MethodGet, s.issuer+"/api/oidc/logout?"+url.Values{"id_token_hint": {si.raw}}.Encode(), nil)
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("logout with an id_token_hint: %d: %.200s", resp.StatusCode, page)
+		}
+		checkFor(t, rec.expect(from, 1, 10*time.Second*slow), "bc1", si.claims)
+	})
+
+	t.Run("caddy oidc sessions end", func(t *testing.T) {
+		s := s.with(t)
+		v := newVisitor(t, s.portalSite, "")
+		si := s.codeFlow(v, "bc2", nil)
+		from := len(rec.received())
+		out, errOut, code := command(t, "", "sessions", "end", "--user", "john", "--address", fmt.Sprintf("localhost:%d", s.admin))
+		if code != 0 {
+			t.Fatalf("caddy oidc sessions end: %d %s %s", code, out, errOut)
+		}
+		checkFor(t, rec.expect(from, 1, 10*time.Second*slow), "bc2", si.claims)
+	})
+
+	t.Run("receiver down", func(t *testing.T) {
+		s := s.with(t)
+		rec.down()
+		v := newVisitor(t, s.portalSite, "")
+		si := s.codeFlow(v, "bc1", nil)
+		from := len(rec.received())
+		retried := strings.Count(s.s.log.String(), "back-channel logout failed; it will be retried")
+		start := time.Now()
+		v.signOut()
+		if d := time.Since(start); d > 2*time.Second*slow {
+			t.Errorf("signing out took %s with the receiver down", d)
+		}
+		deadline := time.Now().Add(10 * time.Second * slow)
+		for strings.Count(s.s.log.String(), "back-channel logout failed; it will be retried") < retried+2 && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if n := strings.Count(s.s.log.String(), "back-channel logout failed; it will be retried") - retried; n < 2 {
+			t.Fatalf("%d failed attempts logged while the receiver was down, want at least 2", n)
+		}
+		rec.up()
+		checkFor(t, rec.expect(from, 1, 15*time.Second*slow), "bc1", si.claims)
+	})
+
+	t.Run("restart with a pending logout", func(t *testing.T) {
+		s := s.with(t)
+		rec.down()
+		v := newVisitor(t, s.portalSite, "")
+		si := s.codeFlow(v, "bc2", nil)
+		from := len(rec.received())
+		retried := strings.Count(s.s.log.String(), "back-channel logout failed; it will be retried")
+		v.signOut()
+		deadline := time.Now().Add(10 * time.Second * slow)
+		for strings.Count(s.s.log.String(), "back-channel logout failed; it will be retried") == retried && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		s.s.stop()
+		delivered := strings.Count(s.s.log.String(), "back-channel logout delivered")
+		rec.up()
+		time.Sleep(2 * time.Second) // past the retry's due time: only a running worker sends it
+		if len(rec.received()) != from {
+			t.Fatal("a logout was delivered while Caddy was stopped")
+		}
+		s.start()
+		checkFor(t, rec.expect(from, 1, 15*time.Second*slow), "bc2", si.claims)
+		if strings.Count(s.s.log.String(), "back-channel logout delivered") != delivered+1 {
+			t.Error("the restarted server did not log the delivery")
+		}
+	})
+
+	if log := s.s.log.String(); strings.Contains(log, "eyJ") {
+		t.Error("the server's log carries a JWT")
+	}
+}
