@@ -16,6 +16,7 @@ func TestValidateBackchannelErrors(t *testing.T) {
 		{"http on 127.0.0.1", with("backchannel_logout_uri http://127.0.0.1:8080/bcl"), ""},
 		{"http on ::1", with("backchannel_logout_uri http://[::1]:8080/bcl"), ""},
 		{"http on localhost", with("backchannel_logout_uri http://localhost/bcl"), ""},
+		{"device client", provider("client tv {\n public\n grant_types urn:ietf:params:oauth:grant-type:device_code\n backchannel_logout_uri https://tv.example.com/bcl\n}"), ""},
 		{"public client", provider("client spa {\n public\n redirect_uris https://spa.example.com/cb\n backchannel_logout_uri https://spa.example.com/bcl\n}"), ""},
 		{"http elsewhere", with("backchannel_logout_uri http://app.example.com/bcl"), `client app: backchannel_logout_uri: "http://app.example.com/bcl" must use https (http only for localhost and loopback addresses); use https://app.example.com/bcl`},
 		{"http on a loopback-looking name", with("backchannel_logout_uri http://127.0.0.1.example.com/bcl"), "must use https"},

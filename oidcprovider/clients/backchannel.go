@@ -9,11 +9,12 @@ import (
 // checkBackchannel checks backchannel_logout_uri and backchannel_logout_session_required
 // (OpenID Connect Back-Channel Logout 1.0): an absolute https URI (http only on a loopback
 // host: localhost, *.localhost, 127.0.0.0/8, ::1), without a fragment or user info, on a client
-// that signs people in (only those get ID tokens, so only those have sessions to end). A public
+// that signs people in (only those get ID tokens, so only those have sessions to end): signsIn
+// is true for the authorization_code, implicit and device_code grants. A public
 // client may have one: a logout token is signed by the provider and asks nothing of the
 // client's credentials, and a public client with a server side (a native app's companion, a
 // single-page app's back end) can take it.
-func checkBackchannel(cfg *Config, usesAuthorize bool) error {
+func checkBackchannel(cfg *Config, signsIn bool) error {
 	fail := func(opt, f string, a ...any) error { return configError(cfg.ID, opt, f, a...) }
 	s := cfg.BackchannelLogoutURI
 	if s == "" {
@@ -22,8 +23,8 @@ func checkBackchannel(cfg *Config, usesAuthorize bool) error {
 		}
 		return nil
 	}
-	if !usesAuthorize {
-		return fail("backchannel_logout_uri", "only a client that signs people in (the authorization_code or implicit grant) gets ID tokens and so has sessions to be told about; add 'grant_types authorization_code' or remove backchannel_logout_uri")
+	if !signsIn {
+		return fail("backchannel_logout_uri", "only a client that signs people in (the authorization_code, implicit or device_code grant) gets ID tokens and so has sessions to be told about; add 'grant_types authorization_code' or remove backchannel_logout_uri")
 	}
 	u, err := url.Parse(s)
 	switch {

@@ -291,7 +291,7 @@ func NewFor(cfg Config, lifespans Lifespans, p ProviderSettings) (*Client, error
 	if err := checkURIs(&cfg, "post_logout_redirect_uris", cfg.PostLogoutRedirectURIs, usesAuthorize); err != nil {
 		return nil, err
 	}
-	if err := checkBackchannel(&cfg, usesAuthorize); err != nil {
+	if err := checkBackchannel(&cfg, usesAuthorize || slices.Contains(cfg.GrantTypes, GrantDeviceCode)); err != nil {
 		return nil, err
 	}
 	if err := resolveResponseModes(&cfg, usesAuthorize); err != nil {
