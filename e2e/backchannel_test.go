@@ -189,7 +189,8 @@ func checkFor(t *testing.T, got []bclReceived, client string, idt map[string]any
 
 // Back-channel logout with the real server: each application that got an ID token in a session
 // is sent a verified logout token with the ID token's sid when the session ends at the portal,
-// by an application's RP-initiated logout, or by `caddy oidc sessions end`; one without a
+// by an application's RP-initiated logout, by `caddy oidc sessions end`, or by a newer sign-in
+// in the same browser; one without a
 // backchannel_logout_uri is sent nothing; a receiver that is down does not slow the sign-out
 // and gets its token once it is back; a job pending when Caddy stops is sent after the restart.
 func TestBackchannelLogout(t *testing.T) {
@@ -266,6 +267,22 @@ func TestBackchannelLogout(t *testing.T) {
 			t.Fatalf("caddy oidc sessions end: %d %s %s", code, out, errOut)
 		}
 		checkFor(t, rec.expect(from, 1, 10*time.Second*slow), "bc2", si.claims)
+	})
+
+	t.Run("a newer sign-in replaces the session", func(t *testing.T) {
+		s := s.with(t)
+		v := newVisitor(t, s.portalSite, "")
+		si := s.codeFlow(v, "bc1", nil)
+		from := len(rec.received())
+		v.signIn(s.url("auth", "/?prompt=login"), "john", "pw-john")
+		checkFor(t, rec.expect(from, 1, 10*time.Second*slow), "bc1", si.claims)
+		// the new session's ID token has another sid, told at its own end
+		again := s.codeFlow(v, "bc1", nil)
+		if again.claims["sid"] == si.claims["sid"] {
+			t.Errorf("the new session's ID token has the replaced one's sid %v", si.claims["sid"])
+		}
+		v.signOut()
+		checkFor(t, rec.expect(from+1, 1, 10*time.Second*slow), "bc1", again.claims)
 	})
 
 	t.Run("receiver down", func(t *testing.T) {
