@@ -53,8 +53,8 @@ func (p people) Claims(ctx context.Context, name string, scopes []string) (map[s
 	return claims.ForScopes(u, scopes), true, nil
 }
 
-// servePeopleFlow serves the endpoints a browser visits (authorization, consent, sign-out):
-// they need the portal, so without a users_file they are not served.
+// servePeopleFlow serves the endpoints a browser visits (authorization, consent, sign-out, the
+// device page): they need the portal, so without a users_file they are not served.
 func (a *App) servePeopleFlow(w http.ResponseWriter, r *http.Request, rel string, next caddyhttp.Handler) error {
 	if a.directory == nil {
 		return next.ServeHTTP(w, r)
@@ -73,6 +73,8 @@ func (a *App) servePeopleFlow(w http.ResponseWriter, r *http.Request, rel string
 		st.flow.ServeConsent(w, r)
 	case oauth.PathLogout:
 		st.flow.ServeLogout(w, r)
+	case oauth.PathDevice:
+		st.flow.ServeDevice(w, r)
 	default:
 		st.flow.ServeAuthorize(w, r)
 	}
@@ -89,6 +91,7 @@ func (a *App) newFlow(st *runtimeState) *oauth.Flow {
 		Policy: func(r *http.Request, c *clients.Client, s *oauth.SignIn) accesscontrol.Policy {
 			return a.authorizationPolicy(c, s.Username, s.Groups, clientAddr(r))
 		},
+		Device: flowPortal{st.portal},
 	})
 }
 
@@ -116,6 +119,14 @@ func (p flowPortal) RenderConsent(w http.ResponseWriter, r *http.Request, c *oau
 	p.Portal.RenderConsent(w, r, c.Username, &portal.Consent{
 		ClientID: c.ClientID, ClientName: c.ClientName, Scopes: c.Scopes, Audience: c.Audience,
 		Flow: c.Flow, Remember: c.Remember, FormAction: c.FormAction,
+	})
+}
+
+// RenderDevice implements oauth.DevicePages.
+func (p flowPortal) RenderDevice(w http.ResponseWriter, r *http.Request, d *oauth.DevicePage) {
+	p.Portal.RenderDevice(w, r, d.Status, d.Username, &portal.Device{
+		State: d.State, UserCode: d.UserCode, Prefilled: d.Prefilled, Error: d.Error,
+		ClientID: d.ClientID, ClientName: d.ClientName, Scopes: d.Scopes, Audience: d.Audience, Flow: d.Flow,
 	})
 }
 

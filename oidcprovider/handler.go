@@ -38,6 +38,7 @@ func init() {
 //	/api/oidc/authorization (…/authorize)    authorization endpoint (code flow)
 //	/api/oidc/consent                        the consent answer
 //	/api/oidc/logout                         RP-initiated logout
+//	/device                                  the device authorization grant's page (user codes)
 //
 //	/                                        sign in (and the return URL rd)
 //	/2fa                                     second factor: TOTP code, security key or passkey
@@ -136,7 +137,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		serve = (*oauth.Provider).ServePAR
 	case oauth.PathDeviceAuthorization:
 		serve = (*oauth.Provider).ServeDeviceAuthorization
-	case oauth.PathAuthorization, oauth.PathAuthorizationAlias, oauth.PathConsent, oauth.PathLogout:
+	case oauth.PathAuthorization, oauth.PathAuthorizationAlias, oauth.PathConsent, oauth.PathLogout, oauth.PathDevice:
 		return h.app.servePeopleFlow(w, r, p, next)
 	default:
 		rel := p

@@ -103,7 +103,8 @@ type Consents interface {
 // request r: accesscontrol.Deny, OneFactor or TwoFactor.
 type ClientPolicy func(r *http.Request, c *clients.Client, s *SignIn) accesscontrol.Policy
 
-// FlowConfig is what the browser side of the flows is made of. Every field is required.
+// FlowConfig is what the browser side of the flows is made of. Every field is required but
+// Device.
 type FlowConfig struct {
 	// Portal is the sign-in portal.
 	Portal Portal
@@ -112,18 +113,24 @@ type FlowConfig struct {
 	Subjects Subjects
 	Consents Consents
 	Policy   ClientPolicy
+	// Device renders the /device page of the device authorization grant; without it the page
+	// answers 404.
+	Device DevicePages
 }
 
 // Flow serves the endpoints a browser visits in the flows: authorization (with its sign-in,
-// second factor and consent), the consent form's answer, and RP-initiated sign-out. The user's
-// claims come from the provider's People, which must be set.
+// second factor and consent), the consent form's answer, RP-initiated sign-out, and the device
+// page of the device authorization grant. The user's claims come from the provider's People,
+// which must be set.
 type Flow struct {
 	p      *Provider
 	cfg    FlowConfig
 	logger *zap.Logger
+	// deviceGuesses counts the wrong user codes typed at /device on this node, in total.
+	deviceGuesses *clients.Limiter
 }
 
 // NewFlow serves the browser side of p's flows through cfg's portal.
 func NewFlow(p *Provider, cfg FlowConfig) *Flow {
-	return &Flow{p: p, cfg: cfg, logger: p.cfg.Logger}
+	return &Flow{p: p, cfg: cfg, logger: p.cfg.Logger, deviceGuesses: newDeviceGuesses()}
 }

@@ -32,11 +32,11 @@ func deviceClients() []clients.Config {
 	}
 }
 
-// postAs sends form to serve as client: a public client by its client_id in the form, a
-// confidential one ("cli", "app"…) with its secret in Basic credentials.
+// postAs sends form to serve as client: a public client ("tv", "closed") by its client_id in
+// the form, a confidential one ("cli", "app"…) with its secret in Basic credentials.
 func (f *flowProvider) postAs(serve http.HandlerFunc, path, client string, form url.Values) (int, map[string]any) {
 	f.t.Helper()
-	if client != "tv" {
+	if client != "tv" && client != "closed" {
 		return f.post(serve, path, client, form)
 	}
 	form.Set("client_id", client)

@@ -16,7 +16,7 @@ import (
 
 // This file holds what every page shares: the template data, rendering, the fixed notices
 // and redirects. Each flow has its own file: signin.go, secondfactor.go, totp.go, webauthn.go,
-// settings.go, consent.go, signout.go; oidc.go is what the provider's flows call.
+// settings.go, consent.go, signout.go, device.go; oidc.go is what the provider's flows call.
 
 // pageData is what every page template gets.
 type pageData struct {
@@ -40,6 +40,7 @@ type pageData struct {
 	Next        string       // for the password confirmation
 	NeedsFirst  bool         // the second-factor page of a user with no device yet
 	Consent     *consentView // the consent page
+	Device      *deviceView  // the device page
 	Action      string       // the sign-out form's target for an application's sign-out request
 	Hidden      map[string]string
 	ClientName  string   // the application asking to sign out
