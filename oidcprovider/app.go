@@ -396,6 +396,9 @@ func (a *App) provisionClients(repl *caddy.Replacer) error {
 				return fmt.Errorf("client %s: client_secret: %w", cc.ID, err)
 			}
 		}
+		if err := resolveClientKeys(repl, &cc); err != nil {
+			return err
+		}
 		lifespans := a.Lifespans
 		if cc.Lifespan != "" {
 			set, ok := a.Lifespans.Custom[cc.Lifespan]
@@ -420,6 +423,33 @@ func (a *App) provisionClients(repl *caddy.Replacer) error {
 		a.clients[c.ID()] = c
 	}
 	return clients.CheckResourceServers(a.clients)
+}
+
+// resolveClientKeys replaces the placeholders ({env.*}, {file.*}) of a client's public keys
+// (key and key_file), as of its client_secret, in a copy of the list.
+func resolveClientKeys(repl *caddy.Replacer, cc *clients.Config) error {
+	if len(cc.JWKS) == 0 {
+		return nil
+	}
+	list := slices.Clone(cc.JWKS)
+	for i := range list {
+		k := &list[i]
+		for _, f := range []struct {
+			opt string
+			v   *string
+		}{{"key", &k.Key}, {"key_file", &k.KeyFile}} {
+			if *f.v == "" {
+				continue
+			}
+			r, err := repl.ReplaceOrErr(*f.v, true, true)
+			if err != nil {
+				return fmt.Errorf("client %s: public_key %s: %s: %w", cc.ID, k.KeyID, f.opt, err)
+			}
+			*f.v = r
+		}
+	}
+	cc.JWKS = list
+	return nil
 }
 
 func (a *App) provisionLifespans() error {
@@ -588,6 +618,8 @@ func (a *App) prepare(ctx context.Context, b *backend) (*runtimeState, error) {
 			Limits:    b.limits,
 			Logger:    a.logger,
 			OnFailure: a.metrics.authFailed,
+			Audiences: oauth.AssertionAudiences(a.issuer),
+			Replay:    b.kv,
 		},
 		Cutoffs:        b.cutoffs,
 		OnTokenIssued:  a.metrics.tokenIssued,

@@ -265,7 +265,7 @@ func TestValidateErrors(t *testing.T) {
 		{"bearer scope without audience", provider(strings.Replace(kuma, "audience https://secure.example.com/", "", 1)), "needs at least one audience"},
 		{"bearer audience not a URL", provider(strings.Replace(kuma, "https://secure.example.com/", "secure.example.com", 1)), "absolute http(s) URL"},
 		{"bearer with client_secret_post", provider(strings.Replace(kuma, "grant_types", "token_endpoint_auth_method client_secret_post\n\tgrant_types", 1)), "must use client_secret_basic"},
-		{"jwt auth method", provider(strings.Replace(kuma, "grant_types", "token_endpoint_auth_method private_key_jwt\n\tgrant_types", 1)), "not available yet"},
+		{"jwt auth method without keys", provider(strings.Replace(kuma, "grant_types", "token_endpoint_auth_method private_key_jwt\n\tgrant_types", 1)), "client kuma: token_endpoint_auth_method: private_key_jwt needs the client's public keys"},
 		{"bad audience mode", provider(strings.Replace(kuma, "grant_types", "requested_audience_mode sometimes\n\tgrant_types", 1)), "requested_audience_mode"},
 		{"unregistered client subject", provider(kuma + "\naccess_control {\n rule {\n domain secure.example.com\n subject oauth2:client:ghost\n policy one_factor\n }\n}"), "oauth2:client:ghost names no registered client"},
 		{"client subject without client_credentials", provider(app + "\naccess_control {\n rule {\n domain secure.example.com\n subject oauth2:client:app\n policy one_factor\n }\n}"), "access_control: rule #1 (domain secure.example.com): subject: oauth2:client:app matches only client_credentials tokens, and client app has no client_credentials grant"},

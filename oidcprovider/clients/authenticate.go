@@ -2,6 +2,7 @@ package clients
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/clientaddr"
 	"github.com/portcullis-auth/portcullis/oidcprovider/digest"
+	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 )
 
 // unknownClientDigest is checked against the secret presented for an unknown client id or with
@@ -30,21 +32,25 @@ func mustDigest(s string) algorithm.Digest {
 
 // Credentials are what a request offers to authenticate a client.
 type Credentials struct {
-	// Method is client_secret_basic, client_secret_post or none.
+	// Method is client_secret_basic, client_secret_post, client_secret_jwt, private_key_jwt or
+	// none.
 	Method string
-	// ClientID is the presented client id.
+	// ClientID is the presented client id (an assertion's sub).
 	ClientID string
-	// Secret is the presented secret ("" for none).
+	// Secret is the presented secret ("" for none and the JWT methods).
 	Secret string
+	// Assertion is the client_assertion of the JWT methods (not yet verified).
+	Assertion string
 }
 
 // ReadCredentials extracts the client's credentials, decoding Basic credentials as RFC 6749
-// §2.3.1 requires (form-decoding of id and secret). Several methods at once are refused.
+// §2.3.1 requires (form-decoding of id and secret), or its JWT assertion (RFC 7523). Several
+// methods at once are refused.
 func ReadCredentials(r *http.Request, form url.Values) (Credentials, error) {
-	if form.Get("client_assertion") != "" || form.Get("client_assertion_type") != "" {
-		return Credentials{}, fosite.ErrInvalidClient.WithHint("Client assertions (client_secret_jwt, private_key_jwt) are not supported yet.")
-	}
 	id, secret, hasBasic := r.BasicAuth()
+	if form.Get("client_assertion") != "" || form.Get("client_assertion_type") != "" {
+		return readAssertion(form, hasBasic || r.Header.Get("Authorization") != "")
+	}
 	if hasBasic {
 		if form.Get("client_secret") != "" {
 			return Credentials{}, fosite.ErrInvalidRequest.WithHint("The client used more than one authentication method; use only one.")
@@ -111,8 +117,23 @@ type Authenticator struct {
 	// Logger receives one line per failure (never the secret).
 	Logger *zap.Logger
 	// OnFailure, when set, is told of each failure with a fixed reason: wrong_secret,
-	// unknown_client, wrong_method or throttled (for metrics).
+	// unknown_client, wrong_method, bad_assertion or throttled (for metrics).
 	OnFailure func(reason string)
+	// Audiences are the values a client assertion's aud may name (one of them): the issuer and
+	// the URLs of the endpoints that authenticate clients.
+	Audiences []string
+	// Replay records the jti of each client assertion until it expires, across the nodes
+	// sharing it (store.Claim); required for the JWT methods.
+	Replay store.KV
+	// Now is the clock assertions are checked against; nil is time.Now.
+	Now func() time.Time
+}
+
+func (a *Authenticator) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
 }
 
 // Authenticate checks the request's client credentials from clientIP (the address as the server's
@@ -127,6 +148,15 @@ type Authenticator struct {
 func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, form url.Values, clientIP string) (*Client, error) {
 	creds, err := ReadCredentials(r, form)
 	if err != nil {
+		if form.Get("client_assertion") != "" {
+			// an assertion that cannot be read names no client it can be counted against:
+			// it counts against the address
+			if _, ok := a.Limits.address.Take(clientaddr.KeyOf(clientIP)); !ok {
+				a.logFailure(form.Get("client_id"), clientIP, "throttled")
+				return nil, errThrottled
+			}
+			a.logFailure(form.Get("client_id"), clientIP, "bad assertion: unreadable ("+rfcHint(err)+")")
+		}
 		return nil, err
 	}
 	c, known := a.Lookup(creds.ClientID)
@@ -143,7 +173,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, form 
 		a.logFailure(creds.ClientID, clientIP, "throttled")
 		return nil, errThrottled
 	}
-	if methodOK && a.Secrets.Remembered(c.ID(), c.cfg.Secret, creds.Secret) {
+	if creds.Assertion == "" && methodOK && a.Secrets.Remembered(c.ID(), c.cfg.Secret, creds.Secret) {
 		return c, nil
 	}
 	addr, ok := a.Limits.address.Take(addrKey)
@@ -156,6 +186,30 @@ func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, form 
 		addr.GiveBack()
 		a.logFailure(creds.ClientID, clientIP, "throttled")
 		return nil, errThrottled
+	}
+	if creds.Assertion != "" {
+		// an assertion is checked by signature: cheap enough to need no digest slot, and
+		// nothing to remember
+		reason := "wrong authentication method " + creds.Method
+		if !known {
+			reason = "unknown client"
+		}
+		if methodOK {
+			err := a.checkAssertion(ctx, c, creds.Assertion)
+			if err == nil {
+				addr.GiveBack()
+				pair.GiveBack()
+				return c, nil
+			}
+			if u := (*unavailableError)(nil); errors.As(err, &u) {
+				addr.GiveBack()
+				pair.GiveBack()
+				return nil, fosite.ErrTemporarilyUnavailable.WithWrap(err)
+			}
+			reason = "bad assertion: " + err.Error()
+		}
+		a.logFailure(creds.ClientID, clientIP, reason)
+		return nil, fosite.ErrInvalidClient
 	}
 	var match bool
 	if methodOK {
@@ -211,6 +265,8 @@ func (a *Authenticator) logFailure(clientID, ip, reason string) {
 			a.OnFailure("unknown_client")
 		case strings.HasPrefix(reason, "wrong authentication method"):
 			a.OnFailure("wrong_method")
+		case strings.HasPrefix(reason, "bad assertion"):
+			a.OnFailure("bad_assertion")
 		default:
 			a.OnFailure("wrong_secret")
 		}
@@ -218,4 +274,13 @@ func (a *Authenticator) logFailure(clientID, ip, reason string) {
 	if a.Logger != nil {
 		a.Logger.Info("client authentication failed", zap.String("client_id", a.loggable(clientID)), zap.String("remote_ip", ip), zap.String("reason", reason))
 	}
+}
+
+// rfcHint is the hint of an OAuth error, for the log.
+func rfcHint(err error) string {
+	var rfc *fosite.RFC6749Error
+	if errors.As(err, &rfc) {
+		return rfc.HintField
+	}
+	return err.Error()
 }

@@ -116,6 +116,8 @@ type Client struct {
 	// responseModes are cfg.ResponseModes as fosite takes them.
 	responseModes []fosite.ResponseModeType
 	warnings      []string
+	// jwt is what the client registered for the JWTs it signs (keys.go)
+	jwt jwtAuth
 }
 
 var digestDecoder = mustDecoder()
@@ -204,23 +206,28 @@ func NewFor(cfg Config, lifespans Lifespans, p ProviderSettings) (*Client, error
 			cfg.TokenEndpointAuthMethod = AuthMethodBasic
 		}
 		switch cfg.TokenEndpointAuthMethod {
-		case AuthMethodBasic, AuthMethodPost:
-		case "client_secret_jwt", "private_key_jwt":
-			return nil, fail("token_endpoint_auth_method", "%q is not available yet; use client_secret_basic or client_secret_post", cfg.TokenEndpointAuthMethod)
+		case AuthMethodBasic, AuthMethodPost, AuthMethodClientSecretJWT, AuthMethodPrivateKeyJWT:
 		case AuthMethodNone:
 			return nil, fail("token_endpoint_auth_method", "none is only for public clients; use client_secret_basic")
 		default:
-			return nil, fail("token_endpoint_auth_method", "unknown method %q (client_secret_basic, client_secret_post, none)", cfg.TokenEndpointAuthMethod)
+			return nil, fail("token_endpoint_auth_method", "unknown method %q (client_secret_basic, client_secret_post, client_secret_jwt, private_key_jwt, none)", cfg.TokenEndpointAuthMethod)
 		}
-		if cfg.Secret == "" {
+		switch {
+		case cfg.Secret == "" && cfg.TokenEndpointAuthMethod == AuthMethodClientSecretJWT:
+			return nil, fail("client_secret", "client_secret_jwt signs assertions with the client secret: set one as '$plaintext$<secret>' (e.g. from {env.…}); generate it with 'caddy oidc hash --random'")
+		case cfg.Secret == "" && cfg.TokenEndpointAuthMethod != AuthMethodPrivateKeyJWT:
 			return nil, fail("client_secret", "a confidential client needs a secret; generate one and its digest with 'caddy oidc hash --random', and set the digest, e.g. $pbkdf2-sha512$…")
+		case cfg.Secret != "":
+			d, isPlain, err := DecodeSecret(cfg.Secret)
+			if err != nil {
+				return nil, fmt.Errorf("client %s: %w", cfg.ID, err)
+			}
+			c.digest, c.plaintext = d, isPlain
+			c.fingerprint = digest.FingerprintOf(cfg.Secret)
 		}
-		d, isPlain, err := DecodeSecret(cfg.Secret)
-		if err != nil {
-			return nil, fmt.Errorf("client %s: %w", cfg.ID, err)
-		}
-		c.digest, c.plaintext = d, isPlain
-		c.fingerprint = digest.FingerprintOf(cfg.Secret)
+	}
+	if err := resolveJWT(&cfg, c); err != nil {
+		return nil, err
 	}
 
 	if usesAuthorize && len(cfg.RedirectURIs) == 0 {

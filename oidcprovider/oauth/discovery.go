@@ -21,10 +21,10 @@ const (
 	PathRevokeAlias     = "/api/oidc/revoke"
 )
 
-var authMethodsSupported = []string{clients.AuthMethodBasic, clients.AuthMethodPost}
+var authMethodsSupported = []string{clients.AuthMethodBasic, clients.AuthMethodPost, clients.AuthMethodClientSecretJWT, clients.AuthMethodPrivateKeyJWT}
 
 // tokenAuthMethodsSupported adds public clients' method to the token and revocation endpoints.
-var tokenAuthMethodsSupported = []string{clients.AuthMethodBasic, clients.AuthMethodPost, clients.AuthMethodNone}
+var tokenAuthMethodsSupported = []string{clients.AuthMethodBasic, clients.AuthMethodPost, clients.AuthMethodClientSecretJWT, clients.AuthMethodPrivateKeyJWT, clients.AuthMethodNone}
 
 // discoveryDocument advertises what the provider serves: the user flows only when it has a
 // users file.
@@ -46,6 +46,10 @@ func (p *Provider) discoveryDocument() map[string]any {
 		"introspection_endpoint_auth_methods_supported": authMethodsSupported,
 		"revocation_endpoint_auth_methods_supported":    authMethodsSupported,
 		"introspection_signing_alg_values_supported":    algs,
+		// client assertions (RFC 7523): the same algorithms at every endpoint
+		"token_endpoint_auth_signing_alg_values_supported":         clients.AssertionAlgs(),
+		"introspection_endpoint_auth_signing_alg_values_supported": clients.AssertionAlgs(),
+		"revocation_endpoint_auth_signing_alg_values_supported":    clients.AssertionAlgs(),
 	}
 	if p.cfg.People == nil {
 		return doc

@@ -235,7 +235,8 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// presentedClientID is the client id a request names, in its Basic credentials or its form, or "".
+// presentedClientID is the client id a request names, in its Basic credentials, its form or its
+// client assertion's sub (not verified), or "".
 func presentedClientID(r *http.Request) string {
 	if id, _, ok := r.BasicAuth(); ok {
 		if u, err := url.QueryUnescape(id); err == nil {
@@ -243,7 +244,10 @@ func presentedClientID(r *http.Request) string {
 		}
 		return id
 	}
-	return r.PostForm.Get("client_id")
+	if id := r.PostForm.Get("client_id"); id != "" {
+		return id
+	}
+	return clients.AssertionSubject(r.PostForm)
 }
 
 func errInvalidTarget(desc string) *fosite.RFC6749Error {
