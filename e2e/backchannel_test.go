@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -190,7 +191,7 @@ func checkFor(t *testing.T, got []bclReceived, client string, idt map[string]any
 // Back-channel logout with the real server: each application that got an ID token in a session
 // is sent a verified logout token with the ID token's sid when the session ends at the portal,
 // by an application's RP-initiated logout, by `caddy oidc sessions end`, or by a newer sign-in
-// in the same browser; one without a
+// in the same browser, or by a password reset; one without a
 // backchannel_logout_uri is sent nothing; a receiver that is down does not slow the sign-out
 // and gets its token once it is back; a job pending when Caddy stops is sent after the restart.
 func TestBackchannelLogout(t *testing.T) {
@@ -198,10 +199,12 @@ func TestBackchannelLogout(t *testing.T) {
 	t.Setenv("PORTCULLIS_TEST_BACKCHANNEL_RETRIES", "1s,1s,2s,2s,5s,10s")
 	rec := newBCLReceiver(t)
 	rec.up()
+	notes := filepath.Join(t.TempDir(), "notification.txt")
 	s := startOIDCHTTPSite(t,
 		rpClient("bc1", "backchannel_logout_uri "+rec.uri("bc1"), "backchannel_logout_session_required true")+
 			rpClient("bc2", "backchannel_logout_uri "+rec.uri("bc2"))+
-			rpClient("nobc"))
+			rpClient("nobc")+
+			"\t\tnotifier {\n\t\t\tfilesystem "+notes+"\n\t\t}\n")
 	rec.issuer = s.issuer
 	// the applications fetch the JWKS once and keep it, as relying parties do (the restarted
 	// server sends a pending logout while its TLS may not yet answer)
@@ -332,6 +335,18 @@ func TestBackchannelLogout(t *testing.T) {
 		if strings.Count(s.s.log.String(), "back-channel logout delivered") != delivered+1 {
 			t.Error("the restarted server did not log the delivery")
 		}
+	})
+
+	// last, as john's password changes: a reset ends every session of john, each told
+	t.Run("password reset", func(t *testing.T) {
+		s := s.with(t)
+		a, b := newVisitor(t, s.portalSite, ""), newVisitor(t, s.portalSite, "")
+		first, second := s.codeFlow(a, "bc1", nil), s.codeFlow(b, "bc2", nil)
+		from := len(rec.received())
+		resetPassword(t, newVisitor(t, s.portalSite, "203.0.113.5"), notes, 0, "john", "john-after-the-reset")
+		got := rec.expect(from, 2, 10*time.Second*slow)
+		checkFor(t, got, "bc1", first.claims)
+		checkFor(t, got, "bc2", second.claims)
 	})
 
 	if log := s.s.log.String(); strings.Contains(log, "eyJ") {
