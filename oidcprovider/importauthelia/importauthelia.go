@@ -267,7 +267,7 @@ func siteAddress(u string) string {
 	return p.Scheme + "://" + p.Host
 }
 
-var lifespanKeys = []string{"access_token", "authorize_code", "id_token", "refresh_token"}
+var lifespanKeys = []string{"access_token", "authorize_code", "device_code", "id_token", "refresh_token"}
 
 // legacyLifespans are Authelia 4.30's lifespan keys, folded into lifespans.
 var legacyLifespans = map[string]string{"access_token_lifespan": "access_token", "authorize_code_lifespan": "authorize_code",
@@ -317,7 +317,7 @@ func (c *converter) provider(oidc map[string]any) {
 		case "enable_client_debug_messages", "discovery_signed_response_alg", "discovery_signed_response_key_id":
 			c.leave(base+"."+k, "not available yet")
 		case "cors":
-			c.leave(base+"."+k, "Portcullis answers no CORS requests yet; a browser application must call the token endpoint through its own backend")
+			c.cors(base+"."+k, oidc[k])
 		default:
 			c.leave(base+"."+k, "not carried over by the import")
 		}
@@ -335,6 +335,32 @@ func (c *converter) provider(oidc map[string]any) {
 		}
 		c.client(fmt.Sprintf("%s.clients[%d]", base, i), m)
 	}
+}
+
+// cors carries over Authelia's cors block: endpoints, allowed_origins and
+// allowed_origins_from_client_redirect_uris.
+func (c *converter) cors(path string, v any) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		c.leave(path, "not a map")
+		return
+	}
+	c.line(2, "cors {")
+	for _, k := range sortedKeys(m) {
+		switch k {
+		case "endpoints", "allowed_origins":
+			if vals := uniq(list(m[k])); len(vals) > 0 {
+				c.line(3, "%s %s", k, quoteAll(vals))
+			}
+		case "allowed_origins_from_client_redirect_uris":
+			if b, _ := m[k].(bool); b {
+				c.line(3, "%s", k)
+			}
+		default:
+			c.leave(path+"."+k, "not carried over by the import")
+		}
+	}
+	c.line(2, "}")
 }
 
 func (c *converter) lifespans(v any) {
@@ -416,6 +442,12 @@ var clientKeys = map[string]string{
 	"userinfo_signed_response_key_id":       "userinfo_signed_response_key_id",
 	"sector_identifier_uri":                 "sector_identifier_uri",
 	"claims_policy":                         "claims_policy",
+	"access_token_signed_response_alg":      "access_token_signed_response_alg",
+	"access_token_signed_response_key_id":   "access_token_signed_response_key_id",
+	"introspection_signed_response_alg":     "introspection_signed_response_alg",
+	"introspection_signed_response_key_id":  "introspection_signed_response_key_id",
+	"backchannel_logout_uri":                "backchannel_logout_uri",
+	"backchannel_logout_session_required":   "backchannel_logout_session_required",
 }
 
 // pendingClientKeys are Authelia's client options Portcullis does not take yet, and why.
@@ -427,15 +459,11 @@ var pendingClientKeys = map[string]string{
 	"token_endpoint_auth_signing_alg":      "client_secret_jwt and private_key_jwt are not available yet",
 	"authorization_signed_response_alg":    "signed authorization responses (JARM) are not available yet",
 	"authorization_signed_response_key_id": "signed authorization responses (JARM) are not available yet",
-	"access_token_signed_response_alg":     "JWT access tokens are not available yet; access tokens are opaque",
-	"access_token_signed_response_key_id":  "JWT access tokens are not available yet; access tokens are opaque",
-	"introspection_signed_response_alg":    "signed introspection responses are not available yet",
-	"introspection_signed_response_key_id": "signed introspection responses are not available yet",
 	"allow_multiple_auth_methods":          "not available yet; a client authenticates one way per request",
 }
 
-// unsignedDefaults are client options Portcullis does not take yet whose value "none" is what it
-// does anyway: a plain authorization response, opaque access tokens, JSON introspection.
+// unsignedDefaults are client options whose value "none" is what Portcullis does by default: a
+// plain authorization response, opaque access tokens, JSON introspection.
 var unsignedDefaults = []string{"authorization_signed_response_alg", "access_token_signed_response_alg", "introspection_signed_response_alg"}
 
 // legacyClientKeys are Authelia 4.30's client keys and their current names.
@@ -458,17 +486,13 @@ func (c *converter) client(path string, m map[string]any) {
 	}
 	if g, ok := m["grant_types"]; ok {
 		const deviceCode = "urn:ietf:params:oauth:grant-type:device_code"
-		grants := uniq(list(g))
-		kept := slices.DeleteFunc(slices.Clone(grants), func(g string) bool { return g == deviceCode })
-		if len(kept) > 0 && len(kept) < len(grants) {
-			c.leave(path+".grant_types", fmt.Sprintf("client %s: the device code grant is not available yet; the client keeps its other grants", id))
-		}
-		if slices.Contains(kept, "refresh_token") && !slices.Contains(kept, "authorization_code") {
-			c.notNeeded(path+".grant_types", fmt.Sprintf("client %s: refresh_token without authorization_code never issues a refresh token (Authelia only warns); the grant is left out", id))
+		kept := uniq(list(g))
+		if slices.Contains(kept, "refresh_token") && !slices.Contains(kept, "authorization_code") && !slices.Contains(kept, deviceCode) {
+			c.notNeeded(path+".grant_types", fmt.Sprintf("client %s: refresh_token without authorization_code or the device code grant never issues a refresh token (Authelia only warns); the grant is left out", id))
 			kept = slices.DeleteFunc(kept, func(g string) bool { return g == "refresh_token" })
 		}
 		if len(kept) == 0 {
-			c.leave(path, fmt.Sprintf("client %s has no grant Portcullis serves (the device code grant is not available yet); left out", id))
+			c.leave(path, fmt.Sprintf("client %s has no grant Portcullis serves; left out", id))
 			c.dropped[id] = true
 			return
 		}
@@ -489,10 +513,10 @@ func (c *converter) client(path string, m map[string]any) {
 		v := m[k]
 		opt, ok := clientKeys[k]
 		switch {
-		case !ok && slices.Contains(unsignedDefaults, k) && (str(v) == "none" || str(v) == ""):
+		case slices.Contains(unsignedDefaults, k) && (str(v) == "none" || str(v) == ""):
 			c.notNeeded(path+"."+k, "none is what Portcullis does (client "+id+")")
 			continue
-		case !ok && !isList(v) && str(v) == "":
+		case !isList(v) && str(v) == "":
 			c.notNeeded(path+"."+k, "empty (client "+id+")")
 			continue
 		case k == "token_endpoint_auth_signing_alg" && !strings.HasSuffix(str(m["token_endpoint_auth_method"]), "_jwt"):
