@@ -41,6 +41,11 @@
 //	go run ./bench -caddy /tmp/caddy-x -rounds 1 -duration 2s -tokens 20000 -sessions 20000
 //	go run ./bench -caddy /tmp/caddy-x -mode tokens -rounds 7
 //	go run ./bench -caddy /tmp/caddy-x -mode stores -rounds 5 -duration 3s
+//	go run ./bench -caddy /tmp/caddy-x -mode jwt -rounds 3 -duration 3s
+//
+// -mode jwt (jwtgate.go) runs alone: the gate with JWT access tokens (ES256 and RS256) beside an
+// opaque token and plain Caddy, with -revoked revoked JWT access tokens in memory, and what those
+// entries cost.
 //
 // Every request goes to 127.0.0.1; the run is bounded by -rounds and -duration.
 package main
@@ -86,12 +91,13 @@ func main() {
 	profile := flag.String("heapprofile", "", "write Caddy's heap profile (from the admin API) at the end to this file")
 	flag.IntVar(&redo, "redo", 2, "measure a pair of rounds again, up to this many times, when other processes took more than a tenth of a core")
 	flag.StringVar(&cpuProfileDir, "cpuprofile", "", "write Caddy's CPU profile (from the admin API) of every round to this directory")
-	mode := flag.String("mode", "all", "phases to run: gate (the gate's cost, minting, memory), tokens (the token rate beside plain Caddy and the -reference release), stores (Badger and PostgreSQL side by side, see -store) or all")
+	mode := flag.String("mode", "all", "phases to run: gate (the gate's cost, minting, memory), tokens (the token rate beside plain Caddy and the -reference release), stores (Badger and PostgreSQL side by side, see -store), jwt (JWT access tokens at the gate, see -revoked) or all")
 	stores := flag.String("store", "both", "stores the stores phase measures side by side: badger, postgres or both (postgres needs Debian's postgresql binaries)")
 	cold := flag.Int("cold", 1000, "fresh tokens whose first request the stores phase times (the gate's cache cold)")
 	pgConns := flag.Int("pg-connections", 0, "storage postgres max_connections of the stores phase's PostgreSQL node (0: the store's default, 4 × GOMAXPROCS)")
 	pgFsync := flag.Bool("pg-fsync", true, "run the stores phase's PostgreSQL with fsync on (a real server's default); off: as the tests run it")
 	reference := flag.String("reference", "645df47", "commits of this repository (comma-separated) whose token rate the tokens phase measures beside the binary under test (built from git and cached); empty: none")
+	revoked := flag.Int("revoked", 200000, "revoked JWT access tokens in the store (and the gate's memory) for -mode jwt")
 	pin := flag.Bool("pin", true, "with taskset and 2+ cores: Caddy on core 0, load generator and upstream on core 1")
 	flag.Parse()
 	heapProfile = *profile
@@ -119,8 +125,8 @@ func main() {
 	if *tokens < 10 || *sessions < 10 || *spread < 1 {
 		log.Fatal("-tokens and -sessions must be at least 10, -spread at least 1")
 	}
-	if *mode != "all" && *mode != "gate" && *mode != "tokens" && *mode != "stores" {
-		log.Fatal("-mode is gate, tokens, stores or all")
+	if *mode != "all" && *mode != "gate" && *mode != "tokens" && *mode != "stores" && *mode != "jwt" {
+		log.Fatal("-mode is gate, tokens, stores, jwt or all")
 	}
 	if *stores != "badger" && *stores != "postgres" && *stores != "both" {
 		log.Fatal("-store is badger, postgres or both")
@@ -140,6 +146,12 @@ func main() {
 		if err := b.Run(); err != nil {
 			log.Fatalf("building caddy: %v", err)
 		}
+	}
+	if *mode == "jwt" {
+		if err := jwtGate(*caddyBin, *duration, *rounds, *conns, *revoked); err != nil {
+			log.Fatal(fmt.Errorf("jwt: %w", err))
+		}
+		return
 	}
 	if *mode != "stores" {
 		if err := run(*caddyBin, *mode, *reference, *duration, *rounds, *conns, *tokens, *sessions, min(*spread, *sessions)); err != nil {

@@ -401,9 +401,23 @@ func (okHandler) ServeHTTP(http.ResponseWriter, *http.Request) error { return ni
 // request through oidc_auth (token check, rules, headers, placeholders), each with a fresh header
 // map and a fresh replacer. "baseline" makes the same fresh request without the gate, so the
 // difference is the gate's marginal cost.
+//
+// "gate-jwt" is the gate with the same client's access tokens as JWTs (RS256, RFC 9068).
 func BenchmarkBearerCheck(b *testing.B) {
 	app := startApp(b, b.TempDir(), kumaClient())
 	kuma := mint(b, app, "uptime-kuma-monitor", "insecure_secret", nil)
+	benchmarkBearerCheck(b, app, kuma)
+	jwtKuma := kumaClient()
+	jwtKuma.AccessTokenSignedResponseAlg = "RS256"
+	jwtApp := startApp(b, b.TempDir(), jwtKuma)
+	jwt := mint(b, jwtApp, "uptime-kuma-monitor", "insecure_secret", nil)
+	if strings.HasPrefix(jwt, "portcullis_") {
+		b.Fatalf("not a JWT: %.20s", jwt)
+	}
+	b.Run("gate-jwt", func(b *testing.B) { benchmarkBearerCheck(b, jwtApp, jwt) })
+}
+
+func benchmarkBearerCheck(b *testing.B, app *oidcprovider.App, kuma string) {
 	h := newHandler(b, app, GateConfig{})
 	proto := httptest.NewRequest("GET", "https://secure.example.com/status", nil)
 	proto.TLS = &tls.ConnectionState{}
