@@ -127,7 +127,7 @@ var (
 //			redirect_uris <uri...>
 //			post_logout_redirect_uris <uri...>
 //			response_types <type...>             # quote the combined ones: "code id_token"
-//			response_modes form_post|query|fragment...
+//			response_modes form_post|query|fragment|jwt|query.jwt|fragment.jwt|form_post.jwt...
 //			authorization_policy one_factor|two_factor|<authorization_policy name>
 //			consent_mode auto|explicit|implicit|pre-configured
 //			pre_configured_consent_duration <duration>
@@ -141,6 +141,10 @@ var (
 //			sector_identifier_uri <https url>
 //			claims_policy <claims_policy name>
 //			resource_server_for <client_id...>   # whose tokens it introspects in full
+//			introspection_signed_response_alg none|<alg>
+//			introspection_signed_response_key_id <key_id>
+//			authorization_signed_response_alg <alg>   # JARM
+//			authorization_signed_response_key_id <key_id>
 //		}
 //		cors {                                   # browser apps on other origins (CORS)
 //			endpoints authorization|pushed-authorization-request|token|revocation|introspection|userinfo...

@@ -71,9 +71,8 @@ var (
 	defaultScopes = []string{"openid", "groups", "profile", "email"}
 	// responseTypes are the seven code, implicit and hybrid combinations, in canonical word order.
 	responseTypes = []string{"code", "id_token", "token", "id_token token", "code id_token", "code token", "code id_token token"}
-	// responseModes are the modes served; jarmModes are Authelia's JWT-secured ones (JARM).
+	// responseModes are the plain modes served (JARMModes are the JWT-secured ones).
 	responseModes = []string{"form_post", "query", "fragment"}
-	jarmModes     = []string{"jwt", "form_post.jwt", "query.jwt", "fragment.jwt"}
 	// signingAlgs are the JWS algorithms a signing key can have.
 	signingAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
 )
@@ -518,8 +517,8 @@ func checkBearerAuthorize(cfg *Config) error {
 		cfg.ResponseModes = []string{"form_post"}
 	}
 	for _, m := range cfg.ResponseModes {
-		if m != "form_post" {
-			return fail("response_modes", "a client with %s may only use form_post, not %q", ScopeBearerAuthz, m)
+		if m != "form_post" && m != ResponseModeFormPostJWT {
+			return fail("response_modes", "a client with %s may only use form_post or form_post.jwt, not %q", ScopeBearerAuthz, m)
 		}
 	}
 	return nil
@@ -583,14 +582,14 @@ func resolveResponseModes(cfg *Config, usesAuthorize bool) error {
 	}
 	for i, m := range cfg.ResponseModes {
 		switch {
-		case slices.Contains(jarmModes, m):
-			return fail("%q (JARM) is not available yet; use form_post, query or fragment", m)
-		case !slices.Contains(responseModes, m):
-			return fail("unknown response mode %q (form_post, query, fragment)", m)
+		case !slices.Contains(responseModes, m) && !slices.Contains(JARMModes, m):
+			return fail("unknown response mode %q (form_post, query, fragment, and with JARM jwt, query.jwt, fragment.jwt, form_post.jwt)", m)
 		case slices.Contains(cfg.ResponseModes[:i], m):
 			return fail("%q is listed twice", m)
 		case m == "query" && !hasCodeOnly:
 			return fail("query cannot carry the tokens of response types %s (OAuth 2.0 Multiple Response Type Encoding); use fragment or form_post, or add 'response_types code'", strings.Join(cfg.ResponseTypes, ", "))
+		case m == ResponseModeQueryJWT && !hasCodeOnly:
+			return fail("query.jwt cannot carry the tokens of response types %s (JARM); use fragment.jwt, form_post.jwt or jwt, or add 'response_types code'", strings.Join(cfg.ResponseTypes, ", "))
 		}
 	}
 	return nil

@@ -266,7 +266,9 @@ func TestValidationErrors(t *testing.T) {
 		{"redirect URIs on a client_credentials client", with(cc, func(c *Config) { c.RedirectURIs = []string{"https://a/cb"} }), settings, "client m: redirect_uris: only a client that signs people in"},
 		{"bad post-logout URI", with(app(), func(c *Config) { c.PostLogoutRedirectURIs = []string{"https://a/bye#x"} }), settings, "client app: post_logout_redirect_uris: \"https://a/bye#x\" may not carry a fragment"},
 		{"post-logout URIs on a client_credentials client", with(cc, func(c *Config) { c.PostLogoutRedirectURIs = []string{"https://a/bye"} }), settings, "client m: post_logout_redirect_uris: only a client that signs people in"},
-		{"JARM mode", with(app(), func(c *Config) { c.ResponseModes = []string{"form_post.jwt"} }), settings, `response_modes: "form_post.jwt" (JARM) is not available yet`},
+		{"query.jwt with tokens", with(app(), func(c *Config) {
+			c.GrantTypes, c.ResponseTypes, c.ResponseModes = []string{"authorization_code", "implicit"}, []string{"code id_token"}, []string{"query.jwt"}
+		}), settings, "response_modes: query.jwt cannot carry the tokens of response types code id_token (JARM)"},
 		{"unknown mode", with(app(), func(c *Config) { c.ResponseModes = []string{"post"} }), settings, `response_modes: unknown response mode "post"`},
 		{"mode twice", with(app(), func(c *Config) { c.ResponseModes = []string{"query", "query"} }), settings, `"query" is listed twice`},
 		{"query with tokens", with(app(), func(c *Config) { c.ResponseTypes, c.ResponseModes = []string{"code id_token"}, []string{"query"} }), settings, "response_modes: query cannot carry the tokens of response types code id_token"},
@@ -299,7 +301,7 @@ func TestValidationErrors(t *testing.T) {
 		{"gateway scope without S256", with(bearer, func(c *Config) { c.PKCEChallengeMethod = "" }), settings, "pkce_challenge_method: a client with authelia.bearer.authz that signs people in must use PKCE with S256"},
 		{"gateway scope with implicit consent", with(bearer, func(c *Config) { c.ConsentMode = "implicit" }), settings, "consent_mode: a client with authelia.bearer.authz must ask for consent every time"},
 		{"gateway scope with remembered consent", with(bearer, func(c *Config) { c.PreConfiguredConsentDuration = duration.Duration(time.Hour) }), settings, "pre_configured_consent_duration: a client with authelia.bearer.authz must ask"},
-		{"gateway scope with query", with(bearer, func(c *Config) { c.ResponseModes = []string{"form_post", "query"} }), settings, `response_modes: a client with authelia.bearer.authz may only use form_post, not "query"`},
+		{"gateway scope with query", with(bearer, func(c *Config) { c.ResponseModes = []string{"form_post", "query"} }), settings, `response_modes: a client with authelia.bearer.authz may only use form_post or form_post.jwt, not "query"`},
 		{"gateway scope with implicit", with(bearer, func(c *Config) { c.ResponseTypes = []string{"code id_token"} }), settings, "grant_types: a client with authelia.bearer.authz may not use the implicit grant"},
 		{"gateway scope with openid", with(bearer, func(c *Config) { c.Scopes = []string{ScopeBearerAuthz, "openid"} }), settings, `may only add offline or offline_access, not "openid"`},
 		{"public resource server", Config{ID: "spa", Public: true, RedirectURIs: []string{"https://spa.example.com/cb"}, ResourceServerFor: []string{"app"}}, settings, "client spa: resource_server_for: a public client cannot call the introspection endpoint"},

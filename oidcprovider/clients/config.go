@@ -56,10 +56,12 @@ type Config struct {
 	// and implicit. JSON: "response_types". Default: "code" for a client with the
 	// authorization_code grant; none for a client that never uses the authorization endpoint.
 	ResponseTypes []string `json:"response_types,omitempty"`
-	// ResponseModes the client may ask for: query, form_post, fragment. query cannot carry
-	// tokens, so it needs the "code" response type. JSON: "response_modes". Default: form_post,
-	// plus query when response_types has "code", plus fragment when it has an implicit or hybrid
-	// type.
+	// ResponseModes the client may ask for: query, form_post, fragment, and the JARM modes jwt,
+	// query.jwt, fragment.jwt, form_post.jwt (the answer in one signed JWT; jwt is query.jwt for
+	// the "code" type, fragment.jwt otherwise). query and query.jwt cannot carry tokens, so they
+	// need the "code" response type. JSON: "response_modes". Default: form_post, plus query when
+	// response_types has "code", plus fragment when it has an implicit or hybrid type (no JARM
+	// mode unless listed).
 	ResponseModes []string `json:"response_modes,omitempty"`
 	// AuthorizationPolicy is who may sign in to the client: one_factor, two_factor, or the name
 	// of one of the provider's authorization_policies. JSON: "authorization_policy". Default:

@@ -31,6 +31,16 @@ func TestSignedAnswers(t *testing.T) {
 		t.Errorf("JARM: %q, want ES256", alg)
 	}
 
+	c, err = New(with(app(), func(c *Config) {
+		c.ResponseModes = []string{"form_post.jwt", "query.jwt", "fragment.jwt", "jwt", "query"}
+	}), Lifespans{})
+	if err != nil {
+		t.Fatalf("the JARM modes: %v", err)
+	}
+	if got := c.GetResponseModes(); len(got) != 5 || got[0] != "form_post.jwt" {
+		t.Errorf("response modes %v", got)
+	}
+
 	pub := Config{ID: "spa", Public: true, RedirectURIs: []string{"https://spa.example.com/"}}
 	for _, tc := range []struct {
 		name string
@@ -45,6 +55,8 @@ func TestSignedAnswers(t *testing.T) {
 			c.IntrospectionSignedResponseAlg, c.IntrospectionSignedResponseKeyID = "RS256", "ec"
 		}), `introspection_signed_response_alg: RS256 does not match the ES256 key "ec"`},
 		{"public client introspection", with(pub, func(c *Config) { c.IntrospectionSignedResponseAlg = "RS256" }), "client spa: introspection_signed_response_alg: a public client cannot call the introspection endpoint"},
+		{"JARM mode twice", with(app(), func(c *Config) { c.ResponseModes = []string{"jwt", "jwt"} }), `response_modes: "jwt" is listed twice`},
+		{"unknown JWT mode", with(app(), func(c *Config) { c.ResponseModes = []string{"post.jwt"} }), `response_modes: unknown response mode "post.jwt"`},
 		{"public client introspection key", with(pub, func(c *Config) { c.IntrospectionSignedResponseKeyID = "main" }), "client spa: introspection_signed_response_key_id: a public client cannot call"},
 	} {
 		_, err := NewFor(tc.cfg, Lifespans{}, settings)

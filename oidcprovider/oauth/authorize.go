@@ -182,6 +182,9 @@ func (p *Provider) NewAuthorizeRequest(ctx context.Context, r *http.Request, bin
 			req.RequestedAt = requestedAt
 		}
 	}
+	if err := checkJARMMode(ar); err != nil {
+		return a, err
+	}
 	if (client.RequirePAR() || p.cfg.RequirePAR) && !pushed {
 		return a, fosite.ErrInvalidRequest.WithHint("This client must use a pushed authorization request.")
 	}
@@ -415,6 +418,10 @@ func (p *Provider) WriteAuthorizeError(ctx context.Context, w http.ResponseWrite
 		params.Set("state", s)
 	}
 	params.Set("iss", p.cfg.Issuer)
+	if isJARM(a.ar.GetResponseMode()) {
+		p.writeJARM(ctx, w, a.ar, params)
+		return
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
 	redirectURI := *a.ar.GetRedirectURI()

@@ -64,7 +64,8 @@ func (p *Provider) discoveryDocument() map[string]any {
 	doc["grant_types_supported"] = []string{grantAuthorizationCode, "implicit", grantRefreshToken, clients.GrantClientCredentials, grantDeviceCode}
 	doc["device_authorization_endpoint"] = iss + PathDeviceAuthorization
 	doc["response_types_supported"] = []string{"code", "id_token", "token", "id_token token", "code id_token", "code token", "code id_token token"}
-	doc["response_modes_supported"] = []string{"query", "fragment", "form_post"}
+	doc["response_modes_supported"] = append([]string{"query", "fragment", "form_post"}, clients.JARMModes...)
+	doc["authorization_signing_alg_values_supported"] = algs
 	doc["subject_types_supported"] = []string{"public", "pairwise"}
 	doc["scopes_supported"] = append(slices.Clone(p.cfg.ScopesSupported), clients.ScopeBearerAuthz)
 	doc["claims_supported"] = p.cfg.ClaimsSupported

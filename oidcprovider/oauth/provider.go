@@ -191,6 +191,7 @@ func New(cfg Config) *Provider {
 		EnablePKCEPlainChallengeMethod: cfg.EnablePKCEPlain,
 		OmitRedirectScopeParam:         true,
 		FormPostHTMLTemplate:           formPostTemplate,
+		ResponseModeHandlerExtension:   &jarmHandler{p: p},
 	}
 	st := &prefixedStrategy{HMACSHAStrategyUnPrefixed: oauth2.NewHMACSHAStrategyUnPrefixed(&hmac.HMACStrategy{Config: fc}, fc)}
 	acc := &accessStrategy{prefixedStrategy: st, p: p}
