@@ -287,3 +287,99 @@ func logGains(s *server, before int, what ...string) (string, bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Signed request objects (RFC 9101) against the built binary: a request object signed with
+// app's ES256 key drives the code flow, and its parameters win over the query's (the callback
+// goes to its redirect_uri with its state, its nonce is in the ID token, its max_age number is
+// read); the code is exchanged with a private_key_jwt assertion. The same through a pushed
+// request. An unsigned (none) object, a tampered one, one signed by another key and a
+// request_uri by reference are refused.
+func TestClientJWTRequestObjects(t *testing.T) {
+	s, k := startClientJWTSite(t)
+	john := newVisitor(t, s.portalSite, "")
+	john.signIn("", "john", "pw-john")
+	tokenURL := s.issuer + "/api/oidc/token"
+	authz := s.issuer + "/api/oidc/authorization"
+
+	object := func(state, nonce, verifier string) map[string]any {
+		return map[string]any{
+			"iss": "app", "aud": s.issuer, "client_id": "app", "exp": time.Now().Add(5 * time.Minute).Unix(),
+			"response_type": "code", "scope": "openid profile", "redirect_uri": redirectURI("app"),
+			"state": state, "nonce": nonce, "max_age": 3600,
+			"code_challenge": oauth2.S256ChallengeFromVerifier(verifier), "code_challenge_method": "S256",
+		}
+	}
+	// the query says otherwise: another registered redirect URI, another state, no nonce
+	query := func(request string) url.Values {
+		return url.Values{"client_id": {"app"}, "response_type": {"code"}, "scope": {"openid"},
+			"redirect_uri": {redirectURI("app") + "/other"}, "state": {"query-state-123"}, "request": {request}}
+	}
+	exchange := func(t *testing.T, code, verifier string) map[string]any {
+		t.Helper()
+		status, tokens := postForm(t, s.hc, tokenURL, withAssertion(url.Values{
+			"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirectURI("app")}, "code_verifier": {verifier},
+		}, assertion(t, "app", k.es, "ES256", "k1", tokenURL, nil)), "")
+		if status != http.StatusOK {
+			t.Fatalf("code exchange with a private_key_jwt assertion: %d %v", status, tokens)
+		}
+		return tokens
+	}
+
+	t.Run("signed request object", func(t *testing.T) {
+		state, nonce, verifier := randomString(12), randomString(12), oauth2.GenerateVerifier()
+		st := john.with(t).authorize(authz + "?" + query(signJWT(t, k.es, "ES256", "k1", object(state, nonce, verifier))).Encode())
+		if !strings.HasPrefix(st.location, redirectURI("app")+"?") {
+			t.Fatalf("the answer should go to the request object's redirect_uri: %s", st)
+		}
+		cb := st.callback()
+		if cb.Get("state") != state || cb.Get("code") == "" {
+			t.Fatalf("the callback should carry the request object's state: %v", cb)
+		}
+		tokens := exchange(t, cb.Get("code"), verifier)
+		raw, _ := tokens["id_token"].(string)
+		s.with(t).verifyIDToken("app", raw, nonce, "RS256") // the request object's nonce
+	})
+
+	t.Run("pushed with a request object", func(t *testing.T) {
+		state, verifier := randomString(12), oauth2.GenerateVerifier()
+		par := s.issuer + "/api/oidc/pushed-authorization-request"
+		status, body := postForm(t, s.hc, par, withAssertion(url.Values{
+			"client_id": {"app"}, "state": {"pushed-query-state"},
+			"request": {signJWT(t, k.es, "ES256", "k1", object(state, randomString(12), verifier))},
+		}, assertion(t, "app", k.es, "ES256", "k1", par, nil)), "")
+		uri, _ := body["request_uri"].(string)
+		if status != http.StatusCreated || uri == "" {
+			t.Fatalf("pushing a request object: %d %v", status, body)
+		}
+		st := john.with(t).authorize(authz + "?" + url.Values{"client_id": {"app"}, "request_uri": {uri}}.Encode())
+		if cb := st.callback(); cb.Get("state") != state || cb.Get("code") == "" || !strings.HasPrefix(st.location, redirectURI("app")+"?") {
+			t.Fatalf("the pushed request object's answer: %s", st)
+		}
+		exchange(t, st.callback().Get("code"), verifier)
+	})
+
+	t.Run("refused", func(t *testing.T) {
+		good := signJWT(t, k.es, "ES256", "k1", object(randomString(12), randomString(12), oauth2.GenerateVerifier()))
+		parts := strings.Split(good, ".")
+		tampered := object(randomString(12), randomString(12), oauth2.GenerateVerifier())
+		tampered["redirect_uri"] = redirectURI("app") + "/other"
+		payload, _ := json.Marshal(tampered)
+		for _, c := range []struct{ name, request, want string }{
+			{"unsigned (alg none)", unsignedJWT(object(randomString(12), randomString(12), oauth2.GenerateVerifier())), "invalid_request_object"},
+			{"tampered payload", parts[0] + "." + base64.RawURLEncoding.EncodeToString(payload) + "." + parts[2], "invalid_request_object"},
+			{"signed by another key", signJWT(t, k.other, "ES256", "k1", object(randomString(12), randomString(12), oauth2.GenerateVerifier())), "invalid_request_object"},
+			{"signed with an alg other than request_object_signing_alg", signJWT(t, k.rs, "RS256", "", object(randomString(12), randomString(12), oauth2.GenerateVerifier())), "invalid_request_object"},
+		} {
+			st := john.with(t).authorize(authz + "?" + query(c.request).Encode())
+			if st.status != http.StatusBadRequest || st.location != "" || !strings.Contains(st.page, c.want) {
+				t.Errorf("%s: %s, want a 400 page saying %s", c.name, st, c.want)
+			}
+		}
+		q := query("")
+		q.Del("request")
+		q.Set("request_uri", "https://app.example.test/request.jwt")
+		if st := john.with(t).authorize(authz + "?" + q.Encode()); st.status != http.StatusBadRequest || !strings.Contains(st.page, "request_uri_not_supported") {
+			t.Errorf("request_uri by reference: %s, want a 400 page saying request_uri_not_supported", st)
+		}
+	})
+}

@@ -152,6 +152,12 @@ func (p *Provider) NewAuthorizeRequest(ctx context.Context, r *http.Request, bin
 			return nil, fosite.ErrInvalidRequest.WithHint("The client_id must be the one that pushed the request.")
 		}
 	}
+	// a request object's parameters replace the query's (RFC 9101), before anything reads them
+	form, err := p.applyRequestObject(ctx, r.Form, r.Form.Get("client_id"), nil)
+	if err != nil {
+		return nil, err
+	}
+	r.Form = form
 	// exact redirect_uri matching: fosite would let a loopback redirect change its port
 	if c, ok := p.cfg.Clients(r.Form.Get("client_id")); ok {
 		if ru := r.Form.Get("redirect_uri"); ru != "" && !slices.Contains(c.GetRedirectURIs(), ru) {

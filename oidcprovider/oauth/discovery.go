@@ -76,8 +76,9 @@ func (p *Provider) discoveryDocument() map[string]any {
 	doc["revocation_endpoint_auth_methods_supported"] = tokenAuthMethodsSupported
 	doc["authorization_response_iss_parameter_supported"] = true
 	doc["claims_parameter_supported"] = false
-	doc["request_parameter_supported"] = false
+	doc["request_parameter_supported"] = true
 	doc["request_uri_parameter_supported"] = false
+	doc["request_object_signing_alg_values_supported"] = clients.RequestObjectAlgs()
 	doc["pushed_authorization_request_endpoint"] = iss + PathPAR
 	doc["require_pushed_authorization_requests"] = p.cfg.RequirePAR
 	doc["claim_types_supported"] = []string{"normal"}

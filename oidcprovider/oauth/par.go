@@ -40,6 +40,16 @@ func (p *Provider) ServePAR(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if r.PostForm.Get("request") != "" {
+		// the request object's parameters replace the pushed ones (RFC 9101, RFC 9126 §3);
+		// the client authenticates with what it sent beside it
+		form, err := p.applyRequestObject(ctx, r.PostForm, presentedClientID(r), append([]string{"client_id"}, parCredentials...))
+		if err != nil {
+			p.writeError(w, r, err)
+			return
+		}
+		r.PostForm, r.Form = form, form
+	}
 	if c, ok := p.cfg.Clients(presentedClientID(r)); ok {
 		if ru := r.PostForm.Get("redirect_uri"); ru != "" && !slices.Contains(c.GetRedirectURIs(), ru) {
 			p.writeError(w, r, fosite.ErrInvalidRequest.WithHint("The redirect_uri is not one the client registered."))
