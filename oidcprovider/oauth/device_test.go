@@ -403,3 +403,34 @@ func TestDeviceRacesAcrossNodes(t *testing.T) {
 		}
 	}
 }
+
+// A password change or reset (RevokeUserTokens) after the person approved a device, before it
+// collected its tokens, leaves the device nothing; a client's revocation cut-off ends its
+// pending device codes.
+func TestDeviceApprovalBeforeARevocation(t *testing.T) {
+	f := newFlowProvider(t, deviceClients()...)
+	cut, err := LoadClientCutoffs(t.Context(), f.kv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.p.cfg.Cutoffs, f.p.storage.cutoffs = cut, cut
+	out := f.deviceAuth("tv", "openid")
+	if err := f.answer(out["user_code"].(string), true, "ref-1"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if err := f.p.RevokeUserTokens(t.Context(), "john"); err != nil {
+		t.Fatal(err)
+	}
+	if status, tok := f.poll("tv", out["device_code"].(string)); status != http.StatusBadRequest || errorOf(tok) != "invalid_grant" {
+		t.Errorf("collecting after the user's revocation: %d %v, want invalid_grant", status, tok)
+	}
+	out = f.deviceAuth("tv", "openid")
+	time.Sleep(10 * time.Millisecond)
+	if err := cut.Set(t.Context(), f.kv, "tv", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if status, tok := f.poll("tv", out["device_code"].(string)); status != http.StatusBadRequest || errorOf(tok) != "invalid_grant" {
+		t.Errorf("polling after the client's revocation: %d %v, want invalid_grant", status, tok)
+	}
+}
