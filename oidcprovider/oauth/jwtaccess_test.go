@@ -479,3 +479,54 @@ func TestJWTAccessTokenOfAUser(t *testing.T) {
 		t.Errorf("after the user's cut-off: %v", err)
 	}
 }
+
+// A device client with access_token_signed_response_alg gets a JWT access token from the device
+// grant too (the grant's handler uses the same access-token strategy), with the sid of the
+// portal session that approved it; the session's sign-out ends it at the gate.
+func TestJWTAccessTokenOfTheDeviceGrant(t *testing.T) {
+	f := newFlowProvider(t, clients.Config{ID: "jtv", Public: true, GrantTypes: []string{clients.GrantDeviceCode},
+		Scopes: []string{"openid", "profile"}, AccessTokenSignedResponseAlg: "RS256"})
+	rv, err := LoadRevocations(context.Background(), f.kv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.p.cfg.Revocations, f.p.storage.revocations = rv, rv
+	status, out := postPublicAs(f, f.p.ServeDeviceAuthorization, PathDeviceAuthorization, "jtv", url.Values{"scope": {"openid profile"}})
+	if status != http.StatusOK {
+		t.Fatalf("device authorization: %d %v", status, out)
+	}
+	if err := f.answer(out["user_code"].(string), true, "ref-tv"); err != nil {
+		t.Fatal(err)
+	}
+	status, tok := postPublicAs(f, f.p.ServeToken, PathToken, "jtv", url.Values{"grant_type": {clients.GrantDeviceCode}, "device_code": {out["device_code"].(string)}})
+	at, _ := tok["access_token"].(string)
+	if status != http.StatusOK || !jwtShaped(at) {
+		t.Fatalf("device token: %d %v", status, tok)
+	}
+	e, err := f.p.verifyAccessJWT(at)
+	if err != nil || e.sid != f.p.sidOf("ref-tv") || e.identity.Username != "john" {
+		t.Fatalf("the device's JWT access token: %+v %v", e, err)
+	}
+	if f.userinfo(at) != http.StatusOK {
+		t.Error("userinfo with the device's JWT access token")
+	}
+	if _, err := f.p.EndBrowserSession(context.Background(), "ref-tv"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.p.CheckBearer(context.Background(), at, statusPage); !gateRefused(err, "revoked") {
+		t.Errorf("after the approving session's sign-out: %v", err)
+	}
+}
+
+// postPublicAs sends form to serve as the public client id.
+func postPublicAs(f *flowProvider, serve http.HandlerFunc, path, id string, form url.Values) (int, map[string]any) {
+	f.t.Helper()
+	form.Set("client_id", id)
+	r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	w := httptest.NewRecorder()
+	serve(w, r)
+	var out map[string]any
+	_ = json.Unmarshal(w.Body.Bytes(), &out)
+	return w.Code, out
+}

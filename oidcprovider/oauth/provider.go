@@ -235,7 +235,7 @@ func New(cfg Config) *Provider {
 		HandleHelper: &oauth2.HandleHelper{AccessTokenStrategy: acc, AccessTokenStorage: storage, Config: fc},
 		Config:       fc,
 	}
-	device := &deviceGrant{p: p, fc: fc, access: &oauth2.HandleHelper{AccessTokenStrategy: st, AccessTokenStorage: storage, Config: fc},
+	device := &deviceGrant{p: p, fc: fc, access: &oauth2.HandleHelper{AccessTokenStrategy: acc, AccessTokenStorage: storage, Config: fc},
 		refresh: st, storage: storage, idTokens: idHelper}
 	oidcCodeOnly, oidcRefreshOnly := grantHandler{oidcCode, true}, grantHandler{oidcRefresh, true}
 	fc.TokenEndpointHandlers = fosite.TokenEndpointHandlers{&grantTable{grants: map[string]grantLists{
