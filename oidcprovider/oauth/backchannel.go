@@ -94,21 +94,30 @@ func (p *Provider) retries() []time.Duration {
 	return DefaultBackchannelRetries
 }
 
-// rememberIDToken records that client c got an ID token through the portal session of sess, if
-// the client takes back-channel logouts. The record lasts as long as an application may hold a
-// session begun with that ID token: the longer of the portal session's longest life (its
-// remember_me or expiration) and the client's refresh token lifespan (each refresh issues a new
-// ID token and writes the record again).
-func (p *Provider) rememberIDToken(ctx context.Context, c fosite.Client, sess *Session) error {
-	cc, ok := c.(*clients.Client)
+// rememberIDToken records that the client of r got an ID token through the portal session of
+// sess, if the client takes back-channel logouts. The record lasts as long as an application may
+// hold a session begun with that ID token: the longer of the portal session's longest life (its
+// remember_me or expiration) and the client's refresh token lifespan. A refresh renews a record
+// that is there, and makes none where it is gone: the session has ended and its logout was
+// queued already (refresh tokens outlive the portal session), so it is not sent twice.
+func (p *Provider) rememberIDToken(ctx context.Context, r fosite.Requester, sess *Session) error {
+	cc, ok := r.GetClient().(*clients.Client)
 	if !ok || sess.BrowserSession == "" {
 		return nil
 	}
 	if uri, _ := cc.BackchannelLogout(); uri == "" {
 		return nil
 	}
+	key := bclIndexKey(sess.BrowserSession, cc.ID())
+	if r.GetRequestForm().Get("grant_type") == grantRefreshToken {
+		if _, err := p.cfg.KV.Get(ctx, key); errors.Is(err, store.ErrNotFound) {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("reading the back-channel logout record of client %s: %w", cc.ID(), err)
+		}
+	}
 	ttl := max(p.cfg.SessionLifespan, cc.GetEffectiveLifespan(fosite.GrantTypeRefreshToken, fosite.RefreshToken, p.cfg.Lifespans.RefreshToken), p.cfg.Lifespans.IDToken, time.Hour)
-	err := p.cfg.KV.Put(ctx, store.Entry{Key: bclIndexKey(sess.BrowserSession, cc.ID()), Value: []byte(sess.Subject), TTL: ttl})
+	err := p.cfg.KV.Put(ctx, store.Entry{Key: key, Value: []byte(sess.Subject), TTL: ttl})
 	if err != nil {
 		return fmt.Errorf("recording the ID token of client %s for back-channel logout: %w", cc.ID(), err)
 	}
@@ -122,7 +131,7 @@ func (p *Provider) enqueueBackchannelLogouts(ctx context.Context, ref string) {
 	if ref == "" {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := p.enqueue(ctx, ref); err != nil {
 		p.cfg.Logger.Warn("queueing the back-channel logouts of a session", zap.Error(err))

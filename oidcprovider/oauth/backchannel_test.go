@@ -276,9 +276,11 @@ func TestBackchannelLogoutTokens(t *testing.T) {
 		t.Fatalf("two sessions share the sid %v", sid)
 	}
 	// a refreshed ID token keeps the sid
-	if status, out := n.refresh("rp1", otherRT); status != http.StatusOK || unverifiedClaims(t, out["id_token"].(string))["sid"] != otherSID {
+	status, out := n.refresh("rp1", otherRT)
+	if status != http.StatusOK || unverifiedClaims(t, out["id_token"].(string))["sid"] != otherSID {
 		t.Fatalf("refresh: %d, sid of the new ID token %v", status, out)
 	}
+	otherRT, _ = out["refresh_token"].(string)
 	if _, err := n.p.EndBrowserSession(t.Context(), "ref-a"); err != nil {
 		t.Fatal(err)
 	}
@@ -315,6 +317,28 @@ func TestBackchannelLogoutTokens(t *testing.T) {
 	// a logout token is no ID token hint
 	if _, err := n.p.ParseLogout(t.Context(), url.Values{"id_token_hint": {got[0]}}); err == nil {
 		t.Error("a logout token was taken as an id_token_hint")
+	}
+	// the other session ends: rp1 is told once; a refresh afterwards (the refresh token
+	// outlives the session) records nothing, so a later end of that ref tells nobody again
+	if _, err := n.p.EndBrowserSession(t.Context(), "ref-b"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the other session's logout", func() bool { got, _ := rec.got(); return len(got) == 3 })
+	if got, _ := rec.got(); unverifiedClaims(t, got[2])["sid"] != otherSID {
+		t.Errorf("the other session's logout has sid %v, want %v", unverifiedClaims(t, got[2])["sid"], otherSID)
+	}
+	if status, out := n.refresh("rp1", otherRT); status != http.StatusOK {
+		t.Fatalf("refresh after the session ended: %d %v", status, out)
+	}
+	if ks, _ := n.kv.Keys(t.Context(), []byte(bclIndexPrefix)); len(ks) != 0 {
+		t.Errorf("a refresh after the session ended recorded %q", ks)
+	}
+	if _, err := n.p.EndBrowserSession(t.Context(), "ref-b"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if got, _ := rec.got(); len(got) != 3 {
+		t.Errorf("%d logout tokens after ending an ended session again, want 3", len(got))
 	}
 }
 

@@ -139,7 +139,7 @@ func (s *idTokenStrategy) GenerateIDToken(ctx context.Context, lifespan time.Dur
 	if err != nil || !ok {
 		return token, err
 	}
-	if err := s.p.rememberIDToken(ctx, r.GetClient(), sess); err != nil {
+	if err := s.p.rememberIDToken(ctx, r, sess); err != nil {
 		return "", err
 	}
 	return token, nil
