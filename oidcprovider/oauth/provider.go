@@ -80,7 +80,7 @@ type Config struct {
 	Revocations *Revocations
 	// LongestAccessTokenLifespan is the longest any client's access tokens live: how long a
 	// revocation entry must be kept when the token's own expiry is not at hand. Optional:
-	// Lifespans.AccessToken when shorter or zero.
+	// Lifespans.AccessToken when shorter or zero (an hour when both are zero).
 	LongestAccessTokenLifespan time.Duration
 
 	// RequirePAR makes every client push its authorization requests (RFC 9126).
@@ -156,6 +156,9 @@ func New(cfg Config) *Provider {
 	globalSecret := sha256.Sum256(cfg.HMACSecret)
 	if cfg.LongestAccessTokenLifespan < cfg.Lifespans.AccessToken {
 		cfg.LongestAccessTokenLifespan = cfg.Lifespans.AccessToken
+	}
+	if cfg.LongestAccessTokenLifespan <= 0 {
+		cfg.LongestAccessTokenLifespan = time.Hour // fosite's default access token lifespan
 	}
 	p := &Provider{cfg: cfg, secretID: secretIDOf(cfg.HMACSecret), jwts: newJWTCache(jwtCacheSize), userAEAD: userSealer(cfg.HMACSecret)}
 	p.bcl = newBackchannel(p)
