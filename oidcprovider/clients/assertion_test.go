@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -263,3 +264,45 @@ func TestJWKSURI(t *testing.T) {
 }
 
 func stdBase64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// Good assertions from one address pass however many run at once (nothing is taken from the
+// limits before a signature check); failed ones are counted, and once the (client, address)
+// limit is spent a good assertion from there is refused too, while another address still passes.
+func TestAssertionLimits(t *testing.T) {
+	f := newJWTFixture(t)
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for range 40 {
+		a := f.sign(testP256, "ES256", "k1", f.claims("signer"))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := httptest.NewRequest("POST", testIssuer+"/api/oidc/token", nil)
+			form := url.Values{"client_assertion_type": {ClientAssertionType}, "client_assertion": {a}}
+			if _, err := f.auth.Authenticate(context.Background(), r, form, "192.0.2.1"); err != nil {
+				failed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := failed.Load(); n != 0 {
+		t.Fatalf("%d of 40 concurrent good assertions from one address were refused", n)
+	}
+	at := func(ip string, a string) error {
+		r := httptest.NewRequest("POST", testIssuer+"/api/oidc/token", nil)
+		_, err := f.auth.Authenticate(context.Background(), r, url.Values{"client_assertion_type": {ClientAssertionType}, "client_assertion": {a}}, ip)
+		return err
+	}
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for range pairBurst {
+		if err := at("192.0.2.2", f.sign(other, "ES256", "k1", f.claims("signer"))); !isInvalidClient(err) {
+			t.Fatalf("a forged assertion: %v", err)
+		}
+	}
+	if err := at("192.0.2.2", f.sign(testP256, "ES256", "k1", f.claims("signer"))); err == nil {
+		t.Fatal("a good assertion passed from an address whose failures spent the limit")
+	}
+	if err := at("192.0.2.3", f.sign(testP256, "ES256", "k1", f.claims("signer"))); err != nil {
+		t.Fatalf("a good assertion from another address: %v", err)
+	}
+}
