@@ -1,9 +1,14 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,12 +21,32 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 )
 
 // tokenConfig is the Caddyfile of the token-rate phase: the provider's token endpoint and a
 // plain `respond` site, both over TLS (Caddy's internal CA) on one port, with the gate bench's
-// client_credentials client. The reference release reads it as the binary under test does.
-func tokenConfig(admin, port int, dir string) string {
+// client_credentials client, and, when jwtKeyFile is set (the binary under test), the same
+// client again authenticating with private_key_jwt (ES256, its public key in jwtKeyFile). The
+// reference release reads it without the second client.
+func tokenConfig(admin, port int, dir, jwtKeyFile string) string {
+	jwtClient := ""
+	if jwtKeyFile != "" {
+		jwtClient = fmt.Sprintf(`
+		client monitor-jwt {
+			token_endpoint_auth_method private_key_jwt
+			public_key k1 {
+				algorithm ES256
+				key_file %[1]s
+			}
+			scopes authelia.bearer.authz
+			audience https://gated.localhost:%[2]d/
+			grant_types client_credentials
+			requested_audience_mode implicit
+		}`, jwtKeyFile, port)
+	}
 	return fmt.Sprintf(`{
 	admin localhost:%[1]d
 	http_port %[4]d
@@ -41,7 +66,7 @@ func tokenConfig(admin, port int, dir string) string {
 			audience https://gated.localhost:%[2]d/
 			grant_types client_credentials
 			requested_audience_mode implicit
-		}
+		}%[6]s
 	}
 }
 https://auth.localhost:%[2]d {
@@ -50,29 +75,34 @@ https://auth.localhost:%[2]d {
 https://respond.localhost:%[2]d {
 	respond "ok"
 }
-`, admin, port, dir, freePort(), digest)
+`, admin, port, dir, freePort(), digest, jwtClient)
 }
 
 // tokenRate measures the token endpoint's client_credentials grant: tokens per second and Caddy's
-// CPU per token, for the binary under test and for each commit reference names (a comma-separated
-// list), built from git, beside plain Caddy's TLS `respond` in the process under test, on the same core,
-// in alternating rounds.
+// CPU per token, for the binary under test (with client_secret_basic, and with private_key_jwt:
+// an ES256 assertion with a fresh jti per token) and for each commit reference names (a
+// comma-separated list, client_secret_basic only), built from git, beside plain Caddy's TLS
+// `respond` in the process under test, on the same core, in alternating rounds.
 func tokenRate(work, bin, reference string, duration time.Duration, rounds, conns int) error {
 	hc := loopbackClient(conns)
 	hc.Transport.(*http.Transport).TLSClientConfig = &tls.Config{InsecureSkipVerify: true} // Caddy's internal CA, on loopback
-	start := func(name, bin string) (*caddyProc, error) {
+	jwtKey, jwtKeyFile, err := assertionKey(work)
+	if err != nil {
+		return err
+	}
+	start := func(name, bin, keyFile string) (*caddyProc, error) {
 		dir := filepath.Join(work, "tokens-"+name)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, err
 		}
-		return startCaddy(hc, bin, dir, func(admin, port int) string { return tokenConfig(admin, port, filepath.Join(dir, "store")) },
+		return startCaddy(hc, bin, dir, func(admin, port int) string { return tokenConfig(admin, port, filepath.Join(dir, "store"), keyFile) },
 			func(port int) string { return fmt.Sprintf("https://respond.localhost:%d/", port) })
 	}
 	type target struct {
 		name string
 		c    *caddyProc
 	}
-	cur, err := start("current", bin)
+	cur, err := start("current", bin, jwtKeyFile)
 	if err != nil {
 		return err
 	}
@@ -86,7 +116,7 @@ func tokenRate(work, bin, reference string, duration time.Duration, rounds, conn
 		if err != nil {
 			return err
 		}
-		ref, err := start(fmt.Sprintf("reference-%d", i), refBin)
+		ref, err := start(fmt.Sprintf("reference-%d", i), refBin, "")
 		if err != nil {
 			return fmt.Errorf("reference %s: %w", full, err)
 		}
@@ -99,6 +129,14 @@ func tokenRate(work, bin, reference string, duration time.Duration, rounds, conn
 		if _, err := mintTLS(hc, t.c.port, form); err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)
 		}
+	}
+
+	mintJWT := func(hc *http.Client) bool {
+		_, err := mintTLSAssertion(hc, cur.port, jwtKey)
+		return err == nil
+	}
+	if _, err := mintTLSAssertion(hc, cur.port, jwtKey); err != nil {
+		return fmt.Errorf("current, private_key_jwt: %w", err)
 	}
 
 	fmt.Printf("\n== token rate: client_credentials over TLS, %d connections (HTTP/1.1 keep-alive), %d rounds of %s, alternating ==\n", conns, rounds, duration)
@@ -143,6 +181,8 @@ func tokenRate(work, bin, reference string, duration time.Duration, rounds, conn
 		ones = append(ones, one)
 		fns = append(fns, func() sample { return measure(t.c, t.name, one) })
 	}
+	ones = append(ones, mintJWT)
+	fns = append(fns, func() sample { return measure(cur, "private_key_jwt", mintJWT) })
 	// a second of load on each first, so none meets its first burst in a measured round
 	for _, one := range ones {
 		loadFunc(hc, conns, time.Second, one)
@@ -155,6 +195,8 @@ func tokenRate(work, bin, reference string, duration time.Duration, rounds, conn
 	for i, t := range targets {
 		line("tokens, "+t.name, got[i+1], "token")
 	}
+	jwtAt := len(targets) + 1
+	line("tokens, current, private_key_jwt", got[jwtAt], "token")
 	// paired ratios: a/b throughput, and b/a CPU per request (what a CPU-bound Caddy would see)
 	ratio := func(a, b []sample) (float64, float64) {
 		r, c := make([]float64, len(a)), make([]float64, len(a))
@@ -172,6 +214,8 @@ func tokenRate(work, bin, reference string, duration time.Duration, rounds, conn
 		r, c := ratio(got[1], got[i+2])
 		fmt.Printf("  %-34s: %10.3f %10.3f\n", "tokens current / "+t.name, r, c)
 	}
+	r, c := ratio(got[jwtAt], got[1])
+	fmt.Printf("  %-34s: %10.3f %10.3f\n", "private_key_jwt / secret_basic", r, c)
 	worst := 0.0
 	for _, s := range got {
 		for _, x := range s {
@@ -300,4 +344,55 @@ func alternateN(rounds int, fns ...func() sample) [][]sample {
 		}
 	}
 	return out
+}
+
+// assertionKey makes the ES256 key of the private_key_jwt client and writes its public key where
+// the Caddyfile's public_key reads it.
+func assertionKey(work string) (*ecdsa.PrivateKey, string, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, "", err
+	}
+	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		return nil, "", err
+	}
+	file := filepath.Join(work, "monitor-jwt.pub.pem")
+	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		return nil, "", err
+	}
+	return key, file, nil
+}
+
+// mintTLSAssertion asks the token endpoint on port for a client_credentials token as
+// monitor-jwt, with a fresh ES256 client assertion (RFC 7523; a new jti each time, as a
+// client must).
+func mintTLSAssertion(hc *http.Client, port int, key *ecdsa.PrivateKey) (string, error) {
+	endpoint := fmt.Sprintf("https://auth.localhost:%d/api/oidc/token", port)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
+	if err != nil {
+		return "", err
+	}
+	now := time.Now()
+	assertion, err := jwt.Signed(signer).Claims(jwt.Claims{
+		Issuer: "monitor-jwt", Subject: "monitor-jwt", Audience: jwt.Audience{endpoint}, ID: rand.Text(),
+		IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Minute)),
+	}).Serialize()
+	if err != nil {
+		return "", err
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"authelia.bearer.authz"},
+		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {assertion}}
+	req, _ := http.NewRequest("POST", endpoint, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"access_token"`) {
+		return "", fmt.Errorf("token endpoint answered %d: %.200s", resp.StatusCode, body)
+	}
+	return string(body), nil
 }
