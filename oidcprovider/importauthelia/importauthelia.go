@@ -348,9 +348,24 @@ func (c *converter) cors(path string, v any) {
 	c.line(2, "cors {")
 	for _, k := range sortedKeys(m) {
 		switch k {
-		case "endpoints", "allowed_origins":
+		case "endpoints":
 			if vals := uniq(list(m[k])); len(vals) > 0 {
 				c.line(3, "%s %s", k, quoteAll(vals))
+			}
+		case "allowed_origins":
+			var origins []string
+			for _, o := range uniq(list(m[k])) {
+				switch trimmed := strings.TrimSuffix(o, "/"); {
+				case o == "*":
+					c.leave(path+"."+k, "* is refused: Portcullis answers only origins it is given; list each application's origin, or set allowed_origins_from_client_redirect_uris")
+				case strings.Count(trimmed, "/") != 2:
+					c.leave(path+"."+k, fmt.Sprintf("%q is not an origin (scheme://host[:port], no path)", o))
+				default:
+					origins = append(origins, trimmed)
+				}
+			}
+			if len(origins) > 0 {
+				c.line(3, "%s %s", k, quoteAll(origins))
 			}
 		case "allowed_origins_from_client_redirect_uris":
 			if b, _ := m[k].(bool); b {
@@ -445,6 +460,11 @@ var clientKeys = map[string]string{
 	"access_token_signed_response_alg":      "access_token_signed_response_alg",
 	"access_token_signed_response_key_id":   "access_token_signed_response_key_id",
 	"introspection_signed_response_alg":     "introspection_signed_response_alg",
+	"authorization_signed_response_alg":     "authorization_signed_response_alg",
+	"token_endpoint_auth_signing_alg":       "token_endpoint_auth_signing_alg",
+	"jwks_uri":                              "jwks_uri",
+	"request_object_signing_alg":            "request_object_signing_alg",
+	"authorization_signed_response_key_id":  "authorization_signed_response_key_id",
 	"introspection_signed_response_key_id":  "introspection_signed_response_key_id",
 	"backchannel_logout_uri":                "backchannel_logout_uri",
 	"backchannel_logout_session_required":   "backchannel_logout_session_required",
@@ -452,13 +472,7 @@ var clientKeys = map[string]string{
 
 // pendingClientKeys are Authelia's client options Portcullis does not take yet, and why.
 var pendingClientKeys = map[string]string{
-	"request_uris":                         "request objects (request, request_uri) are not available yet",
-	"request_object_signing_alg":           "request objects (request, request_uri) are not available yet",
-	"jwks":                                 "client keys (private_key_jwt, request objects) are not available yet",
-	"jwks_uri":                             "client keys (private_key_jwt, request objects) are not available yet",
-	"token_endpoint_auth_signing_alg":      "client_secret_jwt and private_key_jwt are not available yet",
-	"authorization_signed_response_alg":    "signed authorization responses (JARM) are not available yet",
-	"authorization_signed_response_key_id": "signed authorization responses (JARM) are not available yet",
+	"request_uris":                         "request objects by reference (request_uri) are not available; send them by value (request)",
 	"allow_multiple_auth_methods":          "not available yet; a client authenticates one way per request",
 }
 
@@ -522,6 +536,12 @@ func (c *converter) client(path string, m map[string]any) {
 		case k == "token_endpoint_auth_signing_alg" && !strings.HasSuffix(str(m["token_endpoint_auth_method"]), "_jwt"):
 			c.notNeeded(path+"."+k, "only client_secret_jwt and private_key_jwt use it (client "+id+")")
 			continue
+		case k == "request_object_signing_alg" && len(asList(m["jwks"])) == 0 && str(m["jwks_uri"]) == "":
+			c.notNeeded(path+"."+k, "request objects are verified with the client's keys, and it has none (jwks, jwks_uri); without keys it sends none (client "+id+")")
+			continue
+		case k == "jwks":
+			c.clientKeys(path+"."+k, id, v)
+			continue
 		case !ok && pendingClientKeys[k] != "":
 			c.leave(path+"."+k, pendingClientKeys[k]+" (client "+id+")")
 			continue
@@ -545,6 +565,38 @@ func (c *converter) client(path string, m map[string]any) {
 		}
 	}
 	c.line(2, "}")
+}
+
+// clientKeys carries over a client's jwks list as public_key blocks, each key's PEM inline as a
+// heredoc.
+func (c *converter) clientKeys(path, id string, v any) {
+	for i, e := range asList(v) {
+		m, ok := e.(map[string]any)
+		if !ok {
+			c.leave(fmt.Sprintf("%s[%d]", path, i), "not a key map (client "+id+")")
+			continue
+		}
+		kid, pemText := str(m["key_id"]), strings.TrimSpace(str(m["key"]))
+		if pemText == "" {
+			pemText = strings.TrimSpace(str(m["certificate_chain"]))
+		}
+		if kid == "" || pemText == "" || strings.Contains(pemText, "{{") {
+			c.leave(fmt.Sprintf("%s[%d]", path, i), "a key needs its key_id and its PEM key or certificate written out (a template is not read); add it as public_key <key_id> { algorithm …; key_file … } (client "+id+")")
+			continue
+		}
+		c.line(3, "public_key %s {", quote(kid))
+		for _, k := range []string{"algorithm", "use"} {
+			if s := str(m[k]); s != "" {
+				c.line(4, "%s %s", k, quote(s))
+			}
+		}
+		c.line(4, "key <<PEM")
+		for _, l := range strings.Split(pemText, "\n") {
+			c.line(4, "%s", strings.TrimSpace(l))
+		}
+		c.line(4, "PEM")
+		c.line(3, "}")
+	}
 }
 
 // authorizationPolicies carries over Authelia's authorization_policies as authorization_policy
