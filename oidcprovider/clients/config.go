@@ -13,7 +13,8 @@ type Config struct {
 	// Secret is the client secret as a go-crypt digest ($pbkdf2-sha512$…, $argon2id$…, $2b$…,
 	// $scrypt$…, $6$…), "$plaintext$<secret>", or a bare secret (taken as plaintext, with a
 	// warning). Placeholders {env.*} and {file.*} are resolved at start. JSON: "client_secret";
-	// required for confidential clients, forbidden for public ones.
+	// required for confidential clients (except private_key_jwt ones, which do not use it),
+	// forbidden for public ones; client_secret_jwt needs it plaintext.
 	Secret string `json:"client_secret,omitempty"`
 	// Public marks a client that cannot keep a secret (a single-page or native app): it has no
 	// secret, authenticates with "none" and must use PKCE. JSON: "public". Default: false.
@@ -36,8 +37,11 @@ type Config struct {
 	// "requested_audience_mode". Default: "explicit".
 	RequestedAudienceMode string `json:"requested_audience_mode,omitempty"`
 	// TokenEndpointAuthMethod is how the client authenticates: client_secret_basic,
-	// client_secret_post, or none for public clients. A request using another method is refused.
-	// JSON: "token_endpoint_auth_method". Default: client_secret_basic (none for public clients).
+	// client_secret_post, client_secret_jwt (an RFC 7523 assertion signed with the secret, which
+	// must then be plaintext), private_key_jwt (an assertion signed with the client's private key,
+	// verified with jwks or jwks_uri; no secret needed), or none for public clients. A request
+	// using another method is refused. JSON: "token_endpoint_auth_method". Default:
+	// client_secret_basic (none for public clients).
 	TokenEndpointAuthMethod string `json:"token_endpoint_auth_method,omitempty"`
 	// Lifespan names a set under lifespans.custom. JSON: "lifespan". Default: the global lifespans.
 	Lifespan string `json:"lifespan,omitempty"`
@@ -128,18 +132,20 @@ type Config struct {
 	// "token_endpoint_auth_signing_alg". Default: HS256 for client_secret_jwt; for
 	// private_key_jwt, the algorithm of the client's keys when they all have one, else RS256.
 	TokenEndpointAuthSigningAlg string `json:"token_endpoint_auth_signing_alg,omitempty"`
-	// JWKSURI is an https URL where the client publishes its public keys (a JWK Set), for
-	// private_key_jwt assertions and request objects. It is fetched when first needed (never at
-	// caddy validate), with a timeout and a size cap, and cached. Exclusive with jwks. JSON:
-	// "jwks_uri". Default: none.
+	// JWKSURI is an https URL (http only on a loopback host) where the client publishes its
+	// public keys (a JWK Set), for private_key_jwt assertions and request objects. It is fetched
+	// when first needed (never at caddy validate), with a 5 s timeout and a 256 KiB cap, cached
+	// 10 minutes, and fetched again at most once a minute for a kid it does not hold. Exclusive
+	// with jwks. JSON: "jwks_uri". Default: none.
 	JWKSURI string `json:"jwks_uri,omitempty"`
 	// JWKS are the client's public keys given in the config, for private_key_jwt assertions and
 	// request objects (Authelia's "jwks" list; in a Caddyfile, one "public_key <key_id> { … }"
 	// block per key). Exclusive with jwks_uri. JSON: "jwks". Default: none.
 	JWKS []ClientKey `json:"jwks,omitempty"`
 	// RequestObjectSigningAlg is the JWS algorithm the client's request objects (the "request"
-	// parameter, RFC 9101) must be signed with; "none" is refused. JSON:
-	// "request_object_signing_alg". Default: any algorithm of the client's keys.
+	// parameter, RFC 9101) must be signed with (RS*, PS*, ES*); "none" is refused, and so is the
+	// option on a client without keys (jwks or jwks_uri). JSON: "request_object_signing_alg".
+	// Default: any RSA or EC algorithm of the client's keys.
 	RequestObjectSigningAlg string `json:"request_object_signing_alg,omitempty"`
 	// AccessTokenSignedResponseAlg makes the client's access tokens JWTs (RFC 9068, typ
 	// at+jwt) signed with this algorithm by one of the provider's signing keys; "none" keeps
