@@ -309,6 +309,10 @@ func TestBackchannelLogout(t *testing.T) {
 		}
 		rec.up()
 		checkFor(t, rec.expect(from, 1, 15*time.Second*slow), "bc1", si.claims)
+		m := scrape(t, s.hc, s.admin)
+		if m[`portcullis_backchannel_logouts_total{client="bc1",result="retried"}`] < 2 || m[`portcullis_backchannel_logouts_total{client="bc1",result="delivered"}`] < 5 {
+			t.Errorf("metrics: bc1 retried %v, delivered %v", m[`portcullis_backchannel_logouts_total{client="bc1",result="retried"}`], m[`portcullis_backchannel_logouts_total{client="bc1",result="delivered"}`])
+		}
 	})
 
 	t.Run("restart with a pending logout", func(t *testing.T) {

@@ -630,8 +630,9 @@ func (a *App) prepare(ctx context.Context, b *backend) (*runtimeState, error) {
 		Tokens:         b.tokens,
 		Logger:         a.logger,
 
-		SessionLifespan:    a.sessionLifespan(),
-		BackchannelRetries: backchannelRetries(a.logger),
+		SessionLifespan:     a.sessionLifespan(),
+		BackchannelRetries:  backchannelRetries(a.logger),
+		OnBackchannelLogout: a.metrics.backchannelLogout,
 
 		// what the gate checks JWT access tokens with
 		Revocations:                b.revocations,

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
@@ -40,4 +41,18 @@ func (a *App) sessionLifespan() time.Duration {
 	}
 	s := a.portal.sessions.WithDefaults()
 	return max(s.Expiration, s.RememberMe)
+}
+
+// newBackchannelCounter is portcullis_backchannel_logouts_total.
+func newBackchannelCounter() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: metricNamespace, Name: "backchannel_logouts_total",
+		Help: "Back-channel logout deliveries, by registered client and result: delivered, retried (a failed attempt that will be retried), given_up (the last attempt failed), dropped (the client is gone or has no backchannel_logout_uri any more).",
+	}, []string{"client", "result"})
+}
+
+func (m *metrics) backchannelLogout(client, result string) {
+	if m != nil {
+		m.backchannel.WithLabelValues(client, result).Inc()
+	}
 }

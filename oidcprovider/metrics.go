@@ -16,6 +16,7 @@ type metrics struct {
 	gate          *prometheus.CounterVec // site, policy, answer
 	signIns       *prometheus.CounterVec // via, factor, result
 	bans          prometheus.Counter
+	backchannel   *prometheus.CounterVec // client, result (backchannel.go)
 }
 
 // Names of the metrics.
@@ -91,7 +92,8 @@ func newMetrics(reg *prometheus.Registry, app *App) (*metrics, error) {
 			return 0
 		}),
 	}
-	collectors = append(collectors, storeCollector{app})
+	m.backchannel = newBackchannelCounter()
+	collectors = append(collectors, storeCollector{app}, m.backchannel)
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -265,7 +265,9 @@ func (b *backchannel) run(ctx context.Context) {
 		next := b.round(ctx)
 		wait := b.poll
 		if !next.IsZero() {
-			wait = min(wait, max(next.Sub(b.now()), 10*time.Millisecond))
+			// each round reads the whole queue: a queue of many failing jobs due at as many
+			// moments is read at most about once a second, however close their due times
+			wait = min(wait, max(next.Sub(b.now()), min(time.Second, b.poll/2)))
 		}
 		t.Reset(wait)
 	}
@@ -358,6 +360,7 @@ func (b *backchannel) deliver(ctx context.Context, k []byte) time.Time {
 	}
 	if uri == "" {
 		log.Info("back-channel logout dropped: the client is gone or has no backchannel_logout_uri any more", zap.String("client_id", job.Client))
+		b.p.told(job.Client, "dropped")
 		_ = kv.Delete(ctx, k)
 		return time.Time{}
 	}
@@ -367,6 +370,7 @@ func (b *backchannel) deliver(ctx context.Context, k []byte) time.Time {
 	}
 	if err == nil {
 		log.Info("back-channel logout delivered", zap.String("client_id", job.Client), zap.Int("attempt", job.Attempts+1))
+		b.p.told(job.Client, "delivered")
 		if err := kv.Delete(ctx, k); err != nil {
 			log.Warn("removing a delivered back-channel logout", zap.String("client_id", job.Client), zap.Error(err))
 		}
@@ -382,11 +386,13 @@ func (b *backchannel) deliver(ctx context.Context, k []byte) time.Time {
 	}
 	if job.Attempts > len(retries) {
 		log.Warn("back-channel logout given up: the client's backchannel_logout_uri did not take it", fields...)
+		b.p.told(job.Client, "given_up")
 		_ = kv.Delete(ctx, k)
 		return time.Time{}
 	}
 	job.Due = b.now().Add(retries[job.Attempts-1])
 	log.Info("back-channel logout failed; it will be retried", append(fields, zap.Duration("retry_in", retries[job.Attempts-1]))...)
+	b.p.told(job.Client, "retried")
 	data, merr := json.Marshal(job)
 	if merr == nil {
 		merr = kv.Put(ctx, store.Entry{Key: k, Value: data, TTL: bclJobTTL(job, retries, b.now())})
@@ -395,6 +401,13 @@ func (b *backchannel) deliver(ctx context.Context, k []byte) time.Time {
 		log.Warn("rescheduling a back-channel logout", zap.String("client_id", job.Client), zap.Error(merr))
 	}
 	return job.Due
+}
+
+// told reports a delivery's outcome to OnBackchannelLogout.
+func (p *Provider) told(client, result string) {
+	if p.cfg.OnBackchannelLogout != nil {
+		p.cfg.OnBackchannelLogout(client, result)
+	}
 }
 
 // bclJobTTL keeps a rescheduled job an hour past its last possible retry.

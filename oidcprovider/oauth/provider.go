@@ -111,6 +111,9 @@ type Config struct {
 	// delivery failed; after the last retry fails it is given up. Optional: default
 	// DefaultBackchannelRetries. Tests shorten it; it is not a user-facing option.
 	BackchannelRetries []time.Duration
+	// OnBackchannelLogout, when set, is told of each back-channel logout attempt's outcome:
+	// the registered client id and delivered, retried, given_up or dropped. Optional.
+	OnBackchannelLogout func(client, result string)
 }
 
 // People is what the provider needs to know of users: whether one may still hold tokens, and
