@@ -259,6 +259,13 @@ func TestClientJWTAuthentication(t *testing.T) {
 		if status, body := postForm(t, s.from("127.0.0.60"), tokenURL, withAssertion(cc, fixed), ""); status != http.StatusOK {
 			t.Errorf("a good assertion with the jti of a refused one: %d %v", status, body)
 		}
+		// the metrics count them by reason: 13 bad assertions, 4 wrong methods
+		got := scrape(t, &http.Client{Timeout: 10 * time.Second}, s.admin)
+		for reason, n := range map[string]float64{"bad_assertion": 13, "wrong_method": 4} {
+			if v := got[`portcullis_client_auth_failures_total{reason="`+reason+`"}`]; v != n {
+				t.Errorf("portcullis_client_auth_failures_total{reason=%q} = %v, want %v", reason, v, n)
+			}
+		}
 		// the refusals were logged without the assertions
 		log := s.s.log.String()
 		for _, a := range sent {

@@ -45,7 +45,7 @@ func newMetrics(reg *prometheus.Registry, app *App) (*metrics, error) {
 		}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricNamespace, Name: "client_auth_failures_total",
-			Help: "Failed client authentications, by reason: wrong_secret, unknown_client, wrong_method, throttled.",
+			Help: "Failed client authentications, by reason: wrong_secret, unknown_client, wrong_method, bad_assertion, throttled.",
 		}, []string{"reason"}),
 		gate: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricNamespace, Name: "gate_decisions_total",
