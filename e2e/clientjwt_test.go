@@ -151,6 +151,23 @@ func TestClientJWTAuthentication(t *testing.T) {
 	tokenURL := s.issuer + "/api/oidc/token"
 	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, s.hc)
 
+	// discovery tells a client library what it may use
+	var meta map[string]any
+	if err := s.provider.Claims(&meta); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"token_endpoint_auth_methods_supported", "introspection_endpoint_auth_methods_supported", "revocation_endpoint_auth_methods_supported"} {
+		if got := fmt.Sprint(meta[key]); !strings.Contains(got, "private_key_jwt") || !strings.Contains(got, "client_secret_jwt") {
+			t.Errorf("discovery %s = %s, want the JWT methods", key, got)
+		}
+	}
+	if got := fmt.Sprint(meta["token_endpoint_auth_signing_alg_values_supported"]); !strings.Contains(got, "ES256") || !strings.Contains(got, "HS256") || strings.Contains(got, "none") {
+		t.Errorf("discovery token_endpoint_auth_signing_alg_values_supported = %s", got)
+	}
+	if meta["request_parameter_supported"] != true || meta["request_uri_parameter_supported"] != false || !strings.Contains(fmt.Sprint(meta["request_object_signing_alg_values_supported"]), "ES256") {
+		t.Errorf("discovery of request objects: %v %v %v", meta["request_parameter_supported"], meta["request_uri_parameter_supported"], meta["request_object_signing_alg_values_supported"])
+	}
+
 	// a token for each client, from x/oauth2 with the assertion as the endpoint parameters
 	tokens := map[string]string{}
 	for _, c := range []struct {
