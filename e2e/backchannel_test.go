@@ -357,3 +357,97 @@ func TestBackchannelLogout(t *testing.T) {
 		t.Error("the server's log carries a JWT")
 	}
 }
+
+// Two nodes on one PostgreSQL, both running the delivery worker: each of ten sessions signed in
+// on A and ended on A or B is told once, whichever node sends it; a node killed after a failed
+// attempt leaves its job to the other, which sends it once the receiver is back.
+func TestBackchannelLogoutInACluster(t *testing.T) {
+	t.Setenv("PORTCULLIS_TEST_BACKCHANNEL_RETRIES", "1s,1s,2s,2s,5s,10s")
+	rec := newBCLReceiver(t)
+	rec.up()
+	c := startClusterWith(t, rpClient("bc", "backchannel_logout_uri "+rec.uri("bc"), "scopes openid profile"))
+	a, b := c.a, c.b
+	rec.issuer = a.url("auth", "")
+	var set jose.JSONWebKeySet
+	resp, err := a.hc.Get(a.url("auth", "/jwks.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err := json.Unmarshal(body, &set); err != nil {
+		t.Fatal(err)
+	}
+	rec.jwks = func() jose.JSONWebKeySet { return set }
+
+	// signIn signs john in on A in a browser of its own and gets bc's ID token there
+	signIn := func(t *testing.T) (*visitor, http.CookieJar, map[string]any) {
+		jar := newJar(t)
+		v := a.browser(t, jar)
+		code, ar := authCode(t, v, a, "bc", url.Values{"scope": {"openid profile"}})
+		status, out, err := a.tokenEndpoint(a.hc, "bc", "bc-secret", url.Values{"grant_type": {"authorization_code"}, "code": {code},
+			"redirect_uri": {redirectURI("bc")}, "code_verifier": {ar.verifier}})
+		raw, _ := out["id_token"].(string)
+		if err != nil || status != http.StatusOK || raw == "" {
+			t.Fatalf("bc's code exchange on A: %d %v %v", status, out, err)
+		}
+		_, claims := a.on(t).verifyIDToken("bc", raw, ar.nonce)
+		return v, jar, claims
+	}
+
+	t.Run("each logout sent once", func(t *testing.T) {
+		const sessions = 10
+		type signedOut struct {
+			v      *visitor
+			claims map[string]any
+		}
+		var all []signedOut
+		for i := range sessions {
+			v, jar, claims := signIn(t)
+			if i%2 == 1 {
+				v = b.browser(t, jar) // the same browser, sent to B by the balancer
+			}
+			all = append(all, signedOut{v, claims})
+		}
+		from := len(rec.received())
+		for _, so := range all {
+			so.v.signOut()
+		}
+		got := rec.expect(from, sessions, 20*time.Second*slow)
+		sids := map[any]int{}
+		for _, g := range got {
+			sids[g.claims["sid"]]++
+		}
+		for _, so := range all {
+			if sids[so.claims["sid"]] != 1 {
+				t.Errorf("session %v was told %d times", so.claims["sid"], sids[so.claims["sid"]])
+			}
+		}
+		byA := strings.Count(a.srv.log.String(), "back-channel logout delivered")
+		byB := strings.Count(b.srv.log.String(), "back-channel logout delivered")
+		t.Logf("delivered by A: %d, by B: %d", byA, byB)
+		if byA+byB != sessions {
+			t.Errorf("the nodes logged %d+%d deliveries, want %d", byA, byB, sessions)
+		}
+	})
+
+	t.Run("a node that dies leaves its job to the other", func(t *testing.T) {
+		rec.down()
+		v, _, claims := signIn(t)
+		from := len(rec.received())
+		failed := strings.Count(a.srv.log.String(), "back-channel logout failed")
+		v.signOut() // on A, which queues it and tries at once
+		deadline := time.Now().Add(10 * time.Second * slow)
+		for strings.Count(a.srv.log.String()+b.srv.log.String(), "back-channel logout failed") <= failed && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(300 * time.Millisecond) // A puts the job off and lets its lease go after logging
+		a.kill9(t)
+		deliveredByB := strings.Count(b.srv.log.String(), "back-channel logout delivered")
+		rec.up()
+		checkFor(t, rec.expect(from, 1, 20*time.Second*slow), "bc", claims)
+		if strings.Count(b.srv.log.String(), "back-channel logout delivered") != deliveredByB+1 {
+			t.Error("B did not log the delivery of A's job")
+		}
+	})
+}

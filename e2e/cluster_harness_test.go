@@ -44,6 +44,8 @@ type cluster struct {
 	// database is the name of the cluster's database on pg.
 	database string
 	a, b     *clusterNode
+	// extra is more of the oidc block (clients, say), the same on both nodes.
+	extra string
 }
 
 // clusterNode is one Caddy process of the cluster.
@@ -129,16 +131,19 @@ secure.example.test {
 			fmt.Sprintf("audience https://secure.example.test:%d/", c.public),
 			"grant_types authorization_code refresh_token", "require_pushed_authorization_requests",
 			"pkce_challenge_method S256", "consent_mode explicit")+
-			rpClient("app", "scopes openid profile"))
+			rpClient("app", "scopes openid profile")+c.extra)
 }
 
 // startCluster starts a throwaway PostgreSQL with an empty database and both nodes on it at
 // the same moment (two processes started back to back, each then left to provision), and
 // waits until both answer discovery.
-func startCluster(t *testing.T) *cluster {
+func startCluster(t *testing.T) *cluster { return startClusterWith(t, "") }
+
+// startClusterWith is startCluster with extra in both nodes' oidc block.
+func startClusterWith(t *testing.T, extra string) *cluster {
 	t.Helper()
 	c := &cluster{t: t, pg: pgtest.Start(t), public: freePort(t), up: newRecorder(t),
-		users: filepath.Join(t.TempDir(), "users.yml")}
+		users: filepath.Join(t.TempDir(), "users.yml"), extra: extra}
 	var users strings.Builder
 	users.WriteString("users:\n")
 	for _, u := range []struct{ name, extra string }{

@@ -391,8 +391,6 @@ func (b *backchannel) deliver(ctx context.Context, k []byte) time.Time {
 		return time.Time{}
 	}
 	job.Due = b.now().Add(retries[job.Attempts-1])
-	log.Info("back-channel logout failed; it will be retried", append(fields, zap.Duration("retry_in", retries[job.Attempts-1]))...)
-	b.p.told(job.Client, "retried")
 	data, merr := json.Marshal(job)
 	if merr == nil {
 		merr = kv.Put(ctx, store.Entry{Key: k, Value: data, TTL: bclJobTTL(job, retries, b.now())})
@@ -400,6 +398,8 @@ func (b *backchannel) deliver(ctx context.Context, k []byte) time.Time {
 	if merr != nil {
 		log.Warn("rescheduling a back-channel logout", zap.String("client_id", job.Client), zap.Error(merr))
 	}
+	log.Info("back-channel logout failed; it will be retried", append(fields, zap.Duration("retry_in", retries[job.Attempts-1]))...)
+	b.p.told(job.Client, "retried")
 	return job.Due
 }
 
