@@ -472,8 +472,8 @@ var clientKeys = map[string]string{
 
 // pendingClientKeys are Authelia's client options Portcullis does not take yet, and why.
 var pendingClientKeys = map[string]string{
-	"request_uris":                         "request objects by reference (request_uri) are not available; send them by value (request)",
-	"allow_multiple_auth_methods":          "not available yet; a client authenticates one way per request",
+	"request_uris":                "request objects by reference (request_uri) are not available; send them by value (request)",
+	"allow_multiple_auth_methods": "not available yet; a client authenticates one way per request",
 }
 
 // unsignedDefaults are client options whose value "none" is what Portcullis does by default: a
