@@ -2,11 +2,11 @@ package e2e
 
 import (
 	"crypto/ecdsa"
-	"crypto/hmac"
-	"crypto/sha256"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
