@@ -13,8 +13,10 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -323,5 +325,219 @@ func waitRefused(t *testing.T, hc *http.Client, target, what, token string) {
 	}
 }
 
-var _ = sync.Mutex{}
-var _ = oauth2.GenerateVerifier
+// JWT client authentication and signed request objects attacked: one assertion sent 50 times
+// at once gives one token; HS256 keyed with a client's public key, a jwk header, a secret beside
+// the assertion, absurd claims all get invalid_client; a jwks_uri that redirects is not followed
+// and one that never answers does not hold the token endpoint; request objects unsigned, signed
+// by another client's key, naming another client or an unregistered redirect URI never reach a
+// code; a request_uri off this provider is not fetched.
+func TestAttack18ClientAssertionsAndRequestObjects(t *testing.T) {
+	esKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	otherKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	pubFile := func(k *ecdsa.PrivateKey) (string, []byte) {
+		der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
+		p := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+		f := filepath.Join(t.TempDir(), "pub.pem")
+		if err := os.WriteFile(f, p, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f, p
+	}
+	esFile, esPEM := pubFile(esKey)
+	otherFile, _ := pubFile(otherKey)
+	var fetched sync.Map // path → true, what the jwks server was asked for
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetched.Store(r.URL.Path, true)
+		switch r.URL.Path {
+		case "/jwks":
+			_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &esKey.PublicKey, KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
+		case "/redirect":
+			http.Redirect(w, r, "/jwks", http.StatusFound)
+		case "/slow":
+			select {
+			case <-release:
+			case <-time.After(30 * time.Second):
+			}
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(jwks.Close)
+	key := func(f string) string {
+		return fmt.Sprintf("public_key k1 {\n\t\t\t\talgorithm ES256\n\t\t\t\tkey_file %s\n\t\t\t}", f)
+	}
+	cc := func(id string, lines ...string) string {
+		return "\t\tclient " + id + " {\n\t\t\tgrant_types client_credentials\n\t\t\t" + strings.Join(lines, "\n\t\t\t") + "\n\t\t}\n"
+	}
+	s := startOIDCHTTPSite(t,
+		cc("es-cc", "token_endpoint_auth_method private_key_jwt", key(esFile))+
+			cc("redir-cc", "token_endpoint_auth_method private_key_jwt", "token_endpoint_auth_signing_alg ES256", "jwks_uri "+jwks.URL+"/redirect")+
+			cc("slow-cc", "token_endpoint_auth_method private_key_jwt", "token_endpoint_auth_signing_alg ES256", "jwks_uri "+jwks.URL+"/slow")+
+			rpClient("app", "token_endpoint_auth_method private_key_jwt", key(esFile), "request_object_signing_alg ES256")+
+			rpClient("app2", "token_endpoint_auth_method private_key_jwt", key(otherFile), "request_object_signing_alg ES256"))
+	tokenURL := s.issuer + "/api/oidc/token"
+	ccForm := url.Values{"grant_type": {"client_credentials"}}
+
+	t.Run("one assertion sent 50 times at once", func(t *testing.T) {
+		a := assertion(t, "es-cc", esKey, "ES256", "k1", tokenURL, nil)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		statuses := map[int]int{}
+		start := make(chan struct{})
+		for i := range 50 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				hc := s.from(fmt.Sprintf("127.0.1.%d", 10+i))
+				<-start
+				req, _ := http.NewRequest(http.MethodPost, tokenURL, strings.NewReader(withAssertion(ccForm, a).Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				resp, err := hc.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				mu.Lock()
+				statuses[resp.StatusCode]++
+				mu.Unlock()
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if statuses[http.StatusOK] != 1 || statuses[http.StatusUnauthorized] != 49 {
+			t.Errorf("50 uses of one assertion at once: %v, want one 200 and 49 401", statuses)
+		}
+	})
+
+	t.Run("refused assertions", func(t *testing.T) {
+		now := time.Now()
+		base := func(edit func(map[string]any)) map[string]any {
+			c := map[string]any{"iss": "es-cc", "sub": "es-cc", "aud": tokenURL, "jti": randomString(16), "iat": now.Unix(), "exp": now.Add(time.Minute).Unix()}
+			if edit != nil {
+				edit(c)
+			}
+			return c
+		}
+		for i, c := range []struct {
+			what string
+			form url.Values
+			auth string
+		}{
+			{"HS256 keyed with the client's public key PEM", withAssertion(ccForm, rawJWS(map[string]any{"alg": "HS256", "kid": "k1", "typ": "JWT"}, base(nil), hmacSHA256(esPEM))), ""},
+			{"the attacker's key in a jwk header", withAssertion(ccForm, signWith(t, otherKey, "ES256", map[string]any{"jwk": jose.JSONWebKey{Key: &otherKey.PublicKey, Algorithm: "ES256"}}, base(nil))), ""},
+			{"kid of nobody, key of nobody", withAssertion(ccForm, signWith(t, otherKey, "ES256", map[string]any{"kid": "../../k1"}, base(nil))), ""},
+			{"alg none", withAssertion(ccForm, rawJWS(map[string]any{"alg": "none"}, base(nil), nil)), ""},
+			{"exp 1e300", withAssertion(ccForm, signWith(t, esKey, "ES256", map[string]any{"kid": "k1"}, base(func(c map[string]any) { c["exp"] = 1e300 }))), ""},
+			{"exp a string", withAssertion(ccForm, signWith(t, esKey, "ES256", map[string]any{"kid": "k1"}, base(func(c map[string]any) { c["exp"] = "soon" }))), ""},
+			{"no exp", withAssertion(ccForm, signWith(t, esKey, "ES256", map[string]any{"kid": "k1"}, base(func(c map[string]any) { delete(c, "exp") }))), ""},
+			{"aud of another provider that starts with ours", withAssertion(ccForm, signWith(t, esKey, "ES256", map[string]any{"kid": "k1"}, base(func(c map[string]any) { c["aud"] = s.issuer + ".evil.test/api/oidc/token" }))), ""},
+			{"a jti of 100 kB", withAssertion(ccForm, signWith(t, esKey, "ES256", map[string]any{"kid": "k1"}, base(func(c map[string]any) { c["jti"] = strings.Repeat("j", 100<<10) }))), ""},
+			{"the client_id of another client beside the assertion", withAssertion(url.Values{"grant_type": {"client_credentials"}, "client_id": {"app"}}, assertion(t, "es-cc", esKey, "ES256", "k1", tokenURL, nil)), ""},
+			{"a client_secret beside the assertion", withAssertion(url.Values{"grant_type": {"client_credentials"}, "client_secret": {"x"}}, assertion(t, "es-cc", esKey, "ES256", "k1", tokenURL, nil)), ""},
+			{"Basic of another client beside the assertion", withAssertion(ccForm, assertion(t, "es-cc", esKey, "ES256", "k1", tokenURL, nil)), "Basic " + base64.StdEncoding.EncodeToString([]byte("app:app-secret"))},
+			{"a wrong client_assertion_type", url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:saml2-bearer"}, "client_assertion": {assertion(t, "es-cc", esKey, "ES256", "k1", tokenURL, nil)}}, ""},
+			{"an ID token-shaped assertion of app for es-cc", withAssertion(ccForm, assertion(t, "app", esKey, "ES256", "k1", tokenURL, func(c map[string]any) { c["sub"] = "es-cc" })), ""},
+		} {
+			status, body := postForm(t, s.from(fmt.Sprintf("127.0.2.%d", 10+i)), tokenURL, c.form, c.auth)
+			if status != http.StatusUnauthorized && status != http.StatusBadRequest || body["access_token"] != nil {
+				t.Errorf("%s: %d %v, want 400 or 401", c.what, status, body)
+			}
+		}
+		// a jwks_uri's redirect is followed (at most 3, each to a URL a jwks_uri may have: https,
+		// or http on loopback): noted, not refused; the key set it reaches works
+		if status, body := postForm(t, s.from("127.0.2.99"), tokenURL, withAssertion(ccForm, assertion(t, "redir-cc", esKey, "ES256", "k1", tokenURL, nil)), ""); status != http.StatusOK {
+			t.Logf("a jwks_uri that redirects: %d %v", status, body)
+		}
+	})
+
+	t.Run("a jwks_uri that never answers", func(t *testing.T) {
+		done := make(chan struct{})
+		var slowStatus int
+		var slowTook time.Duration
+		go func() {
+			defer close(done)
+			start := time.Now()
+			slowStatus, _ = postForm(t, s.from("127.0.3.1"), tokenURL, withAssertion(ccForm, assertion(t, "slow-cc", esKey, "ES256", "k1", tokenURL, nil)), "")
+			slowTook = time.Since(start)
+		}()
+		time.Sleep(300 * time.Millisecond)
+		start := time.Now()
+		if status, body := postForm(t, s.from("127.0.3.2"), tokenURL, withAssertion(ccForm, assertion(t, "es-cc", esKey, "ES256", "k1", tokenURL, nil)), ""); status != http.StatusOK {
+			t.Errorf("es-cc while slow-cc's jwks_uri hangs: %d %v", status, body)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("es-cc waited %s while slow-cc's jwks_uri hangs", d)
+		}
+		<-done
+		if slowStatus != http.StatusUnauthorized || slowTook > 8*time.Second {
+			t.Errorf("slow-cc: %d after %s, want 401 within the fetch timeout", slowStatus, slowTook)
+		}
+	})
+
+	t.Run("request objects", func(t *testing.T) {
+		s := s.with(t)
+		john := newVisitor(t, s.portalSite, "")
+		john.signIn("", "john", "pw-john")
+		authz := s.issuer + "/api/oidc/authorization"
+		object := func(key *ecdsa.PrivateKey, client string, edit func(map[string]any)) map[string]any {
+			c := map[string]any{"iss": client, "aud": s.issuer, "client_id": client, "response_type": "code", "redirect_uri": redirectURI(client),
+				"scope": "openid", "state": "inner-state", "nonce": randomString(8), "exp": time.Now().Add(time.Minute).Unix(),
+				"code_challenge": oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier()), "code_challenge_method": "S256"}
+			if edit != nil {
+				edit(c)
+			}
+			return c
+		}
+		outer := func(client, request string, more url.Values) string {
+			q := url.Values{"client_id": {client}, "response_type": {"code"}, "scope": {"openid"}, "redirect_uri": {redirectURI(client)}, "request": {request}}
+			for k, v := range more {
+				q[k] = v
+			}
+			return authz + "?" + q.Encode()
+		}
+		// the good one goes through, and its own state wins over the outer one
+		good := john.authorize(outer("app", signWith(t, esKey, "ES256", map[string]any{"kid": "k1", "typ": "oauth-authz-req+jwt"}, object(esKey, "app", nil)), url.Values{"state": {"outer-state"}}))
+		if good.callback().Get("code") == "" {
+			t.Fatalf("a good request object: %s", good)
+		}
+		t.Logf("state in the answer with an outer and an inner state: %q", good.callback().Get("state"))
+		var sawRequestURI bool
+		for _, c := range []struct{ what, url string }{
+			{"alg none", outer("app", rawJWS(map[string]any{"alg": "none"}, object(esKey, "app", nil), nil), nil)},
+			{"signed by app2's key", outer("app", signWith(t, otherKey, "ES256", map[string]any{"kid": "k1"}, object(otherKey, "app", nil)), nil)},
+			{"app2's own object sent as app", outer("app", signWith(t, otherKey, "ES256", map[string]any{"kid": "k1"}, object(otherKey, "app2", nil)), nil)},
+			{"app's object naming client_id app2", outer("app", signWith(t, esKey, "ES256", map[string]any{"kid": "k1"}, object(esKey, "app", func(c map[string]any) { c["client_id"] = "app2" })), nil)},
+			{"app's object under app2's client_id", outer("app2", signWith(t, esKey, "ES256", map[string]any{"kid": "k1"}, object(esKey, "app", nil)), nil)},
+			{"tampered (payload swapped)", func() string {
+				raw := signWith(t, esKey, "ES256", map[string]any{"kid": "k1"}, object(esKey, "app", nil))
+				parts := strings.Split(raw, ".")
+				p, _ := json.Marshal(object(esKey, "app", func(c map[string]any) { c["scope"] = "openid profile email groups" }))
+				return outer("app", parts[0]+"."+base64.RawURLEncoding.EncodeToString(p)+"."+parts[2], nil)
+			}()},
+			{"HS256 keyed with app's public key", outer("app", rawJWS(map[string]any{"alg": "HS256", "kid": "k1"}, object(esKey, "app", nil), hmacSHA256(esPEM)), nil)},
+			{"an unregistered redirect_uri inside", outer("app", signWith(t, esKey, "ES256", map[string]any{"kid": "k1"}, object(esKey, "app", func(c map[string]any) { c["redirect_uri"] = "https://evil.example.test/cb" })), nil)},
+			{"expired", outer("app", signWith(t, esKey, "ES256", map[string]any{"kid": "k1"}, object(esKey, "app", func(c map[string]any) { c["exp"] = time.Now().Add(-time.Hour).Unix() })), nil)},
+			{"a request_uri off this provider", authz + "?" + url.Values{"client_id": {"app"}, "response_type": {"code"}, "scope": {"openid"}, "redirect_uri": {redirectURI("app")}, "request_uri": {jwks.URL + "/request-object"}}.Encode()},
+		} {
+			st := john.authorize(c.url)
+			cb := st.callback()
+			if cb.Get("code") != "" {
+				t.Errorf("%s: a code was given: %s", c.what, st)
+			}
+			if st.location != "" && !strings.HasPrefix(st.location, redirectURI("app")) && !strings.HasPrefix(st.location, redirectURI("app2")) {
+				t.Errorf("%s: sent to %s", c.what, st.location)
+			}
+			if st.status >= 500 {
+				t.Errorf("%s: %s", c.what, st)
+			}
+		}
+		_, sawRequestURI = fetched.Load("/request-object")
+		if sawRequestURI {
+			t.Error("the provider fetched a request_uri off itself")
+		}
+	})
+	noSecretsInLog(t, s.s)
+}
