@@ -347,7 +347,6 @@ func TestAttack18ClientAssertionsAndRequestObjects(t *testing.T) {
 	otherFile, _ := pubFile(otherKey)
 	var fetched sync.Map // path → true, what the jwks server was asked for
 	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
 	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fetched.Store(r.URL.Path, true)
 		switch r.URL.Path {
@@ -365,6 +364,7 @@ func TestAttack18ClientAssertionsAndRequestObjects(t *testing.T) {
 		}
 	}))
 	t.Cleanup(jwks.Close)
+	t.Cleanup(func() { close(release) }) // before the server's Close, which waits for /slow
 	key := func(f string) string {
 		return fmt.Sprintf("public_key k1 {\n\t\t\t\talgorithm ES256\n\t\t\t\tkey_file %s\n\t\t\t}", f)
 	}
