@@ -541,3 +541,240 @@ func TestAttack18ClientAssertionsAndRequestObjects(t *testing.T) {
 	})
 	noSecretsInLog(t, s.s)
 }
+
+// attackDeviceClients are the device clients the device attacks use.
+const attackDeviceClients = `
+client tv {
+	public true
+	grant_types urn:ietf:params:oauth:grant-type:device_code refresh_token
+	scopes openid profile offline_access
+	authorization_policy one_factor
+}
+client admincli {
+	public true
+	grant_types urn:ietf:params:oauth:grant-type:device_code
+	scopes openid
+	authorization_policy two_factor
+}
+client conf {
+	secret "$plaintext$conf-secret"
+	grant_types urn:ietf:params:oauth:grant-type:device_code
+	scopes openid
+	authorization_policy one_factor
+}
+client gatecli {
+	public true
+	grant_types urn:ietf:params:oauth:grant-type:device_code
+	scopes authelia.bearer.authz
+	audience https://secure.example.test:{portal_port}/
+	authorization_policy one_factor
+	access_token_signed_response_alg RS256
+}
+client webapp {
+	secret "$plaintext$webapp-secret"
+	redirect_uris https://app.example.test/cb/webapp
+	scopes openid
+	authorization_policy one_factor
+}
+`
+
+// deviceAuthorize asks the device authorization endpoint for codes as client (Basic when secret
+// is set) and returns the answer.
+func deviceAuthorize(t *testing.T, p *portalSite, client, secret string, v url.Values) (int, map[string]any) {
+	t.Helper()
+	endpoint := p.url("auth", "/api/oidc/device-authorization")
+	if secret != "" {
+		return form(t, p.client(), endpoint, client, secret, v)
+	}
+	v.Set("client_id", client)
+	return postForm(t, p.client(), endpoint, v, "")
+}
+
+// typeUserCode types code on the /device page as the visitor and returns where it went.
+func typeUserCode(t *testing.T, v *visitor, code string) (*http.Response, string) {
+	t.Helper()
+	resp, page := v.do(http.MethodGet, v.p.url("auth", "/device"), nil)
+	f := hiddenFields(page)
+	if resp.StatusCode != http.StatusOK || f.Get("csrf") == "" {
+		t.Fatalf("the device page: %d %.300s", resp.StatusCode, page)
+	}
+	f.Set("user_code", code)
+	return v.do(http.MethodPost, v.p.url("auth", "/device"), f)
+}
+
+// The device grant attacked: user codes typed with look-alike letters, forms without their
+// CSRF token, another browser answering a typed code, a one-factor sign-in for a two-factor
+// client, another client's device code, junk device codes, twenty redemptions at once of one
+// approval, and an approval whose session signed out before the device collected it.
+func TestAttack18DeviceGrant(t *testing.T) {
+	p := startPortalSiteWith(t, attackDeviceClients)
+	hc := p.client()
+	grant := "urn:ietf:params:oauth:grant-type:device_code"
+	newCodes := func(client, secret, scope string) (string, string) {
+		t.Helper()
+		status, out := deviceAuthorize(t, p, client, secret, url.Values{"scope": {scope}})
+		dc, _ := out["device_code"].(string)
+		uc, _ := out["user_code"].(string)
+		if status != http.StatusOK || dc == "" || uc == "" {
+			t.Fatalf("device authorization for %s: %d %v", client, status, out)
+		}
+		return dc, uc
+	}
+	// approve types uc as v (signed in already) and allows the device
+	approve := func(v *visitor, uc string) {
+		t.Helper()
+		resp, page := typeUserCode(t, v, uc)
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("typing %q: %d %.300s", uc, resp.StatusCode, page)
+		}
+		resp, page = v.do(http.MethodGet, resp.Header.Get("Location"), nil)
+		f := hiddenFields(page)
+		if resp.StatusCode != http.StatusOK || f.Get("flow") == "" {
+			t.Fatalf("the consent page: %d %.300s", resp.StatusCode, page)
+		}
+		f.Set("action", "approve")
+		if resp, page = v.do(http.MethodPost, v.p.url("auth", "/device"), f); resp.StatusCode != http.StatusOK || !strings.Contains(page, "can now use your account") {
+			t.Fatalf("allowing: %d %.300s", resp.StatusCode, page)
+		}
+	}
+	var secrets []string
+
+	t.Run("the device authorization endpoint", func(t *testing.T) {
+		for _, c := range []struct {
+			what, client, secret string
+			v                    url.Values
+			want                 string
+		}{
+			{"a client without the grant", "webapp", "webapp-secret", url.Values{"scope": {"openid"}}, "unauthorized_client"},
+			{"a scope the client may not have", "tv", "", url.Values{"scope": {"openid groups"}}, "invalid_scope"},
+			{"a confidential client without its secret", "conf", "", url.Values{"scope": {"openid"}}, "invalid_client"},
+			{"a confidential client with a wrong secret", "conf", "nope", url.Values{"scope": {"openid"}}, "invalid_client"},
+			{"an unknown client", "ghost", "", url.Values{"scope": {"openid"}}, "invalid_client"},
+			{"a repeated scope", "tv", "", url.Values{"scope": {"openid", "profile"}}, "invalid_request"},
+		} {
+			status, out := deviceAuthorize(t, p, c.client, c.secret, c.v)
+			if out["error"] != c.want || out["device_code"] != nil || status >= 500 {
+				t.Errorf("%s: %d %v, want %s", c.what, status, out, c.want)
+			}
+		}
+	})
+
+	t.Run("the device page", func(t *testing.T) {
+		mallory := newVisitor(t, p, "203.0.113.9")
+		// look-alikes: not a code at all, so 400 and nothing counted
+		for _, typed := range []string{"ВСDF-GHJK", "ＡＢＣＤ-ＥＦＧＨ", "ABCD-EFG\u200bH", strings.Repeat("A", 5000)} {
+			if resp, _ := typeUserCode(t, mallory, typed); resp.StatusCode != http.StatusBadRequest {
+				t.Errorf("typing %q: %d, want 400", typed, resp.StatusCode)
+			}
+		}
+		// a form without its CSRF token
+		resp, _ := mallory.do(http.MethodPost, p.url("auth", "/device"), url.Values{"action": {"code"}, "user_code": {"ABCD-EFGH"}})
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("the code form without its CSRF token: %d, want 403", resp.StatusCode)
+		}
+		// john types a real code, lower case, without the dash; mallory (another browser) cannot
+		// answer john's typed code with its flow id
+		dc, uc := newCodes("tv", "", "openid")
+		secrets = append(secrets, dc, uc)
+		john := newVisitor(t, p, "")
+		john.signIn("", "john", "pw-john")
+		resp, page := typeUserCode(t, john, strings.ToLower(strings.ReplaceAll(uc, "-", "")))
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("typing the code in lower case: %d %.300s", resp.StatusCode, page)
+		}
+		flowURL := resp.Header.Get("Location")
+		_, page = john.do(http.MethodGet, flowURL, nil)
+		f := hiddenFields(page)
+		mallory.signIn("", "john", "pw-john") // even signed in as john, in another browser
+		_, mpage := mallory.do(http.MethodGet, p.url("auth", "/device"), nil)
+		mf := hiddenFields(mpage)
+		mf.Set("flow", f.Get("flow"))
+		mf.Set("action", "approve")
+		if resp, page := mallory.do(http.MethodPost, p.url("auth", "/device"), mf); strings.Contains(page, "can now use your account") {
+			t.Errorf("another browser allowed john's typed code: %d", resp.StatusCode)
+		}
+		// john's own answer without the CSRF token
+		nf := url.Values{"flow": {f.Get("flow")}, "action": {"approve"}}
+		if resp, _ := john.do(http.MethodPost, p.url("auth", "/device"), nf); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("the consent form without its CSRF token: %d, want 403", resp.StatusCode)
+		}
+		if status, e := pollDevice(t, hc, p, "tv", dc); status != http.StatusBadRequest || e != "authorization_pending" && e != "slow_down" {
+			t.Errorf("the device after the refused answers: %d %s, want authorization_pending", status, e)
+		}
+	})
+
+	t.Run("a one-factor sign-in for a two-factor client", func(t *testing.T) {
+		dc, uc := newCodes("admincli", "", "openid")
+		secrets = append(secrets, dc, uc)
+		john := newVisitor(t, p, "")
+		john.signIn("", "john", "pw-john")
+		resp, _ := typeUserCode(t, john, uc)
+		resp, page := john.do(http.MethodGet, resp.Header.Get("Location"), nil)
+		if resp.StatusCode != http.StatusSeeOther || !strings.Contains(resp.Header.Get("Location"), "/2fa") {
+			t.Errorf("a one-factor session at a two-factor client's consent: %d %q %.200s", resp.StatusCode, resp.Header.Get("Location"), page)
+		}
+		if status, e := pollDevice(t, hc, p, "admincli", dc); status == http.StatusOK {
+			t.Errorf("the two-factor client got tokens: %s", e)
+		}
+	})
+
+	t.Run("redemptions", func(t *testing.T) {
+		dc, uc := newCodes("tv", "", "openid offline_access")
+		secrets = append(secrets, dc, uc)
+		john := newVisitor(t, p, "")
+		john.signIn("", "john", "pw-john")
+		approve(john, uc)
+		// another client, authenticated, with tv's device code
+		if status, out := form(t, hc, p.url("auth", "/api/oidc/token"), "conf", "conf-secret", url.Values{"grant_type": {grant}, "device_code": {dc}}); status != http.StatusBadRequest || out["error"] != "invalid_grant" {
+			t.Errorf("conf redeeming tv's device code: %d %v, want 400 invalid_grant", status, out)
+		}
+		for _, junk := range []string{"portcullis_dc_x", "portcullis_dc_" + strings.Repeat("a", 100<<10) + ".b", "portcullis_at_x.y", dc + "x", strings.Replace(dc, "portcullis_dc_", "portcullis_rt_", 1)} {
+			if status, e := pollDevice(t, hc, p, "tv", junk); status != http.StatusBadRequest || e != "invalid_grant" && e != "invalid_request" {
+				t.Errorf("a junk device code (%.30s…): %d %s, want 400 invalid_grant", junk, status, e)
+			}
+		}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		got := map[string]int{}
+		var tokens []string
+		start := make(chan struct{})
+		for range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				status, out := postForm(t, p.client(), p.url("auth", "/api/oidc/token"), url.Values{"grant_type": {grant}, "device_code": {dc}, "client_id": {"tv"}}, "")
+				mu.Lock()
+				defer mu.Unlock()
+				got[fmt.Sprint(status, out["error"])]++
+				if at, _ := out["access_token"].(string); at != "" {
+					tokens = append(tokens, at)
+				}
+				if rt, _ := out["refresh_token"].(string); rt != "" {
+					tokens = append(tokens, rt)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if got["200 <nil>"] != 1 {
+			t.Errorf("20 redemptions at once of one approval: %v, want exactly one 200", got)
+		}
+		secrets = append(secrets, tokens...)
+	})
+
+	t.Run("signed out before the device collected", func(t *testing.T) {
+		dc, uc := newCodes("gatecli", "", "authelia.bearer.authz")
+		secrets = append(secrets, dc, uc)
+		john := newVisitor(t, p, "")
+		john.signIn("", "john", "pw-john")
+		approve(john, uc)
+		john.signOut()
+		if status, out := postForm(t, hc, p.url("auth", "/api/oidc/token"), url.Values{"grant_type": {grant}, "device_code": {dc}, "client_id": {"gatecli"}}, ""); status == http.StatusOK {
+			secrets = append(secrets, fmt.Sprint(out["access_token"]))
+			t.Errorf("the device collected tokens after the approving session signed out: %v", out)
+			refusedAtGate(t, hc, p.url("secure", "/"), "the device's JWT token after sign-out", fmt.Sprint(out["access_token"]))
+		}
+	})
+	noSecretsInLog(t, p.s, secrets...)
+}
