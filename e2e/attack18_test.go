@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -777,4 +778,157 @@ func TestAttack18DeviceGrant(t *testing.T) {
 		}
 	})
 	noSecretsInLog(t, p.s, secrets...)
+}
+
+// CORS with origin tricks: a suffix, a prefix, null, a trailing slash, userinfo, another
+// scheme or port of an allowed origin get no CORS header; credentials are never allowed; an
+// endpoint not listed answers no preflight.
+func TestAttack18CORSOrigins(t *testing.T) {
+	s := startOIDCHTTPSite(t, `
+		cors {
+			endpoints token userinfo
+			allowed_origins https://spa.example.org
+		}
+		client api {
+			secret "$plaintext$api-secret"
+			grant_types client_credentials
+		}
+`)
+	token := s.issuer + "/api/oidc/token"
+	cc := url.Values{"grant_type": {"client_credentials"}}
+	api := [2]string{"api", "api-secret"}
+	for _, origin := range []string{
+		"https://spa.example.org.evil.test", "https://evil-spa.example.org", "https://evilspa.example.org", "https://x.spa.example.org",
+		"null", "https://spa.example.org/", "https://user@spa.example.org", "https://spa.example.org:443x", "https://spa.example.org%00.evil.test",
+		"https://spa.example.org https://evil.test", "*",
+	} {
+		for _, method := range []string{http.MethodOptions, http.MethodPost} {
+			resp := corsCall(t, s.hc, method, token, origin, map[string]url.Values{http.MethodPost: cc}[method], api, "")
+			if got := accessControlHeaders(resp.Header); len(got) != 0 {
+				t.Errorf("%s from %q: %d %v, want no CORS header", method, origin, resp.StatusCode, got)
+			}
+			if resp.StatusCode >= 500 {
+				t.Errorf("%s from %q: %d", method, origin, resp.StatusCode)
+			}
+		}
+	}
+	resp := corsCall(t, s.hc, http.MethodPost, token, "https://spa.example.org", cc, api, "")
+	if resp.Header.Get("Access-Control-Allow-Origin") != "https://spa.example.org" || resp.Header.Get("Access-Control-Allow-Credentials") != "" {
+		t.Errorf("the allowed origin: %v", accessControlHeaders(resp.Header))
+	}
+	for _, path := range []string{"/api/oidc/authorization", "/api/oidc/revocation", "/api/oidc/device-authorization", "/api/oidc/pushed-authorization-request", "/api/oidc/consent", "/"} {
+		resp := corsCall(t, s.hc, http.MethodOptions, s.issuer+path, "https://spa.example.org", nil, [2]string{}, "")
+		if got := accessControlHeaders(resp.Header); len(got) != 0 || resp.StatusCode >= 500 {
+			t.Errorf("a preflight at %s, not listed: %d %v", path, resp.StatusCode, got)
+		}
+	}
+	noSecretsInLog(t, s.s)
+}
+
+// JARM attacked: before the client is known (an unknown client, an unregistered redirect URI)
+// nothing goes to the redirect URI asked for, whatever the response mode; a mode the client did
+// not register is refused; query.jwt never carries a token-bearing answer.
+func TestAttack18JARM(t *testing.T) {
+	s := startOIDCHTTPSite(t, rpClient("jarm", "response_modes query.jwt")+rpClient("plain")+
+		rpClient("hyb", "response_modes query fragment query.jwt fragment.jwt", "grant_types authorization_code implicit", `response_types code "code id_token" "id_token token"`))
+	john := newVisitor(t, s.portalSite, "")
+	john.signIn("", "john", "pw-john")
+	evil := "https://evil.example.test/cb"
+	for _, c := range []struct {
+		what   string
+		client string
+		q      url.Values
+	}{
+		{"an unknown client", "ghost", url.Values{"response_mode": {"jwt"}, "redirect_uri": {evil}}},
+		{"an unregistered redirect URI, query.jwt", "jarm", url.Values{"response_mode": {"query.jwt"}, "redirect_uri": {evil}}},
+		{"an unregistered redirect URI, form_post.jwt", "jarm", url.Values{"response_mode": {"form_post.jwt"}, "redirect_uri": {evil}}},
+		{"an unregistered redirect URI, fragment.jwt", "plain", url.Values{"response_mode": {"fragment.jwt"}, "redirect_uri": {evil}}},
+		{"a redirect URI with a path added", "jarm", url.Values{"response_mode": {"jwt"}, "redirect_uri": {redirectURI("jarm") + "/../../evil"}}},
+		{"a bad response_type and an unregistered redirect URI", "jarm", url.Values{"response_mode": {"jwt"}, "response_type": {"bogus"}, "redirect_uri": {evil}}},
+	} {
+		st := john.authorize(s.authURL(c.client, c.q).url)
+		if strings.HasPrefix(st.location, "https://evil.example.test") || strings.HasPrefix(st.formPostTo, "https://evil.example.test") || st.status >= 500 {
+			t.Errorf("%s: %s", c.what, st)
+		}
+	}
+	// a mode jarm did not register: refused, and no code reaches the redirect URI in it
+	for _, mode := range []string{"query", "form_post", "fragment", "jwt", "fragment.jwt", "form_post.jwt", "query.JWT", "jwt.query"} {
+		st := john.authorize(s.authURL("jarm", url.Values{"response_mode": {mode}}).url)
+		if st.callback().Get("code") != "" || st.status >= 500 {
+			t.Errorf("jarm with response_mode %s (it registered query.jwt only): %s", mode, st)
+		}
+	}
+	// query.jwt with a token-bearing response type: no token in the query, wrapped or not
+	for _, rt := range []string{"code id_token", "id_token token"} {
+		st := john.authorize(s.authURL("hyb", url.Values{"response_mode": {"query.jwt"}, "response_type": {rt}}).url)
+		u, _ := url.Parse(st.location)
+		var q url.Values
+		if u != nil {
+			q = u.Query()
+		}
+		if q.Get("access_token") != "" || q.Get("id_token") != "" || q.Get("code") != "" {
+			t.Errorf("%s with query.jwt: %s", rt, st)
+		}
+		if raw := q.Get("response"); raw != "" {
+			if p := mustSegment(t, raw, 1); strings.Contains(string(p), `"access_token":`) || strings.Contains(string(p), `"id_token":`) || strings.Contains(string(p), `"code":`) {
+				t.Errorf("%s with query.jwt carries a token in the query: %s", rt, p)
+			}
+		}
+	}
+	noSecretsInLog(t, s.s)
+}
+
+// A retired key can be named by no client, for any signed answer: caddy validate refuses it.
+func TestAttack18RetiredKeySignsNothing(t *testing.T) {
+	rs, old := writeRSAKey(t), writeECKey(t)
+	for _, opt := range []string{"access_token_signed_response_key_id", "id_token_signed_response_key_id", "userinfo_signed_response_key_id",
+		"introspection_signed_response_key_id", "authorization_signed_response_key_id"} {
+		for _, alg := range []bool{false, true} {
+			line := opt + " old-es256"
+			if alg {
+				line = strings.Replace(opt, "_key_id", "_alg", 1) + " ES256"
+			}
+			dir := t.TempDir()
+			cf := filepath.Join(dir, "Caddyfile")
+			body := fmt.Sprintf(`{
+	admin off
+	oidc {
+		issuer https://auth.example.test
+		storage %s
+		users_file %s
+		signing_key main-rs256 {
+			algorithm RS256
+			key_file %s
+		}
+		signing_key old-es256 {
+			algorithm ES256
+			key_file %s
+			retired
+		}
+%s	}
+}
+auth.example.test {
+	oidc_provider
+}
+`, filepath.Join(dir, "store"), filepath.Join(dir, "users.yml"), rs, old, rpClient("app", line))
+			usersFile(t, filepath.Join(dir, "users.yml"), map[string]string{"john": "    displayname: John\n"})
+			if err := os.WriteFile(cf, []byte(body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(caddyBin, "validate", "--config", cf, "--adapter", "caddyfile")
+			cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir, "HOME="+dir)
+			out, err := cmd.CombinedOutput()
+			if err == nil {
+				t.Errorf("%s: caddy validate accepted a client whose answers only the retired key could sign", line)
+			} else if !strings.Contains(string(out), "old-es256") && !strings.Contains(string(out), "ES256") {
+				t.Logf("%s: %s", line, lastLine(string(out)))
+			}
+		}
+	}
+}
+
+// lastLine is the last non-empty line of out.
+func lastLine(out string) string {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	return lines[len(lines)-1]
 }
