@@ -932,3 +932,88 @@ func lastLine(out string) string {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	return lines[len(lines)-1]
 }
+
+// Back-channel logout attacked: a receiver that hangs, one that redirects, and a quick one are
+// told of one sign-out: the sign-out is not held, the quick one hears within a second or two
+// (the hanging one does not hold the worker), the redirect is not followed; the logout token
+// is refused as an id_token_hint and as a bearer token at the gate.
+func TestAttack18BackchannelReceivers(t *testing.T) {
+	t.Setenv("PORTCULLIS_TEST_BACKCHANNEL_RETRIES", "1s,1s")
+	release := make(chan struct{})
+	var mu sync.Mutex
+	hits := map[string]int{}
+	var fastAt time.Time
+	var logoutToken string
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		mu.Lock()
+		hits[r.URL.Path]++
+		if r.URL.Path == "/fast" && logoutToken == "" {
+			logoutToken, fastAt = r.PostForm.Get("logout_token"), time.Now()
+		}
+		mu.Unlock()
+		switch r.URL.Path {
+		case "/slow":
+			select {
+			case <-release:
+			case <-time.After(60 * time.Second):
+			}
+		case "/redir":
+			http.Redirect(w, r, "/sink", http.StatusTemporaryRedirect)
+		}
+	}))
+	t.Cleanup(recv.Close)
+	t.Cleanup(func() { close(release) })
+	var clients string
+	for _, c := range []string{"slow1", "slow2", "slow3", "redir", "fast"} {
+		path := "/" + strings.TrimRight(c, "123")
+		clients += rpClient("bc-"+c, "backchannel_logout_uri "+recv.URL+path, "post_logout_redirect_uris https://app.example.test/bye")
+	}
+	s := startOIDCHTTPSite(t, clients)
+	john := newVisitor(t, s.portalSite, "")
+	var idts []string
+	for _, c := range []string{"slow1", "slow2", "slow3", "redir", "fast"} {
+		idts = append(idts, s.codeFlow(john, "bc-"+c, nil).raw)
+	}
+	start := time.Now()
+	john.signOut()
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the sign-out took %s with receivers that hang", d)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mu.Lock()
+		got := logoutToken
+		mu.Unlock()
+		if got != "" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	took, token := fastAt.Sub(start), logoutToken
+	mu.Unlock()
+	if token == "" {
+		t.Fatal("the quick receiver never heard of the sign-out")
+	}
+	if took > 3*time.Second {
+		t.Errorf("the quick receiver heard %s after the sign-out: the hanging receivers held the worker", took.Round(100*time.Millisecond))
+	}
+	time.Sleep(3 * time.Second) // the redirecting receiver's retries (1 s, 1 s)
+	mu.Lock()
+	sink, redir := hits["/sink"], hits["/redir"]
+	mu.Unlock()
+	if sink != 0 {
+		t.Errorf("the redirect of a back-channel receiver was followed %d times", sink)
+	}
+	t.Logf("the redirecting receiver was called %d times", redir)
+
+	// the logout token is neither an id_token_hint nor an access token
+	resp, page := newVisitor(t, s.portalSite, "").do(http.MethodGet, s.issuer+"/api/oidc/logout?"+url.Values{"id_token_hint": {token},
+		"post_logout_redirect_uri": {"https://app.example.test/bye"}, "client_id": {"bc-fast"}}.Encode(), nil)
+	if strings.HasPrefix(resp.Header.Get("Location"), "https://app.example.test/bye") || resp.StatusCode >= 500 {
+		t.Errorf("the logout token as id_token_hint: %d %q %.200s", resp.StatusCode, resp.Header.Get("Location"), page)
+	}
+	refusedAtGate(t, s.hc, s.url("secure", "/"), "the logout token as a bearer token", token)
+	noSecretsInLog(t, s.s, append(idts, token)...)
+}
