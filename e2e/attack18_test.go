@@ -273,6 +273,35 @@ func TestAttack18JWTAccessTokensAtTheGate(t *testing.T) {
 		noSecretsInLog(t, s.s, first, second, refresh)
 	})
 
+	t.Run("revocation by another client, and of a refresh token", func(t *testing.T) {
+		s := s.with(t)
+		// oidc-rp revokes jwt-monitor's token: a no-op (RFC 7009 §2.1), the token lives on
+		status, out := form(t, s.hc, s.issuer+"/api/oidc/revocation", "oidc-rp", "oidc-rp-secret", url.Values{"token": {token}, "token_type_hint": {"access_token"}})
+		if status >= 500 {
+			t.Errorf("another client's revocation: %d %v", status, out)
+		}
+		bearerCall(t, s.hc, secure, token, http.StatusOK)
+		// a forged token naming the live token's jti, sent by its own client: revokes nothing
+		// it does not hold (the endpoint reads the jti without the signature)
+		forged := signWith(t, attacker, "ES256", at("main-es256", ""), fresh(func(c map[string]any) { c["jti"] = claims["jti"] }))
+		status, out = form(t, s.hc, s.issuer+"/api/oidc/revocation", "jwt-monitor", "jwt-monitor-secret", url.Values{"token": {forged}, "token_type_hint": {"access_token"}})
+		if status >= 500 {
+			t.Errorf("a forged token at the revocation endpoint: %d %v", status, out)
+		}
+		if resp := bearerResponse(t, s.hc, secure, token); resp.StatusCode != http.StatusOK {
+			t.Errorf("a forged token with the jti of a live token, sent by its client, revoked the live token (%d)", resp.StatusCode)
+		}
+		// the person's refresh token revoked at the endpoint: the access token of its grant ends too
+		john := newVisitor(t, s.portalSite, "")
+		_, _, tokens := gatewayCode(t, s, john, "authelia.bearer.authz offline_access")
+		at, _ := tokens["access_token"].(string)
+		rt, _ := tokens["refresh_token"].(string)
+		bearerCall(t, s.hc, secure, at, http.StatusOK)
+		if status, out := form(t, s.hc, s.issuer+"/api/oidc/revocation", "jwt-rp", "jwt-rp-secret", url.Values{"token": {rt}, "token_type_hint": {"refresh_token"}}); status != http.StatusOK {
+			t.Fatalf("revoking the refresh token: %d %v", status, out)
+		}
+		waitRefused(t, s.hc, secure, "the access token of a revoked refresh token's grant", at)
+	})
 	noSecretsInLog(t, s.s, token)
 }
 
@@ -533,6 +562,19 @@ func TestAttack18ClientAssertionsAndRequestObjects(t *testing.T) {
 			}
 			if st.status >= 500 {
 				t.Errorf("%s: %s", c.what, st)
+			}
+		}
+		// at PAR: app2, authenticated, pushes objects of app or naming app
+		par := s.issuer + "/api/oidc/pushed-authorization-request"
+		for _, c := range []struct{ what, object string }{
+			{"app's object pushed by app2", signWith(t, esKey, "ES256", map[string]any{"kid": "k1"}, object(esKey, "app", nil))},
+			{"app2's object naming client_id app", signWith(t, otherKey, "ES256", map[string]any{"kid": "k1"}, object(otherKey, "app2", func(c map[string]any) { c["client_id"] = "app" }))},
+			{"app2's object, alg none", rawJWS(map[string]any{"alg": "none"}, object(otherKey, "app2", nil), nil)},
+		} {
+			v := url.Values{"client_id": {"app2"}, "request": {c.object}}
+			status, body := postForm(t, s.hc, par, withAssertion(v, assertion(t, "app2", otherKey, "ES256", "k1", par, nil)), "")
+			if status == http.StatusCreated || status >= 500 {
+				t.Errorf("PAR, %s: %d %v", c.what, status, body)
 			}
 		}
 		_, sawRequestURI = fetched.Load("/request-object")
