@@ -1059,3 +1059,48 @@ func TestAttack18BackchannelReceivers(t *testing.T) {
 	refusedAtGate(t, s.hc, s.url("secure", "/"), "the logout token as a bearer token", token)
 	noSecretsInLog(t, s.s, append(idts, token)...)
 }
+
+// A thief who signed in with john's password holds a JWT access token for the gate (and a
+// refresh token, and stays signed in). john changes his password: the thief's access token ends
+// at the gate at once, without a store read, and the refresh token gives nothing.
+func TestAttack18JWTAccessTokenAfterPasswordChange(t *testing.T) {
+	notes := filepath.Join(t.TempDir(), "notification.txt")
+	s := startOIDCHTTPSite(t, rpClient("jwt-rp", "scopes authelia.bearer.authz offline_access", "grant_types authorization_code refresh_token",
+		"audience https://secure.example.test:{portal_port}/", "require_pushed_authorization_requests", "pkce_challenge_method S256",
+		"consent_mode explicit", "access_token_signed_response_alg RS256")+
+		"\t\tnotifier {\n\t\t\tfilesystem "+notes+"\n\t\t}\n")
+	secure := s.url("secure", "/")
+	thief := newVisitor(t, s.portalSite, "198.51.100.7")
+	_, _, tokens := gatewayCode(t, s, thief, "authelia.bearer.authz offline_access")
+	at, _ := tokens["access_token"].(string)
+	rt, _ := tokens["refresh_token"].(string)
+	bearerCall(t, s.hc, secure, at, http.StatusOK)
+
+	john := newVisitor(t, s.portalSite, "203.0.113.5")
+	john.signIn("", "john", "pw-john")
+	resp, page := john.do(http.MethodGet, s.url("auth", "/settings/elevate?next=/settings/password"), nil)
+	f := hiddenFields(page)
+	if resp, page = john.do(http.MethodPost, s.url("auth", "/settings/elevate/send"), f); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sending a code: %d: %.300s", resp.StatusCode, page)
+	}
+	f.Set("code", waitCode(t, notes, 0))
+	if resp, page = john.do(http.MethodPost, s.url("auth", "/settings/elevate"), f); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the code: %d: %.300s", resp.StatusCode, page)
+	}
+	_, page = john.do(http.MethodGet, s.url("auth", "/settings/password"), nil)
+	f = hiddenFields(page)
+	f.Set("current", "pw-john")
+	f.Set("new", "john-changed-it")
+	f.Set("again", "john-changed-it")
+	if resp, page = john.do(http.MethodPost, s.url("auth", "/settings/password"), f); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("changing the password: %d: %.300s", resp.StatusCode, page)
+	}
+	refusedAtGate(t, s.hc, secure, "the thief's JWT access token after john's password change", at)
+	if status, body := form(t, s.hc, s.issuer+"/api/oidc/token", "jwt-rp", "jwt-rp-secret", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}); status == http.StatusOK {
+		t.Errorf("the thief's refresh token after the change: %v", body)
+		if fresh, _ := body["access_token"].(string); fresh != "" {
+			refusedAtGate(t, s.hc, secure, "a JWT access token refreshed after the change", fresh)
+		}
+	}
+	noSecretsInLog(t, s.s, at, rt)
+}
