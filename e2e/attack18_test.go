@@ -26,6 +26,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/google/uuid"
 	"golang.org/x/oauth2"
+
+	"github.com/portcullis-auth/portcullis/internal/pgtest"
 )
 
 // These tests replay, with the real binary, what an outsider tried against issue 18's features
@@ -1103,4 +1105,124 @@ func TestAttack18JWTAccessTokenAfterPasswordChange(t *testing.T) {
 		}
 	}
 	noSecretsInLog(t, s.s, at, rt)
+}
+
+// JWT access tokens on two nodes of one PostgreSQL database: a token minted on A passes B's
+// gate; its revocation at A's endpoint, tokens revoke --client at A, and john's sign-out at A
+// end it at B's gate within a second (B reads no store for it: the revocations follow the
+// change feed); one client assertion sent to both at once gives one token.
+func TestAttack18JWTAccessTokensAcrossNodes(t *testing.T) {
+	c := &cluster{t: t, pg: pgtest.Start(t), public: freePort(t), up: newRecorder(t), users: filepath.Join(t.TempDir(), "users.yml")}
+	users := "users:\n  john:\n    password: " + fmt.Sprintf("%q", cheapDigest(t, "pw-john")) + "\n    displayname: John Doe\n    email: john@example.test\n    groups: [dev]\n"
+	if err := os.WriteFile(c.users, []byte(users), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dsn, err := url.Parse(c.pg.Database(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.database = strings.TrimPrefix(dsn.Path, "/")
+	c.a, c.b = c.node("A", c.database), c.node("B", c.database)
+	esKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&esKey.PublicKey)
+	keyFile := filepath.Join(t.TempDir(), "es.pub.pem")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	esClient := "\t\tclient es-cc {\n\t\t\tgrant_types client_credentials\n\t\t\ttoken_endpoint_auth_method private_key_jwt\n" +
+		"\t\t\tpublic_key k1 {\n\t\t\t\talgorithm ES256\n\t\t\t\tkey_file " + keyFile + "\n\t\t\t}\n\t\t}\n"
+	for _, n := range []*clusterNode{c.a, c.b} {
+		cf, err := os.ReadFile(n.srv.config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := strings.Replace(string(cf), "\t\t\tgrant_types client_credentials\n", "\t\t\tgrant_types client_credentials\n\t\t\taccess_token_signed_response_alg RS256\n", 1)
+		out = strings.Replace(out, "\t\tclient gw {\n", esClient+"\t\tclient gw {\n\t\t\taccess_token_signed_response_alg RS256\n", 1)
+		if out == string(cf) || strings.Count(out, "access_token_signed_response_alg") != 2 {
+			t.Fatal("the cluster's Caddyfile changed: cannot make kuma's and gw's access tokens JWTs")
+		}
+		if err := os.WriteFile(n.srv.config, []byte(out), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.a.launch()
+	c.b.launch()
+	c.a.waitReady(t)
+	c.b.waitReady(t)
+	a, b := c.a, c.b
+	endsAtB := func(what, tok string) {
+		t.Helper()
+		if d, ok := until(3*time.Second, func() bool { return b.gateStatus(tok) == http.StatusUnauthorized }); !ok {
+			t.Errorf("%s: B's gate still lets it through after 3 s", what)
+		} else if d > time.Second {
+			t.Errorf("%s: B's gate let it through for %s", what, d)
+		} else {
+			t.Logf("%s: ended at B's gate after %s", what, d)
+		}
+	}
+
+	tok := a.token(t)
+	if strings.Count(tok, ".") != 2 || strings.HasPrefix(tok, "portcullis_") {
+		t.Fatalf("kuma's token is not a JWT: %.30s", tok)
+	}
+	if st := b.gateStatus(tok); st != http.StatusOK {
+		t.Fatalf("A's JWT at B's gate: %d", st)
+	}
+	a.revoke(t, tok)
+	endsAtB("a JWT revoked at A", tok)
+
+	tok = a.token(t)
+	if st := b.gateStatus(tok); st != http.StatusOK {
+		t.Fatalf("A's second JWT at B's gate: %d", st)
+	}
+	if out, errOut, code := command(t, "", "tokens", "revoke", "--client", "kuma", "--address", fmt.Sprintf("localhost:%d", a.srv.adminPort)); code != 0 {
+		t.Fatalf("tokens revoke at A: exit %d %q %s", code, out, errOut)
+	}
+	endsAtB("a JWT of a client revoked at A", tok)
+
+	john := a.browser(t, newJar(t))
+	code, ar := gwCode(t, john, a)
+	status, out, err := a.exchangeCode(a.hc, code, ar.verifier)
+	user, _ := out["access_token"].(string)
+	if err != nil || status != http.StatusOK || strings.Count(user, ".") != 2 {
+		t.Fatalf("gw's code exchange at A: %d %v %v", status, out, err)
+	}
+	if st := b.gateStatus(user); st != http.StatusOK {
+		t.Fatalf("john's JWT at B's gate: %d", st)
+	}
+	john.signOut()
+	endsAtB("john's JWT after he signed out at A", user)
+
+	// one client assertion sent 20 times at once, half to A, half to B: one token
+	tokenURL := a.url("auth", "/api/oidc/token")
+	as := assertion(t, "es-cc", esKey, "ES256", "k1", tokenURL, nil)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	startAll := make(chan struct{})
+	for i := range 20 {
+		n := []*clusterNode{a, b}[i%2]
+		hc := n.client(fmt.Sprintf("127.0.4.%d", 10+i))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-startAll
+			req, _ := http.NewRequest(http.MethodPost, n.url("auth", "/api/oidc/token"), strings.NewReader(withAssertion(url.Values{"grant_type": {"client_credentials"}}, as).Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			mu.Lock()
+			statuses[resp.StatusCode]++
+			mu.Unlock()
+		}()
+	}
+	close(startAll)
+	wg.Wait()
+	if statuses[http.StatusOK] != 1 {
+		t.Errorf("one assertion sent 20 times at once to two nodes: %v, want one 200", statuses)
+	}
 }
