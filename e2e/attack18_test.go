@@ -156,6 +156,8 @@ func TestAttack18JWTAccessTokensAtTheGate(t *testing.T) {
 		"audience https://secure.example.test:{portal_port}/", "require_pushed_authorization_requests", "pkce_challenge_method S256",
 		"consent_mode explicit", "access_token_signed_response_alg RS256")+rpClient("oidc-rp", "access_token_signed_response_alg RS256"))
 	secure, admin := s.url("secure", "/"), s.url("admin", "/")
+	waitSiteTLS(t, s.hc, secure)
+	waitSiteTLS(t, s.hc, admin)
 	set := s.jwks()
 	status, body := form(t, s.hc, s.issuer+"/api/oidc/token", "jwt-monitor", "jwt-monitor-secret", url.Values{"grant_type": {"client_credentials"}, "scope": {"authelia.bearer.authz"}})
 	token, _ := body["access_token"].(string)
@@ -337,6 +339,25 @@ func gatewayCode(t *testing.T, s *oidcSite, john *visitor, scope string) (string
 		t.Fatalf("the code exchange: %d %v", status, tokens)
 	}
 	return code, verifier, tokens
+}
+
+// waitSiteTLS waits (up to 10 s) until the site at target answers a TLS handshake: Caddy issues
+// each site's local certificate on its own, and the portal's answering says nothing of the
+// others'.
+func waitSiteTLS(t *testing.T, hc *http.Client, target string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second * slow)
+	for {
+		resp, err := hc.Get(target)
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", target, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // waitRefused checks that the gate refuses token (at once: no store read may lag, but the
@@ -654,6 +675,7 @@ func typeUserCode(t *testing.T, v *visitor, code string) (*http.Response, string
 func TestAttack18DeviceGrant(t *testing.T) {
 	p := startPortalSiteWith(t, attackDeviceClients)
 	hc := p.client()
+	waitSiteTLS(t, hc, p.url("secure", "/"))
 	grant := "urn:ietf:params:oauth:grant-type:device_code"
 	newCodes := func(client, secret, scope string) (string, string) {
 		t.Helper()
@@ -1014,6 +1036,7 @@ func TestAttack18BackchannelReceivers(t *testing.T) {
 		clients += rpClient("bc-"+c, "backchannel_logout_uri "+recv.URL+path, "post_logout_redirect_uris https://app.example.test/bye")
 	}
 	s := startOIDCHTTPSite(t, clients)
+	waitSiteTLS(t, s.hc, s.url("secure", "/"))
 	john := newVisitor(t, s.portalSite, "")
 	var idts []string
 	for _, c := range []string{"slow1", "slow2", "slow3", "redir", "fast"} {
@@ -1072,6 +1095,7 @@ func TestAttack18JWTAccessTokenAfterPasswordChange(t *testing.T) {
 		"consent_mode explicit", "access_token_signed_response_alg RS256")+
 		"\t\tnotifier {\n\t\t\tfilesystem "+notes+"\n\t\t}\n")
 	secure := s.url("secure", "/")
+	waitSiteTLS(t, s.hc, secure)
 	thief := newVisitor(t, s.portalSite, "198.51.100.7")
 	_, _, tokens := gatewayCode(t, s, thief, "authelia.bearer.authz offline_access")
 	at, _ := tokens["access_token"].(string)
