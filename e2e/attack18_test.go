@@ -432,9 +432,11 @@ func TestAttack18ClientAssertionsAndRequestObjects(t *testing.T) {
 			rpClient("app2", "token_endpoint_auth_method private_key_jwt", key(otherFile), "request_object_signing_alg ES256"))
 	tokenURL := s.issuer + "/api/oidc/token"
 	ccForm := url.Values{"grant_type": {"client_credentials"}}
+	var sent []string // every assertion and request object, which the log must not hold
 
 	t.Run("one assertion sent 50 times at once", func(t *testing.T) {
 		a := assertion(t, "es-cc", esKey, "ES256", "k1", tokenURL, nil)
+		sent = append(sent, a)
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		statuses := map[int]int{}
@@ -494,6 +496,7 @@ func TestAttack18ClientAssertionsAndRequestObjects(t *testing.T) {
 			{"a wrong client_assertion_type", url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:saml2-bearer"}, "client_assertion": {assertion(t, "es-cc", esKey, "ES256", "k1", tokenURL, nil)}}, ""},
 			{"an ID token-shaped assertion of app for es-cc", withAssertion(ccForm, assertion(t, "app", esKey, "ES256", "k1", tokenURL, func(c map[string]any) { c["sub"] = "es-cc" })), ""},
 		} {
+			sent = append(sent, c.form.Get("client_assertion"))
 			status, body := postForm(t, s.from(fmt.Sprintf("127.0.2.%d", 10+i)), tokenURL, c.form, c.auth)
 			if status != http.StatusUnauthorized && status != http.StatusBadRequest || body["access_token"] != nil {
 				t.Errorf("%s: %d %v, want 400 or 401", c.what, status, body)
@@ -575,6 +578,9 @@ func TestAttack18ClientAssertionsAndRequestObjects(t *testing.T) {
 			{"expired", outer("app", signWith(t, esKey, "ES256", map[string]any{"kid": "k1"}, object(esKey, "app", func(c map[string]any) { c["exp"] = time.Now().Add(-time.Hour).Unix() })), nil)},
 			{"a request_uri off this provider", authz + "?" + url.Values{"client_id": {"app"}, "response_type": {"code"}, "scope": {"openid"}, "redirect_uri": {redirectURI("app")}, "request_uri": {jwks.URL + "/request-object"}}.Encode()},
 		} {
+			if u, err := url.Parse(c.url); err == nil {
+				sent = append(sent, u.Query().Get("request"))
+			}
 			st := john.authorize(c.url)
 			cb := st.callback()
 			if cb.Get("code") != "" {
@@ -605,7 +611,7 @@ func TestAttack18ClientAssertionsAndRequestObjects(t *testing.T) {
 			t.Error("the provider fetched a request_uri off itself")
 		}
 	})
-	noSecretsInLog(t, s.s)
+	noSecretsInLog(t, s.s, sent...)
 }
 
 // attackDeviceClients are the device clients the device attacks use.
@@ -767,6 +773,38 @@ func TestAttack18DeviceGrant(t *testing.T) {
 		}
 		if status, e := pollDevice(t, hc, p, "tv", dc); status != http.StatusBadRequest || e != "authorization_pending" && e != "slow_down" {
 			t.Errorf("the device after the refused answers: %d %s, want authorization_pending", status, e)
+		}
+	})
+
+	t.Run("approving without a sign-in", func(t *testing.T) {
+		dc, uc := newCodes("tv", "", "openid")
+		secrets = append(secrets, dc, uc)
+		anon := newVisitor(t, p, "203.0.113.20")
+		resp, page := typeUserCode(t, anon, uc)
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("typing the code without a sign-in: %d %.200s", resp.StatusCode, page)
+		}
+		flowURL := resp.Header.Get("Location")
+		resp, _ = anon.do(http.MethodGet, flowURL, nil)
+		if resp.StatusCode != http.StatusSeeOther || !strings.Contains(resp.Header.Get("Location"), "rd=") {
+			t.Errorf("the typed code without a sign-in: %d %q, want the sign-in page", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		u, _ := url.Parse(flowURL)
+		_, page = anon.do(http.MethodGet, p.url("auth", "/device"), nil)
+		f := hiddenFields(page)
+		f.Set("flow", u.Query().Get("flow"))
+		f.Set("action", "approve")
+		resp, page = anon.do(http.MethodPost, p.url("auth", "/device"), f)
+		if strings.Contains(page, "can now use your account") || resp.StatusCode == http.StatusOK {
+			t.Errorf("approving without a sign-in: %d %.200s", resp.StatusCode, pageError.FindString(page))
+		}
+		if status, e := pollDevice(t, hc, p, "tv", dc); status == http.StatusOK {
+			t.Errorf("the device got tokens approved by nobody: %s", e)
+		}
+		// the page cannot be framed (a clickjacked Allow)
+		resp, _ = anon.do(http.MethodGet, p.url("auth", "/device?user_code="+url.QueryEscape(uc)), nil)
+		if resp.Header.Get("X-Frame-Options") != "DENY" || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'") {
+			t.Errorf("the device page may be framed: X-Frame-Options %q, CSP %q", resp.Header.Get("X-Frame-Options"), resp.Header.Get("Content-Security-Policy"))
 		}
 	})
 
