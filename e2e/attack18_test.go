@@ -1143,6 +1143,9 @@ func TestAttack18JWTAccessTokenAfterPasswordChange(t *testing.T) {
 	john := newVisitor(t, s.portalSite, "203.0.113.5")
 	john.signIn("", "john", "pw-john")
 	resp, page := john.do(http.MethodGet, s.url("auth", "/settings/elevate?next=/settings/password"), nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("elevation page: %d: %.300s", resp.StatusCode, page)
+	}
 	f := hiddenFields(page)
 	if resp, page = john.do(http.MethodPost, s.url("auth", "/settings/elevate/send"), f); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sending a code: %d: %.300s", resp.StatusCode, page)
