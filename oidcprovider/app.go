@@ -12,7 +12,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"net/url"
 	"path/filepath"
@@ -494,20 +493,11 @@ func parseIssuer(s string) (*url.URL, error) {
 	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		return nil, fmt.Errorf("issuer %q may not carry a query, a fragment or user info", s)
 	}
-	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+	if u.Scheme == "http" && !clients.IsLoopbackHost(u.Hostname()) {
 		return nil, fmt.Errorf("issuer %q must use https (http is only allowed for localhost and loopback addresses)", s)
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	return u, nil
-}
-
-func isLoopbackHost(h string) bool {
-	h = strings.ToLower(h)
-	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Start opens (or shares) the store and prepares secrets, keys and the fosite composition. On

@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
 	"github.com/portcullis-auth/portcullis/oidcprovider/portal"
 	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 )
@@ -40,7 +41,7 @@ func (c *PasswordResetConfig) check() error {
 	if err != nil || !u.IsAbs() || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.User != nil {
 		return fmt.Errorf("password_reset: custom_url %q must be an absolute https URL such as https://accounts.example.com/forgot", c.CustomURL)
 	}
-	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+	if u.Scheme == "http" && !clients.IsLoopbackHost(u.Hostname()) {
 		return fmt.Errorf("password_reset: custom_url %q must use https (http only for localhost and loopback addresses)", c.CustomURL)
 	}
 	if c.Disable {

@@ -35,7 +35,7 @@ func checkBackchannel(cfg *Config, signsIn bool) error {
 	case u.User != nil:
 		return fail("backchannel_logout_uri", "%q may not carry user info; remove the part before '@' (the logout token is signed, the receiver needs no password)", s)
 	case u.Scheme == "https":
-	case u.Scheme == "http" && isLoopbackHost(u.Hostname()):
+	case u.Scheme == "http" && IsLoopbackHost(u.Hostname()):
 	case u.Scheme == "http":
 		return fail("backchannel_logout_uri", "%q must use https (http only for localhost and loopback addresses); use https://%s%s", s, u.Host, u.RequestURI())
 	default:
@@ -44,9 +44,10 @@ func checkBackchannel(cfg *Config, signsIn bool) error {
 	return nil
 }
 
-// isLoopbackHost reports whether h (a URL's host name, without port or brackets) is localhost,
-// a name under .localhost, or a loopback address (127.0.0.0/8, ::1): the issuer's rule.
-func isLoopbackHost(h string) bool {
+// IsLoopbackHost reports whether h (a URL's host name, without port or brackets) is localhost,
+// a name under .localhost, or a loopback address (127.0.0.0/8, ::1): where the issuer, a
+// back-channel logout URI and a jwks_uri may use http.
+func IsLoopbackHost(h string) bool {
 	h = strings.ToLower(h)
 	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
 		return true

@@ -8,7 +8,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"slices"
@@ -144,7 +143,7 @@ func checkJWKSURI(s string) error {
 	switch {
 	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
 		return fmt.Errorf("%q must be an absolute https URL, e.g. https://app.example.com/jwks.json", s)
-	case u.Scheme == "http" && !loopbackHost(u.Hostname()):
+	case u.Scheme == "http" && !IsLoopbackHost(u.Hostname()):
 		return fmt.Errorf("%q must use https (http is only allowed for localhost and loopback addresses)", s)
 	case u.User != nil:
 		return fmt.Errorf("%q may not carry user info; remove the part before '@'", s)
@@ -152,16 +151,6 @@ func checkJWKSURI(s string) error {
 		return fmt.Errorf("%q may not carry a fragment; remove the part from '#'", s)
 	}
 	return nil
-}
-
-// loopbackHost reports localhost names and loopback addresses.
-func loopbackHost(h string) bool {
-	h = strings.ToLower(h)
-	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
 }
 
 // loadClientKey reads one configured public key (inline PEM or file) and checks its options.
