@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -126,8 +127,10 @@ type Flow struct {
 	p      *Provider
 	cfg    FlowConfig
 	logger *zap.Logger
-	// deviceGuesses counts the wrong user codes typed at /device on this node, in total.
+	// deviceGuesses counts the wrong user codes typed at /device on this node, in total;
+	// guessAlarm is set while the warning that it ran out is fresh.
 	deviceGuesses *clients.Limiter
+	guessAlarm    atomic.Bool
 }
 
 // NewFlow serves the browser side of p's flows through cfg's portal.

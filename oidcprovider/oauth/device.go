@@ -22,6 +22,7 @@ import (
 	"github.com/ory/fosite/handler/openid"
 	"go.uber.org/zap"
 
+	"github.com/portcullis-auth/portcullis/oidcprovider/clientaddr"
 	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
 	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 )
@@ -221,10 +222,30 @@ type deviceAuthorization struct {
 	Interval                int64  `json:"interval"`
 }
 
+// Device authorization requests per address: a burst of deviceRequestBurst, then one per
+// deviceRequestInterval (per node). Each request leaves a device record and a user code in the
+// store for the device_code lifespan, so one address must not make them without end; a device
+// makes one per sign-in.
+const (
+	deviceRequestBurst    = 10
+	deviceRequestInterval = 6 * time.Second
+)
+
+// errDeviceRequestsThrottled answers an address over the limit of device authorization requests.
+var errDeviceRequestsThrottled = &fosite.RFC6749Error{ErrorField: "slow_down", CodeField: http.StatusTooManyRequests,
+	DescriptionField: "Too many device authorization requests from this address; wait before asking again."}
+
+// newDeviceRequests is the per-address limit of device authorization requests.
+func newDeviceRequests() *clients.Limiter {
+	return clients.NewLimiter(deviceRequestBurst, deviceRequestInterval, 1<<16)
+}
+
 // ServeDeviceAuthorization is the device authorization endpoint (RFC 8628 §3.1): the client
 // authenticates as at the token endpoint (a public client sends its client_id alone), asks for
 // scopes it is registered with and audiences its list allows, and gets a device code to poll
 // the token endpoint with and a user code for the person to type at /device.
+// An address gets at most deviceRequestBurst requests at once, then one per
+// deviceRequestInterval (429 slow_down).
 func (p *Provider) ServeDeviceAuthorization(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if err := parseForm(w, r); err != nil {
@@ -240,6 +261,11 @@ func (p *Provider) ServeDeviceAuthorization(w http.ResponseWriter, r *http.Reque
 			p.writeError(w, r, fosite.ErrInvalidRequest.WithHintf("The %s parameter is repeated.", k))
 			return
 		}
+	}
+	if _, ok := p.deviceRequests.Take(clientaddr.KeyOf(p.cfg.ClientIP(r))); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(int(deviceRequestInterval/time.Second)))
+		p.writeError(w, r, errDeviceRequestsThrottled)
+		return
 	}
 	client, err := p.authenticateClient(ctx, r, r.PostForm)
 	if err != nil {

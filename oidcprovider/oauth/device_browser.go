@@ -71,9 +71,11 @@ type DevicePage struct {
 }
 
 // Guessing user codes: each address may type deviceGuessSlots wrong codes in any
-// deviceGuessWindow (slots claimed in the store, so across nodes), and the whole service
-// deviceTotalGuesses (per node, in memory) in the same time, before the page refuses to look
-// codes up.
+// deviceGuessWindow (slots claimed in the store, so across nodes) before the page refuses to look
+// codes up for it. More than deviceTotalGuesses wrong codes from anywhere in that time (per node,
+// in memory) are logged as guessing from many addresses, and refused to no one: a lock for
+// everyone would let a few dozen addresses stop every device sign-in of the service, while the
+// code's 40 bits, its minutes of life and the per-address slots keep distributed guessing hopeless.
 const (
 	deviceGuessSlots   = 5
 	deviceGuessWindow  = 15 * time.Minute
@@ -172,12 +174,16 @@ func (f *Flow) deviceCode(w http.ResponseWriter, r *http.Request) {
 	if locked {
 		w.Header().Set("Retry-After", strconv.Itoa(int(deviceGuessWindow/time.Second)))
 		f.cfg.Device.RenderDevice(w, r, &DevicePage{State: DeviceLocked, Status: http.StatusTooManyRequests,
-			Error: "Too many wrong codes were typed from your network. Wait 15 minutes, then type the code your device shows."})
+			Error: "Too many wrong codes were typed from your address. Wait 15 minutes, then type the code your device shows."})
 		return
 	}
 	sig, rec, err := f.p.deviceByUserCode(ctx, code)
 	if errors.Is(err, fosite.ErrNotFound) || (err == nil && time.Now().After(rec.ExpiresAt)) {
 		f.logger.Info("device page: a wrong or expired user code", zap.String("remote_ip", f.p.cfg.ClientIP(r)))
+		if _, ok := f.deviceGuesses.Take("all"); !ok && f.guessAlarm.CompareAndSwap(false, true) {
+			f.logger.Warn("device page: more than 300 wrong user codes in 15 minutes, from many addresses: someone may be guessing user codes")
+			time.AfterFunc(time.Minute, func() { f.guessAlarm.Store(false) }) // at most one line a minute
+		}
 		f.deviceEnterAgain(w, r, http.StatusBadRequest, typed, "That code is wrong or has expired. Check the code your device shows now; it may have made a new one.")
 		return
 	} else if err != nil {
@@ -213,8 +219,8 @@ func (f *Flow) deviceFlowURL(id string) string {
 	return f.p.cfg.Issuer + PathDevice + "?flow=" + url.QueryEscape(id)
 }
 
-// takeDeviceGuess takes one of the address's slots and one of the service's guesses before a
-// code is looked up; locked when none is free. giveBack returns them (a right code).
+// takeDeviceGuess takes one of the address's slots before a code is looked up; locked when none
+// is free. giveBack returns it (a right code).
 func (f *Flow) takeDeviceGuess(ctx context.Context, r *http.Request) (giveBack func(), locked bool, err error) {
 	addr := clientaddr.KeyOf(f.p.cfg.ClientIP(r))
 	for n := range deviceGuessSlots {
@@ -226,14 +232,7 @@ func (f *Flow) takeDeviceGuess(ctx context.Context, r *http.Request) (giveBack f
 		if !claimed {
 			continue
 		}
-		total, ok := f.deviceGuesses.Take("all")
-		if !ok {
-			_ = f.p.cfg.KV.Delete(context.WithoutCancel(ctx), key)
-			f.logger.Warn("device page: the service-wide limit of wrong user codes is reached")
-			return nil, true, nil
-		}
 		return func() {
-			total.GiveBack()
 			_ = f.p.cfg.KV.Delete(context.WithoutCancel(ctx), key)
 		}, false, nil
 	}

@@ -192,7 +192,10 @@ func (p *Provider) mintAccessJWT(ctx context.Context, c *clients.Client, r fosit
 	}
 	aud := slices.Clone([]string(r.GetGrantedAudience()))
 	if len(aud) == 0 {
-		aud = []string{c.GetID()}
+		// never the client id alone: that is an ID token's audience, and a relying-party library
+		// that ignores typ would take the access token for one (RFC 8725 §2.8). The userinfo
+		// endpoint is what a token without an audience is for; it opens no gated site.
+		aud = []string{p.cfg.Issuer + PathUserinfo}
 	}
 	sub := sess.Subject
 	if sub == "" {

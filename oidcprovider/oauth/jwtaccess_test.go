@@ -426,7 +426,7 @@ func TestJWTAccessTokenOfAUser(t *testing.T) {
 		t.Fatalf("not a JWT: %.30s", at)
 	}
 	if c["sub"] != "sub-john" || c["sid"] != f.p.sidOf("ref-1") || c["auth_time"] == nil || !slices.Equal(asStringList(c["amr"]), []string{"pwd", "otp", "mfa"}) ||
-		!slices.Equal(asStringList(c["aud"]), []string{"japp"}) || c[userClaim] == nil || strings.Contains(string(raw), "\"john\"") {
+		!slices.Equal(asStringList(c["aud"]), []string{"https://auth.example.com/api/oidc/userinfo"}) || c[userClaim] == nil || strings.Contains(string(raw), "\"john\"") {
 		t.Errorf("claims %s", raw)
 	}
 	e, err := f.p.verifyAccessJWT(at)

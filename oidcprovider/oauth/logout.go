@@ -54,7 +54,11 @@ func (p *Provider) ParseLogout(ctx context.Context, form url.Values) (*LogoutReq
 		if iss, _ := t.Claims["iss"].(string); iss != p.cfg.Issuer {
 			return nil, &ErrLogoutRequest{"The id_token_hint was issued by another provider."}
 		}
-		lr.Subject, _ = t.Claims["sub"].(string)
+		if lr.Subject, _ = t.Claims["sub"].(string); lr.Subject == "" {
+			// a signed authorization response (JARM) has our iss and the client's aud, but no
+			// one's sub
+			return nil, &ErrLogoutRequest{"The id_token_hint is not an ID token this provider issued."}
+		}
 		aud := audienceOf(t.Claims["aud"])
 		if clientID == "" && len(aud) == 1 {
 			clientID = aud[0]

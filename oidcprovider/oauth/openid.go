@@ -75,8 +75,18 @@ func (s *keySigner) Generate(_ context.Context, claims jwt.MapClaims, header jwt
 }
 
 // Decode implements jwt.Signer: it verifies the signature with the key the header names.
+//
+// It reads id_token_hint values (fosite's prompt and ID token checks, RP-initiated logout), so
+// it takes only what can be an ID token: no typ, or typ JWT. Every other JWT the provider signs
+// names itself (at+jwt, token-introspection+jwt, logout+jwt) and must not pass for an ID token
+// (RFC 8725 §3.11).
 func (s *keySigner) Decode(_ context.Context, token string) (*jwt.Token, error) {
 	return jwt.Parse(token, func(t *jwt.Token) (any, error) {
+		if typ, ok := t.Header["typ"]; ok {
+			if s, _ := typ.(string); !strings.EqualFold(s, "JWT") {
+				return nil, errors.New("the token is not an ID token (its typ is not JWT)")
+			}
+		}
 		kid, _ := t.Header["kid"].(string)
 		for _, k := range s.keys {
 			if k.ID == kid && string(t.Method) == k.Algorithm {

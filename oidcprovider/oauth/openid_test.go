@@ -120,6 +120,15 @@ func TestParseLogout(t *testing.T) {
 	good := sign(jwt.MapClaims{"iss": "https://auth.example.com", "sub": "u-1", "aud": []string{"app"}, "exp": now.Add(time.Hour).Unix()})
 	expired := sign(jwt.MapClaims{"iss": "https://auth.example.com", "sub": "u-1", "aud": []string{"app"}, "exp": now.Add(-time.Hour).Unix()})
 	otherIss := sign(jwt.MapClaims{"iss": "https://evil.example.com", "sub": "u-1", "aud": []string{"app"}, "exp": now.Add(time.Hour).Unix()})
+	typed := func(typ string) string {
+		tok, _, err := p.signer.Generate(ctx, jwt.MapClaims{"iss": "https://auth.example.com", "sub": "u-1", "aud": []string{"app"}, "exp": now.Add(time.Hour).Unix()},
+			&jwt.Headers{Extra: map[string]any{"typ": typ}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	noSub := sign(jwt.MapClaims{"iss": "https://auth.example.com", "aud": []string{"app"}, "code": "c", "exp": now.Add(time.Hour).Unix()})
 	pub, _ := x509.MarshalPKIXPublicKey(ks[0].Signer.Public())
 	claims := map[string]any{"iss": "https://auth.example.com", "sub": "u-1", "aud": "app", "exp": now.Add(time.Hour).Unix()}
 
@@ -137,6 +146,7 @@ func TestParseLogout(t *testing.T) {
 	ok(url.Values{"id_token_hint": {expired}}, "u-1", "")
 	ok(url.Values{"client_id": {"app"}, "post_logout_redirect_uri": {"https://app.example.com/bye"}}, "", "https://app.example.com/bye")
 	ok(url.Values{}, "", "")
+	ok(url.Values{"id_token_hint": {typed("JWT")}}, "u-1", "")
 
 	for name, form := range map[string]url.Values{
 		"alg none":                {"id_token_hint": {forge(claims, "none", ks[0].ID, nil)}},
@@ -148,6 +158,11 @@ func TestParseLogout(t *testing.T) {
 		"redirect without client": {"post_logout_redirect_uri": {"https://app.example.com/bye"}},
 		"other client's redirect": {"client_id": {"other"}, "post_logout_redirect_uri": {"https://app.example.com/bye"}},
 		"unknown client":          {"client_id": {"nobody"}},
+		// the provider's other JWTs name themselves and are never ID tokens (RFC 8725 §3.11)
+		"an access token":        {"id_token_hint": {typed("at+jwt")}},
+		"a signed introspection": {"id_token_hint": {typed("token-introspection+jwt")}},
+		"a logout token":         {"id_token_hint": {typed("logout+jwt")}},
+		"a JARM answer (no sub)": {"id_token_hint": {noSub}},
 	} {
 		if _, err := p.ParseLogout(ctx, form); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -135,6 +135,8 @@ type Provider struct {
 	strategy *prefixedStrategy
 	storage  *tokenStorage
 	signer   *keySigner
+	// deviceRequests limits device authorization requests per address.
+	deviceRequests *clients.Limiter
 	// secretID identifies the HMAC secret: a cached token checked under another secret is not
 	// trusted.
 	secretID secretID
@@ -163,7 +165,7 @@ func New(cfg Config) *Provider {
 	if cfg.LongestAccessTokenLifespan <= 0 {
 		cfg.LongestAccessTokenLifespan = time.Hour // fosite's default access token lifespan
 	}
-	p := &Provider{cfg: cfg, secretID: secretIDOf(cfg.HMACSecret), jwts: newJWTCache(jwtCacheSize), userAEAD: userSealer(cfg.HMACSecret)}
+	p := &Provider{cfg: cfg, secretID: secretIDOf(cfg.HMACSecret), jwts: newJWTCache(jwtCacheSize), userAEAD: userSealer(cfg.HMACSecret), deviceRequests: newDeviceRequests()}
 	p.bcl = newBackchannel(p)
 	entropy := cfg.MinParameterEntropy
 	switch {
