@@ -306,3 +306,36 @@ func TestAssertionLimits(t *testing.T) {
 		t.Fatalf("a good assertion from another address: %v", err)
 	}
 }
+
+// A key set's fetch follows a redirect only to a URL a jwks_uri may have: never from https to
+// http, never from a public host to a loopback one (the provider's own admin API), at most 3.
+func TestJWKSRedirects(t *testing.T) {
+	req := func(u string) *http.Request {
+		r, err := http.NewRequest(http.MethodGet, u, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	cases := []struct {
+		from, to string
+		ok       bool
+	}{
+		{"https://keys.example.com/jwks", "https://cdn.example.net/jwks", true},
+		{"http://127.0.0.1:9000/jwks", "http://127.0.0.1:9001/jwks", true},
+		{"https://keys.example.com/jwks", "http://127.0.0.1:2019/config/", false},
+		{"https://keys.example.com/jwks", "https://127.0.0.1:2019/config/", false},
+		{"https://keys.example.com/jwks", "https://localhost/jwks", false},
+		{"https://keys.example.com/jwks", "http://keys.example.com/jwks", false},
+		{"https://keys.example.com/jwks", "ftp://keys.example.com/jwks", false},
+	}
+	for _, c := range cases {
+		if err := followJWKSRedirect(req(c.to), []*http.Request{req(c.from)}); (err == nil) != c.ok {
+			t.Errorf("%s → %s: %v, want allowed %v", c.from, c.to, err, c.ok)
+		}
+	}
+	via := []*http.Request{req("https://a.example.com/"), req("https://b.example.com/"), req("https://c.example.com/")}
+	if followJWKSRedirect(req("https://d.example.com/"), via) == nil {
+		t.Error("a fourth redirect was followed")
+	}
+}

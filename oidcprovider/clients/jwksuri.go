@@ -29,15 +29,24 @@ const (
 	jwksRetryFailedAfter = 10 * time.Second
 )
 
-// jwksHTTP fetches key sets: a timeout, and redirects only to URLs a jwks_uri may have.
-var jwksHTTP = &http.Client{
-	Timeout: jwksFetchTimeout,
-	CheckRedirect: func(req *http.Request, via []*http.Request) error {
-		if len(via) >= 3 {
-			return errors.New("more than 3 redirects")
-		}
-		return checkJWKSURI(req.URL.String())
-	},
+// jwksHTTP fetches key sets: a timeout, and redirects only as followJWKSRedirect allows.
+var jwksHTTP = &http.Client{Timeout: jwksFetchTimeout, CheckRedirect: followJWKSRedirect}
+
+// followJWKSRedirect lets a key set's fetch follow at most 3 redirects, each to a URL a jwks_uri
+// may have, never from https to http, and to a loopback host only from one.
+func followJWKSRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 3 {
+		return errors.New("more than 3 redirects")
+	}
+	// an https key set may not send the provider to a loopback address (its own admin
+	// API, say): only a jwks_uri that is itself on a loopback host may stay there
+	if req.URL.Scheme != "https" && via[0].URL.Scheme == "https" {
+		return errors.New("a redirect from https to http is not followed")
+	}
+	if IsLoopbackHost(req.URL.Hostname()) && !IsLoopbackHost(via[0].URL.Hostname()) {
+		return errors.New("a redirect to a loopback host is not followed")
+	}
+	return checkJWKSURI(req.URL.String())
 }
 
 // remoteKeys is a client's jwks_uri and the key set last fetched from it. It is fetched when
