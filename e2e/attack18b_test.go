@@ -433,3 +433,106 @@ func TestAttack18bLogoutTokensAcrossApplications(t *testing.T) {
 	checkFor(t, got, "bc-other", other.claims)
 	noSecretsInLog(t, s.s, pub.raw, pw.raw, other.raw)
 }
+
+// The device grant with private_key_jwt: a client assertion is good once, across the device
+// authorization endpoint and the token endpoint's polls (a poll answered authorization_pending
+// spends its assertion too); the approved device code redeems with a fresh assertion, and with
+// no assertion or another client's it does not; the approval page of one browser's flow cannot
+// be answered by another browser.
+func TestAttack18bDeviceGrantWithPrivateKeyJWT(t *testing.T) {
+	esKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&esKey.PublicKey)
+	pubFile := filepath.Join(t.TempDir(), "pub.pem")
+	if err := os.WriteFile(pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startOIDCHTTPSite(t, fmt.Sprintf(`
+		client tvjwt {
+			token_endpoint_auth_method private_key_jwt
+			public_key k1 {
+				algorithm ES256
+				key_file %s
+			}
+			grant_types urn:ietf:params:oauth:grant-type:device_code
+			scopes openid
+			authorization_policy one_factor
+			consent_mode explicit
+		}
+		client conf {
+			secret "$plaintext$conf-secret"
+			grant_types urn:ietf:params:oauth:grant-type:device_code
+			scopes openid
+			authorization_policy one_factor
+		}
+`, pubFile))
+	da, tok := s.issuer+"/api/oidc/device-authorization", s.issuer+"/api/oidc/token"
+	grant := "urn:ietf:params:oauth:grant-type:device_code"
+	var sent []string
+	as := func(aud string) string {
+		a := assertion(t, "tvjwt", esKey, "ES256", "k1", aud, nil)
+		sent = append(sent, a)
+		return a
+	}
+	a1 := as(s.issuer) // the device authorization endpoint is no audience (attack18b findings)
+	status, out := postForm(t, s.hc, da, withAssertion(url.Values{"client_id": {"tvjwt"}, "scope": {"openid"}}, a1), "")
+	dc, uc := fmt.Sprint(out["device_code"]), fmt.Sprint(out["user_code"])
+	if status != http.StatusOK || out["device_code"] == nil {
+		t.Fatalf("device authorization with private_key_jwt: %d %v", status, out)
+	}
+	sent = append(sent, dc)
+	if status, out := postForm(t, s.hc, da, withAssertion(url.Values{"client_id": {"tvjwt"}, "scope": {"openid"}}, a1), ""); status != http.StatusUnauthorized || out["error"] != "invalid_client" {
+		t.Errorf("the device authorization's assertion again: %d %v", status, out)
+	}
+	poll := func(a string) (int, map[string]any) {
+		return postForm(t, s.hc, tok, withAssertion(url.Values{"grant_type": {grant}, "device_code": {dc}, "client_id": {"tvjwt"}}, a), "")
+	}
+	p1 := as(tok)
+	if status, out := poll(p1); status != http.StatusBadRequest || out["error"] != "authorization_pending" {
+		t.Fatalf("a poll: %d %v", status, out)
+	}
+	if status, out := poll(p1); status != http.StatusUnauthorized || out["error"] != "invalid_client" {
+		t.Errorf("a pending poll's assertion again: %d %v, want invalid_client", status, out)
+	}
+	// john's browser types the code; another browser (john too) answers with john's flow
+	john := newVisitor(t, s.portalSite, "")
+	john.signIn("", "john", "pw-john")
+	resp, page := typeUserCode(t, john, uc)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("typing the code: %d %.300s", resp.StatusCode, page)
+	}
+	_, page = john.do(http.MethodGet, resp.Header.Get("Location"), nil)
+	f := hiddenFields(page)
+	other := newVisitor(t, s.portalSite, "")
+	other.signIn("", "john", "pw-john")
+	_, opage := other.do(http.MethodGet, s.url("auth", "/device"), nil)
+	of := hiddenFields(opage)
+	of.Set("flow", f.Get("flow"))
+	of.Set("action", "approve")
+	if resp, page := other.do(http.MethodPost, s.url("auth", "/device"), of); strings.Contains(page, "can now use your account") || resp.StatusCode >= 500 {
+		t.Errorf("another browser approved john's flow: %d", resp.StatusCode)
+	}
+	if resp, page := other.do(http.MethodGet, s.url("auth", "/device?flow="+url.QueryEscape(f.Get("flow"))), nil); resp.StatusCode >= 500 || strings.Contains(page, `name="action" value="approve"`) {
+		t.Errorf("another browser opened john's device flow page: %d %.300s", resp.StatusCode, page)
+	}
+	f.Set("action", "approve")
+	if resp, page := john.do(http.MethodPost, s.url("auth", "/device"), f); !strings.Contains(page, "can now use your account") {
+		t.Fatalf("john approving: %d %.300s", resp.StatusCode, page)
+	}
+	time.Sleep(5 * time.Second) // the interval
+	// the approved code: without an assertion, with conf's secret: refused, and still redeemable
+	if status, out := postForm(t, s.hc, tok, url.Values{"grant_type": {grant}, "device_code": {dc}, "client_id": {"tvjwt"}}, ""); status != http.StatusUnauthorized && status != http.StatusBadRequest || out["access_token"] != nil {
+		t.Errorf("the device code without an assertion: %d %v", status, out)
+	}
+	if status, out := form(t, s.hc, tok, "conf", "conf-secret", url.Values{"grant_type": {grant}, "device_code": {dc}}); out["access_token"] != nil || status >= 500 {
+		t.Errorf("the device code by another client: %d %v", status, out)
+	}
+	status, out = poll(as(tok))
+	if status != http.StatusOK || out["access_token"] == nil {
+		t.Fatalf("the approved device code with a fresh assertion: %d %v", status, out)
+	}
+	sent = append(sent, fmt.Sprint(out["access_token"]))
+	if status, out := poll(as(tok)); out["access_token"] != nil || status >= 500 {
+		t.Errorf("the device code twice: %d %v", status, out)
+	}
+	noSecretsInLog(t, s.s, sent...)
+}
