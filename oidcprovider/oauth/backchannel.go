@@ -196,6 +196,16 @@ type backchannel struct {
 	once   sync.Once // Start
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	// Deliveries run beside the rounds, never waited for by one: at most backchannelSenders at
+	// once (senders), one job at a time (inflight, by queue key) and one delivery per client at
+	// a time (busy), so a receiver that hangs holds one sender and delays no other client's
+	// logouts. Each delivery that ends wakes the worker.
+	senders  chan struct{}
+	mu       sync.Mutex
+	inflight map[string]bool
+	busy     map[string]bool
+	sending  sync.WaitGroup
 }
 
 func newBackchannel(p *Provider) *backchannel {
@@ -217,7 +227,8 @@ func newBackchannel(p *Provider) *backchannel {
 	if r := p.retries(); r[0] < poll {
 		poll = r[0]
 	}
-	return &backchannel{p: p, hc: hc, now: time.Now, poll: poll, poke: make(chan struct{}, 1)}
+	return &backchannel{p: p, hc: hc, now: time.Now, poll: poll, poke: make(chan struct{}, 1),
+		senders: make(chan struct{}, backchannelSenders), inflight: map[string]bool{}, busy: map[string]bool{}}
 }
 
 // wake makes the worker look at the queue now.
@@ -253,6 +264,7 @@ func (p *Provider) StopBackchannelLogout() {
 
 func (b *backchannel) run(ctx context.Context) {
 	defer close(b.done)
+	defer b.sending.Wait() // deliveries under way end with ctx
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -273,7 +285,9 @@ func (b *backchannel) run(ctx context.Context) {
 	}
 }
 
-// round delivers every due job, and returns when the next one not yet due is (zero if none).
+// round starts the delivery of every due job that a sender, its client and the job itself are
+// free for, and returns when the next job not yet due is (zero if none). It does not wait for
+// the deliveries: each wakes the worker when it ends, for the jobs it left waiting.
 func (b *backchannel) round(ctx context.Context) (next time.Time) {
 	kv := b.p.cfg.KV
 	keys, err := kv.Keys(ctx, []byte(bclQueuePrefix))
@@ -283,10 +297,10 @@ func (b *backchannel) round(ctx context.Context) (next time.Time) {
 		}
 		return b.now().Add(b.poll)
 	}
-	sem := make(chan struct{}, backchannelSenders)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
 	for _, k := range keys {
+		if ctx.Err() != nil {
+			return time.Time{}
+		}
 		job, err := b.load(ctx, k)
 		if err != nil {
 			continue
@@ -297,25 +311,34 @@ func (b *backchannel) round(ctx context.Context) (next time.Time) {
 			}
 			continue
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			wg.Wait()
-			return time.Time{}
+		key := string(k)
+		b.mu.Lock()
+		if b.inflight[key] || b.busy[job.Client] {
+			b.mu.Unlock()
+			continue // the delivery under way wakes the worker when it ends
 		}
-		wg.Add(1)
+		select {
+		case b.senders <- struct{}{}:
+		default:
+			b.mu.Unlock()
+			continue // every sender is busy; the first to end wakes the worker
+		}
+		b.inflight[key], b.busy[job.Client] = true, true
+		b.mu.Unlock()
+		b.sending.Add(1)
 		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if due := b.deliver(ctx, k); !due.IsZero() {
-				mu.Lock()
-				if next.IsZero() || due.Before(next) {
-					next = due
-				}
-				mu.Unlock()
-			}
+			defer func() {
+				b.mu.Lock()
+				delete(b.inflight, key)
+				delete(b.busy, job.Client)
+				b.mu.Unlock()
+				<-b.senders
+				b.sending.Done()
+				b.wake()
+			}()
+			b.deliver(ctx, k)
 		}()
 	}
-	wg.Wait()
 	return next
 }
 
