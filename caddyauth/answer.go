@@ -26,10 +26,13 @@ type outcome struct {
 	verdict verdict
 	d       accesscontrol.Decision
 	err     error
+	// handoff is a request for the reserved hand-off path on a site under a further cookie
+	// domain: the gate answers it itself, before any rule.
+	handoff bool
 }
 
 // allowed reports an outcome that lets the request through.
-func (o *outcome) allowed() bool { return o.err == nil && o.verdict == verdictAllow }
+func (o *outcome) allowed() bool { return o.err == nil && !o.handoff && o.verdict == verdictAllow }
 
 // run is the gate's work on a request, the same for oidc_auth and the stock handler's provider:
 // it removes the caller's Remote-* headers, builds the target, lets a bypass rule through before
@@ -45,6 +48,10 @@ func (g *gate) run(r *http.Request) outcome {
 		return o
 	}
 	o.site = g.siteLabel(o.t.access.Host)
+	if o.t.access.Path == oidcprovider.HandoffPath && g.app.HandoffHost(o.t.access.Host) {
+		o.handoff = true
+		return o
+	}
 	anon := g.engine.Decide(&o.t.access, nil)
 	if anon.Policy == accesscontrol.Bypass {
 		o.verdict, o.d = verdictAllow, anon
@@ -70,7 +77,7 @@ func (g *gate) admit(r *http.Request, o *outcome) {
 	} else if o.d.Policy == accesscontrol.Bypass {
 		g.stripUserBasic(r)
 	}
-	g.stripSessionCookie(r)
+	g.stripSessionCookie(r, o.t.access.Host)
 }
 
 // stripUserBasic removes, on a bypass rule, the Basic credentials (in the headers of the site's
@@ -140,6 +147,11 @@ func (g *gate) refuse(w http.ResponseWriter, r *http.Request, o *outcome, redire
 		g.app.GateDecided(o.site, "none", "unavailable")
 		return http.StatusInternalServerError, fmt.Errorf("checking credentials: %w", err)
 	}
+	if o.handoff {
+		// only oidc_auth can answer the hand-off's path; never the upstream's
+		g.app.GateDecided(o.site, "none", "bad_request")
+		return http.StatusNotFound, errors.New("the hand-off path is answered by the oidc_auth directive only")
+	}
 	policy := o.d.Policy.String()
 	switch o.verdict {
 	case verdictInvalid:
@@ -167,8 +179,17 @@ func (g *gate) refuse(w http.ResponseWriter, r *http.Request, o *outcome, redire
 	if o.verdict == verdictStepUp {
 		loc = g.app.SecondFactorURL(o.t.url(), o.t.method)
 	}
+	browser := redirect && isBrowser(r)
+	if browser {
+		// a site under a further cookie domain: its session comes from the portal's by a
+		// hand-off, which a browser without one (or with one factor where two are asked) begins
+		if hl, nonce, ok := g.app.HandoffBegin(o.t.access.Host, o.t.url(), o.verdict == verdictStepUp); ok {
+			loc = hl
+			http.SetCookie(w, nonce)
+		}
+	}
 	w.Header().Set("Location", loc)
-	if redirect && isBrowser(r) {
+	if browser {
 		g.app.GateDecided(o.site, policy, "redirect")
 		w.Header().Set("Cache-Control", "no-store")
 		if m := o.t.method; m != http.MethodGet && m != http.MethodHead && m != http.MethodOptions {

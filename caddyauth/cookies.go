@@ -18,13 +18,16 @@ var errSessionCookies = oidcprovider.ErrSessionCookies
 // read by the rule the portal reads them with (session.Pick, through the app's CheckSession):
 // every cookie of the name counts, so one that speaks for no one never shadows a live one, and
 // the live sessions of two people are errSessionCookies rather than a pick.
-func (g *gate) checkSession(r *http.Request, s *strategy) (*identity, error) {
+//
+// The cookie is the one of the cookie domain host (the target's) is under: the portal's, or a
+// further domain's whose sessions the gate began from a hand-off.
+func (g *gate) checkSession(r *http.Request, s *strategy, host string) (*identity, error) {
 	ctx := r.Context()
-	name := g.app.SessionCookieName()
+	name := g.app.SessionCookieName(host)
 	if name == "" {
 		return nil, nil
 	}
-	user, level, err := g.app.CheckSession(ctx, r.Header)
+	user, level, err := g.app.CheckSession(ctx, host, r.Header)
 	switch {
 	case errors.Is(err, oidcprovider.ErrNoSession), errors.Is(err, oidcprovider.ErrNoUsers):
 		return nil, nil
@@ -42,11 +45,13 @@ func (g *gate) checkSession(r *http.Request, s *strategy) (*identity, error) {
 		subject: accesscontrol.Subject{Username: user.Username, Groups: user.Groups}}), nil
 }
 
-// stripSessionCookie removes every copy of the portal's session cookie from a request the gate
-// lets through, whoever the caller is (a Bearer or Basic caller, or anyone on a bypass rule): an
-// upstream that saw a live session id could act as the user on every other site.
-func (g *gate) stripSessionCookie(r *http.Request) {
-	name := g.app.SessionCookieName()
+// stripSessionCookie removes every copy of the session cookie of host's cookie domain (and the
+// nonce cookies of hand-offs under way, whose names begin with the session cookie's, after an
+// optional __Host- prefix) from a request the gate lets through, whoever the caller is (a Bearer
+// or Basic caller, or anyone on a bypass rule): an upstream that saw a live session id could act
+// as the user on every other site.
+func (g *gate) stripSessionCookie(r *http.Request, host string) {
+	name := g.app.SessionCookieName(host)
 	if name == "" {
 		return
 	}
@@ -58,8 +63,18 @@ func (g *gate) stripSessionCookie(r *http.Request) {
 	}
 }
 
-// stripCookie removes the cookie called name from the request, so the upstream never sees the
-// session cookie (it could otherwise act as the user on every other site).
+// ours reports a cookie name that is name, or a hand-off nonce cookie of it.
+func ours(k, name string) bool {
+	if k == name {
+		return true
+	}
+	k = strings.TrimPrefix(k, "__Host-")
+	return strings.HasPrefix(k, name) && strings.HasPrefix(k[len(name):], "_handoff_")
+}
+
+// stripCookie removes the cookie called name (and the hand-off nonce cookies of that name) from
+// the request, so the upstream never sees the session cookie (it could otherwise act as the user
+// on every other site).
 func stripCookie(r *http.Request, name string) {
 	lines := r.Header["Cookie"]
 	if len(lines) == 0 {
@@ -67,7 +82,7 @@ func stripCookie(r *http.Request, name string) {
 	}
 	if len(lines) == 1 && !strings.Contains(lines[0], ";") {
 		// the common case, our cookie alone: no parsing
-		if k, _, _ := strings.Cut(strings.TrimSpace(lines[0]), "="); k == name {
+		if k, _, _ := strings.Cut(strings.TrimSpace(lines[0]), "="); ours(k, name) {
 			delete(r.Header, "Cookie")
 		}
 		return
@@ -77,7 +92,7 @@ func stripCookie(r *http.Request, name string) {
 		var parts []string
 		for _, part := range strings.Split(line, ";") {
 			t := strings.TrimSpace(part)
-			if k, _, _ := strings.Cut(t, "="); k == name || t == "" {
+			if k, _, _ := strings.Cut(t, "="); ours(k, name) || t == "" {
 				continue
 			}
 			parts = append(parts, t)

@@ -84,6 +84,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // ServeHTTP gates the request and counts the decision in the oidc app's metrics.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	o := h.gate.run(r)
+	if o.handoff {
+		return h.gate.serveHandoff(w, r, &o)
+	}
 	if o.allowed() {
 		h.gate.admit(r, &o)
 		return next.ServeHTTP(w, r)

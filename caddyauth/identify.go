@@ -51,7 +51,7 @@ func (g *gate) identify(r *http.Request, t *target) (identification, error) {
 	for i := range g.strategies {
 		s := &g.strategies[i]
 		if s.header == "" {
-			id, err := g.checkSession(r, s)
+			id, err := g.checkSession(r, s, t.access.Host)
 			if err != nil {
 				return found, err
 			}

@@ -34,9 +34,12 @@ import (
 //   - CheckBasic: who Basic credentials speak for (*UserIdentity), or ErrNoUsers (no users_file:
 //     not ours to check), ErrBadCredentials (wrong, disabled or banned, one answer),
 //     ErrUnavailable, or the context's error when the caller left.
-//   - SessionCookieName and CheckSession: the portal's cookie, and who a request's session
-//     cookies speak for and the factor level, or ErrNoUsers, ErrNoSession (treat the cookies as
-//     absent), ErrSessionCookies (two people's sessions: 400), ErrUnavailable.
+//   - SessionCookieName and CheckSession: the session cookie of the request's host (the
+//     portal's, or a further cookie domain's), and who a request's session cookies speak for and
+//     the factor level, or ErrNoUsers, ErrNoSession (treat the cookies as absent),
+//     ErrSessionCookies (two people's sessions: 400), ErrUnavailable.
+//   - HandoffHost, HandoffBegin, HandoffRedeem and HandoffFailedURL: the hand-off that gives a
+//     browser signed in at the portal a session on a further cookie domain (handoff.go).
 //   - IsUser: whether a username is one of the users file's (a lookup, nothing checked or
 //     counted), for the Basic credentials the gateway removes on a bypass rule.
 //   - User: the current identity of a user a token speaks for, or false when the user is gone
@@ -141,11 +144,15 @@ func (a *App) CheckBasic(ctx context.Context, username, password, ip string) (*U
 	return a.checkPassword(ctx, username, password, ip, "basic")
 }
 
-// SessionCookieName is the name of the portal's session cookie, or "" when no users_file is
-// configured (no sessions).
-func (a *App) SessionCookieName() string {
+// SessionCookieName is the name of the session cookie at host (lower case, without a port):
+// the cookie of the further cookie domain covering host, else the portal's; "" when no
+// users_file is configured (no sessions).
+func (a *App) SessionCookieName(host string) string {
 	if a.portal == nil {
 		return ""
+	}
+	if d, _ := a.portal.otherDomain(host); d != nil {
+		return d.name
 	}
 	return a.portal.cookieName
 }
@@ -154,22 +161,36 @@ func (a *App) SessionCookieName() string {
 // more than four cookies of the session cookie's name (session.ErrCookies): answer 400.
 var ErrSessionCookies = session.ErrCookies
 
-// CheckSession returns who the session cookies of a request (h, its header) speak for and the
-// factor level reached (1 or 2), by the rule the portal reads them with too (session.Pick):
+// CheckSession returns who the session cookies of a request to host (lower case, without a
+// port; h, its header) speak for and the factor level reached (1 or 2). At a host under a
+// further cookie domain it reads that domain's cookie and accepts only sessions begun there by
+// a hand-off; elsewhere the portal's own sessions. It reads them by the rule the portal reads
+// them with too (session.Pick):
 // every cookie of the name counts, one that speaks for no one is skipped, the live sessions of
 // two people (or more than four cookies) are ErrSessionCookies. No cookie, or none that speaks
 // for anyone (unknown, ended or expired sessions, or their user removed or disabled), is
 // ErrNoSession: the caller treats the cookies as absent.
-func (a *App) CheckSession(ctx context.Context, h http.Header) (*UserIdentity, int, error) {
+func (a *App) CheckSession(ctx context.Context, host string, h http.Header) (*UserIdentity, int, error) {
 	if a.portal == nil {
 		return nil, 0, ErrNoUsers
 	}
-	_, found, err := session.Pick(h, a.portal.cookieName, func(id string) (string, sessionIdentity, error) {
+	cookie, domain, other := a.portal.cookieName, "", -1
+	if d, i := a.portal.otherDomain(host); d != nil {
+		cookie, domain, other = d.name, d.domain, i
+	}
+	_, found, err := session.Pick(h, cookie, func(id string) (string, sessionIdentity, error) {
 		st, err := a.runningPeople()
 		if err != nil {
 			return "", sessionIdentity{}, err
 		}
-		name, level, err := st.sessions.Who(ctx, id)
+		sessions := st.sessions
+		if other >= 0 {
+			if st.handoff == nil {
+				return "", sessionIdentity{}, session.ErrNoSession
+			}
+			sessions = st.handoff.sessions[other]
+		}
+		name, level, err := sessions.WhoIn(ctx, id, domain)
 		if errors.Is(err, session.ErrNoSession) {
 			return "", sessionIdentity{}, err
 		} else if err != nil {
@@ -180,7 +201,7 @@ func (a *App) CheckSession(ctx context.Context, h http.Header) (*UserIdentity, i
 			return "", sessionIdentity{}, fmt.Errorf("%w: %w", ErrUnavailable, err) // kept; 503
 		}
 		if err != nil || u.Disabled {
-			_ = st.sessions.End(ctx, id)
+			_ = sessions.End(ctx, id)
 			return "", sessionIdentity{}, session.ErrNoSession
 		}
 		return name, sessionIdentity{identityOf(u), int(level)}, nil

@@ -201,6 +201,7 @@ type runtimeState struct {
 	subjects  *claims.Subjects // users' sub per sector
 	consents  *consent.Store   // remembered consents
 	totp      *totp.Devices    // TOTP devices (nil when TOTP is disabled)
+	handoff   *handoffState    // the further cookie domains' sessions and codes (nil without)
 }
 
 // CaddyModule returns the Caddy module information.

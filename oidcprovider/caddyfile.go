@@ -63,12 +63,20 @@ var (
 //		}
 //		session {
 //			name <cookie name>
-//			cookie_domain <domain>
+//			cookie_domain <issuer's domain> [<further domain>...]
 //			same_site lax|strict
 //			expiration <duration>
 //			inactivity <duration>
 //			remember_me <duration>|-1
 //			default_redirection_url <url>
+//			cookie <further domain> {    # any number; unset options are the block's
+//				name <cookie name>
+//				same_site lax|strict
+//				expiration <duration>
+//				inactivity <duration>
+//				remember_me <duration>|-1
+//				default_redirection_url <url under the domain>
+//			}
 //		}
 //		totp {
 //			disable
@@ -483,49 +491,86 @@ func unmarshalSession(d *caddyfile.Dispenser) (*SessionConfig, error) {
 	s := &SessionConfig{}
 	for d.NextBlock(1) {
 		switch opt := d.Val(); opt {
-		case "name":
-			if err := oneArg(d, &s.Name); err != nil {
-				return nil, err
-			}
 		case "cookie_domain", "domain":
-			if err := oneArg(d, &s.CookieDomain); err != nil {
-				return nil, err
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return nil, d.Errf("session: %s needs a domain (the issuer's first, then any further ones)", opt)
 			}
-		case "same_site":
-			if err := oneArg(d, &s.SameSite); err != nil {
-				return nil, err
+			if s.CookieDomain != "" {
+				return nil, d.Errf("session: %s is given twice; list every domain on one line, the issuer's first", opt)
 			}
-		case "expiration":
-			if err := durationArg(d, &s.Expiration); err != nil {
-				return nil, err
+			s.CookieDomain = args[0]
+			for _, dom := range args[1:] {
+				s.Cookies = append(s.Cookies, CookieConfig{Domain: dom})
 			}
-		case "inactivity":
-			if err := durationArg(d, &s.Inactivity); err != nil {
-				return nil, err
+		case "cookie":
+			var c CookieConfig
+			if !d.NextArg() {
+				return nil, d.Errf("session: cookie needs a domain: 'cookie example.org { … }'")
 			}
-		case "remember_me":
-			var v string
-			if err := oneArg(d, &v); err != nil {
-				return nil, err
+			c.Domain = d.Val()
+			if d.NextArg() {
+				return nil, d.Errf("session: cookie takes one domain, got another: %q; give each domain a block of its own", d.Val())
 			}
-			if v == "-1" || v == "off" || v == "disable" {
-				s.RememberMe = -1
-				continue
+			for d.NextBlock(2) {
+				o := cookieOptions{&c.Name, &c.SameSite, &c.Expiration, &c.Inactivity, &c.RememberMe, &c.DefaultRedirectionURL}
+				if err := o.unmarshal(d, "session: cookie "+c.Domain); err != nil {
+					return nil, err
+				}
 			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return nil, d.Errf("session: remember_me: %q is not a positive duration such as 30d (or -1 to hide the box)", v)
-			}
-			s.RememberMe = caddy.Duration(dur)
-		case "default_redirection_url":
-			if err := oneArg(d, &s.DefaultRedirectionURL); err != nil {
-				return nil, err
-			}
+			s.Cookies = append(s.Cookies, c)
 		default:
-			return nil, d.Errf("session: unknown option %q (name, cookie_domain, same_site, expiration, inactivity, remember_me, default_redirection_url)", opt)
+			o := cookieOptions{&s.Name, &s.SameSite, &s.Expiration, &s.Inactivity, &s.RememberMe, &s.DefaultRedirectionURL}
+			if err := o.unmarshal(d, "session"); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return s, nil
+}
+
+// cookieOptions are the options a session block and its cookie blocks share.
+type cookieOptions struct {
+	name, sameSite         *string
+	expiration, inactivity *caddy.Duration
+	rememberMe             *caddy.Duration
+	defaultRedirectionURL  *string
+}
+
+// unmarshal reads the option at d into o; where names the block in errors.
+func (o cookieOptions) unmarshal(d *caddyfile.Dispenser, where string) error {
+	switch opt := d.Val(); opt {
+	case "name":
+		return oneArg(d, o.name)
+	case "same_site":
+		return oneArg(d, o.sameSite)
+	case "expiration":
+		return durationArg(d, o.expiration)
+	case "inactivity":
+		return durationArg(d, o.inactivity)
+	case "remember_me":
+		var v string
+		if err := oneArg(d, &v); err != nil {
+			return err
+		}
+		if v == "-1" || v == "off" || v == "disable" {
+			*o.rememberMe = -1
+			return nil
+		}
+		dur, err := caddy.ParseDuration(v)
+		if err != nil || dur <= 0 {
+			return d.Errf("%s: remember_me: %q is not a positive duration such as 30d (or -1 to hide the box)", where, v)
+		}
+		*o.rememberMe = caddy.Duration(dur)
+		return nil
+	case "default_redirection_url":
+		return oneArg(d, o.defaultRedirectionURL)
+	default:
+		if where == "session" {
+			return d.Errf("session: unknown option %q (name, cookie_domain, cookie, same_site, expiration, inactivity, remember_me, default_redirection_url)", opt)
+		}
+		return d.Errf("%s: unknown option %q (name, same_site, expiration, inactivity, remember_me, default_redirection_url)", where, opt)
+	}
 }
 
 // unmarshalTOTP reads 'totp { … }'.

@@ -100,6 +100,9 @@ func (a *App) startPortal(b *backend, st *runtimeState) error {
 	// checked by Provision
 	cfg.Elevation, _ = a.IdentityValidation.elevation()
 	cfg.Store = b.kv
+	if cfg.Handoff, err = a.startHandoffs(b, st); err != nil {
+		return err
+	}
 	if st.portal, err = portal.New(cfg); err != nil {
 		return err
 	}

@@ -117,6 +117,9 @@ type Config struct {
 	// Store keeps the pending one-time codes (as digests) and their send limits; without it
 	// no code is sent, as without a Notifier.
 	Store store.KV
+	// Handoff, when set, hands sessions off to the gates of further cookie domains (handoff.go);
+	// return URLs on those domains are followed too.
+	Handoff *Handoff
 }
 
 // ConsentKeeper lists and withdraws a user's remembered consents.
@@ -227,6 +230,11 @@ func New(cfg Config) (*Portal, error) {
 	if d := cfg.CookieDomain; d != "" {
 		formAction += " " + cfg.Issuer.Scheme + "://" + d + ":* " + cfg.Issuer.Scheme + "://*." + d + ":*"
 	}
+	if cfg.Handoff != nil {
+		for _, d := range cfg.Handoff.Domains {
+			formAction += " " + cfg.Issuer.Scheme + "://" + d + ":* " + cfg.Issuer.Scheme + "://*." + d + ":*"
+		}
+	}
 	if u, err := url.Parse(cfg.DefaultRedirect); err == nil && u.Host != "" {
 		formAction += " " + u.Scheme + "://" + u.Host
 	}
@@ -255,7 +263,8 @@ func (p *Portal) Handles(rel string) bool {
 	case PathSignIn, PathSecondFactor, pathTOTPCheck, pathWebAuthnOptions, pathWebAuthnVerify,
 		PathSettings, pathConfirm, pathTOTPEnrol, pathTOTPRemove, pathKeyRegister, pathKeyOptions,
 		pathKeyVerify, pathKeyRemove, pathConsentWithdraw, PathSignOut,
-		pathElevate, pathElevateSend, pathPassword:
+		pathElevate, pathElevateSend, pathPassword,
+		PathHandoff, PathHandoffFailed:
 		return true
 	}
 	return isResetPath(rel) || strings.HasPrefix(rel, pathAssets)
@@ -342,6 +351,10 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request, rel string) {
 		p.signOutPage(w, r)
 	case rel == PathSignOut && post:
 		p.signOut(w, r)
+	case rel == PathHandoff && get:
+		p.handoff(w, r)
+	case rel == PathHandoffFailed && get:
+		p.handoffFailed(w, r, p.safeRedirect(r.URL.Query().Get("rd")))
 	case isResetPath(rel):
 		p.serveReset(w, r, rel)
 	default:

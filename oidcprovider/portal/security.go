@@ -91,7 +91,8 @@ func (p *Portal) pick(r *http.Request) (string, signedIn, error) {
 	ctx := r.Context()
 	return session.Pick(r.Header, p.cfg.CookieName, func(id string) (string, signedIn, error) {
 		sess, err := p.cfg.Sessions.Get(ctx, id)
-		if err != nil {
+		if err != nil || sess.Domain != "" {
+			// a session another cookie domain's gate began is that domain's alone
 			return "", signedIn{}, session.ErrNoSession
 		}
 		u, err := p.cfg.Users.Lookup(ctx, sess.User)
@@ -113,7 +114,7 @@ func (p *Portal) sessionID(r *http.Request) string {
 	ctx := r.Context()
 	id, _, _ := session.Pick(r.Header, p.cfg.CookieName, func(id string) (string, struct{}, error) {
 		sess, err := p.cfg.Sessions.Get(ctx, id)
-		if err != nil {
+		if err != nil || sess.Domain != "" {
 			return "", struct{}{}, session.ErrNoSession
 		}
 		return sess.User, struct{}{}, nil
@@ -138,7 +139,8 @@ func (p *Portal) clearSession(w http.ResponseWriter) {
 // safeRedirect returns rd when the portal may send a browser there: an absolute URL on the
 // issuer's scheme (https, or http for a loopback issuer), without user info, whose host is the
 // cookie domain or under it, or the issuer's host (any port: cookies ignore ports, so a
-// host-only cookie of the issuer reaches every port of its host). Anything else is "".
+// host-only cookie of the issuer reaches every port of its host), or a further cookie domain
+// or under it (Handoff). Anything else is "".
 func (p *Portal) safeRedirect(rd string) string {
 	if rd == "" || len(rd) > 4096 || strings.ContainsAny(rd, "\\\x00\r\n\t") {
 		return ""
@@ -152,6 +154,7 @@ func (p *Portal) safeRedirect(rd string) string {
 	switch d := p.cfg.CookieDomain; {
 	case host == issuerHost:
 	case d != "" && (host == d || strings.HasSuffix(host, "."+d)):
+	case p.handoffDomain(host) != "":
 	default:
 		return ""
 	}

@@ -83,6 +83,10 @@ type Session struct {
 	// ElevatedAt is when the person last proved who they are with a one-time code sent to them
 	// (an elevated session, before a sensitive change); zero if never.
 	ElevatedAt time.Time `json:"elevated_at,omitzero"`
+	// Domain is the cookie domain of a session the gate of a second cookie domain began from a
+	// hand-off (Handoffs); "" for the portal's own sessions, the only ones the portal and the
+	// gate on the issuer's domain accept. A session answers only on its own domain.
+	Domain string `json:"domain,omitempty"`
 }
 
 // Ref is the session's stable reference (its Family), which does not reveal its id.
@@ -133,6 +137,9 @@ func (s *Store) WithClock(now func() time.Time) *Store {
 // Config is the store's configuration, defaults filled in.
 func (s *Store) Config() Config { return s.cfg }
 
+// IDHash is the digest under which the store keeps the session of id (never the id itself).
+func IDHash(id string) string { return hashID(id) }
+
 func hashID(id string) string {
 	h := sha256.Sum256([]byte(id))
 	return hex.EncodeToString(h[:])
@@ -145,6 +152,8 @@ func unhex(h string) *[32]byte {
 }
 
 func recordKey(hash string) []byte          { return []byte("sess/" + hash) }
+func familyPrefix(family string) []byte     { return []byte("sess-family/" + family + "/") }
+func familyKey(family, hash string) []byte  { return []byte("sess-family/" + family + "/" + hash) }
 func endKey(hash string) []byte             { return []byte(EndKeyPrefix + hash) }
 func userIndexKey(user, hash string) []byte { return []byte("sess-user/" + user + "/" + hash) }
 func userIndexPrefix(user string) []byte    { return []byte("sess-user/" + user + "/") }
@@ -179,10 +188,16 @@ func (s *Store) put(ctx context.Context, sess *Session) (string, error) {
 		return "", ErrNoSession
 	}
 	h := hashID(id)
-	if err := s.kv.Put(ctx,
-		store.Entry{Key: recordKey(h), Value: data, TTL: ttl},
-		store.Entry{Key: userIndexKey(sess.User, h), Value: []byte{1}, TTL: ttl},
-	); err != nil {
+	entries := []store.Entry{
+		{Key: recordKey(h), Value: data, TTL: ttl},
+		{Key: userIndexKey(sess.User, h), Value: []byte{1}, TTL: ttl},
+	}
+	if sess.Family != "" {
+		// the family index: ending one session of a family ends them all (End), so signing
+		// out at the portal ends the sessions handed off to the other cookie domains
+		entries = append(entries, store.Entry{Key: familyKey(sess.Family, h), Value: []byte("d:" + sess.Domain), TTL: ttl})
+	}
+	if err := s.kv.Put(ctx, entries...); err != nil {
 		return "", fmt.Errorf("session: keeping the session: %w", err)
 	}
 	return id, nil
@@ -207,6 +222,36 @@ func (s *Store) Who(ctx context.Context, id string) (string, Level, error) {
 		return "", 0, err
 	}
 	return sess.User, sess.Level, nil
+}
+
+// WhoIn is Who for the sessions of one cookie domain (Session.Domain; "" for the portal's own):
+// a session of another domain is ErrNoSession, as an unknown one is.
+func (s *Store) WhoIn(ctx context.Context, id, domain string) (string, Level, error) {
+	sess, err := s.get(ctx, id)
+	if err != nil {
+		return "", 0, err
+	}
+	if sess.Domain != domain {
+		return "", 0, ErrNoSession
+	}
+	return sess.User, sess.Level, nil
+}
+
+// Adopt begins a session of this store's lifetimes from what a hand-off carried (from, a session
+// of the portal's): its user, factors, times of authentication and Family, on domain. It
+// is remember-me when from was and remember-me is enabled here.
+func (s *Store) Adopt(ctx context.Context, from *Session, domain string) (string, *Session, error) {
+	if from.User == "" || strings.Contains(from.User, "/") || from.Family == "" || domain == "" {
+		return "", nil, fmt.Errorf("session: a hand-off without a user, a family or a domain")
+	}
+	now := s.now()
+	sess := &Session{User: from.User, Level: from.Level, Created: now, AuthTime: from.AuthTime, LastActive: now, PasswordAt: from.PasswordAt,
+		SecondFactorAt: from.SecondFactorAt, SecondFactor: from.SecondFactor, Family: from.Family, Domain: domain, Expires: now.Add(s.cfg.Expiration)}
+	if from.RememberMe && s.cfg.RememberMe > 0 {
+		sess.RememberMe, sess.Expires = true, now.Add(s.cfg.RememberMe)
+	}
+	id, err := s.put(ctx, sess)
+	return id, sess, err
 }
 
 // get returns the live session of id, shared with the cache: callers must not change it.
@@ -240,7 +285,7 @@ func (s *Store) get(ctx context.Context, id string) (*Session, error) {
 		return nil, ErrNoSession
 	}
 	if !sess.RememberMe && now.Sub(sess.LastActive) >= s.cfg.Inactivity {
-		_ = s.end(ctx, sess.User, h)
+		_ = s.end(ctx, sess.User, h, sess.Family)
 		return nil, ErrNoSession
 	}
 	if !sess.RememberMe && now.Sub(sess.LastActive) >= s.activityGranularity() {
@@ -302,13 +347,15 @@ func (s *Store) rotate(ctx context.Context, id string, change func(*Session, tim
 	if err != nil {
 		return "", nil, err
 	}
-	if err := s.end(ctx, sess.User, hashID(id)); err != nil {
+	if err := s.end(ctx, sess.User, hashID(id), sess.Family); err != nil {
 		return "", nil, err
 	}
 	return newID, sess, nil
 }
 
-// End ends the session of id (sign-out). Ending an unknown session is not an error.
+// End ends the session of id (sign-out), with every other session of its family: those the
+// gates of the other cookie domains began from it through a hand-off, so that signing out once
+// ends the person's session on every domain. Ending an unknown session is not an error.
 func (s *Store) End(ctx context.Context, id string) error {
 	h := hashID(id)
 	data, err := s.kv.Get(ctx, recordKey(h))
@@ -319,14 +366,70 @@ func (s *Store) End(ctx context.Context, id string) error {
 	}
 	var sess Session
 	_ = json.Unmarshal(data, &sess)
-	return s.end(ctx, sess.User, h)
+	if err := s.end(ctx, sess.User, h, sess.Family); err != nil {
+		return err
+	}
+	return s.endFamily(ctx, sess.User, sess.Family)
 }
 
-func (s *Store) end(ctx context.Context, user, h string) error {
+// endFamily ends every session of family (all of user's: a family is one sign-in).
+func (s *Store) endFamily(ctx context.Context, user, family string) error {
+	if family == "" {
+		return nil
+	}
+	keys, err := s.kv.Keys(ctx, familyPrefix(family))
+	if err != nil {
+		return err
+	}
+	prefix := len(familyPrefix(family))
+	for _, k := range keys {
+		if err := s.end(ctx, user, string(k[prefix:]), family); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// FamilyLive reports whether family has a live session of the portal's own (Domain ""), or
+// the session whose id hashes to origin (IDHash) is live (a session begun before families were
+// indexed): a hand-off is honoured only while the sign-in it came from lasts.
+func (s *Store) FamilyLive(ctx context.Context, family, origin string) (bool, error) {
+	if origin != "" {
+		if _, err := s.kv.Get(ctx, recordKey(origin)); err == nil {
+			return true, nil
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return false, err
+		}
+	}
+	if family == "" {
+		return false, nil
+	}
+	keys, err := s.kv.Keys(ctx, familyPrefix(family))
+	if err != nil {
+		return false, err
+	}
+	for _, k := range keys {
+		v, err := s.kv.Get(ctx, k)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return false, err
+		}
+		if string(v) == "d:" {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (s *Store) end(ctx context.Context, user, h, family string) error {
 	s.cache.drop(unhex(h))
 	keys := [][]byte{recordKey(h)}
 	if user != "" {
 		keys = append(keys, userIndexKey(user, h))
+	}
+	if family != "" {
+		keys = append(keys, familyKey(family, h))
 	}
 	if s.shared {
 		keys = append(keys, endKey(h))
@@ -367,12 +470,12 @@ func (s *Store) endUser(ctx context.Context, user, keep string) ([]string, error
 		if h == keep {
 			continue
 		}
+		var sess Session
 		if data, err := s.kv.Get(ctx, recordKey(h)); err == nil {
-			var sess Session
 			_ = json.Unmarshal(data, &sess)
 			refs = append(refs, sess.Ref())
 		}
-		if err := s.end(ctx, user, h); err != nil {
+		if err := s.end(ctx, user, h, sess.Family); err != nil {
 			return refs, err
 		}
 	}
