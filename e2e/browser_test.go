@@ -65,7 +65,7 @@ func newBrowser(t *testing.T, exe, addr string) *browser {
 		chromedp.ExecPath(exe),
 		chromedp.NoSandbox,
 		chromedp.IgnoreCertErrors,
-		chromedp.Flag("host-resolver-rules", "MAP *.example.test 127.0.0.1"),
+		chromedp.Flag("host-resolver-rules", "MAP *.example.test 127.0.0.1, MAP *.example.net 127.0.0.1"),
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.UserDataDir(t.TempDir()),
