@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,10 +16,7 @@ import (
 // example.org (its own cookie name) and example.net.
 func startDomainsApp(t testing.TB, dir string) *oidcprovider.App {
 	t.Helper()
-	users := filepath.Join(dir, "users.yml")
-	if err := os.WriteFile(users, []byte("users:\n  john:\n    displayname: John Doe\n    email: john@example.com\n    groups: [dev, admins]\n    password: \""+johnDigest+"\"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	users := johnFile(t, dir)
 	a := &oidcprovider.App{
 		Issuer: "https://auth.example.com", Storage: oidcprovider.StorageConfig{Dir: filepath.Join(dir, "store")}, UsersFile: users,
 		Session: &oidcprovider.SessionConfig{CookieDomain: "example.com", Cookies: []oidcprovider.CookieConfig{{Domain: "example.org", Name: "org_session"}, {Domain: "example.net"}}},

@@ -25,10 +25,7 @@ const johnDigest = "$argon2id$v=19$m=65536,t=3,p=4$ZfApOXlumEkguxVuCeSuVA$2uw6eb
 // needs one factor for dev, admin two factors for admins.
 func startPeopleApp(t testing.TB, dir string) *oidcprovider.App {
 	t.Helper()
-	users := filepath.Join(dir, "users.yml")
-	if err := os.WriteFile(users, []byte("users:\n  john:\n    displayname: John Doe\n    email: john@example.com\n    groups: [dev, admins]\n    password: \""+johnDigest+"\"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	users := johnFile(t, dir)
 	a := &oidcprovider.App{
 		Issuer: "https://auth.example.com", Storage: oidcprovider.StorageConfig{Dir: filepath.Join(dir, "store")}, UsersFile: users,
 		Session: &oidcprovider.SessionConfig{CookieDomain: "example.com"},
@@ -38,6 +35,16 @@ func startPeopleApp(t testing.TB, dir string) *oidcprovider.App {
 		}},
 	}
 	return running(t, a)
+}
+
+// johnFile writes a users file with john (groups dev, admins; password "password") in dir.
+func johnFile(t testing.TB, dir string) string {
+	t.Helper()
+	users := filepath.Join(dir, "users.yml")
+	if err := os.WriteFile(users, []byte("users:\n  john:\n    displayname: John Doe\n    email: john@example.com\n    groups: [dev, admins]\n    password: \""+johnDigest+"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return users
 }
 
 var csrfInput = regexp.MustCompile(`name="csrf" value="([^"]+)"`)

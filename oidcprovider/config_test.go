@@ -415,21 +415,25 @@ func withStorage(storage, inner string) string {
 // adaptStorage adapts a Caddyfile and returns the oidc app's "storage" JSON.
 func adaptStorage(t *testing.T, caddyfile string) string {
 	t.Helper()
+	return adaptOption(t, caddyfile, "storage")
+}
+
+// adaptOption adapts a Caddyfile and returns the JSON of the oidc app's option key.
+func adaptOption(t *testing.T, caddyfile, key string) string {
+	t.Helper()
 	js, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
 	if err != nil {
 		t.Fatalf("adapt: %v", err)
 	}
 	var cfg struct {
 		Apps struct {
-			OIDC struct {
-				Storage json.RawMessage `json:"storage"`
-			} `json:"oidc"`
+			OIDC map[string]json.RawMessage `json:"oidc"`
 		} `json:"apps"`
 	}
 	if err := json.Unmarshal(js, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	return string(cfg.Apps.OIDC.Storage)
+	return string(cfg.Apps.OIDC[key])
 }
 
 // TestStorageForms checks the Caddyfile forms of the storage option: a Badger directory with or

@@ -1,34 +1,11 @@
 package oidcprovider_test
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 )
-
-// adaptSession adapts a Caddyfile and returns the oidc app's "session" JSON.
-func adaptSession(t *testing.T, caddyfile string) string {
-	t.Helper()
-	js, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
-	if err != nil {
-		t.Fatalf("adapt: %v", err)
-	}
-	var cfg struct {
-		Apps struct {
-			OIDC struct {
-				Session json.RawMessage `json:"session"`
-			} `json:"oidc"`
-		} `json:"apps"`
-	}
-	if err := json.Unmarshal(js, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	return string(cfg.Apps.OIDC.Session)
-}
 
 func testUsers(t *testing.T) string {
 	t.Helper()
@@ -53,7 +30,7 @@ func TestCookieDomainsAdapt(t *testing.T) {
 			`{"cookies":[{"domain":"example.org","name":"a"},{"domain":"example.com","name":"b"}]}`},
 	} {
 		cf := provider(users + "session {\n " + c.session + "\n}")
-		if got := adaptSession(t, cf); got != c.want {
+		if got := adaptOption(t, cf, "session"); got != c.want {
 			t.Errorf("%q adapts to\n%s\nwant\n%s", c.session, got, c.want)
 		}
 		if err := validate(t, cf); err != nil {

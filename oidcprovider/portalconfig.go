@@ -249,24 +249,8 @@ func primaryCookie(s *SessionConfig, host string) (*SessionConfig, []CookieConfi
 		}
 		p := *s
 		p.CookieDomain, p.Cookies = c.Domain, nil
-		if c.Name != "" {
-			p.Name = c.Name
-		}
-		if c.SameSite != "" {
-			p.SameSite = c.SameSite
-		}
-		if c.Expiration != 0 {
-			p.Expiration = c.Expiration
-		}
-		if c.Inactivity != 0 {
-			p.Inactivity = c.Inactivity
-		}
-		if c.RememberMe != 0 {
-			p.RememberMe = c.RememberMe
-		}
-		if c.DefaultRedirectionURL != "" {
-			p.DefaultRedirectionURL = c.DefaultRedirectionURL
-		}
+		p.Name, p.SameSite, p.DefaultRedirectionURL = cmp.Or(c.Name, p.Name), cmp.Or(c.SameSite, p.SameSite), cmp.Or(c.DefaultRedirectionURL, p.DefaultRedirectionURL)
+		p.Expiration, p.Inactivity, p.RememberMe = cmp.Or(c.Expiration, p.Expiration), cmp.Or(c.Inactivity, p.Inactivity), cmp.Or(c.RememberMe, p.RememberMe)
 		return &p, append(slices.Clone(others[:i]), others[i+1:]...), nil
 	}
 	return nil, nil, fmt.Errorf("session: none of the cookie domains covers the issuer's host %q: the portal's own cookie needs one; add 'cookie_domain %s' (or a 'cookie %s { … }' block) before the others", host, parentDomain(host), parentDomain(host))
