@@ -59,6 +59,12 @@ func init() {
 //
 // The session cookie never reaches the next handler. A bypass rule sets none of these.
 //
+// On a site under a further cookie domain (the oidc app's session cookies), a browser without a
+// session there is sent to the portal's hand-off rather than its sign-in page, and the path
+// /.portcullis/handoff (oidcprovider.HandoffPath) is the gate's own, before any rule: it
+// redeems the portal's one-time code, sets the domain's session cookie and redirects on. It
+// never reaches the next handler. On other sites the path is the upstream's.
+//
 // 400, 401, 403, 407, 421 and 503 are returned as handler errors, so handle_errors can shape them.
 type Handler struct {
 	GateConfig
