@@ -1,6 +1,8 @@
 package caddyauth
 
 import (
+	"context"
+	"crypto/tls"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -8,18 +10,19 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/portcullis-auth/portcullis/accesscontrol"
 	"github.com/portcullis-auth/portcullis/oidcprovider"
 )
 
 // startDomainsApp starts an app whose portal is on example.com, with further cookie domains
-// example.org (its own cookie name) and example.net.
+// example.org (its own cookie name) and example.net (SameSite=Strict).
 func startDomainsApp(t testing.TB, dir string) *oidcprovider.App {
 	t.Helper()
 	users := johnFile(t, dir)
 	a := &oidcprovider.App{
 		Issuer: "https://auth.example.com", Storage: oidcprovider.StorageConfig{Dir: filepath.Join(dir, "store")}, UsersFile: users,
-		Session: &oidcprovider.SessionConfig{CookieDomain: "example.com", Cookies: []oidcprovider.CookieConfig{{Domain: "example.org", Name: "org_session"}, {Domain: "example.net"}}},
+		Session: &oidcprovider.SessionConfig{CookieDomain: "example.com", Cookies: []oidcprovider.CookieConfig{{Domain: "example.org", Name: "org_session"}, {Domain: "example.net", SameSite: "strict"}}},
 		AccessControl: &accesscontrol.Config{DefaultPolicy: "deny", Rules: []accesscontrol.Rule{
 			{Domain: []string{"secure.example.com", "app.example.org", "app.example.net"}, Subject: [][]string{{"group:dev"}}, Policy: "one_factor"},
 			{Domain: []string{"admin.example.org"}, Subject: [][]string{{"group:admins"}}, Policy: "two_factor"},
@@ -107,6 +110,24 @@ func TestHandoffAtTheGate(t *testing.T) {
 		t.Fatalf("with the domain's session: %d, Remote-User %q, upstream Cookie %q", a.status, a.up.headers.Get("Remote-User"), a.up.headers.Get("Cookie"))
 	}
 
+	// a SameSite=Strict domain: a page of the site moves on (a redirect that ends a navigation
+	// begun on the portal's site would not carry the cookie)
+	netNonce, netRedeem := beginHandoff(t, h, app, "https://app.example.net/n?a=<b>", sid)
+	r := httptest.NewRequest("GET", netRedeem, nil)
+	r.TLS = &tls.ConnectionState{}
+	r.Header.Set("Cookie", netNonce.Name+"="+netNonce.Value)
+	w := httptest.NewRecorder()
+	if err := h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer())), okHandler{}); err != nil {
+		t.Fatal(err)
+	}
+	if cs := w.Result().Cookies(); len(cs) == 0 || cs[0].Name != "portcullis_session" || cs[0].SameSite != http.SameSiteStrictMode || cs[0].Domain != "example.net" {
+		t.Errorf("example.net's cookie: %v", w.Header()["Set-Cookie"])
+	}
+	if body := w.Body.String(); w.Code != http.StatusOK || w.Header().Get("Location") != "" ||
+		!strings.Contains(body, `<meta http-equiv="refresh" content="0;url=https://app.example.net/n?a=&lt;b&gt;">`) || strings.Contains(body, "<b>") {
+		t.Errorf("a strict domain's redemption: %d %s %q, want a page that moves on", w.Code, w.Header().Get("Location"), body)
+	}
+
 	// a replayed code
 	if a := serve(t, h, "GET", redeem, map[string]string{"Cookie": nonce.Name + "=" + nonce.Value}); a.status != http.StatusSeeOther ||
 		!strings.HasPrefix(a.header.Get("Location"), "https://auth.example.com/handoff/failed?rd=") || len(a.header["Set-Cookie"]) != 0 {
@@ -186,12 +207,12 @@ func TestHandoffAtTheGate(t *testing.T) {
 	// signing out at the portal ends example.org's session at once, and a code minted before
 	// it is refused after it
 	pendingNonce, pendingRedeem := beginHandoff(t, h, app, "https://app.example.org/", sid)
-	w := portalGet(t, app, "https://auth.example.com/logout", "portcullis_session="+sid)
+	w = portalGet(t, app, "https://auth.example.com/logout", "portcullis_session="+sid)
 	m := csrfInput.FindStringSubmatch(w.Body.String())
 	if m == nil {
 		t.Fatalf("no sign-out form: %d", w.Code)
 	}
-	r := httptest.NewRequest("POST", "https://auth.example.com/logout", strings.NewReader(url.Values{"csrf": {m[1]}}.Encode()))
+	r = httptest.NewRequest("POST", "https://auth.example.com/logout", strings.NewReader(url.Values{"csrf": {m[1]}}.Encode()))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	r.Header.Set("Cookie", "portcullis_session="+sid)
 	for _, c := range w.Result().Cookies() {

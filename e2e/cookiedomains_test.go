@@ -19,7 +19,8 @@ const cookieDomainsTTL = 5 * time.Second
 
 // startCookieDomains runs a portal at auth.example.test with three cookie domains: example.test
 // (the issuer's; secure.example.test needs one factor), example.net (app.example.net, one
-// factor, under its own cookie name) and example.org (app.example.org, one factor).
+// factor, and admin.example.net, two, under its own cookie name) and example.org
+// (app.example.org, one factor).
 func startCookieDomains(t *testing.T) *portalSite {
 	dir := t.TempDir()
 	p := &portalSite{t: t, port: freePort(t), up: newRecorder(t), users: filepath.Join(dir, "users.yml")}
@@ -47,11 +48,20 @@ func startCookieDomains(t *testing.T) *portalSite {
 				expiration 2h
 			}
 		}
+		identity_validation {
+			elevated_session {
+				require_notifier false
+			}
+		}
 		access_control {
 			default_policy deny
 			rule {
 				domain secure.example.test app.example.net app.example.org
 				policy one_factor
+			}
+			rule {
+				domain admin.example.net
+				policy two_factor
 			}
 		}
 	}
@@ -59,7 +69,7 @@ func startCookieDomains(t *testing.T) *portalSite {
 auth.example.test:%[3]d {
 	oidc_provider
 }
-secure.example.test:%[3]d, app.example.net:%[3]d, app.example.org:%[3]d {
+secure.example.test:%[3]d, app.example.net:%[3]d, admin.example.net:%[3]d, app.example.org:%[3]d {
 	oidc_auth
 	reverse_proxy %[6]s
 }
@@ -240,6 +250,32 @@ func TestCookieDomainsInABrowser(t *testing.T) {
 	nonce, redeem = p.handoffCode(p.at("app.example.net", "/"), portalSession)
 	time.Sleep(cookieDomainsTTL + time.Second)
 	p.refused("an expired code", p.send(redeem, nonce))
+
+	// a two_factor site of example.net: the one-factor session there goes back through the
+	// portal, which asks for the second factor (here a first authenticator app), then hands a
+	// two-factor session off
+	a.do(chromedp.Navigate(p.at("admin.example.net", "/panel")))
+	if loc := a.location(); !strings.HasPrefix(loc, p.at("auth.example.test", "/2fa?rd=")) {
+		t.Fatalf("one factor on example.net's two_factor site at %s, want the second-factor page", loc)
+	}
+	a.submit("a.button.primary")
+	secret, err := chromedp.Run(a.ctx, chromedp.Evaluate[string](`document.getElementById("totp-secret").textContent.trim()`))
+	if err != nil || secret == "" {
+		t.Fatalf("no TOTP key on the enrolment page at %s: %v", a.location(), err)
+	}
+	a.do(chromedp.SendKeys(chromedp.ID("code"), totpCode(t, secret, time.Now())))
+	a.submit("button[type=submit]")
+	a.do(chromedp.SendKeys(chromedp.ID("code"), totpCode(t, secret, time.Now().Add(30*time.Second))))
+	a.submit("button[type=submit]")
+	if loc := a.location(); loc != p.at("admin.example.net", "/panel") {
+		t.Fatalf("after the second factor at %s, want example.net's two_factor site", loc)
+	}
+	checkUpstream("example.net, two factors")
+	if c := a.cookie("net_session"); c == "" || c == netSession {
+		t.Errorf("example.net's session after the step-up: %q (before: %q)", c, netSession)
+	} else {
+		netSession = c
+	}
 
 	// one sign-out at the portal: both domains refuse at once
 	a.do(chromedp.Navigate(p.at("auth.example.test", "/logout")))
