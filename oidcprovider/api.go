@@ -191,6 +191,9 @@ func (a *App) CheckSession(ctx context.Context, host string, h http.Header) (*Us
 			sessions = st.handoff.sessions[other]
 		}
 		name, level, err := sessions.WhoIn(ctx, id, domain)
+		if err == nil && level < session.OneFactor { // an enrolment session (no factor) grants nothing
+			err = session.ErrNoSession
+		}
 		if errors.Is(err, session.ErrNoSession) {
 			return "", sessionIdentity{}, err
 		} else if err != nil {

@@ -131,6 +131,11 @@ func (p *Portal) passwordRule() bool {
 
 // lacks says what sess lacks before a sensitive change of u's account.
 func (p *Portal) lacks(ctx context.Context, sess *session.Session, u *users.User) need {
+	if sess.Enrolment {
+		// the one-time enrolment link proved who this is, and the session reaches nothing but
+		// the pages that add a password and devices (enrolmentRoute)
+		return elevated
+	}
 	now := p.cfg.Now()
 	has := p.hasSecondFactor(ctx, u)
 	if p.passwordRule() {

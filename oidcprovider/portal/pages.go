@@ -50,6 +50,7 @@ type pageData struct {
 	ForgotURL   string         // the sign-in page's "Forgot password?" link; "" hides it
 	Reset       *resetView     // the password reset's pages
 	Elevation   *elevationView // the elevation page
+	Invite      *inviteView    // the enrolment link's page
 }
 
 func (p *Portal) render(w http.ResponseWriter, r *http.Request, status int, page string, d *pageData) {
@@ -101,6 +102,8 @@ var notices = map[string]string{
 	"consent-withdrawn": "The application will ask for your consent again.",
 	"code-sent":         "Code sent. It may take a minute to arrive.",
 	"password-changed":  "Your password is changed. Your other sessions and the applications you use are signed out.",
+	"password-set":      "Your password is set.",
+	"enrolled":          "Your account is set up. Sign in with what you added: your password and second factor, or your passkey.",
 }
 
 func redirect(w http.ResponseWriter, r *http.Request, to string) {

@@ -8,13 +8,24 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/portcullis-auth/portcullis/oidcprovider/session"
 	"github.com/portcullis-auth/portcullis/oidcprovider/users"
 )
 
 // This file is the password change on the account page: the current password (regulated as a
 // sign-in), the new one twice, in an elevated session; then the person's other sessions end,
 // with what they authorized, every token the person gave applications ends, and a notice is
-// mailed.
+// mailed. An enrolment session (enrol.go) sets the password without the current one: the
+// enrolment link stood for it, and the person may have none yet.
+
+// passwordTitle is the password page's title: setting one in an enrolment session, else
+// changing it.
+func passwordTitle(sess *session.Session) string {
+	if sess.Enrolment {
+		return "Set your password"
+	}
+	return "Change your password"
+}
 
 // passwordPage shows the form (GET) in an elevated session.
 func (p *Portal) passwordPage(w http.ResponseWriter, r *http.Request) {
@@ -22,7 +33,7 @@ func (p *Portal) passwordPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	p.render(w, r, http.StatusOK, "password", &pageData{Title: "Change your password", User: u, Session: sess})
+	p.render(w, r, http.StatusOK, "password", &pageData{Title: passwordTitle(sess), User: u, Session: sess})
 }
 
 // changePassword checks the form (POST) and sets the new password.
@@ -33,11 +44,15 @@ func (p *Portal) changePassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	current, next, again := r.PostFormValue("current"), r.PostFormValue("new"), r.PostFormValue("again")
+	enrolling := sess.Enrolment
 	refuse := func(status int, msg string) {
-		p.render(w, r, status, "password", &pageData{Title: "Change your password", User: u, Session: sess, Error: msg})
+		p.render(w, r, status, "password", &pageData{Title: passwordTitle(sess), User: u, Session: sess, Error: msg})
 	}
 	switch {
-	case current == "" || next == "":
+	case enrolling && next == "":
+		refuse(http.StatusBadRequest, "Enter the new password twice.")
+		return
+	case !enrolling && (current == "" || next == ""):
 		refuse(http.StatusBadRequest, "Enter your current password and the new one.")
 		return
 	case len(next) > maxPasswordBytes:
@@ -54,7 +69,10 @@ func (p *Portal) changePassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ip := p.cfg.ClientIP(r)
-	err := p.cfg.CheckPassword(ctx, u.Name, current, ip)
+	var err error
+	if !enrolling {
+		err = p.cfg.CheckPassword(ctx, u.Name, current, ip)
+	}
 	switch {
 	case errors.Is(err, ErrBadCredentials):
 		p.cfg.Logger.Info("password not changed: the current password is wrong", zap.String("user", u.Name), zap.String("remote_ip", ip))
@@ -67,7 +85,7 @@ func (p *Portal) changePassword(w http.ResponseWriter, r *http.Request) {
 		p.unavailable(w, r)
 		return
 	}
-	if next == current {
+	if !enrolling && next == current {
 		refuse(http.StatusBadRequest, "The new password is the same as the current one. Choose another.")
 		return
 	}
@@ -108,6 +126,12 @@ func (p *Portal) changePassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.setSession(w, newID, sess)
+	if enrolling {
+		p.cfg.Logger.Info("password set with an enrolment link", zap.String("user", u.Name), zap.Int("sessions_ended", len(refs)), zap.String("remote_ip", ip))
+		p.notifyEvent(ctx, r, u, "Your password was set", "A password was set for your account through its set-up link, and your other sessions and applications were signed out. If you did not set it, tell the people who run this service at once.")
+		redirect(w, r, p.base+PathSettings+"?notice=password-set")
+		return
+	}
 	p.cfg.Logger.Info("password changed", zap.String("user", u.Name), zap.Int("sessions_ended", len(refs)), zap.String("remote_ip", ip))
 	p.notifyEvent(ctx, r, u, "Your password was changed", "The password of your account was changed, and your other sessions and applications were signed out. If you did not change it, tell the people who run this service at once.")
 	redirect(w, r, p.base+PathSettings+"?notice=password-changed")

@@ -267,7 +267,7 @@ func (p *Portal) Handles(rel string) bool {
 		PathHandoff, PathHandoffFailed:
 		return true
 	}
-	return isResetPath(rel) || strings.HasPrefix(rel, pathAssets)
+	return isResetPath(rel) || rel == PathEnrol || rel == pathEnrolDone || strings.HasPrefix(rel, pathAssets)
 }
 
 // ServeHTTP serves the page at rel (a path relative to the issuer). The caller bounds the body
@@ -283,6 +283,7 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request, rel string) {
 		p.assets.ServeHTTP(w, r)
 		return
 	}
+	r = allowEnrolment(r, rel) // an enrolment session counts on its few settings pages alone
 	_, _, picked := p.pick(r)
 	if errors.Is(picked, users.ErrUnavailable) {
 		p.directoryDown(w, r)
@@ -357,6 +358,8 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request, rel string) {
 		p.handoffFailed(w, r, p.safeRedirect(r.URL.Query().Get("rd")))
 	case isResetPath(rel):
 		p.serveReset(w, r, rel)
+	case rel == PathEnrol || rel == pathEnrolDone:
+		p.serveEnrol(w, r, rel)
 	default:
 		w.Header().Set("Allow", "GET, HEAD, POST")
 		http.Error(w, "405 method not allowed", http.StatusMethodNotAllowed)

@@ -68,7 +68,8 @@ func (p *Portal) checkCSRF(r *http.Request) bool {
 }
 
 // current is the browser's live session and its user, or nils. A session whose user has been
-// removed or disabled is ended. The cookies are read by the rule the gate reads them with
+// removed or disabled is ended. An enrolment session is no session except on an
+// enrolmentRoute (enrol.go). The cookies are read by the rule the gate reads them with
 // (session.Pick): every session cookie counts, one that speaks for no one never shadows a live
 // one, and the live sessions of two people are no session here (ServeHTTP answers them 400).
 func (p *Portal) current(r *http.Request) (string, *session.Session, *users.User) {
@@ -91,8 +92,9 @@ func (p *Portal) pick(r *http.Request) (string, signedIn, error) {
 	ctx := r.Context()
 	return session.Pick(r.Header, p.cfg.CookieName, func(id string) (string, signedIn, error) {
 		sess, err := p.cfg.Sessions.Get(ctx, id)
-		if err != nil || sess.Domain != "" {
-			// a session another cookie domain's gate began is that domain's alone
+		if err != nil || sess.Domain != "" || (sess.Enrolment && !enrolmentAllowed(ctx)) {
+			// a session another cookie domain's gate began is that domain's alone; an enrolment
+			// session is none but where it sets up the account
 			return "", signedIn{}, session.ErrNoSession
 		}
 		u, err := p.cfg.Users.Lookup(ctx, sess.User)

@@ -24,7 +24,7 @@ func (p *Portal) settingsPage(w http.ResponseWriter, r *http.Request) {
 	}
 	d := &pageData{Title: "Your account", User: u, Session: sess, Notice: notices[r.URL.Query().Get("notice")]}
 	p.devices(ctx, u, d)
-	if p.cfg.Consents != nil {
+	if p.cfg.Consents != nil && !sess.Enrolment {
 		grants, err := p.cfg.Consents.List(ctx, u.Name, p.cfg.Now())
 		if err != nil {
 			p.unavailable(w, r)

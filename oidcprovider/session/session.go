@@ -87,6 +87,11 @@ type Session struct {
 	// hand-off (Handoffs); "" for the portal's own sessions, the only ones the portal and the
 	// gate on the issuer's domain accept. A session answers only on its own domain.
 	Domain string `json:"domain,omitempty"`
+	// Enrolment marks a session begun with an enrolment link (CreateEnrolment): it is at no
+	// factor level and grants nothing at the gate or to applications; the portal lets it only
+	// set a password and add second factors, on its settings pages. JSON: "enrolment";
+	// default false.
+	Enrolment bool `json:"enrolment,omitempty"`
 }
 
 // Ref is the session's stable reference (its Family), which does not reveal its id.
@@ -174,6 +179,20 @@ func (s *Store) Create(ctx context.Context, user string, level Level, rememberMe
 	return id, sess, err
 }
 
+// CreateEnrolment begins an enrolment session for user (Session.Enrolment, no factor level)
+// that ends after life at the latest, and returns its id (for the cookie). It is not a sign-in:
+// Who refuses it, and the portal accepts it only where a person sets up their account.
+func (s *Store) CreateEnrolment(ctx context.Context, user string, life time.Duration) (string, *Session, error) {
+	if user == "" || strings.Contains(user, "/") {
+		return "", nil, fmt.Errorf("session: bad username %q", user)
+	}
+	now := s.now()
+	sess := &Session{User: user, Enrolment: true, Created: now, AuthTime: now, LastActive: now, Expires: now.Add(min(life, s.cfg.Expiration)),
+		Family: rand.Text()}
+	id, err := s.put(ctx, sess)
+	return id, sess, err
+}
+
 // put stores sess under a new id.
 func (s *Store) put(ctx context.Context, sess *Session) (string, error) {
 	raw := make([]byte, 32) // 43 characters in base64url, the length get checks
@@ -215,24 +234,29 @@ func (s *Store) Get(ctx context.Context, id string) (*Session, error) {
 }
 
 // Who returns the user and level of the live session of id, as Get does but without a copy of
-// the session: the gateway's check on every request.
+// the session: the gateway's check on every request. An enrolment session speaks for no one
+// here (ErrNoSession): it grants nothing.
 func (s *Store) Who(ctx context.Context, id string) (string, Level, error) {
 	sess, err := s.get(ctx, id)
 	if err != nil {
 		return "", 0, err
 	}
+	if sess.Enrolment || sess.Level < OneFactor {
+		return "", 0, ErrNoSession
+	}
 	return sess.User, sess.Level, nil
 }
 
 // WhoIn is Who for the sessions of one cookie domain (Session.Domain; "" for the portal's own):
-// a session of another domain is ErrNoSession, as an unknown one is.
+// a session of another domain is ErrNoSession, as an unknown one is, and so is an enrolment
+// session.
 func (s *Store) WhoIn(ctx context.Context, id, domain string) (string, Level, error) {
 	sess, err := s.get(ctx, id)
 	if err != nil {
 		return "", 0, err
 	}
-	if sess.Domain != domain {
-		return "", 0, ErrNoSession
+	if sess.Domain != domain || sess.Enrolment || sess.Level < OneFactor {
+		return "", 0, ErrNoSession // an enrolment session grants nothing
 	}
 	return sess.User, sess.Level, nil
 }
