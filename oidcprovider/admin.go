@@ -21,6 +21,7 @@ func init() { caddy.RegisterModule(adminAPI{}) }
 //	POST /oidc/tokens/revoke  {"client_id": "<id>"}  →  {"client_id": "<id>", "revoked": <n>}
 //	POST /oidc/sessions/end   {"user": "<name>"}     →  {"user": "<name>", "ended": <n>}
 //	POST /oidc/users/totp/add, /oidc/users/totp/remove: see admin_totp.go
+//	POST /oidc/users/invite: see admin_invite.go
 type adminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -35,6 +36,7 @@ func (adminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/oidc/sessions/end", Handler: caddy.AdminHandlerFunc(endUserSessions)},
 		{Pattern: adminTOTPAdd, Handler: caddy.AdminHandlerFunc(addUserTOTP)},
 		{Pattern: adminTOTPRemove, Handler: caddy.AdminHandlerFunc(removeUserTOTP)},
+		{Pattern: adminInvite, Handler: caddy.AdminHandlerFunc(inviteUser)},
 	}
 }
 

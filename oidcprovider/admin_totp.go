@@ -59,7 +59,7 @@ func addUserTOTP(w http.ResponseWriter, r *http.Request) error {
 	}
 	ans, err := app.provisionTOTP(r.Context(), req.User, req.Force)
 	if err != nil {
-		return totpAdminError(req.User, "adding a TOTP device", err)
+		return usersAdminError(req.User, "adding a TOTP device", err)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -74,15 +74,16 @@ func removeUserTOTP(w http.ResponseWriter, r *http.Request) error {
 	}
 	name, err := app.removeTOTP(r.Context(), req.User)
 	if err != nil {
-		return totpAdminError(req.User, "removing the TOTP device", err)
+		return usersAdminError(req.User, "removing the TOTP device", err)
 	}
 	req.User, req.Removed = name, true
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(req)
 }
 
-// totpAdminError answers a refused or failed TOTP action with a message the operator can act on.
-func totpAdminError(name, doing string, err error) error {
+// usersAdminError answers a refused or failed action on a user (a TOTP device, an enrolment
+// link) with a message the operator can act on.
+func usersAdminError(name, doing string, err error) error {
 	refuse := func(status int, format string, a ...any) error {
 		return caddy.APIError{HTTPStatus: status, Err: fmt.Errorf(format, a...)}
 	}

@@ -40,6 +40,7 @@ func usersCommand() *cobra.Command {
   caddy oidc users enable <name> --file users.yml
   caddy oidc users list --file users.yml [--json]
   caddy oidc users totp add|remove <name> [--file users.yml] [admin flags]   (on the running server)
+  caddy oidc users invite <name> [--lifespan 72h] [--revoke] [admin flags]   (on the running server)
 
 The digest flags are those of 'caddy oidc hash' (--algorithm argon2id by default); the password is
 read from a prompt or standard input, never from the command line.
@@ -58,7 +59,7 @@ read from a prompt or standard input, never from the command line.
 		},
 	}
 	cmd.AddCommand(usersAddCommand(), usersPasswdCommand(), usersDisableCommand("disable"),
-		usersDisableCommand("enable"), usersListCommand(), usersTOTPCommand())
+		usersDisableCommand("enable"), usersListCommand(), usersTOTPCommand(), usersInviteCommand())
 	return cmd
 }
 
