@@ -210,3 +210,39 @@ func TestElevationRotateAndEndOthers(t *testing.T) {
 		}
 	}
 }
+
+// An enrolment session is at no level, Who (the gate's check) sees no one in it even after a
+// rotation, Get (the portal) sees it, it lasts the shorter of its life and the expiration, and
+// ending the user's sessions ends it.
+func TestEnrolmentSession(t *testing.T) {
+	ctx := t.Context()
+	s, kv, c := open(t, t.TempDir(), Config{Expiration: time.Hour, Inactivity: 5 * time.Minute})
+	defer kv.Destruct()
+	id, sess, err := s.CreateEnrolment(ctx, "john", 30*time.Minute)
+	if err != nil || !sess.Enrolment || sess.Level != 0 || sess.Expires.Sub(sess.Created) != 30*time.Minute {
+		t.Fatalf("CreateEnrolment: %+v %v", sess, err)
+	}
+	if _, _, err := s.Who(ctx, id); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("Who: %v, want ErrNoSession", err)
+	}
+	if got, err := s.Get(ctx, id); err != nil || !got.Enrolment {
+		t.Fatalf("Get: %+v %v", got, err)
+	}
+	id, sess, err = s.ConfirmPassword(ctx, id)
+	if err != nil || !sess.Enrolment {
+		t.Fatalf("a rotated enrolment session: %+v %v", sess, err)
+	}
+	if _, _, err := s.Who(ctx, id); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("Who after a rotation: %v, want ErrNoSession", err)
+	}
+	if _, sess, _ := s.CreateEnrolment(ctx, "john", 3*time.Hour); sess.Expires.Sub(sess.Created) != time.Hour {
+		t.Errorf("an enrolment session of 3h lasts %v, want the expiration (1h)", sess.Expires.Sub(sess.Created))
+	}
+	if n, err := s.EndUser(ctx, "john"); err != nil || n != 2 {
+		t.Fatalf("EndUser: %d %v, want 2", n, err)
+	}
+	c.add(time.Second)
+	if _, err := s.Get(ctx, id); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("after EndUser: %v", err)
+	}
+}
