@@ -23,6 +23,9 @@ func (p *Portal) settingsPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := &pageData{Title: "Your account", User: u, Session: sess, Notice: notices[r.URL.Query().Get("notice")]}
+	if sess.Enrolment {
+		d.Title = "Set up your account"
+	}
 	p.devices(ctx, u, d)
 	if p.cfg.Consents != nil && !sess.Enrolment {
 		grants, err := p.cfg.Consents.List(ctx, u.Name, p.cfg.Now())
