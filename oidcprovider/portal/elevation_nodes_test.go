@@ -2,17 +2,11 @@ package portal
 
 import (
 	"context"
-	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
-	"go.uber.org/zap"
-
 	"github.com/portcullis-auth/portcullis/internal/pgtest"
-	"github.com/portcullis-auth/portcullis/oidcprovider/session"
-	"github.com/portcullis-auth/portcullis/oidcprovider/store/postgres"
 )
 
 // Two nodes on one PostgreSQL database race to spend one code, 8 submissions each: exactly one
@@ -21,24 +15,8 @@ import (
 func TestElevationCodeIsSpentOnceAcrossNodes(t *testing.T) {
 	srv := pgtest.Start(t)
 	dsn := srv.Database(t)
-	issuer, _ := url.Parse("https://auth.example.com")
-	key := []byte(strings.Repeat("k", 32))
-	node := func() *Portal {
-		kv, err := postgres.Open(t.Context(), postgres.Config{DSN: dsn}, zap.NewNop())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = kv.Destruct() })
-		w := newPortalWorld(t) // for its users file
-		p, err := New(Config{Issuer: issuer, CookieName: "portcullis_session", Key: key, Users: w.users,
-			CheckPassword: func(context.Context, string, string, string) error { return nil },
-			Sessions:      session.New(session.Config{}, kv), Store: kv})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	a, b := node(), node()
+	w := newPortalWorld(t) // for its users file
+	a, b := newNode(t, dsn, w.users, nil), newNode(t, dsn, w.users, nil)
 	const sessionID = "a-session-id"
 	for round := range 10 {
 		code, err := a.issueCode(t.Context(), "john", sessionID)

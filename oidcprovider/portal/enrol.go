@@ -189,34 +189,20 @@ func (p *Portal) openInvite(ctx context.Context, token string) (*invite, error) 
 		return nil, errInvite
 	}
 	digest := p.enrolDigest(token)
-	data, err := kv.Get(ctx, []byte(enrolTokenPrefix+digest))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errInvite
-	} else if err != nil {
-		return nil, err
-	}
 	var rec inviteRecord
-	if json.Unmarshal(data, &rec) != nil || rec.User == "" {
-		return nil, errInvite
+	if err := readLink(ctx, kv, []byte(enrolTokenPrefix+digest), &rec, errInvite); err != nil {
+		return nil, err
 	}
 	expires := time.Unix(rec.Expires, 0)
-	if !p.cfg.Now().Before(expires) {
+	if rec.User == "" || !p.cfg.Now().Before(expires) {
 		return nil, errInvite
 	}
-	latest, err := kv.Get(ctx, p.enrolUserKey(rec.User))
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !hmac.Equal(latest, []byte(digest))) {
-		return nil, errInvite // a newer link replaced it, or it was revoked
-	} else if err != nil {
+	if err := latestIs(ctx, kv, p.enrolUserKey(rec.User), digest, errInvite); err != nil {
+		return nil, err // a newer link replaced it, or it was revoked
+	}
+	u, err := p.linkUser(ctx, rec.User, errInvite)
+	if err != nil {
 		return nil, err
-	}
-	u, err := p.cfg.Users.Lookup(ctx, rec.User)
-	if errors.Is(err, users.ErrNotFound) {
-		return nil, errInvite
-	} else if err != nil {
-		return nil, err
-	}
-	if u.Name != rec.User || u.Disabled {
-		return nil, errInvite
 	}
 	return &invite{token: token, digest: digest, user: u, expires: expires}, nil
 }
@@ -362,7 +348,7 @@ func (p *Portal) enrolRedeem(w http.ResponseWriter, r *http.Request) {
 	a.Succeeded()
 	u := inv.user
 	wctx := context.WithoutCancel(ctx)
-	if latest, err := kv.Get(wctx, p.enrolUserKey(u.Name)); err == nil && hmac.Equal(latest, []byte(inv.digest)) {
+	if latestIs(wctx, kv, p.enrolUserKey(u.Name), inv.digest, errInvite) == nil {
 		_ = kv.Delete(wctx, p.enrolUserKey(u.Name))
 	}
 	if err := kv.Delete(wctx, []byte(enrolTokenPrefix+inv.digest)); err != nil {

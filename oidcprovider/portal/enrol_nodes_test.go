@@ -15,8 +15,33 @@ import (
 
 	"github.com/portcullis-auth/portcullis/internal/pgtest"
 	"github.com/portcullis-auth/portcullis/oidcprovider/session"
+	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 	"github.com/portcullis-auth/portcullis/oidcprovider/store/postgres"
+	"github.com/portcullis-auth/portcullis/oidcprovider/users"
 )
+
+// newNode is a portal on its own connection to the PostgreSQL database dsn (a node), with the
+// people of dir, sessions and Store on the database; adjust, when set, completes its Config.
+func newNode(t *testing.T, dsn string, dir users.Directory, adjust func(*Config, store.KV)) *Portal {
+	t.Helper()
+	kv, err := postgres.Open(t.Context(), postgres.Config{DSN: dsn}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = kv.Destruct() })
+	issuer, _ := url.Parse("https://auth.example.com")
+	cfg := Config{Issuer: issuer, CookieName: "portcullis_session", Key: []byte(strings.Repeat("k", 32)), Users: dir,
+		CheckPassword: func(context.Context, string, string, string) error { return nil },
+		Sessions:      session.New(session.Config{}, kv), Store: kv}
+	if adjust != nil {
+		adjust(&cfg, kv)
+	}
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
 
 // Two nodes on one PostgreSQL database: a link made on one node opens on the other, and of 16
 // Continue presses racing across both (8 each), exactly one begins an enrolment session, which
@@ -25,24 +50,8 @@ import (
 func TestEnrolmentLinkIsUsedOnceAcrossNodes(t *testing.T) {
 	srv := pgtest.Start(t)
 	dsn := srv.Database(t)
-	issuer, _ := url.Parse("https://auth.example.com")
-	key := []byte(strings.Repeat("k", 32))
 	w := newPortalWorld(t) // for its users file
-	node := func() *Portal {
-		kv, err := postgres.Open(t.Context(), postgres.Config{DSN: dsn}, zap.NewNop())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = kv.Destruct() })
-		p, err := New(Config{Issuer: issuer, CookieName: "portcullis_session", Key: key, Users: w.users,
-			CheckPassword: func(context.Context, string, string, string) error { return nil },
-			Sessions:      session.New(session.Config{}, kv), Store: kv})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	a, b := node(), node()
+	a, b := newNode(t, dsn, w.users, nil), newNode(t, dsn, w.users, nil)
 	john, _ := w.users.Lookup(t.Context(), "john")
 	press := func(n *Portal, token string) *httptest.ResponseRecorder {
 		csrf := strings.Repeat("c", 43)

@@ -2,6 +2,7 @@ package portal
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -336,32 +337,69 @@ func (p *Portal) openLink(ctx context.Context, token string) (*resetLink, error)
 	}
 	digest := tokenDigest(token)
 	kv := p.reset.kv
-	data, err := kv.Get(ctx, []byte(resetTokenPrefix+digest))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errResetLink
-	} else if err != nil {
-		return nil, err
-	}
 	var rec resetRecord
-	if json.Unmarshal(data, &rec) != nil || rec.User == "" {
-		return nil, errResetLink
-	}
-	latest, err := kv.Get(ctx, []byte(resetLatestPrefix+rec.User))
-	if errors.Is(err, store.ErrNotFound) || (err == nil && string(latest) != digest) {
-		return nil, errResetLink // a newer link replaced it
-	} else if err != nil {
+	if err := readLink(ctx, kv, []byte(resetTokenPrefix+digest), &rec, errResetLink); err != nil {
 		return nil, err
 	}
-	u, err := p.cfg.Users.Lookup(ctx, rec.User)
-	if errors.Is(err, users.ErrNotFound) {
+	if rec.User == "" {
 		return nil, errResetLink
-	} else if err != nil {
+	}
+	if err := latestIs(ctx, kv, []byte(resetLatestPrefix+rec.User), digest, errResetLink); err != nil {
+		return nil, err // a newer link replaced it
+	}
+	u, err := p.linkUser(ctx, rec.User, errResetLink)
+	if err != nil {
 		return nil, err
 	}
-	if u.Name != rec.User || u.Disabled || passwordVersion(u) != rec.Password {
+	if passwordVersion(u) != rec.Password {
 		return nil, errResetLink
 	}
 	return &resetLink{token: token, digest: digest, user: u}, nil
+}
+
+// readLink reads the record of a one-time link (JSON under key) into rec: bad when there is
+// none or it cannot be read, the store's error otherwise.
+func readLink(ctx context.Context, kv store.KV, key []byte, rec any, bad error) error {
+	data, err := kv.Get(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return bad
+	} else if err != nil {
+		return err
+	}
+	if json.Unmarshal(data, rec) != nil {
+		return bad
+	}
+	return nil
+}
+
+// latestIs checks that a user's latest link, kept under key, is the one of digest: bad when
+// there is none or another (a newer link replaced it), the store's error otherwise.
+func latestIs(ctx context.Context, kv store.KV, key []byte, digest string, bad error) error {
+	latest, err := kv.Get(ctx, key)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return bad
+	case err != nil:
+		return err
+	case !hmac.Equal(latest, []byte(digest)):
+		return bad
+	}
+	return nil
+}
+
+// linkUser looks up the user a link was made for: bad when they are gone, disabled or spelled
+// otherwise now, an error wrapping users.ErrUnavailable when the directory cannot be asked.
+func (p *Portal) linkUser(ctx context.Context, name string, bad error) (*users.User, error) {
+	u, err := p.cfg.Users.Lookup(ctx, name)
+	if errors.Is(err, users.ErrNotFound) {
+		return nil, bad
+	} else if err != nil {
+		return nil, err
+	}
+	if u.Name != name || u.Disabled {
+		return nil, bad
+	}
+	return u, nil
 }
 
 // factors are the second factors a link's user must prove one of.

@@ -1,7 +1,6 @@
 package portal
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -10,11 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/portcullis-auth/portcullis/internal/pgtest"
-	"github.com/portcullis-auth/portcullis/oidcprovider/session"
-	"github.com/portcullis-auth/portcullis/oidcprovider/store/postgres"
+	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 )
 
 // Two nodes on one PostgreSQL database race to use one reset link, 4 submissions each: exactly
@@ -24,22 +20,8 @@ func TestPasswordResetLinkIsUsedOnceAcrossNodes(t *testing.T) {
 	srv := pgtest.Start(t)
 	dsn := srv.Database(t)
 	w := newResetWorld(t, nil) // the users file and the notifier
-	issuer, _ := url.Parse("https://auth.example.com")
-	key := []byte(strings.Repeat("k", 32))
 	node := func() *Portal {
-		kv, err := postgres.Open(t.Context(), postgres.Config{DSN: dsn}, zap.NewNop())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = kv.Destruct() })
-		p, err := New(Config{Issuer: issuer, CookieName: "portcullis_session", Key: key, Users: w.users,
-			CheckPassword: func(context.Context, string, string, string) error { return nil },
-			Sessions:      session.New(session.Config{}, kv), Notifier: w.mail,
-			PasswordReset: &PasswordReset{Store: kv}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
+		return newNode(t, dsn, w.users, func(c *Config, kv store.KV) { c.Notifier, c.PasswordReset = w.mail, &PasswordReset{Store: kv} })
 	}
 	a, b := node(), node()
 	csrfValue := strings.Repeat("c", 43)
