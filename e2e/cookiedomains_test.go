@@ -274,6 +274,10 @@ func TestCookieDomainsInABrowser(t *testing.T) {
 	if c := a.cookie("net_session"); c == "" || c == netSession {
 		t.Errorf("example.net's session after the step-up: %q (before: %q)", c, netSession)
 	} else {
+		// the one-factor session it replaced in the browser ended with the hand-off
+		if resp := p.send(p.at("app.example.net", "/"), "net_session="+netSession); resp.StatusCode != http.StatusFound {
+			t.Errorf("example.net's one-factor session after the step-up: %d, want it ended", resp.StatusCode)
+		}
 		netSession = c
 	}
 

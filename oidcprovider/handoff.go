@@ -167,6 +167,14 @@ func (a *App) HandoffRedeem(ctx context.Context, host, code, rd string, h http.H
 		}
 		return nil, ErrHandoffRefused
 	}
+	// the session this one replaces in the browser (one factor, before a step-up), when it is of
+	// the same sign-in, ends now rather than at its expiry
+	_, _, _ = session.Pick(h, d.name, func(old string) (string, struct{}, error) {
+		if s, err := sessions.Get(ctx, old); err == nil && s.Domain == d.domain && s.Family == g.Session.Family && old != id {
+			_ = sessions.Drop(ctx, old)
+		}
+		return "", struct{}{}, session.ErrNoSession
+	})
 	sc := &http.Cookie{Name: d.name, Value: id, Path: "/", Domain: d.domain, HttpOnly: true, Secure: a.portal.secure, SameSite: d.sameSite}
 	if sess.RememberMe {
 		sc.MaxAge = int(time.Until(sess.Expires) / time.Second)
@@ -180,7 +188,7 @@ func (a *App) HandoffRedeem(ctx context.Context, host, code, rd string, h http.H
 
 // maxNonceCookies bounds the nonce cookies a redemption looks at (one per hand-off under way
 // in the browser's tabs).
-const maxNonceCookies = 8
+const maxNonceCookies = 32
 
 // nonceBindings are the digests of the nonce cookies of d's hand-offs that a request carries:
 // those whose digest begins as the cookie's name says (a cookie whose name and value disagree

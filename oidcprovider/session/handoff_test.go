@@ -121,6 +121,20 @@ func TestHandoffSessionFamily(t *testing.T) {
 	if _, _, err := other.WhoIn(ctx, oid, "example.net"); err != nil {
 		t.Fatalf("a step-up at the portal ended the other domain's session: %v", err)
 	}
+	// dropping one session of the family leaves the others
+	dropped, _, _ := other.Adopt(ctx, sess, "example.net")
+	if err := other.Drop(ctx, dropped); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := other.WhoIn(ctx, dropped, "example.net"); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("a dropped session: %v", err)
+	}
+	if _, _, err := other.WhoIn(ctx, oid, "example.net"); err != nil {
+		t.Fatalf("dropping one session ended another of its family: %v", err)
+	}
+	if _, err := s.Get(ctx, id); err != nil {
+		t.Fatalf("dropping one session ended the portal's: %v", err)
+	}
 	// sign-out at the portal ends both
 	if err := s.End(ctx, id); err != nil {
 		t.Fatal(err)

@@ -396,6 +396,21 @@ func (s *Store) End(ctx context.Context, id string) error {
 	return s.endFamily(ctx, sess.User, sess.Family)
 }
 
+// Drop ends the session of id alone, not its family: a session of a further cookie domain
+// that a newer one of the same sign-in replaces in the browser (a hand-off after a step-up).
+func (s *Store) Drop(ctx context.Context, id string) error {
+	h := hashID(id)
+	data, err := s.kv.Get(ctx, recordKey(h))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	var sess Session
+	_ = json.Unmarshal(data, &sess)
+	return s.end(ctx, sess.User, h, sess.Family)
+}
+
 // endFamily ends every session of family (all of user's: a family is one sign-in).
 func (s *Store) endFamily(ctx context.Context, user, family string) error {
 	if family == "" {
