@@ -208,8 +208,8 @@ func (p *Portal) openInvite(ctx context.Context, token string) (*invite, error) 
 }
 
 // enrolmentRoute reports a portal path an enrolment session may use: the settings page, adding
-// an authenticator app or a security key or passkey (every route of the registration, not the
-// removal), setting the password, and ending the set-up. Everywhere else the session is no
+// an authenticator app, a security key or a passkey (every route of their registrations, not
+// the removal), setting the password, and ending the set-up. Everywhere else the session is no
 // session (pick): it signs nobody in to the gate, the applications or any other page.
 func enrolmentRoute(rel string) bool {
 	switch rel {
@@ -218,7 +218,12 @@ func enrolmentRoute(rel string) bool {
 	case pathKeyRemove:
 		return false
 	}
-	return rel == pathKeyRegister || strings.HasPrefix(rel, pathKeyRegister+"/")
+	for _, family := range []string{pathKeyRegister, "/settings/passkey"} { // security keys', passkeys'
+		if rel == family || strings.HasPrefix(rel, family+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // enrolmentOK marks the context of a request on an enrolmentRoute.

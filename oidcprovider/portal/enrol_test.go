@@ -414,3 +414,22 @@ func TestEnrolmentOfAUserWithoutPassword(t *testing.T) {
 		t.Fatal("the first password does not work")
 	}
 }
+
+// The routes an enrolment session may use are the adding ones: the registrations of TOTP, keys
+// and passkeys, the password, the settings page and Done; nothing that removes, withdraws, signs
+// in or steps up.
+func TestEnrolmentRoutes(t *testing.T) {
+	for rel, want := range map[string]bool{
+		PathSettings: true, pathTOTPEnrol: true, pathPassword: true, pathEnrolDone: true,
+		pathKeyRegister: true, pathKeyOptions: true, pathKeyVerify: true,
+		"/settings/passkey": true, "/settings/passkey/options": true, "/settings/passkey/verify": true,
+		pathKeyRemove: false, pathTOTPRemove: false, pathConsentWithdraw: false, pathConfirm: false,
+		pathElevate: false, pathElevateSend: false, PathSignIn: false, PathSecondFactor: false,
+		pathTOTPCheck: false, pathWebAuthnOptions: false, pathWebAuthnVerify: false, PathSignOut: false,
+		PathEnrol: false, "/settings/passkeys-evil": false, "/settings/webauthnx": false,
+	} {
+		if got := enrolmentRoute(rel); got != want {
+			t.Errorf("enrolmentRoute(%q) = %v, want %v", rel, got, want)
+		}
+	}
+}
