@@ -85,8 +85,8 @@ func codeDigest(code string) string {
 
 // Mint stores g (its Expires set here) and returns its code, for the URL of one redirect.
 func (h *Handoffs) Mint(ctx context.Context, g *Handoff) (string, error) {
-	if g.Domain == "" || len(g.Binding) != 43 || g.Session.User == "" || g.Session.Family == "" {
-		return "", errors.New("session: a hand-off needs a domain, a binding, a user and a family")
+	if g.Domain == "" || len(g.Binding) != 43 || g.Session.User == "" || g.Session.Family == "" || g.Session.Enrolment || g.Session.Level < OneFactor {
+		return "", errors.New("session: a hand-off needs a domain, a binding, and a signed-in session (a user, a factor and a family)")
 	}
 	g.Expires = h.now().Add(h.ttl)
 	data, err := json.Marshal(g)

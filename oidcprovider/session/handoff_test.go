@@ -78,6 +78,16 @@ func TestHandoffCodes(t *testing.T) {
 	if _, err := h.Mint(ctx, &Handoff{Domain: "example.net", Binding: "short", Session: *sess}); err == nil {
 		t.Error("a hand-off without a proper binding was minted")
 	}
+	_, enrol, err := s.CreateEnrolment(ctx, "john", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Mint(ctx, &Handoff{Domain: "example.net", Binding: binding, Session: *enrol}); err == nil {
+		t.Error("an enrolment session (no factor) was handed off")
+	}
+	if _, _, err := New(Config{}, kv).Adopt(ctx, enrol, "example.net"); err == nil {
+		t.Error("an enrolment session (no factor) was adopted")
+	}
 }
 
 // A session adopted on another domain answers only there, shares the sign-in's family, and

@@ -265,8 +265,8 @@ func (s *Store) WhoIn(ctx context.Context, id, domain string) (string, Level, er
 // of the portal's): its user, factors, times of authentication and Family, on domain. It
 // is remember-me when from was and remember-me is enabled here.
 func (s *Store) Adopt(ctx context.Context, from *Session, domain string) (string, *Session, error) {
-	if from.User == "" || strings.Contains(from.User, "/") || from.Family == "" || domain == "" {
-		return "", nil, fmt.Errorf("session: a hand-off without a user, a family or a domain")
+	if from.User == "" || strings.Contains(from.User, "/") || from.Family == "" || domain == "" || from.Enrolment || from.Level < OneFactor {
+		return "", nil, fmt.Errorf("session: a hand-off without a user, a factor, a family or a domain")
 	}
 	now := s.now()
 	sess := &Session{User: from.User, Level: from.Level, Created: now, AuthTime: from.AuthTime, LastActive: now, PasswordAt: from.PasswordAt,
