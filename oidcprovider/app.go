@@ -29,6 +29,7 @@ import (
 	"github.com/portcullis-auth/portcullis/oidcprovider/clients"
 	"github.com/portcullis-auth/portcullis/oidcprovider/consent"
 	"github.com/portcullis-auth/portcullis/oidcprovider/digest"
+	"github.com/portcullis-auth/portcullis/oidcprovider/federation"
 	"github.com/portcullis-auth/portcullis/oidcprovider/keys"
 	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/totp"
 	"github.com/portcullis-auth/portcullis/oidcprovider/notify"
@@ -146,6 +147,12 @@ type App struct {
 	// CORS lets browser applications on other origins call the provider's endpoints (see
 	// CORSConfig). JSON: "cors". Default: none (no other origin is allowed).
 	CORS *CORSConfig `json:"cors,omitempty"`
+	// IdentityProviders are upstream identity providers people may sign in through beside
+	// their password ("Sign in with …" buttons): OpenID Connect providers or GitHub, each
+	// mapping its identities onto the users of users_file or ldap (see federation.Config).
+	// Needs users_file or ldap. JSON: "identity_providers", a list of objects with "name",
+	// "type", "issuer", "client_id", "client_secret", … Default: none.
+	IdentityProviders []federation.Config `json:"identity_providers,omitempty"`
 
 	issuer      string
 	issuerURL   *url.URL
@@ -275,6 +282,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if err := a.provisionPortal(); err != nil {
+		return err
+	}
+	if err := a.provisionFederation(repl); err != nil {
 		return err
 	}
 	if err := a.provisionPasswordReset(); err != nil {

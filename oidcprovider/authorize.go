@@ -176,8 +176,19 @@ func clientAddr(r *http.Request) netip.Addr {
 	return addr.Unmap()
 }
 
-// amrOf lists the RFC 8176 methods of a session's sign-in.
+// amrOf lists the RFC 8176 methods of a session's sign-in. A sign-in through an upstream
+// identity provider (Session.Upstream) reports no password and passes on nothing the upstream
+// said: only the local second factor given since, and mfa when the session reached two
+// factors (the upstream's sign-in counting as one, or as two under two_factor_satisfied); so a
+// plain upstream sign-in has no amr.
 func amrOf(s *session.Session) []string {
 	two := s.Level >= session.TwoFactor
+	if s.Upstream != "" {
+		amr := claims.AMR(false, two && s.SecondFactor == "totp", two && s.SecondFactor == "webauthn", false)
+		if two {
+			amr = append(amr, claims.AMRMultiFactor)
+		}
+		return amr
+	}
 	return claims.AMR(true, two && s.SecondFactor == "totp", two && s.SecondFactor == "webauthn", false)
 }

@@ -159,6 +159,19 @@ var (
 //			allowed_origins <scheme://host[:port]...>
 //			allowed_origins_from_client_redirect_uris [true|false]
 //		}
+//		identity_provider <name> {               # repeatable; JSON identity_providers[]; sign in with another provider
+//			type oidc|github
+//			display_name <button label>
+//			issuer <https url>                   # type oidc
+//			client_id <id>
+//			client_secret <secret>
+//			scopes <scope...>
+//			claim_username <claim>
+//			link by_email_verified|by_username|manual
+//			allowed_domains <domain...>
+//			two_factor_satisfied [true|false]
+//			create_users [true|false]
+//		}
 //		access_control {
 //			default_policy bypass|one_factor|two_factor|deny
 //			network <name> <cidr|ip...>
@@ -354,6 +367,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.CORS = c
+		case "identity_provider":
+			c, err := unmarshalIdentityProvider(d)
+			if err != nil {
+				return err
+			}
+			a.IdentityProviders = append(a.IdentityProviders, c)
 		case "access_control":
 			if a.AccessControl != nil {
 				return d.Err("access_control is given twice; merge the two blocks")

@@ -103,6 +103,9 @@ func (a *App) startPortal(b *backend, st *runtimeState) error {
 	if cfg.Handoff, err = a.startHandoffs(b, st); err != nil {
 		return err
 	}
+	if err := a.startFederation(b.kv, st.secret, &cfg); err != nil {
+		return err
+	}
 	if st.portal, err = portal.New(cfg); err != nil {
 		return err
 	}

@@ -46,11 +46,13 @@ type pageData struct {
 	ClientName  string   // the application asking to sign out
 	FormAction  []string // origins a form on the page may end up at (an application's redirect)
 	Consents    []consentItem
-	HasConsents bool           // remembered consents are kept
-	ForgotURL   string         // the sign-in page's "Forgot password?" link; "" hides it
-	Reset       *resetView     // the password reset's pages
-	Elevation   *elevationView // the elevation page
-	Invite      *inviteView    // the enrolment link's page
+	HasConsents bool             // remembered consents are kept
+	ForgotURL   string           // the sign-in page's "Forgot password?" link; "" hides it
+	Reset       *resetView       // the password reset's pages
+	Elevation   *elevationView   // the elevation page
+	Invite      *inviteView      // the enrolment link's page
+	Providers   []providerButton // the upstream identity providers' buttons
+	Links       []linkItem       // the account page's linked identities
 }
 
 func (p *Portal) render(w http.ResponseWriter, r *http.Request, status int, page string, d *pageData) {
@@ -104,6 +106,8 @@ var notices = map[string]string{
 	"password-changed":  "Your password is changed. Your other sessions and the applications you use are signed out.",
 	"password-set":      "Your password is set.",
 	"enrolled":          "Your account is set up. Sign in with what you added: your password and second factor, or your passkey.",
+	"identity-linked":   "The account is linked: it can sign you in from now on.",
+	"identity-unlinked": "The account is unlinked: it no longer signs you in.",
 }
 
 func redirect(w http.ResponseWriter, r *http.Request, to string) {

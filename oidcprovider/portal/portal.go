@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/consent"
+	"github.com/portcullis-auth/portcullis/oidcprovider/federation"
 	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/totp"
 	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/webauthn"
 	"github.com/portcullis-auth/portcullis/oidcprovider/notify"
@@ -120,6 +121,15 @@ type Config struct {
 	// Handoff, when set, hands sessions off to the gates of further cookie domains (handoff.go);
 	// return URLs on those domains are followed too.
 	Handoff *Handoff
+	// IdentityProviders are the upstream identity providers offered on the sign-in page, in
+	// this order (federation.go); none when empty.
+	IdentityProviders []*federation.Provider
+	// Links keeps the links between upstream identities and local users; required with
+	// IdentityProviders.
+	Links *federation.Links
+	// CreateUser, when set, adds a local user for an upstream identity of a provider with
+	// create_users (the users file's editor; nil when people come from LDAP).
+	CreateUser CreateUser
 }
 
 // ConsentKeeper lists and withdraws a user's remembered consents.
@@ -182,6 +192,9 @@ func New(cfg Config) (*Portal, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if len(cfg.IdentityProviders) > 0 && cfg.Links == nil {
+		return nil, errors.New("portal: identity providers need a store of links")
+	}
 	if cfg.ClientIP == nil {
 		cfg.ClientIP = func(r *http.Request) string { return r.RemoteAddr }
 	}
@@ -243,6 +256,7 @@ func New(cfg Config) (*Portal, error) {
 	m := hmac.New(sha256.New, cfg.Key)
 	m.Write([]byte("portcullis elevation code key v1"))
 	p.codeKey = m.Sum(nil)
+	p.logFederation()
 	return p, nil
 }
 
@@ -267,7 +281,7 @@ func (p *Portal) Handles(rel string) bool {
 		PathHandoff, PathHandoffFailed:
 		return true
 	}
-	return isResetPath(rel) || rel == PathEnrol || rel == pathEnrolDone || strings.HasPrefix(rel, pathAssets)
+	return isResetPath(rel) || rel == PathEnrol || rel == pathEnrolDone || isFederationPath(rel) || strings.HasPrefix(rel, pathAssets)
 }
 
 // ServeHTTP serves the page at rel (a path relative to the issuer). The caller bounds the body
@@ -360,6 +374,8 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request, rel string) {
 		p.serveReset(w, r, rel)
 	case rel == PathEnrol || rel == pathEnrolDone:
 		p.serveEnrol(w, r, rel)
+	case isFederationPath(rel):
+		p.serveFederation(w, r, rel)
 	default:
 		w.Header().Set("Allow", "GET, HEAD, POST")
 		http.Error(w, "405 method not allowed", http.StatusMethodNotAllowed)

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 
+	"go.uber.org/zap"
+
 	"github.com/portcullis-auth/portcullis/oidcprovider/session"
 	"github.com/portcullis-auth/portcullis/oidcprovider/users"
 )
@@ -27,6 +29,13 @@ func (p *Portal) settingsPage(w http.ResponseWriter, r *http.Request) {
 		d.Title = "Set up your account"
 	}
 	p.devices(ctx, u, d)
+	if !sess.Enrolment {
+		if err := p.federationLinks(ctx, u, d); err != nil {
+			p.cfg.Logger.Error("portal: listing linked identities", zap.String("user", u.Name), zap.Error(err))
+			p.unavailable(w, r)
+			return
+		}
+	}
 	if p.cfg.Consents != nil && !sess.Enrolment {
 		grants, err := p.cfg.Consents.List(ctx, u.Name, p.cfg.Now())
 		if err != nil {

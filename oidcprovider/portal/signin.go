@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -25,7 +26,9 @@ func (p *Portal) signInPage(w http.ResponseWriter, r *http.Request) {
 		redirect(w, r, p.base+PathSettings)
 		return
 	}
-	p.render(w, r, http.StatusOK, "signin", &pageData{Title: "Sign in", RD: rd, RM: q.Get("rm"), RememberMe: p.cfg.RememberMe > 0, Notice: notices[q.Get("notice")]})
+	d := &pageData{Title: "Sign in", RD: rd, RM: q.Get("rm"), RememberMe: p.cfg.RememberMe > 0, Notice: notices[q.Get("notice")]}
+	p.federationButtons(d)
+	p.render(w, r, http.StatusOK, "signin", d)
 }
 
 // signIn checks the form: a new session (a new id) on success.
@@ -36,6 +39,7 @@ func (p *Portal) signIn(w http.ResponseWriter, r *http.Request) {
 	rd := p.safeRedirect(r.PostFormValue("rd"))
 	remember := r.PostFormValue("remember_me") != "" && p.cfg.RememberMe > 0
 	again := &pageData{Title: "Sign in", RD: rd, RM: r.PostFormValue("rm"), Username: username, RememberMe: p.cfg.RememberMe > 0}
+	p.federationButtons(again)
 	if username == "" || password == "" {
 		again.Error = "Enter your username and password."
 		p.render(w, r, http.StatusBadRequest, "signin", again)
@@ -62,6 +66,16 @@ func (p *Portal) signIn(w http.ResponseWriter, r *http.Request) {
 		p.directoryDown(w, r)
 		return
 	}
+	p.beginSession(w, r, u, rd, func(ctx context.Context) (string, *session.Session, error) {
+		return p.cfg.Sessions.Create(ctx, u.Name, session.OneFactor, remember)
+	}, zap.String("factor", "password"))
+}
+
+// beginSession completes a sign-in of u (a password's, an identity provider's): it ends the
+// browser's session, starts a new one with create, gives the browser its cookie, logs the
+// sign-in with fields and sends the browser to rd (or where a sign-in without one goes).
+func (p *Portal) beginSession(w http.ResponseWriter, r *http.Request, u *users.User, rd string, create func(context.Context) (string, *session.Session, error), fields ...zap.Field) {
+	ctx := r.Context()
 	// a sign-in always starts a new session: an id planted in the browser before is worth nothing.
 	// The session it replaces ends as a sign-out would, with what it authorized (OnSignOut):
 	// the new session has another reference, so the replaced one's tokens would otherwise
@@ -69,14 +83,14 @@ func (p *Portal) signIn(w http.ResponseWriter, r *http.Request) {
 	if id := p.sessionID(r); id != "" {
 		_ = p.endSession(ctx, id)
 	}
-	id, sess, err := p.cfg.Sessions.Create(ctx, u.Name, session.OneFactor, remember)
+	id, sess, err := create(ctx)
 	if err != nil {
 		p.cfg.Logger.Error("portal: starting a session", zap.Error(err))
 		p.unavailable(w, r)
 		return
 	}
 	p.setSession(w, id, sess)
-	p.cfg.Logger.Info("signed in", zap.String("user", u.Name), zap.String("factor", "password"), zap.String("remote_ip", ip), zap.Bool("remember_me", sess.RememberMe))
+	p.cfg.Logger.Info("signed in", append([]zap.Field{zap.String("user", u.Name)}, append(fields, zap.String("remote_ip", p.cfg.ClientIP(r)), zap.Bool("remember_me", sess.RememberMe))...)...)
 	if rd != "" {
 		redirect(w, r, rd)
 		return

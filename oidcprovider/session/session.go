@@ -92,6 +92,9 @@ type Session struct {
 	// set a password and add second factors, on its settings pages. JSON: "enrolment";
 	// default false.
 	Enrolment bool `json:"enrolment,omitempty"`
+	// Upstream names the identity provider the person signed in through (package federation);
+	// "" for a sign-in at the portal. Such a session gave no password (PasswordAt is zero).
+	Upstream string `json:"upstream,omitempty"`
 }
 
 // Ref is the session's stable reference (its Family), which does not reveal its id.
@@ -166,6 +169,11 @@ func userIndexPrefix(user string) []byte    { return []byte("sess-user/" + user 
 // Create begins a session for user at level and returns its id (for the cookie). With
 // rememberMe (ignored when remember-me is disabled) it lasts RememberMe and ignores inactivity.
 func (s *Store) Create(ctx context.Context, user string, level Level, rememberMe bool) (string, *Session, error) {
+	return s.create(ctx, user, level, rememberMe, nil)
+}
+
+// create is Create with a change to the new session before it is stored.
+func (s *Store) create(ctx context.Context, user string, level Level, rememberMe bool, change func(*Session)) (string, *Session, error) {
 	if user == "" || strings.Contains(user, "/") {
 		return "", nil, fmt.Errorf("session: bad username %q", user)
 	}
@@ -174,6 +182,9 @@ func (s *Store) Create(ctx context.Context, user string, level Level, rememberMe
 		Family: rand.Text()}
 	if rememberMe && s.cfg.RememberMe > 0 {
 		sess.RememberMe, sess.Expires = true, now.Add(s.cfg.RememberMe)
+	}
+	if change != nil {
+		change(sess)
 	}
 	id, err := s.put(ctx, sess)
 	return id, sess, err
@@ -191,6 +202,12 @@ func (s *Store) CreateEnrolment(ctx context.Context, user string, life time.Dura
 		Family: rand.Text()}
 	id, err := s.put(ctx, sess)
 	return id, sess, err
+}
+
+// CreateUpstream is Create for a person signed in through the upstream identity provider named
+// upstream: the session records it, and no password (PasswordAt stays zero).
+func (s *Store) CreateUpstream(ctx context.Context, user string, level Level, rememberMe bool, upstream string) (string, *Session, error) {
+	return s.create(ctx, user, level, rememberMe, func(sess *Session) { sess.Upstream, sess.PasswordAt = upstream, time.Time{} })
 }
 
 // put stores sess under a new id.
