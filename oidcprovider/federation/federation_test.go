@@ -302,6 +302,9 @@ func TestUpstreamDownThenUp(t *testing.T) {
 	if _, _, err := p.Begin(ctx, Pending{Intent: IntentSignIn}); !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("upstream down: %v, want ErrUnreachable", err)
 	}
+	if err := p.Discover(ctx); !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("upstream down, a page's discovery: %v, want ErrUnreachable", err)
+	}
 	u := newUpstream(t)
 	u.srv.Close()
 	l, err = net.Listen("tcp", addr)
@@ -312,16 +315,27 @@ func TestUpstreamDownThenUp(t *testing.T) {
 	u.srv.Listener = l
 	u.srv.Start()
 	t.Cleanup(u.srv.Close)
-	if _, _, err := p.Begin(ctx, Pending{Intent: IntentSignIn}); !errors.Is(err, ErrUnreachable) {
-		t.Fatalf("within the back-off: %v, want the remembered ErrUnreachable", err)
+	if err := p.Discover(ctx); !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("a page's discovery within the back-off: %v, want the remembered ErrUnreachable", err)
 	}
 	now = now.Add(discoveryBackoff + time.Second)
+	if err := p.Discover(ctx); err != nil {
+		t.Fatalf("a page's discovery after the back-off: %v", err)
+	}
+	if o := p.Origins(); len(o) != 1 || o[0] != "http://"+addr {
+		t.Fatalf("origins %v", o)
+	}
 	authURL, binding, err := p.Begin(ctx, Pending{Intent: IntentSignIn})
 	if err != nil {
 		t.Fatalf("upstream up: %v", err)
 	}
 	if _, _, err := p.Finish(ctx, u.authorize(authURL), binding); err != nil {
 		t.Fatal(err)
+	}
+	// down again: a discovery is known, but a new flow asks again and is told
+	u.srv.Close()
+	if _, _, err := p.Begin(ctx, Pending{Intent: IntentSignIn}); !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("upstream down again: %v, want ErrUnreachable", err)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -41,8 +42,11 @@ var (
 // FlowLifespan is how long a flow may take from the button to the callback.
 const FlowLifespan = 10 * time.Minute
 
-// discoveryBackoff is how long a failed discovery is remembered before the next try.
+// discoveryBackoff is how long a failed discovery is remembered before a page asks again.
 const discoveryBackoff = 5 * time.Second
+
+// discoveryTimeout bounds one discovery.
+const discoveryTimeout = 5 * time.Second
 
 // Intents of a flow.
 const (
@@ -97,9 +101,9 @@ type Provider struct {
 	client      *http.Client
 	now         func() time.Time
 
-	mu        sync.Mutex
-	discovery *oidc.Provider // nil until discovered
-	failedAt  time.Time      // the last failed discovery
+	discovery atomic.Pointer[oidc.Provider] // nil until discovered
+	mu        sync.Mutex                    // one discovery at a time
+	failedAt  time.Time                     // the last failed discovery
 	failure   error
 }
 
@@ -134,10 +138,7 @@ func (p *Provider) Origins() []string {
 		return []string{origin(p.githubURL(p.cfg.AuthURL, githubAuthURL))}
 	}
 	out := []string{origin(p.cfg.Issuer)}
-	p.mu.Lock()
-	d := p.discovery
-	p.mu.Unlock()
-	if d != nil {
+	if d := p.discovery.Load(); d != nil {
 		if o := origin(d.Endpoint().AuthURL); o != out[0] {
 			out = append(out, o)
 		}
@@ -154,34 +155,41 @@ func origin(s string) string {
 	return u.Scheme + "://" + u.Host
 }
 
-// Discover finds the upstream's endpoints and keys (type oidc; nothing for github), at most once
-// a discoveryBackoff after a failure. The portal calls it as a sign-in page is shown, so the
-// page's form-action knows the authorization endpoint.
+// Discover finds the upstream's endpoints and keys (type oidc; nothing for github), unless they
+// are known, at most once a discoveryBackoff after a failure. The portal calls it as a sign-in
+// page is shown, so the page's form-action soon names the authorization endpoint.
 func (p *Provider) Discover(ctx context.Context) error {
-	_, err := p.discover(ctx)
+	_, err := p.discover(ctx, false)
 	return err
 }
 
-func (p *Provider) discover(ctx context.Context) (*oidc.Provider, error) {
+// discover returns the upstream's discovery: the one known (unless fresh), else a new one. With
+// fresh (a flow beginning) the upstream is asked again whatever is known, so a browser is never
+// sent to an upstream that is down; without it a failure is remembered for discoveryBackoff.
+func (p *Provider) discover(ctx context.Context, fresh bool) (*oidc.Provider, error) {
 	if p.cfg.Type != TypeOIDC {
 		return nil, nil
 	}
+	if d := p.discovery.Load(); d != nil && !fresh {
+		return d, nil
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.discovery != nil {
-		return p.discovery, nil
+	if d := p.discovery.Load(); d != nil && !fresh {
+		return d, nil
 	}
-	if !p.failedAt.IsZero() && p.now().Sub(p.failedAt) < discoveryBackoff {
+	if !fresh && !p.failedAt.IsZero() && p.now().Sub(p.failedAt) < discoveryBackoff {
 		return nil, p.failure
 	}
-	ctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, p.client), 10*time.Second)
+	ctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, p.client), discoveryTimeout)
 	defer cancel()
 	d, err := oidc.NewProvider(ctx, p.cfg.Issuer)
 	if err != nil {
 		p.failedAt, p.failure = p.now(), fmt.Errorf("%w: discovery at %s: %w", ErrUnreachable, p.cfg.Issuer, err)
 		return nil, p.failure
 	}
-	p.discovery, p.failure = d, nil
+	p.discovery.Store(d)
+	p.failure = nil
 	return d, nil
 }
 
@@ -216,9 +224,11 @@ func (p *Provider) mac(purpose, v string) []byte {
 
 // Begin starts a flow: it keeps the flow's secrets in the store and returns the upstream URL
 // to send the browser to, and the value for the browser's binding cookie (the portal sets it;
-// the callback must bring it back). ErrUnreachable when discovery fails.
+// the callback must bring it back). It asks the upstream's discovery document again first:
+// ErrUnreachable when that fails, so the person is told at once rather than sent to an
+// upstream that is down.
 func (p *Provider) Begin(ctx context.Context, pend Pending) (authURL, binding string, err error) {
-	d, err := p.discover(ctx)
+	d, err := p.discover(ctx, true)
 	if err != nil {
 		return "", "", err
 	}
@@ -288,7 +298,7 @@ func (p *Provider) Finish(ctx context.Context, q url.Values, binding string) (*I
 	if code == "" {
 		return nil, &rec.Pending, fmt.Errorf("%w: the callback has no code", ErrToken)
 	}
-	d, err := p.discover(ctx)
+	d, err := p.discover(ctx, false)
 	if err != nil {
 		return nil, &rec.Pending, err
 	}

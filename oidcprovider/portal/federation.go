@@ -182,8 +182,12 @@ func (p *Portal) federationCallback(w http.ResponseWriter, r *http.Request, fp *
 	if ck, err := r.Cookie(p.bindingCookie(c.Name)); err == nil {
 		binding = ck.Value
 	}
-	http.SetCookie(w, &http.Cookie{Name: p.bindingCookie(c.Name), Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: p.cfg.Secure, SameSite: http.SameSiteLaxMode})
 	id, pend, err := fp.Finish(ctx, r.URL.Query(), binding)
+	if !errors.Is(err, federation.ErrState) {
+		// the flow is spent: its binding is worth nothing now (a stray callback with another
+		// state leaves it, so the browser's own callback still works)
+		http.SetCookie(w, &http.Cookie{Name: p.bindingCookie(c.Name), Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: p.cfg.Secure, SameSite: http.SameSiteLaxMode})
+	}
 	rd := ""
 	if pend != nil {
 		rd = pend.RD
@@ -237,9 +241,24 @@ func (p *Portal) federationCallback(w http.ResponseWriter, r *http.Request, fp *
 	if c.TwoFactorSatisfied && id.MFA {
 		level = session.TwoFactor
 	}
-	p.beginSession(w, r, u, rd, func(ctx context.Context) (string, *session.Session, error) {
+	to, ok := p.beginSession(w, r, u, rd, func(ctx context.Context) (string, *session.Session, error) {
 		return p.cfg.Sessions.CreateUpstream(ctx, u.Name, level, false, c.Name)
 	}, zap.String("factor", "upstream"), zap.String("provider", c.Name), zap.Bool("two_factor", level == session.TwoFactor))
+	if ok {
+		p.continueTo(w, r, to)
+	}
+}
+
+// continueTo sends the browser on from a callback: a redirect within the portal's origin, and a
+// page that moves on by itself to another origin. The browser arrived through a form at the
+// upstream, whose Content-Security-Policy form-action (ours, GitHub's) Chrome checks on every
+// redirect that follows: it names our callback, not the site the person was going to.
+func (p *Portal) continueTo(w http.ResponseWriter, r *http.Request, to string) {
+	if u, err := url.Parse(to); err == nil && (u.Host == "" || u.Scheme+"://"+u.Host == p.origin) {
+		redirect(w, r, to)
+		return
+	}
+	p.render(w, r, http.StatusOK, "continue", &pageData{Title: "You are signed in", Next: to})
 }
 
 // federationRefused is the page for an identity that maps to no usable local user.

@@ -66,15 +66,18 @@ func (p *Portal) signIn(w http.ResponseWriter, r *http.Request) {
 		p.directoryDown(w, r)
 		return
 	}
-	p.beginSession(w, r, u, rd, func(ctx context.Context) (string, *session.Session, error) {
+	if to, ok := p.beginSession(w, r, u, rd, func(ctx context.Context) (string, *session.Session, error) {
 		return p.cfg.Sessions.Create(ctx, u.Name, session.OneFactor, remember)
-	}, zap.String("factor", "password"))
+	}, zap.String("factor", "password")); ok {
+		redirect(w, r, to)
+	}
 }
 
 // beginSession completes a sign-in of u (a password's, an identity provider's): it ends the
 // browser's session, starts a new one with create, gives the browser its cookie, logs the
-// sign-in with fields and sends the browser to rd (or where a sign-in without one goes).
-func (p *Portal) beginSession(w http.ResponseWriter, r *http.Request, u *users.User, rd string, create func(context.Context) (string, *session.Session, error), fields ...zap.Field) {
+// sign-in with fields and returns where the browser goes next: rd, or where a sign-in without
+// one goes. ok is false when it has answered (the store failing).
+func (p *Portal) beginSession(w http.ResponseWriter, r *http.Request, u *users.User, rd string, create func(context.Context) (string, *session.Session, error), fields ...zap.Field) (to string, ok bool) {
 	ctx := r.Context()
 	// a sign-in always starts a new session: an id planted in the browser before is worth nothing.
 	// The session it replaces ends as a sign-out would, with what it authorized (OnSignOut):
@@ -87,13 +90,12 @@ func (p *Portal) beginSession(w http.ResponseWriter, r *http.Request, u *users.U
 	if err != nil {
 		p.cfg.Logger.Error("portal: starting a session", zap.Error(err))
 		p.unavailable(w, r)
-		return
+		return "", false
 	}
 	p.setSession(w, id, sess)
 	p.cfg.Logger.Info("signed in", append([]zap.Field{zap.String("user", u.Name)}, append(fields, zap.String("remote_ip", p.cfg.ClientIP(r)), zap.Bool("remember_me", sess.RememberMe))...)...)
 	if rd != "" {
-		redirect(w, r, rd)
-		return
+		return rd, true
 	}
-	redirect(w, r, p.afterSignIn())
+	return p.afterSignIn(), true
 }
