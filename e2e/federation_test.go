@@ -231,7 +231,7 @@ func TestFederationInABrowser(t *testing.T) {
 	if got := a.text("#links-title + ul"); !strings.Contains(got, "Upstream IdP") || !strings.Contains(got, "jdoe") {
 		t.Fatalf("linked accounts: %q", got)
 	}
-	if got := a.text(".who"); !strings.Contains(got, "Through idp") {
+	if got := a.text(".who"); !strings.Contains(got, "Signed in with Upstream IdP") {
 		t.Errorf("session line: %q", got)
 	}
 	a.shoot("federation-settings")

@@ -159,26 +159,39 @@ func origin(s string) string {
 // are known, at most once a discoveryBackoff after a failure. The portal calls it as a sign-in
 // page is shown, so the page's form-action soon names the authorization endpoint.
 func (p *Provider) Discover(ctx context.Context) error {
-	_, err := p.discover(ctx, false)
+	_, err := p.discover(ctx, forPage)
 	return err
 }
 
-// discover returns the upstream's discovery: the one known (unless fresh), else a new one. With
-// fresh (a flow beginning) the upstream is asked again whatever is known, so a browser is never
-// sent to an upstream that is down; without it a failure is remembered for discoveryBackoff.
-func (p *Provider) discover(ctx context.Context, fresh bool) (*oidc.Provider, error) {
+// How discover may use what is known.
+type discoverMode int
+
+const (
+	forPage   discoverMode = iota // known, or one try at most each discoveryBackoff; never waits for another
+	forFinish                     // known, or a new one (waiting for another under way)
+	fresh                         // a new one whatever is known (a flow beginning)
+)
+
+// discover returns the upstream's discovery as mode allows. A flow beginning (fresh) asks the
+// upstream again whatever is known, so a browser is never sent to an upstream that is down.
+func (p *Provider) discover(ctx context.Context, mode discoverMode) (*oidc.Provider, error) {
 	if p.cfg.Type != TypeOIDC {
 		return nil, nil
 	}
-	if d := p.discovery.Load(); d != nil && !fresh {
+	if d := p.discovery.Load(); d != nil && mode != fresh {
 		return d, nil
 	}
-	p.mu.Lock()
+	if mode != forPage {
+		p.mu.Lock()
+	} else if !p.mu.TryLock() {
+		// a discovery is under way: a page does not wait for it (nor pile up behind it)
+		return nil, fmt.Errorf("%w: discovery at %s is under way", ErrUnreachable, p.cfg.Issuer)
+	}
 	defer p.mu.Unlock()
-	if d := p.discovery.Load(); d != nil && !fresh {
+	if d := p.discovery.Load(); d != nil && mode != fresh {
 		return d, nil
 	}
-	if !fresh && !p.failedAt.IsZero() && p.now().Sub(p.failedAt) < discoveryBackoff {
+	if mode == forPage && !p.failedAt.IsZero() && p.now().Sub(p.failedAt) < discoveryBackoff {
 		return nil, p.failure
 	}
 	ctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, p.client), discoveryTimeout)
@@ -228,7 +241,7 @@ func (p *Provider) mac(purpose, v string) []byte {
 // ErrUnreachable when that fails, so the person is told at once rather than sent to an
 // upstream that is down.
 func (p *Provider) Begin(ctx context.Context, pend Pending) (authURL, binding string, err error) {
-	d, err := p.discover(ctx, true)
+	d, err := p.discover(ctx, fresh)
 	if err != nil {
 		return "", "", err
 	}
@@ -298,7 +311,7 @@ func (p *Provider) Finish(ctx context.Context, q url.Values, binding string) (*I
 	if code == "" {
 		return nil, &rec.Pending, fmt.Errorf("%w: the callback has no code", ErrToken)
 	}
-	d, err := p.discover(ctx, false)
+	d, err := p.discover(ctx, forFinish)
 	if err != nil {
 		return nil, &rec.Pending, err
 	}

@@ -72,8 +72,15 @@ func (p *Portal) federationButtons(d *pageData) {
 	}
 }
 
-// federationLinks fills the account page's linked identities.
+// federationLinks fills the account page's linked identities, and the name of the provider
+// the session came through.
 func (p *Portal) federationLinks(ctx context.Context, u *users.User, d *pageData) error {
+	if name := d.Session.Upstream; name != "" {
+		d.Upstream = name
+		if fp := p.provider(name); fp != nil {
+			d.Upstream = fp.Config().DisplayName
+		}
+	}
 	if len(p.cfg.IdentityProviders) == 0 || p.cfg.Links == nil {
 		return nil
 	}

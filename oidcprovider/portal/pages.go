@@ -53,6 +53,7 @@ type pageData struct {
 	Invite      *inviteView      // the enrolment link's page
 	Providers   []providerButton // the upstream identity providers' buttons
 	Links       []linkItem       // the account page's linked identities
+	Upstream    string           // the display name of the provider the session came through
 }
 
 func (p *Portal) render(w http.ResponseWriter, r *http.Request, status int, page string, d *pageData) {
