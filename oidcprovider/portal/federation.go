@@ -333,6 +333,11 @@ func (p *Portal) unlink(w http.ResponseWriter, r *http.Request) {
 	}
 	if removed {
 		p.cfg.Logger.Info("identity unlinked", zap.String("provider", provider), zap.String("user", u.Name), zap.String("remote_ip", p.cfg.ClientIP(r)))
+		name := provider
+		if fp := p.provider(provider); fp != nil {
+			name = fp.Config().DisplayName
+		}
+		p.notifyEvent(ctx, r, u, name+" was unlinked from your account", "A "+name+" identity was unlinked from your account: it no longer signs you in.")
 	}
 	redirect(w, r, p.base+PathSettings+"?notice=identity-unlinked")
 }
