@@ -279,15 +279,17 @@ func (s *Store) WhoIn(ctx context.Context, id, domain string) (string, Level, er
 }
 
 // Adopt begins a session of this store's lifetimes from what a hand-off carried (from, a session
-// of the portal's): its user, factors, times of authentication and Family, on domain. It
-// is remember-me when from was and remember-me is enabled here.
+// of the portal's): its user, factors (and the identity provider they came through), times of
+// authentication and Family, on domain. It is remember-me when from was and remember-me is
+// enabled here.
 func (s *Store) Adopt(ctx context.Context, from *Session, domain string) (string, *Session, error) {
 	if from.User == "" || strings.Contains(from.User, "/") || from.Family == "" || domain == "" || from.Enrolment || from.Level < OneFactor {
 		return "", nil, fmt.Errorf("session: a hand-off without a user, a factor, a family or a domain")
 	}
 	now := s.now()
 	sess := &Session{User: from.User, Level: from.Level, Created: now, AuthTime: from.AuthTime, LastActive: now, PasswordAt: from.PasswordAt,
-		SecondFactorAt: from.SecondFactorAt, SecondFactor: from.SecondFactor, Family: from.Family, Domain: domain, Expires: now.Add(s.cfg.Expiration)}
+		SecondFactorAt: from.SecondFactorAt, SecondFactor: from.SecondFactor, Family: from.Family, Domain: domain, Expires: now.Add(s.cfg.Expiration),
+		Upstream: from.Upstream}
 	if from.RememberMe && s.cfg.RememberMe > 0 {
 		sess.RememberMe, sess.Expires = true, now.Add(s.cfg.RememberMe)
 	}
