@@ -98,7 +98,16 @@ func createFederatedUser(ctx context.Context, f *users.File, id *federation.Iden
 		return nil, err
 	}
 	nu.Digest = digest
-	if _, err := users.EditFile(f.Path(), false, func(data []byte) ([]byte, error) { return users.AddUser(data, nu) }); err != nil {
+	add := func(data []byte) ([]byte, error) {
+		out, err := users.AddUser(data, nu)
+		if errors.Is(err, users.ErrInvalid) && nu.DisplayName != "" {
+			// a name the file cannot hold (a control character, say): the username serves
+			nu.DisplayName = ""
+			return users.AddUser(data, nu)
+		}
+		return out, err
+	}
+	if _, err := users.EditFile(f.Path(), false, add); err != nil {
 		return nil, fmt.Errorf("creating user %q: %w", nu.Name, err)
 	}
 	if _, err := f.Reload(); err != nil {
