@@ -1,7 +1,6 @@
 package oidcprovider
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -12,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/caddyserver/caddy/v2"
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/portal"
 	"github.com/portcullis-auth/portcullis/oidcprovider/users"
@@ -33,16 +30,7 @@ func startPeopleApp(t *testing.T) (*App, *Handler) {
 	a := &App{Issuer: "https://auth.example.com", Storage: StorageConfig{Dir: filepath.Join(dir, "store")}, UsersFile: file,
 		Clients: []ClientConfig{{ID: "app", Secret: "$plaintext$app-secret", RedirectURIs: []string{"https://app.example.com/cb"},
 			Scopes: []string{"openid", "profile"}, GrantTypes: []string{"authorization_code"}, AuthorizationPolicy: "one_factor", ConsentMode: "implicit"}}}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
-	if err := a.Provision(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Stop() })
-	return a, NewHandler(a)
+	return runApp(t, a)
 }
 
 // The operator's invite: the lifespan's bounds (and the test hook that lowers the least), an

@@ -33,7 +33,12 @@ func startApp(t testing.TB, list []ClientConfig) (*App, *Handler) {
 // startAppIn is startApp on the store in dir.
 func startAppIn(t testing.TB, dir string, list []ClientConfig) (*App, *Handler) {
 	t.Helper()
-	a := &App{Issuer: "https://auth.example.com", Storage: StorageConfig{Dir: dir}, Clients: list}
+	return runApp(t, &App{Issuer: "https://auth.example.com", Storage: StorageConfig{Dir: dir}, Clients: list})
+}
+
+// runApp provisions and starts a, which stops with t, and returns it with its handler.
+func runApp(t testing.TB, a *App) (*App, *Handler) {
+	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
 	if err := a.Provision(ctx); err != nil {
