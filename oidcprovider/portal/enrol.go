@@ -343,16 +343,27 @@ func (p *Portal) enrolRedeem(w http.ResponseWriter, r *http.Request) {
 	}
 	// the link is used once, on whichever node
 	kv := p.cfg.Store
-	if _, claimed, err := store.Claim(ctx, kv, []byte(enrolUsedPrefix+inv.digest), inv.expires.Sub(p.cfg.Now())+time.Minute); err != nil {
+	usedKey := []byte(enrolUsedPrefix + inv.digest)
+	if _, claimed, err := store.Claim(ctx, kv, usedKey, inv.expires.Sub(p.cfg.Now())+time.Minute); err != nil {
 		p.inviteFailed(w, r, a, err)
 		return
 	} else if !claimed {
 		p.inviteFailed(w, r, a, errInvite)
 		return
 	}
-	a.Succeeded()
 	u := inv.user
 	wctx := context.WithoutCancel(ctx)
+	life := min(enrolmentSessionLife, inv.expires.Sub(p.cfg.Now()))
+	id, sess, err := p.cfg.Sessions.CreateEnrolment(wctx, u.Name, life)
+	if err != nil {
+		// the link may be used again once the store answers
+		_ = kv.Delete(wctx, usedKey)
+		a.Abandoned()
+		p.cfg.Logger.Error("portal: beginning an enrolment session", zap.String("user", u.Name), zap.Error(err))
+		p.unavailable(w, r)
+		return
+	}
+	a.Succeeded()
 	if latestIs(wctx, kv, p.enrolUserKey(u.Name), inv.digest, errInvite) == nil {
 		_ = kv.Delete(wctx, p.enrolUserKey(u.Name))
 	}
@@ -360,17 +371,10 @@ func (p *Portal) enrolRedeem(w http.ResponseWriter, r *http.Request) {
 		p.cfg.Logger.Warn("portal: removing a used enrolment link", zap.Error(err)) // its claim voids it all the same
 	}
 	// whoever was signed in on this browser is signed out: the set-up is the person's alone
-	if id := p.sessionID(r); id != "" {
-		if err := p.endSession(wctx, id); err != nil {
+	if old := p.sessionID(r); old != "" {
+		if err := p.endSession(wctx, old); err != nil {
 			p.cfg.Logger.Error("portal: ending the session an enrolment replaces", zap.Error(err))
 		}
-	}
-	life := min(enrolmentSessionLife, inv.expires.Sub(p.cfg.Now()))
-	id, sess, err := p.cfg.Sessions.CreateEnrolment(wctx, u.Name, life)
-	if err != nil {
-		p.cfg.Logger.Error("portal: beginning an enrolment session", zap.String("user", u.Name), zap.Error(err))
-		p.unavailable(w, r)
-		return
 	}
 	p.setSession(w, id, sess)
 	p.cfg.Logger.Info("enrolment link used", zap.String("user", u.Name), zap.Time("session_ends", sess.Expires), zap.String("remote_ip", addr.String()))
