@@ -1,6 +1,8 @@
-// Package webauthn is the security-key and passkey second factor (WebAuthn) on
-// github.com/go-webauthn/webauthn: registration and login ceremonies for a user who is already
-// identified by a password, with the credentials and the ceremonies' state kept in the store.
+// Package webauthn is security keys and passkeys (WebAuthn) on github.com/go-webauthn/webauthn:
+// registration and login ceremonies for a user who is already identified by a password (a second
+// factor), and passkey sign-in (passkey.go): a discoverable credential, user verification
+// required, that names its user itself. Credentials and the ceremonies' state are kept in the
+// store.
 //
 // The user handle (the WebAuthn user id) of a user is an HMAC of the username under a key of the
 // provider, so nothing extra is stored for it and it reveals nothing about the user. Ceremonies
@@ -61,8 +63,15 @@ type Credential struct {
 	Created time.Time
 	// LastUsed is when it was last used to sign in; zero if never.
 	LastUsed time.Time
-	// Discoverable is true for a passkey: a resident key, as the browser reported it.
+	// Discoverable is true for a resident (client-side discoverable) key: as the browser
+	// reported it (credProps), or asked for as "Add a passkey" asks, or proven by a passkey
+	// sign-in.
 	Discoverable bool
+	// Passkey is true for a passkey: discoverable, and the authenticator verified the user (a
+	// PIN or biometric) at registration or at a passkey sign-in. Only a passkey is shown as
+	// one; any of the user's credentials the browser discovers may sign in with user
+	// verification (PasskeyLogin).
+	Passkey bool
 	// AAGUID identifies the authenticator's model (all zeros when it does not tell).
 	AAGUID string
 }
@@ -100,6 +109,7 @@ const takenMargin = time.Minute
 const (
 	kindRegister = "register"
 	kindLogin    = "login"
+	kindPasskey  = "passkey" // a passkey sign-in: no user yet, the ceremony's user is ""
 )
 
 // lockStripes is the number of mutexes that serialise the finishing of a user's ceremonies.
@@ -181,12 +191,16 @@ type credentialRecord struct {
 	Created      time.Time             `json:"created"`
 	LastUsed     time.Time             `json:"last_used,omitzero"`
 	Discoverable bool                  `json:"discoverable,omitempty"`
+	Passkey      bool                  `json:"passkey,omitempty"`
 }
 
 // ceremonyRecord is a ceremony begun and not yet finished.
 type ceremonyRecord struct {
 	Session gowebauthn.SessionData `json:"session"`
 	Expires time.Time              `json:"expires"`
+	// Passkey marks a registration begun as "Add a passkey" (resident key and user
+	// verification required).
+	Passkey bool `json:"passkey,omitempty"`
 }
 
 // user is a user as go-webauthn sees one.
@@ -302,8 +316,20 @@ func (d *Devices) Remove(ctx context.Context, username, id string) error {
 // BeginRegistration begins registering a security key or passkey for the user, the ceremony
 // bound to ceremonyKey. It returns the JSON of the PublicKeyCredentialCreationOptions, for the
 // browser's PublicKeyCredential.parseCreationOptionsFromJSON(): the user's credentials are
-// excluded, a resident key (passkey) is preferred, no attestation is asked for.
+// excluded, a resident key (passkey) is preferred, user verification is as configured, no
+// attestation is asked for.
 func (d *Devices) BeginRegistration(ctx context.Context, username, displayName, ceremonyKey string) ([]byte, error) {
+	return d.beginRegistration(ctx, username, displayName, ceremonyKey, false)
+}
+
+// BeginPasskeyRegistration is BeginRegistration for a passkey ("Add a passkey"): a resident key
+// and user verification are required, whatever Config.UserVerification says, so the credential
+// can sign in alone (PasskeyLogin). FinishRegistration finishes it.
+func (d *Devices) BeginPasskeyRegistration(ctx context.Context, username, displayName, ceremonyKey string) ([]byte, error) {
+	return d.beginRegistration(ctx, username, displayName, ceremonyKey, true)
+}
+
+func (d *Devices) beginRegistration(ctx context.Context, username, displayName, ceremonyKey string, passkey bool) ([]byte, error) {
 	if err := checkUser(username); err != nil {
 		return nil, err
 	}
@@ -315,12 +341,20 @@ func (d *Devices) BeginRegistration(ctx context.Context, username, displayName, 
 		return nil, err
 	}
 	u := d.user(username, displayName, recs)
-	creation, session, err := d.wa.BeginRegistration(u,
+	opts := []gowebauthn.RegistrationOption{
 		gowebauthn.WithExclusions(gowebauthn.Credentials(u.credentials).CredentialDescriptors()),
 		gowebauthn.WithResidentKeyRequirement(protocol.ResidentKeyRequirementPreferred),
 		gowebauthn.WithConveyancePreference(protocol.PreferNoAttestation),
 		gowebauthn.WithExtensions(gowebauthn.WithExtensionCredProps()),
-	)
+	}
+	if passkey {
+		opts = append(opts, gowebauthn.WithAuthenticatorSelection(protocol.AuthenticatorSelection{
+			RequireResidentKey: protocol.ResidentKeyRequired(),
+			ResidentKey:        protocol.ResidentKeyRequirementRequired,
+			UserVerification:   protocol.VerificationRequired,
+		}))
+	}
+	creation, session, err := d.wa.BeginRegistration(u, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("webauthn: beginning a registration: %w", err)
 	}
@@ -328,7 +362,7 @@ func (d *Devices) BeginRegistration(ctx context.Context, username, displayName, 
 	if err != nil {
 		return nil, fmt.Errorf("webauthn: encoding the registration options: %w", err)
 	}
-	if err := d.saveCeremony(ctx, username, ceremonyKey, kindRegister, session); err != nil {
+	if err := d.saveCeremony(ctx, username, ceremonyKey, kindRegister, session, passkey); err != nil {
 		return nil, err
 	}
 	return options, nil
@@ -337,6 +371,7 @@ func (d *Devices) BeginRegistration(ctx context.Context, username, displayName, 
 // FinishRegistration verifies the browser's answer to the registration begun with ceremonyKey
 // (response is the JSON of PublicKeyCredential.toJSON()) and saves the credential, on disk when
 // it returns, under name (trimmed, at most MaxNameLength characters, DefaultName when empty).
+// A passkey ceremony (BeginPasskeyRegistration) refuses an answer without user verification.
 // The ceremony is consumed whatever the outcome. It returns ErrNoCeremony, an error wrapping
 // ErrVerification, or the new credential.
 func (d *Devices) FinishRegistration(ctx context.Context, username, displayName, ceremonyKey, name string, response []byte) (*Credential, error) {
@@ -347,10 +382,11 @@ func (d *Devices) FinishRegistration(ctx context.Context, username, displayName,
 	mu.Lock()
 	defer mu.Unlock()
 
-	session, err := d.takeCeremony(ctx, username, ceremonyKey, kindRegister)
+	ceremony, err := d.takeCeremony(ctx, username, ceremonyKey, kindRegister)
 	if err != nil {
 		return nil, err
 	}
+	session := &ceremony.Session
 	parsed, err := protocol.ParseCredentialCreationResponseBytes(response)
 	if err != nil {
 		return nil, verificationError("parsing the registration response", err)
@@ -371,11 +407,21 @@ func (d *Devices) FinishRegistration(ctx context.Context, username, displayName,
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, fmt.Errorf("webauthn: looking the credential up: %w", err)
 	}
+	if ceremony.Passkey && !parsed.Response.AttestationObject.AuthData.Flags.HasUserVerified() {
+		return nil, fmt.Errorf("%w: a passkey's registration without user verification", ErrVerification)
+	}
+	// discoverable: as credProps reports it; without a report, a passkey ceremony required a
+	// resident key, which an authenticator that answered must have made
+	discoverable := ceremony.Passkey
+	if cred.Extensions.RK != nil {
+		discoverable = *cred.Extensions.RK
+	}
 	rec := credentialRecord{
 		Credential:   *cred,
 		Name:         cleanName(name),
 		Created:      d.now(),
-		Discoverable: cred.Extensions.RK != nil && *cred.Extensions.RK,
+		Discoverable: discoverable,
+		Passkey:      discoverable && parsed.Response.AttestationObject.AuthData.Flags.HasUserVerified(),
 	}
 	value, err := json.Marshal(rec)
 	if err != nil {
@@ -418,7 +464,7 @@ func (d *Devices) BeginLogin(ctx context.Context, username, ceremonyKey string) 
 	if err != nil {
 		return nil, fmt.Errorf("webauthn: encoding the login options: %w", err)
 	}
-	if err := d.saveCeremony(ctx, username, ceremonyKey, kindLogin, session); err != nil {
+	if err := d.saveCeremony(ctx, username, ceremonyKey, kindLogin, session, false); err != nil {
 		return nil, err
 	}
 	return options, nil
@@ -437,7 +483,7 @@ func (d *Devices) FinishLogin(ctx context.Context, username, ceremonyKey string,
 	mu.Lock()
 	defer mu.Unlock()
 
-	session, err := d.takeCeremony(ctx, username, ceremonyKey, kindLogin)
+	ceremony, err := d.takeCeremony(ctx, username, ceremonyKey, kindLogin)
 	if err != nil {
 		return err
 	}
@@ -452,7 +498,7 @@ func (d *Devices) FinishLogin(ctx context.Context, username, ceremonyKey string,
 	if len(recs) == 0 {
 		return ErrNoDevice
 	}
-	cred, err := d.wa.ValidateLogin(d.user(username, "", recs), *session, parsed)
+	cred, err := d.wa.ValidateLogin(d.user(username, "", recs), ceremony.Session, parsed)
 	if err != nil {
 		return verificationError("verifying the login", err)
 	}
@@ -465,11 +511,16 @@ func (d *Devices) FinishLogin(ctx context.Context, username, ceremonyKey string,
 	}
 	rec := recs[i]
 	rec.Credential, rec.LastUsed = *cred, d.now()
+	return d.putRecord(ctx, username, rec)
+}
+
+// putRecord stores rec, the user's credential, after a use.
+func (d *Devices) putRecord(ctx context.Context, username string, rec *credentialRecord) error {
 	value, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("webauthn: encoding the credential: %w", err)
 	}
-	if err := d.kv.Put(ctx, store.Entry{Key: credentialKey(username, cred.ID), Value: value}); err != nil {
+	if err := d.kv.Put(ctx, store.Entry{Key: credentialKey(username, rec.Credential.ID), Value: value}); err != nil {
 		return fmt.Errorf("webauthn: recording the credential's use: %w", err)
 	}
 	return nil
@@ -520,9 +571,9 @@ func (d *Devices) userHandle(username string) []byte {
 }
 
 // saveCeremony keeps session for the user's ceremony of kind bound to ceremonyKey, for the
-// configured timeout.
-func (d *Devices) saveCeremony(ctx context.Context, username, ceremonyKey, kind string, session *gowebauthn.SessionData) error {
-	value, err := json.Marshal(ceremonyRecord{Session: *session, Expires: d.now().Add(d.cfg.Timeout)})
+// configured timeout; passkey marks a passkey's registration.
+func (d *Devices) saveCeremony(ctx context.Context, username, ceremonyKey, kind string, session *gowebauthn.SessionData, passkey bool) error {
+	value, err := json.Marshal(ceremonyRecord{Session: *session, Expires: d.now().Add(d.cfg.Timeout), Passkey: passkey})
 	if err != nil {
 		return fmt.Errorf("webauthn: encoding the %s ceremony: %w", kind, err)
 	}
@@ -539,7 +590,7 @@ func (d *Devices) saveCeremony(ctx context.Context, username, ceremonyKey, kind 
 // in the store with store.Claim (atomic across nodes sharing the store), keyed by a digest of the
 // record (which holds the ceremony's random challenge); a request whose claim is not the stored
 // one gets ErrNoCeremony. The claim outlives the ceremony's timeout.
-func (d *Devices) takeCeremony(ctx context.Context, username, ceremonyKey, kind string) (*gowebauthn.SessionData, error) {
+func (d *Devices) takeCeremony(ctx context.Context, username, ceremonyKey, kind string) (*ceremonyRecord, error) {
 	if ceremonyKey == "" {
 		return nil, ErrNoCeremony
 	}
@@ -572,7 +623,7 @@ func (d *Devices) takeCeremony(ctx context.Context, username, ceremonyKey, kind 
 	if !d.now().Before(rec.Expires) {
 		return nil, ErrNoCeremony
 	}
-	return &rec.Session, nil
+	return &rec, nil
 }
 
 // lock returns the mutex that serialises the finishing of the user's ceremonies.
@@ -588,6 +639,7 @@ func (r *credentialRecord) public() Credential {
 		Created:      r.Created,
 		LastUsed:     r.LastUsed,
 		Discoverable: r.Discoverable,
+		Passkey:      r.Passkey,
 		AAGUID:       formatAAGUID(r.Credential.Authenticator.AAGUID),
 	}
 }

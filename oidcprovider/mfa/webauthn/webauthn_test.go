@@ -31,11 +31,13 @@ var handleKey = bytes.Repeat([]byte("h"), 32)
 // authenticator is a software security key: one ES256 credential, no attestation, as a browser
 // returns its answers from PublicKeyCredential.toJSON().
 type authenticator struct {
-	key        *ecdsa.PrivateKey
-	id         []byte
-	count      uint32
-	userHandle []byte // the user.id of the registration, returned by logins (as passkeys do)
-	passkey    bool   // report credProps.rk = true
+	key         *ecdsa.PrivateKey
+	id          []byte
+	count       uint32
+	userHandle  []byte // the user.id of the registration, returned by logins (as passkeys do)
+	passkey     bool   // report credProps.rk = true
+	noUV        bool   // leave the UV flag out (an authenticator that did not verify the user)
+	noCredProps bool   // answer no credProps (a browser that does not report it)
 
 	// what a test changes to make a bad answer
 	origin    string
@@ -127,6 +129,9 @@ func (a *authenticator) authData(t *testing.T, rp string, attested bool) []byte 
 	t.Helper()
 	hash := sha256.Sum256([]byte(rp))
 	flags := byte(0x01 | 0x04) // UP | UV
+	if a.noUV {
+		flags &^= 0x04
+	}
 	if attested {
 		flags |= 0x40 // AT
 	}
@@ -174,7 +179,7 @@ func (a *authenticator) register(t *testing.T, options []byte) []byte {
 		t.Fatal(err)
 	}
 	ext := map[string]any{}
-	if o.Extensions["credProps"] {
+	if o.Extensions["credProps"] && !a.noCredProps {
 		ext["credProps"] = map[string]bool{"rk": a.passkey}
 	}
 	resp, err := json.Marshal(map[string]any{
@@ -325,7 +330,7 @@ func TestRegisterListLogin(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Credential{
-		ID: b64(a.id), Name: "MyYubiKey", Created: clk.t, Discoverable: true,
+		ID: b64(a.id), Name: "MyYubiKey", Created: clk.t, Discoverable: true, Passkey: true, // rk and UV
 		AAGUID: "00000000-0000-0000-0000-000000000000",
 	}
 	if *cred != want {
