@@ -180,7 +180,9 @@ func clientAddr(r *http.Request) netip.Addr {
 // identity provider (Session.Upstream) reports no password and passes on nothing the upstream
 // said: only the local second factor given since, and mfa when the session reached two
 // factors (the upstream's sign-in counting as one, or as two under two_factor_satisfied); so a
-// plain upstream sign-in has no amr.
+// plain upstream sign-in has no amr. A session begun by a passkey alone has no PasswordAt: its
+// amr is hwk, user, pin (the passkey's user verification) and mfa, and stays so when a later
+// step-up records another factor.
 func amrOf(s *session.Session) []string {
 	two := s.Level >= session.TwoFactor
 	if s.Upstream != "" {
@@ -190,5 +192,6 @@ func amrOf(s *session.Session) []string {
 		}
 		return amr
 	}
-	return claims.AMR(true, two && s.SecondFactor == "totp", two && s.SecondFactor == "webauthn", false)
+	passkey := s.PasswordAt.IsZero() || (two && s.SecondFactor == session.FactorPasskey)
+	return claims.AMR(!s.PasswordAt.IsZero(), two && s.SecondFactor == "totp", passkey || (two && s.SecondFactor == "webauthn"), passkey)
 }

@@ -227,17 +227,19 @@ const (
 	AMRHardwareKey  = "hwk"  // proof of possession of a hardware-secured key (WebAuthn)
 	AMRUserPresence = "user" // a user presence test (every WebAuthn assertion the portal accepts)
 	AMRPIN          = "pin"  // the authenticator verified the user (WebAuthn UV: PIN or biometric)
-	AMRMultiFactor  = "mfa"  // a password and a second factor
+	AMRMultiFactor  = "mfa"  // two factors: a password and a second factor, or a passkey with user verification
 )
 
 // AMR returns the amr claim of a sign-in, in Authelia's order: pwd when a password was
 // checked; otp for a TOTP code; for a WebAuthn assertion hwk and user (its user-presence flag,
 // which every assertion the portal accepts carries), then pin when the authenticator also
-// verified the user (userVerified; ignored without webauthn); and mfa last when a password and a
-// second factor (TOTP or WebAuthn) were both used. So a password and a TOTP code give
-// ["pwd", "otp", "mfa"]. Authelia counts only the password as a knowledge factor, so a WebAuthn
-// assertion alone is not mfa even with user verification. It returns nil when no method was
-// used; the caller then leaves amr out.
+// verified the user (userVerified; ignored without webauthn); and mfa last when two factors
+// were used: a password and a second factor (TOTP or WebAuthn), or a WebAuthn assertion with
+// user verification alone, which proves possession of the key and a PIN or biometric (RFC 8176
+// section 2: a passkey sign-in). So a password and a TOTP code give ["pwd", "otp", "mfa"], and a
+// passkey alone ["hwk", "user", "pin", "mfa"]. (Authelia counts only the password as a knowledge
+// factor and has no passkey sign-in.) It returns nil when no method was used; the caller then
+// leaves amr out.
 func AMR(password, totp, webauthn bool, userVerified bool) []string {
 	var amr []string
 	if password {
@@ -252,7 +254,7 @@ func AMR(password, totp, webauthn bool, userVerified bool) []string {
 			amr = append(amr, AMRPIN)
 		}
 	}
-	if password && (totp || webauthn) {
+	if (password && (totp || webauthn)) || (webauthn && userVerified) {
 		amr = append(amr, AMRMultiFactor)
 	}
 	return amr

@@ -188,7 +188,7 @@ func TestAMR(t *testing.T) {
 		{true, true, false, false, []string{"pwd", "otp", "mfa"}},
 		{true, false, true, false, []string{"pwd", "hwk", "user", "mfa"}},
 		{true, false, true, true, []string{"pwd", "hwk", "user", "pin", "mfa"}},
-		{false, false, true, true, []string{"hwk", "user", "pin"}},
+		{false, false, true, true, []string{"hwk", "user", "pin", "mfa"}}, // a passkey sign-in
 		{false, false, true, false, []string{"hwk", "user"}},
 		{false, true, false, false, []string{"otp"}},
 		{true, false, false, true, []string{"pwd"}}, // user verification without WebAuthn is ignored

@@ -75,7 +75,8 @@ type Session struct {
 	PasswordAt time.Time `json:"password_at"`
 	// SecondFactorAt is when a second factor was last given; zero if never.
 	SecondFactorAt time.Time `json:"second_factor_at,omitzero"`
-	// SecondFactor is the kind of the last second factor given: "totp" or "webauthn".
+	// SecondFactor is the kind of the last second factor given: "totp", "webauthn", or
+	// "passkey" for a sign-in by a passkey alone (CreateByPasskey: no PasswordAt).
 	SecondFactor string `json:"second_factor,omitempty"`
 	// Family is a random reference given at sign-in and kept when the id changes (step-up,
 	// password confirmation): what tokens issued through the session record.
@@ -208,6 +209,18 @@ func (s *Store) CreateEnrolment(ctx context.Context, user string, life time.Dura
 // upstream: the session records it, and no password (PasswordAt stays zero).
 func (s *Store) CreateUpstream(ctx context.Context, user string, level Level, rememberMe bool, upstream string) (string, *Session, error) {
 	return s.create(ctx, user, level, rememberMe, func(sess *Session) { sess.Upstream, sess.PasswordAt = upstream, time.Time{} })
+}
+
+// FactorPasskey is the SecondFactor of a session begun by a passkey alone.
+const FactorPasskey = "passkey"
+
+// CreateByPasskey begins a session for user signed in by a passkey alone (a discoverable
+// credential with user verification: two factors): at TwoFactor, SecondFactor FactorPasskey,
+// and no PasswordAt, since no password was given. rememberMe is as for Create.
+func (s *Store) CreateByPasskey(ctx context.Context, user string, rememberMe bool) (string, *Session, error) {
+	return s.create(ctx, user, TwoFactor, rememberMe, func(sess *Session) {
+		sess.PasswordAt, sess.SecondFactorAt, sess.SecondFactor = time.Time{}, sess.Created, FactorPasskey
+	})
 }
 
 // put stores sess under a new id.

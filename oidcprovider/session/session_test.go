@@ -101,6 +101,24 @@ func TestRememberMeIgnoresInactivity(t *testing.T) {
 	}
 }
 
+func TestCreateByPasskey(t *testing.T) {
+	ctx := t.Context()
+	s, kv, _ := open(t, t.TempDir(), Config{})
+	defer kv.Destruct()
+	id, sess, err := s.CreateByPasskey(ctx, "john", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, id)
+	if err != nil || got.Level != TwoFactor || got.SecondFactor != FactorPasskey || !got.PasswordAt.IsZero() ||
+		got.SecondFactorAt.IsZero() || got.Family == "" || got.Family != sess.Family {
+		t.Fatalf("passkey session %+v, %v", got, err)
+	}
+	if _, _, err := s.CreateByPasskey(ctx, "a/b", false); err == nil {
+		t.Fatal("a username with / was accepted")
+	}
+}
+
 func TestElevateRotatesTheID(t *testing.T) {
 	ctx := t.Context()
 	s, kv, _ := open(t, t.TempDir(), Config{})
