@@ -92,6 +92,7 @@ var (
 //			display_name <name>
 //			timeout <duration>
 //			user_verification discouraged|preferred|required
+//			enable_passkey_login [true|false]  # default true: "Sign in with a passkey"
 //		}
 //		signing_key [<key_id>] {
 //			algorithm <alg>
@@ -666,8 +667,17 @@ func unmarshalWebAuthn(d *caddyfile.Dispenser) (*WebAuthnConfig, error) {
 			if err := oneArg(d, &w.UserVerification); err != nil {
 				return nil, err
 			}
+		case "enable_passkey_login":
+			if w.EnablePasskeyLogin != nil {
+				return nil, d.Err("webauthn: enable_passkey_login is given twice; keep one")
+			}
+			var on bool
+			if err := boolArg(d, &on); err != nil {
+				return nil, err
+			}
+			w.EnablePasskeyLogin = &on
 		default:
-			return nil, d.Errf("webauthn: unknown option %q (disable, display_name, timeout, user_verification)", opt)
+			return nil, d.Errf("webauthn: unknown option %q (disable, display_name, timeout, user_verification, enable_passkey_login)", opt)
 		}
 	}
 	return w, nil

@@ -95,6 +95,7 @@ func (a *App) startPortal(b *backend, st *runtimeState) error {
 		if cfg.WebAuthn, err = webauthn.New(*ps.webauthn, b.kv, handles); err != nil {
 			return fmt.Errorf("webauthn: %w", err)
 		}
+		cfg.PasskeyLogin = ps.passkeyLogin
 	}
 	cfg.PasswordReset = a.portalPasswordReset(b.kv, cfg.Notifier != nil)
 	// checked by Provision

@@ -113,9 +113,18 @@ type WebAuthnConfig struct {
 	// Timeout is how long the browser waits for the authenticator. JSON: "timeout".
 	// Default: 60s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
-	// UserVerification is discouraged, preferred or required (a PIN or biometric on the key).
-	// JSON: "user_verification". Default: "preferred".
+	// UserVerification is discouraged, preferred or required (a PIN or biometric on the key)
+	// for security keys used as a second factor. JSON: "user_verification". Default:
+	// "preferred". Passkey ceremonies (adding a passkey, signing in with one) always require it.
 	UserVerification string `json:"user_verification,omitempty"`
+	// EnablePasskeyLogin offers "Sign in with a passkey" and the browser's passkey autofill on
+	// the sign-in page: a passkey (a discoverable credential, with user verification) signs the
+	// person in alone, at two factors. JSON: "enable_passkey_login". Default: true whenever
+	// WebAuthn is on: the button is additive, and a browser without passkeys simply does not
+	// use it (the page hides it where the browser cannot). false hides the button and the
+	// autofill and makes the passkey sign-in endpoints answer 404; passkeys still serve as
+	// second factors.
+	EnablePasskeyLogin *bool `json:"enable_passkey_login,omitempty"`
 }
 
 // portalSettings are the resolved people options.
@@ -127,9 +136,10 @@ type portalSettings struct {
 	sessions     session.Config
 	defaultURL   string
 	// others are the further cookie domains (SessionConfig.Cookies), each handed off to
-	others   []*cookieDomain
-	totp     *totp.Config
-	webauthn *webauthn.Config
+	others       []*cookieDomain
+	totp         *totp.Config
+	webauthn     *webauthn.Config
+	passkeyLogin bool // the sign-in page offers passkeys (with webauthn)
 }
 
 // provisionPortal checks and resolves the session, totp and webauthn options.
@@ -222,6 +232,7 @@ func (a *App) provisionPortal() error {
 		switch {
 		case err == nil:
 			ps.webauthn = &resolved
+			ps.passkeyLogin = w == nil || w.EnablePasskeyLogin == nil || *w.EnablePasskeyLogin
 		case w == nil && (net.ParseIP(host) != nil || a.issuerURL.Scheme != "https"):
 			// an issuer on an IP address (or plain http outside *.localhost) cannot use
 			// WebAuthn; without a webauthn block, go on with TOTP only

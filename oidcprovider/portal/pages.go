@@ -20,20 +20,24 @@ import (
 
 // pageData is what every page template gets.
 type pageData struct {
-	Title       string
-	CSRF        string
-	Error       string
-	Notice      string
-	RD          string // the return URL, carried through the forms
-	RM          string
-	Username    string
-	RememberMe  bool // show the box
-	User        *users.User
-	Session     *session.Session
-	TOTP        *totp.DeviceInfo
-	Keys        []webauthn.Credential
-	HasTOTP     bool // TOTP is enabled
-	HasKeys     bool // WebAuthn is enabled
+	Title      string
+	CSRF       string
+	Error      string
+	Notice     string
+	RD         string // the return URL, carried through the forms
+	RM         string
+	Username   string
+	RememberMe bool // show the box
+	User       *users.User
+	Session    *session.Session
+	TOTP       *totp.DeviceInfo
+	Keys       []webauthn.Credential
+	HasTOTP    bool // TOTP is enabled
+	HasKeys    bool // WebAuthn is enabled
+	// PasskeyLogin: the sign-in page offers passkeys (button and autofill)
+	PasskeyLogin bool
+	// Passkey: the registration page adds a passkey, not a security key
+	Passkey     bool
 	Enrolment   *totp.Enrolment
 	QR          template.URL
 	OTPAuth     template.URL // the enrolment's otpauth:// URI, which html/template would refuse
@@ -68,6 +72,7 @@ func (p *Portal) render(w http.ResponseWriter, r *http.Request, status int, page
 		w.Header().Set("Content-Security-Policy", p.cspWithFormAction(extra))
 	}
 	d.HasTOTP, d.HasKeys = p.cfg.TOTP != nil, p.cfg.WebAuthn != nil
+	d.PasskeyLogin = p.passkeyLogin()
 	d.ForgotURL = p.forgotURL()
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, "layout.html", d); err != nil {
@@ -101,6 +106,8 @@ var notices = map[string]string{
 	"totp-removed":      "The authenticator app was removed.",
 	"key-added":         "Your security key is registered.",
 	"key-removed":       "The security key was removed.",
+	"passkey-added":     "Your passkey is registered. You can sign in with it alone, and use it as a second factor.",
+	"key-renamed":       "The name is changed.",
 	"signed-out":        "You are signed out.",
 	"consent-withdrawn": "The application will ask for your consent again.",
 	"code-sent":         "Code sent. It may take a minute to arrive.",

@@ -85,6 +85,10 @@ type Config struct {
 	TOTP *totp.Devices
 	// WebAuthn keeps security keys and passkeys; nil when WebAuthn is disabled.
 	WebAuthn *webauthn.Devices
+	// PasskeyLogin offers "Sign in with a passkey" and the browser's passkey autofill on the
+	// sign-in page (with WebAuthn on); false hides them and the passkey sign-in endpoints answer
+	// 404, while passkeys still serve as second factors.
+	PasskeyLogin bool
 	// Logger logs sign-ins and device changes (never passwords, codes or cookies).
 	Logger *zap.Logger
 	// Now is the clock; nil is time.Now.
@@ -169,6 +173,11 @@ const (
 	pathKeyOptions      = "/settings/webauthn/options"
 	pathKeyVerify       = "/settings/webauthn/verify"
 	pathKeyRemove       = "/settings/webauthn/remove"
+	pathKeyRename       = "/settings/webauthn/rename"
+	pathPasskeyRegister = "/settings/passkey"
+	pathPasskeyRegOpts  = "/settings/passkey/options"
+	pathPasskeyOptions  = "/passkey/options"
+	pathPasskeyVerify   = "/passkey/verify"
 	pathConsentWithdraw = "/settings/consents/withdraw"
 	pathElevate         = "/settings/elevate"
 	pathElevateSend     = "/settings/elevate/send"
@@ -278,7 +287,8 @@ func (p *Portal) Handles(rel string) bool {
 		PathSettings, pathConfirm, pathTOTPEnrol, pathTOTPRemove, pathKeyRegister, pathKeyOptions,
 		pathKeyVerify, pathKeyRemove, pathConsentWithdraw, PathSignOut,
 		pathElevate, pathElevateSend, pathPassword,
-		PathHandoff, PathHandoffFailed:
+		PathHandoff, PathHandoffFailed,
+		pathKeyRename, pathPasskeyRegister, pathPasskeyRegOpts, pathPasskeyOptions, pathPasskeyVerify:
 		return true
 	}
 	return isResetPath(rel) || rel == PathEnrol || rel == pathEnrolDone || isFederationPath(rel) || strings.HasPrefix(rel, pathAssets)
@@ -350,6 +360,16 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request, rel string) {
 		p.keyRegisterVerify(w, r)
 	case rel == pathKeyRemove && post:
 		p.keyRemove(w, r)
+	case rel == pathKeyRename && post:
+		p.keyRename(w, r)
+	case rel == pathPasskeyRegister && get:
+		p.passkeyRegisterPage(w, r)
+	case rel == pathPasskeyRegOpts && post:
+		p.passkeyRegisterOptions(w, r)
+	case rel == pathPasskeyOptions && post:
+		p.passkeyOptions(w, r)
+	case rel == pathPasskeyVerify && post:
+		p.passkeyVerify(w, r)
 	case rel == pathConsentWithdraw && post:
 		p.consentWithdraw(w, r)
 	case rel == pathElevate && get:

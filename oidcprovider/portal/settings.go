@@ -116,7 +116,7 @@ func (p *Portal) deviceChange(w http.ResponseWriter, r *http.Request, back strin
 // settingsReturn is a portal settings path a confirmation may go back to.
 func (p *Portal) settingsReturn(next string) string {
 	switch next {
-	case pathTOTPEnrol, pathKeyRegister, pathPassword, PathSettings:
+	case pathTOTPEnrol, pathKeyRegister, pathPasskeyRegister, pathPassword, PathSettings:
 		return next
 	}
 	return PathSettings

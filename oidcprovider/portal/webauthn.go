@@ -164,6 +164,9 @@ func (p *Portal) keyRegisterVerify(w http.ResponseWriter, r *http.Request) {
 	p.cfg.Logger.Info("second factor added", zap.String("user", u.Name), zap.String("factor", "webauthn"), zap.String("name", cred.Name), zap.String("remote_ip", p.cfg.ClientIP(r)))
 	p.notifyEvent(ctx, r, u, "A second factor was added", "A security key or passkey was added to your account as a second factor.")
 	to := p.base + PathSettings + "?notice=key-added"
+	if cred.Passkey {
+		to = p.base + PathSettings + "?notice=passkey-added"
+	}
 	if rd != "" && sess.Level < session.TwoFactor {
 		to = p.withRD(PathSecondFactor, rd)
 	}

@@ -1,7 +1,7 @@
 // Portcullis portal: the WebAuthn ceremonies (the only part of the portal that needs a script).
 (function () {
   "use strict";
-  var status = document.getElementById("webauthn-status");
+  var status = document.getElementById("webauthn-status") || document.getElementById("passkey-status");
   function say(text, failed) {
     if (!status) return;
     status.textContent = text;
@@ -52,6 +52,53 @@
         window.location.assign(res.redirect);
       }).catch(function (err) { failed(login, err); });
     });
+  }
+  // Passkey sign-in: the button, and the browser's autofill (conditional mediation) offering
+  // passkeys in the username field, when it can.
+  var pk = document.getElementById("passkey-login");
+  if (pk && supported()) {
+    document.getElementById("passkey-block").hidden = false;
+    var pd = pk.dataset;
+    var pending = null; // the AbortController of the autofill's request
+    var finish = function (cred) {
+      var remember = document.querySelector('input[name="remember_me"]');
+      pk.disabled = true;
+      say("Checking your passkey…");
+      return post(withRD(pd.verify, pd.rd), pd.csrf, { credential: cred.toJSON(), remember_me: !!(remember && remember.checked) }).then(function (res) {
+        say("Signed in.");
+        window.location.assign(res.redirect);
+      });
+    };
+    var autofill = function () {
+      if (typeof PublicKeyCredential.isConditionalMediationAvailable !== "function") return;
+      PublicKeyCredential.isConditionalMediationAvailable().then(function (ok) {
+        if (!ok) return;
+        var ctl = new AbortController();
+        pending = ctl;
+        return post(pd.options, pd.csrf).then(function (opts) {
+          return navigator.credentials.get({ mediation: "conditional", publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(opts), signal: ctl.signal });
+        }).then(function (cred) {
+          pending = null;
+          return finish(cred);
+        }).catch(function (err) {
+          if (ctl.signal.aborted) return; // the button took over
+          pending = null;
+          failed(pk, err);
+        });
+      }).catch(function () {});
+    };
+    pk.addEventListener("click", function () {
+      if (pending) {
+        pending.abort();
+        pending = null;
+      }
+      pk.disabled = true;
+      say("Choose your passkey, then confirm with your fingerprint, face or PIN…");
+      post(pd.options, pd.csrf).then(function (opts) {
+        return navigator.credentials.get({ publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(opts) });
+      }).then(finish).catch(function (err) { failed(pk, err); });
+    });
+    autofill();
   }
   var reg = document.getElementById("webauthn-register");
   if (reg) {
