@@ -201,17 +201,31 @@ func usersAddCommand() *cobra.Command {
 the password's digest and the given display name, emails and groups. A name the file holds, or
 one that differs from one it holds only in case, is refused. A missing file is created (mode
 0600).
-`+usersPasswordNote+"\n"+usersEditNote+`
+`+usersPasswordNote+`
+
+With --no-password no password is asked for and the entry has no password key: a passkey-only
+person, whom no password matches (at the portal or in Basic credentials at a gate). They sign in
+with a passkey, added through an enrolment link ('caddy oidc users invite') or a session; they
+may set a password later. Authelia's own loader requires the key, so such a file is Portcullis's
+alone.
+`+usersEditNote+`
 
 Example:
   caddy oidc users add john --file /etc/caddy/users.yml --displayname "John Doe" \
-    --email john@example.com --group admins --group dev`,
+    --email john@example.com --group admins --group dev
+  caddy oidc users add pat --file /etc/caddy/users.yml --no-password --email pat@example.com`,
 		func(cmd *cobra.Command, name string) error {
 			if err := requireFile(file); err != nil {
 				return err
 			}
 			u.Name = name
-			if err := checkHashFlags(o); err != nil {
+			if u.NoPassword {
+				for _, f := range []string{"algorithm", "variant", "iterations", "memory", "parallelism", "key-size", "salt-size", "block-size", "cost"} {
+					if cmd.Flags().Changed(f) {
+						return usagef("--%s hashes a password, and --no-password gives none; leave one out", f)
+					}
+				}
+			} else if err := checkHashFlags(o); err != nil {
 				return err
 			}
 			data, err := readUsersFile(file, true)
@@ -221,11 +235,17 @@ Example:
 			if err := users.CheckNewUser(data, u); err != nil {
 				return usersError(fmt.Errorf("%s: %w", file, err))
 			}
-			if u.Digest, err = readPasswordDigest(cmd, o); err != nil {
-				return err
+			if !u.NoPassword {
+				if u.Digest, err = readPasswordDigest(cmd, o); err != nil {
+					return err
+				}
 			}
 			if _, err := users.EditFile(file, true, func(data []byte) ([]byte, error) { return users.AddUser(data, u) }); err != nil {
 				return usersError(fmt.Errorf("%s: %w", file, err))
+			}
+			if u.NoPassword {
+				fmt.Fprintf(cmd.OutOrStdout(), "Added %s to %s, without a password: they sign in with a passkey\n", name, file)
+				return nil
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Added %s to %s\n", name, file)
 			return nil
@@ -235,6 +255,7 @@ Example:
 	f.StringVar(&u.DisplayName, "displayname", "", "the display name (default: the name)")
 	f.StringArrayVar(&u.Emails, "email", nil, "an email address, the first one primary (repeat for more)")
 	f.StringArrayVar(&u.Groups, "group", nil, "a group (repeat for more)")
+	f.BoolVar(&u.NoPassword, "no-password", false, "add a person without a password, who signs in with a passkey")
 	hashFlags(cmd, &o)
 	return cmd
 }

@@ -98,11 +98,9 @@ func (db *Database) Find(name string) (*User, error) {
 }
 
 // CheckPassword implements Directory: a full digest check of u's password.
+// A user without a password (passkey-only) never matches, after a check of the same cost.
 func (f *File) CheckPassword(_ context.Context, u *User, password string) (bool, error) {
-	if u.digest == nil {
-		return false, nil
-	}
-	return u.digest.Match(password), nil
+	return match(u.digest, password), nil
 }
 
 // SetPassword implements Directory: it writes an argon2id digest of password (Authelia's

@@ -49,8 +49,12 @@ type NewUser struct {
 	Emails []string
 	// Groups are written as groups, duplicates dropped.
 	Groups []string
-	// Digest is the password digest, as go-crypt encodes it.
+	// Digest is the password digest, as go-crypt encodes it. Empty only with NoPassword.
 	Digest string
+	// NoPassword writes no password key: a passkey-only user, who signs in with a passkey
+	// (added through an enrolment link or by the person's session) and whom no password
+	// matches.
+	NoPassword bool
 }
 
 // EmptyFile is what a new users file starts as; it is not a valid file until a user is added.
@@ -110,8 +114,11 @@ func AddUser(data []byte, u NewUser) ([]byte, error) {
 	if err := CheckNewUser(data, u); err != nil {
 		return nil, err
 	}
-	if u.Digest == "" {
+	switch {
+	case u.Digest == "" && !u.NoPassword:
 		return nil, fmt.Errorf("%w: no password digest for %q", ErrInvalid, u.Name)
+	case u.Digest != "" && u.NoPassword:
+		return nil, fmt.Errorf("%w: a password digest for %q, who is to have no password", ErrInvalid, u.Name)
 	}
 	u.Groups = dedupe(u.Groups)
 	u.Emails = dedupe(u.Emails)
@@ -120,7 +127,10 @@ func AddUser(data []byte, u NewUser) ([]byte, error) {
 		return nil, fmt.Errorf("adding user %q: %w", u.Name, err)
 	}
 	err = verify(data, out, func(users map[string]any) error {
-		entry := map[string]any{"password": u.Digest}
+		entry := map[string]any{}
+		if !u.NoPassword {
+			entry["password"] = u.Digest
+		}
 		if u.DisplayName != "" {
 			entry["displayname"] = u.DisplayName
 		}

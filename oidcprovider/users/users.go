@@ -10,6 +10,11 @@
 //	    groups: [admins, dev]
 //	    disabled: false
 //	    given_name: John                 # optional OpenID Connect profile fields
+//
+// A user without a password key has no password (a passkey-only user, as
+// 'caddy oidc users add --no-password' writes one): no password ever matches theirs, at the
+// cost of a real check, and they sign in with a passkey. An empty password value is refused
+// as a mistake. Authelia's own loader requires the key, so such a file is ours alone.
 package users
 
 import (
@@ -60,8 +65,22 @@ type User struct {
 }
 
 // CheckPassword reports whether password matches the user's digest (a full digest check; the
-// caller caps and caches them). It does not look at Disabled.
-func (u *User) CheckPassword(password string) bool { return u.digest.Match(password) }
+// caller caps and caches them). It does not look at Disabled. A user without a password never
+// matches, after a check of the same cost.
+func (u *User) CheckPassword(password string) bool { return match(u.digest, password) }
+
+// HasPassword reports whether the user has a password (a passkey-only user has none).
+func (u *User) HasPassword() bool { return u.digest != nil }
+
+// match checks password against d; with no digest it checks a dummy one, so a user without a
+// password costs what a wrong password costs, and fails.
+func match(d algorithm.Digest, password string) bool {
+	if d == nil {
+		dummy.Match(password)
+		return false
+	}
+	return d.Match(password)
+}
 
 // Digest is the user's password digest as written in the file, or PasswordVersion for a user
 // of a directory: a changed password changes it, so callers may key remembered verifications on
@@ -176,20 +195,23 @@ func parseUser(name string, node *yaml.Node, decoder *crypt.Decoder) (*User, err
 	if u.DisplayName == "" {
 		u.DisplayName = name
 	}
-	if e.Password == "" {
-		return nil, errors.New("password: missing (a digest such as caddy oidc hash prints)")
-	}
-	if strings.HasPrefix(e.Password, "$plaintext$") {
+	switch {
+	case e.Password == "" && node.Kind == yaml.MappingNode && !hasKey(node, "password"):
+		// no password key: a passkey-only user
+	case e.Password == "":
+		return nil, errors.New("password: empty (a digest such as caddy oidc hash prints; leave the key out for a user without a password, who signs in with a passkey)")
+	case strings.HasPrefix(e.Password, "$plaintext$"):
 		return nil, errors.New("password: a $plaintext$ password is not accepted for people; store a digest (caddy oidc hash)")
+	default:
+		if err := CheckCost(e.Password); err != nil {
+			return nil, fmt.Errorf("password: %w", err)
+		}
+		d, err := decoder.Decode(e.Password)
+		if err != nil {
+			return nil, fmt.Errorf("password: not a digest go-crypt reads (argon2id, scrypt, pbkdf2, bcrypt, sha-crypt): %w", err)
+		}
+		u.digest, u.digestText = d, e.Password
 	}
-	if err := CheckCost(e.Password); err != nil {
-		return nil, fmt.Errorf("password: %w", err)
-	}
-	d, err := decoder.Decode(e.Password)
-	if err != nil {
-		return nil, fmt.Errorf("password: not a digest go-crypt reads (argon2id, scrypt, pbkdf2, bcrypt, sha-crypt): %w", err)
-	}
-	u.digest, u.digestText = d, e.Password
 	switch e.Email.Kind {
 	case 0:
 	case yaml.ScalarNode:
@@ -224,6 +246,16 @@ var knownFields = []string{"displayname", "password", "email", "groups", "disabl
 	"phone_number", "phone_extension", "address", "extra"}
 
 func knownField(k string) bool { return slices.Contains(knownFields, k) }
+
+// hasKey reports whether the mapping node m has key.
+func hasKey(m *yaml.Node, key string) bool {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
+}
 
 // Lookup returns the user named name, exactly as written in the file.
 func (db *Database) Lookup(name string) (*User, bool) {
@@ -260,7 +292,7 @@ func (db *Database) Verify(name, password string) (u *User, ok bool) {
 		dummy.Match(password)
 		return nil, false
 	}
-	if !u.digest.Match(password) {
+	if !match(u.digest, password) {
 		return u, false
 	}
 	return u, !u.Disabled

@@ -124,7 +124,8 @@ func TestErrorsNameUserAndField(t *testing.T) {
 	for _, c := range []struct{ name, file, want string }{
 		{"no users map", "people: {}\n", "field people not found"},
 		{"empty", "", "no 'users:' map"},
-		{"missing password", "users:\n  john:\n    email: john@example.com\n", `user "john" (line 2): password: missing`},
+		{"empty password", "users:\n  john:\n    password: \"\"\n    email: john@example.com\n", `user "john" (line 2): password: empty (a digest such as caddy oidc hash prints; leave the key out`},
+		{"no entry", "users:\n  john:\n", `user "john" (line 2): password: empty`},
 		{"bad digest", "users:\n  john:\n    password: hunter2\n", `user "john" (line 2): password: not a digest`},
 		{"plaintext", "users:\n  john:\n    password: $plaintext$hunter2\n", `user "john" (line 2): password: a $plaintext$`},
 		{"typo", "users:\n  john:\n    password: \"" + d + "\"\n    grups: [admins]\n", `user "john" (line 2): unknown field "grups" (line 4)`},

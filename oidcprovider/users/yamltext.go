@@ -291,7 +291,9 @@ func addUser(data []byte, u NewUser) ([]byte, error) {
 	if u.DisplayName != "" {
 		field("displayname", scalarText(u.DisplayName, false))
 	}
-	field("password", styled(u.Digest, l.passwordStyle, false))
+	if u.Digest != "" {
+		field("password", styled(u.Digest, l.passwordStyle, false))
+	}
 	switch len(u.Emails) {
 	case 0:
 	case 1:
