@@ -1,0 +1,132 @@
+package portal
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/webauthn"
+)
+
+// withPasskeys gives the world's portal WebAuthn, with passkey sign-in on or off.
+func (w *portalWorld) withPasskeys(on bool) {
+	w.t.Helper()
+	devices, err := webauthn.New(webauthn.Config{RPID: "example.com", RPOrigins: []string{"https://auth.example.com"}}, w.kv, []byte(strings.Repeat("h", 32)))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	cfg := w.p.cfg
+	cfg.WebAuthn, cfg.PasskeyLogin = devices, on
+	if w.p, err = New(cfg); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// script posts body as the portal's script does (JSON, the CSRF token in a header).
+func (w *portalWorld) script(path, body string) *httptest.ResponseRecorder {
+	w.t.Helper()
+	if w.cookies[w.p.csrfCookie()] == nil {
+		w.do("GET", "/", nil)
+	}
+	r := httptest.NewRequest("POST", "https://auth.example.com"+path, strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Origin", "https://auth.example.com")
+	r.Header.Set("X-CSRF-Token", w.p.csrfMAC(w.cookies[w.p.csrfCookie()].Value))
+	for _, c := range w.cookies {
+		r.AddCookie(c)
+	}
+	rec := httptest.NewRecorder()
+	rel, _, _ := strings.Cut(path, "?")
+	w.p.ServeHTTP(rec, r, rel)
+	for _, c := range rec.Result().Cookies() {
+		w.cookies[c.Name] = c
+	}
+	return rec
+}
+
+// TestSignInPageOffersPasskeys checks the sign-in page's passkey button and the username
+// field's autofill hint (conditional UI), and that enable_passkey_login false removes both and
+// closes the endpoints.
+func TestSignInPageOffersPasskeys(t *testing.T) {
+	w := newPortalWorld(t)
+	w.withPasskeys(true)
+	page := w.do("GET", "/?rd=https%3A%2F%2Fapp.example.com%2F", nil).Body.String()
+	for _, want := range []string{
+		`autocomplete="username webauthn"`,
+		`id="passkey-login"`,
+		`data-options="/passkey/options"`,
+		`data-verify="/passkey/verify"`,
+		`data-rd="https://app.example.com/"`,
+		`src="/assets/portal.js"`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the sign-in page lacks %s", want)
+		}
+	}
+	rec := w.script("/passkey/options", "{}")
+	var opts struct {
+		Challenge        string `json:"challenge"`
+		RPID             string `json:"rpId"`
+		UserVerification string `json:"userVerification"`
+		AllowCredentials []any  `json:"allowCredentials"`
+	}
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &opts) != nil ||
+		opts.Challenge == "" || opts.RPID != "example.com" || opts.UserVerification != "required" || len(opts.AllowCredentials) != 0 {
+		t.Fatalf("passkey options: %d %s", rec.Code, rec.Body)
+	}
+	// an answer that is no credential: refused, no session
+	rec = w.script("/passkey/verify", `{"credential":{"id":"AAAA","rawId":"AAAA","type":"public-key","response":{}}}`)
+	if rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Body.String(), "not accepted") {
+		t.Fatalf("a bad answer: %d %s", rec.Code, rec.Body)
+	}
+	if c := w.cookies["portcullis_session"]; c != nil && c.Value != "" {
+		t.Fatal("a refused passkey sign-in set a session cookie")
+	}
+	// without the CSRF token: the form answer, never a ceremony
+	r := httptest.NewRequest("POST", "https://auth.example.com/passkey/options", strings.NewReader("{}"))
+	for _, c := range w.cookies {
+		r.AddCookie(c)
+	}
+	rec = httptest.NewRecorder()
+	w.p.ServeHTTP(rec, r, "/passkey/options")
+	if rec.Code != http.StatusForbidden {
+		t.Fatalf("options without a CSRF token: %d", rec.Code)
+	}
+
+	off := newPortalWorld(t)
+	off.withPasskeys(false)
+	page = off.do("GET", "/", nil).Body.String()
+	if strings.Contains(page, "webauthn") || strings.Contains(page, "passkey") {
+		t.Errorf("enable_passkey_login false still offers passkeys:\n%s", page)
+	}
+	for _, path := range []string{"/passkey/options", "/passkey/verify"} {
+		if rec := off.script(path, "{}"); rec.Code != http.StatusNotFound {
+			t.Errorf("%s with passkey sign-in off: %d", path, rec.Code)
+		}
+	}
+}
+
+// TestSettingsOffersPasskeys checks the account page's "Add a passkey" beside "Add a security
+// key", and that the passkey page is behind the same elevation as the security key's.
+func TestSettingsOffersPasskeys(t *testing.T) {
+	w := newPortalWorld(t)
+	w.withPasskeys(true)
+	w.signIn()
+	page := w.do("GET", "/settings", nil).Body.String()
+	if !strings.Contains(page, `href="/settings/passkey"`) || !strings.Contains(page, `href="/settings/webauthn"`) {
+		t.Fatalf("the settings page lacks the add buttons:\n%s", page)
+	}
+	// a session with the password only, no notifier: the page asks to confirm it is you first
+	rec := w.do("GET", "/settings/passkey", nil)
+	if rec.Code == http.StatusOK && strings.Contains(rec.Body.String(), `id="webauthn-register"`) {
+		t.Fatal("add a passkey without elevation")
+	}
+	if rec := w.script("/settings/passkey/options", "{}"); rec.Code != http.StatusForbidden {
+		t.Fatalf("passkey registration options without elevation: %d %s", rec.Code, rec.Body)
+	}
+	if rec := w.do("POST", "/settings/webauthn/rename", map[string][]string{"id": {"x"}, "name": {"y"}}); rec.Code == http.StatusSeeOther && strings.Contains(rec.Header().Get("Location"), "key-renamed") {
+		t.Fatal("renamed without elevation")
+	}
+}
