@@ -140,6 +140,10 @@ func (p *Portal) lacks(ctx context.Context, sess *session.Session, u *users.User
 	has := p.hasSecondFactor(ctx, u)
 	if p.passwordRule() {
 		switch {
+		case sess.SecondFactor == session.FactorPasskey && sess.Level >= session.TwoFactor && now.Sub(sess.SecondFactorAt) <= freshness:
+			// a passkey used within five minutes is both: possession, and a PIN or biometric
+			// (a passkey-only person has no password to give)
+			return elevated
 		case now.Sub(sess.PasswordAt) > freshness:
 			return needPassword
 		case has && (sess.Level < session.TwoFactor || now.Sub(sess.SecondFactorAt) > freshness):
