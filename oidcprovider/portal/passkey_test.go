@@ -2,12 +2,16 @@ package portal
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/webauthn"
+	"github.com/portcullis-auth/portcullis/oidcprovider/regulation"
 )
 
 // withPasskeys gives the world's portal WebAuthn, with passkey sign-in on or off.
@@ -128,5 +132,36 @@ func TestSettingsOffersPasskeys(t *testing.T) {
 	}
 	if rec := w.do("POST", "/settings/webauthn/rename", map[string][]string{"id": {"x"}, "name": {"y"}}); rec.Code == http.StatusSeeOther && strings.Contains(rec.Header().Get("Location"), "key-renamed") {
 		t.Fatal("renamed without elevation")
+	}
+}
+
+// TestFailedPasskeysAreRegulated checks that refused passkey answers count: an unknown
+// credential names no user, so it counts against the address (as the pair of no user and the
+// address, and the address itself): after max_retries, more are refused without a check.
+func TestFailedPasskeysAreRegulated(t *testing.T) {
+	w := newPortalWorld(t)
+	w.withPasskeys(true)
+	reg, err := regulation.New(t.Context(), regulation.Config{MaxRetries: 3, FindTime: 10 * time.Minute, BanTime: 10 * time.Minute}, w.kv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var results []string
+	w.p.cfg.Regulator = reg
+	w.p.cfg.OnSecondFactor = func(factor, result string, banBegan bool) {
+		if factor != "passkey" {
+			t.Errorf("factor %q", factor)
+		}
+		results = append(results, fmt.Sprintf("%s/%v", result, banBegan))
+	}
+	unknown := `{"credential":{"id":"dW5rbm93bg","rawId":"dW5rbm93bg","type":"public-key","response":{"clientDataJSON":"e30","authenticatorData":"AAAA","signature":"AAAA","userHandle":"AAAA"}}}`
+	for range 5 {
+		w.script("/passkey/options", "{}")
+		if rec := w.script("/passkey/verify", unknown); rec.Code != http.StatusUnauthorized {
+			t.Fatalf("an unknown credential: %d %s", rec.Code, rec.Body)
+		}
+	}
+	want := []string{"failure/false", "failure/false", "failure/true", "banned/false", "banned/false"}
+	if !slices.Equal(results, want) {
+		t.Fatalf("regulation saw %q, want %q", results, want)
 	}
 }
