@@ -176,6 +176,7 @@ const (
 	pathKeyRename       = "/settings/webauthn/rename"
 	pathPasskeyRegister = "/settings/passkey"
 	pathPasskeyRegOpts  = "/settings/passkey/options"
+	pathPasskeyRegDone  = "/settings/passkey/verify"
 	pathPasskeyOptions  = "/passkey/options"
 	pathPasskeyVerify   = "/passkey/verify"
 	pathConsentWithdraw = "/settings/consents/withdraw"
@@ -288,7 +289,7 @@ func (p *Portal) Handles(rel string) bool {
 		pathKeyVerify, pathKeyRemove, pathConsentWithdraw, PathSignOut,
 		pathElevate, pathElevateSend, pathPassword,
 		PathHandoff, PathHandoffFailed,
-		pathKeyRename, pathPasskeyRegister, pathPasskeyRegOpts, pathPasskeyOptions, pathPasskeyVerify:
+		pathKeyRename, pathPasskeyRegister, pathPasskeyRegOpts, pathPasskeyRegDone, pathPasskeyOptions, pathPasskeyVerify:
 		return true
 	}
 	return isResetPath(rel) || rel == PathEnrol || rel == pathEnrolDone || isFederationPath(rel) || strings.HasPrefix(rel, pathAssets)
@@ -357,7 +358,9 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request, rel string) {
 	case rel == pathKeyOptions && post:
 		p.keyRegisterOptions(w, r)
 	case rel == pathKeyVerify && post:
-		p.keyRegisterVerify(w, r)
+		p.keyRegisterVerify(w, r, false)
+	case rel == pathPasskeyRegDone && post:
+		p.keyRegisterVerify(w, r, true)
 	case rel == pathKeyRemove && post:
 		p.keyRemove(w, r)
 	case rel == pathKeyRename && post:

@@ -140,7 +140,9 @@ func (p *Portal) keyRegisterOptions(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(opts)
 }
 
-func (p *Portal) keyRegisterVerify(w http.ResponseWriter, r *http.Request) {
+// keyRegisterVerify finishes a registration, from the security key's page or (passkey) the
+// passkey's: the ceremony itself says which it was; passkey only picks the notice.
+func (p *Portal) keyRegisterVerify(w http.ResponseWriter, r *http.Request, passkey bool) {
 	ctx := r.Context()
 	rd := p.safeRedirect(r.URL.Query().Get("rd"))
 	id, sess, u, ok := p.deviceSession(w, r)
@@ -164,7 +166,7 @@ func (p *Portal) keyRegisterVerify(w http.ResponseWriter, r *http.Request) {
 	p.cfg.Logger.Info("second factor added", zap.String("user", u.Name), zap.String("factor", "webauthn"), zap.String("name", cred.Name), zap.String("remote_ip", p.cfg.ClientIP(r)))
 	p.notifyEvent(ctx, r, u, "A second factor was added", "A security key or passkey was added to your account as a second factor.")
 	to := p.base + PathSettings + "?notice=key-added"
-	if cred.Passkey {
+	if passkey && cred.Passkey {
 		to = p.base + PathSettings + "?notice=passkey-added"
 	}
 	if rd != "" && sess.Level < session.TwoFactor {
