@@ -100,6 +100,11 @@ func (w *portalWorld) do(method, path string, form url.Values) *httptest.Respons
 	} else {
 		r = httptest.NewRequest(method, "https://auth.example.com"+path, nil)
 	}
+	return w.send(r, path)
+}
+
+// send serves r (for path) with the browser's cookies, and keeps the cookies it gets.
+func (w *portalWorld) send(r *http.Request, path string) *httptest.ResponseRecorder {
 	for _, c := range w.cookies {
 		r.AddCookie(c)
 	}

@@ -148,34 +148,6 @@ func (p *Portal) passkeyVerify(w http.ResponseWriter, r *http.Request) {
 	answerScript(w, http.StatusOK, map[string]string{"redirect": to})
 }
 
-// passkeyRegisterPage shows "Add a passkey" (the script runs the ceremony).
-func (p *Portal) passkeyRegisterPage(w http.ResponseWriter, r *http.Request) {
-	rd := p.safeRedirect(r.URL.Query().Get("rd"))
-	_, sess, u, ok := p.deviceChange(w, r, pathPasskeyRegister, p.cfg.WebAuthn != nil)
-	if !ok {
-		return
-	}
-	p.render(w, r, http.StatusOK, "webauthn", &pageData{Title: "Add a passkey", User: u, Session: sess, RD: rd, Passkey: true})
-}
-
-// passkeyRegisterOptions begins a passkey's registration (resident key and user verification
-// required); keyRegisterVerify finishes it, as it finishes a security key's.
-func (p *Portal) passkeyRegisterOptions(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	id, _, u, ok := p.deviceSession(w, r)
-	if !ok {
-		return
-	}
-	opts, err := p.cfg.WebAuthn.BeginPasskeyRegistration(ctx, u.Name, u.DisplayName, p.ceremonyKey(id))
-	if err != nil {
-		p.cfg.Logger.Error("portal: starting a passkey registration", zap.Error(err))
-		scriptError(w, http.StatusServiceUnavailable, "Try again in a moment.")
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(opts)
-}
-
 // keyRename renames one of the user's security keys or passkeys.
 func (p *Portal) keyRename(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()

@@ -38,16 +38,7 @@ func (w *portalWorld) script(path, body string) *httptest.ResponseRecorder {
 	r.Header.Set("Content-Type", "application/json")
 	r.Header.Set("Origin", "https://auth.example.com")
 	r.Header.Set("X-CSRF-Token", w.p.csrfMAC(w.cookies[w.p.csrfCookie()].Value))
-	for _, c := range w.cookies {
-		r.AddCookie(c)
-	}
-	rec := httptest.NewRecorder()
-	rel, _, _ := strings.Cut(path, "?")
-	w.p.ServeHTTP(rec, r, rel)
-	for _, c := range rec.Result().Cookies() {
-		w.cookies[c.Name] = c
-	}
-	return rec
+	return w.send(r, path)
 }
 
 // TestSignInPageOffersPasskeys checks the sign-in page's passkey button and the username

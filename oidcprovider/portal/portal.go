@@ -354,9 +354,9 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request, rel string) {
 	case rel == pathTOTPRemove && post:
 		p.totpRemove(w, r)
 	case rel == pathKeyRegister && get:
-		p.keyRegisterPage(w, r)
+		p.keyRegisterPage(w, r, false)
 	case rel == pathKeyOptions && post:
-		p.keyRegisterOptions(w, r)
+		p.keyRegisterOptions(w, r, false)
 	case rel == pathKeyVerify && post:
 		p.keyRegisterVerify(w, r, false)
 	case rel == pathPasskeyRegDone && post:
@@ -366,9 +366,9 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request, rel string) {
 	case rel == pathKeyRename && post:
 		p.keyRename(w, r)
 	case rel == pathPasskeyRegister && get:
-		p.passkeyRegisterPage(w, r)
+		p.keyRegisterPage(w, r, true)
 	case rel == pathPasskeyRegOpts && post:
-		p.passkeyRegisterOptions(w, r)
+		p.keyRegisterOptions(w, r, true)
 	case rel == pathPasskeyOptions && post:
 		p.passkeyOptions(w, r)
 	case rel == pathPasskeyVerify && post:

@@ -100,14 +100,19 @@ func (p *Portal) webauthnLoginVerify(w http.ResponseWriter, r *http.Request) {
 	answerScript(w, http.StatusOK, map[string]string{"redirect": to})
 }
 
-// keyRegisterPage shows the security-key registration (the script runs the ceremony).
-func (p *Portal) keyRegisterPage(w http.ResponseWriter, r *http.Request) {
+// keyRegisterPage shows the security-key registration, or with passkey "Add a passkey" (the
+// script runs the ceremony).
+func (p *Portal) keyRegisterPage(w http.ResponseWriter, r *http.Request, passkey bool) {
 	rd := p.safeRedirect(r.URL.Query().Get("rd"))
-	_, sess, u, ok := p.deviceChange(w, r, pathKeyRegister, p.cfg.WebAuthn != nil)
+	back, title := pathKeyRegister, "Add a security key"
+	if passkey {
+		back, title = pathPasskeyRegister, "Add a passkey"
+	}
+	_, sess, u, ok := p.deviceChange(w, r, back, p.cfg.WebAuthn != nil)
 	if !ok {
 		return
 	}
-	p.render(w, r, http.StatusOK, "webauthn", &pageData{Title: "Add a security key", User: u, Session: sess, RD: rd})
+	p.render(w, r, http.StatusOK, "webauthn", &pageData{Title: title, User: u, Session: sess, RD: rd, Passkey: passkey})
 }
 
 // deviceSession is the session of a JSON device request that may change devices.
@@ -124,13 +129,19 @@ func (p *Portal) deviceSession(w http.ResponseWriter, r *http.Request) (string, 
 	return id, sess, u, true
 }
 
-func (p *Portal) keyRegisterOptions(w http.ResponseWriter, r *http.Request) {
+// keyRegisterOptions begins a security key's registration, or with passkey a passkey's
+// (resident key and user verification required); keyRegisterVerify finishes both.
+func (p *Portal) keyRegisterOptions(w http.ResponseWriter, r *http.Request, passkey bool) {
 	ctx := r.Context()
 	id, _, u, ok := p.deviceSession(w, r)
 	if !ok {
 		return
 	}
-	opts, err := p.cfg.WebAuthn.BeginRegistration(ctx, u.Name, u.DisplayName, p.ceremonyKey(id))
+	begin := p.cfg.WebAuthn.BeginRegistration
+	if passkey {
+		begin = p.cfg.WebAuthn.BeginPasskeyRegistration
+	}
+	opts, err := begin(ctx, u.Name, u.DisplayName, p.ceremonyKey(id))
 	if err != nil {
 		p.cfg.Logger.Error("portal: starting a WebAuthn registration", zap.Error(err))
 		scriptError(w, http.StatusServiceUnavailable, "Try again in a moment.")
