@@ -180,9 +180,9 @@ func clientAddr(r *http.Request) netip.Addr {
 // identity provider (Session.Upstream) reports no password and passes on nothing the upstream
 // said: only the local second factor given since, and mfa when the session reached two
 // factors (the upstream's sign-in counting as one, or as two under two_factor_satisfied); so a
-// plain upstream sign-in has no amr. A session begun by a passkey alone has no PasswordAt: its
-// amr is hwk, user, pin (the passkey's user verification) and mfa, and stays so when a later
-// step-up records another factor.
+// plain upstream sign-in has no amr. A session begun by a passkey alone (FirstFactor) has no
+// PasswordAt: its amr is hwk, user, pin (the passkey's user verification) and mfa, and stays so
+// when a later step-up records another factor; pwd only once a password was given.
 func amrOf(s *session.Session) []string {
 	two := s.Level >= session.TwoFactor
 	if s.Upstream != "" {
@@ -192,6 +192,6 @@ func amrOf(s *session.Session) []string {
 		}
 		return amr
 	}
-	passkey := s.PasswordAt.IsZero() || (two && s.SecondFactor == session.FactorPasskey)
+	passkey := s.FirstFactor == session.FactorPasskey || (two && s.SecondFactor == session.FactorPasskey)
 	return claims.AMR(!s.PasswordAt.IsZero(), two && s.SecondFactor == "totp", passkey || (two && s.SecondFactor == "webauthn"), passkey)
 }

@@ -78,6 +78,9 @@ type Session struct {
 	// SecondFactor is the kind of the last second factor given: "totp", "webauthn", or
 	// "passkey" for a sign-in by a passkey alone (CreateByPasskey: no PasswordAt).
 	SecondFactor string `json:"second_factor,omitempty"`
+	// FirstFactor is FactorPasskey for a session begun by a passkey alone (kept when a later
+	// step-up records another second factor), "" for one begun by a password.
+	FirstFactor string `json:"first_factor,omitempty"`
 	// Family is a random reference given at sign-in and kept when the id changes (step-up,
 	// password confirmation): what tokens issued through the session record.
 	Family string `json:"family,omitempty"`
@@ -219,7 +222,7 @@ const FactorPasskey = "passkey"
 // and no PasswordAt, since no password was given. rememberMe is as for Create.
 func (s *Store) CreateByPasskey(ctx context.Context, user string, rememberMe bool) (string, *Session, error) {
 	return s.create(ctx, user, TwoFactor, rememberMe, func(sess *Session) {
-		sess.PasswordAt, sess.SecondFactorAt, sess.SecondFactor = time.Time{}, sess.Created, FactorPasskey
+		sess.PasswordAt, sess.SecondFactorAt, sess.SecondFactor, sess.FirstFactor = time.Time{}, sess.Created, FactorPasskey, FactorPasskey
 	})
 }
 
@@ -301,7 +304,7 @@ func (s *Store) Adopt(ctx context.Context, from *Session, domain string) (string
 	}
 	now := s.now()
 	sess := &Session{User: from.User, Level: from.Level, Created: now, AuthTime: from.AuthTime, LastActive: now, PasswordAt: from.PasswordAt,
-		SecondFactorAt: from.SecondFactorAt, SecondFactor: from.SecondFactor, Family: from.Family, Domain: domain, Expires: now.Add(s.cfg.Expiration),
+		SecondFactorAt: from.SecondFactorAt, SecondFactor: from.SecondFactor, FirstFactor: from.FirstFactor, Family: from.Family, Domain: domain, Expires: now.Add(s.cfg.Expiration),
 		Upstream: from.Upstream}
 	if from.RememberMe && s.cfg.RememberMe > 0 {
 		sess.RememberMe, sess.Expires = true, now.Add(s.cfg.RememberMe)

@@ -110,7 +110,7 @@ func TestCreateByPasskey(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := s.Get(ctx, id)
-	if err != nil || got.Level != TwoFactor || got.SecondFactor != FactorPasskey || !got.PasswordAt.IsZero() ||
+	if err != nil || got.Level != TwoFactor || got.SecondFactor != FactorPasskey || got.FirstFactor != FactorPasskey || !got.PasswordAt.IsZero() ||
 		got.SecondFactorAt.IsZero() || got.Family == "" || got.Family != sess.Family {
 		t.Fatalf("passkey session %+v, %v", got, err)
 	}
