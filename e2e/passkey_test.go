@@ -197,6 +197,9 @@ func TestPasskeySignIn(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "without a password") {
 		t.Fatalf("users add --no-password: %d %q %q", code, out, errOut)
 	}
+	if _, errOut, code := command(t, "", "users", "add", "sam", "--file", p.users, "--no-password", "--algorithm", "bcrypt"); code == 0 || !strings.Contains(errOut, "--algorithm hashes a password, and --no-password gives none") {
+		t.Errorf("--no-password with a hash flag: %d %q", code, errOut)
+	}
 	data, err := os.ReadFile(p.users)
 	if err != nil {
 		t.Fatal(err)
