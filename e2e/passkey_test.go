@@ -63,6 +63,20 @@ func (b *browser) waitPasskeyStatus(want string) string {
 	return ""
 }
 
+// waitUpstream waits for the upstream's JSON answer to be the page (after a script's
+// navigation).
+func (b *browser) waitUpstream() {
+	b.t.Helper()
+	deadline := time.Now().Add(15 * time.Second * slow)
+	for time.Now().Before(deadline) {
+		if ok, _ := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`document.readyState === "complete" && !!document.body && document.body.innerText.trim().startsWith("{")`)); ok {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.t.Fatalf("at %s the upstream's answer did not come", b.location())
+}
+
 // capturedAssertion is a passkey sign-in's answer as the page's script posts it, held back.
 type capturedAssertion struct {
 	URL  string `json:"url"`
@@ -231,12 +245,13 @@ func TestPasskeySignIn(t *testing.T) {
 	waitLocation(t, a, p.url("auth", "/settings/webauthn"))
 	a.presence(passkeys, false)
 	plain := a.addAuthenticator(false)
-	a.do(chromedp.SetValue(chromedp.ID("key-name"), "YubiKey"), chromedp.Click(chromedp.ID("webauthn-register")))
+	a.do(chromedp.WaitVisible(chromedp.ID("webauthn-register")), chromedp.SetValue(chromedp.ID("key-name"), "YubiKey"), chromedp.Click(chromedp.ID("webauthn-register")))
 	waitLocation(t, a, p.url("auth", "/settings?notice=key-added"))
 	if _, err := chromedp.Call(a.ctx, cdpwebauthn.RemoveVirtualAuthenticator, cdpwebauthn.RemoveVirtualAuthenticatorParams{AuthenticatorID: plain}); err != nil {
 		t.Fatal(err)
 	}
 	a.presence(passkeys, true)
+	a.do(chromedp.WaitVisible(chromedp.CSS("li.key:nth-child(2)")))
 	badges, _ := chromedp.Run(a.ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("li.key")].map(li => li.querySelector("strong").textContent + ": " + li.querySelector(".tag").textContent)`))
 	if !slices.Equal(badges, []string{"Laptop passkey: Passkey", "YubiKey: Security key"}) {
 		t.Fatalf("the account page lists %q", badges)
@@ -268,6 +283,7 @@ func TestPasskeySignIn(t *testing.T) {
 	a.shoot("signin-passkey")
 	a.do(chromedp.Click(chromedp.ID("passkey-login")))
 	waitLocation(t, a, p.url("admin", "/panel"))
+	a.waitUpstream()
 	hdr := a.upstream()["headers"].(map[string]any)
 	if got, _ := hdr["Remote-User"].([]any); len(got) != 1 || got[0] != "john" {
 		t.Fatalf("the passkey signed in %v, want john", hdr["Remote-User"])
@@ -316,6 +332,7 @@ func TestPasskeySignIn(t *testing.T) {
 	j.do(chromedp.Navigate(p.url("secure", "/jane")))
 	j.do(chromedp.Click(chromedp.ID("passkey-login")))
 	waitLocation(t, j, p.url("secure", "/jane"))
+	j.waitUpstream()
 	if got, _ := j.upstream()["headers"].(map[string]any)["Remote-User"].([]any); len(got) != 1 || got[0] != "jane" {
 		t.Fatalf("jane's passkey signed in %v", got)
 	}
@@ -342,6 +359,7 @@ func TestPasskeySignIn(t *testing.T) {
 	a.do(chromedp.Navigate(p.url("auth", "/")))
 	a.do(chromedp.Click(chromedp.ID("passkey-login")))
 	waitLocation(t, a, p.url("auth", "/settings"))
+	a.do(chromedp.WaitVisible(chromedp.CSS("li.key")))
 	a.submit(`li.key:nth-child(1) button.danger`)
 	if loc := a.location(); loc != p.url("auth", "/settings?notice=key-removed") {
 		t.Fatalf("removing the passkey: at %s: %q", loc, a.text("main"))
