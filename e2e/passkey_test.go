@@ -360,6 +360,9 @@ func TestPasskeySignIn(t *testing.T) {
 	a.do(chromedp.Click(chromedp.ID("passkey-login")))
 	waitLocation(t, a, p.url("auth", "/settings"))
 	a.do(chromedp.WaitVisible(chromedp.CSS("li.key")))
+	if who := a.text(".who"); !strings.Contains(who, "Passkey (two factors)") {
+		t.Errorf("the account page of a passkey sign-in says %q", who)
+	}
 	a.submit(`li.key:nth-child(1) button.danger`)
 	if loc := a.location(); loc != p.url("auth", "/settings?notice=key-removed") {
 		t.Fatalf("removing the passkey: at %s: %q", loc, a.text("main"))
@@ -382,6 +385,30 @@ func TestPasskeySignIn(t *testing.T) {
 	j.do(chromedp.Navigate(p.url("secure", "/jane")))
 	j.do(chromedp.Click(chromedp.ID("passkey-login")))
 	j.waitPasskeyStatus("not accepted")
+
+	// pat, who has no password, is invited (caddy oidc users invite), adds a passkey in the
+	// enrolment session, and signs in with it alone onto the two_factor site
+	out, errOut, code = command(t, "", "users", "invite", "pat", "--address", fmt.Sprintf("localhost:%d", p.admin))
+	link := enrolLink.FindString(out)
+	if code != 0 || link == "" {
+		t.Fatalf("users invite pat: %d %q %q", code, out, errOut)
+	}
+	k := newBrowser(t, exe, "10.0.0.34")
+	k.addAuthenticator(true)
+	k.do(chromedp.Navigate(link))
+	k.submit("button[type=submit]")
+	k.do(chromedp.Navigate(p.url("auth", "/settings/passkey")))
+	k.do(chromedp.WaitVisible(chromedp.ID("webauthn-register")), chromedp.Click(chromedp.ID("webauthn-register")))
+	waitLocation(t, k, p.url("auth", "/settings?notice=passkey-added"))
+	k.do(chromedp.WaitVisible(chromedp.CSS(`form[action="/enrol/done"] button`)))
+	k.submit(`form[action="/enrol/done"] button`)
+	k.do(chromedp.Navigate(p.url("admin", "/pat")))
+	k.do(chromedp.WaitVisible(chromedp.ID("passkey-login")), chromedp.Click(chromedp.ID("passkey-login")))
+	waitLocation(t, k, p.url("admin", "/pat"))
+	k.waitUpstream()
+	if got, _ := k.upstream()["headers"].(map[string]any)["Remote-User"].([]any); len(got) != 1 || got[0] != "pat" {
+		t.Fatalf("pat's passkey signed in %v", got)
+	}
 
 	// pat has no password: none works, at the portal or in Basic credentials
 	for _, pw := range []string{"x", "pw-pat", "$argon2id$"} {
