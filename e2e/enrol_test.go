@@ -262,3 +262,51 @@ func TestEnrolmentLink(t *testing.T) {
 		}
 	}
 }
+
+// A person added without a password (`users add --no-password`) gets an enrolment link, adds a
+// passkey in the enrolment session (which the gate still refuses), presses Done, and signs in
+// with the passkey alone onto the two_factor site.
+func TestEnrolmentLinkPasskey(t *testing.T) {
+	exe := chromiumPath(t)
+	p := startPortalSite(t)
+	hc := p.client()
+	admin := fmt.Sprintf("localhost:%d", p.admin)
+	if out, errOut, code := command(t, "", "users", "add", "pat", "--file", p.users, "--no-password", "--displayname", "Pat Doe", "--group", "admins"); code != 0 {
+		t.Fatalf("users add --no-password: %d %q %q", code, out, errOut)
+	}
+	var link string
+	for deadline := time.Now().Add(10 * time.Second * slow); link == ""; time.Sleep(200 * time.Millisecond) {
+		out, errOut, _ := command(t, "", "users", "invite", "pat", "--address", admin)
+		if link = enrolLink.FindString(out); link == "" && time.Now().After(deadline) {
+			t.Fatalf("the server did not take pat: %s", errOut)
+		}
+	}
+	b := newBrowser(t, exe, "10.0.0.23")
+	b.addAuthenticator(true)
+	b.do(chromedp.Navigate(link))
+	if h := b.text("h1"); h != "Set up your account, Pat Doe" {
+		t.Fatalf("the link's page: %q", h)
+	}
+	b.submit("button[type=submit]")
+	b.do(chromedp.Navigate(p.url("auth", "/settings/passkey")))
+	if h := b.text("h1"); h != "Add a passkey" {
+		t.Fatalf("the passkey page in the enrolment session at %s: %q", b.location(), h)
+	}
+	b.shoot("enrol-passkey")
+	b.do(chromedp.SetValue(chromedp.ID("key-name"), "Pat's phone"), chromedp.Click(chromedp.ID("webauthn-register")))
+	waitLocation(t, b, p.url("auth", "/settings?notice=passkey-added"))
+	if status, _, _ := getPage(t, hc, p.url("admin", "/"), b.cookie("portcullis_session")); status != http.StatusFound {
+		t.Errorf("the two_factor site with the enrolment session and a passkey: %d, want 302", status)
+	}
+	b.submit(`form[action="/enrol/done"] button`)
+	b.do(chromedp.Navigate(p.url("admin", "/panel")))
+	if loc := b.location(); !strings.HasPrefix(loc, p.url("auth", "/?rd=")) {
+		t.Fatalf("after Done the admin site sent the browser to %s", loc)
+	}
+	b.do(chromedp.Click(chromedp.ID("passkey-login")))
+	waitLocation(t, b, p.url("admin", "/panel"))
+	b.waitUpstream()
+	if got, _ := b.upstream()["headers"].(map[string]any)["Remote-User"].([]any); len(got) != 1 || got[0] != "pat" {
+		t.Fatalf("the passkey signed in %v, want pat", got)
+	}
+}
