@@ -416,16 +416,8 @@ func (s *Store) rotate(ctx context.Context, id string, change func(*Session, tim
 // gates of the other cookie domains began from it through a hand-off, so that signing out once
 // ends the person's session on every domain. Ending an unknown session is not an error.
 func (s *Store) End(ctx context.Context, id string) error {
-	h := hashID(id)
-	data, err := s.kv.Get(ctx, recordKey(h))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	} else if err != nil {
-		return err
-	}
-	var sess Session
-	_ = json.Unmarshal(data, &sess)
-	if err := s.end(ctx, sess.User, h, sess.Family); err != nil {
+	sess, err := s.drop(ctx, id)
+	if err != nil || sess == nil {
 		return err
 	}
 	return s.endFamily(ctx, sess.User, sess.Family)
@@ -434,16 +426,22 @@ func (s *Store) End(ctx context.Context, id string) error {
 // Drop ends the session of id alone, not its family: a session of a further cookie domain
 // that a newer one of the same sign-in replaces in the browser (a hand-off after a step-up).
 func (s *Store) Drop(ctx context.Context, id string) error {
+	_, err := s.drop(ctx, id)
+	return err
+}
+
+// drop ends the session of id alone and returns it; nil, nil when there was none.
+func (s *Store) drop(ctx context.Context, id string) (*Session, error) {
 	h := hashID(id)
 	data, err := s.kv.Get(ctx, recordKey(h))
 	if errors.Is(err, store.ErrNotFound) {
-		return nil
+		return nil, nil
 	} else if err != nil {
-		return err
+		return nil, err
 	}
 	var sess Session
 	_ = json.Unmarshal(data, &sess)
-	return s.end(ctx, sess.User, h, sess.Family)
+	return &sess, s.end(ctx, sess.User, h, sess.Family)
 }
 
 // endFamily ends every session of family (all of user's: a family is one sign-in).
