@@ -6,10 +6,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/portcullis-auth/portcullis/oidcprovider/clientaddr"
 	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/webauthn"
 	"github.com/portcullis-auth/portcullis/oidcprovider/session"
 	"github.com/portcullis-auth/portcullis/oidcprovider/users"
@@ -42,6 +45,16 @@ func (p *Portal) passkeyCeremonyKey(r *http.Request) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
+// Passkey sign-ins begun per client address: at most passkeyOptionsLimit in any
+// passkeyOptionsWindow. Anyone may begin one, and each leaves a ceremony in the store for the
+// WebAuthn timeout (a browser that mints new CSRF cookies gets a new ceremony each time), so one
+// address must not begin them without end; a sign-in page begins one or two (the autofill, the
+// button), and the limit leaves room for many people behind one address.
+const (
+	passkeyOptionsLimit  = 60
+	passkeyOptionsWindow = time.Minute
+)
+
 // passkeyRefused is the one message of a refused passkey sign-in, whatever the reason.
 const passkeyRefused = "This passkey was not accepted. Try again, or sign in with your password."
 
@@ -54,6 +67,12 @@ func (p *Portal) passkeyOptions(w http.ResponseWriter, r *http.Request) {
 	key := p.passkeyCeremonyKey(r)
 	if key == "" {
 		scriptError(w, http.StatusForbidden, "Reload the page and try again.")
+		return
+	}
+	if !p.passkeyStarts.allow(clientaddr.Key(p.clientAddr(r)), p.cfg.Now()) {
+		p.cfg.Logger.Info("passkey sign-in refused: too many begun from this address", zap.String("remote_ip", p.cfg.ClientIP(r)))
+		w.Header().Set("Retry-After", fmt.Sprint(int(passkeyOptionsWindow/time.Second)))
+		scriptError(w, http.StatusTooManyRequests, "Too many passkey sign-ins were begun from your network. Wait a minute, then try again.")
 		return
 	}
 	opts, err := p.cfg.WebAuthn.BeginPasskeyLogin(r.Context(), key)

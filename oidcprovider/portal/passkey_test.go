@@ -156,3 +156,44 @@ func TestFailedPasskeysAreRegulated(t *testing.T) {
 		t.Fatalf("regulation saw %q, want %q", results, want)
 	}
 }
+
+// TestPasskeyOptionsAreLimitedPerAddress checks that /passkey/options, which anyone may call
+// and which leaves a ceremony in the store for the WebAuthn timeout, is limited per client
+// address: one address minting fresh CSRF cookies cannot fill the store with ceremonies, and
+// another address is not held back by it (attack run finding).
+func TestPasskeyOptionsAreLimitedPerAddress(t *testing.T) {
+	w := newPortalWorld(t)
+	w.withPasskeys(true)
+	ip := "203.0.113.7"
+	w.p.cfg.ClientIP = func(*http.Request) string { return ip }
+	ceremonies := func() int {
+		keys, err := w.kv.Keys(t.Context(), []byte("mfa/webauthn/ceremony/passkey/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(keys)
+	}
+	refused := 0
+	for range passkeyOptionsLimit + 20 {
+		w.cookies = map[string]*http.Cookie{} // a new browser: a new CSRF cookie, a new ceremony key
+		rec := w.script("/passkey/options", "{}")
+		switch rec.Code {
+		case http.StatusOK:
+		case http.StatusTooManyRequests:
+			refused++
+			if rec.Header().Get("Retry-After") == "" || !strings.Contains(rec.Body.String(), "Too many") {
+				t.Fatalf("refused options: %v %s", rec.Header(), rec.Body)
+			}
+		default:
+			t.Fatalf("options: %d %s", rec.Code, rec.Body)
+		}
+	}
+	if refused != 20 || ceremonies() != passkeyOptionsLimit {
+		t.Fatalf("one address got %d ceremonies stored and %d refusals, want %d and 20", ceremonies(), refused, passkeyOptionsLimit)
+	}
+	ip = "203.0.113.8"
+	w.cookies = map[string]*http.Cookie{}
+	if rec := w.script("/passkey/options", "{}"); rec.Code != http.StatusOK {
+		t.Fatalf("another address: %d %s", rec.Code, rec.Body)
+	}
+}

@@ -156,6 +156,8 @@ type Portal struct {
 	reset *resetter
 	// codeKey keys the digests of one-time codes (derived from Key)
 	codeKey []byte
+	// passkeyStarts counts the passkey sign-ins begun per client address (passkey.go)
+	passkeyStarts *addressLimiter
 }
 
 // Paths of the portal's pages and endpoints, relative to the issuer.
@@ -209,7 +211,8 @@ func New(cfg Config) (*Portal, error) {
 		cfg.ClientIP = func(r *http.Request) string { return r.RemoteAddr }
 	}
 	cfg.Elevation = cfg.Elevation.WithDefaults()
-	p := &Portal{cfg: cfg, base: strings.TrimSuffix(cfg.Issuer.Path, "/"), origin: cfg.Issuer.Scheme + "://" + cfg.Issuer.Host, pages: map[string]*template.Template{}}
+	p := &Portal{cfg: cfg, base: strings.TrimSuffix(cfg.Issuer.Path, "/"), origin: cfg.Issuer.Scheme + "://" + cfg.Issuer.Host, pages: map[string]*template.Template{},
+		passkeyStarts: &addressLimiter{max: passkeyOptionsLimit, window: passkeyOptionsWindow, seen: map[string][]time.Time{}}}
 	var err error
 	if p.reset, err = newResetter(cfg.PasswordReset, cfg.Notifier); err != nil {
 		return nil, err
