@@ -24,7 +24,8 @@ operator hands someone a first device.
 The link is a credential: hand it over privately (in person, or over a channel only they read).
 It works once, until its lifespan ends (--lifespan, 72h by default, from 5m to 30d); opening it
 only shows a page, so a mail or chat previewer that fetches it uses nothing up. A new invite for
-the same person revokes their previous link, and --revoke revokes it without a new one. The
+the same person revokes their previous link, and --revoke revokes it without a new one; either
+also ends the set-up a used link of theirs began (a leaked link's user is cut off). The
 server keeps only a keyed digest of the link's token, and logs the invite (the person and the
 expiry), never the link.
 

@@ -28,7 +28,8 @@ import (
 //
 // The link's token is 32 random bytes. The store keeps only an HMAC of it under the portal's
 // key (derived from the provider's secret), with the user and the expiry, for the link's
-// lifespan; it remembers each user's latest link, and a new invite removes the previous one.
+// lifespan; it remembers each user's latest link, and a new invite removes the previous one
+// (and ends the enrolment session a used one began, as a revocation does).
 // Opening the link (GET) only shows who it is for and a Continue button, so mail and chat
 // previewers that fetch links use nothing up. Continue (POST, CSRF) claims the token
 // (store.Claim, once on whichever node), ends any session the browser had, and begins an
@@ -145,7 +146,8 @@ func (p *Portal) Invite(ctx context.Context, u *users.User, lifespan time.Durati
 	return &Invitation{User: u.Name, Link: link, Expires: expires, Replaced: replaced}, nil
 }
 
-// RevokeInvite removes the live enrolment link of user; ErrNoInvite when there is none.
+// RevokeInvite removes the live enrolment link of user and ends the enrolment session a used
+// link of theirs began; ErrNoInvite when there was neither.
 func (p *Portal) RevokeInvite(ctx context.Context, user string) error {
 	if p.cfg.Store == nil {
 		return ErrNoInvite
@@ -161,12 +163,18 @@ func (p *Portal) RevokeInvite(ctx context.Context, user string) error {
 	return nil
 }
 
-// revokeInvite removes user's latest link and reports whether there was a live one.
+// revokeInvite removes user's latest link and ends the enrolment sessions a link of theirs
+// began (a leaked link may have been used), and reports whether there was a live link or such
+// a session.
 func (p *Portal) revokeInvite(ctx context.Context, user string) (bool, error) {
 	kv := p.cfg.Store
+	ended, err := p.cfg.Sessions.EndEnrolments(ctx, user)
+	if err != nil {
+		return false, fmt.Errorf("portal: ending the enrolment sessions: %w", err)
+	}
 	latest, err := kv.Get(ctx, p.enrolUserKey(user))
 	if errors.Is(err, store.ErrNotFound) {
-		return false, nil
+		return ended > 0, nil
 	} else if err != nil {
 		return false, fmt.Errorf("portal: reading the enrolment link: %w", err)
 	}
@@ -175,7 +183,7 @@ func (p *Portal) revokeInvite(ctx context.Context, user string) (bool, error) {
 	if err := kv.Delete(ctx, []byte(enrolTokenPrefix+string(latest)), p.enrolUserKey(user)); err != nil {
 		return false, fmt.Errorf("portal: revoking the enrolment link: %w", err)
 	}
-	return live, nil
+	return live || ended > 0, nil
 }
 
 // openInvite checks a token: errInvite, an error wrapping users.ErrUnavailable, another error

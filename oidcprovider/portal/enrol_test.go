@@ -433,3 +433,47 @@ func TestEnrolmentRoutes(t *testing.T) {
 		}
 	}
 }
+
+// A link revoked (--revoke) or replaced by a new invite after it was used ends the enrolment
+// session it began: an operator who revokes a leaked link cuts off whoever used it, while the
+// person's ordinary sessions stay (attack run finding: the session went on for its 30 minutes,
+// and --revoke answered that there was no live link).
+func TestRevokingALinkEndsItsEnrolmentSession(t *testing.T) {
+	ctx := t.Context()
+	w, _, _ := newEnrolWorld(t)
+	ordinary, _, err := w.sessions.Create(ctx, "john", session.OneFactor, false) // another browser
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, end := range []string{"revoke", "new invite"} {
+		_, token, _ := w.invite("john", time.Hour)
+		w.redeem(token)
+		id := w.sessionID()
+		if sess, err := w.sessions.Get(ctx, id); err != nil || !sess.Enrolment {
+			t.Fatalf("%s: the enrolment session: %+v %v", end, sess, err)
+		}
+		if end == "revoke" {
+			if err := w.p.RevokeInvite(ctx, "john"); err != nil {
+				t.Fatalf("revoking a used link whose enrolment session is live: %v", err)
+			}
+		} else {
+			w.invite("john", time.Hour)
+		}
+		if _, err := w.sessions.Get(ctx, id); !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("after a %s the used link's enrolment session is still live: %v", end, err)
+		}
+		if rec := w.do("GET", "/settings", nil); rec.Code != http.StatusSeeOther {
+			t.Errorf("after a %s the enrolment session still reaches the settings page: %d", end, rec.Code)
+		}
+	}
+	if _, err := w.sessions.Get(ctx, ordinary); err != nil {
+		t.Fatalf("john's ordinary session ended with the enrolment link: %v", err)
+	}
+	// the last, unused link is revoked; then nothing is left to revoke
+	if err := w.p.RevokeInvite(ctx, "john"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.p.RevokeInvite(ctx, "john"); !errors.Is(err, ErrNoInvite) {
+		t.Fatalf("revoking again: %v, want ErrNoInvite", err)
+	}
+}

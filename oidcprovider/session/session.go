@@ -529,6 +529,31 @@ func (s *Store) EndUserRefs(ctx context.Context, user string) ([]string, error) 
 	return s.endUser(ctx, user, "")
 }
 
+// EndEnrolments ends every enrolment session of user (Session.Enrolment), and no other, and
+// returns how many it ended: an enrolment link revoked or replaced takes the set-up it began
+// with it.
+func (s *Store) EndEnrolments(ctx context.Context, user string) (int, error) {
+	keys, err := s.kv.Keys(ctx, userIndexPrefix(user))
+	if err != nil {
+		return 0, fmt.Errorf("session: listing the sessions of %s: %w", user, err)
+	}
+	ended := 0
+	prefix := len(userIndexPrefix(user))
+	for _, k := range keys {
+		h := string(k[prefix:])
+		var sess Session
+		data, err := s.kv.Get(ctx, recordKey(h))
+		if err != nil || json.Unmarshal(data, &sess) != nil || !sess.Enrolment {
+			continue
+		}
+		if err := s.end(ctx, user, h, sess.Family); err != nil {
+			return ended, fmt.Errorf("session: ending an enrolment session: %w", err)
+		}
+		ended++
+	}
+	return ended, nil
+}
+
 // endUser ends every session of user but the one whose id hashes to keep ("" for none).
 func (s *Store) endUser(ctx context.Context, user, keep string) ([]string, error) {
 	keys, err := s.kv.Keys(ctx, userIndexPrefix(user))
