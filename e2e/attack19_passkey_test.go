@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -24,16 +23,8 @@ func (v *visitor) script(path, csrf, body string) (int, string) {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Origin", v.p.url("auth", ""))
 	req.Header.Set("X-CSRF-Token", csrf)
-	if v.xff != "" {
-		req.Header.Set("X-Forwarded-For", v.xff)
-	}
-	resp, err := v.hc.Do(req)
-	if err != nil {
-		v.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	resp, answer := v.send(req)
+	return resp.StatusCode, answer
 }
 
 // freshBrowser is a new visitor from xff that has loaded the sign-in page, and its CSRF token.

@@ -70,6 +70,12 @@ func (v *visitor) do(method, target string, form url.Values) (*http.Response, st
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("Origin", v.p.url("auth", ""))
 	}
+	return v.send(req)
+}
+
+// send sends req from the visitor's address and returns the answer with its body read.
+func (v *visitor) send(req *http.Request) (*http.Response, string) {
+	v.t.Helper()
 	if v.xff != "" {
 		req.Header.Set("X-Forwarded-For", v.xff)
 	}
