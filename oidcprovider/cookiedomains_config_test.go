@@ -55,6 +55,10 @@ func TestCookieDomainsErrors(t *testing.T) {
 		{"port", "cookie_domain example.com example.org:443", `must be a domain such as example.com`},
 		{"no issuer's domain", "cookie example.org {\n name x\n }", `none of the cookie domains covers the issuer's host "auth.example.com"`},
 		{"bad name", "cookie_domain example.com\n cookie example.org {\n name a;b\n }", `session: cookie "example.org": name "a;b"`},
+		// a browser refuses a __Host- cookie that names a Domain: the hand-off would loop
+		{"__Host- name of a further domain", "cookie_domain example.com\n cookie example.org {\n name __Host-org\n }", `session: cookie "example.org": name "__Host-org": a __Host- cookie cannot have a Domain`},
+		{"__host- name, any case", "cookie_domain example.com\n cookie example.org {\n name __host-org\n }", `name "__host-org": a __Host- cookie cannot have a Domain`},
+		{"__Host- name of the issuer's domain", "name __Host-s\n cookie_domain example.com example.org", `session: name "__Host-s": a __Host- cookie cannot have a Domain`},
 		{"bad same_site", "cookie_domain example.com\n cookie example.org {\n same_site none\n }", `same_site "none": use lax or strict`},
 		{"default URL elsewhere", "cookie_domain example.com\n cookie example.org {\n default_redirection_url https://evil.example/\n }", `default_redirection_url "https://evil.example/" must be an absolute https URL on a host under example.org`},
 		{"unknown cookie option", "cookie_domain example.com\n cookie example.org {\n domain x\n }", `session: cookie example.org: unknown option "domain"`},

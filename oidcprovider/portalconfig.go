@@ -22,7 +22,8 @@ import (
 // SessionConfig is Authelia's session block: the cookie people's browsers carry once they have
 // signed in at the portal, and how long it lasts.
 type SessionConfig struct {
-	// Name is the cookie's name. JSON: "name". Default: "portcullis_session".
+	// Name is the cookie's name (letters, digits, '-' and '_'; not __Host- with a cookie_domain,
+	// which browsers refuse on a cookie with a Domain). JSON: "name". Default: "portcullis_session".
 	Name string `json:"name,omitempty"`
 	// CookieDomain is the domain the cookie is sent to: the protected sites must be it or under
 	// it, and so must the issuer's host. JSON: "cookie_domain". Default: the issuer's host only
@@ -60,8 +61,9 @@ type CookieConfig struct {
 	// above, every other configured cookie domain, and not a public suffix. JSON: "domain".
 	// Required.
 	Domain string `json:"domain"`
-	// Name is the cookie's name on this domain (it may repeat another domain's). JSON: "name".
-	// Default: the session block's name.
+	// Name is the cookie's name on this domain (it may repeat another domain's; letters, digits,
+	// '-' and '_', and not __Host-, a prefix browsers refuse on a cookie with a Domain). JSON:
+	// "name". Default: the session block's name.
 	Name string `json:"name,omitempty"`
 	// SameSite is "lax" or "strict". JSON: "same_site". Default: the session block's.
 	SameSite string `json:"same_site,omitempty"`
@@ -176,6 +178,9 @@ func (a *App) provisionPortal() error {
 			return fmt.Errorf("session: cookie_domain %q does not cover the issuer's host %q; the portal sets the cookie, so use a domain the issuer is in (such as %q)", s.CookieDomain, host, parentDomain(host))
 		}
 		ps.cookieDomain = d
+		if err := checkDomainCookieName("session: name", ps.cookieName); err != nil {
+			return err
+		}
 	}
 	if ps.sameSite, err = sameSiteOf("session: same_site", s.SameSite); err != nil {
 		return err
@@ -313,6 +318,9 @@ func (a *App) otherCookies(ps *portalSettings, s *SessionConfig, list []CookieCo
 			if !validCookieName(c.Name) {
 				return nil, fmt.Errorf("%s: name %q: use letters, digits, '-' and '_'", key, c.Name)
 			}
+			if err := checkDomainCookieName(key+": name", c.Name); err != nil {
+				return nil, err
+			}
 			cd.name = c.Name
 		}
 		if c.SameSite != "" {
@@ -377,6 +385,16 @@ func parentDomain(host string) string {
 	}
 	_, rest, _ := strings.Cut(host, ".")
 	return rest
+}
+
+// checkDomainCookieName refuses the name of a cookie set with a Domain attribute when browsers
+// refuse that cookie: one with the __Host- prefix (in any case), which must be host-only, so the
+// session would never be kept and every sign-in or hand-off would begin again.
+func checkDomainCookieName(key, name string) error {
+	if len(name) >= len("__Host-") && strings.EqualFold(name[:len("__Host-")], "__Host-") {
+		return fmt.Errorf("%s %q: a __Host- cookie cannot have a Domain, and browsers refuse it; drop the __Host- prefix", key, name)
+	}
+	return nil
 }
 
 func validCookieName(s string) bool {
