@@ -229,3 +229,28 @@ func TestHandoffAtTheGate(t *testing.T) {
 		t.Errorf("a code minted before the sign-out, redeemed after it: %d %s %v", a.status, a.header.Get("Location"), a.header["Set-Cookie"])
 	}
 }
+
+// A browser holds a nonce cookie for every hand-off begun and not finished (a restored window of
+// tabs at a further domain, each sent to the sign-in page), and sends them oldest first: the
+// hand-off finished in the last tab still finds its own, however many came before it (a browser
+// keeps at most 180 of a domain).
+func TestHandoffAfterManyUnfinished(t *testing.T) {
+	app := startDomainsApp(t, t.TempDir())
+	h := newHandler(t, app, GateConfig{})
+	sid := signIn(t, app)
+	var cookies []string
+	for range 60 {
+		a := serve(t, h, "GET", "https://app.example.org/tab", map[string]string{"Accept": "text/html"})
+		cs := (&http.Response{Header: a.header}).Cookies()
+		if a.status != http.StatusFound || len(cs) != 1 {
+			t.Fatalf("an unfinished hand-off: %d %v", a.status, a.header["Set-Cookie"])
+		}
+		cookies = append(cookies, cs[0].Name+"="+cs[0].Value)
+	}
+	nonce, redeem := beginHandoff(t, h, app, "https://app.example.org/last", sid)
+	cookies = append(cookies, nonce.Name+"="+nonce.Value)
+	a := serve(t, h, "GET", redeem, map[string]string{"Cookie": strings.Join(cookies, "; ")})
+	if a.status != http.StatusSeeOther || a.header.Get("Location") != "https://app.example.org/last" {
+		t.Fatalf("the last tab's hand-off behind %d unfinished ones: %d %s", len(cookies)-1, a.status, a.header.Get("Location"))
+	}
+}

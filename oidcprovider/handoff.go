@@ -187,8 +187,9 @@ func (a *App) HandoffRedeem(ctx context.Context, host, code, rd string, h http.H
 }
 
 // maxNonceCookies bounds the nonce cookies a redemption looks at (one per hand-off under way
-// in the browser's tabs).
-const maxNonceCookies = 32
+// in the browser's tabs, or begun and left at the sign-in page): as many as a browser keeps of
+// a domain (Chromium's 180), since it sends the oldest first and the newest is the one redeemed.
+const maxNonceCookies = 180
 
 // nonceBindings are the digests of the nonce cookies of d's hand-offs that a request carries:
 // those whose digest begins as the cookie's name says (a cookie whose name and value disagree
