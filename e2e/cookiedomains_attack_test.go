@@ -1,11 +1,15 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
 )
 
 // What an outsider tries against the hand-off, all refused: one code redeemed by many requests
@@ -128,5 +132,42 @@ func TestCookieDomainsAttacksRefused(t *testing.T) {
 	}
 	if strings.Contains(log, portal) {
 		t.Error("the portal's session id is in the server's log")
+	}
+}
+
+// A SameSite=Strict further domain in a real browser: the cookie the gate sets on a navigation
+// begun at the portal is not sent on that navigation's redirect, so the gate answers with a page
+// that moves on by itself; the browser lands on the page asked for, signed in, and the upstream
+// sees neither the session nor the nonce cookie.
+func TestCookieDomainsStrictInABrowser(t *testing.T) {
+	exe := chromiumPath(t)
+	p := startCookieDomainsWith(t, "same_site strict")
+	a := newBrowser(t, exe, "10.0.0.33")
+	a.do(chromedp.Navigate(p.at("app.example.net", `/strict?q="a'<b>`)))
+	a.do(chromedp.SendKeys(chromedp.ID("username"), "john"), chromedp.SendKeys(chromedp.ID("password"), "pw-john"))
+	a.submit("button[type=submit]")
+	a.waitUpstream() // the gate's page moves on by itself
+	want := p.at("app.example.net", "/strict?q=%22a%27%3Cb%3E")
+	if loc := a.location(); loc != want {
+		t.Fatalf("after sign-in at %s, want %s", loc, want)
+	}
+	hdr := a.upstream()["headers"].(map[string]any)
+	if got, _ := hdr["Remote-User"].([]any); len(got) != 1 || got[0] != "john" {
+		t.Errorf("upstream Remote-User = %v", hdr["Remote-User"])
+	}
+	if c := fmt.Sprint(hdr["Cookie"]); strings.Contains(c, "_session") || strings.Contains(c, "handoff") {
+		t.Errorf("a session or nonce cookie reached the upstream: %s", c)
+	}
+	jar, err := chromedp.Call(a.ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{p.at("app.example.net", "/")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range jar.Cookies {
+		if c.Name == "net_session" && c.SameSite != network.CookieSameSiteStrict {
+			t.Errorf("example.net's session cookie: SameSite %s", c.SameSite)
+		}
+		if strings.Contains(c.Name, "handoff") {
+			t.Errorf("the nonce cookie is left: %s", c.Name)
+		}
 	}
 }

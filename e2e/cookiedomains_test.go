@@ -21,7 +21,11 @@ const cookieDomainsTTL = 5 * time.Second
 // (the issuer's; secure.example.test needs one factor), example.net (app.example.net, one
 // factor, and admin.example.net, two, under its own cookie name) and example.org
 // (app.example.org, one factor).
-func startCookieDomains(t *testing.T) *portalSite {
+func startCookieDomains(t *testing.T) *portalSite { return startCookieDomainsWith(t, "") }
+
+// startCookieDomainsWith is startCookieDomains with more options (same_site strict, say) in
+// example.net's cookie block.
+func startCookieDomainsWith(t *testing.T, net string) *portalSite {
 	dir := t.TempDir()
 	p := &portalSite{t: t, port: freePort(t), up: newRecorder(t), users: filepath.Join(dir, "users.yml")}
 	usersFile(t, p.users, map[string]string{
@@ -46,6 +50,7 @@ func startCookieDomains(t *testing.T) *portalSite {
 			cookie example.net {
 				name net_session
 				expiration 2h
+				%[7]s
 			}
 		}
 		identity_validation {
@@ -73,7 +78,7 @@ secure.example.test:%[3]d, app.example.net:%[3]d, admin.example.net:%[3]d, app.e
 	oidc_auth
 	reverse_proxy %[6]s
 }
-`, adminPort, httpPort, p.port, filepath.Join(dir, "store"), p.users, strings.TrimPrefix(p.up.srv.URL, "http://"))
+`, adminPort, httpPort, p.port, filepath.Join(dir, "store"), p.users, strings.TrimPrefix(p.up.srv.URL, "http://"), net)
 	p.admin = adminPort
 	p.s = newServer(t, cf, adminPort, p.port, "PORTCULLIS_TEST_HANDOFF_TTL="+cookieDomainsTTL.String())
 	p.start()
