@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/chromedp/chromedp"
 )
 
 // Attack run on issue 19's passkey sign-in and enrolment links, against the built binary: what
@@ -192,4 +194,28 @@ func TestAttack19EnrolmentLink(t *testing.T) {
 	if resp, _ := f.do(http.MethodGet, p.url("auth", "/settings"), nil); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("the enrolment session after --revoke: %d, want the sign-in page", resp.StatusCode)
 	}
+}
+
+// The page of an address over the passkey sign-in limit: the button says to wait a minute (the
+// 429's message), and the password form still works.
+func TestAttack19PasskeyLimitInABrowser(t *testing.T) {
+	exe := chromiumPath(t)
+	p := startPortalSite(t)
+	for range 60 {
+		v, csrf := freshBrowser(t, p, "10.0.0.61")
+		if status, body := v.script("/passkey/options", csrf, "{}"); status != http.StatusOK {
+			t.Fatalf("options: %d %s", status, body)
+		}
+	}
+	b := newBrowser(t, exe, "10.0.0.61")
+	b.addAuthenticator(true)
+	b.do(chromedp.Navigate(p.url("auth", "/")))
+	b.do(chromedp.WaitVisible(chromedp.ID("passkey-login")), chromedp.Click(chromedp.ID("passkey-login")))
+	b.waitPasskeyStatus("Too many passkey sign-ins")
+	b.shoot("signin-passkey-limited")
+	b.signInAs(p, "john", "pw-john")
+	if loc := b.location(); !strings.HasPrefix(loc, p.url("auth", "/settings")) {
+		t.Errorf("the password after the passkey limit: at %s", loc)
+	}
+	t.Logf("screenshots in %s", b.shots)
 }
