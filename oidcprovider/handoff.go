@@ -154,7 +154,7 @@ func (a *App) HandoffRedeem(ctx context.Context, host, code, rd string, h http.H
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	sessions := st.handoff.sessions[i]
-	id, sess, err := sessions.Adopt(ctx, &g.Session, d.domain)
+	id, sess, err := sessions.Adopt(ctx, &g.Session, d.domain, g.Origin)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}

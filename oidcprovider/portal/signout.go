@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/portcullis-auth/portcullis/oidcprovider/session"
+
 	"go.uber.org/zap"
 )
 
@@ -34,6 +36,9 @@ func (p *Portal) signOut(w http.ResponseWriter, r *http.Request) {
 			p.unavailable(w, r)
 			return
 		}
+	} else if err := p.endLapsed(ctx, r); err != nil {
+		p.unavailable(w, r)
+		return
 	}
 	p.clearSession(w)
 	if rd != "" {
@@ -51,6 +56,25 @@ func (p *Portal) endSession(ctx context.Context, id string) error {
 	}
 	if err == nil && p.cfg.OnSignOut != nil && sess.Ref() != "" {
 		p.cfg.OnSignOut(ctx, sess.User, sess.Ref())
+	}
+	return nil
+}
+
+// endLapsed ends what the browser's lapsed session cookies still lead to: the sessions other
+// cookie domains' gates began from a portal session that has since ended by inactivity or
+// expiration (theirs may last longer), so signing out ends the sign-in on every domain.
+func (p *Portal) endLapsed(ctx context.Context, r *http.Request) error {
+	for _, id := range session.Values(r.Header, p.cfg.CookieName) {
+		user, family, err := p.cfg.Sessions.EndSignIn(ctx, id)
+		if err != nil {
+			return err
+		}
+		if family != "" {
+			p.cfg.Logger.Info("signed out", zap.String("user", user), zap.String("remote_ip", p.cfg.ClientIP(r)), zap.Bool("lapsed", true))
+			if p.cfg.OnSignOut != nil {
+				p.cfg.OnSignOut(ctx, user, family)
+			}
+		}
 	}
 	return nil
 }
@@ -75,6 +99,8 @@ func (p *Portal) EndSession(w http.ResponseWriter, r *http.Request) error {
 		if err := p.endSession(ctx, id); err != nil {
 			return err
 		}
+	} else if err := p.endLapsed(ctx, r); err != nil {
+		return err
 	}
 	p.clearSession(w)
 	return nil

@@ -65,6 +65,14 @@ func Pick[T any](h http.Header, name string, live func(id string) (user string, 
 	return id, v, nil
 }
 
+// Values returns the values of the cookies called name that h carries, at most MaxCookies of
+// them: the sign-out ends each (Store.EndSignIn), live or lapsed.
+func Values(h http.Header, name string) []string {
+	var values [MaxCookies]string
+	n := min(cookieValues(h, name, values[:]), MaxCookies)
+	return slices.Clone(values[:n])
+}
+
 // cookieValues puts the values of the cookies called name into values, in the order the request
 // carries them, and returns how many there are (which may exceed len(values)), without parsing
 // every cookie of the request.

@@ -59,7 +59,7 @@ func TestHandoffCodeIsUsedOnceAcrossNodes(t *testing.T) {
 			t.Fatalf("round %d: %d redemptions of one code, want 1", round, n)
 		}
 	}
-	oid, _, err := sb.Adopt(ctx, sess, "example.net")
+	oid, _, err := sb.Adopt(ctx, sess, "example.net", "")
 	if err != nil {
 		t.Fatal(err)
 	}

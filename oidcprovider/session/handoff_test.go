@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 )
 
 // A hand-off code is good once, for its domain, from the browser holding its nonce, within its
@@ -85,7 +87,7 @@ func TestHandoffCodes(t *testing.T) {
 	if _, err := h.Mint(ctx, &Handoff{Domain: "example.net", Binding: binding, Session: *enrol}); err == nil {
 		t.Error("an enrolment session (no factor) was handed off")
 	}
-	if _, _, err := New(Config{}, kv).Adopt(ctx, enrol, "example.net"); err == nil {
+	if _, _, err := New(Config{}, kv).Adopt(ctx, enrol, "example.net", ""); err == nil {
 		t.Error("an enrolment session (no factor) was adopted")
 	}
 }
@@ -101,7 +103,7 @@ func TestHandoffSessionFamily(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	oid, osess, err := other.Adopt(ctx, sess, "example.net")
+	oid, osess, err := other.Adopt(ctx, sess, "example.net", "")
 	if err != nil || osess.Family != sess.Family || osess.Domain != "example.net" || !osess.Expires.After(sess.Expires) {
 		t.Fatalf("adopt: %+v %v", osess, err)
 	}
@@ -122,7 +124,7 @@ func TestHandoffSessionFamily(t *testing.T) {
 	if live, _ := s.FamilyLive(ctx, sess.Family, ""); !live {
 		t.Fatal("the family is not live while the portal's session is")
 	}
-	oid, _, _ = other.Adopt(ctx, sess, "example.net")
+	oid, _, _ = other.Adopt(ctx, sess, "example.net", "")
 	// a rotation (step-up) keeps the family
 	id, _, err = s.Elevate(ctx, id, TwoFactor)
 	if err != nil {
@@ -132,7 +134,7 @@ func TestHandoffSessionFamily(t *testing.T) {
 		t.Fatalf("a step-up at the portal ended the other domain's session: %v", err)
 	}
 	// dropping one session of the family leaves the others
-	dropped, _, _ := other.Adopt(ctx, sess, "example.net")
+	dropped, _, _ := other.Adopt(ctx, sess, "example.net", "")
 	if err := other.Drop(ctx, dropped); err != nil {
 		t.Fatal(err)
 	}
@@ -177,5 +179,55 @@ func TestHandoffBeginSignature(t *testing.T) {
 		if ok {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// TestSignOutAfterThePortalSessionLapsed: the portal's session ends by inactivity (or
+// expiration) while a session handed off from it lives on at another domain; signing out with
+// the lapsed portal cookie still ends that session, also after a step-up rotated the portal's id.
+func TestSignOutAfterThePortalSessionLapsed(t *testing.T) {
+	ctx := t.Context()
+	s, kv, c := open(t, t.TempDir(), Config{Inactivity: 5 * time.Minute})
+	defer kv.Destruct()
+	other := New(Config{Expiration: 2 * time.Hour, Inactivity: time.Hour, RememberMe: -1}, kv).WithClock(c.now)
+	id, sess, err := s.Create(ctx, "john", OneFactor, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oid, _, err := other.Adopt(ctx, sess, "example.net", IDHash(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a step-up at the portal moves its id; the sign-in is reached through the new one
+	id, _, err = s.Elevate(ctx, id, TwoFactor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4; i++ { // the person works on example.net; the portal's session lapses
+		c.add(2 * time.Minute)
+		if _, _, err := other.WhoIn(ctx, oid, "example.net"); err != nil {
+			t.Fatalf("the other domain's session ended early: %v", err)
+		}
+	}
+	c.add(5 * time.Minute)
+	if _, err := s.Get(ctx, id); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("the portal's session did not lapse: %v", err)
+	}
+	if _, _, err := other.WhoIn(ctx, oid, "example.net"); err != nil {
+		t.Fatalf("the other domain's session: %v", err)
+	}
+	user, family, err := s.EndSignIn(ctx, id)
+	if err != nil || user != "john" || family != sess.Family {
+		t.Fatalf("sign-out with the lapsed cookie: %q %q %v", user, family, err)
+	}
+	if _, _, err := other.WhoIn(ctx, oid, "example.net"); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("signing out with the lapsed portal cookie left the other domain's session: %v", err)
+	}
+	// once used, the record is gone; an unknown id leads nowhere
+	if user, family, err := s.EndSignIn(ctx, id); err != nil || user != "" || family != "" {
+		t.Fatalf("a second sign-out: %q %q %v", user, family, err)
+	}
+	if _, err := kv.Get(ctx, signInKey(IDHash(id))); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the sign-in record outlived the sign-out: %v", err)
 	}
 }

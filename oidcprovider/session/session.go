@@ -167,6 +167,7 @@ func recordKey(hash string) []byte          { return []byte("sess/" + hash) }
 func familyPrefix(family string) []byte     { return []byte("sess-family/" + family + "/") }
 func familyKey(family, hash string) []byte  { return []byte("sess-family/" + family + "/" + hash) }
 func endKey(hash string) []byte             { return []byte(EndKeyPrefix + hash) }
+func signInKey(hash string) []byte          { return []byte("sess-signin/" + hash) }
 func userIndexKey(user, hash string) []byte { return []byte("sess-user/" + user + "/" + hash) }
 func userIndexPrefix(user string) []byte    { return []byte("sess-user/" + user + "/") }
 
@@ -297,8 +298,10 @@ func (s *Store) WhoIn(ctx context.Context, id, domain string) (string, Level, er
 // Adopt begins a session of this store's lifetimes from what a hand-off carried (from, a session
 // of the portal's): its user, factors (and the identity provider they came through), times of
 // authentication and Family, on domain. It is remember-me when from was and remember-me is
-// enabled here.
-func (s *Store) Adopt(ctx context.Context, from *Session, domain string) (string, *Session, error) {
+// enabled here. origin is the store's digest of the portal session's id (IDHash), or "": the
+// sign-in is remembered under it for as long as this session may live (keepSignIn), so that
+// signing out with the portal's cookie ends this session even once the portal's own has lapsed.
+func (s *Store) Adopt(ctx context.Context, from *Session, domain, origin string) (string, *Session, error) {
 	if from.User == "" || strings.Contains(from.User, "/") || from.Family == "" || domain == "" || from.Enrolment || from.Level < OneFactor {
 		return "", nil, fmt.Errorf("session: a hand-off without a user, a factor, a family or a domain")
 	}
@@ -310,7 +313,64 @@ func (s *Store) Adopt(ctx context.Context, from *Session, domain string) (string
 		sess.RememberMe, sess.Expires = true, now.Add(s.cfg.RememberMe)
 	}
 	id, err := s.put(ctx, sess)
-	return id, sess, err
+	if err != nil {
+		return "", nil, err
+	}
+	if origin != "" {
+		if err := s.keepSignIn(ctx, origin, &signIn{User: sess.User, Family: sess.Family, Until: sess.Expires}); err != nil {
+			_ = s.end(ctx, sess.User, hashID(id), sess.Family)
+			return "", nil, err
+		}
+	}
+	return id, sess, nil
+}
+
+// signIn is what a portal session's id (hashed) leads to once sessions of other cookie domains
+// were handed off from it: the sign-in (user and family) and until when one of them may live.
+// It outlives the portal session, which may lapse first (inactivity, a shorter expiration).
+type signIn struct {
+	User   string    `json:"user"`
+	Family string    `json:"family"`
+	Until  time.Time `json:"until"`
+}
+
+// readSignIn is the sign-in remembered under the portal session digest h, or nil.
+func (s *Store) readSignIn(ctx context.Context, h string) (*signIn, error) {
+	data, err := s.kv.Get(ctx, signInKey(h))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	var in signIn
+	if json.Unmarshal(data, &in) != nil || in.Family == "" {
+		return nil, nil
+	}
+	return &in, nil
+}
+
+// keepSignIn remembers in under the portal session digest h until in.Until, or leaves a record
+// that lasts longer.
+func (s *Store) keepSignIn(ctx context.Context, h string, in *signIn) error {
+	old, err := s.readSignIn(ctx, h)
+	if err != nil {
+		return err
+	}
+	if old != nil && old.Family == in.Family && !old.Until.Before(in.Until) {
+		return nil
+	}
+	ttl := in.Until.Sub(s.now())
+	if ttl <= 0 {
+		return nil
+	}
+	data, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	if err := s.kv.Put(ctx, store.Entry{Key: signInKey(h), Value: data, TTL: ttl}); err != nil {
+		return fmt.Errorf("session: remembering the sign-in: %w", err)
+	}
+	return nil
 }
 
 // get returns the live session of id, shared with the cache: callers must not change it.
@@ -406,7 +466,17 @@ func (s *Store) rotate(ctx context.Context, id string, change func(*Session, tim
 	if err != nil {
 		return "", nil, err
 	}
-	if err := s.end(ctx, sess.User, hashID(id), sess.Family); err != nil {
+	old := hashID(id)
+	// the sign-in the old id led to (sessions handed off from it), now reached through the new id
+	if in, err := s.readSignIn(ctx, old); err != nil {
+		return "", nil, err
+	} else if in != nil {
+		if err := s.keepSignIn(ctx, hashID(newID), in); err != nil {
+			return "", nil, err
+		}
+		_ = s.kv.Delete(ctx, signInKey(old))
+	}
+	if err := s.end(ctx, sess.User, old, sess.Family); err != nil {
 		return "", nil, err
 	}
 	return newID, sess, nil
@@ -414,13 +484,43 @@ func (s *Store) rotate(ctx context.Context, id string, change func(*Session, tim
 
 // End ends the session of id (sign-out), with every other session of its family: those the
 // gates of the other cookie domains began from it through a hand-off, so that signing out once
-// ends the person's session on every domain. Ending an unknown session is not an error.
+// ends the person's session on every domain. Ending an unknown session is not an error. When
+// the session of id has already lapsed (inactivity, expiration) but sessions were handed off from
+// it, those are ended all the same, so a sign-out with a lapsed portal cookie still ends the
+// sign-in on every domain; End returns the user and family ended ("" when none), which the
+// caller tells whoever ends what the sign-in authorized.
 func (s *Store) End(ctx context.Context, id string) error {
+	_, _, err := s.EndSignIn(ctx, id)
+	return err
+}
+
+// EndSignIn is End, returning the user and the family (Session.Ref) of the sign-in it ended,
+// or "" for both when id led to none.
+func (s *Store) EndSignIn(ctx context.Context, id string) (user, family string, err error) {
 	sess, err := s.drop(ctx, id)
-	if err != nil || sess == nil {
-		return err
+	if err != nil {
+		return "", "", err
 	}
-	return s.endFamily(ctx, sess.User, sess.Family)
+	h := hashID(id)
+	in, err := s.readSignIn(ctx, h)
+	if err != nil {
+		return "", "", err
+	}
+	switch {
+	case sess != nil:
+		user, family = sess.User, sess.Family
+	case in != nil:
+		user, family = in.User, in.Family
+	default:
+		return "", "", nil
+	}
+	if err := s.endFamily(ctx, user, family); err != nil {
+		return "", "", err
+	}
+	if in != nil {
+		_ = s.kv.Delete(ctx, signInKey(h))
+	}
+	return user, family, nil
 }
 
 // Drop ends the session of id alone, not its family: a session of a further cookie domain
