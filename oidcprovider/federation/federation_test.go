@@ -546,3 +546,98 @@ func TestLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// claim_username email names no one with an address the upstream has not verified (as for
+// GitHub): by_username or create_users would otherwise take the name from anyone's say-so.
+func TestUnverifiedEmailNamesNoOne(t *testing.T) {
+	ctx := context.Background()
+	for _, verified := range []any{false, "false", nil} {
+		u := newUpstream(t)
+		u.claims = map[string]any{"email": "john@example.test", "email_verified": verified}
+		p := newProvider(t, u, openKV(t), func(c *Config) { c.ClaimUsername, c.Link = "email", LinkByUsername })
+		authURL, binding, _ := p.Begin(ctx, Pending{Intent: IntentSignIn})
+		id, _, err := p.Finish(ctx, u.authorize(authURL), binding)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id.Username != "" {
+			t.Errorf("email_verified %v: username %q from an unverified address, want none", verified, id.Username)
+		}
+	}
+}
+
+// Names and addresses match when they differ in ASCII case alone: a Unicode fold (the Kelvin
+// sign K, the long s ſ) is another upstream identity, not the local user's.
+func TestResolveNoUnicodeFolding(t *testing.T) {
+	ctx := context.Background()
+	p := filepath.Join(t.TempDir(), "users.yml")
+	digest, _ := users.HashPassword("pw")
+	if err := os.WriteFile(p, []byte("users:\n  kate:\n    password: \""+digest+"\"\n    email: sue@example.test\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := users.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	links := NewLinks(openKV(t))
+	for _, tc := range []struct {
+		link, username, email, want string
+	}{
+		{LinkByUsername, "KATE", "", "kate"},
+		{LinkByUsername, "\u212aate", "", ""},
+		{LinkByEmailVerified, "", "SUE@example.test", "kate"},
+		{LinkByEmailVerified, "", "\u017fue@example.test", ""},
+	} {
+		c := Config{Name: "up", Type: TypeOIDC, Issuer: "https://idp.example.test", ClientID: "a", ClientSecret: "b", Link: tc.link}
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		id := &Identity{Provider: "up", Subject: "s-" + tc.username + tc.email, Username: tc.username, Email: tc.email, EmailVerified: true}
+		u, _, err := Resolve(ctx, c, links, dir, id)
+		got := ""
+		if u != nil {
+			got = u.Name
+		}
+		if tc.want == "" && !errors.Is(err, ErrUnknown) || tc.want != "" && (err != nil || got != tc.want) {
+			t.Errorf("%s %q %q: user %q, %v; want %q", tc.link, tc.username, tc.email, got, err, tc.want)
+		}
+	}
+}
+
+// An unlinked identity signs its user in no more, whatever the rule: by_email_verified would
+// otherwise link it again at its next sign-in. Linking it on the account page again lifts that.
+func TestUnlinkedStaysUnlinked(t *testing.T) {
+	ctx := context.Background()
+	dir := usersDir(t)
+	links := NewLinks(openKV(t))
+	c := Config{Name: "up", Type: TypeOIDC, Issuer: "https://idp.example.test", ClientID: "a", ClientSecret: "b"}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	id := &Identity{Provider: "up", Subject: "s1", Email: "john@example.test", EmailVerified: true}
+	u, _, err := Resolve(ctx, c, links, dir, id)
+	if err != nil || u.Name != "john" {
+		t.Fatalf("before: %v %v", u, err)
+	}
+	if err := links.Add(ctx, id, "john", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := links.Remove(ctx, "john", "up", "s1"); !ok || err != nil {
+		t.Fatalf("unlinking: %v %v", ok, err)
+	}
+	if u, _, err := Resolve(ctx, c, links, dir, id); !errors.Is(err, ErrUnlinked) {
+		t.Fatalf("after unlinking: %v %v, want ErrUnlinked", u, err)
+	}
+	// another identity with the same address is not concerned
+	other := &Identity{Provider: "up", Subject: "s2", Email: "john@example.test", EmailVerified: true}
+	if u, _, err := Resolve(ctx, c, links, dir, other); err != nil || u.Name != "john" {
+		t.Fatalf("another identity: %v %v", u, err)
+	}
+	// linked again by the person, on the account page
+	if err := links.Add(ctx, id, "john", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if u, viaLink, err := Resolve(ctx, c, links, dir, id); err != nil || u.Name != "john" || !viaLink {
+		t.Fatalf("linked again: %v %v %v", u, viaLink, err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/store"
 	"github.com/portcullis-auth/portcullis/oidcprovider/users"
@@ -19,9 +20,11 @@ import (
 //
 //	federation/link/<provider>/<b64url(subject)>                → Link (JSON)
 //	federation/user/<b64url(user)>/<provider>/<b64url(subject)> → Link (JSON), the user's index
+//	federation/unlinked/<provider>/<b64url(subject)>            → the user it was unlinked from
 const (
-	linkPrefix = "federation/link/"
-	userPrefix = "federation/user/"
+	linkPrefix     = "federation/link/"
+	userPrefix     = "federation/user/"
+	unlinkedPrefix = "federation/unlinked/"
 )
 
 // Errors of the links and the mapping, for errors.Is.
@@ -36,6 +39,9 @@ var (
 	ErrDomain = errors.New("federation: this e-mail address's domain is not allowed")
 	// ErrDisabled is a local user who is disabled.
 	ErrDisabled = errors.New("federation: the account is disabled")
+	// ErrUnlinked is an identity its person unlinked: no rule maps it again until it is
+	// linked on the account page.
+	ErrUnlinked = errors.New("federation: this identity was unlinked from its account")
 )
 
 // Link ties an upstream identity to a local user.
@@ -69,6 +75,10 @@ func userKey(user, provider, subject string) []byte {
 	return []byte(userPrefix + b64(user) + "/" + provider + "/" + b64(subject))
 }
 
+func unlinkedKey(provider, subject string) []byte {
+	return []byte(unlinkedPrefix + provider + "/" + b64(subject))
+}
+
 // Find returns the link of (provider, subject), or store.ErrNotFound.
 func (l *Links) Find(ctx context.Context, provider, subject string) (*Link, error) {
 	data, err := l.kv.Get(ctx, linkKey(provider, subject))
@@ -83,7 +93,8 @@ func (l *Links) Find(ctx context.Context, provider, subject string) (*Link, erro
 }
 
 // Add links id to user: atomically across nodes, so an identity is never linked to two users
-// (ErrLinkedElsewhere). Linking it to its own user again is no error.
+// (ErrLinkedElsewhere). Linking it to its own user again is no error. A linked identity is
+// unlinked no more (Remove's mark is lifted).
 func (l *Links) Add(ctx context.Context, id *Identity, user string, now time.Time) error {
 	rec := Link{Provider: id.Provider, Subject: id.Subject, User: user, Username: id.Username, Email: id.Email, Linked: now.UTC()}
 	data, err := json.Marshal(rec)
@@ -102,6 +113,9 @@ func (l *Links) Add(ctx context.Context, id *Identity, user string, now time.Tim
 		return ErrLinkedElsewhere
 	}
 	if err := l.kv.PutSync(ctx, store.Entry{Key: userKey(user, id.Provider, id.Subject), Value: got}); err != nil {
+		return fmt.Errorf("federation: keeping a link: %w", err)
+	}
+	if err := l.kv.Delete(ctx, unlinkedKey(id.Provider, id.Subject)); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("federation: keeping a link: %w", err)
 	}
 	return nil
@@ -130,7 +144,9 @@ func (l *Links) List(ctx context.Context, user string) ([]Link, error) {
 	return out, nil
 }
 
-// Remove unlinks (provider, subject) from user, and reports whether it was linked to user.
+// Remove unlinks (provider, subject) from user, and reports whether it was linked to user. The
+// identity stays marked as unlinked, so Resolve maps it by no rule (by_email_verified would
+// link it again at its next sign-in) until it is linked again (Add).
 func (l *Links) Remove(ctx context.Context, user, provider, subject string) (bool, error) {
 	link, err := l.Find(ctx, provider, subject)
 	if errors.Is(err, store.ErrNotFound) {
@@ -142,6 +158,9 @@ func (l *Links) Remove(ctx context.Context, user, provider, subject string) (boo
 	if link.User != user {
 		return false, nil
 	}
+	if err := l.kv.PutSync(ctx, store.Entry{Key: unlinkedKey(provider, subject), Value: []byte(user)}); err != nil {
+		return false, fmt.Errorf("federation: removing a link: %w", err)
+	}
 	if err := l.kv.Delete(ctx, linkKey(provider, subject), userKey(user, provider, subject)); err != nil {
 		return false, fmt.Errorf("federation: removing a link: %w", err)
 	}
@@ -151,7 +170,7 @@ func (l *Links) Remove(ctx context.Context, user, provider, subject string) (boo
 // Resolve finds the local user id signs in as under the provider's rules: an existing link
 // always wins; else by the config's Link (by_email_verified, by_username; manual finds none).
 // With AllowedDomains set, the e-mail address must be under one of them and verified. linked reports a user found
-// through a link. Errors: ErrDomain, ErrUnverified, ErrUnknown, ErrDisabled, or one wrapping
+// through a link. Errors: ErrDomain, ErrUnverified, ErrUnknown, ErrUnlinked, ErrDisabled, or one wrapping
 // users.ErrUnavailable or the store's.
 func Resolve(ctx context.Context, cfg Config, links *Links, dir users.Directory, id *Identity) (u *users.User, linked bool, err error) {
 	if len(cfg.AllowedDomains) > 0 {
@@ -168,7 +187,11 @@ func Resolve(ctx context.Context, cfg Config, links *Links, dir users.Directory,
 		u, err = dir.Lookup(ctx, link.User)
 		linked = true
 	case errors.Is(err, store.ErrNotFound):
-		u, err = byRule(ctx, cfg, dir, id)
+		if _, err = links.kv.Get(ctx, unlinkedKey(id.Provider, id.Subject)); err == nil {
+			return nil, false, ErrUnlinked
+		} else if errors.Is(err, store.ErrNotFound) {
+			u, err = byRule(ctx, cfg, dir, id)
+		}
 	}
 	if errors.Is(err, users.ErrNotFound) {
 		return nil, linked, ErrUnknown
@@ -197,7 +220,7 @@ func byRule(ctx context.Context, cfg Config, dir users.Directory, id *Identity) 
 		}
 		// Lookup also takes a username: the address must be one of the user's
 		for _, m := range u.Emails {
-			if strings.EqualFold(m, id.Email) {
+			if sameFold(m, id.Email) {
 				return u, nil
 			}
 		}
@@ -210,13 +233,45 @@ func byRule(ctx context.Context, cfg Config, dir users.Directory, id *Identity) 
 		if err != nil {
 			return nil, err
 		}
-		if u.Name != id.Username && !strings.EqualFold(u.Name, id.Username) {
-			// Lookup found the name as someone's mail address: by_username maps names alone
+		if !sameFold(u.Name, id.Username) {
+			// Lookup found the name as someone's mail address (by_username maps names alone),
+			// or folded a non-ASCII letter of it
 			return nil, users.ErrNotFound
 		}
 		return u, nil
 	}
 	return nil, users.ErrNotFound
+}
+
+// sameFold reports whether an upstream's name or address is the local one, differing at most in
+// ASCII case: a Unicode fold (the Kelvin sign K as k, the long s ſ as s) may be another person
+// to the upstream, so it matches no one.
+func sameFold(local, upstream string) bool {
+	if local == upstream {
+		return true
+	}
+	if len(local) != len(upstream) {
+		return false
+	}
+	for i := range len(local) {
+		a, b := local[i], upstream[i]
+		if a >= utf8.RuneSelf || b >= utf8.RuneSelf {
+			if a != b {
+				return false
+			}
+			continue
+		}
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
+		}
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if a != b {
+			return false
+		}
+	}
+	return true
 }
 
 // DomainAllowed reports whether email is under the provider's allowed_domains (always, when

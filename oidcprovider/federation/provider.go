@@ -395,6 +395,9 @@ func (p *Provider) oidcIdentity(ctx context.Context, d *oidc.Provider, tok *oaut
 	}
 	id.Name, _ = c["name"].(string)
 	id.Username, _ = c[p.cfg.ClaimUsername].(string)
+	if p.cfg.ClaimUsername == "email" && !id.EmailVerified {
+		id.Username = "" // an address the upstream has not verified names no one (as for GitHub)
+	}
 	if amr, ok := c["amr"].([]any); ok {
 		for _, m := range amr {
 			if m == "mfa" {

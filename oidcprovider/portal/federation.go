@@ -282,6 +282,8 @@ func (p *Portal) federationRefused(w http.ResponseWriter, r *http.Request, c fed
 		reason, msg = "e-mail address not verified", c.DisplayName+" has not verified your e-mail address, so it cannot tell us who you are here. Verify it at "+c.DisplayName+", or sign in with your password."
 	case errors.Is(err, federation.ErrDisabled):
 		reason, msg = "user disabled", "Your account here is disabled. Ask the people who run this service."
+	case errors.Is(err, federation.ErrUnlinked):
+		reason, msg = "identity unlinked", "This "+c.DisplayName+" identity was unlinked from its account here, so it no longer signs anyone in. Sign in with your password and link "+c.DisplayName+" again on your account page if you want it back."
 	case errors.Is(err, federation.ErrUnknown):
 		reason, msg = "no matching user", "There is no account here for your "+c.DisplayName+" identity. Sign in with your password and link "+c.DisplayName+" on your account page, or ask the people who run this service for an account."
 	default:
