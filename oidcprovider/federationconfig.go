@@ -87,7 +87,8 @@ func (a *App) startFederation(kv store.KV, secret []byte, cfg *portal.Config) er
 
 // createFederatedUser adds the person of id to the users file (create_users), named by the
 // upstream's claim_username value, with its name and verified e-mail address and a random
-// password nobody knows (a password reset or a passkey gives them one of their own).
+// password nobody knows (a password reset or a passkey gives them one of their own). A name
+// that finds a user already (in another case, or as a user's address) is ErrUserExists.
 func createFederatedUser(ctx context.Context, f *users.File, id *federation.Identity) (*users.User, error) {
 	nu := users.NewUser{Name: id.Username, DisplayName: strings.TrimSpace(id.Name)}
 	if id.EmailVerified && id.Email != "" {
@@ -99,6 +100,13 @@ func createFederatedUser(ctx context.Context, f *users.File, id *federation.Iden
 	}
 	nu.Digest = digest
 	add := func(data []byte) ([]byte, error) {
+		// a name sign-in finds already (another user's address, say) would be taken, at a
+		// password sign-in, a reset and in Remote-User, for the one it names now
+		if db, err := users.Parse(data); err != nil {
+			return nil, err
+		} else if u, err := db.Find(nu.Name); err == nil {
+			return nil, fmt.Errorf("%q names user %q: %w", nu.Name, u.Name, users.ErrUserExists)
+		}
 		out, err := users.AddUser(data, nu)
 		if errors.Is(err, users.ErrInvalid) && nu.DisplayName != "" {
 			// a name the file cannot hold (a control character, say): the username serves
