@@ -176,8 +176,8 @@ func withState(t *testing.T, cb, state string) string {
 // OpenID Connect provider. The downstream starts while the upstream is down; a person signs in
 // with the upstream button and is mapped by verified e-mail address to the local user; a
 // replayed callback, a tampered state and a callback opened in another browser are refused;
-// the account page lists the link, unlinks it behind elevation and links another provider
-// manually; an unknown identity and a disallowed domain are refused with a clear page;
+// the account page lists the link, unlinks it behind elevation (the unlinked identity then signs
+// no one in until it is linked again) and links another provider manually; an unknown identity and a disallowed domain are refused with a clear page;
 // create_users adds the person to the users file; with the upstream stopped the button's page
 // says so and the password still works.
 func TestFederationInABrowser(t *testing.T) {
@@ -258,6 +258,24 @@ func TestFederationInABrowser(t *testing.T) {
 		t.Fatalf("linked accounts after linking: %q", got)
 	}
 	a.shoot("federation-linked")
+
+	// the unlinked identity signs no one in by its address (it was not linked again at its
+	// next sign-in) until the person links it again on the account page
+	g := newBrowser(t, exe, "10.0.0.6")
+	g.do(chromedp.Navigate(p.url("auth", "/")))
+	g.submit("#federation-idp")
+	upstreamSignIn(g, up, "jdoe")
+	if msg := g.text(".error"); !strings.Contains(msg, "was unlinked from its account") {
+		t.Fatalf("an unlinked identity: %q at %s", msg, g.location())
+	}
+	if c := g.cookie("portcullis_session"); c != "" {
+		t.Fatal("an unlinked identity got a session cookie")
+	}
+	g.shoot("federation-unlinked")
+	a.submit("#link-idp")
+	if loc := a.location(); !strings.HasSuffix(loc, "/settings?notice=identity-linked") {
+		t.Fatalf("after linking again at %s", loc)
+	}
 
 	// an identity no local user has: refused with a clear page, and no session
 	b := newBrowser(t, exe, "10.0.0.2")
