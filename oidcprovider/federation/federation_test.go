@@ -36,7 +36,9 @@ type upstream struct {
 	key    *rsa.PrivateKey
 	mu     sync.Mutex
 	codes  map[string]authz // code → the authorization request's challenge and nonce
-	claims map[string]any   // extra claims of the next ID token
+	claims map[string]any   // extra claims of the next ID token (nil: left out)
+	// userinfo is the userinfo endpoint's answer (none: the upstream has no such endpoint)
+	userinfo map[string]any
 	// overrides of the next ID token
 	nonce, issuer, audience string
 	signWith                *rsa.PrivateKey
@@ -55,7 +57,16 @@ func newUpstream(t *testing.T) *upstream {
 		_ = json.NewEncoder(w).Encode(map[string]any{
 			"issuer": u.srv.URL, "authorization_endpoint": u.srv.URL + "/authorize", "token_endpoint": u.srv.URL + "/token",
 			"jwks_uri": u.srv.URL + "/jwks", "id_token_signing_alg_values_supported": []string{"RS256"},
+			"userinfo_endpoint": u.srv.URL + "/userinfo",
 		})
+	})
+	mux.HandleFunc("/userinfo", func(w http.ResponseWriter, r *http.Request) {
+		if u.userinfo == nil || r.Header.Get("Authorization") != "Bearer at" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(u.userinfo)
 	})
 	mux.HandleFunc("/jwks", func(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &u.key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
@@ -125,6 +136,9 @@ func (u *upstream) idToken(nonce string) string {
 		"email": "john@example.test", "email_verified": true, "preferred_username": "johnny", "name": "John Doe"}
 	for k, v := range u.claims {
 		claims[k] = v
+		if v == nil {
+			delete(claims, k) // nil leaves the claim out
+		}
 	}
 	raw, err := jwt.Signed(sig).Claims(claims).Serialize()
 	if err != nil {
@@ -639,5 +653,48 @@ func TestUnlinkedStaysUnlinked(t *testing.T) {
 	}
 	if u, viaLink, err := Resolve(ctx, c, links, dir, id); err != nil || u.Name != "john" || !viaLink {
 		t.Fatalf("linked again: %v %v %v", u, viaLink, err)
+	}
+}
+
+// Userinfo fills in only what the ID token lacks, for the same subject: another subject's
+// answer adds nothing, and its email_verified vouches for its own address alone, never for
+// the ID token's. An ID token without a subject is refused.
+func TestUserinfo(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name     string
+		claims   map[string]any // of the ID token
+		userinfo map[string]any
+		want     Identity
+		err      error
+	}{
+		{"fills in", map[string]any{"email": nil, "email_verified": nil, "preferred_username": nil},
+			map[string]any{"sub": "up-123", "email": "j@example.test", "email_verified": true, "preferred_username": "jj"},
+			Identity{Subject: "up-123", Email: "j@example.test", EmailVerified: true, Username: "jj", Name: "John Doe"}, nil},
+		{"another subject", map[string]any{"email": nil, "email_verified": nil, "preferred_username": nil},
+			map[string]any{"sub": "someone-else", "email": "j@example.test", "email_verified": true, "preferred_username": "jj"},
+			Identity{Subject: "up-123", Name: "John Doe"}, nil},
+		{"verified, another address", map[string]any{"email": "new@example.test", "email_verified": nil, "preferred_username": nil},
+			map[string]any{"sub": "up-123", "email": "old@example.test", "email_verified": true, "preferred_username": "jj"},
+			Identity{Subject: "up-123", Email: "new@example.test", Username: "jj", Name: "John Doe"}, nil},
+		{"no subject", map[string]any{"sub": ""}, nil, Identity{}, ErrToken},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u := newUpstream(t)
+			u.claims, u.userinfo = tc.claims, tc.userinfo
+			p := newProvider(t, u, openKV(t), nil)
+			authURL, binding, _ := p.Begin(ctx, Pending{Intent: IntentSignIn})
+			id, _, err := p.Finish(ctx, u.authorize(authURL), binding)
+			if tc.err != nil || err != nil {
+				if !errors.Is(err, tc.err) {
+					t.Fatalf("%v, want %v", err, tc.err)
+				}
+				return
+			}
+			tc.want.Provider = "up"
+			if *id != tc.want {
+				t.Fatalf("identity %+v, want %+v", *id, tc.want)
+			}
+		})
 	}
 }

@@ -368,6 +368,10 @@ func (p *Provider) oidcIdentity(ctx context.Context, d *oidc.Provider, tok *oaut
 	if !hmac.Equal([]byte(idt.Nonce), []byte(nonce)) {
 		return nil, fmt.Errorf("%w: the ID token's nonce is not this flow's", ErrToken)
 	}
+	if idt.Subject == "" {
+		// every subject-less identity would be one link, one person
+		return nil, fmt.Errorf("%w: the ID token has no subject", ErrToken)
+	}
 	var c map[string]any
 	if err := idt.Claims(&c); err != nil {
 		return nil, fmt.Errorf("%w: the ID token's claims: %w", ErrToken, err)
@@ -377,6 +381,12 @@ func (p *Provider) oidcIdentity(ctx context.Context, d *oidc.Provider, tok *oaut
 		if ui, err := d.UserInfo(ctx, oauth2.StaticTokenSource(tok)); err == nil && ui.Subject == idt.Subject {
 			var more map[string]any
 			if ui.Claims(&more) == nil {
+				if _, ok := c["email"]; ok {
+					// userinfo's email_verified vouches for its own address alone
+					if a, _ := c["email"].(string); a == "" || a != more["email"] {
+						delete(more, "email_verified")
+					}
+				}
 				for k, v := range more {
 					if _, ok := c[k]; !ok {
 						c[k] = v
