@@ -88,7 +88,8 @@ func (a *App) startFederation(kv store.KV, secret []byte, cfg *portal.Config) er
 // createFederatedUser adds the person of id to the users file (create_users), named by the
 // upstream's claim_username value, with its name and verified e-mail address and a random
 // password nobody knows (a password reset or a passkey gives them one of their own). A name
-// that finds a user already (in another case, or as a user's address) is ErrUserExists.
+// that finds a user already (in another case, or as a user's address), or an address that is
+// another user's, is ErrUserExists.
 func createFederatedUser(ctx context.Context, f *users.File, id *federation.Identity) (*users.User, error) {
 	nu := users.NewUser{Name: id.Username, DisplayName: strings.TrimSpace(id.Name)}
 	if id.EmailVerified && id.Email != "" {
@@ -106,6 +107,9 @@ func createFederatedUser(ctx context.Context, f *users.File, id *federation.Iden
 			return nil, err
 		} else if u, err := db.Find(nu.Name); err == nil {
 			return nil, fmt.Errorf("%q names user %q: %w", nu.Name, u.Name, users.ErrUserExists)
+		} else if owner := emailOwner(db, nu.Emails); owner != "" {
+			// two users with one address: Remote-Email and a reset would speak for both
+			return nil, fmt.Errorf("the address %q is user %q's: %w", nu.Emails[0], owner, users.ErrUserExists)
 		}
 		out, err := users.AddUser(data, nu)
 		if errors.Is(err, users.ErrInvalid) && nu.DisplayName != "" {
@@ -122,4 +126,19 @@ func createFederatedUser(ctx context.Context, f *users.File, id *federation.Iden
 		return nil, fmt.Errorf("re-reading the users file after creating user %q: %w", nu.Name, err)
 	}
 	return f.Lookup(ctx, nu.Name)
+}
+
+// emailOwner is the user of db who has one of the addresses, or "".
+func emailOwner(db *users.Database, addrs []string) string {
+	for _, name := range db.Names() {
+		u, _ := db.Lookup(name)
+		for _, m := range u.Emails {
+			for _, a := range addrs {
+				if strings.EqualFold(m, a) {
+					return name
+				}
+			}
+		}
+	}
+	return ""
 }
