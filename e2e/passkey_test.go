@@ -315,6 +315,16 @@ func TestPasskeySignIn(t *testing.T) {
 	if status != http.StatusOK || !strings.Contains(body, "redirect") || !slices.ContainsFunc(cookies, func(c *http.Cookie) bool { return c.Name == "portcullis_session" && c.Value != "" }) {
 		t.Fatalf("the captured answer, sent once: %d %s", status, body)
 	}
+	// the session the captured answer gave (a thief's, say) lives until the passkey is removed
+	var elsewhere string
+	for _, c := range cookies {
+		if c.Name == "portcullis_session" {
+			elsewhere = c.Value
+		}
+	}
+	if resp := getWithCookie(t, p.client(), p.url("secure", "/"), elsewhere); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the session of the captured answer: %d", resp.StatusCode)
+	}
 	if status, body, cookies := postAssertion(t, p, c, c.Body, csrf); status != http.StatusUnauthorized || slices.ContainsFunc(cookies, func(c *http.Cookie) bool { return c.Name == "portcullis_session" && c.Value != "" }) {
 		t.Errorf("the captured answer replayed: %d %s", status, body)
 	}
@@ -366,6 +376,10 @@ func TestPasskeySignIn(t *testing.T) {
 	a.submit(`li.key:nth-child(1) button.danger`)
 	if loc := a.location(); loc != p.url("auth", "/settings?notice=key-removed") {
 		t.Fatalf("removing the passkey: at %s: %q", loc, a.text("main"))
+	}
+	// removing it signs out the other sessions it opened (as a password change does)
+	if resp := getWithCookie(t, p.client(), p.url("secure", "/"), elsewhere); resp.StatusCode != http.StatusFound {
+		t.Errorf("a session of the removed passkey elsewhere: %d, want 302 to sign in", resp.StatusCode)
 	}
 	a.do(chromedp.Navigate(p.url("auth", "/logout")))
 	a.submit("button[type=submit]")

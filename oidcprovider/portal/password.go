@@ -100,25 +100,7 @@ func (p *Portal) changePassword(w http.ResponseWriter, r *http.Request) {
 	}
 	// whoever else holds a session of this person (a stolen cookie, a forgotten browser) is
 	// signed out, with the tokens those sessions got; this browser goes on under a new id
-	refs, err := p.cfg.Sessions.EndUserExcept(ctx, u.Name, id)
-	if err != nil {
-		p.cfg.Logger.Error("portal: ending the other sessions after a password change", zap.String("user", u.Name), zap.Error(err))
-	}
-	if p.cfg.OnSignOut != nil {
-		for _, ref := range refs {
-			if ref != "" {
-				p.cfg.OnSignOut(ctx, u.Name, ref)
-			}
-		}
-	}
-	// a refresh token outlives its session: an application signed in with the old password
-	// (by whoever learnt it) must not keep refreshing; the person's own applications sign in
-	// again through this browser's session
-	if p.cfg.EndUserTokens != nil {
-		if err := p.cfg.EndUserTokens(context.WithoutCancel(ctx), u.Name); err != nil {
-			p.cfg.Logger.Error("portal: ending the tokens of a user whose password changed", zap.String("user", u.Name), zap.Error(err))
-		}
-	}
+	ended := p.endOtherSessions(ctx, u.Name, id, "a password change")
 	newID, sess, err := p.cfg.Sessions.ConfirmPassword(ctx, id)
 	if err != nil {
 		p.cfg.Logger.Error("portal: moving the session after a password change", zap.Error(err))
@@ -127,12 +109,37 @@ func (p *Portal) changePassword(w http.ResponseWriter, r *http.Request) {
 	}
 	p.setSession(w, newID, sess)
 	if enrolling {
-		p.cfg.Logger.Info("password set with an enrolment link", zap.String("user", u.Name), zap.Int("sessions_ended", len(refs)), zap.String("remote_ip", ip))
+		p.cfg.Logger.Info("password set with an enrolment link", zap.String("user", u.Name), zap.Int("sessions_ended", ended), zap.String("remote_ip", ip))
 		p.notifyEvent(ctx, r, u, "Your password was set", "A password was set for your account through its set-up link, and your other sessions and applications were signed out. If you did not set it, tell the people who run this service at once.")
 		redirect(w, r, p.base+PathSettings+"?notice=password-set")
 		return
 	}
-	p.cfg.Logger.Info("password changed", zap.String("user", u.Name), zap.Int("sessions_ended", len(refs)), zap.String("remote_ip", ip))
+	p.cfg.Logger.Info("password changed", zap.String("user", u.Name), zap.Int("sessions_ended", ended), zap.String("remote_ip", ip))
 	p.notifyEvent(ctx, r, u, "Your password was changed", "The password of your account was changed, and your other sessions and applications were signed out. If you did not change it, tell the people who run this service at once.")
 	redirect(w, r, p.base+PathSettings+"?notice=password-changed")
+}
+
+// endOtherSessions signs out whoever else holds a session of user (a stolen cookie, a forgotten
+// browser) when a way to sign in changes (why: a password change or reset, a key removed): every
+// session but keep's (every one when keep is "") ends with what it authorized (OnSignOut), and so does every token the user gave
+// applications (EndUserTokens), since a refresh token outlives its session; the person's own
+// applications sign in again through this browser's session. It returns how many sessions ended.
+func (p *Portal) endOtherSessions(ctx context.Context, user, keep, why string) int {
+	refs, err := p.cfg.Sessions.EndUserExcept(ctx, user, keep)
+	if err != nil {
+		p.cfg.Logger.Error("portal: ending the other sessions after "+why, zap.String("user", user), zap.Error(err))
+	}
+	if p.cfg.OnSignOut != nil {
+		for _, ref := range refs {
+			if ref != "" {
+				p.cfg.OnSignOut(ctx, user, ref)
+			}
+		}
+	}
+	if p.cfg.EndUserTokens != nil {
+		if err := p.cfg.EndUserTokens(context.WithoutCancel(ctx), user); err != nil {
+			p.cfg.Logger.Error("portal: ending the user's tokens after "+why, zap.String("user", user), zap.Error(err))
+		}
+	}
+	return len(refs)
 }

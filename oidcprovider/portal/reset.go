@@ -613,25 +613,7 @@ func (p *Portal) resetTOTP(ctx context.Context, u *users.User, addr netip.Addr, 
 // operator's `caddy oidc sessions end` does, then every token the user gave applications
 // (EndUserTokens), and returns how many sessions there were.
 func (p *Portal) endEverySession(ctx context.Context, user string) int {
-	refs, err := p.cfg.Sessions.EndUserRefs(ctx, user)
-	if err != nil {
-		p.cfg.Logger.Error("password reset: ending the user's sessions", zap.String("user", user), zap.Error(err))
-	}
-	if p.cfg.OnSignOut != nil {
-		for _, ref := range refs {
-			if ref != "" {
-				p.cfg.OnSignOut(ctx, user, ref)
-			}
-		}
-	}
-	// a refresh token outlives its session: whoever signed in with the old password must not
-	// keep refreshing
-	if p.cfg.EndUserTokens != nil {
-		if err := p.cfg.EndUserTokens(ctx, user); err != nil {
-			p.cfg.Logger.Error("ending the tokens of a user whose password changed", zap.String("user", user), zap.Error(err))
-		}
-	}
-	return len(refs)
+	return p.endOtherSessions(ctx, user, "", "a password reset")
 }
 
 // ---- the security key on a link ----

@@ -188,16 +188,22 @@ func (p *Portal) keyRegisterVerify(w http.ResponseWriter, r *http.Request, passk
 
 func (p *Portal) keyRemove(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	_, _, u, ok := p.deviceChange(w, r, PathSettings, p.cfg.WebAuthn != nil)
+	id, _, u, ok := p.deviceChange(w, r, PathSettings, p.cfg.WebAuthn != nil)
 	if !ok {
 		return
 	}
 	err := p.cfg.WebAuthn.Remove(ctx, u.Name, r.PostFormValue("id"))
-	if err != nil && !errors.Is(err, webauthn.ErrNoDevice) {
+	if errors.Is(err, webauthn.ErrNoDevice) {
+		redirect(w, r, p.base+PathSettings+"?notice=key-removed")
+		return
+	} else if err != nil {
 		p.unavailable(w, r)
 		return
 	}
-	p.cfg.Logger.Info("second factor removed", zap.String("user", u.Name), zap.String("factor", "webauthn"), zap.String("remote_ip", p.cfg.ClientIP(r)))
+	// a removed key may be a passkey, which signs in alone: whoever signed in with it elsewhere
+	// (a lost or stolen key) is signed out, as after a password change
+	ended := p.endOtherSessions(ctx, u.Name, id, "a key removed")
+	p.cfg.Logger.Info("second factor removed", zap.String("user", u.Name), zap.String("factor", "webauthn"), zap.Int("sessions_ended", ended), zap.String("remote_ip", p.cfg.ClientIP(r)))
 	p.notifyEvent(ctx, r, u, "A second factor was removed", "A security key or passkey was removed from your account.")
 	redirect(w, r, p.base+PathSettings+"?notice=key-removed")
 }
