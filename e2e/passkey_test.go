@@ -424,6 +424,24 @@ func TestPasskeySignIn(t *testing.T) {
 		t.Fatalf("pat's passkey signed in %v", got)
 	}
 
+	// the operator takes pat's keys away (caddy oidc users keys remove): the session pat's
+	// passkey opened ends, and the passkey no longer signs in; a second removal finds no key
+	admin := fmt.Sprintf("localhost:%d", p.admin)
+	out, errOut, code = command(t, "", "users", "keys", "remove", "PAT", "--address", admin)
+	if code != 0 || !strings.Contains(out, "Removed 1 security key(s) or passkey(s) of pat and ended 1 session(s)") {
+		t.Fatalf("users keys remove pat: %d %q %q", code, out, errOut)
+	}
+	k.do(chromedp.Navigate(p.url("admin", "/pat-again")))
+	k.do(chromedp.WaitVisible(chromedp.ID("passkey-login")))
+	if !strings.HasPrefix(k.location(), p.url("auth", "/?rd=")) {
+		t.Errorf("pat's session after the operator removed the keys: at %s", k.location())
+	}
+	k.do(chromedp.Click(chromedp.ID("passkey-login")))
+	k.waitPasskeyStatus("not accepted")
+	if _, errOut, code := command(t, "", "users", "keys", "remove", "pat", "--address", admin); code == 0 || !strings.Contains(errOut, "has no security key or passkey") {
+		t.Errorf("a second removal: %d %q", code, errOut)
+	}
+
 	// pat has no password: none works, at the portal or in Basic credentials
 	for _, pw := range []string{"x", "pw-pat", "$argon2id$"} {
 		if s := get(t, hc, "GET", p.url("secure", "/"), basic("pat", pw)); s.status != http.StatusUnauthorized {

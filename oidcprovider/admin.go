@@ -21,6 +21,7 @@ func init() { caddy.RegisterModule(adminAPI{}) }
 //	POST /oidc/tokens/revoke  {"client_id": "<id>"}  →  {"client_id": "<id>", "revoked": <n>}
 //	POST /oidc/sessions/end   {"user": "<name>"}     →  {"user": "<name>", "ended": <n>}
 //	POST /oidc/users/totp/add, /oidc/users/totp/remove: see admin_totp.go
+//	POST /oidc/users/keys/remove: see admin_keys.go
 //	POST /oidc/users/invite: see admin_invite.go
 type adminAPI struct{}
 
@@ -36,6 +37,7 @@ func (adminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/oidc/sessions/end", Handler: caddy.AdminHandlerFunc(endUserSessions)},
 		{Pattern: adminTOTPAdd, Handler: caddy.AdminHandlerFunc(addUserTOTP)},
 		{Pattern: adminTOTPRemove, Handler: caddy.AdminHandlerFunc(removeUserTOTP)},
+		{Pattern: adminKeysRemove, Handler: caddy.AdminHandlerFunc(removeUserKeys)},
 		{Pattern: adminInvite, Handler: caddy.AdminHandlerFunc(inviteUser)},
 	}
 }

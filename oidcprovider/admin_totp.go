@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/totp"
+	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/webauthn"
 	"github.com/portcullis-auth/portcullis/oidcprovider/users"
 )
 
@@ -81,8 +82,8 @@ func removeUserTOTP(w http.ResponseWriter, r *http.Request) error {
 	return json.NewEncoder(w).Encode(req)
 }
 
-// usersAdminError answers a refused or failed action on a user (a TOTP device, an enrolment
-// link) with a message the operator can act on.
+// usersAdminError answers a refused or failed action on a user (a TOTP device, security keys,
+// an enrolment link) with a message the operator can act on.
 func usersAdminError(name, doing string, err error) error {
 	refuse := func(status int, format string, a ...any) error {
 		return caddy.APIError{HTTPStatus: status, Err: fmt.Errorf(format, a...)}
@@ -100,6 +101,10 @@ func usersAdminError(name, doing string, err error) error {
 		return refuse(http.StatusConflict, "%q has a TOTP device already; --force replaces it (the old one's codes stop working)", name)
 	case errors.Is(err, totp.ErrNoDevice):
 		return refuse(http.StatusNotFound, "%q has no TOTP device", name)
+	case errors.Is(err, errWebAuthnDisabled):
+		return refuse(http.StatusNotFound, "%v", errWebAuthnDisabled)
+	case errors.Is(err, webauthn.ErrNoDevice):
+		return refuse(http.StatusNotFound, "%q has no security key or passkey", name)
 	}
 	return adminError(doing, err)
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/portcullis-auth/portcullis/oidcprovider/federation"
 	"github.com/portcullis-auth/portcullis/oidcprovider/keys"
 	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/totp"
+	"github.com/portcullis-auth/portcullis/oidcprovider/mfa/webauthn"
 	"github.com/portcullis-auth/portcullis/oidcprovider/notify"
 	"github.com/portcullis-auth/portcullis/oidcprovider/oauth"
 	"github.com/portcullis-auth/portcullis/oidcprovider/portal"
@@ -204,11 +205,12 @@ type runtimeState struct {
 	guard     *regulation.Guard // checks users' passwords
 	sessions  *session.Store
 	portal    *portal.Portal
-	flow      *oauth.Flow      // the browser side of the flows, on the portal
-	subjects  *claims.Subjects // users' sub per sector
-	consents  *consent.Store   // remembered consents
-	totp      *totp.Devices    // TOTP devices (nil when TOTP is disabled)
-	handoff   *handoffState    // the further cookie domains' sessions and codes (nil without)
+	flow      *oauth.Flow       // the browser side of the flows, on the portal
+	subjects  *claims.Subjects  // users' sub per sector
+	consents  *consent.Store    // remembered consents
+	totp      *totp.Devices     // TOTP devices (nil when TOTP is disabled)
+	webauthn  *webauthn.Devices // security keys and passkeys (nil when WebAuthn is disabled)
+	handoff   *handoffState     // the further cookie domains' sessions and codes (nil without)
 }
 
 // CaddyModule returns the Caddy module information.

@@ -59,7 +59,7 @@ read from a prompt or standard input, never from the command line.
 		},
 	}
 	cmd.AddCommand(usersAddCommand(), usersPasswdCommand(), usersDisableCommand("disable"),
-		usersDisableCommand("enable"), usersListCommand(), usersTOTPCommand(), usersInviteCommand())
+		usersDisableCommand("enable"), usersListCommand(), usersTOTPCommand(), usersKeysCommand(), usersInviteCommand())
 	return cmd
 }
 

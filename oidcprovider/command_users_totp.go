@@ -38,14 +38,14 @@ them. Without one, the operator adds it with 'totp add' and hands the QR code or
 	return cmd
 }
 
-// totpCommand builds a `users totp` subcommand that takes the user's name as its one argument,
-// with --file and the admin flags.
-func totpCommand(verb, short, long string, file, address, configFile, adapter *string, asJSON *bool,
+// userDeviceCommand builds a `users <group>` subcommand (users totp add, users keys remove) that
+// takes the user's name as its one argument, with --file and the admin flags.
+func userDeviceCommand(group, verb, short, long string, file, address, configFile, adapter *string, asJSON *bool,
 	body func(cmd *cobra.Command, user string) error) *cobra.Command {
-	cmd := subcommand("users totp "+verb, short, long, func(cmd *cobra.Command, args []string) error {
+	cmd := subcommand("users "+group+" "+verb, short, long, func(cmd *cobra.Command, args []string) error {
 		switch {
 		case len(args) == 0:
-			return usagef("the user's name is required: caddy oidc users totp %s <name>", verb)
+			return usagef("the user's name is required: caddy oidc users %s %s <name>", group, verb)
 		case len(args) > 1:
 			return usagef("unexpected argument %q (one user at a time)", args[1])
 		}
@@ -92,7 +92,7 @@ func usersTOTPAddCommand() *cobra.Command {
 		file, address, configFile, adapter string
 		asJSON, force, invert              bool
 	)
-	cmd := totpCommand("add", "Give a person a TOTP device and print its QR code, to hand over",
+	cmd := userDeviceCommand("totp", "add", "Give a person a TOTP device and print its QR code, to hand over",
 		`Makes a new TOTP secret for <name> on the running server and saves it at once as their device,
 with the totp settings of the running config (issuer, algorithm, digits, period), then prints its
 otpauth:// URI and the same URI as a QR code drawn in the terminal, for the operator to hand over.
@@ -154,7 +154,7 @@ func usersTOTPRemoveCommand() *cobra.Command {
 		file, address, configFile, adapter string
 		asJSON                             bool
 	)
-	return totpCommand("remove", "Take a person's TOTP device away on the running server",
+	return userDeviceCommand("totp", "remove", "Take a person's TOTP device away on the running server",
 		`Removes the TOTP device of <name> on the running server: its codes no longer sign in. A person
 who has no other second factor then needs a new device ('caddy oidc users totp add') to reach
 two_factor sites. A person who has no device is an error.

@@ -96,6 +96,7 @@ func (a *App) startPortal(b *backend, st *runtimeState) error {
 			return fmt.Errorf("webauthn: %w", err)
 		}
 		cfg.PasskeyLogin = ps.passkeyLogin
+		st.webauthn = cfg.WebAuthn
 	}
 	cfg.PasswordReset = a.portalPasswordReset(b.kv, cfg.Notifier != nil)
 	// checked by Provision
