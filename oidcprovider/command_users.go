@@ -34,12 +34,13 @@ func usersCommand() *cobra.Command {
 		Long: `Edits the users file (Authelia's users_database.yml; users_file in the Caddyfile) in place.
 
   caddy oidc users add <name> --file users.yml [--displayname D] [--email E]... [--group G]...
-                                                [digest flags]
+                                                [digest flags | --no-password]
   caddy oidc users passwd <name> --file users.yml [digest flags]
   caddy oidc users disable <name> --file users.yml [--enable]
   caddy oidc users enable <name> --file users.yml
   caddy oidc users list --file users.yml [--json]
   caddy oidc users totp add|remove <name> [--file users.yml] [admin flags]   (on the running server)
+  caddy oidc users keys remove <name> [--file users.yml] [admin flags]       (on the running server)
   caddy oidc users invite <name> [--lifespan 72h] [--revoke] [admin flags]   (on the running server)
 
 The digest flags are those of 'caddy oidc hash' (--algorithm argon2id by default); the password is
